@@ -1,0 +1,85 @@
+# casemail: a plain Makefile. Each process folder builds one binary into
+# bin/; common/ is a static library every binary links. Header
+# dependencies are generated (-MMD).
+
+PKGS     := libczmq libzmq gmime-3.0 libcurl libpq libmicrohttpd jansson openssl
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation \
+            -Icommon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+OBJ      ?= obj
+BIN      ?= bin
+
+COMMON_SRC  := $(wildcard common/*.c)
+ROUTER_SRC  := $(wildcard router/*.c)
+FETCHER_SRC := $(wildcard fetcher/*.c)
+PARSER_SRC  := $(wildcard parser/*.c)
+SENDER_SRC  := $(wildcard sender/*.c)
+CLI_SRC     := $(wildcard cli/*.c)
+# parser/message.c is the parsing library: the self-test runner links it too.
+PARSERLIB_SRC := $(filter-out parser/main.c,$(PARSER_SRC))
+
+objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
+
+PROGRAMS := $(BIN)/casemail $(BIN)/casemail-router $(BIN)/casemail-fetcher \
+            $(BIN)/casemail-parser $(BIN)/casemail-sender $(BIN)/casemail-selftest
+
+all: $(PROGRAMS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OBJ)/libcommon.a: $(call objs,$(COMMON_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/casemail: $(call objs,$(CLI_SRC)) $(OBJ)/libcommon.a
+$(BIN)/casemail-router: $(call objs,$(ROUTER_SRC)) $(OBJ)/libcommon.a
+$(BIN)/casemail-fetcher: $(call objs,$(FETCHER_SRC)) $(OBJ)/libcommon.a
+$(BIN)/casemail-parser: $(call objs,$(PARSER_SRC)) $(OBJ)/libcommon.a
+$(BIN)/casemail-sender: $(call objs,$(SENDER_SRC)) $(OBJ)/libcommon.a
+$(BIN)/casemail-selftest: $(call objs,tests/unit/selftest.c $(PARSERLIB_SRC)) $(OBJ)/libcommon.a
+
+$(PROGRAMS):
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# Debian packages the project and its tests need; apt runs only when one
+# is missing.
+DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
+            libzmq3-dev libczmq-dev libgmime-3.0-dev libcurl4-openssl-dev \
+            libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev \
+            postgresql dovecot-imapd dovecot-lmtpd postfix swaks \
+            libnet-ssleay-perl openssl curl iproute2 procps valgrind
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing: $$missing"; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build, in its own folders.
+asan:
+	$(MAKE) OBJ=obj-asan BIN=bin-asan CC=clang \
+	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined"
+
+test: deps all
+	tests/run.sh
+
+demo: deps all
+	tests/demo.sh
+
+bench: deps all
+	tests/bench/run.sh
+
+clean:
+	rm -rf obj obj-asan bin bin-asan
+
+.PHONY: all deps asan test demo bench clean
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

@@ -1,0 +1,112 @@
+/*  common/buf.c: growable byte buffer with a cap (see buf.h). */
+#include "buf.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+cm_buf_init (cm_buf_t *b, size_t cap)
+{
+    memset (b, 0, sizeof *b);
+    b->cap = cap;
+}
+
+/* Makes room for len more bytes plus a NUL; -1 on cap or memory. */
+static int
+s_reserve (cm_buf_t *b, size_t len)
+{
+    if (b->cap && (len > b->cap || b->len > b->cap - len)) {
+        b->overflow = true;
+        return -1;
+    }
+    if (b->len + len + 1 <= b->alloc)
+        return 0;
+    size_t want = b->alloc ? b->alloc : 256;
+    while (want < b->len + len + 1)
+        want *= 2;
+    char *data = realloc (b->data, want);
+    if (!data)
+        return -1;
+    b->data = data;
+    b->alloc = want;
+    return 0;
+}
+
+int
+cm_buf_append (cm_buf_t *b, const void *data, size_t len)
+{
+    if (s_reserve (b, len))
+        return -1;
+    if (len)
+        memcpy (b->data + b->len, data, len);
+    b->len += len;
+    b->data [b->len] = 0;
+    return 0;
+}
+
+int
+cm_buf_printf (cm_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    int n = vsnprintf (NULL, 0, fmt, ap);
+    va_end (ap);
+    if (n < 0 || s_reserve (b, (size_t) n))
+        return -1;
+    va_start (ap, fmt);
+    vsnprintf (b->data + b->len, (size_t) n + 1, fmt, ap);
+    va_end (ap);
+    b->len += (size_t) n;
+    return 0;
+}
+
+void
+cm_buf_reset (cm_buf_t *b)
+{
+    b->len = 0;
+    b->overflow = false;
+    if (b->data)
+        b->data [0] = 0;
+}
+
+char *
+cm_buf_take (cm_buf_t *b, size_t *len)
+{
+    char *data = b->data;
+    if (!data)
+        data = calloc (1, 1);
+    if (len)
+        *len = b->len;
+    size_t cap = b->cap;
+    cm_buf_init (b, cap);
+    return data;
+}
+
+void
+cm_buf_free (cm_buf_t *b)
+{
+    free (b->data);
+    size_t cap = b->cap;
+    cm_buf_init (b, cap);
+}
+
+int
+cm_buf_test (bool verbose)
+{
+    (void) verbose;
+    cm_buf_t b;
+    cm_buf_init (&b, 10);
+    if (cm_buf_append (&b, "hello", 5) || cm_buf_printf (&b, "%d", 1234))
+        return -1;
+    if (b.len != 9 || strcmp (b.data, "hello1234") != 0)
+        return -1;
+    if (cm_buf_append (&b, "xy", 2) == 0 || !b.overflow)
+        return -1;
+    size_t len;
+    char *s = cm_buf_take (&b, &len);
+    int rc = (len == 9 && strcmp (s, "hello1234") == 0 && b.len == 0) ? 0 : -1;
+    free (s);
+    cm_buf_free (&b);
+    return rc;
+}

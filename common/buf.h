@@ -1,0 +1,27 @@
+/*  common/buf.h: a growable byte buffer with a hard size cap.
+    The buffer owns its bytes; cm_buf_take() hands them to the caller.
+    Appending past the cap fails (returns -1) and sets the overflow flag,
+    so network readers can stop at a limit instead of growing forever. */
+#ifndef CM_BUF_H
+#define CM_BUF_H
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    char *data;       /* always NUL-terminated when not NULL */
+    size_t len;       /* bytes used, without the terminating NUL */
+    size_t alloc;     /* bytes allocated */
+    size_t cap;       /* largest len allowed; 0 = unlimited */
+    bool overflow;    /* an append was refused because of cap */
+} cm_buf_t;
+
+void cm_buf_init (cm_buf_t *b, size_t cap);
+int cm_buf_append (cm_buf_t *b, const void *data, size_t len);
+int cm_buf_printf (cm_buf_t *b, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+void cm_buf_reset (cm_buf_t *b);
+/* Hands the bytes to the caller (free() them) and empties the buffer. */
+char *cm_buf_take (cm_buf_t *b, size_t *len);
+void cm_buf_free (cm_buf_t *b);
+int cm_buf_test (bool verbose);
+#endif

@@ -1,0 +1,226 @@
+/*  common/log.c: logging with redaction (see log.h).
+    The secret registry is process-wide and guarded by a mutex because
+    fetcher and sender run route workers in threads. */
+#include "log.h"
+#include <ctype.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 8192
+#define SECRETS_MAX  256
+#define REDACTED     "[REDACTED]"
+
+static struct {
+    char process [32];        /* name in every line */
+    FILE *out;                /* log destination */
+    char *secrets [SECRETS_MAX];
+    size_t nsecrets;
+    pthread_mutex_t lock;
+} s_log = { "casemail", NULL, { NULL }, 0, PTHREAD_MUTEX_INITIALIZER };
+
+void
+cm_log_init (const char *process, const char *path)
+{
+    snprintf (s_log.process, sizeof s_log.process, "%s", process);
+    if (path) {
+        FILE *f = fopen (path, "a");
+        if (f) {
+            setvbuf (f, NULL, _IOLBF, 0);
+            s_log.out = f;
+        }
+    }
+}
+
+void
+cm_log_secret (const char *secret)
+{
+    if (!secret || strlen (secret) < 3)
+        return;
+    pthread_mutex_lock (&s_log.lock);
+    for (size_t i = 0; i < s_log.nsecrets; i++)
+        if (strcmp (s_log.secrets [i], secret) == 0) {
+            pthread_mutex_unlock (&s_log.lock);
+            return;
+        }
+    if (s_log.nsecrets == SECRETS_MAX) {
+        free (s_log.secrets [0]);
+        memmove (s_log.secrets, s_log.secrets + 1,
+                 (SECRETS_MAX - 1) * sizeof (char *));
+        s_log.nsecrets--;
+    }
+    char *copy = strdup (secret);
+    if (copy)
+        s_log.secrets [s_log.nsecrets++] = copy;
+    pthread_mutex_unlock (&s_log.lock);
+}
+
+/* Replaces [start, start+len) of text by REDACTED, within size. */
+static void
+s_replace (char *text, size_t size, size_t start, size_t len)
+{
+    size_t tlen = strlen (text);
+    size_t rlen = strlen (REDACTED);
+    size_t tail = tlen - start - len;
+    if (start + rlen + tail + 1 > size) {
+        text [start] = 0;
+        strncat (text, REDACTED, size - start - 1);
+        return;
+    }
+    memmove (text + start + rlen, text + start + len, tail + 1);
+    memcpy (text + start, REDACTED, rlen);
+}
+
+/* Redacts the rest of the word(s) after a credential keyword. words is how
+   many whitespace-separated tokens after the keyword are secret. */
+static void
+s_redact_after (char *text, size_t size, const char *keyword, int words)
+{
+    size_t klen = strlen (keyword);
+    char *p = text;
+    while ((p = strcasestr (p, keyword)) != NULL) {
+        if (p != text && isalnum ((unsigned char) p [-1])) {
+            p += klen;
+            continue;
+        }
+        char *s = p + klen;
+        for (int w = 0; w < words; w++) {
+            while (*s == ' ' || *s == '\t' || *s == '=' || *s == ':')
+                s++;
+            if (!*s || *s == '\r' || *s == '\n')
+                break;
+            char *e = s;
+            if (*e == '"') {
+                e++;
+                while (*e && *e != '"')
+                    e += (*e == '\\' && e [1]) ? 2 : 1;
+                if (*e)
+                    e++;
+            }
+            else
+                while (*e && !isspace ((unsigned char) *e) && *e != ','
+                       && *e != '&' && *e != ';')
+                    e++;
+            if (strncmp (s, REDACTED, strlen (REDACTED)) != 0)
+                s_replace (text, size, (size_t) (s - text), (size_t) (e - s));
+            s += strlen (REDACTED);
+            if (s > text + strlen (text))
+                s = text + strlen (text);
+        }
+        p = s;
+    }
+}
+
+void
+cm_log_redact (char *text, size_t size)
+{
+    pthread_mutex_lock (&s_log.lock);
+    for (size_t i = 0; i < s_log.nsecrets; i++) {
+        const char *secret = s_log.secrets [i];
+        size_t slen = strlen (secret);
+        char *p = text;
+        while ((p = strstr (p, secret)) != NULL) {
+            s_replace (text, size, (size_t) (p - text), slen);
+            p += strlen (REDACTED);
+        }
+    }
+    pthread_mutex_unlock (&s_log.lock);
+    /* Patterns: IMAP "LOGIN user pass", SASL continuation data after
+       AUTHENTICATE/AUTH mech, HTTP Authorization, and key=value forms. */
+    s_redact_after (text, size, " LOGIN ", 2);
+    s_redact_after (text, size, "AUTHENTICATE PLAIN", 1);
+    s_redact_after (text, size, "AUTHENTICATE XOAUTH2", 1);
+    s_redact_after (text, size, "AUTHENTICATE OAUTHBEARER", 1);
+    s_redact_after (text, size, "AUTH PLAIN", 1);
+    s_redact_after (text, size, "AUTH LOGIN", 1);
+    s_redact_after (text, size, "AUTH XOAUTH2", 1);
+    s_redact_after (text, size, "AUTH OAUTHBEARER", 1);
+    s_redact_after (text, size, "Authorization: Bearer", 1);
+    s_redact_after (text, size, "Authorization: Basic", 1);
+    s_redact_after (text, size, "Authorization: NTLM", 1);
+    s_redact_after (text, size, "Authorization: Negotiate", 1);
+    s_redact_after (text, size, "password=", 1);
+    s_redact_after (text, size, "client_secret=", 1);
+    s_redact_after (text, size, "access_token", 1);
+    s_redact_after (text, size, "\"password\"", 1);
+    s_redact_after (text, size, "\"client_secret\"", 1);
+}
+
+static void
+s_vlog (cm_loglevel_t level, const char *route, const char *fmt, va_list ap)
+{
+    static const char *names [] = { "error", "warn", "info", "trace" };
+    char line [LOG_LINE_MAX];
+    vsnprintf (line, sizeof line, fmt, ap);
+    /* Control characters from peers would forge log lines: show them. */
+    for (char *p = line; *p; p++)
+        if ((unsigned char) *p < 0x20 && *p != '\t')
+            *p = '?';
+    cm_log_redact (line, sizeof line);
+    char stamp [40];
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r (&ts.tv_sec, &tm);
+    strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    FILE *out = s_log.out ? s_log.out : stderr;
+    fprintf (out, "%s.%03ldZ %s[%d] %s %s: %s\n", stamp,
+             ts.tv_nsec / 1000000, s_log.process, (int) getpid (),
+             route && *route ? route : "-", names [level], line);
+}
+
+void
+cm_log (cm_loglevel_t level, const char *route, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    s_vlog (level, route, fmt, ap);
+    va_end (ap);
+}
+
+void
+cm_trace (bool verbose, const char *route, const char *fmt, ...)
+{
+    if (!verbose)
+        return;
+    va_list ap;
+    va_start (ap, fmt);
+    s_vlog (CM_LOG_TRACE, route, fmt, ap);
+    va_end (ap);
+}
+
+int
+cm_log_test (bool verbose)
+{
+    char line [256];
+    cm_log_secret ("s3cr3t-Pass");
+    snprintf (line, sizeof line, "A1 LOGIN alice \"s3cr3t-Pass\"");
+    cm_log_redact (line, sizeof line);
+    if (verbose)
+        printf ("  %s\n", line);
+    if (strstr (line, "s3cr3t") || strstr (line, "alice"))
+        return -1;
+    snprintf (line, sizeof line, "> Authorization: Bearer eyJ0eXAi.abc.def");
+    cm_log_redact (line, sizeof line);
+    if (strstr (line, "eyJ0"))
+        return -1;
+    snprintf (line, sizeof line, "C: AUTH PLAIN AGFsaWNlAHB3");
+    cm_log_redact (line, sizeof line);
+    if (strstr (line, "AGFsaWNl"))
+        return -1;
+    snprintf (line, sizeof line, "x s3cr3t-Pass y s3cr3t-Pass");
+    cm_log_redact (line, sizeof line);
+    if (strstr (line, "s3cr3t") || !strstr (line, "x [REDACTED] y"))
+        return -1;
+    /* a small buffer must stay terminated */
+    char small [16] = "pw=s3cr3t-Pass";
+    cm_log_redact (small, sizeof small);
+    if (strlen (small) >= sizeof small || strstr (small, "s3cr3t"))
+        return -1;
+    return 0;
+}

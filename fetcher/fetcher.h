@@ -1,0 +1,67 @@
+/*  fetcher/fetcher.h: the inbound stage's shared pieces, private to the
+    fetcher folder. main.c reconciles the set of route workers with the
+    routes desired running; worker.c is one thread per route whose lease
+    this process holds (its own database session holds the lease, so the
+    lease dies with the thread or the process); store.c commits raw
+    messages with the route's UID cursor. */
+#ifndef CM_FETCHER_H
+#define CM_FETCHER_H
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "db.h"
+#include "server.h"
+
+#define LEASE_NAMESPACE 25453   /* advisory lock class of route leases ("cm") */
+
+typedef struct {
+    long long route_id;
+    char name [80];             /* route name, for logs */
+    char version [64];          /* routes.updated_at when started */
+    cm_server_t *srv;
+    pthread_t thread;
+    volatile int stop;          /* asked to stop (config changed, stopped) */
+    atomic_bool done;           /* thread finished; join it */
+    atomic_bool leased;         /* holds the lease */
+} worker_t;
+
+/* Process-wide counters shown in heartbeats. */
+typedef struct {
+    atomic_ullong fetched;      /* messages committed */
+    atomic_ullong duplicates;   /* already stored (after UIDVALIDITY change) */
+    atomic_ullong too_big;      /* over the fetch limit */
+    atomic_ullong errors;       /* connection or server errors */
+} fetch_counters_t;
+
+extern fetch_counters_t fetch_counters;
+
+/* worker.c: starts the route's thread; NULL when it can't. */
+worker_t *worker_start (cm_server_t *srv, long long route_id, const char *name,
+                        const char *version);
+/* Joins a finished (or stopping) worker and frees it. */
+void worker_destroy (worker_t **self_p);
+
+/* store.c */
+typedef struct {
+    uint64_t uid;
+    char *raw;                  /* NULL when over the fetch limit */
+    size_t len;                 /* bytes, or the announced size */
+} fetched_t;
+/* Reads the cursor of (route, folder): 0 with uidvalidity and last_uid
+   (both 0 when the route has none yet), -1 on database error. */
+int store_cursor (cm_db_t *db, long long route_id, const char *folder,
+                  uint64_t *uidvalidity, uint64_t *last_uid);
+/* Commits a batch of fetched messages and moves the cursor to last_uid,
+   in one transaction. Messages already stored (same UID, or same
+   Message-ID and SHA-256 after a UIDVALIDITY change) are skipped.
+   Returns how many were new, or -1 (nothing committed). */
+int store_commit (cm_db_t *db, long long route_id, const char *folder,
+                  uint64_t uidvalidity, const fetched_t *msgs, size_t n,
+                  uint64_t last_uid, size_t fetch_max);
+/* Writes the route's status unless it is no longer desired running.
+   error NULL clears nothing; FAILED counts failures in a row. */
+int store_status (cm_db_t *db, long long route_id, const char *status,
+                  const char *error);
+#endif

@@ -1,0 +1,319 @@
+/*  fetcher/worker.c: one thread per route whose lease this fetcher holds.
+    The thread opens its own database session and takes the route's lease
+    (a session-level advisory lock: it dies with the session, so a killed
+    fetcher frees its routes at once). Then, until asked to stop: log in
+    to the mailbox (the route becomes RUNNING), ingest what is new since
+    the UID cursor in batches (commit raw bytes and cursor, then
+    acknowledge to the mailbox, then wake the parsers), and wait for new
+    mail with IDLE (or polling). A failure makes the route FAILED with the
+    reason and retries with a backoff that doubles up to a cap. */
+#include "fetcher.h"
+#include "imap.h"
+#include "log.h"
+#include "route.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH_MAX       200               /* messages per transaction */
+#define BATCH_BYTES     (32u << 20)       /* bytes per transaction */
+#define SEARCH_MAX      5000              /* UIDs per search */
+#define IDLE_MS         60000             /* re-check at least this often */
+
+fetch_counters_t fetch_counters;
+
+static long
+s_env_long (const char *name, long def)
+{
+    const char *v = getenv (name);
+    long n = v ? atol (v) : 0;
+    return n > 0 ? n : def;
+}
+
+/* Sleeps up to ms, waking early when asked to stop. */
+static void
+s_nap (worker_t *self, long ms)
+{
+    for (long slept = 0; slept < ms && !self->stop && !cm_server_stopping (self->srv);
+         slept += 100)
+        usleep (100 * 1000);
+}
+
+static bool
+s_stopping (worker_t *self)
+{
+    return self->stop || cm_server_stopping (self->srv);
+}
+
+/* Acknowledges committed messages to the mailbox as the route says. */
+static int
+s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
+               const fetched_t *msgs, size_t n, char *err, size_t errlen)
+{
+    const char *after = cm_route_str (config, "after_fetch");
+    for (size_t i = 0; i < n; i++) {
+        if (!msgs [i].raw)
+            continue;                 /* too big: left untouched */
+        int rc = 0;
+        if (strcmp (after, "seen") == 0)
+            rc = cm_imap_mark_seen (imap, msgs [i].uid, err, errlen);
+        else if (strcmp (after, "move") == 0)
+            rc = cm_imap_move (imap, msgs [i].uid,
+                               cm_route_str (config, "processed_folder"), err, errlen);
+        if (rc) {
+            cm_warn (self->name, "acknowledging UID %llu: %s",
+                     (unsigned long long) msgs [i].uid, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Ingests everything after the cursor. 0 ok, -1 mailbox error (err),
+   -2 database error. */
+static int
+s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
+        char *err, size_t errlen)
+{
+    const char *folder = cm_route_str (config, "folder");
+    size_t fetch_max = (size_t) s_env_long ("CASEMAIL_FETCH_MAX_BYTES", 64L << 20);
+    /* Fetching must not mark the message: \Seen (or the move) is the
+       acknowledgement and comes only after the commit (invariant 1). */
+    const bool peek = true;
+    uint64_t uv = cm_imap_uidvalidity (imap), cur_uv, last_uid;
+    if (store_cursor (db, self->route_id, folder, &cur_uv, &last_uid))
+        return -2;
+    if (cur_uv && cur_uv != uv) {
+        cm_warn (self->name, "UIDVALIDITY of %s changed from %llu to %llu: rescanning,"
+                 " messages already stored are recognised by Message-ID and hash",
+                 folder, (unsigned long long) cur_uv, (unsigned long long) uv);
+        last_uid = 0;
+    }
+    const char *since = last_uid == 0 ? cm_route_str (config, "since") : NULL;
+    while (!s_stopping (self)) {
+        uint64_t *uids = NULL;
+        size_t count = 0;
+        if (cm_imap_search (imap, last_uid + 1, since, SEARCH_MAX, &uids, &count,
+                            err, errlen))
+            return -1;
+        size_t first = 0;
+        while (first < count && uids [first] <= last_uid)
+            first++;
+        if (first == count) {
+            free (uids);
+            return 0;
+        }
+        for (size_t i = first; i < count && !s_stopping (self);) {
+            fetched_t batch [BATCH_MAX];
+            size_t n = 0, bytes = 0;
+            int rc = 0;
+            while (i < count && n < BATCH_MAX && bytes < BATCH_BYTES) {
+                fetched_t *m = &batch [n];
+                memset (m, 0, sizeof *m);
+                m->uid = uids [i];
+                bool too_big = false;
+                rc = cm_imap_fetch (imap, m->uid, fetch_max, peek, &m->raw, &m->len,
+                                    &too_big, err, errlen);
+                i++;
+                if (rc == 2)
+                    continue;               /* expunged meanwhile */
+                if (rc < 0)
+                    break;
+                if (too_big) {
+                    m->raw = NULL;
+                    atomic_fetch_add (&fetch_counters.too_big, 1);
+                    cm_warn (self->name, "UID %llu is %zu bytes, over the fetch limit:"
+                             " recorded as rejected and left in the mailbox",
+                             (unsigned long long) m->uid, m->len);
+                }
+                bytes += m->raw ? m->len : 0;
+                n++;
+                rc = 0;
+            }
+            uint64_t batch_last = n ? batch [n - 1].uid : last_uid;
+            /* On a mailbox error, what was fetched before it is still
+               committed and acknowledged below. */
+            int added = n ? store_commit (db, self->route_id, folder, uv, batch, n,
+                                          batch_last, fetch_max) : 0;
+            int ack = 0;
+            if (added >= 0 && n) {
+                last_uid = batch_last;
+                atomic_fetch_add (&fetch_counters.fetched, (unsigned long long) added);
+                if (added)
+                    cm_server_wake (self->srv, "parser");
+                cm_trace (cm_route_str (config, "log_level")
+                          && strcmp (cm_route_str (config, "log_level"), "verbose") == 0,
+                          self->name, "committed %d new of %zu messages up to UID %llu",
+                          added, n, (unsigned long long) batch_last);
+                ack = s_acknowledge (self, imap, config, batch, n, err, errlen);
+            }
+            for (size_t k = 0; k < n; k++)
+                free (batch [k].raw);
+            if (added < 0) {
+                free (uids);
+                return -2;
+            }
+            if (rc < 0 || ack < 0) {
+                free (uids);
+                return -1;
+            }
+        }
+        free (uids);
+        since = NULL;
+    }
+    return 0;
+}
+
+/* Takes the lease on the worker's own session. */
+static bool
+s_take_lease (worker_t *self, cm_db_t *db)
+{
+    char ns [16], id [32];
+    snprintf (ns, sizeof ns, "%d", LEASE_NAMESPACE);
+    snprintf (id, sizeof id, "%lld", self->route_id);
+    const char *p [] = { ns, id };
+    PGresult *res = cm_db_query (db, "SELECT pg_try_advisory_lock($1::int, $2::int)", 2, p);
+    bool got = res && strcmp (cm_db_get (res, 0, 0), "t") == 0;
+    PQclear (res);
+    return got;
+}
+
+/* Loads the route's config with its secrets opened; NULL when the route
+   is gone or no longer desired running. */
+static json_t *
+s_load (worker_t *self, cm_db_t *db)
+{
+    char id [32];
+    snprintf (id, sizeof id, "%lld", self->route_id);
+    const char *p [] = { id };
+    PGresult *res = cm_db_query (db, "SELECT config FROM routes WHERE id = $1"
+                                 " AND desired = 'running'", 1, p);
+    json_t *config = NULL;
+    if (res && PQntuples (res) == 1)
+        config = json_loads (cm_db_get (res, 0, 0), 0, NULL);
+    PQclear (res);
+    if (config && cm_route_unseal (config, cm_server_seal (self->srv))) {
+        cm_error (self->name, "the route's secrets can't be opened with this install's key");
+        store_status (db, self->route_id, "FAILED",
+                      "the route's password can't be opened with this install's key file");
+        json_decref (config);
+        config = NULL;
+    }
+    return config;
+}
+
+static void *
+s_run (void *arg)
+{
+    worker_t *self = arg;
+    char err [1024];
+    const cm_config_t *cfg = cm_server_config (self->srv);
+    cm_db_t *db = cm_db_connect (cfg->db, "casemail-fetcher-route", err, sizeof err);
+    json_t *config = NULL;
+    if (!db) {
+        cm_warn (self->name, "%s", err);
+        goto done;
+    }
+    if (!s_take_lease (self, db))
+        goto done;                     /* another fetcher serves it */
+    atomic_store (&self->leased, true);
+    config = s_load (self, db);
+    if (!config)
+        goto done;
+    cm_info (self->name, "took the lease of route %s", self->name);
+    long retry_max = s_env_long ("CASEMAIL_RETRY_MAX_MS", 15000);
+    long backoff = 1000;
+    while (!s_stopping (self)) {
+        cm_mailserver_t srv;
+        cm_route_inbound (config, &srv);
+        cm_imap_t *imap = NULL;
+        if (cm_route_bool (config, "exchange"))
+            snprintf (err, sizeof err, "Exchange Web Services (EWS) is not available"
+                      " yet in this version of casemail");
+        else if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0)
+            snprintf (err, sizeof err, "OAuth2 sign-in is not available yet in this"
+                      " version of casemail");
+        else
+            imap = cm_imap_open (&srv, cm_route_str (config, "folder"), err, sizeof err);
+        if (!imap) {
+            atomic_fetch_add (&fetch_counters.errors, 1);
+            cm_warn (self->name, "cannot reach the mailbox: %s (retry in %ld ms)", err, backoff);
+            if (!cm_db_alive (db) || store_status (db, self->route_id, "FAILED", err))
+                goto done;           /* lease may be gone with the session */
+            s_nap (self, backoff);
+            backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
+            continue;
+        }
+        if (store_status (db, self->route_id, "RUNNING", NULL)) {
+            cm_imap_destroy (&imap);
+            goto done;
+        }
+        cm_info (self->name, "logged in to %s://%s:%d, folder %s", srv.protocol, srv.host,
+                 srv.port, cm_route_str (config, "folder"));
+        backoff = 1000;
+        int rc = 0;
+        long poll_ms = cm_route_int (config, "poll_interval") * 1000;
+        while (!s_stopping (self)) {
+            rc = s_sync (self, db, imap, config, err, sizeof err);
+            if (rc)
+                break;
+            rc = cm_imap_wait (imap, IDLE_MS < poll_ms ? IDLE_MS : (int) poll_ms,
+                               &self->stop, err, sizeof err);
+            if (rc < 0)
+                break;
+            rc = 0;
+            if (cm_server_stopping (self->srv))
+                self->stop = 1;
+        }
+        cm_imap_destroy (&imap);
+        if (rc == -2 || (rc && !cm_db_alive (db))) {
+            cm_warn (self->name, "database session lost: giving up the lease");
+            goto done;
+        }
+        if (rc) {
+            atomic_fetch_add (&fetch_counters.errors, 1);
+            cm_warn (self->name, "mailbox connection lost: %s", err);
+            store_status (db, self->route_id, "FAILED", err);
+            s_nap (self, backoff);
+            backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
+        }
+    }
+done:
+    if (atomic_load (&self->leased))
+        cm_info (self->name, "released the lease of route %s", self->name);
+    json_decref (config);
+    cm_db_destroy (&db);           /* ends the session: frees the lease */
+    atomic_store (&self->done, true);
+    return NULL;
+}
+
+worker_t *
+worker_start (cm_server_t *srv, long long route_id, const char *name, const char *version)
+{
+    worker_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->srv = srv;
+    self->route_id = route_id;
+    snprintf (self->name, sizeof self->name, "%s", name);
+    snprintf (self->version, sizeof self->version, "%s", version);
+    if (pthread_create (&self->thread, NULL, s_run, self)) {
+        free (self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+worker_destroy (worker_t **self_p)
+{
+    if (self_p && *self_p) {
+        worker_t *self = *self_p;
+        self->stop = 1;
+        pthread_join (self->thread, NULL);
+        free (self);
+        *self_p = NULL;
+    }
+}

@@ -1,0 +1,308 @@
+/*  router/api.c: the JSON HTTP API on 127.0.0.1 (docs/API.md).
+    libmicrohttpd runs a thread per connection; each request is
+    authenticated with the bearer token, its body gathered (capped), then
+    dispatched to routes.c or incidents.c. Also the database pool and the
+    guarded publisher the handlers share. */
+#include "router.h"
+#include "bus.h"
+#include "log.h"
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define BODY_MAX (64u * 1024 * 1024)   /* email with attachments */
+#define PATH_PARTS 8
+
+typedef struct {
+    cm_buf_t body;          /* request body gathered so far */
+} request_t;
+
+cm_db_t *
+router_db_get (router_t *self)
+{
+    cm_db_t *db = NULL;
+    pthread_mutex_lock (&self->pool_lock);
+    if (self->npool > 0)
+        db = self->pool [--self->npool];
+    pthread_mutex_unlock (&self->pool_lock);
+    if (db && !cm_db_alive (db))
+        cm_db_destroy (&db);
+    if (!db) {
+        char err [512];
+        db = cm_db_connect (cm_server_config (self->srv)->db, "casemail-router-api",
+                            err, sizeof err);
+        if (!db)
+            cm_warn (NULL, "api: %s", err);
+    }
+    return db;
+}
+
+void
+router_db_put (router_t *self, cm_db_t *db)
+{
+    if (!db)
+        return;
+    /* a connection left inside a transaction is not reusable */
+    if (PQtransactionStatus (cm_db_conn (db)) != PQTRANS_IDLE) {
+        cm_db_destroy (&db);
+        return;
+    }
+    pthread_mutex_lock (&self->pool_lock);
+    if (self->npool < ROUTER_POOL_MAX) {
+        self->pool [self->npool++] = db;
+        db = NULL;
+    }
+    pthread_mutex_unlock (&self->pool_lock);
+    cm_db_destroy (&db);
+}
+
+void
+router_publish (router_t *self, const char *topic, json_t *payload)
+{
+    pthread_mutex_lock (&self->pub_lock);
+    if (self->pub)
+        cm_bus_send (self->pub, NULL, topic, payload);
+    pthread_mutex_unlock (&self->pub_lock);
+}
+
+void
+reply_json (reply_t *r, int status, json_t *body)
+{
+    json_decref (r->body);
+    r->status = status;
+    r->body = body;
+}
+
+void
+reply_error (reply_t *r, int status, const char *field, const char *fmt, ...)
+{
+    char text [1024];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (text, sizeof text, fmt, ap);
+    va_end (ap);
+    json_t *body = json_pack ("{s:s}", "error", text);
+    if (field && *field)
+        json_object_set_new (body, "field", json_string (field));
+    reply_json (r, status, body);
+}
+
+json_t *
+json_time (const char *pg_time)
+{
+    if (!pg_time)
+        return json_null ();
+    /* "2026-11-28 11:23:01.123456+00" -> "2026-11-28T11:23:01Z" */
+    char out [40];
+    snprintf (out, sizeof out, "%.10sT%.8sZ", pg_time, pg_time + 11);
+    return json_string (out);
+}
+
+/* Constant-time comparison of the presented token. */
+static bool
+s_authorized (router_t *self, struct MHD_Connection *conn)
+{
+    const char *auth = MHD_lookup_connection_value (conn, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!auth || strncmp (auth, "Bearer ", 7) != 0)
+        return false;
+    const char *token = auth + 7;
+    size_t len = strlen (self->token);
+    return strlen (token) == len && CRYPTO_memcmp (token, self->token, len) == 0;
+}
+
+static enum MHD_Result
+s_send (struct MHD_Connection *conn, reply_t *r)
+{
+    struct MHD_Response *resp;
+    if (r->raw) {
+        resp = MHD_create_response_from_buffer (r->rawlen, r->raw, MHD_RESPMEM_MUST_FREE);
+        r->raw = NULL;
+        MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                 r->raw_type ? r->raw_type : "application/octet-stream");
+    }
+    else {
+        char *text = json_dumps (r->body ? r->body : json_object (), JSON_INDENT (0) | JSON_COMPACT);
+        if (!text)
+            text = strdup ("{}");
+        size_t len = strlen (text);
+        text = realloc (text, len + 2);
+        text [len] = '\n';
+        text [len + 1] = 0;
+        resp = MHD_create_response_from_buffer (len + 1, text, MHD_RESPMEM_MUST_FREE);
+        MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    }
+    enum MHD_Result ret = MHD_queue_response (conn, (unsigned) r->status, resp);
+    MHD_destroy_response (resp);
+    json_decref (r->body);
+    r->body = NULL;
+    return ret;
+}
+
+/* Splits "/v1/routes/NAME/start" into parts after "v1"; -1 if not /v1. */
+static int
+s_split (char *path, const char **parts)
+{
+    int n = 0;
+    char *save = NULL;
+    char *tok = strtok_r (path, "/", &save);
+    if (!tok || strcmp (tok, "v1"))
+        return -1;
+    while ((tok = strtok_r (NULL, "/", &save)) != NULL && n < PATH_PARTS)
+        parts [n++] = tok;
+    return n;
+}
+
+static enum MHD_Result
+s_handle (void *cls, struct MHD_Connection *conn, const char *url,
+          const char *method, const char *version, const char *upload,
+          size_t *upload_size, void **con_cls)
+{
+    (void) version;
+    router_t *self = cls;
+    request_t *req = *con_cls;
+    if (!req) {
+        req = calloc (1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        cm_buf_init (&req->body, BODY_MAX);
+        *con_cls = req;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        cm_buf_append (&req->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    reply_t r = { 404, NULL, NULL, 0, NULL };
+    if (!s_authorized (self, conn)) {
+        reply_error (&r, 401, NULL, "missing or wrong bearer token");
+        return s_send (conn, &r);
+    }
+    if (req->body.overflow) {
+        reply_error (&r, 413, NULL, "request body over %u bytes", BODY_MAX);
+        return s_send (conn, &r);
+    }
+    json_t *body = NULL;
+    if (req->body.len) {
+        json_error_t jerr;
+        body = json_loadb (req->body.data, req->body.len, 0, &jerr);
+        if (!body) {
+            reply_error (&r, 400, NULL, "request body is not valid JSON: %s", jerr.text);
+            return s_send (conn, &r);
+        }
+    }
+    char path [1024];
+    snprintf (path, sizeof path, "%s", url);
+    const char *parts [PATH_PARTS] = { NULL };
+    int nparts = s_split (path, parts);
+    if (nparts < 1)
+        reply_error (&r, 404, NULL, "no such API path %s", url);
+    else if (strcmp (parts [0], "routes") == 0 || strncmp (parts [0], "test-", 5) == 0)
+        routes_handle (self, method, parts, nparts, body, &r);
+    else if (strcmp (parts [0], "stages") == 0 && nparts == 1) {
+        if (strcmp (method, "GET"))
+            reply_error (&r, 405, NULL, "use GET");
+        else
+            reply_json (&r, 200, json_pack ("{s:o}", "stages", stages_list (self)));
+    }
+    else if (strcmp (parts [0], "incidents") == 0 || strcmp (parts [0], "inbox") == 0
+             || strcmp (parts [0], "attachments") == 0 || strcmp (parts [0], "outbox") == 0)
+        incidents_handle (self, method, parts, nparts,
+            MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "route"),
+            MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "state"),
+            body, &r);
+    else
+        reply_error (&r, 404, NULL, "no such API path %s", url);
+    json_decref (body);
+    return s_send (conn, &r);
+}
+
+static void
+s_completed (void *cls, struct MHD_Connection *conn, void **con_cls,
+             enum MHD_RequestTerminationCode code)
+{
+    (void) cls;
+    (void) conn;
+    (void) code;
+    request_t *req = *con_cls;
+    if (req) {
+        cm_buf_free (&req->body);
+        free (req);
+        *con_cls = NULL;
+    }
+}
+
+/* Reads the token file, creating it (mode 0600) at first start. */
+static int
+s_load_token (router_t *self, const cm_config_t *cfg, char *err, size_t errlen)
+{
+    if (cm_config_read_file (cfg->token_file, self->token, sizeof self->token) == 0)
+        return 0;
+    unsigned char raw [32];
+    if (RAND_bytes (raw, sizeof raw) != 1) {
+        snprintf (err, errlen, "no random bytes for the API token");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf (self->token + 2 * i, 3, "%02x", raw [i]);
+    char line [80];
+    snprintf (line, sizeof line, "%s\n", self->token);
+    if (cm_config_write_file (cfg->token_file, line, 0600)) {
+        snprintf (err, errlen, "cannot write the API token file %s", cfg->token_file);
+        return -1;
+    }
+    return 0;
+}
+
+int
+router_api_start (router_t *self, char *err, size_t errlen)
+{
+    const cm_config_t *cfg = cm_server_config (self->srv);
+    if (s_load_token (self, cfg, err, errlen))
+        return -1;
+    struct sockaddr_in addr;
+    memset (&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons ((uint16_t) cfg->api_port);
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    self->httpd = MHD_start_daemon (
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD
+        | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, s_handle, self,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+        MHD_OPTION_NOTIFY_COMPLETED, s_completed, self,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned) 64,
+        MHD_OPTION_END);
+    if (!self->httpd) {
+        snprintf (err, errlen, "cannot listen on 127.0.0.1:%d for the API", cfg->api_port);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->httpd,
+                                                            MHD_DAEMON_INFO_BIND_PORT);
+    int port = info ? info->port : cfg->api_port;
+    char url [128];
+    snprintf (url, sizeof url, "http://127.0.0.1:%d\n", port);
+    if (cm_config_write_file (cfg->api_url_file, url, 0600)) {
+        snprintf (err, errlen, "cannot write %s", cfg->api_url_file);
+        return -1;
+    }
+    cm_info (NULL, "API listening on http://127.0.0.1:%d", port);
+    return 0;
+}
+
+void
+router_api_stop (router_t *self)
+{
+    if (self->httpd) {
+        MHD_stop_daemon (self->httpd);
+        self->httpd = NULL;
+        unlink (cm_server_config (self->srv)->api_url_file);
+    }
+}
