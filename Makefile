@@ -18,7 +18,7 @@ PARSER_SRC  := $(wildcard parser/*.c)
 SENDER_SRC  := $(wildcard sender/*.c)
 CLI_SRC     := $(wildcard cli/*.c)
 # parser/message.c is the parsing library: the self-test runner links it too.
-PARSERLIB_SRC := $(filter-out parser/main.c,$(PARSER_SRC))
+PARSERLIB_SRC := parser/message.c parser/quote.c
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
@@ -29,11 +29,12 @@ all: $(PROGRAMS)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(OBJ)/libcommon.a: $(call objs,$(COMMON_SRC))
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BIN)/casemail: $(call objs,$(CLI_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-router: $(call objs,$(ROUTER_SRC)) $(OBJ)/libcommon.a
@@ -44,7 +45,8 @@ $(BIN)/casemail-selftest: $(call objs,tests/unit/selftest.c $(PARSERLIB_SRC)) $(
 
 $(PROGRAMS):
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 # Debian packages the project and its tests need; apt runs only when one
 # is missing.

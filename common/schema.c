@@ -53,6 +53,12 @@ const char *const cm_schema_migrations [] = {
 "  UNIQUE (route_id, folder, uidvalidity, uid)"
 ");"
 "CREATE INDEX messages_pending ON messages (id) WHERE state = 'fetched';"
+/* How often a parser started on a message without finishing (it died):
+   a message that keeps killing parsers is rejected, not retried forever. */
+"CREATE TABLE parse_attempts ("
+"  message_id    bigint PRIMARY KEY REFERENCES messages ON DELETE CASCADE,"
+"  attempts      integer NOT NULL DEFAULT 0"
+");"
 "CREATE INDEX messages_identity ON messages (route_id, message_id, raw_sha256);"
 "CREATE INDEX messages_route_state ON messages (route_id, state);"
 "CREATE TABLE incidents ("

@@ -1,0 +1,240 @@
+/*  parser/main.c: casemail-parser. On a wake from the fetcher (and on a
+    periodic rescan, since wakes may be lost) it claims committed raw
+    messages with FOR UPDATE SKIP LOCKED, parses each with the message
+    library and stores the result in the same transaction, so a message
+    is turned into an incident exactly once whatever stage dies when.
+    A message during which parsers keep dying is parsed alone and, after
+    a few tries, rejected with that reason: one bad message never stops
+    a route. Limits come from CASEMAIL_MAX_MESSAGE_BYTES, _MIME_DEPTH,
+    _MIME_PARTS, _HEADER_BYTES. */
+#include "parser.h"
+#include "log.h"
+#include "server.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH 32
+#define SLICE_MS 200           /* work per loop turn, so heartbeats flow */
+#define SUSPECT_AT 2           /* parse alone after this many dead tries */
+#define POISON_AT 4            /* reject after this many */
+
+parse_counters_t parse_counters;
+
+typedef struct {
+    cm_limits_t limits;
+    cm_db_t *side;             /* autocommit session for attempt counts */
+    bool more;                 /* work left after the last slice */
+    int timer;                 /* continuation timer, or -1 */
+} parser_t;
+
+static parser_t s_parser = { .timer = -1 };
+
+static long
+s_env (const char *name, long def)
+{
+    const char *v = getenv (name);
+    long n = v ? atol (v) : 0;
+    return n > 0 ? n : def;
+}
+
+static void
+s_route_info (cm_db_t *db, const char *route_id, route_info_t *info)
+{
+    memset (info, 0, sizeof *info);
+    snprintf (info->kind, sizeof info->kind, "ingest");
+    if (!route_id)
+        return;
+    const char *p [] = { route_id };
+    PGresult *res = cm_db_query (db, "SELECT id, config->>'kind', config->>'email'"
+                                 " FROM routes WHERE id = $1", 1, p);
+    if (res && PQntuples (res) == 1) {
+        info->id = cm_db_get_ll (res, 0, 0);
+        snprintf (info->kind, sizeof info->kind, "%s", cm_db_get (res, 0, 1) ? cm_db_get (res, 0, 1) : "two-way");
+        snprintf (info->email, sizeof info->email, "%s", cm_db_get (res, 0, 2) ? cm_db_get (res, 0, 2) : "");
+    }
+    PQclear (res);
+}
+
+/* Claims and stores one batch. Returns messages handled, 0 when no
+   work, -1 on database error. */
+static int
+s_batch (cm_server_t *srv, parser_t *self)
+{
+    cm_db_t *db = cm_server_db (srv);
+    PGconn *conn = cm_db_conn (db);
+    if (cm_db_exec (db, "BEGIN", 0, NULL))
+        return -1;
+    char limit [16];
+    /* suspects (earlier tries died) go one at a time */
+    snprintf (limit, sizeof limit, "%d", BATCH);
+    const char *p [] = { limit };
+    PGresult *res = PQexecParams (conn,
+        "SELECT m.id::text, m.route_id::text, m.raw, coalesce(a.attempts, 0)::text"
+        " FROM messages m LEFT JOIN parse_attempts a ON a.message_id = m.id"
+        " WHERE m.state = 'fetched' ORDER BY m.id LIMIT $1::int"
+        " FOR NO KEY UPDATE OF m SKIP LOCKED", 1, NULL, p, NULL, NULL, 1);
+    if (PQresultStatus (res) != PGRES_TUPLES_OK) {
+        cm_error (NULL, "database: claiming messages: %s", PQresultErrorMessage (res));
+        PQclear (res);
+        cm_db_exec (db, "ROLLBACK", 0, NULL);
+        return -1;
+    }
+    int n = PQntuples (res);
+    if (n == 0) {
+        PQclear (res);
+        cm_db_exec (db, "COMMIT", 0, NULL);
+        return 0;
+    }
+    /* a suspect anywhere in the batch: handle just the first row */
+    for (int i = 0; i < n; i++)
+        if (atoi (PQgetvalue (res, i, 3)) >= SUSPECT_AT) {
+            n = 1;
+            break;
+        }
+    /* count the try on a separate session, so it survives our death */
+    char ids [BATCH * 24] = "{";
+    for (int i = 0; i < n; i++)
+        snprintf (ids + strlen (ids), sizeof ids - strlen (ids), "%s%s", i ? "," : "",
+                  PQgetvalue (res, i, 0));
+    strcat (ids, "}");
+    const char *ip [] = { ids };
+    if (!self->side || cm_db_exec (self->side,
+            "INSERT INTO parse_attempts (message_id, attempts)"
+            " SELECT unnest($1::bigint[]), 1 ON CONFLICT (message_id)"
+            " DO UPDATE SET attempts = parse_attempts.attempts + 1", 1, ip)) {
+        char err [256];
+        cm_db_destroy (&self->side);
+        self->side = cm_db_connect (cm_server_config (srv)->db, "casemail-parser-attempts",
+                                    err, sizeof err);
+    }
+    int done = 0;
+    for (int i = 0; i < n; i++) {
+        long long row = atoll (PQgetvalue (res, i, 0));
+        const char *route_id = PQgetisnull (res, i, 1) ? NULL : PQgetvalue (res, i, 1);
+        route_info_t route;
+        s_route_info (db, route_id, &route);
+        int attempts = atoi (PQgetvalue (res, i, 3));
+        char reason [512] = "";
+        cm_message_t *msg = NULL;
+        if (attempts >= POISON_AT)
+            snprintf (reason, sizeof reason, "the parser stopped %d times while working on"
+                      " this message; it is kept unparsed", attempts);
+        else if (PQgetisnull (res, i, 2))
+            snprintf (reason, sizeof reason, "the raw message is not stored");
+        else
+            msg = cm_message_parse (PQgetvalue (res, i, 2), (size_t) PQgetlength (res, i, 2),
+                                    &self->limits, reason, sizeof reason);
+        int rc = store_message (db, row, &route, msg, reason);
+        if (!msg)
+            cm_info (NULL, "message %lld rejected: %s", row, reason);
+        cm_message_destroy (&msg);
+        if (rc) {
+            PQclear (res);
+            cm_db_exec (db, "ROLLBACK", 0, NULL);
+            return -1;
+        }
+        done++;
+    }
+    PQclear (res);
+    if (cm_db_exec (db, "COMMIT", 0, NULL)) {
+        cm_error (NULL, "database: commit: %s", cm_db_error (db));
+        return -1;
+    }
+    if (self->side)
+        cm_db_exec (self->side, "DELETE FROM parse_attempts WHERE message_id = ANY($1::bigint[])",
+                    1, ip);
+    return done;
+}
+
+static int s_on_more (zloop_t *loop, int timer_id, void *arg);
+
+/* Works for up to one slice; schedules a continuation when more is left. */
+static void
+s_drain (cm_server_t *srv)
+{
+    parser_t *self = cm_server_state (srv);
+    if (self->timer >= 0)
+        return;                 /* a continuation is already scheduled */
+    if (!cm_server_db_ok (srv))
+        return;
+    int64_t start = zclock_mono ();
+    int rc;
+    while ((rc = s_batch (srv, self)) > 0)
+        if (zclock_mono () - start > SLICE_MS) {
+            self->timer = zloop_timer (cm_server_loop (srv), 1, 1, s_on_more, srv);
+            return;
+        }
+}
+
+static int
+s_on_more (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    cm_server_t *srv = arg;
+    parser_t *self = cm_server_state (srv);
+    self->timer = -1;
+    s_drain (srv);
+    return 0;
+}
+
+static void
+s_event (cm_server_t *srv, const char *topic, json_t *payload)
+{
+    (void) payload;
+    if (strcmp (topic, "wake.parser") == 0)
+        s_drain (srv);
+}
+
+static int
+s_start (cm_server_t *srv)
+{
+    parser_t *self = cm_server_state (srv);
+    cm_limits_default (&self->limits);
+    self->limits.max_size = (size_t) s_env ("CASEMAIL_MAX_MESSAGE_BYTES", (long) self->limits.max_size);
+    self->limits.max_depth = (int) s_env ("CASEMAIL_MAX_MIME_DEPTH", self->limits.max_depth);
+    self->limits.max_parts = (int) s_env ("CASEMAIL_MAX_MIME_PARTS", self->limits.max_parts);
+    self->limits.max_header_bytes = (size_t) s_env ("CASEMAIL_MAX_HEADER_BYTES",
+                                                    (long) self->limits.max_header_bytes);
+    char err [256];
+    self->side = cm_db_connect (cm_server_config (srv)->db, "casemail-parser-attempts",
+                                err, sizeof err);
+    s_drain (srv);
+    return 0;
+}
+
+static void
+s_stop (cm_server_t *srv)
+{
+    parser_t *self = cm_server_state (srv);
+    cm_db_destroy (&self->side);
+}
+
+static void
+s_counters (cm_server_t *srv, json_t *out)
+{
+    (void) srv;
+    json_object_set_new (out, "parsed", json_integer ((json_int_t) atomic_load (&parse_counters.parsed)));
+    json_object_set_new (out, "rejected", json_integer ((json_int_t) atomic_load (&parse_counters.rejected)));
+    json_object_set_new (out, "incidents", json_integer ((json_int_t) atomic_load (&parse_counters.incidents)));
+    json_object_set_new (out, "replies", json_integer ((json_int_t) atomic_load (&parse_counters.replies)));
+    json_object_set_new (out, "flagged", json_integer ((json_int_t) atomic_load (&parse_counters.flagged)));
+}
+
+int
+main (int argc, char **argv)
+{
+    static const char *const topics [] = { "wake.parser", NULL };
+    static const cm_server_hooks_t hooks = {
+        .kind = "parser",
+        .topics = topics,
+        .start = s_start,
+        .stop = s_stop,
+        .event = s_event,
+        .tick = s_drain,
+        .tick_ms = 1000,
+        .counters = s_counters,
+    };
+    return cm_server_main (argc, argv, &hooks, &s_parser);
+}
