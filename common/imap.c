@@ -1,0 +1,2177 @@
+/*  common/imap.c: IMAP client on libcurl (see imap.h).
+
+    libcurl logs in on the control connection (CURLOPT_CONNECT_ONLY) and
+    this file speaks IMAP on it with curl_easy_send/curl_easy_recv, waiting
+    on the socket with poll(). Responses are cut into logical lines: a line
+    that announces a literal {N} continues after exactly N bytes, and the
+    literal is folded into the line as a quoted string, so parsers only see
+    atoms, quoted strings, NIL and parentheses. Every line and literal is
+    capped; a server that passes a cap breaks the session (it cannot be
+    resynchronised safely). Message bodies are fetched by URL transfers on
+    a second easy handle, never parsed here.
+
+    Also holds the libcurl glue shared with smtp.c: URL building, TLS and
+    credential options, the redacting debug trace, the reason mapping. */
+#include "imap.h"
+#include "buf.h"
+#include "log.h"
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define LINE_CAP        (64 * 1024)         /* one ordinary response line */
+#define SEARCH_CAP      (16 * 1024 * 1024)  /* one SEARCH answer */
+#define RECV_CHUNK      16384               /* one TLS record at most */
+#define SLICE_MS        200                 /* how often *stop is checked */
+#define NS_MAX          8                   /* prefixes kept per namespace */
+#define NAME_MAX_LEN    1024                /* folder name on the wire */
+#define DEFAULT_TIMEOUT 15000
+
+struct _cm_imap_t {
+    CURL *ctl;                  /* control connection, CONNECT_ONLY */
+    CURL *body;                 /* URL transfers of message bodies */
+    curl_socket_t sock;         /* socket of ctl */
+    char *host;                 /* copies for messages and URLs */
+    char *protocol;
+    char *username;
+    char *route;
+    bool verbose;               /* route log level is verbose */
+    int port;
+    long timeout_ms;            /* connect timeout */
+    char base_url [600];        /* scheme://host:port/ */
+    char *folder;               /* selected folder, UTF-8 as given */
+    char *folder_wire;          /* the same in modified UTF-7 */
+    char *folder_url;           /* folder_wire percent-encoded */
+    cm_mailcurl_ctx_t ctl_ctx;  /* debug context of ctl */
+    cm_mailcurl_ctx_t body_ctx; /* debug context of body */
+    cm_buf_t in;                /* received bytes not yet cut into lines */
+    size_t hint;                /* where the search for LF resumes in `in` */
+    cm_buf_t line;              /* the current logical line */
+    unsigned tag;               /* number of the last tag sent */
+    char last_tagged [512];     /* text of the last tagged answer */
+    bool cap_idle;              /* capabilities after login */
+    bool cap_move;
+    bool cap_uidplus;
+    bool cap_namespace;
+    uint64_t uidvalidity;       /* from SELECT */
+    uint64_t uidnext;
+    uint64_t exists;            /* EXISTS count, kept up to date */
+    bool new_mail;              /* EXISTS grew since the last wait() */
+    bool broken;                /* I/O failed or BYE: no more commands */
+    bool logging_out;           /* BYE is expected */
+    char bye [256];             /* text of an unsolicited BYE */
+    char why [160];             /* why we broke the session ourselves */
+};
+
+/* ---------------------------------------------------------------------- */
+/*  libcurl glue shared with smtp.c                                       */
+/* ---------------------------------------------------------------------- */
+
+static pthread_once_t s_curl_once = PTHREAD_ONCE_INIT;
+
+static void
+s_curl_init (void)
+{
+    curl_global_init (CURL_GLOBAL_DEFAULT);
+}
+
+void
+cm_mailcurl_global_init (void)
+{
+    pthread_once (&s_curl_once, s_curl_init);
+}
+
+/* Host names go into URLs: allow what DNS names and IP literals use. */
+static bool
+s_host_ok (const char *host)
+{
+    if (!host || !*host || strlen (host) > 253)
+        return false;
+    for (const char *p = host; *p; p++)
+        if (!isalnum ((unsigned char) *p) && !strchr (".-_:[]", *p))
+            return false;
+    return true;
+}
+
+int
+cm_mailcurl_url (const cm_mailserver_t *srv, bool is_smtp, const char *path,
+                 char *url, size_t urllen, char *err, size_t errlen)
+{
+    const char *proto = srv->protocol ? srv->protocol : "";
+    const char *scheme = NULL;
+    if (!is_smtp) {
+        if (strcmp (proto, "imaps") == 0)
+            scheme = "imaps";
+        else if (strcmp (proto, "imap") == 0
+              || strcmp (proto, "imap+starttls") == 0)
+            scheme = "imap";
+    }
+    else {
+        if (strcmp (proto, "smtps") == 0)
+            scheme = "smtps";
+        else if (strcmp (proto, "smtp") == 0
+              || strcmp (proto, "smtp+starttls") == 0)
+            scheme = "smtp";
+    }
+    if (!scheme) {
+        snprintf (err, errlen, "unknown protocol \"%s\"", proto);
+        return -1;
+    }
+    if (!s_host_ok (srv->host)) {
+        snprintf (err, errlen, "invalid host name \"%s\"",
+                  srv->host ? srv->host : "");
+        return -1;
+    }
+    if (srv->port < 1 || srv->port > 65535) {
+        snprintf (err, errlen, "invalid port %d", srv->port);
+        return -1;
+    }
+    bool v6 = strchr (srv->host, ':') && srv->host [0] != '[';
+    int n = snprintf (url, urllen, "%s://%s%s%s:%d/%s", scheme,
+                      v6 ? "[" : "", srv->host, v6 ? "]" : "", srv->port,
+                      path ? path : "");
+    if (n < 0 || (size_t) n >= urllen) {
+        snprintf (err, errlen, "URL too long");
+        return -1;
+    }
+    return 0;
+}
+
+/* Traces one protocol line and notes what the reason mapping and the SMTP
+   client need. Credentials never reach the log: the arguments of
+   AUTH/AUTHENTICATE/LOGIN and every client line of a SASL exchange are
+   replaced before cm_trace (which redacts registered secrets too). */
+static void
+s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
+{
+    if (type == CURLINFO_TEXT) {
+        if (strncmp (line, "reached ", 8) == 0)
+            return;             /* libcurl's internal progress notes */
+        cm_trace (ctx->verbose, ctx->route, "* %s", line);
+        return;
+    }
+    if (type == CURLINFO_HEADER_OUT) {
+        /* skip an IMAP tag */
+        const char *cmd = line;
+        const char *sp = strchr (line, ' ');
+        if (sp && strncasecmp (line, "AUTH ", 5) != 0
+            && strncasecmp (line, "EHLO", 4) != 0
+            && strncasecmp (line, "HELO", 4) != 0)
+            cmd = sp + 1;
+        if (strncasecmp (cmd, "AUTHENTICATE ", 13) == 0
+            || strncasecmp (line, "AUTH ", 5) == 0
+            || strncasecmp (cmd, "LOGIN ", 6) == 0) {
+            ctx->in_auth = true;
+            ctx->auth_sent = true;
+            /* keep the command and mechanism, drop the rest */
+            const char *end = strchr (cmd, ' ');
+            if (end && strncasecmp (cmd, "LOGIN ", 6) != 0) {
+                const char *mech_end = strchr (end + 1, ' ');
+                if (mech_end)
+                    end = mech_end;
+                else
+                    end = end + strlen (end);
+            }
+            int keep = (int) ((end ? end : cmd + strlen (cmd)) - line);
+            cm_trace (ctx->verbose, ctx->route, "C: %.*s%s", keep, line,
+                      (end && *end) ? " [REDACTED]" : "");
+        }
+        else if (ctx->in_auth)
+            cm_trace (ctx->verbose, ctx->route, "C: [REDACTED]");
+        else
+            cm_trace (ctx->verbose, ctx->route, "C: %s", line);
+        if (strncasecmp (line, "EHLO", 4) == 0) {
+            ctx->auth_offered = false;
+            ctx->partial [0] = 0;
+        }
+        return;
+    }
+    if (type != CURLINFO_HEADER_IN)
+        return;
+    cm_trace (ctx->verbose, ctx->route, "S: %.400s%s", line,
+              strlen (line) > 400 ? "..." : "");
+    if (strstr (line, "LOGINDISABLED"))
+        ctx->login_disabled = true;
+    bool smtp_line = isdigit ((unsigned char) line [0])
+                  && isdigit ((unsigned char) line [1])
+                  && isdigit ((unsigned char) line [2])
+                  && (line [3] == ' ' || line [3] == '-' || line [3] == 0);
+    if (smtp_line) {
+        if (strncasecmp (line + 4, "AUTH ", 5) == 0
+            || strncasecmp (line + 4, "AUTH=", 5) == 0)
+            ctx->auth_offered = true;
+        if (line [3] == '-') {
+            size_t used = strlen (ctx->partial);
+            snprintf (ctx->partial + used, sizeof ctx->partial - used,
+                      "%s%s", used ? " " : "", line);
+            return;
+        }
+        size_t used = strlen (ctx->partial);
+        snprintf (ctx->partial + used, sizeof ctx->partial - used, "%s%s",
+                  used ? " " : "", line);
+        memcpy (ctx->reply, ctx->partial, sizeof ctx->reply);
+        if (line [0] == '4' || line [0] == '5')
+            memcpy (ctx->fail, ctx->partial, sizeof ctx->fail);
+        ctx->partial [0] = 0;
+        if (strncmp (line, "235", 3) == 0)
+            ctx->auth_ok = true;
+        if (strncmp (line, "334", 3) != 0)
+            ctx->in_auth = false;
+        return;
+    }
+    /* IMAP: a tagged answer ends a SASL exchange; "+" continues it. */
+    if (line [0] != '*' && line [0] != '+')
+        ctx->in_auth = false;
+}
+
+static int
+s_debug (CURL *h, curl_infotype type, char *data, size_t size, void *userp)
+{
+    (void) h;
+    cm_mailcurl_ctx_t *ctx = (cm_mailcurl_ctx_t *) userp;
+    if (type != CURLINFO_TEXT && type != CURLINFO_HEADER_IN
+        && type != CURLINFO_HEADER_OUT)
+        return 0;             /* message bodies and TLS records: not traced */
+    const char *p = data, *end = data + size;
+    while (p < end) {
+        const char *nl = memchr (p, '\n', (size_t) (end - p));
+        size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
+        if (n && p [n - 1] == '\r')
+            n--;
+        char line [1024];
+        if (n >= sizeof line)
+            n = sizeof line - 1;
+        memcpy (line, p, n);
+        line [n] = 0;
+        for (size_t i = 0; i < n; i++)
+            if (line [i] == 0)
+                line [i] = '?';
+        if (n || type != CURLINFO_TEXT)
+            s_debug_line (ctx, type, line);
+        p = nl ? nl + 1 : end;
+    }
+    return 0;
+}
+
+int
+cm_mailcurl_setup (CURL *h, const cm_mailserver_t *srv, const char *url,
+                   bool is_smtp, cm_mailcurl_ctx_t *ctx,
+                   char *err, size_t errlen)
+{
+    const char *proto = srv->protocol ? srv->protocol : "";
+    long tls = strstr (proto, "+starttls") || strcmp (proto, "imaps") == 0
+            || strcmp (proto, "smtps") == 0
+             ? (long) CURLUSESSL_ALL : (long) CURLUSESSL_NONE;
+    long timeout = srv->timeout_ms > 0 ? srv->timeout_ms : DEFAULT_TIMEOUT;
+    memset (ctx, 0, sizeof *ctx);
+    ctx->verbose = srv->verbose;
+    ctx->route = srv->route;
+    cm_log_secret (srv->password);
+    cm_log_secret (srv->oauth_token);
+
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val) if (!rc) rc = curl_easy_setopt (h, opt, val)
+    SET (CURLOPT_URL, url);
+    SET (CURLOPT_PROTOCOLS_STR, is_smtp ? "smtp,smtps" : "imap,imaps");
+    SET (CURLOPT_NOSIGNAL, 1L);
+    SET (CURLOPT_USE_SSL, tls);
+    SET (CURLOPT_SSL_VERIFYPEER, 1L);
+    SET (CURLOPT_SSL_VERIFYHOST, 2L);
+    if (srv->ca_file && *srv->ca_file)
+        SET (CURLOPT_CAINFO, srv->ca_file);
+    SET (CURLOPT_CONNECTTIMEOUT_MS, timeout);
+    SET (CURLOPT_SERVER_RESPONSE_TIMEOUT, timeout / 1000 < 60 ? 60L
+                                          : timeout / 1000);
+    if (srv->username && *srv->username)
+        SET (CURLOPT_USERNAME, srv->username);
+    if (srv->oauth_token && *srv->oauth_token) {
+        SET (CURLOPT_XOAUTH2_BEARER, srv->oauth_token);
+        /* libcurl prefers OAUTHBEARER when both are offered */
+        SET (CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2;AUTH=OAUTHBEARER");
+    }
+    else if (srv->password) {
+        SET (CURLOPT_PASSWORD, srv->password);
+        /* Not GSSAPI/NTLM/DIGEST: libcurl would pick them first when
+           offered (Exchange offers GSSAPI) and fail without a ticket. */
+        SET (CURLOPT_LOGIN_OPTIONS, "AUTH=PLAIN;AUTH=LOGIN");
+    }
+    SET (CURLOPT_ERRORBUFFER, ctx->errbuf);
+    SET (CURLOPT_DEBUGFUNCTION, s_debug);
+    SET (CURLOPT_DEBUGDATA, ctx);
+    SET (CURLOPT_VERBOSE, 1L);   /* feeds s_debug; traced only if verbose */
+#undef SET
+    if (rc) {
+        snprintf (err, errlen, "libcurl option refused: %s",
+                  curl_easy_strerror (rc));
+        return -1;
+    }
+    return 0;
+}
+
+void
+cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
+                    const cm_mailserver_t *srv, char *err, size_t errlen)
+{
+    const char *detail = ctx && ctx->errbuf [0] ? ctx->errbuf
+                                                 : curl_easy_strerror (rc);
+    const char *host = srv->host ? srv->host : "";
+    const char *user = srv->username ? srv->username : "";
+    switch (rc) {
+        case CURLE_COULDNT_RESOLVE_HOST:
+            snprintf (err, errlen, "name not resolved: %s", host);
+            break;
+        case CURLE_COULDNT_CONNECT:
+            snprintf (err, errlen, "connection refused: %s:%d", host,
+                      srv->port);
+            break;
+        case CURLE_OPERATION_TIMEDOUT:
+            snprintf (err, errlen, "timeout connecting to %s:%d", host,
+                      srv->port);
+            break;
+        case CURLE_PEER_FAILED_VERIFICATION:   /* == CURLE_SSL_CACERT */
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+            snprintf (err, errlen, "certificate not trusted: %s", detail);
+            break;
+        case CURLE_USE_SSL_FAILED:
+            snprintf (err, errlen, "STARTTLS not offered by %s:%d", host,
+                      srv->port);
+            break;
+        case CURLE_LOGIN_DENIED:
+            if (ctx && !ctx->auth_sent && ctx->login_disabled)
+                snprintf (err, errlen, "plain-text login disabled by %s:%d "
+                          "(use TLS or STARTTLS)", host, srv->port);
+            else if (ctx && !ctx->auth_sent)
+                snprintf (err, errlen, "no supported authentication "
+                          "mechanism offered by %s:%d", host, srv->port);
+            else
+                snprintf (err, errlen, "authentication failed for %s", user);
+            break;
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_ENGINE_NOTFOUND:
+        case CURLE_SSL_ENGINE_SETFAILED:
+        case CURLE_SSL_ENGINE_INITFAILED:
+        case CURLE_SSL_SHUTDOWN_FAILED:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CLIENTCERT:
+            snprintf (err, errlen, "TLS handshake failed: %s", detail);
+            break;
+        default:
+            if (ctx && ctx->errbuf [0])
+                snprintf (err, errlen, "%s: %s", curl_easy_strerror (rc),
+                          ctx->errbuf);
+            else
+                snprintf (err, errlen, "%s", curl_easy_strerror (rc));
+            break;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/*  Pure helpers: encoders and parsers (covered by the self-test)         */
+/* ---------------------------------------------------------------------- */
+
+/* UTF-8 to IMAP modified UTF-7 (RFC 3501 5.1.3). -1 on invalid UTF-8,
+   control characters or a too small out. */
+static int
+s_mutf7_encode (const char *in, char *out, size_t outlen)
+{
+    static const char b64 [] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+    const unsigned char *p = (const unsigned char *) in;
+    size_t o = 0;
+    bool open = false;
+    uint32_t bits = 0;
+    int nbits = 0;
+#define PUT(c) do { if (o + 1 >= outlen) return -1; out [o++] = (char) (c); } while (0)
+    while (1) {
+        uint32_t cp;
+        int extra;
+        if (*p == 0)
+            cp = 0, extra = 0;
+        else if (*p < 0x80)
+            cp = *p, extra = 0;
+        else if ((*p & 0xE0) == 0xC0)
+            cp = *p & 0x1F, extra = 1;
+        else if ((*p & 0xF0) == 0xE0)
+            cp = *p & 0x0F, extra = 2;
+        else if ((*p & 0xF8) == 0xF0)
+            cp = *p & 0x07, extra = 3;
+        else
+            return -1;
+        for (int i = 1; i <= extra; i++) {
+            if ((p [i] & 0xC0) != 0x80)
+                return -1;
+            cp = (cp << 6) | (p [i] & 0x3F);
+        }
+        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800)
+            || (extra == 3 && cp < 0x10000) || cp > 0x10FFFF
+            || (cp >= 0xD800 && cp <= 0xDFFF))
+            return -1;
+        bool direct = cp == 0 || (cp >= 0x20 && cp <= 0x7E);
+        if (direct && open) {
+            if (nbits > 0)
+                PUT (b64 [(bits << (6 - nbits)) & 0x3F]);
+            PUT ('-');
+            open = false;
+            nbits = 0;
+            bits = 0;
+        }
+        if (cp == 0)
+            break;
+        if (cp < 0x20 || cp == 0x7F)
+            return -1;
+        if (direct) {
+            PUT (cp);
+            if (cp == '&')
+                PUT ('-');
+        }
+        else {
+            if (!open) {
+                PUT ('&');
+                open = true;
+            }
+            uint16_t units [2];
+            int nunits = 1;
+            if (cp >= 0x10000) {
+                cp -= 0x10000;
+                units [0] = (uint16_t) (0xD800 | (cp >> 10));
+                units [1] = (uint16_t) (0xDC00 | (cp & 0x3FF));
+                nunits = 2;
+            }
+            else
+                units [0] = (uint16_t) cp;
+            for (int u = 0; u < nunits; u++) {
+                bits = (bits << 16) | units [u];
+                nbits += 16;
+                while (nbits >= 6) {
+                    PUT (b64 [(bits >> (nbits - 6)) & 0x3F]);
+                    nbits -= 6;
+                }
+                bits &= (1u << nbits) - 1;
+            }
+        }
+        p += extra + 1;
+    }
+#undef PUT
+    out [o] = 0;
+    return 0;
+}
+
+/* Quotes s as an IMAP quoted string; -1 if out is too small. */
+static int
+s_quote (const char *s, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (outlen < 3)
+        return -1;
+    out [o++] = '"';
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') {
+            if (o + 2 >= outlen)
+                return -1;
+            out [o++] = '\\';
+        }
+        if (o + 2 >= outlen)
+            return -1;
+        out [o++] = *s;
+    }
+    out [o++] = '"';
+    out [o] = 0;
+    return 0;
+}
+
+/* Percent-encodes everything but RFC 3986 unreserved characters. */
+static int
+s_url_escape (const char *s, char *out, size_t outlen)
+{
+    static const char hex [] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+        if (isalnum (*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            if (o + 1 >= outlen)
+                return -1;
+            out [o++] = (char) *p;
+        }
+        else {
+            if (o + 3 >= outlen)
+                return -1;
+            out [o++] = '%';
+            out [o++] = hex [*p >> 4];
+            out [o++] = hex [*p & 15];
+        }
+    }
+    if (o >= outlen)
+        return -1;
+    out [o] = 0;
+    return 0;
+}
+
+/* "YYYY-MM-DD" to the IMAP date "D-Mon-YYYY"; -1 if malformed. */
+static int
+s_imap_date (const char *iso, char *out, size_t outlen)
+{
+    static const char *mon [] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    if (!iso || strlen (iso) != 10 || iso [4] != '-' || iso [7] != '-')
+        return -1;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit ((unsigned char) iso [i]))
+            return -1;
+    int y = atoi (iso), m = atoi (iso + 5), d = atoi (iso + 8);
+    if (y < 1900 || m < 1 || m > 12 || d < 1 || d > 31)
+        return -1;
+    snprintf (out, outlen, "%d-%s-%04d", d, mon [m - 1], y);
+    return 0;
+}
+
+/* Parses a decimal uint64 at *p (no sign); advances *p. -1 if none. */
+static int
+s_number (const char **p, uint64_t *value)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (!isdigit ((unsigned char) *s))
+        return -1;
+    while (isdigit ((unsigned char) *s)) {
+        unsigned d = (unsigned) (*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+        s++;
+    }
+    *p = s;
+    *value = v;
+    return 0;
+}
+
+/* If text[0..len) ends with a literal announcement "{N}" or "{N+}", sets
+   *n and *open (index of '{') and returns true. */
+static bool
+s_literal_at_end (const char *text, size_t len, uint64_t *n, size_t *open)
+{
+    if (len < 3 || text [len - 1] != '}')
+        return false;
+    size_t i = len - 1;
+    if (i > 0 && text [i - 1] == '+')
+        i--;
+    size_t digits_end = i;
+    while (i > 0 && isdigit ((unsigned char) text [i - 1]))
+        i--;
+    if (i == digits_end || i == 0 || text [i - 1] != '{'
+        || digits_end - i > 19)
+        return false;
+    uint64_t v = 0;
+    for (size_t k = i; k < digits_end; k++)
+        v = v * 10 + (uint64_t) (text [k] - '0');
+    *n = v;
+    *open = i - 1;
+    return true;
+}
+
+/* Cuts one logical response line from in into out (without CRLF; each
+   literal replaced by a quoted string of its bytes, with NUL, CR and LF
+   shown as '?'). 1 a line was cut, 0 more bytes are needed, -1 the line
+   or a literal passes cap. *hint: where the LF search resumes (internal
+   state, start with 0). */
+static int
+s_cut_line (cm_buf_t *in, size_t *hint, size_t cap, cm_buf_t *out)
+{
+    size_t seg = 0;
+    cm_buf_reset (out);
+    while (1) {
+        size_t from = seg > *hint ? seg : *hint;
+        const char *lf = from < in->len
+                       ? memchr (in->data + from, '\n', in->len - from) : NULL;
+        if (!lf) {
+            *hint = in->len > seg ? in->len : seg;
+            if (in->len > seg && in->len - seg > cap)
+                return -1;
+            return 0;
+        }
+        size_t eol = (size_t) (lf - in->data);
+        size_t end = eol;
+        if (end > seg && in->data [end - 1] == '\r')
+            end--;
+        uint64_t n;
+        size_t open;
+        if (s_literal_at_end (in->data + seg, end - seg, &n, &open)) {
+            if (n > cap)
+                return -1;
+            size_t lstart = eol + 1;
+            if (in->len - lstart < n) {
+                *hint = 0;     /* earlier segments are re-read next time */
+                return 0;
+            }
+            if (cm_buf_append (out, in->data + seg, open)
+                || cm_buf_append (out, "\"", 1))
+                return -1;
+            for (size_t k = 0; k < n; k++) {
+                char c = in->data [lstart + k];
+                if (c == 0 || c == '\r' || c == '\n')
+                    c = '?';
+                if ((c == '"' || c == '\\') && cm_buf_append (out, "\\", 1))
+                    return -1;
+                if (cm_buf_append (out, &c, 1))
+                    return -1;
+            }
+            if (cm_buf_append (out, "\"", 1) || out->len > cap)
+                return -1;
+            seg = lstart + (size_t) n;
+            continue;
+        }
+        if (cm_buf_append (out, in->data + seg, end - seg) || out->len > cap)
+            return -1;
+        size_t consumed = eol + 1;
+        memmove (in->data, in->data + consumed, in->len - consumed);
+        in->len -= consumed;
+        in->data [in->len] = 0;
+        *hint = 0;
+        /* a NUL from the peer would hide the rest of the line: show it */
+        for (size_t k = 0; k < out->len; k++)
+            if (out->data [k] == 0)
+                out->data [k] = '?';
+        return 1;
+    }
+}
+
+typedef enum { T_END, T_ATOM, T_STRING, T_NIL, T_LP, T_RP, T_ERR } s_tok_t;
+
+/* Reads one token at *p into out (atoms and unescaped strings). */
+static s_tok_t
+s_token (const char **p, char *out, size_t outlen)
+{
+    const char *s = *p;
+    size_t o = 0;
+    while (*s == ' ')
+        s++;
+    if (outlen)
+        out [0] = 0;
+    if (!*s) {
+        *p = s;
+        return T_END;
+    }
+    if (*s == '(' || *s == ')') {
+        *p = s + 1;
+        return *s == '(' ? T_LP : T_RP;
+    }
+    if (*s == '"') {
+        s++;
+        while (*s && *s != '"') {
+            if (*s == '\\' && s [1])
+                s++;
+            if (o + 1 >= outlen)
+                return T_ERR;
+            out [o++] = *s++;
+        }
+        if (*s != '"')
+            return T_ERR;
+        out [o] = 0;
+        *p = s + 1;
+        return T_STRING;
+    }
+    while (*s && *s != ' ' && *s != '(' && *s != ')' && *s != '"') {
+        if (o + 1 >= outlen)
+            return T_ERR;
+        out [o++] = *s++;
+    }
+    out [o] = 0;
+    *p = s;
+    return strcasecmp (out, "NIL") == 0 ? T_NIL : T_ATOM;
+}
+
+/* Skips one value: atom, string, NIL or a balanced list. -1 if malformed. */
+static int
+s_skip_value (const char **p)
+{
+    char tok [256];
+    int depth = 0;
+    do {
+        const char *before = *p;
+        s_tok_t t = s_token (p, tok, sizeof tok);
+        if (t == T_ERR) {
+            /* long atom or string: skip it without keeping it */
+            const char *s = before;
+            while (*s == ' ')
+                s++;
+            if (*s == '"') {
+                s++;
+                while (*s && *s != '"')
+                    s += (*s == '\\' && s [1]) ? 2 : 1;
+                if (!*s)
+                    return -1;
+                s++;
+            }
+            else
+                while (*s && *s != ' ' && *s != '(' && *s != ')')
+                    s++;
+            *p = s;
+            continue;
+        }
+        if (t == T_END)
+            return -1;
+        if (t == T_LP && ++depth > 32)
+            return -1;
+        if (t == T_RP && --depth < 0)
+            return -1;
+    } while (depth > 0);
+    return 0;
+}
+
+/* The response code "[CODE arg]" of a status text, or "" */
+static void
+s_resp_code (const char *text, char *code, size_t codelen, char *arg,
+             size_t arglen)
+{
+    code [0] = 0;
+    arg [0] = 0;
+    while (*text == ' ')
+        text++;
+    if (*text != '[')
+        return;
+    text++;
+    size_t i = 0;
+    while (*text && *text != ' ' && *text != ']' && i + 1 < codelen)
+        code [i++] = *text++;
+    code [i] = 0;
+    if (*text == ' ') {
+        text++;
+        i = 0;
+        while (*text && *text != ']' && i + 1 < arglen)
+            arg [i++] = *text++;
+        arg [i] = 0;
+    }
+}
+
+/* Parses "* SEARCH n n ..." numbers >= from into the growing array. */
+static int
+s_parse_search (const char *line, uint64_t from, uint64_t **uids,
+                size_t *count, size_t *alloc)
+{
+    if (strncasecmp (line, "* SEARCH", 8) != 0)
+        return 0;
+    const char *p = line + 8;
+    while (1) {
+        while (*p == ' ')
+            p++;
+        uint64_t v;
+        if (s_number (&p, &v))
+            break;               /* end, or "(MODSEQ n)" of CONDSTORE */
+        if (v < from || v == 0)
+            continue;
+        if (*count == *alloc) {
+            size_t want = *alloc ? *alloc * 2 : 256;
+            uint64_t *grown = realloc (*uids, want * sizeof (uint64_t));
+            if (!grown)
+                return -1;
+            *uids = grown;
+            *alloc = want;
+        }
+        (*uids) [(*count)++] = v;
+    }
+    return 0;
+}
+
+typedef struct {
+    bool found;                 /* a FETCH with the UID asked for */
+    uint64_t uid;               /* the UID asked for */
+    bool seen;                  /* \Seen was among the FLAGS */
+    bool has_size;
+    uint64_t size;              /* RFC822.SIZE */
+} s_fetch_t;
+
+/* Parses "* n FETCH (UID u FLAGS (...) RFC822.SIZE s)"; fills f only when
+   the UID is the one asked for (others are unsolicited flag updates). */
+static void
+s_parse_fetch (const char *line, s_fetch_t *f)
+{
+    const char *p = line;
+    uint64_t seq;
+    char tok [256];
+    if (strncmp (p, "* ", 2) != 0)
+        return;
+    p += 2;
+    if (s_number (&p, &seq) || strncasecmp (p, " FETCH ", 7) != 0)
+        return;
+    p += 7;
+    if (s_token (&p, tok, sizeof tok) != T_LP)
+        return;
+    s_fetch_t got = { false, 0, false, false, 0 };
+    uint64_t uid = 0;
+    while (1) {
+        s_tok_t t = s_token (&p, tok, sizeof tok);
+        if (t != T_ATOM)
+            break;
+        if (strcasecmp (tok, "UID") == 0) {
+            while (*p == ' ')
+                p++;
+            if (s_number (&p, &uid))
+                return;
+        }
+        else if (strcasecmp (tok, "RFC822.SIZE") == 0) {
+            while (*p == ' ')
+                p++;
+            if (s_number (&p, &got.size))
+                return;
+            got.has_size = true;
+        }
+        else if (strcasecmp (tok, "FLAGS") == 0) {
+            if (s_token (&p, tok, sizeof tok) != T_LP)
+                return;
+            while ((t = s_token (&p, tok, sizeof tok)) == T_ATOM)
+                if (strcasecmp (tok, "\\Seen") == 0)
+                    got.seen = true;
+            if (t != T_RP)
+                return;
+        }
+        else if (s_skip_value (&p))
+            return;
+    }
+    if (uid && uid == f->uid) {
+        got.found = true;
+        got.uid = uid;
+        *f = got;
+    }
+}
+
+typedef struct {
+    char prefix [3][NS_MAX][256];   /* personal, other users, shared */
+    int n [3];
+} s_ns_t;
+
+/* Parses "* NAMESPACE (("" "/")) NIL (("shared/" "/"))". */
+static int
+s_parse_namespace (const char *line, s_ns_t *ns)
+{
+    char tok [256];
+    memset (ns, 0, sizeof *ns);
+    if (strncasecmp (line, "* NAMESPACE ", 12) != 0)
+        return -1;
+    const char *p = line + 12;
+    for (int kind = 0; kind < 3; kind++) {
+        s_tok_t t = s_token (&p, tok, sizeof tok);
+        if (t == T_NIL)
+            continue;
+        if (t != T_LP)
+            return -1;
+        while ((t = s_token (&p, tok, sizeof tok)) == T_LP) {
+            char prefix [256];
+            if (s_token (&p, prefix, sizeof prefix) != T_STRING)
+                return -1;
+            t = s_token (&p, tok, sizeof tok);   /* separator */
+            if (t != T_STRING && t != T_NIL)
+                return -1;
+            if (ns->n [kind] < NS_MAX)
+                snprintf (ns->prefix [kind][ns->n [kind]++], 256, "%s",
+                          prefix);
+            /* extensions, until ")" */
+            while (1) {
+                const char *save = p;
+                t = s_token (&p, tok, sizeof tok);
+                if (t == T_RP)
+                    break;
+                if (t == T_END)
+                    return -1;
+                p = save;
+                if (s_skip_value (&p))
+                    return -1;
+            }
+        }
+        if (t != T_RP)
+            return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    char sep;                   /* hierarchy separator, 0 if NIL */
+    bool noselect;              /* \Noselect or \NonExistent */
+    char name [NAME_MAX_LEN];   /* mailbox name (wire form) */
+} s_list_t;
+
+/* Parses "* LIST (\flags) "/" name"; 0 ok, -1 not a LIST line. */
+static int
+s_parse_list (const char *line, s_list_t *l)
+{
+    char tok [NAME_MAX_LEN];
+    memset (l, 0, sizeof *l);
+    if (strncasecmp (line, "* LIST ", 7) != 0)
+        return -1;
+    const char *p = line + 7;
+    if (s_token (&p, tok, sizeof tok) != T_LP)
+        return -1;
+    s_tok_t t;
+    while ((t = s_token (&p, tok, sizeof tok)) == T_ATOM)
+        if (strcasecmp (tok, "\\Noselect") == 0
+            || strcasecmp (tok, "\\NonExistent") == 0)
+            l->noselect = true;
+    if (t != T_RP)
+        return -1;
+    t = s_token (&p, tok, sizeof tok);
+    if (t == T_STRING)
+        l->sep = tok [0];
+    else if (t != T_NIL)
+        return -1;
+    t = s_token (&p, l->name, sizeof l->name);
+    if (t != T_STRING && t != T_ATOM && t != T_NIL)
+        return -1;
+    if (t == T_NIL)
+        l->name [0] = 0;
+    return 0;
+}
+
+/* Mailbox names compare exactly, except INBOX which is case-insensitive. */
+static bool
+s_name_eq (const char *a, const char *b)
+{
+    if (strcasecmp (a, "INBOX") == 0 && strcasecmp (b, "INBOX") == 0)
+        return true;
+    return strcmp (a, b) == 0;
+}
+
+/* True when name lies in the namespace with this prefix. */
+static bool
+s_in_namespace (const char *name, const char *prefix, char sep)
+{
+    size_t plen = strlen (prefix);
+    if (plen == 0)
+        return false;
+    if (strncmp (name, prefix, plen) == 0)
+        return true;
+    /* the prefix itself, without its trailing separator */
+    return plen > 1 && sep && prefix [plen - 1] == sep
+        && strlen (name) == plen - 1 && strncmp (name, prefix, plen - 1) == 0;
+}
+
+/* Encodes a UTF-8 folder name for the wire and as a quoted string. */
+static int
+s_folder_arg (const char *folder, char *wire, size_t wirelen, char *quoted,
+              size_t quotedlen, char *err, size_t errlen)
+{
+    if (!folder || !*folder) {
+        snprintf (err, errlen, "no folder given");
+        return -1;
+    }
+    if (s_mutf7_encode (folder, wire, wirelen)) {
+        snprintf (err, errlen, "folder name \"%.200s\" is not valid UTF-8 "
+                  "or too long", folder);
+        return -1;
+    }
+    if (s_quote (wire, quoted, quotedlen)) {
+        snprintf (err, errlen, "folder name \"%.200s\" is too long", folder);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/*  Control connection                                                    */
+/* ---------------------------------------------------------------------- */
+
+static int64_t
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How long one command may take before the connection counts as dead. */
+static int
+s_cmd_timeout (cm_imap_t *self)
+{
+    long t = self->timeout_ms * 4;
+    return (int) (t < 60000 ? 60000 : t > 600000 ? 600000 : t);
+}
+
+static void
+s_broken (cm_imap_t *self, char *err, size_t errlen)
+{
+    self->broken = true;
+    if (self->why [0])
+        snprintf (err, errlen, "%s", self->why);
+    else if (self->bye [0])
+        snprintf (err, errlen, "connection to %s:%d closed by the server: %s",
+                  self->host, self->port, self->bye);
+    else
+        snprintf (err, errlen, "connection to %s:%d lost", self->host,
+                  self->port);
+}
+
+/* Sends one command line (CRLF added). -1 when the connection broke. */
+static int
+s_send_line (cm_imap_t *self, const char *line)
+{
+    char buf [4200];
+    int n = snprintf (buf, sizeof buf, "%s\r\n", line);
+    if (n < 0 || (size_t) n >= sizeof buf)
+        return -1;
+    cm_trace (self->verbose, self->route, "C: %s", line);
+    size_t off = 0;
+    int64_t deadline = s_now_ms () + s_cmd_timeout (self);
+    while (off < (size_t) n) {
+        size_t sent = 0;
+        CURLcode rc = curl_easy_send (self->ctl, buf + off, (size_t) n - off,
+                                      &sent);
+        if (rc == CURLE_AGAIN) {
+            if (s_now_ms () > deadline) {
+                self->broken = true;
+                return -1;
+            }
+            struct pollfd pfd = { self->sock, POLLOUT, 0 };
+            poll (&pfd, 1, SLICE_MS);
+            continue;
+        }
+        if (rc) {
+            self->broken = true;
+            return -1;
+        }
+        off += sent;
+    }
+    return 0;
+}
+
+/* Reads one logical line into self->line within wait_ms. 1 line, 0 none
+   yet (time up, or *stop), -1 connection broken or line over cap. */
+static int
+s_read_line (cm_imap_t *self, size_t cap, int wait_ms, volatile int *stop)
+{
+    int64_t deadline = s_now_ms () + wait_ms;
+    while (1) {
+        int r = s_cut_line (&self->in, &self->hint, cap, &self->line);
+        if (r == 1) {
+            cm_trace (self->verbose, self->route, "S: %.400s%s",
+                      self->line.data,
+                      self->line.len > 400 ? "..." : "");
+            return 1;
+        }
+        if (r < 0) {
+            snprintf (self->why, sizeof self->why, "IMAP response from "
+                      "%s:%d over %zu bytes: session closed", self->host,
+                      self->port, cap);
+            cm_warn (self->route, "%s", self->why);
+            self->broken = true;
+            return -1;
+        }
+        char chunk [RECV_CHUNK];
+        size_t got = 0;
+        CURLcode rc = curl_easy_recv (self->ctl, chunk, sizeof chunk, &got);
+        if (rc == CURLE_OK && got == 0) {
+            self->broken = true;       /* peer closed */
+            return -1;
+        }
+        if (rc == CURLE_OK) {
+            if (cm_buf_append (&self->in, chunk, got)) {
+                self->broken = true;
+                return -1;
+            }
+            continue;
+        }
+        if (rc != CURLE_AGAIN) {
+            self->broken = true;
+            return -1;
+        }
+        int64_t left = deadline - s_now_ms ();
+        if (left <= 0 || (stop && *stop))
+            return 0;
+        struct pollfd pfd = { self->sock, POLLIN, 0 };
+        int pr = poll (&pfd, 1, (int) (left < SLICE_MS ? left : SLICE_MS));
+        if (pr < 0 && errno != EINTR) {
+            self->broken = true;
+            return -1;
+        }
+    }
+}
+
+static void
+s_parse_caps (cm_imap_t *self, const char *caps)
+{
+    char tok [256];
+    const char *p = caps;
+    self->cap_idle = self->cap_move = false;
+    self->cap_uidplus = self->cap_namespace = false;
+    s_tok_t t;
+    while ((t = s_token (&p, tok, sizeof tok)) != T_END) {
+        if (t == T_ERR)
+            break;
+        if (strcasecmp (tok, "IDLE") == 0)
+            self->cap_idle = true;
+        else if (strcasecmp (tok, "MOVE") == 0)
+            self->cap_move = true;
+        else if (strcasecmp (tok, "UIDPLUS") == 0)
+            self->cap_uidplus = true;
+        else if (strcasecmp (tok, "NAMESPACE") == 0)
+            self->cap_namespace = true;
+    }
+}
+
+/* Handles untagged data every command may see. */
+static void
+s_untagged (cm_imap_t *self, const char *line)
+{
+    const char *p = line + 2;
+    uint64_t n;
+    char code [64], arg [256];
+    if (strncasecmp (p, "BYE", 3) == 0) {
+        if (!self->logging_out) {
+            snprintf (self->bye, sizeof self->bye, "%s", p);
+            self->broken = true;
+        }
+        return;
+    }
+    if (strncasecmp (p, "CAPABILITY ", 11) == 0) {
+        s_parse_caps (self, p + 11);
+        return;
+    }
+    if (strncasecmp (p, "OK ", 3) == 0 || strncasecmp (p, "NO ", 3) == 0) {
+        s_resp_code (p + 3, code, sizeof code, arg, sizeof arg);
+        const char *a = arg;
+        if (strcasecmp (code, "UIDVALIDITY") == 0)
+            s_number (&a, &self->uidvalidity);
+        else if (strcasecmp (code, "UIDNEXT") == 0)
+            s_number (&a, &self->uidnext);
+        else if (strcasecmp (code, "ALERT") == 0)
+            cm_warn (self->route, "IMAP server %s: %s", self->host, p);
+        return;
+    }
+    if (s_number (&p, &n) == 0) {
+        if (strcasecmp (p, " EXISTS") == 0) {
+            if (n > self->exists)
+                self->new_mail = true;
+            self->exists = n;
+        }
+        else if (strcasecmp (p, " EXPUNGE") == 0 && self->exists > 0)
+            self->exists--;
+    }
+}
+
+typedef void (s_handler_fn) (cm_imap_t *self, const char *line, void *arg);
+
+/* Runs one tagged command. 0 OK, 1 NO, 2 BAD (the answer in
+   self->last_tagged and err), -1 connection broken (reason in err). */
+static int
+s_command (cm_imap_t *self, const char *cmd, size_t cap, s_handler_fn *fn,
+           void *arg, char *err, size_t errlen)
+{
+    char tag [16], line [4100];
+    if (self->broken) {
+        s_broken (self, err, errlen);
+        return -1;
+    }
+    snprintf (tag, sizeof tag, "C%u", ++self->tag);
+    int n = snprintf (line, sizeof line, "%s %s", tag, cmd);
+    if (n < 0 || (size_t) n >= sizeof line) {
+        snprintf (err, errlen, "IMAP command too long");
+        return 2;
+    }
+    if (s_send_line (self, line)) {
+        s_broken (self, err, errlen);
+        return -1;
+    }
+    size_t taglen = strlen (tag);
+    int64_t deadline = s_now_ms () + s_cmd_timeout (self);
+    while (1) {
+        int64_t left = deadline - s_now_ms ();
+        int r = left > 0 ? s_read_line (self, cap, (int) left, NULL) : 0;
+        if (r == 0) {
+            snprintf (self->why, sizeof self->why, "timeout waiting for "
+                      "%s:%d to answer %.40s", self->host, self->port, cmd);
+            s_broken (self, err, errlen);
+            return -1;
+        }
+        if (r < 0) {
+            s_broken (self, err, errlen);
+            return -1;
+        }
+        const char *l = self->line.data;
+        if (strncmp (l, "* ", 2) == 0) {
+            s_untagged (self, l);
+            if (fn)
+                fn (self, l, arg);
+            continue;
+        }
+        if (l [0] == '+') {
+            /* we never send literals: a continuation request is a bug on
+               one side; the connection cannot be trusted any more */
+            self->broken = true;
+            snprintf (err, errlen, "unexpected continuation from %s:%d",
+                      self->host, self->port);
+            return -1;
+        }
+        if (strncmp (l, tag, taglen) != 0 || l [taglen] != ' ')
+            continue;                  /* not ours (should not happen) */
+        const char *status = l + taglen + 1;
+        snprintf (self->last_tagged, sizeof self->last_tagged, "%s", status);
+        if (strncasecmp (status, "OK", 2) == 0)
+            return 0;
+        snprintf (err, errlen, "%s", status);
+        return strncasecmp (status, "NO", 2) == 0 ? 1 : 2;
+    }
+}
+
+typedef struct {
+    const char *want;           /* wire name looked for; "" = LIST "" "" */
+    bool found;                 /* a LIST line for it came */
+    s_list_t info;              /* its separator and flags */
+} s_listq_t;
+
+static void
+s_on_list (cm_imap_t *self, const char *line, void *arg)
+{
+    (void) self;
+    s_listq_t *q = (s_listq_t *) arg;
+    s_list_t got;
+    if (s_parse_list (line, &got))
+        return;
+    /* LIST "" "" answers with an empty name; a wildcard in a folder name
+       may list others: only the exact name counts */
+    if (q->want [0] == 0 ? got.name [0] == 0 : s_name_eq (got.name, q->want)) {
+        q->found = true;
+        q->info = got;
+    }
+}
+
+/* LIST "" quoted: 1 found and selectable, 0 not, -1 error. */
+static int
+s_list_one (cm_imap_t *self, const char *wire, const char *quoted,
+            char *err, size_t errlen)
+{
+    char cmd [NAME_MAX_LEN * 2 + 32];
+    s_listq_t *q = calloc (1, sizeof *q);
+    if (!q) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    q->want = wire;
+    snprintf (cmd, sizeof cmd, "LIST \"\" %s", quoted);
+    int r = s_command (self, cmd, LINE_CAP, s_on_list, q, err, errlen);
+    int rc = r < 0 ? -1 : r > 0 ? 0 : q->found && !q->info.noselect ? 1 : 0;
+    free (q);
+    return rc;
+}
+
+static void
+s_on_namespace (cm_imap_t *self, const char *line, void *arg)
+{
+    (void) self;
+    if (strncasecmp (line, "* NAMESPACE ", 12) == 0
+        && s_parse_namespace (line, (s_ns_t *) arg))
+        memset (arg, 0, sizeof (s_ns_t));
+}
+
+/* The route's folder rules: not shared, not a subfolder, exists, writable;
+   then SELECT. 0 ok, -1 with reason. */
+static int
+s_check_and_select (cm_imap_t *self, const char *quoted, char *err,
+                    size_t errlen)
+{
+    const char *name = self->folder;
+    const char *wire = self->folder_wire;
+    char cmd [NAME_MAX_LEN * 2 + 32];
+    s_ns_t *ns = calloc (1, sizeof *ns);
+    int rc = -1;
+    if (!ns) {
+        snprintf (err, errlen, "out of memory");
+        goto done;
+    }
+    if (self->cap_namespace
+        && s_command (self, "NAMESPACE", LINE_CAP, s_on_namespace, ns, err,
+                      errlen) < 0)
+        goto done;
+    s_listq_t root;
+    memset (&root, 0, sizeof root);
+    root.want = "";
+    int r = s_command (self, "LIST \"\" \"\"", LINE_CAP, s_on_list, &root,
+                       err, errlen);
+    if (r < 0)
+        goto done;
+    char sep = root.found ? root.info.sep : 0;
+    for (int kind = 1; kind < 3; kind++)
+        for (int i = 0; i < ns->n [kind]; i++)
+            if (s_in_namespace (wire, ns->prefix [kind][i], sep)) {
+                snprintf (err, errlen, "folder %s is in a shared mailbox",
+                          name);
+                goto done;
+            }
+    /* a personal prefix such as "INBOX." is not a parent folder */
+    const char *local = wire;
+    for (int i = 0; i < ns->n [0]; i++) {
+        size_t plen = strlen (ns->prefix [0][i]);
+        if (plen && strncmp (wire, ns->prefix [0][i], plen) == 0
+            && wire [plen]) {
+            local = wire + plen;
+            break;
+        }
+    }
+    if (sep && strchr (local, sep)) {
+        snprintf (err, errlen, "folder %s is a subfolder", name);
+        goto done;
+    }
+    r = s_list_one (self, wire, quoted, err, errlen);
+    if (r < 0)
+        goto done;
+    if (r == 0) {
+        snprintf (err, errlen, "folder %s does not exist", name);
+        goto done;
+    }
+    snprintf (cmd, sizeof cmd, "SELECT %s", quoted);
+    self->exists = 0;
+    r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
+    if (r < 0)
+        goto done;
+    if (r > 0) {
+        char why [300];
+        snprintf (why, sizeof why, "%s", err);
+        snprintf (err, errlen, "cannot open folder %s: %s", name, why);
+        goto done;
+    }
+    char code [64], carg [16];
+    s_resp_code (self->last_tagged + 2, code, sizeof code, carg, sizeof carg);
+    if (strcasecmp (code, "READ-ONLY") == 0) {
+        snprintf (err, errlen, "folder %s is read-only", name);
+        goto done;
+    }
+    self->new_mail = false;
+    rc = 0;
+done:
+    free (ns);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/*  Public API                                                            */
+/* ---------------------------------------------------------------------- */
+
+cm_imap_t *
+cm_imap_open (const cm_mailserver_t *srv, const char *folder, char *err,
+              size_t errlen)
+{
+    char wire [NAME_MAX_LEN], quoted [NAME_MAX_LEN * 2 + 4];
+    char url_folder [NAME_MAX_LEN * 3];
+    if (errlen)
+        err [0] = 0;
+    cm_mailcurl_global_init ();
+    if (s_folder_arg (folder, wire, sizeof wire, quoted, sizeof quoted,
+                      err, errlen)
+        || s_url_escape (wire, url_folder, sizeof url_folder)) {
+        if (!err [0])
+            snprintf (err, errlen, "folder name too long");
+        return NULL;
+    }
+    cm_imap_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->sock = CURL_SOCKET_BAD;
+    self->host = strdup (srv->host ? srv->host : "");
+    self->protocol = strdup (srv->protocol ? srv->protocol : "");
+    self->username = strdup (srv->username ? srv->username : "");
+    self->route = srv->route ? strdup (srv->route) : NULL;
+    self->folder = strdup (folder);
+    self->folder_wire = strdup (wire);
+    self->folder_url = strdup (url_folder);
+    self->verbose = srv->verbose;
+    self->port = srv->port;
+    self->timeout_ms = srv->timeout_ms > 0 ? srv->timeout_ms : DEFAULT_TIMEOUT;
+    cm_buf_init (&self->in, 0);           /* bounded by s_cut_line's cap */
+    cm_buf_init (&self->line, 0);
+    if (!self->host || !self->protocol || !self->username || !self->folder
+        || !self->folder_wire || !self->folder_url
+        || (srv->route && !self->route)) {
+        snprintf (err, errlen, "out of memory");
+        goto fail;
+    }
+    if (cm_mailcurl_url (srv, false, "", self->base_url,
+                         sizeof self->base_url, err, errlen))
+        goto fail;
+
+    self->ctl = curl_easy_init ();
+    self->body = curl_easy_init ();
+    if (!self->ctl || !self->body) {
+        snprintf (err, errlen, "libcurl initialisation failed");
+        goto fail;
+    }
+    if (cm_mailcurl_setup (self->ctl, srv, self->base_url, false,
+                           &self->ctl_ctx, err, errlen)
+        || cm_mailcurl_setup (self->body, srv, self->base_url, false,
+                              &self->body_ctx, err, errlen))
+        goto fail;
+    curl_easy_setopt (self->ctl, CURLOPT_CONNECT_ONLY, 1L);
+    curl_easy_setopt (self->ctl, CURLOPT_TIMEOUT_MS, self->timeout_ms);
+    CURLcode rc = curl_easy_perform (self->ctl);
+    if (rc == CURLE_LOGIN_DENIED && !self->ctl_ctx.auth_sent
+        && !srv->oauth_token && !self->ctl_ctx.login_disabled) {
+        /* no SASL PLAIN/LOGIN offered: let libcurl choose (IMAP LOGIN) */
+        curl_easy_setopt (self->ctl, CURLOPT_LOGIN_OPTIONS, NULL);
+        curl_easy_setopt (self->body, CURLOPT_LOGIN_OPTIONS, NULL);
+        memset (self->ctl_ctx.errbuf, 0, sizeof self->ctl_ctx.errbuf);
+        rc = curl_easy_perform (self->ctl);
+    }
+    if (rc) {
+        cm_mailcurl_reason (rc, &self->ctl_ctx, srv, err, errlen);
+        goto fail;
+    }
+    if (curl_easy_getinfo (self->ctl, CURLINFO_ACTIVESOCKET, &self->sock)
+        || self->sock == CURL_SOCKET_BAD) {
+        snprintf (err, errlen, "libcurl did not hand over the connection");
+        goto fail;
+    }
+    if (s_command (self, "CAPABILITY", LINE_CAP, NULL, NULL, err, errlen))
+        goto fail;
+    if (s_check_and_select (self, quoted, err, errlen))
+        goto fail;
+
+    /* body transfers: no overall timeout (big messages), but a stall
+       longer than the response timeout ends them */
+    curl_easy_setopt (self->body, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt (self->body, CURLOPT_LOW_SPEED_TIME,
+                      (long) (s_cmd_timeout (self) / 1000));
+    cm_trace (self->verbose, self->route, "IMAP %s://%s:%d folder %s: "
+              "UIDVALIDITY %" PRIu64 " UIDNEXT %" PRIu64 " EXISTS %" PRIu64
+              "%s%s%s", self->protocol, self->host, self->port, self->folder,
+              self->uidvalidity, self->uidnext, self->exists,
+              self->cap_idle ? " IDLE" : "", self->cap_move ? " MOVE" : "",
+              self->cap_uidplus ? " UIDPLUS" : "");
+    return self;
+fail:
+    cm_imap_destroy (&self);
+    return NULL;
+}
+
+int
+cm_imap_test (const cm_mailserver_t *srv, const char *folder, char *summary,
+              size_t sumlen, char *err, size_t errlen)
+{
+    cm_imap_t *self = cm_imap_open (srv, folder, err, errlen);
+    if (!self)
+        return -1;
+    snprintf (summary, sumlen, "%s://%s:%d, folder %s (%" PRIu64 " message%s)",
+              self->protocol, self->host, self->port, self->folder,
+              self->exists, self->exists == 1 ? "" : "s");
+    cm_imap_destroy (&self);
+    return 0;
+}
+
+uint64_t
+cm_imap_uidvalidity (cm_imap_t *self)
+{
+    return self ? self->uidvalidity : 0;
+}
+
+uint64_t
+cm_imap_uidnext (cm_imap_t *self)
+{
+    return self ? self->uidnext : 0;
+}
+
+uint64_t
+cm_imap_exists (cm_imap_t *self)
+{
+    return self ? self->exists : 0;
+}
+
+typedef struct {
+    uint64_t from;
+    uint64_t *uids;
+    size_t count;
+    size_t alloc;
+    bool oom;
+} s_search_t;
+
+static void
+s_on_search (cm_imap_t *self, const char *line, void *arg)
+{
+    (void) self;
+    s_search_t *s = (s_search_t *) arg;
+    if (s_parse_search (line, s->from, &s->uids, &s->count, &s->alloc))
+        s->oom = true;
+}
+
+static int
+s_cmp_u64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+int
+cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
+                size_t max_uids, uint64_t **uids, size_t *count,
+                char *err, size_t errlen)
+{
+    char cmd [128], date [32] = "";
+    *uids = NULL;
+    *count = 0;
+    if (since && *since && s_imap_date (since, date, sizeof date)) {
+        snprintf (err, errlen, "invalid date \"%.40s\" (want YYYY-MM-DD)",
+                  since);
+        return -1;
+    }
+    if (from_uid == 0)
+        from_uid = 1;
+    /* "n:*" also matches the highest UID when it is below n: filtered */
+    snprintf (cmd, sizeof cmd, "UID SEARCH UID %" PRIu64 ":* UNDELETED%s%s",
+              from_uid, date [0] ? " SINCE " : "", date);
+    /* the server shows new messages to a session only at a sync point
+       (Dovecot: after the command that noticed them): NOOP first */
+    if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen) < 0)
+        return -1;
+    self->new_mail = false;     /* this search covers what came so far */
+    s_search_t s = { from_uid, NULL, 0, 0, false };
+    int r = s_command (self, cmd, SEARCH_CAP, s_on_search, &s, err, errlen);
+    if (r == 0 && s.oom) {
+        snprintf (err, errlen, "out of memory");
+        r = -1;
+    }
+    if (r) {
+        if (r > 0) {
+            char why [300];
+            snprintf (why, sizeof why, "%s", err);
+            snprintf (err, errlen, "UID SEARCH failed: %s", why);
+        }
+        free (s.uids);
+        return -1;
+    }
+    if (s.count) {
+        qsort (s.uids, s.count, sizeof (uint64_t), s_cmp_u64);
+        size_t o = 1;
+        for (size_t i = 1; i < s.count; i++)
+            if (s.uids [i] != s.uids [o - 1])
+                s.uids [o++] = s.uids [i];
+        s.count = o;
+        if (max_uids && s.count > max_uids) {
+            s.count = max_uids;
+            self->new_mail = true;      /* the next wait returns at once */
+        }
+        *uids = s.uids;
+        *count = s.count;
+    }
+    else
+        free (s.uids);
+    return 0;
+}
+
+static void
+s_on_fetch (cm_imap_t *self, const char *line, void *arg)
+{
+    (void) self;
+    s_parse_fetch (line, (s_fetch_t *) arg);
+}
+
+/* UID FETCH uid (UID FLAGS RFC822.SIZE). 0 ok, -1 error. */
+static int
+s_fetch_meta (cm_imap_t *self, uint64_t uid, s_fetch_t *f, char *err,
+              size_t errlen)
+{
+    char cmd [96];
+    memset (f, 0, sizeof *f);
+    f->uid = uid;
+    snprintf (cmd, sizeof cmd, "UID FETCH %" PRIu64 " (UID FLAGS RFC822.SIZE)",
+              uid);
+    int r = s_command (self, cmd, LINE_CAP, s_on_fetch, f, err, errlen);
+    if (r > 0) {
+        char why [300];
+        snprintf (why, sizeof why, "%s", err);
+        snprintf (err, errlen, "UID FETCH %" PRIu64 " failed: %s", uid, why);
+    }
+    return r ? -1 : 0;
+}
+
+static size_t
+s_write_body (char *data, size_t size, size_t nmemb, void *userp)
+{
+    cm_buf_t *buf = (cm_buf_t *) userp;
+    if (cm_buf_append (buf, data, size * nmemb))
+        return 0;              /* over max_bytes: libcurl aborts */
+    return size * nmemb;
+}
+
+/* A stale reused connection fails like this; one retry is worth it. */
+static bool
+s_retryable (CURLcode rc)
+{
+    return rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR
+        || rc == CURLE_GOT_NOTHING || rc == CURLE_WEIRD_SERVER_REPLY;
+}
+
+int
+cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
+               char **data, size_t *len, bool *too_big, char *err,
+               size_t errlen)
+{
+    char url [sizeof self->base_url + NAME_MAX_LEN * 3 + 64];
+    cm_buf_t buf;
+    s_fetch_t meta;
+    int rc = -1;
+    *data = NULL;
+    *len = 0;
+    *too_big = false;
+    cm_buf_init (&buf, max_bytes);
+    if (s_fetch_meta (self, uid, &meta, err, errlen))
+        goto done;
+    if (!meta.found) {
+        rc = 2;
+        goto done;
+    }
+    if (meta.has_size && max_bytes && meta.size > max_bytes) {
+        *too_big = true;
+        *len = (size_t) meta.size;
+        rc = 1;
+        goto done;
+    }
+    snprintf (url, sizeof url, "%s%s;UIDVALIDITY=%" PRIu64 ";UID=%" PRIu64,
+              self->base_url, self->folder_url, self->uidvalidity, uid);
+    curl_easy_setopt (self->body, CURLOPT_URL, url);
+    curl_easy_setopt (self->body, CURLOPT_WRITEFUNCTION, s_write_body);
+    curl_easy_setopt (self->body, CURLOPT_WRITEDATA, &buf);
+    CURLcode crc = CURLE_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        cm_buf_reset (&buf);
+        self->body_ctx.errbuf [0] = 0;
+        crc = curl_easy_perform (self->body);
+        if (!s_retryable (crc))
+            break;
+    }
+    if (crc == CURLE_WRITE_ERROR && buf.overflow) {
+        *too_big = true;
+        *len = meta.has_size ? (size_t) meta.size : 0;
+        rc = 1;
+        goto done;
+    }
+    if (crc == CURLE_REMOTE_FILE_NOT_FOUND) {
+        /* expunged meanwhile, or the folder's UIDVALIDITY changed */
+        if (s_fetch_meta (self, uid, &meta, err, errlen))
+            goto done;
+        if (!meta.found) {
+            rc = 2;
+            goto done;
+        }
+        snprintf (err, errlen, "UID %" PRIu64 " could not be fetched from "
+                  "folder %s (UIDVALIDITY changed?)", uid, self->folder);
+        goto done;
+    }
+    if (crc) {
+        char why [400];
+        cm_mailserver_t srv = { .host = self->host, .port = self->port,
+                                .username = self->username };
+        if (crc == CURLE_OPERATION_TIMEDOUT)
+            snprintf (why, sizeof why, "timeout talking to %s:%d",
+                      self->host, self->port);
+        else
+            cm_mailcurl_reason (crc, &self->body_ctx, &srv, why, sizeof why);
+        snprintf (err, errlen, "fetching UID %" PRIu64 ": %s", uid, why);
+        goto done;
+    }
+    if (peek && !meta.seen) {
+        char cmd [96];
+        snprintf (cmd, sizeof cmd, "UID STORE %" PRIu64
+                  " -FLAGS.SILENT (\\Seen)", uid);
+        int r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
+        if (r) {
+            if (r > 0) {
+                char why [300];
+                snprintf (why, sizeof why, "%s", err);
+                snprintf (err, errlen, "could not keep UID %" PRIu64
+                          " unread: %s", uid, why);
+            }
+            goto done;
+        }
+    }
+    *data = cm_buf_take (&buf, len);
+    if (!*data) {
+        snprintf (err, errlen, "out of memory");
+        goto done;
+    }
+    rc = 0;
+done:
+    cm_buf_free (&buf);
+    return rc;
+}
+
+int
+cm_imap_mark_seen (cm_imap_t *self, uint64_t uid, char *err, size_t errlen)
+{
+    char cmd [96];
+    snprintf (cmd, sizeof cmd, "UID STORE %" PRIu64 " +FLAGS.SILENT (\\Seen)",
+              uid);
+    int r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
+    if (r > 0) {
+        char why [300];
+        snprintf (why, sizeof why, "%s", err);
+        snprintf (err, errlen, "could not mark UID %" PRIu64 " seen: %s",
+                  uid, why);
+    }
+    return r ? -1 : 0;
+}
+
+int
+cm_imap_move (cm_imap_t *self, uint64_t uid, const char *folder, char *err,
+              size_t errlen)
+{
+    char wire [NAME_MAX_LEN], quoted [NAME_MAX_LEN * 2 + 4];
+    char cmd [NAME_MAX_LEN * 2 + 96], why [300];
+    if (s_folder_arg (folder, wire, sizeof wire, quoted, sizeof quoted,
+                      err, errlen))
+        return -1;
+    if (self->cap_move)
+        snprintf (cmd, sizeof cmd, "UID MOVE %" PRIu64 " %s", uid, quoted);
+    else
+        snprintf (cmd, sizeof cmd, "UID COPY %" PRIu64 " %s", uid, quoted);
+    int r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
+    if (r > 0) {
+        snprintf (why, sizeof why, "%s", err);
+        if (strstr (why, "[TRYCREATE]"))
+            snprintf (err, errlen, "folder %s does not exist", folder);
+        else
+            snprintf (err, errlen, "moving UID %" PRIu64 " to %s failed: %s",
+                      uid, folder, why);
+        return -1;
+    }
+    if (r < 0)
+        return -1;
+    if (self->cap_move)
+        return 0;
+    snprintf (cmd, sizeof cmd, "UID STORE %" PRIu64
+              " +FLAGS.SILENT (\\Deleted)", uid);
+    r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
+    if (r == 0 && self->cap_uidplus) {
+        snprintf (cmd, sizeof cmd, "UID EXPUNGE %" PRIu64, uid);
+        r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
+    }
+    else if (r == 0)
+        cm_warn (self->route, "%s has no UIDPLUS: UID %" PRIu64 " copied to "
+                 "%s and flagged \\Deleted, not expunged", self->host, uid,
+                 folder);
+    if (r > 0) {
+        snprintf (why, sizeof why, "%s", err);
+        snprintf (err, errlen, "moving UID %" PRIu64 " to %s failed: %s",
+                  uid, folder, why);
+    }
+    return r ? -1 : 0;
+}
+
+int
+cm_imap_folder_exists (cm_imap_t *self, const char *folder, char *err,
+                       size_t errlen)
+{
+    char wire [NAME_MAX_LEN], quoted [NAME_MAX_LEN * 2 + 4];
+    if (s_folder_arg (folder, wire, sizeof wire, quoted, sizeof quoted,
+                      err, errlen))
+        return -1;
+    return s_list_one (self, wire, quoted, err, errlen);
+}
+
+int
+cm_imap_noop (cm_imap_t *self, char *err, size_t errlen)
+{
+    int r = s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen);
+    if (r > 0) {
+        char why [300];
+        snprintf (why, sizeof why, "%s", err);
+        snprintf (err, errlen, "NOOP refused by %s: %s", self->host, why);
+    }
+    return r ? -1 : 0;
+}
+
+/* Reads and handles unsolicited lines for up to wait_ms. -1 broken. */
+static int
+s_drain (cm_imap_t *self, int wait_ms, volatile int *stop, char *err,
+         size_t errlen)
+{
+    int r = s_read_line (self, LINE_CAP, wait_ms, stop);
+    if (r < 0) {
+        s_broken (self, err, errlen);
+        return -1;
+    }
+    if (r == 1 && strncmp (self->line.data, "* ", 2) == 0) {
+        s_untagged (self, self->line.data);
+        if (self->broken) {
+            s_broken (self, err, errlen);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Waiting without IDLE: NOOP every CM_IMAP_POLL_MS. */
+static int
+s_wait_poll (cm_imap_t *self, int timeout_ms, volatile int *stop, char *err,
+             size_t errlen)
+{
+    int64_t deadline = s_now_ms () + timeout_ms;
+    int64_t next_noop = s_now_ms () + CM_IMAP_POLL_MS;
+    while (1) {
+        if (self->new_mail) {
+            self->new_mail = false;
+            return 1;
+        }
+        int64_t now = s_now_ms ();
+        if ((stop && *stop) || now >= deadline)
+            return 0;
+        if (now >= next_noop) {
+            if (cm_imap_noop (self, err, errlen))
+                return -1;
+            next_noop = s_now_ms () + CM_IMAP_POLL_MS;
+            continue;
+        }
+        int64_t until = next_noop < deadline ? next_noop : deadline;
+        if (s_drain (self, (int) (until - now), stop, err, errlen))
+            return -1;
+    }
+}
+
+int
+cm_imap_wait (cm_imap_t *self, int timeout_ms, volatile int *stop, char *err,
+              size_t errlen)
+{
+    char tag [16], line [32];
+    if (self->broken) {
+        s_broken (self, err, errlen);
+        return -1;
+    }
+    if (self->new_mail) {
+        self->new_mail = false;
+        return 1;
+    }
+    if (stop && *stop)
+        return 0;
+    if (!self->cap_idle)
+        return s_wait_poll (self, timeout_ms, stop, err, errlen);
+
+    snprintf (tag, sizeof tag, "C%u", ++self->tag);
+    snprintf (line, sizeof line, "%s IDLE", tag);
+    if (s_send_line (self, line)) {
+        s_broken (self, err, errlen);
+        return -1;
+    }
+    size_t taglen = strlen (tag);
+    /* until the server says "+ idling" */
+    int64_t deadline = s_now_ms () + s_cmd_timeout (self);
+    while (1) {
+        int64_t left = deadline - s_now_ms ();
+        int r = left > 0 ? s_read_line (self, LINE_CAP, (int) left, NULL) : 0;
+        if (r <= 0) {
+            s_broken (self, err, errlen);
+            return -1;
+        }
+        const char *l = self->line.data;
+        if (l [0] == '+')
+            break;
+        if (strncmp (l, "* ", 2) == 0) {
+            s_untagged (self, l);
+            continue;
+        }
+        if (strncmp (l, tag, taglen) == 0 && l [taglen] == ' ') {
+            /* IDLE refused: poll instead from now on */
+            cm_warn (self->route, "IDLE refused by %s (%s); polling",
+                     self->host, l + taglen + 1);
+            self->cap_idle = false;
+            return s_wait_poll (self, timeout_ms, stop, err, errlen);
+        }
+    }
+    deadline = s_now_ms () + timeout_ms;
+    while (!self->new_mail && !(stop && *stop) && s_now_ms () < deadline) {
+        int64_t left = deadline - s_now_ms ();
+        int r = s_read_line (self, LINE_CAP, (int) (left < SLICE_MS ? left
+                                                    : SLICE_MS), stop);
+        if (r < 0) {
+            s_broken (self, err, errlen);
+            return -1;
+        }
+        if (r == 1 && strncmp (self->line.data, "* ", 2) == 0) {
+            s_untagged (self, self->line.data);
+            if (self->broken) {
+                s_broken (self, err, errlen);
+                return -1;
+            }
+        }
+    }
+    /* end IDLE; the answer must come back at once */
+    if (s_send_line (self, "DONE")) {
+        s_broken (self, err, errlen);
+        return -1;
+    }
+    deadline = s_now_ms () + (stop && *stop ? 2000 : s_cmd_timeout (self));
+    while (1) {
+        int64_t left = deadline - s_now_ms ();
+        int r = left > 0 ? s_read_line (self, LINE_CAP, (int) left, NULL) : 0;
+        if (r <= 0) {
+            s_broken (self, err, errlen);
+            return -1;
+        }
+        const char *l = self->line.data;
+        if (strncmp (l, "* ", 2) == 0)
+            s_untagged (self, l);
+        else if (strncmp (l, tag, taglen) == 0 && l [taglen] == ' ')
+            break;
+    }
+    if (self->new_mail) {
+        self->new_mail = false;
+        return 1;
+    }
+    return 0;
+}
+
+void
+cm_imap_destroy (cm_imap_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cm_imap_t *self = *self_p;
+    if (self->ctl) {
+        curl_easy_setopt (self->ctl, CURLOPT_SERVER_RESPONSE_TIMEOUT, 2L);
+        if (self->sock != CURL_SOCKET_BAD && !self->broken) {
+            self->logging_out = true;
+            char tag [16], line [32];
+            snprintf (tag, sizeof tag, "C%u", ++self->tag);
+            snprintf (line, sizeof line, "%s LOGOUT", tag);
+            if (s_send_line (self, line) == 0) {
+                int64_t deadline = s_now_ms () + 2000;
+                while (s_now_ms () < deadline) {
+                    int r = s_read_line (self, LINE_CAP,
+                                         (int) (deadline - s_now_ms ()), NULL);
+                    if (r <= 0 || strncmp (self->line.data, tag,
+                                           strlen (tag)) == 0)
+                        break;
+                }
+            }
+        }
+        curl_easy_cleanup (self->ctl);
+    }
+    if (self->body) {
+        curl_easy_setopt (self->body, CURLOPT_SERVER_RESPONSE_TIMEOUT, 2L);
+        curl_easy_cleanup (self->body);
+    }
+    cm_buf_free (&self->in);
+    cm_buf_free (&self->line);
+    free (self->host);
+    free (self->protocol);
+    free (self->username);
+    free (self->route);
+    free (self->folder);
+    free (self->folder_wire);
+    free (self->folder_url);
+    free (self);
+    *self_p = NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/*  Self-test                                                             */
+/* ---------------------------------------------------------------------- */
+
+#define CHECK(cond) do { if (!(cond)) { \
+    if (verbose) printf ("  imap selftest failed at line %d: %s\n", \
+                         __LINE__, #cond); \
+    goto done; } } while (0)
+
+int
+cm_imap_selftest (bool verbose)
+{
+    int rc = -1;
+    char out [512];
+    cm_buf_t in, line;
+    cm_buf_init (&in, 0);
+    cm_buf_init (&line, 0);
+    uint64_t *uids = NULL;
+
+    /* modified UTF-7 (RFC 3501 examples and edge cases) */
+    CHECK (s_mutf7_encode ("INBOX", out, sizeof out) == 0
+           && strcmp (out, "INBOX") == 0);
+    CHECK (s_mutf7_encode ("A&B", out, sizeof out) == 0
+           && strcmp (out, "A&-B") == 0);
+    CHECK (s_mutf7_encode ("~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/"
+                           "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+                           out, sizeof out) == 0
+           && strcmp (out, "~peter/mail/&U,BTFw-/&ZeVnLIqe-") == 0);
+    CHECK (s_mutf7_encode ("Entw\xc3\xbc" "rfe", out, sizeof out) == 0
+           && strcmp (out, "Entw&APw-rfe") == 0);
+    CHECK (s_mutf7_encode ("\xf0\x9f\x93\xa7", out, sizeof out) == 0
+           && strcmp (out, "&2D3c5w-") == 0);
+    CHECK (s_mutf7_encode ("bad\xc3", out, sizeof out) == -1);
+    CHECK (s_mutf7_encode ("\xc0\xaf", out, sizeof out) == -1);
+    CHECK (s_mutf7_encode ("a\nb", out, sizeof out) == -1);
+    CHECK (s_mutf7_encode ("INBOX", out, 4) == -1);
+
+    /* quoting and URL escaping */
+    CHECK (s_quote ("a\"b\\c", out, sizeof out) == 0
+           && strcmp (out, "\"a\\\"b\\\\c\"") == 0);
+    CHECK (s_quote ("abc", out, 5) == -1);
+    CHECK (s_url_escape ("In box/x;UID=1&%", out, sizeof out) == 0
+           && strcmp (out, "In%20box%2Fx%3BUID%3D1%26%25") == 0);
+    CHECK (s_imap_date ("2024-03-05", out, sizeof out) == 0
+           && strcmp (out, "5-Mar-2024") == 0);
+    CHECK (s_imap_date ("2024-13-05", out, sizeof out) == -1);
+    CHECK (s_imap_date ("2024-1-05", out, sizeof out) == -1);
+
+    /* cutting lines, with a literal folded into a quoted string */
+    size_t hint = 0;
+    const char *wire1 = "* LIST () \"/\" {6}\r\nIn\"b\\x\r\n* 3 EXI";
+    cm_buf_append (&in, wire1, strlen (wire1));
+    CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 1);
+    CHECK (strcmp (line.data, "* LIST () \"/\" \"In\\\"b\\\\x\"") == 0);
+    s_list_t l;
+    CHECK (s_parse_list (line.data, &l) == 0 && l.sep == '/'
+           && strcmp (l.name, "In\"b\\x") == 0);
+    CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 0);
+    cm_buf_append (&in, "STS\r\n", 5);
+    CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 1
+           && strcmp (line.data, "* 3 EXISTS") == 0 && in.len == 0);
+    /* literal split across reads */
+    cm_buf_append (&in, "* LIST (\\Noselect) NIL {5}\r\nab", 30);
+    CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 0);
+    cm_buf_append (&in, "cde\r\n", 5);
+    CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 1);
+    CHECK (s_parse_list (line.data, &l) == 0 && l.sep == 0 && l.noselect
+           && strcmp (l.name, "abcde") == 0);
+    /* caps: an endless line and a huge literal break the session */
+    cm_buf_reset (&in);
+    hint = 0;
+    char big [300];
+    memset (big, 'x', sizeof big);
+    cm_buf_append (&in, big, sizeof big);
+    CHECK (s_cut_line (&in, &hint, 256, &line) == -1);
+    cm_buf_reset (&in);
+    hint = 0;
+    cm_buf_append (&in, "* X {999999999}\r\n", 17);
+    CHECK (s_cut_line (&in, &hint, 256, &line) == -1);
+    cm_buf_reset (&in);
+    hint = 0;
+    cm_buf_append (&in, "* X {99999999999999999999}\r\n", 28);
+    CHECK (s_cut_line (&in, &hint, 256, &line) == 1);   /* not a literal */
+
+    /* SEARCH: numbers below from (the n:* quirk) are dropped */
+    size_t count = 0, alloc = 0;
+    CHECK (s_parse_search ("* SEARCH 7 3 9 (MODSEQ 12)", 5, &uids, &count,
+                           &alloc) == 0);
+    CHECK (count == 2 && uids [0] == 7 && uids [1] == 9);
+    CHECK (s_parse_search ("* SEARCH", 1, &uids, &count, &alloc) == 0
+           && count == 2);
+
+    /* FETCH */
+    s_fetch_t f = { false, 42, false, false, 0 };
+    s_parse_fetch ("* 3 FETCH (FLAGS (\\Seen) UID 41)", &f);
+    CHECK (!f.found);
+    s_parse_fetch ("* 4 FETCH (UID 42 FLAGS (\\Answered $Junk) "
+                   "RFC822.SIZE 1234 MODSEQ (5))", &f);
+    CHECK (f.found && !f.seen && f.has_size && f.size == 1234);
+    f = (s_fetch_t) { false, 42, false, false, 0 };
+    s_parse_fetch ("* 4 FETCH (FLAGS (\\Recent \\Seen) RFC822.SIZE 10 "
+                   "UID 42)", &f);
+    CHECK (f.found && f.seen && f.size == 10);
+
+    /* NAMESPACE, with an extension in the shared namespace */
+    s_ns_t ns;
+    CHECK (s_parse_namespace ("* NAMESPACE ((\"\" \"/\")) NIL ((\"shared/\" "
+                              "\"/\" \"X-EXT\" (\"a\" \"b\")))", &ns) == 0);
+    CHECK (ns.n [0] == 1 && ns.n [1] == 0 && ns.n [2] == 1
+           && strcmp (ns.prefix [2][0], "shared/") == 0);
+    CHECK (s_in_namespace ("shared/bob/INBOX", "shared/", '/'));
+    CHECK (s_in_namespace ("shared", "shared/", '/'));
+    CHECK (!s_in_namespace ("sharedX", "shared/", '/'));
+    CHECK (!s_in_namespace ("INBOX", "", '/'));
+    CHECK (s_parse_namespace ("* NAMESPACE ((\"INBOX.\" \".\")) "
+                              "((\"#users.\" \".\")) NIL", &ns) == 0
+           && ns.n [1] == 1 && strcmp (ns.prefix [1][0], "#users.") == 0);
+    CHECK (s_parse_namespace ("* NAMESPACE ((\"\" \"/\"", &ns) == -1);
+    CHECK (s_name_eq ("inbox", "INBOX") && !s_name_eq ("Archive", "archive"));
+
+    /* response codes and tokens */
+    char code [32], arg [64];
+    s_resp_code (" [UIDVALIDITY 1700000000] UIDs valid", code, sizeof code,
+                 arg, sizeof arg);
+    CHECK (strcmp (code, "UIDVALIDITY") == 0
+           && strcmp (arg, "1700000000") == 0);
+    s_resp_code (" [READ-ONLY] Select completed", code, sizeof code, arg,
+                 sizeof arg);
+    CHECK (strcmp (code, "READ-ONLY") == 0 && arg [0] == 0);
+    const char *p = "(a (b \"c)\") d) e";
+    CHECK (s_skip_value (&p) == 0 && strcmp (p, " e") == 0);
+    p = "((((";
+    CHECK (s_skip_value (&p) == -1);
+
+    /* reason mapping */
+    cm_mailserver_t srv = { .host = "mail.example.test", .port = 993,
+                            .username = "alice@example.test" };
+    cm_mailcurl_ctx_t ctx;
+    memset (&ctx, 0, sizeof ctx);
+    cm_mailcurl_reason (CURLE_COULDNT_RESOLVE_HOST, &ctx, &srv, out,
+                        sizeof out);
+    CHECK (strcmp (out, "name not resolved: mail.example.test") == 0);
+    cm_mailcurl_reason (CURLE_COULDNT_CONNECT, &ctx, &srv, out, sizeof out);
+    CHECK (strcmp (out, "connection refused: mail.example.test:993") == 0);
+    cm_mailcurl_reason (CURLE_OPERATION_TIMEDOUT, &ctx, &srv, out,
+                        sizeof out);
+    CHECK (strcmp (out, "timeout connecting to mail.example.test:993") == 0);
+    snprintf (ctx.errbuf, sizeof ctx.errbuf, "unable to get local issuer");
+    cm_mailcurl_reason (CURLE_PEER_FAILED_VERIFICATION, &ctx, &srv, out,
+                        sizeof out);
+    CHECK (strcmp (out, "certificate not trusted: unable to get local "
+                        "issuer") == 0);
+    cm_mailcurl_reason (CURLE_SSL_CONNECT_ERROR, &ctx, &srv, out, sizeof out);
+    CHECK (strncmp (out, "TLS handshake failed: ", 22) == 0);
+    cm_mailcurl_reason (CURLE_USE_SSL_FAILED, &ctx, &srv, out, sizeof out);
+    CHECK (strcmp (out, "STARTTLS not offered by mail.example.test:993")
+           == 0);
+    ctx.auth_sent = true;
+    cm_mailcurl_reason (CURLE_LOGIN_DENIED, &ctx, &srv, out, sizeof out);
+    CHECK (strcmp (out, "authentication failed for alice@example.test") == 0);
+    ctx.auth_sent = false;
+    ctx.login_disabled = true;
+    cm_mailcurl_reason (CURLE_LOGIN_DENIED, &ctx, &srv, out, sizeof out);
+    CHECK (strstr (out, "plain-text login disabled") != NULL);
+
+    /* URLs */
+    char err [128];
+    srv.protocol = "imap+starttls";
+    CHECK (cm_mailcurl_url (&srv, false, "", out, sizeof out, err,
+                            sizeof err) == 0
+           && strcmp (out, "imap://mail.example.test:993/") == 0);
+    srv.host = "::1";
+    srv.protocol = "smtps";
+    CHECK (cm_mailcurl_url (&srv, true, "helo", out, sizeof out, err,
+                            sizeof err) == 0
+           && strcmp (out, "smtps://[::1]:993/helo") == 0);
+    srv.host = "evil.test/x@y";
+    CHECK (cm_mailcurl_url (&srv, true, "", out, sizeof out, err,
+                            sizeof err) == -1);
+    srv.host = "ok.test";
+    srv.protocol = "pop3";
+    CHECK (cm_mailcurl_url (&srv, false, "", out, sizeof out, err,
+                            sizeof err) == -1);
+
+    /* trace redaction of credentials in libcurl's own lines */
+    memset (&ctx, 0, sizeof ctx);
+    s_debug_line (&ctx, CURLINFO_HEADER_OUT, "A003 AUTHENTICATE PLAIN");
+    CHECK (ctx.in_auth && ctx.auth_sent);
+    s_debug_line (&ctx, CURLINFO_HEADER_IN, "+");
+    CHECK (ctx.in_auth);
+    s_debug_line (&ctx, CURLINFO_HEADER_IN, "A003 OK Logged in");
+    CHECK (!ctx.in_auth);
+    s_debug_line (&ctx, CURLINFO_HEADER_OUT, "EHLO client");
+    s_debug_line (&ctx, CURLINFO_HEADER_IN, "250-AUTH PLAIN LOGIN");
+    s_debug_line (&ctx, CURLINFO_HEADER_IN, "250 SMTPUTF8");
+    CHECK (ctx.auth_offered && strcmp (ctx.reply, "250-AUTH PLAIN LOGIN "
+                                       "250 SMTPUTF8") == 0);
+    s_debug_line (&ctx, CURLINFO_HEADER_OUT, "AUTH PLAIN AGFsaWNl");
+    s_debug_line (&ctx, CURLINFO_HEADER_IN, "235 2.7.0 Authentication "
+                  "successful");
+    CHECK (ctx.auth_ok && !ctx.in_auth);
+    rc = 0;
+done:
+    free (uids);
+    cm_buf_free (&in);
+    cm_buf_free (&line);
+    return rc;
+}

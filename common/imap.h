@@ -1,0 +1,131 @@
+/*  common/imap.h: IMAP client of the inbound side of a route, on libcurl.
+
+    A session holds two connections to the mailbox:
+    - a control connection: libcurl logs in (TLS, CAPABILITY, SASL/LOGIN)
+      with CURLOPT_CONNECT_ONLY and hands it over; this module then runs
+      its own tagged commands on it (CAPABILITY, NAMESPACE, LIST, SELECT,
+      UID SEARCH, UID FETCH n (FLAGS RFC822.SIZE), UID STORE, UID MOVE,
+      IDLE, NOOP) and parses only line-oriented answers;
+    - a body connection: ordinary libcurl URL transfers
+      imap(s)://host:port/FOLDER;UIDVALIDITY=v;UID=n on one easy handle
+      kept for the session, so the login and SELECT are reused. Message
+      bodies never travel on the control connection (see DESIGN.md,
+      Known traps).
+
+    Ownership: a session copies what it needs from the cm_mailserver_t;
+    buffers returned through pointers are malloc'd and owned by the caller.
+    Errors: functions return 0 / -1 (or the documented codes) and write a
+    reason a person can read into err; reasons for connection failures
+    follow the wording the router prints after
+    "Failed to test Service connectivity: ".
+    Threads: a session is used by one thread at a time; sessions in
+    different threads are independent. No secret is ever logged. */
+#ifndef CM_IMAP_H
+#define CM_IMAP_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <curl/curl.h>
+#include "mailserver.h"
+
+typedef struct _cm_imap_t cm_imap_t;
+
+/* Connects, logs in, checks the folder (exists, not read-only, not a
+   subfolder, not in a shared mailbox) and SELECTs it. NULL with a reason
+   in err. folder is UTF-8; it is sent in modified UTF-7. */
+cm_imap_t *cm_imap_open (const cm_mailserver_t *srv, const char *folder,
+                         char *err, size_t errlen);
+/* Inbound connection test: open + checks, then a one line summary like
+   "imaps://host:993, folder INBOX (12 messages)". 0 ok, -1 with reason. */
+int cm_imap_test (const cm_mailserver_t *srv, const char *folder,
+                  char *summary, size_t sumlen, char *err, size_t errlen);
+
+/* What the last SELECT (and later untagged answers) said; 0 if unknown. */
+uint64_t cm_imap_uidvalidity (cm_imap_t *self);
+uint64_t cm_imap_uidnext (cm_imap_t *self);
+uint64_t cm_imap_exists (cm_imap_t *self);
+
+/* UID SEARCH UNDELETED for UIDs >= from_uid (and SINCE when since is
+   "YYYY-MM-DD"). Fills *uids with a malloc'd ascending array (NULL when
+   *count is 0), at most max_uids entries (0 = no limit): the lowest ones,
+   the rest come next time (the next cm_imap_wait then returns 1 at once).
+   Runs NOOP first, as servers show new messages only at a sync point.
+   0 ok, -1 with reason. */
+int cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
+                    size_t max_uids, uint64_t **uids, size_t *count,
+                    char *err, size_t errlen);
+
+/* Fetches the raw message UID through a URL transfer on the body
+   connection. Reads FLAGS and RFC822.SIZE first on the control connection:
+   - 0: *data is a malloc'd NUL-terminated copy of *len bytes;
+   - 1: the message is bigger than max_bytes; *too_big is true and *len its
+        size (nothing downloaded when the server announced the size);
+   - 2: no message with that UID (expunged);
+   - -1: error, reason in err.
+   URL fetches use BODY[] which sets \Seen; when peek is true and the
+   message was not \Seen before, \Seen is removed again afterwards. */
+int cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
+                   char **data, size_t *len, bool *too_big,
+                   char *err, size_t errlen);
+/* UID STORE uid +FLAGS.SILENT (\Seen). 0 ok, -1 with reason. */
+int cm_imap_mark_seen (cm_imap_t *self, uint64_t uid, char *err, size_t errlen);
+/* Moves uid into folder: UID MOVE when offered, else UID COPY, \Deleted and
+   UID EXPUNGE (UIDPLUS; without UIDPLUS the copy stays flagged \Deleted
+   and is not expunged, so other messages are never expunged by us).
+   0 ok, -1 with reason. */
+int cm_imap_move (cm_imap_t *self, uint64_t uid, const char *folder,
+                  char *err, size_t errlen);
+/* 1 the folder exists and can hold messages, 0 no, -1 error. */
+int cm_imap_folder_exists (cm_imap_t *self, const char *folder,
+                           char *err, size_t errlen);
+/* Waits for new mail up to timeout_ms: IDLE when offered, else NOOP every
+   CM_IMAP_POLL_MS. 1 new mail (EXISTS grew, also when it grew during an
+   earlier command), 0 timeout or *stop, -1 connection broken (reason in
+   err). Notices *stop within about 200 ms. Keep timeout_ms well below the
+   29 minutes of RFC 2177. */
+int cm_imap_wait (cm_imap_t *self, int timeout_ms, volatile int *stop,
+                  char *err, size_t errlen);
+#define CM_IMAP_POLL_MS 10000
+/* NOOP on the control connection: 0 alive, -1 broken (reason in err). */
+int cm_imap_noop (cm_imap_t *self, char *err, size_t errlen);
+/* Logs out and frees; safe on NULL, nulls *self_p. */
+void cm_imap_destroy (cm_imap_t **self_p);
+/* Offline tests of parsers, encoders and the reason mapping; 0 ok. */
+int cm_imap_selftest (bool verbose);
+
+/* ---- libcurl glue shared with smtp.c (not for other callers) ---------- */
+
+/* Per-handle context of the debug callback: traces protocol lines when the
+   route is verbose (credentials redacted) and remembers what the reason
+   mapping and the SMTP client need. Must outlive the easy handle's use. */
+typedef struct {
+    bool verbose;                   /* route log level is verbose */
+    const char *route;              /* route name for log lines */
+    bool in_auth;                   /* client is inside an AUTH exchange */
+    bool auth_sent;                 /* client sent AUTH/AUTHENTICATE/LOGIN */
+    bool auth_ok;                   /* SMTP 235 seen */
+    bool auth_offered;              /* SMTP EHLO listed AUTH */
+    bool login_disabled;            /* IMAP LOGINDISABLED seen */
+    char reply [1024];              /* last complete server reply (SMTP) */
+    char fail [1024];               /* last SMTP reply with a 4xx/5xx code */
+    char partial [1024];            /* multi-line SMTP reply in progress */
+    char errbuf [CURL_ERROR_SIZE];  /* CURLOPT_ERRORBUFFER */
+} cm_mailcurl_ctx_t;
+
+/* curl_global_init exactly once per process (thread-safe). */
+void cm_mailcurl_global_init (void);
+/* Checks srv and builds "scheme://host:port/" + path into url, and picks
+   the TLS mode; is_smtp chooses the protocol family. 0 ok, -1 with reason. */
+int cm_mailcurl_url (const cm_mailserver_t *srv, bool is_smtp,
+                     const char *path, char *url, size_t urllen,
+                     char *err, size_t errlen);
+/* Sets TLS (verify peer and host; CA file), credentials (password or
+   XOAUTH2/OAUTHBEARER bearer), timeouts, NOSIGNAL and the debug trace on
+   h for url. Registers the secrets with the log. 0 ok, -1 with reason. */
+int cm_mailcurl_setup (CURL *h, const cm_mailserver_t *srv, const char *url,
+                       bool is_smtp, cm_mailcurl_ctx_t *ctx,
+                       char *err, size_t errlen);
+/* Writes the person-readable reason for a libcurl failure. */
+void cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
+                         const cm_mailserver_t *srv, char *err, size_t errlen);
+#endif

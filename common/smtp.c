@@ -1,0 +1,350 @@
+/*  common/smtp.c: SMTP client on libcurl (see smtp.h).
+
+    The test uses CURLOPT_CONNECT_ONLY: libcurl connects, does TLS or
+    STARTTLS, EHLO and AUTH in its connect phase and hands the connection
+    over; we then send QUIT ourselves. libcurl silently skips AUTH when the
+    server offers none, so the debug trace (shared with imap.c) tells us
+    whether a 235 really came. Sending is one libcurl upload per message;
+    the server's answers are taken from the same trace, so a rejection
+    reaches the caller with the server's own words. */
+#include "smtp.h"
+#include "imap.h"
+#include "log.h"
+#include <ctype.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ADDR_MAX        320     /* RFC 5321 path limits, with margin */
+#define DEFAULT_TIMEOUT 15000
+#define RESPONSE_SECS   300L    /* RFC 5321 4.5.3.2: minutes, not seconds */
+
+/* The EHLO name goes into the URL path: a host name or address literal. */
+static bool
+s_helo_ok (const char *helo)
+{
+    if (!*helo || strlen (helo) > 255)
+        return false;
+    for (const char *p = helo; *p; p++)
+        if (!isalnum ((unsigned char) *p) && !strchr (".-_:[]", *p))
+            return false;
+    return true;
+}
+
+/* An address for MAIL FROM / RCPT TO: no controls, no brackets, no space
+   outside what a sane address has; we do not try to be a full RFC 5321
+   parser, only to keep the command line intact. */
+static bool
+s_addr_ok (const char *addr, bool empty_ok)
+{
+    size_t len = strlen (addr);
+    if (len > ADDR_MAX || (!empty_ok && len == 0))
+        return false;
+    if (len && !strchr (addr, '@'))
+        return false;
+    for (const unsigned char *p = (const unsigned char *) addr; *p; p++)
+        if (*p < 0x21 || *p == 0x7F || *p == '<' || *p == '>')
+            return false;
+    return true;
+}
+
+static cm_smtp_result_t
+s_class (long code)
+{
+    if (code >= 200 && code < 300)
+        return CM_SMTP_SENT;
+    if (code >= 500 && code < 600)
+        return CM_SMTP_PERMFAIL;
+    return CM_SMTP_TEMPFAIL;
+}
+
+/* Makes an easy handle for srv with the EHLO name in the URL path. */
+static CURL *
+s_handle (const cm_mailserver_t *srv, cm_mailcurl_ctx_t *ctx, char *err,
+          size_t errlen)
+{
+    char url [700];
+    const char *helo = srv->helo && *srv->helo ? srv->helo : "localhost";
+    cm_mailcurl_global_init ();
+    if (!s_helo_ok (helo)) {
+        snprintf (err, errlen, "invalid EHLO name \"%.100s\"", helo);
+        return NULL;
+    }
+    if (cm_mailcurl_url (srv, true, helo, url, sizeof url, err, errlen))
+        return NULL;
+    CURL *h = curl_easy_init ();
+    if (!h) {
+        snprintf (err, errlen, "libcurl initialisation failed");
+        return NULL;
+    }
+    if (cm_mailcurl_setup (h, srv, url, true, ctx, err, errlen)) {
+        curl_easy_cleanup (h);
+        return NULL;
+    }
+    return h;
+}
+
+static int64_t
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sends QUIT on a handed-over connection and waits briefly for 221. */
+static void
+s_quit (CURL *h, const cm_mailserver_t *srv)
+{
+    curl_socket_t sock = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo (h, CURLINFO_ACTIVESOCKET, &sock)
+        || sock == CURL_SOCKET_BAD)
+        return;
+    cm_trace (srv->verbose, srv->route, "C: QUIT");
+    const char *quit = "QUIT\r\n";
+    size_t off = 0, n;
+    int64_t deadline = s_now_ms () + 2000;
+    while (off < 6 && s_now_ms () < deadline) {
+        CURLcode rc = curl_easy_send (h, quit + off, 6 - off, &n);
+        if (rc == CURLE_AGAIN) {
+            struct pollfd pfd = { sock, POLLOUT, 0 };
+            poll (&pfd, 1, 100);
+            continue;
+        }
+        if (rc)
+            return;
+        off += n;
+    }
+    char buf [512];
+    size_t got = 0;
+    while (got < sizeof buf - 1 && s_now_ms () < deadline) {
+        CURLcode rc = curl_easy_recv (h, buf + got, sizeof buf - 1 - got, &n);
+        if (rc == CURLE_AGAIN) {
+            struct pollfd pfd = { sock, POLLIN, 0 };
+            poll (&pfd, 1, 100);
+            continue;
+        }
+        if (rc || n == 0)
+            break;
+        got += n;
+        if (memchr (buf, '\n', got))
+            break;
+    }
+    buf [got] = 0;
+    buf [strcspn (buf, "\r\n")] = 0;
+    if (got)
+        cm_trace (srv->verbose, srv->route, "S: %s", buf);
+}
+
+int
+cm_smtp_test (const cm_mailserver_t *srv, char *summary, size_t sumlen,
+              char *err, size_t errlen)
+{
+    cm_mailcurl_ctx_t *ctx = calloc (1, sizeof *ctx);
+    CURL *h = NULL;
+    int rc = -1;
+    if (errlen)
+        err [0] = 0;
+    if (!ctx) {
+        snprintf (err, errlen, "out of memory");
+        goto done;
+    }
+    h = s_handle (srv, ctx, err, errlen);
+    if (!h)
+        goto done;
+    long timeout = srv->timeout_ms > 0 ? srv->timeout_ms : DEFAULT_TIMEOUT;
+    curl_easy_setopt (h, CURLOPT_CONNECT_ONLY, 1L);
+    curl_easy_setopt (h, CURLOPT_TIMEOUT_MS, timeout);
+    CURLcode crc = curl_easy_perform (h);
+    if (crc) {
+        cm_mailcurl_reason (crc, ctx, srv, err, errlen);
+        goto done;
+    }
+    bool creds = srv->username && *srv->username
+              && ((srv->password && *srv->password)
+                  || (srv->oauth_token && *srv->oauth_token));
+    if (creds && !ctx->auth_ok) {
+        if (!ctx->auth_offered)
+            snprintf (err, errlen, "authentication not offered by %s:%d%s",
+                      srv->host, srv->port,
+                      strcmp (srv->protocol, "smtp") == 0
+                      ? " (try SMTP with STARTTLS)" : "");
+        else
+            snprintf (err, errlen, "authentication failed for %s",
+                      srv->username);
+        goto done;
+    }
+    s_quit (h, srv);
+    if (creds)
+        snprintf (summary, sumlen, "%s://%s:%d accepted the credentials of %s",
+                  srv->protocol, srv->host, srv->port, srv->username);
+    else
+        snprintf (summary, sumlen, "%s://%s:%d accepted the connection "
+                  "(no credentials configured)", srv->protocol, srv->host,
+                  srv->port);
+    rc = 0;
+done:
+    if (h) {
+        curl_easy_setopt (h, CURLOPT_SERVER_RESPONSE_TIMEOUT, 2L);
+        curl_easy_cleanup (h);
+    }
+    free (ctx);
+    return rc;
+}
+
+typedef struct {
+    const char *data;           /* what is left to upload */
+    size_t left;
+} s_source_t;
+
+static size_t
+s_read_msg (char *buf, size_t size, size_t nmemb, void *userp)
+{
+    s_source_t *src = (s_source_t *) userp;
+    size_t n = size * nmemb;
+    if (n > src->left)
+        n = src->left;
+    memcpy (buf, src->data, n);
+    src->data += n;
+    src->left -= n;
+    return n;
+}
+
+cm_smtp_result_t
+cm_smtp_send (const cm_mailserver_t *srv, const char *from,
+              const char *const *rcpts, size_t nrcpts, const char *msg,
+              size_t msglen, int *code, char *reply, size_t replylen)
+{
+    cm_mailcurl_ctx_t *ctx = calloc (1, sizeof *ctx);
+    struct curl_slist *list = NULL;
+    CURL *h = NULL;
+    cm_smtp_result_t result = CM_SMTP_TEMPFAIL;
+    char path [ADDR_MAX + 3];
+    *code = 0;
+    if (replylen)
+        reply [0] = 0;
+    if (!ctx) {
+        snprintf (reply, replylen, "out of memory");
+        goto done;
+    }
+    result = CM_SMTP_PERMFAIL;
+    if (!from || !s_addr_ok (from, true)) {
+        snprintf (reply, replylen, "invalid sender address \"%.100s\"",
+                  from ? from : "");
+        goto done;
+    }
+    if (nrcpts == 0 || !rcpts) {
+        snprintf (reply, replylen, "no recipients");
+        goto done;
+    }
+    for (size_t i = 0; i < nrcpts; i++) {
+        if (!rcpts [i] || !s_addr_ok (rcpts [i], false)) {
+            snprintf (reply, replylen, "invalid recipient address \"%.100s\"",
+                      rcpts [i] ? rcpts [i] : "");
+            goto done;
+        }
+        snprintf (path, sizeof path, "<%s>", rcpts [i]);
+        struct curl_slist *grown = curl_slist_append (list, path);
+        if (!grown) {
+            snprintf (reply, replylen, "out of memory");
+            result = CM_SMTP_TEMPFAIL;
+            goto done;
+        }
+        list = grown;
+    }
+    h = s_handle (srv, ctx, reply, replylen);
+    if (!h)
+        goto done;              /* bad route settings: permanent */
+    result = CM_SMTP_TEMPFAIL;
+    snprintf (path, sizeof path, "<%s>", from);
+    s_source_t src = { msg, msglen };
+    curl_easy_setopt (h, CURLOPT_MAIL_FROM, path);
+    curl_easy_setopt (h, CURLOPT_MAIL_RCPT, list);
+    curl_easy_setopt (h, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt (h, CURLOPT_READFUNCTION, s_read_msg);
+    curl_easy_setopt (h, CURLOPT_READDATA, &src);
+    curl_easy_setopt (h, CURLOPT_INFILESIZE_LARGE, (curl_off_t) msglen);
+    curl_easy_setopt (h, CURLOPT_SERVER_RESPONSE_TIMEOUT, RESPONSE_SECS);
+    curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, 120L);
+    CURLcode crc = curl_easy_perform (h);
+    long rcode = 0;
+    curl_easy_getinfo (h, CURLINFO_RESPONSE_CODE, &rcode);
+    if (crc == CURLE_OK) {
+        *code = (int) rcode;
+        snprintf (reply, replylen, "%s", ctx->reply);
+        result = CM_SMTP_SENT;
+    }
+    else if (crc == CURLE_LOGIN_DENIED) {
+        char why [300];
+        cm_mailcurl_reason (crc, ctx, srv, why, sizeof why);
+        *code = rcode >= 400 ? (int) rcode : 0;
+        if (ctx->fail [0])
+            snprintf (reply, replylen, "%s (%s)", why, ctx->fail);
+        else
+            snprintf (reply, replylen, "%s", why);
+        result = rcode >= 400 && rcode < 500 ? CM_SMTP_TEMPFAIL
+                                             : CM_SMTP_PERMFAIL;
+    }
+    else if (rcode >= 400 && ctx->fail [0]) {
+        *code = (int) rcode;
+        snprintf (reply, replylen, "%s", ctx->fail);
+        result = s_class (rcode);
+    }
+    else {
+        cm_mailcurl_reason (crc, ctx, srv, reply, replylen);
+        result = CM_SMTP_TEMPFAIL;
+    }
+    cm_trace (srv->verbose, srv->route, "SMTP send to %zu recipient%s: %s %d "
+              "%s", nrcpts, nrcpts == 1 ? "" : "s",
+              result == CM_SMTP_SENT ? "sent" : result == CM_SMTP_TEMPFAIL
+              ? "tempfail" : "permfail", *code, reply);
+done:
+    if (h) {
+        curl_easy_setopt (h, CURLOPT_SERVER_RESPONSE_TIMEOUT, 5L);
+        curl_easy_cleanup (h);
+    }
+    curl_slist_free_all (list);
+    free (ctx);
+    return result;
+}
+
+#define CHECK(cond) do { if (!(cond)) { \
+    if (verbose) printf ("  smtp selftest failed at line %d: %s\n", \
+                         __LINE__, #cond); \
+    return -1; } } while (0)
+
+int
+cm_smtp_selftest (bool verbose)
+{
+    CHECK (s_addr_ok ("alice@example.test", false));
+    CHECK (s_addr_ok ("", true) && !s_addr_ok ("", false));
+    CHECK (!s_addr_ok ("alice@example.test>\r\nRCPT TO:<x@y", false));
+    CHECK (!s_addr_ok ("a b@example.test", false));
+    CHECK (!s_addr_ok ("alice", false));
+    CHECK (s_helo_ok ("casemail.example.test") && s_helo_ok ("[127.0.0.1]"));
+    CHECK (!s_helo_ok ("a/b") && !s_helo_ok (""));
+    CHECK (s_class (250) == CM_SMTP_SENT && s_class (451) == CM_SMTP_TEMPFAIL
+           && s_class (550) == CM_SMTP_PERMFAIL
+           && s_class (0) == CM_SMTP_TEMPFAIL);
+    /* argument errors are permanent and never touch the network */
+    cm_mailserver_t srv = { .host = "127.0.0.1", .port = 1,
+                            .protocol = "smtp" };
+    const char *bad [] = { "x@y\r\nDATA" };
+    int code = -1;
+    char reply [256];
+    CHECK (cm_smtp_send (&srv, "a@b.test", bad, 1, "x", 1, &code, reply,
+                         sizeof reply) == CM_SMTP_PERMFAIL && code == 0
+           && strstr (reply, "invalid recipient"));
+    srv.protocol = "smtq";
+    const char *good [] = { "x@y.test" };
+    CHECK (cm_smtp_send (&srv, "a@b.test", good, 1, "x", 1, &code, reply,
+                         sizeof reply) == CM_SMTP_PERMFAIL
+           && strstr (reply, "unknown protocol"));
+    char sum [128], err [256];
+    CHECK (cm_smtp_test (&srv, sum, sizeof sum, err, sizeof err) == -1
+           && strstr (err, "unknown protocol"));
+    return 0;
+}
