@@ -82,6 +82,7 @@ const char *const cm_schema_migrations [] = {
 "  mail_from     text NOT NULL,"
 "  rcpt_to       text[] NOT NULL,"
 "  cc            text[] NOT NULL DEFAULT '{}',"
+"  bcc           text[] NOT NULL DEFAULT '{}',"  /* envelope only, never a header */
 "  subject       text NOT NULL,"
 "  body          text NOT NULL,"
 "  html          text,"

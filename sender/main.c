@@ -1,0 +1,422 @@
+/*  sender/main.c: casemail-sender. Send threads (CASEMAIL_SENDER_THREADS,
+    default 4) claim queued incident email with FOR UPDATE SKIP LOCKED
+    (any number of senders side by side), mark it `sending` while holding
+    a session lease on it (an advisory lock that dies with the process),
+    build the MIME once and store it, send it over the route's outbound
+    connection, and record the outcome: `sent` with the server's reply; a
+    temporary failure back to `queued` with an exponential backoff
+    (CASEMAIL_SEND_RETRY_BASE_MS, default 30 s, doubling, at most 1 h) up
+    to CASEMAIL_SEND_MAX_ATTEMPTS (default 10); a permanent one `failed`
+    at once with the server's answer. An email left `sending` by a dead
+    sender goes back to `queued` and is sent again with the same bytes and
+    Message-ID: delivery is at least once. The main thread keeps the bus
+    (heartbeats, wakes) and rescans every second. */
+#include "sender.h"
+#include "log.h"
+#include "route.h"
+#include "server.h"
+#include "smtp.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SEND_NAMESPACE 25454   /* advisory lock class of emails being sent */
+#define THREADS_MAX 16
+
+typedef struct {
+    cm_server_t *srv;
+    pthread_t threads [THREADS_MAX];
+    int nthreads;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    unsigned long long generation;   /* bumped by each wake */
+    atomic_ullong sent, failed, retried, bounced_seen;
+} sender_t;
+
+static sender_t s_sender = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+};
+
+static long
+s_env (const char *name, long def)
+{
+    const char *v = getenv (name);
+    long n = v ? atol (v) : 0;
+    return n > 0 ? n : def;
+}
+
+/* Parses a text[] literal of plain addresses into a NULL-ended array. */
+static char **
+s_split_array (const char *lit, size_t *n)
+{
+    *n = 0;
+    size_t cap = 8;
+    char **out = calloc (cap + 1, sizeof *out);
+    if (!lit || *lit != '{')
+        return out;
+    const char *p = lit + 1;
+    while (*p && *p != '}') {
+        char item [400];
+        size_t k = 0;
+        bool quoted = *p == '"';
+        if (quoted)
+            p++;
+        while (*p && (quoted ? *p != '"' : (*p != ',' && *p != '}'))) {
+            if (*p == '\\' && p [1])
+                p++;
+            if (k < sizeof item - 1)
+                item [k++] = *p;
+            p++;
+        }
+        if (quoted && *p)
+            p++;
+        item [k] = 0;
+        if (*n == cap) {
+            cap *= 2;
+            out = realloc (out, (cap + 1) * sizeof *out);
+        }
+        out [(*n)++] = strdup (item);
+        out [*n] = NULL;
+        if (*p == ',')
+            p++;
+    }
+    return out;
+}
+
+static void
+s_free_array (char **a)
+{
+    for (size_t i = 0; a && a [i]; i++)
+        free (a [i]);
+    free (a);
+}
+
+/* Builds the MIME of outbox row id from its columns and attachments. */
+static char *
+s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen)
+{
+    size_t nto, ncc;
+    char **to = s_split_array (PQgetvalue (row, 0, 3), &nto);
+    char **cc = s_split_array (PQgetvalue (row, 0, 4), &ncc);
+    const char *p [] = { PQgetvalue (row, 0, 0) };
+    PGresult *ar = PQexecParams (cm_db_conn (db), "SELECT filename, content_type, data"
+        " FROM attachments WHERE outbox_id = $1 ORDER BY id", 1, NULL, p, NULL, NULL, 1);
+    size_t natt = PQresultStatus (ar) == PGRES_TUPLES_OK ? (size_t) PQntuples (ar) : 0;
+    out_attachment_t *atts = calloc (natt + 1, sizeof *atts);
+    for (size_t i = 0; i < natt; i++) {
+        atts [i].filename = PQgetvalue (ar, (int) i, 0);
+        atts [i].content_type = PQgetvalue (ar, (int) i, 1);
+        atts [i].data = (const unsigned char *) PQgetvalue (ar, (int) i, 2);
+        atts [i].len = (size_t) PQgetlength (ar, (int) i, 2);
+    }
+    out_mail_t mail = {
+        .from = PQgetvalue (row, 0, 2),
+        .to = (const char *const *) to, .nto = nto,
+        .cc = (const char *const *) cc, .ncc = ncc,
+        .subject = PQgetvalue (row, 0, 5),
+        .message_id = PQgetvalue (row, 0, 1),
+        .in_reply_to = PQgetisnull (row, 0, 8) ? NULL : PQgetvalue (row, 0, 8),
+        .references = PQgetisnull (row, 0, 9) ? NULL : PQgetvalue (row, 0, 9),
+        .body = PQgetvalue (row, 0, 6),
+        .html = PQgetisnull (row, 0, 7) ? NULL : PQgetvalue (row, 0, 7),
+        .attachments = atts, .nattachments = natt,
+    };
+    char *mime = PQresultStatus (ar) == PGRES_TUPLES_OK
+               ? mime_build (&mail, len, err, errlen) : NULL;
+    if (PQresultStatus (ar) != PGRES_TUPLES_OK)
+        snprintf (err, errlen, "database: %s", PQresultErrorMessage (ar));
+    PQclear (ar);
+    free (atts);
+    s_free_array (to);
+    s_free_array (cc);
+    return mime;
+}
+
+/* Records the outcome of one attempt and releases the email's lease. */
+static void
+s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
+          const char *reply, int attempts)
+{
+    long base = s_env ("CASEMAIL_SEND_RETRY_BASE_MS", 30000);
+    long max_attempts = s_env ("CASEMAIL_SEND_MAX_ATTEMPTS", 10);
+    char delay [32];
+    long long ms = base;
+    for (int i = 1; i < attempts && ms < 3600000; i++)
+        ms *= 2;
+    if (ms > 3600000)
+        ms = 3600000;
+    snprintf (delay, sizeof delay, "%lld milliseconds", ms);
+    if (result == CM_SMTP_TEMPFAIL && attempts >= max_attempts)
+        result = CM_SMTP_PERMFAIL;
+    const char *p [] = { id, reply, delay };
+    int rc;
+    if (result == CM_SMTP_SENT) {
+        rc = cm_db_exec (db, "UPDATE outbox SET state = 'sent', smtp_reply = $2, sent_at = now(),"
+                         " last_error = NULL WHERE id = $1 AND $3::text IS NOT NULL", 3, p);
+        atomic_fetch_add (&self->sent, 1);
+    }
+    else if (result == CM_SMTP_TEMPFAIL) {
+        rc = cm_db_exec (db, "UPDATE outbox SET state = 'queued', last_error = $2,"
+                         " next_attempt_at = now() + $3::interval WHERE id = $1", 3, p);
+        atomic_fetch_add (&self->retried, 1);
+    }
+    else {
+        rc = cm_db_exec (db, "UPDATE outbox SET state = 'failed', last_error = $2,"
+                         " smtp_reply = $2 WHERE id = $1 AND $3::text IS NOT NULL", 3, p);
+        atomic_fetch_add (&self->failed, 1);
+    }
+    if (rc)
+        cm_error (NULL, "database: recording email %s: %s", id, cm_db_error (db));
+    char ns [16];
+    snprintf (ns, sizeof ns, "%d", SEND_NAMESPACE);
+    const char *up [] = { ns, id };
+    cm_db_exec (db, "SELECT pg_advisory_unlock($1::int, $2::int)", 2, up);
+}
+
+/* Claims, sends and records one email. 1 done, 0 nothing to do, -1 db. */
+static int
+s_send_one (sender_t *self, cm_db_t *db)
+{
+    char ns [16];
+    snprintf (ns, sizeof ns, "%d", SEND_NAMESPACE);
+    if (cm_db_exec (db, "BEGIN", 0, NULL))
+        return -1;
+    const char *np [] = { ns };
+    PGresult *res = PQexecParams (cm_db_conn (db),
+        "SELECT o.id, o.message_id, o.mail_from, o.rcpt_to, o.cc, o.subject, o.body, o.html,"
+        " o.in_reply_to, o.refs, o.mime, o.attempts + 1, r.config, o.bcc"
+        " FROM outbox o LEFT JOIN routes r ON r.id = o.route_id"
+        " WHERE o.state = 'queued' AND o.next_attempt_at <= now() AND $1::int > 0"
+        " ORDER BY o.next_attempt_at, o.id LIMIT 1 FOR NO KEY UPDATE OF o SKIP LOCKED",
+        1, NULL, np, NULL, NULL, 0);
+    if (PQresultStatus (res) != PGRES_TUPLES_OK) {
+        cm_error (NULL, "database: claiming email: %s", PQresultErrorMessage (res));
+        PQclear (res);
+        cm_db_exec (db, "ROLLBACK", 0, NULL);
+        return -1;
+    }
+    if (PQntuples (res) == 0) {
+        PQclear (res);
+        cm_db_exec (db, "COMMIT", 0, NULL);
+        return 0;
+    }
+    char id [32];
+    snprintf (id, sizeof id, "%s", PQgetvalue (res, 0, 0));
+    /* The lease on this email: held by our session until the outcome is
+       recorded, so a rescan can tell a live send from a dead sender's. */
+    const char *lp [] = { ns, id };
+    PGresult *lr = cm_db_query (db, "SELECT pg_try_advisory_lock($1::int, $2::int)", 2, lp);
+    bool leased = lr && strcmp (cm_db_get (lr, 0, 0), "t") == 0;
+    PQclear (lr);
+    if (!leased) {
+        PQclear (res);
+        cm_db_exec (db, "ROLLBACK", 0, NULL);
+        return 0;
+    }
+    int attempts = atoi (PQgetvalue (res, 0, 11));
+    char err [1024] = "";
+    size_t mimelen = 0;
+    char *mime = NULL;
+    if (!PQgetisnull (res, 0, 10)) {
+        size_t n = 0;
+        unsigned char *raw = PQunescapeBytea ((const unsigned char *) PQgetvalue (res, 0, 10), &n);
+        if (raw) {
+            mime = malloc (n + 1);
+            memcpy (mime, raw, n);
+            mime [n] = 0;
+            mimelen = n;
+            PQfreemem (raw);
+        }
+    }
+    else
+        mime = s_build (db, res, &mimelen, err, sizeof err);
+    json_t *config = PQgetisnull (res, 0, 12) ? NULL : json_loads (PQgetvalue (res, 0, 12), 0, NULL);
+    size_t nto, ncc, nbcc;
+    char **to = s_split_array (PQgetvalue (res, 0, 3), &nto);
+    char **cc = s_split_array (PQgetvalue (res, 0, 4), &ncc);
+    char **bcc = s_split_array (PQgetvalue (res, 0, 13), &nbcc);
+    char from [320];
+    snprintf (from, sizeof from, "%s", PQgetvalue (res, 0, 2));
+    PQclear (res);
+    /* mark it sending (its lease is our advisory lock) and keep the MIME */
+    char alen [16];
+    snprintf (alen, sizeof alen, "%d", attempts);
+    const char *mp [] = { id, mime, alen };
+    int ml [3] = { 0, (int) mimelen, 0 }, mf [3] = { 0, 1, 0 };
+    PGresult *mr = PQexecParams (cm_db_conn (db), "UPDATE outbox SET state = 'sending',"
+        " attempts = $3::int, mime = coalesce(mime, $2) WHERE id = $1", 3, NULL, mp, ml, mf, 0);
+    bool ok = PQresultStatus (mr) == PGRES_COMMAND_OK;
+    PQclear (mr);
+    if (!ok || cm_db_exec (db, "COMMIT", 0, NULL)) {
+        cm_db_exec (db, "ROLLBACK", 0, NULL);
+        cm_db_exec (db, "SELECT pg_advisory_unlock($1::int, $2::int)", 2, lp);
+        free (mime);
+        json_decref (config);
+        s_free_array (to); s_free_array (cc); s_free_array (bcc);
+        return -1;
+    }
+    cm_smtp_result_t result = CM_SMTP_PERMFAIL;
+    int code = 0;
+    char reply [1024];
+    const char *route = config ? cm_route_str (config, "name") : NULL;
+    if (!mime)
+        snprintf (reply, sizeof reply, "cannot build the message: %s", err);
+    else if (!config)
+        snprintf (reply, sizeof reply, "the incident's route was removed");
+    else if (cm_route_unseal (config, cm_server_seal (self->srv)))
+        snprintf (reply, sizeof reply, "the route's password can't be opened with this"
+                  " install's key file");
+    else if (cm_route_bool (config, "exchange"))
+        snprintf (reply, sizeof reply, "sending over Exchange Web Services (EWS) is not"
+                  " available yet in this version of casemail");
+    else if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0)
+        snprintf (reply, sizeof reply, "OAuth2 sign-in is not available yet in this"
+                  " version of casemail");
+    else {
+        const char *rcpts [512];
+        size_t n = 0;
+        for (size_t i = 0; i < nto && n < 512; i++) rcpts [n++] = to [i];
+        for (size_t i = 0; i < ncc && n < 512; i++) rcpts [n++] = cc [i];
+        for (size_t i = 0; i < nbcc && n < 512; i++) rcpts [n++] = bcc [i];
+        cm_mailserver_t srv;
+        cm_route_outbound (config, &srv);
+        result = cm_smtp_send (&srv, from, rcpts, n, mime, mimelen, &code, reply, sizeof reply);
+    }
+    cm_info (route, "email %s attempt %d: %s: %s", id, attempts,
+             result == CM_SMTP_SENT ? "sent" : result == CM_SMTP_TEMPFAIL ? "deferred" : "failed",
+             reply);
+    s_record (self, db, id, result, reply, attempts);
+    free (mime);
+    json_decref (config);
+    s_free_array (to); s_free_array (cc); s_free_array (bcc);
+    return 1;
+}
+
+static void *
+s_thread (void *arg)
+{
+    sender_t *self = arg;
+    cm_db_t *db = NULL;
+    unsigned long long seen = 0;
+    while (!cm_server_stopping (self->srv)) {
+        if (!db || !cm_db_alive (db)) {
+            char err [512];
+            cm_db_destroy (&db);
+            db = cm_db_connect (cm_server_config (self->srv)->db, "casemail-sender-thread",
+                                err, sizeof err);
+            if (!db) {
+                cm_warn (NULL, "%s", err);
+                struct timespec ts = { 1, 0 };
+                nanosleep (&ts, NULL);
+                continue;
+            }
+        }
+        int rc = s_send_one (self, db);
+        if (rc > 0)
+            continue;
+        /* nothing due: sleep until a wake or the next rescan */
+        pthread_mutex_lock (&self->lock);
+        if (self->generation == seen) {
+            struct timespec until;
+            clock_gettime (CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait (&self->wake, &self->lock, &until);
+        }
+        seen = self->generation;
+        pthread_mutex_unlock (&self->lock);
+    }
+    cm_db_destroy (&db);
+    return NULL;
+}
+
+static void
+s_wake_threads (sender_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    self->generation++;
+    pthread_cond_broadcast (&self->wake);
+    pthread_mutex_unlock (&self->lock);
+}
+
+/* Emails left `sending` by a sender that died go back to the queue. */
+static void
+s_tick (cm_server_t *srv)
+{
+    if (!cm_server_db_ok (srv))
+        return;
+    char ns [16];
+    snprintf (ns, sizeof ns, "%d", SEND_NAMESPACE);
+    const char *p [] = { ns };
+    PGresult *res = cm_db_query (cm_server_db (srv),
+        "UPDATE outbox SET state = 'queued' WHERE state = 'sending' AND NOT EXISTS"
+        " (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+        "  AND l.classid = $1::int::oid AND l.objid = outbox.id::int::oid AND l.objsubid = 2)"
+        " RETURNING id", 1, p);
+    if (res && PQntuples (res) > 0)
+        cm_warn (NULL, "%d email(s) left sending by a stopped sender queued again (they may"
+                 " be delivered twice, with the same Message-ID)", PQntuples (res));
+    PQclear (res);
+    s_wake_threads (cm_server_state (srv));
+}
+
+static void
+s_event (cm_server_t *srv, const char *topic, json_t *payload)
+{
+    (void) payload;
+    if (strcmp (topic, "wake.sender") == 0)
+        s_wake_threads (cm_server_state (srv));
+}
+
+static int
+s_start (cm_server_t *srv)
+{
+    sender_t *self = cm_server_state (srv);
+    self->srv = srv;
+    int n = (int) s_env ("CASEMAIL_SENDER_THREADS", 4);
+    if (n > THREADS_MAX)
+        n = THREADS_MAX;
+    for (int i = 0; i < n; i++)
+        if (pthread_create (&self->threads [self->nthreads], NULL, s_thread, self) == 0)
+            self->nthreads++;
+    return self->nthreads ? 0 : -1;
+}
+
+static void
+s_stop (cm_server_t *srv)
+{
+    sender_t *self = cm_server_state (srv);
+    s_wake_threads (self);
+    for (int i = 0; i < self->nthreads; i++)
+        pthread_join (self->threads [i], NULL);
+    self->nthreads = 0;
+}
+
+static void
+s_counters (cm_server_t *srv, json_t *out)
+{
+    sender_t *self = cm_server_state (srv);
+    json_object_set_new (out, "sent", json_integer ((json_int_t) atomic_load (&self->sent)));
+    json_object_set_new (out, "failed", json_integer ((json_int_t) atomic_load (&self->failed)));
+    json_object_set_new (out, "retried", json_integer ((json_int_t) atomic_load (&self->retried)));
+}
+
+int
+main (int argc, char **argv)
+{
+    static const char *const topics [] = { "wake.sender", NULL };
+    static const cm_server_hooks_t hooks = {
+        .kind = "sender",
+        .topics = topics,
+        .start = s_start,
+        .stop = s_stop,
+        .event = s_event,
+        .tick = s_tick,
+        .tick_ms = 1000,
+        .counters = s_counters,
+    };
+    return cm_server_main (argc, argv, &hooks, &s_sender);
+}
