@@ -23,7 +23,8 @@ PARSERLIB_SRC := parser/message.c parser/quote.c
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 PROGRAMS := $(BIN)/casemail $(BIN)/casemail-router $(BIN)/casemail-fetcher \
-            $(BIN)/casemail-parser $(BIN)/casemail-sender $(BIN)/casemail-selftest
+            $(BIN)/casemail-parser $(BIN)/casemail-sender $(BIN)/casemail-selftest \
+            $(BIN)/casemail-message-test
 
 all: $(PROGRAMS)
 
@@ -42,6 +43,7 @@ $(BIN)/casemail-fetcher: $(call objs,$(FETCHER_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-parser: $(call objs,$(PARSER_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-sender: $(call objs,$(SENDER_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-selftest: $(call objs,tests/unit/selftest.c $(PARSERLIB_SRC)) $(OBJ)/libcommon.a
+$(BIN)/casemail-message-test: $(call objs,tests/unit/message_test.c $(PARSERLIB_SRC)) $(OBJ)/libcommon.a
 
 $(PROGRAMS):
 	@mkdir -p $(BIN)

@@ -84,7 +84,8 @@ s_redact_after (char *text, size_t size, const char *keyword, int words)
     size_t klen = strlen (keyword);
     char *p = text;
     while ((p = strcasestr (p, keyword)) != NULL) {
-        if (p != text && isalnum ((unsigned char) p [-1])) {
+        if (p != text && isalnum ((unsigned char) keyword [0])
+            && isalnum ((unsigned char) p [-1])) {
             p += klen;
             continue;
         }

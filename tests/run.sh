@@ -31,7 +31,7 @@ say() { printf '%s\n' "$*" | tee -a "$results"; }
 echo "== unit self-tests"
 "$CM_BIN/casemail-selftest" | grep -E '^(ok|not ok) ' | tee -a "$results"
 if [ -x "$CM_BIN/casemail-message-test" ]; then
-    "$CM_BIN/casemail-message-test" | grep -E '^(ok|not ok) ' | tee -a "$results"
+    "$CM_BIN/casemail-message-test" "${CM_CORPUS:-$top/../shared/corpus/hunnysoft}" | grep -E '^(ok|not ok) ' | tee -a "$results"
 fi
 
 echo "== test stack"
