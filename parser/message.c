@@ -1,0 +1,1955 @@
+/*  parser/message.c: the raw bytes of one email -> cm_message_t (GMime 3).
+    Hostile input is the normal case here. Before GMime sees the bytes, a
+    linear pre-scan (s_prescan) follows the MIME structure the way GMime's
+    parser will (boundary stack, message/rfc822 nesting, multipart/digest
+    defaults) and rejects too deep nesting, too many parts and oversized
+    header sections, so GMime never builds a giant tree. The walk over
+    GMime's tree checks the same limits again (and GMime's own nesting
+    overflow warning), so a mismatch between the two only costs a bounded
+    parse, never a crash.
+    The record and everything in it is owned by the caller
+    (cm_message_destroy). Errors: NULL plus a reason; out of memory is
+    reported as a reason too. Nothing here logs or touches global state
+    beyond GMime's one-time initialisation. */
+#include "message.h"
+#include "../common/buf.h"
+#include <ctype.h>
+#include <gmime/gmime.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define S_MAX_REFERENCES 100
+#define S_MAX_FILENAME 255
+#define S_MAX_DEPTH_CLAMP 1000   /* our walk recurses; keep the stack safe */
+#define S_DSN_SCAN_MAX (64 * 1024)
+
+static pthread_once_t s_once = PTHREAD_ONCE_INIT;
+
+static void
+s_init_gmime (void)
+{
+    g_mime_init ();
+}
+
+void
+cm_limits_default (cm_limits_t *l)
+{
+    l->max_size = 25 * 1024 * 1024;
+    l->max_depth = 32;
+    l->max_parts = 1000;
+    l->max_header_bytes = 256 * 1024;
+    l->max_nested_messages = 50;
+}
+
+/* State of one cm_message_parse() call, shared by all nested levels. */
+typedef struct {
+    cm_limits_t lim;
+    int parts;            /* MIME objects walked so far, all levels */
+    int nested;           /* attached messages parsed so far */
+    bool overflow;        /* GMime warned about nesting overflow */
+    bool failed;          /* a limit tripped: the whole message is rejected */
+    char reason [256];    /* why, when failed */
+    GMimeParserOptions *options;
+} s_ctx_t;
+
+static void
+s_fail (s_ctx_t *ctx, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+static void
+s_fail (s_ctx_t *ctx, const char *fmt, ...)
+{
+    if (ctx->failed)
+        return;
+    ctx->failed = true;
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (ctx->reason, sizeof ctx->reason, fmt, ap);
+    va_end (ap);
+}
+
+static void
+s_fail_depth (s_ctx_t *ctx)
+{
+    s_fail (ctx, "MIME nesting deeper than %d levels", ctx->lim.max_depth);
+}
+
+static void
+s_fail_parts (s_ctx_t *ctx)
+{
+    s_fail (ctx, "more than %d MIME parts", ctx->lim.max_parts);
+}
+
+static void
+s_fail_headers (s_ctx_t *ctx)
+{
+    s_fail (ctx, "header section over %zu bytes", ctx->lim.max_header_bytes);
+}
+
+/* ------------------------------------------------------------ strings */
+
+/* Valid UTF-8 copy of s[0..len): invalid bytes -> U+FFFD, NUL dropped;
+   oneline also turns CR/LF/TAB into spaces and drops other controls. */
+static char *
+s_clean (const char *s, size_t len, bool oneline)
+{
+    cm_buf_t b;
+    cm_buf_init (&b, 0);
+    cm_buf_append (&b, "", 0);
+    const unsigned char *p = (const unsigned char *) (s ? s : "");
+    if (!s)
+        len = 0;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p [i];
+        if (c < 0x80) {
+            if (c == 0 || c == 0x7F) {
+                i++;
+                continue;
+            }
+            if (c < 0x20 && oneline) {
+                if (c == '\r' || c == '\n' || c == '\t')
+                    cm_buf_append (&b, " ", 1);
+                i++;
+                continue;
+            }
+            cm_buf_append (&b, p + i, 1);
+            i++;
+            continue;
+        }
+        size_t n = 0;
+        uint32_t cp = 0, min = 0;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 2; cp = c & 0x1F; min = 0x80;
+        }
+        else
+        if (c >= 0xE0 && c <= 0xEF) {
+            n = 3; cp = c & 0x0F; min = 0x800;
+        }
+        else
+        if (c >= 0xF0 && c <= 0xF4) {
+            n = 4; cp = c & 0x07; min = 0x10000;
+        }
+        bool ok = n && i + n <= len;
+        for (size_t k = 1; ok && k < n; k++) {
+            if ((p [i + k] & 0xC0) != 0x80)
+                ok = false;
+            else
+                cp = (cp << 6) | (p [i + k] & 0x3F);
+        }
+        if (ok && (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)))
+            ok = false;
+        if (ok && oneline && cp >= 0x80 && cp <= 0x9F)
+            ok = false;     /* C1 controls */
+        if (ok) {
+            cm_buf_append (&b, p + i, n);
+            i += n;
+        }
+        else {
+            cm_buf_append (&b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+    return cm_buf_take (&b, NULL);
+}
+
+static char *
+s_clean_str (const char *s, bool oneline)
+{
+    return s_clean (s, s ? strlen (s) : 0, oneline);
+}
+
+/* Clean one-line copy, blanks collapsed and trimmed. */
+static char *
+s_clean_trim (const char *s)
+{
+    char *c = s_clean_str (s, true);
+    if (!c)
+        return NULL;
+    /* collapse runs of blanks (folded headers) and trim */
+    char *w = c;
+    for (char *r = c; *r; r++) {
+        if (*r == ' ' && (w == c || w [-1] == ' '))
+            continue;
+        *w++ = *r;
+    }
+    if (w > c && w [-1] == ' ')
+        w--;
+    *w = 0;
+    return c;
+}
+
+static void
+s_lower (char *s)
+{
+    for (; s && *s; s++)
+        *s = (char) tolower ((unsigned char) *s);
+}
+
+static bool
+s_valid_utf8 (const char *s, size_t len)
+{
+    return g_utf8_validate (s, (gssize) len, NULL);
+}
+
+/* Appends ptr to a growable array of pointers. */
+static int
+s_push_ptr (void ***array, size_t *n, void *ptr)
+{
+    void **grown = realloc (*array, (*n + 1) * sizeof (void *));
+    if (!grown)
+        return -1;
+    grown [(*n)++] = ptr;
+    *array = grown;
+    return 0;
+}
+
+static bool
+s_ends_with_ci (const char *s, const char *suffix)
+{
+    size_t n = strlen (s), m = strlen (suffix);
+    return n >= m && strcasecmp (s + n - m, suffix) == 0;
+}
+
+/* ------------------------------------------------------------ pre-scan */
+
+typedef struct {
+    char *boundary;       /* NULL: a message/rfc822 level */
+    size_t blen;
+    bool digest;          /* children default to message/rfc822 */
+} s_frame_t;
+
+/* GMime's rule: "--B" or "--B--", then only linear white space. */
+static bool
+s_is_boundary (const char *line, size_t len, const s_frame_t *f, bool *close)
+{
+    if (len < f->blen + 2 || memcmp (line + 2, f->boundary, f->blen) != 0)
+        return false;
+    size_t i = f->blen + 2;
+    *close = false;
+    if (len - i >= 2 && line [i] == '-' && line [i + 1] == '-') {
+        size_t k = i + 2;
+        while (k < len && (line [k] == ' ' || line [k] == '\t' || line [k] == '\r'))
+            k++;
+        if (k == len) {
+            *close = true;
+            return true;
+        }
+    }
+    while (i < len && (line [i] == ' ' || line [i] == '\t' || line [i] == '\r'))
+        i++;
+    return i == len;
+}
+
+typedef struct {
+    s_ctx_t *ctx;
+    int base;             /* depth of the part holding this message, 0 at top */
+    s_frame_t *frames;
+    int nframes;
+    int maxframes;
+    int parts;
+    cm_buf_t ct;          /* unfolded Content-Type of the current block */
+    bool have_ct, in_ct;
+    bool digest_child;    /* current block is a direct child of a digest */
+    size_t header_bytes;
+} s_scan_t;
+
+static void
+s_scan_pop (s_scan_t *s, int to)
+{
+    while (s->nframes > to) {
+        s->nframes--;
+        free (s->frames [s->nframes].boundary);
+        s->frames [s->nframes].boundary = NULL;
+    }
+}
+
+static void
+s_scan_new_block (s_scan_t *s, bool digest_child)
+{
+    cm_buf_reset (&s->ct);
+    s->have_ct = s->in_ct = false;
+    s->digest_child = digest_child;
+    s->header_bytes = 0;
+}
+
+/* End of a header block: counts the part and follows its content type.
+   Returns 1 when a nested message's headers follow, 0 for content, -1 on
+   a limit. */
+static int
+s_scan_block_end (s_scan_t *s)
+{
+    s_ctx_t *ctx = s->ctx;
+    if (ctx->parts + ++s->parts > ctx->lim.max_parts) {
+        s_fail_parts (ctx);
+        return -1;
+    }
+    if (s->base + s->nframes + 1 > ctx->lim.max_depth) {
+        s_fail_depth (ctx);
+        return -1;
+    }
+    bool multi = false, message = false, digest = false;
+    char *boundary = NULL;
+    if (s->have_ct && s->ct.data) {
+        GMimeContentType *ct = g_mime_content_type_parse (ctx->options, s->ct.data);
+        if (ct) {
+            const char *type = g_mime_content_type_get_media_type (ct);
+            const char *sub = g_mime_content_type_get_media_subtype (ct);
+            if (type && sub && !g_ascii_strcasecmp (type, "multipart")) {
+                const char *b = g_mime_content_type_get_parameter (ct, "boundary");
+                if (b && *b) {
+                    multi = true;
+                    boundary = strdup (b);
+                    digest = !g_ascii_strcasecmp (sub, "digest");
+                }
+            }
+            else
+            if (type && sub && !g_ascii_strcasecmp (type, "message")
+            && (!g_ascii_strcasecmp (sub, "rfc822")
+             || !g_ascii_strcasecmp (sub, "news")
+             || !g_ascii_strcasecmp (sub, "global")))
+                message = true;
+            g_object_unref (ct);
+        }
+    }
+    else
+    if (s->digest_child)
+        message = true;
+    if (multi && !boundary)
+        return -1;      /* out of memory */
+    if (multi || message) {
+        if (s->nframes >= s->maxframes) {
+            free (boundary);
+            s_fail_depth (ctx);
+            return -1;
+        }
+        s_frame_t *f = &s->frames [s->nframes++];
+        f->boundary = boundary;
+        f->blen = boundary ? strlen (boundary) : 0;
+        f->digest = digest;
+    }
+    s_scan_new_block (s, false);
+    return message ? 1 : 0;
+}
+
+/* Follows the MIME structure of raw in one pass; -1 when a limit trips
+   (ctx->failed set) or out of memory. */
+static int
+s_prescan (s_ctx_t *ctx, const char *raw, size_t len, int base)
+{
+    int rc = -1;
+    s_scan_t s = { .ctx = ctx, .base = base };
+    s.maxframes = ctx->lim.max_depth + 2;
+    s.frames = calloc ((size_t) s.maxframes, sizeof *s.frames);
+    cm_buf_init (&s.ct, ctx->lim.max_header_bytes);
+    if (!s.frames)
+        goto done;
+    bool in_headers = true;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *line = raw + pos;
+        const char *nl = memchr (line, '\n', len - pos);
+        size_t ll = nl ? (size_t) (nl - line) : len - pos;
+        size_t adv = nl ? ll + 1 : ll;
+        pos += adv;
+        if (s.nframes && ll >= 2 && line [0] == '-' && line [1] == '-') {
+            int hit = -1;
+            bool close = false;
+            for (int i = s.nframes - 1; i >= 0 && hit < 0; i--)
+                if (s.frames [i].boundary
+                &&  s_is_boundary (line, ll, &s.frames [i], &close))
+                    hit = i;
+            if (hit >= 0) {
+                if (in_headers && ctx->parts + ++s.parts > ctx->lim.max_parts) {
+                    s_fail_parts (ctx);
+                    goto done;
+                }
+                bool digest = s.frames [hit].digest;
+                s_scan_pop (&s, close ? hit : hit + 1);
+                in_headers = !close;
+                s_scan_new_block (&s, !close && digest);
+                continue;
+            }
+        }
+        if (!in_headers)
+            continue;
+        s.header_bytes += adv;
+        if (s.header_bytes > ctx->lim.max_header_bytes) {
+            s_fail_headers (ctx);
+            goto done;
+        }
+        if (ll == 0 || (ll == 1 && line [0] == '\r')) {
+            int r = s_scan_block_end (&s);
+            if (r < 0)
+                goto done;
+            in_headers = r == 1;
+            continue;
+        }
+        if (line [0] == ' ' || line [0] == '\t') {
+            if (s.in_ct)
+                cm_buf_append (&s.ct, line, ll);
+            continue;
+        }
+        size_t k = 0;
+        while (k < ll && line [k] != ':' && (unsigned char) line [k] > ' ')
+            k++;
+        size_t name_len = k;
+        while (k < ll && (line [k] == ' ' || line [k] == '\t'))
+            k++;
+        if (name_len > 0 && k < ll && line [k] == ':') {
+            s.in_ct = false;
+            /* the last Content-Type field wins, as in GMime */
+            if (name_len == 12 && strncasecmp (line, "Content-Type", 12) == 0) {
+                s.have_ct = s.in_ct = true;
+                cm_buf_reset (&s.ct);
+                cm_buf_append (&s.ct, line + k + 1, ll - k - 1);
+            }
+            continue;
+        }
+        /* Not a header field: the content starts here. */
+        int r = s_scan_block_end (&s);
+        if (r < 0)
+            goto done;
+        in_headers = r == 1;
+    }
+    if (in_headers && s.header_bytes && s_scan_block_end (&s) < 0)
+        goto done;
+    rc = 0;
+done:
+    if (s.frames) {
+        s_scan_pop (&s, 0);
+        free (s.frames);
+    }
+    cm_buf_free (&s.ct);
+    if (rc && !ctx->failed)
+        s_fail (ctx, "out of memory while scanning the message");
+    return rc;
+}
+
+/* ------------------------------------------------------------ GMime helpers */
+
+static void
+s_warning_cb (gint64 offset, GMimeParserWarning code, const gchar *item,
+              gpointer user_data)
+{
+    (void) offset;
+    (void) item;
+    if (code == GMIME_CRIT_NESTING_OVERFLOW)
+        ((s_ctx_t *) user_data)->overflow = true;
+}
+
+static int
+s_base64_value (unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+         : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* GMime's base64 decoder drops a last quantum of 2 or 3 characters when
+   the padding is missing ("AAAAAA" gives 3 bytes, not 4; Python's email
+   package and RFC 4648 give 4). When the encoded text ends in such a
+   quantum, decodes it leniently (non-alphabet characters and '=' skipped)
+   and, when that gives GMime's bytes plus 1 or 2 more, returns those.
+   NULL otherwise: well-formed input (or anything odd) keeps GMime's answer.
+   The first pass only counts, in a small buffer. */
+static GByteArray *
+s_base64_tail (GMimeDataWrapper *content, const GByteArray *decoded)
+{
+    if (g_mime_data_wrapper_get_encoding (content) != GMIME_CONTENT_ENCODING_BASE64)
+        return NULL;
+    GMimeStream *src = g_mime_data_wrapper_get_stream (content);
+    if (!src)
+        return NULL;
+    unsigned char buf [4096];
+    size_t nchars = 0;
+    ssize_t got;
+    g_mime_stream_reset (src);
+    while ((got = g_mime_stream_read (src, (char *) buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < got; i++)
+            nchars += s_base64_value (buf [i]) >= 0;
+    if (nchars % 4 < 2) {
+        g_mime_stream_reset (src);
+        return NULL;
+    }
+    size_t dlen = decoded ? decoded->len : 0;
+    GByteArray *out = g_byte_array_sized_new ((guint) (nchars / 4 * 3 + 3));
+    unsigned int acc = 0;
+    int bits = 0;
+    g_mime_stream_reset (src);
+    while ((got = g_mime_stream_read (src, (char *) buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < got; i++) {
+            int v = s_base64_value (buf [i]);
+            if (v < 0)
+                continue;
+            acc = ((acc << 6) | (unsigned int) v) & 0xFFFFFF;
+            bits += 6;
+            if (bits >= 8) {
+                bits -= 8;
+                guint8 byte = (guint8) (acc >> bits);
+                g_byte_array_append (out, &byte, 1);
+            }
+        }
+    g_mime_stream_reset (src);
+    if (!(out->len > dlen && out->len <= dlen + 2
+          && (dlen == 0 || memcmp (out->data, decoded->data, dlen) == 0))) {
+        g_byte_array_free (out, TRUE);
+        out = NULL;
+    }
+    return out;
+}
+
+/* Decoded content of a leaf part (transfer encoding undone). */
+static int
+s_part_bytes (GMimePart *part, unsigned char **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    GMimeDataWrapper *content = g_mime_part_get_content (part);
+    GMimeStream *mem = g_mime_stream_mem_new ();
+    if (content)
+        g_mime_data_wrapper_write_to_stream (content, mem);
+    GByteArray *array = g_mime_stream_mem_get_byte_array ((GMimeStreamMem *) mem);
+    GByteArray *fixed = content ? s_base64_tail (content, array) : NULL;
+    if (fixed)
+        array = fixed;
+    size_t n = array ? array->len : 0;
+    *data = malloc (n + 1);
+    if (*data) {
+        if (n)
+            memcpy (*data, array->data, n);
+        (*data) [n] = 0;
+        *size = n;
+    }
+    if (fixed)
+        g_byte_array_free (fixed, TRUE);
+    g_object_unref (mem);
+    return *data ? 0 : -1;
+}
+
+/* Serialised bytes of a GMime object (an attached message). */
+static int
+s_object_bytes (GMimeObject *object, unsigned char **data, size_t *size)
+{
+    GMimeStream *mem = g_mime_stream_mem_new ();
+    if (object)
+        g_mime_object_write_to_stream (object, NULL, mem);
+    GByteArray *array = g_mime_stream_mem_get_byte_array ((GMimeStreamMem *) mem);
+    size_t n = array ? array->len : 0;
+    *data = malloc (n + 1);
+    if (*data) {
+        if (n)
+            memcpy (*data, array->data, n);
+        (*data) [n] = 0;
+    }
+    *size = *data ? n : 0;
+    g_object_unref (mem);
+    return *data ? 0 : -1;
+}
+
+/* Text of a text part's decoded bytes in UTF-8, by its charset. */
+static char *
+s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t size)
+{
+    const char *charset = g_mime_object_get_content_type_parameter (part, "charset");
+    const char *canon = charset ? g_mime_charset_canon_name (charset) : NULL;
+    bool is_utf8 = !canon || !g_ascii_strcasecmp (canon, "utf-8")
+                || !g_ascii_strcasecmp (canon, "us-ascii")
+                || !g_ascii_strcasecmp (canon, "ascii");
+    if (is_utf8 && s_valid_utf8 ((const char *) data, size))
+        return s_clean ((const char *) data, size, false);
+    if (!is_utf8) {
+        GMimeFilter *filter = g_mime_filter_charset_new (charset, "UTF-8");
+        if (filter) {
+            GMimeStream *mem = g_mime_stream_mem_new ();
+            GMimeStream *filtered = g_mime_stream_filter_new (mem);
+            g_mime_stream_filter_add ((GMimeStreamFilter *) filtered, filter);
+            g_object_unref (filter);
+            g_mime_stream_write (filtered, (const char *) data, size);
+            g_mime_stream_flush (filtered);
+            g_object_unref (filtered);
+            GByteArray *array = g_mime_stream_mem_get_byte_array ((GMimeStreamMem *) mem);
+            char *text = s_clean (array ? (const char *) array->data : "",
+                                  array ? array->len : 0, false);
+            g_object_unref (mem);
+            return text;
+        }
+    }
+    /* Unknown charset or broken UTF-8: GMime's fallback charsets guess.
+       NUL bytes go first so the C string it returns is the whole text. */
+    char *copy = malloc (size + 1);
+    if (!copy)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < size; i++)
+        if (data [i])
+            copy [n++] = (char) data [i];
+    copy [n] = 0;
+    char *decoded = g_mime_utils_decode_8bit (ctx->options, copy, n);
+    free (copy);
+    char *text = s_clean_str (decoded, false);
+    g_free (decoded);
+    return text;
+}
+
+static char *
+s_mime_type (GMimeObject *object)
+{
+    GMimeContentType *ct = g_mime_object_get_content_type (object);
+    const char *type = ct ? g_mime_content_type_get_media_type (ct) : NULL;
+    const char *sub = ct ? g_mime_content_type_get_media_subtype (ct) : NULL;
+    char buf [256];
+    snprintf (buf, sizeof buf, "%s/%s", type && *type ? type : "application",
+              sub && *sub ? sub : "octet-stream");
+    char *clean = s_clean_trim (buf);
+    s_lower (clean);
+    return clean;
+}
+
+/* Sum of header bytes of an object (names + raw values). */
+static size_t
+s_header_bytes (GMimeObject *object)
+{
+    GMimeHeaderList *list = g_mime_object_get_header_list (object);
+    size_t total = 0;
+    int n = list ? g_mime_header_list_get_count (list) : 0;
+    for (int i = 0; i < n; i++) {
+        GMimeHeader *h = g_mime_header_list_get_header_at (list, i);
+        const char *name = g_mime_header_get_name (h);
+        const char *raw = g_mime_header_get_raw_value (h);
+        total += (name ? strlen (name) : 0) + (raw ? strlen (raw) : 0) + 2;
+    }
+    return total;
+}
+
+/* Message-ID from a header section given as text ("text/rfc822-headers"). */
+static char *
+s_msgid_from_headers (const char *text)
+{
+    const char *p = text;
+    while (p && *p) {
+        const char *eol = strchr (p, '\n');
+        size_t n = eol ? (size_t) (eol - p) : strlen (p);
+        if (n == 0 || (n == 1 && p [0] == '\r'))
+            break;      /* end of the header section */
+        if (n >= 11 && strncasecmp (p, "Message-ID:", 11) == 0) {
+            cm_buf_t v;
+            cm_buf_init (&v, 4096);
+            cm_buf_append (&v, p + 11, n - 11);
+            const char *q = eol ? eol + 1 : p + n;
+            while (*q == ' ' || *q == '\t') {
+                const char *e2 = strchr (q, '\n');
+                size_t m = e2 ? (size_t) (e2 - q) : strlen (q);
+                cm_buf_append (&v, q, m);
+                q = e2 ? e2 + 1 : q + m;
+            }
+            char *id = v.data ? g_mime_utils_decode_message_id (v.data) : NULL;
+            cm_buf_free (&v);
+            char *clean = id ? s_clean_trim (id) : NULL;
+            g_free (id);
+            if (clean && !*clean) {
+                free (clean);
+                clean = NULL;
+            }
+            return clean;
+        }
+        p = eol ? eol + 1 : p + n;
+    }
+    return NULL;
+}
+
+/* First value of a "Name: value" field in a delivery-status text. */
+static char *
+s_dsn_field (const char *text, const char *name)
+{
+    size_t nl = strlen (name);
+    const char *p = text;
+    while (p && *p) {
+        const char *eol = strchr (p, '\n');
+        size_t n = eol ? (size_t) (eol - p) : strlen (p);
+        if (n > nl && strncasecmp (p, name, nl) == 0 && p [nl] == ':') {
+            char *v = strndup (p + nl + 1, n - nl - 1);
+            char *clean = v ? s_clean_trim (v) : NULL;
+            free (v);
+            return clean;
+        }
+        p = eol ? eol + 1 : p + n;
+    }
+    return NULL;
+}
+
+/* Fills dsn_status/action/recipient from a message/delivery-status body. */
+static void
+s_parse_dsn (cm_message_t *m, const char *text)
+{
+    if (!m->dsn_status) {
+        char *v = s_dsn_field (text, "Status");
+        if (v) {
+            size_t k = 0;
+            while (v [k] && (isdigit ((unsigned char) v [k]) || v [k] == '.'))
+                k++;
+            v [k] = 0;
+            if (*v)
+                m->dsn_status = v;
+            else
+                free (v);
+        }
+    }
+    if (!m->dsn_action) {
+        char *v = s_dsn_field (text, "Action");
+        if (v) {
+            size_t k = 0;
+            while (v [k] && !isspace ((unsigned char) v [k]) && v [k] != '(' && v [k] != ';')
+                k++;
+            v [k] = 0;
+            s_lower (v);
+            if (*v)
+                m->dsn_action = v;
+            else
+                free (v);
+        }
+    }
+    if (!m->dsn_recipient) {
+        char *v = s_dsn_field (text, "Final-Recipient");
+        if (!v)
+            v = s_dsn_field (text, "Original-Recipient");
+        if (v) {
+            char *addr = strchr (v, ';') ? strchr (v, ';') + 1 : v;
+            while (*addr == ' ' || *addr == '<')
+                addr++;
+            size_t k = strlen (addr);
+            while (k && (addr [k - 1] == ' ' || addr [k - 1] == '>'))
+                k--;
+            addr [k] = 0;
+            if (*addr)
+                m->dsn_recipient = strdup (addr);
+            free (v);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ attachments */
+
+/* A safe base name: UTF-8, no path, no controls, <= 255 bytes, or NULL. */
+static char *
+s_sanitise_filename (const char *name)
+{
+    if (!name)
+        return NULL;
+    char *clean = s_clean_str (name, false);
+    if (!clean)
+        return NULL;
+    /* keep what follows the last path separator */
+    char *base = clean;
+    for (char *p = clean; *p; p++)
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    /* drop a drive letter ("C:") and characters unsafe in file names */
+    if (isalpha ((unsigned char) base [0]) && base [1] == ':')
+        base += 2;
+    char *w = clean;
+    for (char *p = base; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if (c < 0x20 || c == ':' || c == '*' || c == '?' || c == '"'
+        ||  c == '<' || c == '>' || c == '|')
+            continue;
+        if (c == 0xC2 && (unsigned char) p [1] >= 0x80 && (unsigned char) p [1] <= 0x9F) {
+            p++;    /* C1 control */
+            continue;
+        }
+        *w++ = *p;
+    }
+    *w = 0;
+    /* no leading dots or blanks ("..", ".hidden"), no trailing blanks/dots */
+    char *start = clean;
+    while (*start == '.' || *start == ' ')
+        start++;
+    size_t n = strlen (start);
+    while (n && (start [n - 1] == ' ' || start [n - 1] == '.'))
+        n--;
+    memmove (clean, start, n);
+    clean [n] = 0;
+    if (n > S_MAX_FILENAME) {
+        /* keep a short extension, cut the stem on a UTF-8 boundary */
+        const char *dot = strrchr (clean, '.');
+        size_t ext = dot && strlen (dot) <= 16 ? strlen (dot) : 0;
+        size_t keep = S_MAX_FILENAME - ext;
+        while (keep && ((unsigned char) clean [keep] & 0xC0) == 0x80)
+            keep--;
+        memmove (clean + keep, clean + n - ext, ext);
+        clean [keep + ext] = 0;
+    }
+    if (!*clean) {
+        free (clean);
+        return NULL;
+    }
+    return clean;
+}
+
+static const char *
+s_extension_for (const char *type)
+{
+    static const struct { const char *type, *ext; } map [] = {
+        { "message/rfc822", ".eml" }, { "message/global", ".eml" },
+        { "text/plain", ".txt" }, { "text/html", ".html" },
+        { "text/calendar", ".ics" }, { "text/rfc822-headers", ".txt" },
+        { "message/delivery-status", ".txt" },
+        { "image/png", ".png" }, { "image/jpeg", ".jpg" },
+        { "image/gif", ".gif" }, { "application/pdf", ".pdf" },
+        { "application/pkcs7-signature", ".p7s" },
+        { "application/x-pkcs7-signature", ".p7s" },
+        { "application/pkcs7-mime", ".p7m" },
+        { "application/x-pkcs7-mime", ".p7m" },
+        { "application/pgp-signature", ".asc" },
+        { "application/pgp-encrypted", ".asc" },
+        { "application/ms-tnef", ".dat" }, { NULL, NULL } };
+    for (int i = 0; map [i].type; i++)
+        if (strcmp (type, map [i].type) == 0)
+            return map [i].ext;
+    return ".bin";
+}
+
+/* Adds an attachment; takes ownership of data and filename (may be NULL). */
+static cm_attachment_t *
+s_add_attachment (cm_message_t *m, GMimeObject *object, char *filename,
+                  unsigned char *data, size_t size)
+{
+    cm_attachment_t *grown = realloc (m->attachments,
+                                      (m->nattachments + 1) * sizeof *grown);
+    if (!grown) {
+        free (filename);
+        free (data);
+        return NULL;
+    }
+    m->attachments = grown;
+    cm_attachment_t *a = &grown [m->nattachments++];
+    memset (a, 0, sizeof *a);
+    a->nested_index = -1;
+    a->data = data;
+    a->size = size;
+    a->content_type = s_mime_type (object);
+    if (!filename) {
+        char buf [64];
+        snprintf (buf, sizeof buf, "attachment-%zu%s", m->nattachments,
+                  s_extension_for (a->content_type ? a->content_type : ""));
+        filename = strdup (buf);
+    }
+    a->filename = filename;
+    const char *cid = g_mime_object_get_content_id (object);
+    if (cid && *cid)
+        a->content_id = s_clean_trim (cid);
+    const char *disp = g_mime_object_get_disposition (object);
+    bool disp_inline = disp && !g_ascii_strcasecmp (disp, "inline");
+    bool disp_attach = disp && !g_ascii_strcasecmp (disp, "attachment");
+    a->is_inline = a->content_id && (disp_inline
+                   || (!disp_attach && a->content_type
+                       && strncmp (a->content_type, "image/", 6) == 0));
+    unsigned char md [EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest (data, size, md, &mdlen, EVP_sha256 (), NULL) == 1 && mdlen == 32)
+        for (unsigned int i = 0; i < 32; i++)
+            snprintf (a->sha256 + 2 * i, 3, "%02x", md [i]);
+    if (!a->content_type || !a->filename)
+        return NULL;
+    return a;
+}
+
+static char *
+s_part_filename (GMimeObject *object)
+{
+    const char *name = NULL;
+    if (GMIME_IS_PART (object))
+        name = g_mime_part_get_filename ((GMimePart *) object);
+    else {
+        name = g_mime_object_get_content_disposition_parameter (object, "filename");
+        if (!name)
+            name = g_mime_object_get_content_type_parameter (object, "name");
+    }
+    return s_sanitise_filename (name);
+}
+
+/* ------------------------------------------------------------ the walk */
+
+static cm_message_t *s_parse_raw (s_ctx_t *ctx, const char *raw, size_t len,
+                                  int base, char *soft, size_t softlen);
+static cm_message_t *s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base);
+
+/* Per-message walk state. */
+typedef struct {
+    bool report_dsn;      /* multipart/report; report-type=delivery-status */
+    bool dsn_part;        /* a message/delivery-status part was seen */
+} s_walk_t;
+
+/* Per multipart/alternative: which bodies it already gave. */
+typedef struct {
+    bool text, html;
+} s_alt_t;
+
+static int
+s_append_body (char **field, const char *text)
+{
+    if (!*field) {
+        *field = strdup (text);
+        return *field ? 0 : -1;
+    }
+    size_t a = strlen (*field), b = strlen (text);
+    char *joined = realloc (*field, a + b + 2);
+    if (!joined)
+        return -1;
+    joined [a] = '\n';
+    memcpy (joined + a + 1, text, b + 1);
+    *field = joined;
+    return 0;
+}
+
+/* Records an attached message: as an attachment and, within the limit,
+   as msg->nested[]. inner may be NULL (then it is parsed from data). */
+static int
+s_add_nested (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object,
+              GMimeMessage *inner, unsigned char *data, size_t size,
+              char *filename, int depth)
+{
+    if (!filename && inner) {
+        const char *subject = g_mime_message_get_subject (inner);
+        if (subject && *subject) {
+            char buf [128];
+            snprintf (buf, sizeof buf, "%.100s.eml", subject);
+            filename = s_sanitise_filename (buf);
+        }
+    }
+    cm_attachment_t *a = s_add_attachment (m, object, filename, data, size);
+    if (!a) {
+        s_fail (ctx, "out of memory while reading an attachment");
+        return -1;
+    }
+    if (ctx->nested >= ctx->lim.max_nested_messages) {
+        char note [128];
+        snprintf (note, sizeof note,
+                  "attached message not read: more than %d attached messages",
+                  ctx->lim.max_nested_messages);
+        a->note = strdup (note);
+        return 0;
+    }
+    ctx->nested++;
+    size_t index = m->nattachments - 1;
+    cm_message_t *child = NULL;
+    if (inner)
+        child = s_convert (ctx, inner, depth);
+    else {
+        char soft [256] = "";
+        child = s_parse_raw (ctx, (const char *) m->attachments [index].data,
+                             m->attachments [index].size, depth, soft, sizeof soft);
+        if (!child && !ctx->failed) {
+            char note [320];
+            snprintf (note, sizeof note, "attached message not read: %s", soft);
+            m->attachments [index].note = strdup (note);
+            return 0;
+        }
+    }
+    if (!child)
+        return -1;
+    if (s_push_ptr ((void ***) &m->nested, &m->nnested, child)) {
+        cm_message_destroy (&child);
+        s_fail (ctx, "out of memory while reading an attached message");
+        return -1;
+    }
+    m->attachments [index].nested_index = (int) m->nnested - 1;
+    return 0;
+}
+
+static int s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
+                   int depth, bool root, bool in_report, s_alt_t *alt);
+
+static int
+s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
+             int depth, bool root, bool in_report, s_alt_t *alt)
+{
+    GMimeObject *object = (GMimeObject *) part;
+    char *type = s_mime_type (object);
+    char *filename = s_part_filename (object);
+    unsigned char *data = NULL;
+    size_t size = 0;
+    int rc = -1;
+    if (!type || s_part_bytes (part, &data, &size)) {
+        s_fail (ctx, "out of memory while decoding a MIME part");
+        goto done;
+    }
+    const char *disp = g_mime_object_get_disposition (object);
+    bool attachment = disp && !g_ascii_strcasecmp (disp, "attachment");
+    bool is_plain = strcmp (type, "text/plain") == 0;
+    bool is_html = strcmp (type, "text/html") == 0;
+    if ((is_plain || is_html) && !attachment && (!filename || root)) {
+        if (alt && ((is_plain && alt->text) || (is_html && alt->html))) {
+            rc = 0;     /* a second rendering of the same alternative */
+            goto done;
+        }
+        char *text = s_text_utf8 (ctx, object, data, size);
+        if (!text || s_append_body (is_plain ? &m->text : &m->html, text)) {
+            free (text);
+            s_fail (ctx, "out of memory while decoding the body");
+            goto done;
+        }
+        free (text);
+        if (alt) {
+            if (is_plain)
+                alt->text = true;
+            else
+                alt->html = true;
+        }
+        rc = 0;
+        goto done;
+    }
+    /* Reports and the pieces of security mail. */
+    if (strcmp (type, "message/delivery-status") == 0
+    ||  strcmp (type, "message/global-delivery-status") == 0) {
+        w->dsn_part = true;
+        char *text = s_clean ((const char *) data,
+                              size < S_DSN_SCAN_MAX ? size : S_DSN_SCAN_MAX, false);
+        if (text)
+            s_parse_dsn (m, text);
+        free (text);
+    }
+    if ((strcmp (type, "text/rfc822-headers") == 0
+      || strcmp (type, "message/global-headers") == 0)
+    && !m->dsn_original_message_id) {
+        char *text = s_clean ((const char *) data,
+                              size < S_DSN_SCAN_MAX ? size : S_DSN_SCAN_MAX, false);
+        if (text)
+            m->dsn_original_message_id = s_msgid_from_headers (text);
+        free (text);
+    }
+    const char *note = NULL;
+    if (strcmp (type, "application/pkcs7-mime") == 0
+    ||  strcmp (type, "application/x-pkcs7-mime") == 0) {
+        const char *st = g_mime_object_get_content_type_parameter (object, "smime-type");
+        if (st && !g_ascii_strcasecmp (st, "signed-data")) {
+            m->signed_ = true;
+            note = "S/MIME opaque-signed content is kept as is, not unpacked";
+        }
+        else
+        if (root && (!st || !g_ascii_strcasecmp (st, "enveloped-data")
+                         || !g_ascii_strcasecmp (st, "authEnveloped-data")))
+            m->encrypted = true;
+    }
+    if (strcmp (type, "application/vnd.ms-outlook") == 0
+    ||  (filename && s_ends_with_ci (filename, ".msg")))
+        note = "MSG attachments are not supported; attach the message as EML";
+    if (strcmp (type, "application/ms-tnef") == 0
+    ||  strcmp (type, "application/vnd.ms-tnef") == 0
+    ||  (filename && strcasecmp (filename, "winmail.dat") == 0))
+        note = "TNEF (winmail.dat) is kept as is; its contents are not extracted";
+    bool eml = (filename && s_ends_with_ci (filename, ".eml"))
+            || strcmp (type, "message/rfc822") == 0
+            || strcmp (type, "application/x-eml") == 0
+            || strcmp (type, "application/eml") == 0;
+    if (eml && !in_report) {
+        rc = s_add_nested (ctx, m, object, NULL, data, size, filename, depth);
+        data = NULL;
+        filename = NULL;
+        goto done;
+    }
+    cm_attachment_t *a = s_add_attachment (m, object, filename, data, size);
+    data = NULL;
+    filename = NULL;
+    if (!a) {
+        s_fail (ctx, "out of memory while reading an attachment");
+        goto done;
+    }
+    if (note && !(a->note = strdup (note))) {
+        s_fail (ctx, "out of memory while reading an attachment");
+        goto done;
+    }
+    rc = 0;
+done:
+    free (type);
+    free (filename);
+    free (data);
+    return rc;
+}
+
+static int
+s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
+        int depth, bool root, bool in_report, s_alt_t *alt)
+{
+    if (!object)
+        return 0;
+    if (depth > ctx->lim.max_depth) {
+        s_fail_depth (ctx);
+        return -1;
+    }
+    if (++ctx->parts > ctx->lim.max_parts) {
+        s_fail_parts (ctx);
+        return -1;
+    }
+    if (s_header_bytes (object) > ctx->lim.max_header_bytes) {
+        s_fail_headers (ctx);
+        return -1;
+    }
+    if (GMIME_IS_MULTIPART (object)) {
+        GMimeMultipart *mp = (GMimeMultipart *) object;
+        GMimeContentType *ct = g_mime_object_get_content_type (object);
+        const char *sub = ct ? g_mime_content_type_get_media_subtype (ct) : NULL;
+        sub = sub ? sub : "";
+        if (GMIME_IS_MULTIPART_ENCRYPTED (object) || !g_ascii_strcasecmp (sub, "encrypted")) {
+            if (root)
+                m->encrypted = true;
+        }
+        if (GMIME_IS_MULTIPART_SIGNED (object) || !g_ascii_strcasecmp (sub, "signed"))
+            m->signed_ = true;
+        bool report = false;
+        if (!g_ascii_strcasecmp (sub, "report")) {
+            const char *rt = g_mime_object_get_content_type_parameter (object, "report-type");
+            if (rt && (!g_ascii_strcasecmp (rt, "delivery-status")
+                    || !g_ascii_strcasecmp (rt, "global-delivery-status"))) {
+                report = true;
+                if (root)
+                    w->report_dsn = true;
+            }
+        }
+        s_alt_t local = { false, false };
+        s_alt_t *child_alt = !g_ascii_strcasecmp (sub, "alternative") ? &local : alt;
+        int n = g_mime_multipart_get_count (mp);
+        for (int i = 0; i < n; i++) {
+            GMimeObject *child = g_mime_multipart_get_part (mp, i);
+            if (s_walk (ctx, m, w, child, depth + 1, false, in_report || report, child_alt))
+                return -1;
+        }
+        return 0;
+    }
+    if (GMIME_IS_MESSAGE_PART (object)) {
+        GMimeMessage *inner = g_mime_message_part_get_message ((GMimeMessagePart *) object);
+        unsigned char *data = NULL;
+        size_t size = 0;
+        if (s_object_bytes ((GMimeObject *) inner, &data, &size)) {
+            s_fail (ctx, "out of memory while reading an attached message");
+            return -1;
+        }
+        if (!inner) {
+            cm_attachment_t *a = s_add_attachment (m, object, s_part_filename (object), data, size);
+            return a ? 0 : -1;
+        }
+        if (in_report && !m->dsn_original_message_id) {
+            const char *id = g_mime_message_get_message_id (inner);
+            if (id && *id)
+                m->dsn_original_message_id = s_clean_trim (id);
+        }
+        return s_add_nested (ctx, m, object, inner, data, size,
+                             s_part_filename (object), depth);
+    }
+    if (GMIME_IS_PART (object))
+        return s_walk_leaf (ctx, m, w, (GMimePart *) object, depth, root, in_report, alt);
+    /* message/partial and anything else: keep the bytes. */
+    unsigned char *data = NULL;
+    size_t size = 0;
+    if (s_object_bytes (object, &data, &size)) {
+        s_fail (ctx, "out of memory while reading a MIME part");
+        return -1;
+    }
+    if (!s_add_attachment (m, object, s_part_filename (object), data, size)) {
+        s_fail (ctx, "out of memory while reading a MIME part");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ headers */
+
+/* "Name <addr>, addr" display list and bare addresses of an address list. */
+static int
+s_addresses (InternetAddressList *list, char **display, char ***addrs, size_t *n,
+             char **first_name, char **first_addr)
+{
+    cm_buf_t b;
+    cm_buf_init (&b, 0);
+    cm_buf_append (&b, "", 0);
+    int count = list ? internet_address_list_length (list) : 0;
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++) {
+        InternetAddress *ia = internet_address_list_get_address (list, i);
+        InternetAddressList *members = NULL;
+        int mcount = 1;
+        if (INTERNET_ADDRESS_IS_GROUP (ia)) {
+            members = internet_address_group_get_members ((InternetAddressGroup *) ia);
+            mcount = members ? internet_address_list_length (members) : 0;
+        }
+        for (int k = 0; k < mcount && rc == 0; k++) {
+            InternetAddress *one = members ? internet_address_list_get_address (members, k) : ia;
+            if (!INTERNET_ADDRESS_IS_MAILBOX (one))
+                continue;   /* groups inside groups are not mail */
+            char *name = s_clean_trim (internet_address_get_name (one));
+            char *addr = s_clean_trim (internet_address_mailbox_get_addr ((InternetAddressMailbox *) one));
+            if (!name || !addr) {
+                free (name);
+                free (addr);
+                rc = -1;
+                break;
+            }
+            char *at = strrchr (addr, '@');
+            if (at)
+                s_lower (at);
+            if (first_name && !*first_name && *addr) {
+                *first_name = strdup (name);
+                *first_addr = strdup (addr);
+            }
+            if (*addr) {
+                if (b.len)
+                    cm_buf_append (&b, ", ", 2);
+                if (*name) {
+                    bool quote = strpbrk (name, ",;<>\"@:()[]\\") != NULL;
+                    if (quote)
+                        for (char *p = name; *p; p++)
+                            if (*p == '"' || *p == '\\')
+                                *p = '\'';
+                    cm_buf_printf (&b, quote ? "\"%s\" <%s>" : "%s <%s>", name, addr);
+                }
+                else
+                    cm_buf_append (&b, addr, strlen (addr));
+                if (addrs) {
+                    if (s_push_ptr ((void ***) addrs, n, addr))
+                        rc = -1;
+                    else
+                        addr = NULL;
+                }
+            }
+            free (name);
+            free (addr);
+        }
+    }
+    *display = cm_buf_take (&b, NULL);
+    return rc || !*display ? -1 : 0;
+}
+
+static const char *
+s_header (GMimeMessage *gm, const char *name)
+{
+    return g_mime_object_get_header ((GMimeObject *) gm, name);
+}
+
+/* Automatic mail (RFC 3834 first). X-Auto-Response-Suppress alone does not
+   count: Exchange and many bulk senders put it on ordinary mail, and a lost
+   incident report costs more than an auto-reply that opens one (our own
+   automatic mail carries Auto-Submitted, so loops are still broken). It is
+   only named in the reason next to a sign that counts on its own. */
+static void
+s_detect_auto (cm_message_t *m, GMimeMessage *gm)
+{
+    char reason [256] = "";
+    const char *v;
+    if ((v = s_header (gm, "Auto-Submitted"))) {
+        char token [64];
+        size_t k = 0;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        while (v [k] && k < sizeof token - 1 && v [k] != ';' && v [k] != '('
+        && !isspace ((unsigned char) v [k])) {
+            token [k] = (char) tolower ((unsigned char) v [k]);
+            k++;
+        }
+        token [k] = 0;
+        if (*token && strcmp (token, "no") != 0)
+            snprintf (reason, sizeof reason, "Auto-Submitted: %s", token);
+    }
+    if (!*reason && (v = s_header (gm, "X-Autoreply")))
+        snprintf (reason, sizeof reason, "X-Autoreply: %.60s", v);
+    if (!*reason && (v = s_header (gm, "X-Autorespond")))
+        snprintf (reason, sizeof reason, "X-Autorespond: %.60s", v);
+    if (!*reason && (v = s_header (gm, "Precedence"))) {
+        while (*v == ' ' || *v == '\t')
+            v++;
+        static const char *const kinds [] = { "bulk", "junk", "list", "auto_reply", NULL };
+        for (int i = 0; kinds [i]; i++) {
+            size_t n = strlen (kinds [i]);
+            if (!g_ascii_strncasecmp (v, kinds [i], n)
+            && (v [n] == 0 || isspace ((unsigned char) v [n]) || v [n] == ';')) {
+                snprintf (reason, sizeof reason, "Precedence: %s", kinds [i]);
+                break;
+            }
+        }
+    }
+    if (!*reason) {
+        static const char *const prefixes [] = {
+            "Automatic reply:", "Auto:", "Out of Office", "Autoreply:",
+            "Auto-Reply:", "Automatische Antwort:", "Réponse automatique", NULL };
+        const char *s = m->subject;
+        while (*s == ' ')
+            s++;
+        for (int i = 0; prefixes [i]; i++)
+            if (!g_ascii_strncasecmp (s, prefixes [i], strlen (prefixes [i]))) {
+                snprintf (reason, sizeof reason, "Subject: %s", prefixes [i]);
+                break;
+            }
+    }
+    if (!*reason)
+        return;
+    if ((v = s_header (gm, "X-Auto-Response-Suppress"))) {
+        size_t n = strlen (reason);
+        snprintf (reason + n, sizeof reason - n, "; X-Auto-Response-Suppress: %.40s", v);
+    }
+    m->auto_reply = true;
+    m->auto_reason = s_clean_trim (reason);
+}
+
+/* Bounce without multipart/report: null return path plus a bounce sign. */
+static bool
+s_looks_like_bounce (const cm_message_t *m)
+{
+    static const char *const senders [] = { "mailer-daemon@", "postmaster@", NULL };
+    static const char *const subjects [] = {
+        "undeliver", "delivery status notification", "delivery failure",
+        "mail delivery failed", "returned mail", "failure notice",
+        "delivery has failed", "unzustellbar", NULL };
+    for (int i = 0; senders [i]; i++)
+        if (!g_ascii_strncasecmp (m->from_addr, senders [i], strlen (senders [i])))
+            return true;
+    char *lower = g_ascii_strdown (m->subject, -1);
+    bool hit = false;
+    for (int i = 0; lower && subjects [i] && !hit; i++)
+        hit = strstr (lower, subjects [i]) != NULL;
+    g_free (lower);
+    return hit;
+}
+
+/* Builds the record of a parsed GMime message whose part sits at depth base. */
+static cm_message_t *
+s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base)
+{
+    cm_message_t *m = calloc (1, sizeof *m);
+    if (!m) {
+        s_fail (ctx, "out of memory");
+        return NULL;
+    }
+    if (s_header_bytes ((GMimeObject *) gm) > ctx->lim.max_header_bytes) {
+        s_fail_headers (ctx);
+        goto fail;
+    }
+    const char *subject = g_mime_message_get_subject (gm);
+    m->subject = s_clean_trim (subject ? subject : "");
+    char *from_list = NULL;
+    int from_rc = s_addresses (g_mime_message_get_from (gm), &from_list, NULL, NULL,
+                               &m->from_name, &m->from_addr);
+    free (from_list);
+    if (from_rc || !m->subject)
+        goto oom;
+    if (!m->from_name)
+        m->from_name = strdup ("");
+    if (!m->from_addr)
+        m->from_addr = strdup ("");
+    if (s_addresses (g_mime_message_get_to (gm), &m->to, &m->to_addrs, &m->nto, NULL, NULL)
+    ||  s_addresses (g_mime_message_get_cc (gm), &m->cc, &m->cc_addrs, &m->ncc, NULL, NULL)
+    ||  !m->from_name || !m->from_addr)
+        goto oom;
+    const char *date = s_header (gm, "Date");
+    m->date_text = s_clean_trim (date ? date : "");
+    GDateTime *dt = g_mime_message_get_date (gm);
+    if (dt)
+        m->date_epoch = (long long) g_date_time_to_unix (dt);
+    const char *id = g_mime_message_get_message_id (gm);
+    if (id && *id)
+        m->message_id = s_clean_trim (id);
+    const char *irt = s_header (gm, "In-Reply-To");
+    if (irt) {
+        char *first = g_mime_utils_decode_message_id (irt);
+        if (first && *first)
+            m->in_reply_to = s_clean_trim (first);
+        g_free (first);
+    }
+    const char *refs = s_header (gm, "References");
+    if (refs) {
+        GMimeReferences *list = g_mime_references_parse (ctx->options, refs);
+        int n = list ? g_mime_references_length (list) : 0;
+        for (int i = 0; i < n; i++) {
+            /* the thread's root and the latest ancestors matter most */
+            if (i > 0 && i < n - (S_MAX_REFERENCES - 1))
+                continue;
+            char *ref = s_clean_trim (g_mime_references_get_message_id (list, i));
+            if (!ref || s_push_ptr ((void ***) &m->references, &m->nreferences, ref)) {
+                free (ref);
+                g_mime_references_free (list);
+                goto oom;
+            }
+        }
+        if (list)
+            g_mime_references_free (list);
+    }
+    const char *rp = s_header (gm, "Return-Path");
+    if (rp) {
+        char compact [8];
+        size_t k = 0;
+        for (const char *p = rp; *p && k < sizeof compact - 1; p++)
+            if (!isspace ((unsigned char) *p))
+                compact [k++] = *p;
+        compact [k] = 0;
+        m->null_return_path = strcmp (compact, "<>") == 0;
+    }
+    if (!m->date_text)
+        goto oom;
+
+    s_walk_t w = { false, false };
+    if (s_walk (ctx, m, &w, g_mime_message_get_mime_part (gm), base + 1, true, false, NULL))
+        goto fail;
+
+    if (!m->text && m->html) {
+        m->text = cm_html_to_text (m->html, strlen (m->html));
+        if (!m->text)
+            goto oom;
+    }
+    if (!m->text && !(m->text = strdup ("")))
+        goto oom;
+    const char *t = m->text;
+    while (isspace ((unsigned char) *t))
+        t++;
+    if (strncmp (t, "-----BEGIN PGP MESSAGE-----", 27) == 0)
+        m->encrypted = true;
+    if (cm_quote_split (m->text, &m->new_text, &m->quoted_text))
+        goto oom;
+    s_detect_auto (m, gm);
+    m->dsn = w.report_dsn || (m->null_return_path && (w.dsn_part || s_looks_like_bounce (m)));
+    if (m->dsn && !m->dsn_original_message_id && m->nnested && m->nested [0]->message_id)
+        m->dsn_original_message_id = strdup (m->nested [0]->message_id);
+    return m;
+oom:
+    s_fail (ctx, "out of memory");
+fail:
+    cm_message_destroy (&m);
+    return NULL;
+}
+
+/* Copy of raw with bare CRs turned into line feeds, or NULL if none. */
+static char *
+s_fix_bare_cr (const char *raw, size_t len, bool *had)
+{
+    *had = false;
+    const char *p = raw;
+    const char *end = raw + len;
+    while ((p = memchr (p, '\r', (size_t) (end - p)))) {
+        if (p + 1 >= end || p [1] != '\n') {
+            *had = true;
+            break;
+        }
+        p += 2;
+    }
+    if (!*had)
+        return NULL;
+    char *copy = malloc (len ? len : 1);
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        copy [i] = (raw [i] == '\r' && (i + 1 >= len || raw [i + 1] != '\n')) ? '\n' : raw [i];
+    return copy;
+}
+
+/* Parses one message's raw bytes whose part sits at depth base. Limits set
+   ctx->failed; a message GMime cannot read gives NULL with soft set. */
+static cm_message_t *
+s_parse_raw (s_ctx_t *ctx, const char *raw, size_t len, int base,
+             char *soft, size_t softlen)
+{
+    cm_message_t *m = NULL;
+    GMimeStream *stream = NULL;
+    GMimeParser *parser = NULL;
+    GMimeMessage *gm = NULL;
+    bool had_cr = false;
+    char *fixed = s_fix_bare_cr (raw, len, &had_cr);
+    if (had_cr && !fixed) {
+        s_fail (ctx, "out of memory");
+        goto done;
+    }
+    if (fixed)
+        raw = fixed;
+    if (len == 0) {
+        snprintf (soft, softlen, "not an email message: no header fields");
+        goto done;
+    }
+    if (s_prescan (ctx, raw, len, base))
+        goto done;
+    stream = g_mime_stream_mem_new_with_buffer (raw, len);
+    parser = g_mime_parser_new_with_stream (stream);
+    g_mime_parser_set_format (parser, GMIME_FORMAT_MESSAGE);
+    ctx->overflow = false;
+    gm = g_mime_parser_construct_message (parser, ctx->options);
+    if (ctx->overflow) {
+        s_fail_depth (ctx);
+        goto done;
+    }
+    GMimeHeaderList *headers = gm ? g_mime_object_get_header_list ((GMimeObject *) gm) : NULL;
+    if (!gm || !headers || g_mime_header_list_get_count (headers) == 0) {
+        snprintf (soft, softlen, "not an email message: no header fields");
+        goto done;
+    }
+    m = s_convert (ctx, gm, base);
+done:
+    if (gm)
+        g_object_unref (gm);
+    if (parser)
+        g_object_unref (parser);
+    if (stream)
+        g_object_unref (stream);
+    free (fixed);
+    return m;
+}
+
+cm_message_t *
+cm_message_parse (const char *raw, size_t len, const cm_limits_t *limits,
+                  char *reason, size_t reasonlen)
+{
+    s_ctx_t *ctx = calloc (1, sizeof *ctx);
+    cm_message_t *m = NULL;
+    char soft [256] = "";
+    if (reason && reasonlen)
+        reason [0] = 0;
+    if (!ctx) {
+        snprintf (soft, sizeof soft, "out of memory");
+        goto done;
+    }
+    cm_limits_t def;
+    cm_limits_default (&def);
+    ctx->lim = limits ? *limits : def;
+    if (ctx->lim.max_size == 0)
+        ctx->lim.max_size = def.max_size;
+    if (ctx->lim.max_depth <= 0)
+        ctx->lim.max_depth = def.max_depth;
+    if (ctx->lim.max_depth > S_MAX_DEPTH_CLAMP)
+        ctx->lim.max_depth = S_MAX_DEPTH_CLAMP;
+    if (ctx->lim.max_parts <= 0)
+        ctx->lim.max_parts = def.max_parts;
+    if (ctx->lim.max_header_bytes == 0)
+        ctx->lim.max_header_bytes = def.max_header_bytes;
+    if (ctx->lim.max_nested_messages < 0)
+        ctx->lim.max_nested_messages = 0;
+    if (!raw)
+        len = 0;
+    if (len > ctx->lim.max_size) {
+        s_fail (ctx, "message is %zu bytes, over the %zu-byte limit", len, ctx->lim.max_size);
+        goto done;
+    }
+    pthread_once (&s_once, s_init_gmime);
+    ctx->options = g_mime_parser_options_new ();
+    static const char *fallback [] = { "UTF-8", "windows-1252", NULL };
+    g_mime_parser_options_set_fallback_charsets (ctx->options, fallback);
+    g_mime_parser_options_set_warning_callback (ctx->options, s_warning_cb, ctx);
+    m = s_parse_raw (ctx, raw ? raw : "", len, 0, soft, sizeof soft);
+    if (m && m->encrypted) {
+        cm_message_destroy (&m);
+        s_fail (ctx, "encrypted email is not supported");
+    }
+done:
+    if (!m && reason && reasonlen)
+        snprintf (reason, reasonlen, "%s",
+                  ctx && ctx->failed ? ctx->reason : *soft ? soft : "message could not be parsed");
+    if (ctx && ctx->options)
+        g_mime_parser_options_free (ctx->options);
+    free (ctx);
+    return m;
+}
+
+static void
+s_free_list (char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free (list [i]);
+    free (list);
+}
+
+void
+cm_message_destroy (cm_message_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cm_message_t *m = *self_p;
+    free (m->subject);
+    free (m->from_name);
+    free (m->from_addr);
+    free (m->to);
+    free (m->cc);
+    s_free_list (m->to_addrs, m->nto);
+    s_free_list (m->cc_addrs, m->ncc);
+    free (m->date_text);
+    free (m->message_id);
+    free (m->in_reply_to);
+    s_free_list (m->references, m->nreferences);
+    free (m->text);
+    free (m->html);
+    free (m->new_text);
+    free (m->quoted_text);
+    for (size_t i = 0; i < m->nattachments; i++) {
+        cm_attachment_t *a = &m->attachments [i];
+        free (a->filename);
+        free (a->content_type);
+        free (a->content_id);
+        free (a->data);
+        free (a->note);
+    }
+    free (m->attachments);
+    for (size_t i = 0; i < m->nnested; i++)
+        cm_message_destroy (&m->nested [i]);
+    free (m->nested);
+    free (m->auto_reason);
+    free (m->dsn_status);
+    free (m->dsn_action);
+    free (m->dsn_recipient);
+    free (m->dsn_original_message_id);
+    free (m);
+    *self_p = NULL;
+}
+
+/* ------------------------------------------------------------ subjects */
+
+/* Length of a reply/forward prefix at s (incl. counter and colon), or 0. */
+static size_t
+s_prefix_len (const char *s)
+{
+    static const char *const ascii [] = {
+        "Re", "Fwd", "Fw", "AW", "WG", "SV", "VS", "Antw", "Odp", "RIF",
+        "TR", "Doorst", "Wg", NULL };
+    static const char *const cjk [] = {
+        "\xE5\x9B\x9E\xE5\xA4\x8D",     /* 回复 */
+        "\xE7\xAD\x94\xE5\xA4\x8D",     /* 答复 */
+        "\xE8\xBD\xAC\xE5\x8F\x91",     /* 转发 */
+        NULL };
+    size_t n = 0;
+    for (int i = 0; ascii [i] && !n; i++) {
+        size_t k = strlen (ascii [i]);
+        if (!g_ascii_strncasecmp (s, ascii [i], k) && !isalnum ((unsigned char) s [k]))
+            n = k;
+    }
+    for (int i = 0; cjk [i] && !n; i++) {
+        size_t k = strlen (cjk [i]);
+        if (!strncmp (s, cjk [i], k))
+            n = k;
+    }
+    if (!n)
+        return 0;
+    /* optional counter: Re[2]: or Re(2): */
+    if (s [n] == '[' || s [n] == '(') {
+        char close = s [n] == '[' ? ']' : ')';
+        size_t k = n + 1;
+        while (isdigit ((unsigned char) s [k]))
+            k++;
+        if (k > n + 1 && s [k] == close)
+            n = k + 1;
+    }
+    while (s [n] == ' ')
+        n++;    /* French style "RE :" */
+    if (s [n] == ':')
+        return n + 1;
+    if (!strncmp (s + n, "\xEF\xBC\x9A", 3))   /* full-width colon */
+        return n + 3;
+    return 0;
+}
+
+char *
+cm_subject_strip (const char *subject)
+{
+    const char *s = subject ? subject : "";
+    for (;;) {
+        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+            s++;
+        size_t n = s_prefix_len (s);
+        if (!n)
+            break;
+        s += n;
+    }
+    size_t len = strlen (s);
+    while (len && isspace ((unsigned char) s [len - 1]))
+        len--;
+    return strndup (s, len);
+}
+
+long
+cm_subject_tag (const char *subject, const char *prefix)
+{
+    if (!subject || !prefix || !*prefix)
+        return 0;
+    size_t pl = strlen (prefix);
+    for (const char *p = strchr (subject, '['); p; p = strchr (p + 1, '[')) {
+        if (g_ascii_strncasecmp (p + 1, prefix, pl) != 0 || p [1 + pl] != '-')
+            continue;
+        const char *d = p + 2 + pl;
+        long value = 0;
+        int digits = 0;
+        while (isdigit ((unsigned char) d [digits]) && digits < 18) {
+            value = value * 10 + (d [digits] - '0');
+            digits++;
+        }
+        if (digits && d [digits] == ']' && value > 0)
+            return value;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ self-test */
+
+static int s_failures;
+
+static void
+s_check (bool ok, const char *what, bool verbose)
+{
+    if (!ok) {
+        s_failures++;
+        fprintf (stderr, "selftest: FAILED: %s\n", what);
+    }
+    else
+    if (verbose)
+        printf ("selftest: ok: %s\n", what);
+}
+
+static cm_message_t *
+s_parse_str (const char *text, char *reason, size_t reasonlen)
+{
+    return cm_message_parse (text, strlen (text), NULL, reason, reasonlen);
+}
+
+int
+cm_message_selftest (bool verbose)
+{
+    s_failures = 0;
+    char reason [256];
+    char *s;
+
+    /* subjects */
+    s = cm_subject_strip ("  Re: RE[2]: Fwd: AW: WG: SV: VS: Antw: Odp: RIF: TR : "
+                          "\xE5\x9B\x9E\xE5\xA4\x8D: \xE7\xAD\x94\xE5\xA4\x8D\xEF\xBC\x9A"
+                          " Phishing [INC-42]  ");
+    s_check (s && strcmp (s, "Phishing [INC-42]") == 0, "subject_strip all prefixes", verbose);
+    free (s);
+    s = cm_subject_strip ("Report of suspicious mail");
+    s_check (s && strcmp (s, "Report of suspicious mail") == 0, "subject_strip keeps Re-words", verbose);
+    free (s);
+    s = cm_subject_strip ("Fwd:");
+    s_check (s && strcmp (s, "") == 0, "subject_strip to empty", verbose);
+    free (s);
+    s_check (cm_subject_tag ("Re: alert [INC-42] again", "INC") == 42, "subject_tag found", verbose);
+    s_check (cm_subject_tag ("Re: alert [inc-7]", "INC") == 7, "subject_tag case", verbose);
+    s_check (cm_subject_tag ("[INC-] [INC-x] [INCX-3] [INC-9]", "INC") == 9, "subject_tag skips bad", verbose);
+    s_check (cm_subject_tag ("no tag", "INC") == 0, "subject_tag none", verbose);
+    s_check (cm_subject_tag ("[INC-99999999999999999999]", "INC") == 0, "subject_tag overflow", verbose);
+
+    /* quotes */
+    char *nt = NULL, *qt = NULL;
+    cm_quote_split ("Thanks, fixed.\n\nOn Mon, 1 Jan 2024 at 10:00, Ann <a@x.org> wrote:\n> old\n",
+                    &nt, &qt);
+    s_check (nt && strcmp (nt, "Thanks, fixed.") == 0 && qt && strncmp (qt, "On Mon", 6) == 0,
+             "quote On..wrote", verbose);
+    free (nt); free (qt);
+    cm_quote_split ("Hi\n\nFrom: Bob\nSent: Monday\nTo: Ann\nSubject: x\n\nold\n", &nt, &qt);
+    s_check (nt && strcmp (nt, "Hi") == 0 && qt && strncmp (qt, "From: Bob", 9) == 0,
+             "quote Outlook block", verbose);
+    free (nt); free (qt);
+    cm_quote_split ("Ja.\n\nAm 01.02.2024 um 10:00 schrieb Hans <h@x.de>:\n> alt\n", &nt, &qt);
+    s_check (nt && strcmp (nt, "Ja.") == 0 && qt, "quote Am..schrieb", verbose);
+    free (nt); free (qt);
+    cm_quote_split ("Oui.\nLe 1 janv. 2024, Jean a écrit :\n> vieux\n", &nt, &qt);
+    s_check (nt && strcmp (nt, "Oui.") == 0 && qt, "quote Le..a écrit", verbose);
+    free (nt); free (qt);
+    cm_quote_split ("New\n-----Original Message-----\nFrom: x\n", &nt, &qt);
+    s_check (nt && strcmp (nt, "New") == 0 && qt, "quote Original Message", verbose);
+    free (nt); free (qt);
+    cm_quote_split ("New\n________________________________\nFrom: x\n", &nt, &qt);
+    s_check (nt && strcmp (nt, "New") == 0 && qt, "quote underscores", verbose);
+    free (nt); free (qt);
+    cm_quote_split ("Reply here\n> quoted 1\n>quoted 2\n\n> quoted 3\n", &nt, &qt);
+    s_check (nt && strcmp (nt, "Reply here") == 0 && qt && strncmp (qt, "> quoted 1", 10) == 0,
+             "quote trailing >", verbose);
+    free (nt); free (qt);
+    cm_quote_split ("> a\ninline answer\n> b\nmore\n", &nt, &qt);
+    s_check (nt && strcmp (nt, "> a\ninline answer\n> b\nmore\n") == 0 && !qt,
+             "quote interleaved kept", verbose);
+    free (nt); free (qt);
+    cm_quote_split ("From: is not a marker without Sent/To\nplain\n", &nt, &qt);
+    s_check (nt && !qt, "quote no false Outlook block", verbose);
+    free (nt); free (qt);
+
+    /* HTML rendering */
+    const char *html = "<html><head><title>T</title><style>p{}</style></head><body>"
+                       "<p>Hello&nbsp;<b>world</b> &amp; &lt;you&gt; &#233;&#x263A;</p>"
+                       "<script>alert(1)</script><div>line2<br>line3</div>"
+                       "<ul><li>one<li>two</ul><!-- c --> x &bogus; <3</body></html>";
+    s = cm_html_to_text (html, strlen (html));
+    s_check (s && strcmp (s, "Hello world & <you> \xC3\xA9\xE2\x98\xBA\n\nline2\nline3\n\n- one\n- two\n\nx &bogus; <3") == 0,
+             "html to text", verbose);
+    if (s && verbose)
+        printf ("selftest: html -> [%s]\n", s);
+    free (s);
+    s = cm_html_to_text ("<p>unterminated <script>var x=1;", 32);
+    s_check (s && strcmp (s, "unterminated") == 0, "html unterminated script", verbose);
+    free (s);
+
+    /* a full message: headers, bodies, attachments */
+    const char *msg1 =
+        "From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <Joerg@Example.COM>\r\n"
+        "To: Ann <ann@x.org>, bob@y.org, Team: c@z.org, d@z.org;\r\n"
+        "Cc: \"Doe, John\" <jd@x.org>\r\n"
+        "Subject: =?iso-8859-1?q?Gr=FC=DFe?= [INC-5]\r\n"
+        "Date: Tue, 2 Jan 2024 10:00:00 +0000\r\n"
+        "Message-ID: <abc@example.com>\r\n"
+        "In-Reply-To: <p1@x> <p2@x>\r\n"
+        "References: <r1@x> <r2@x>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=\"XX\"\r\n"
+        "\r\n"
+        "--XX\r\n"
+        "Content-Type: multipart/alternative; boundary=YY\r\n"
+        "\r\n"
+        "--YY\r\n"
+        "Content-Type: text/plain; charset=iso-8859-1\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+        "\r\n"
+        "Sch=F6n\r\n"
+        "--YY\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n"
+        "\r\n"
+        "<p>Sch\xC3\xB6n</p>\r\n"
+        "--YY--\r\n"
+        "--XX\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        "Content-Disposition: attachment; filename*=UTF-8''..%2F..%2Fetc%2Fp%C3%A4sswd\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "\r\n"
+        "aGVsbG8=\r\n"
+        "--XX\r\n"
+        "Content-Type: image/png; name=\"C:\\\\evil\\\\x\x01y.png\"\r\n"
+        "Content-ID: <img1@x>\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "\r\n"
+        "iVBO\r\n"
+        "--XX\r\n"
+        "Content-Type: application/octet-stream; name=report.msg\r\n"
+        "\r\n"
+        "x\r\n"
+        "--XX\r\n"
+        "Content-Type: application/octet-stream; name=fwd.eml\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "\r\n"
+        "U3ViamVjdDogaW5uZXIKRnJvbTogZXZpbEBiYWQub3JnCk1lc3NhZ2UtSUQ6IDxpbm5lckBiYWQ+\r\n"
+        "CgpjbGljayBtZQo=\r\n"
+        "--XX\r\n"
+        "Content-Type: message/rfc822\r\n"
+        "\r\n"
+        "Subject: attached one\r\n"
+        "From: x@y.org\r\n"
+        "\r\n"
+        "body\r\n"
+        "--XX--\r\n";
+    cm_message_t *m = s_parse_str (msg1, reason, sizeof reason);
+    s_check (m != NULL, "parse msg1", verbose);
+    if (m) {
+        s_check (strcmp (m->subject, "Gr\xC3\xBC\xC3\x9F" "e [INC-5]") == 0, "msg1 subject 2047", verbose);
+        s_check (strcmp (m->from_name, "J\xC3\xB6rg M\xC3\xBCller") == 0, "msg1 from name", verbose);
+        s_check (strcmp (m->from_addr, "Joerg@example.com") == 0, "msg1 from addr domain lowercased", verbose);
+        s_check (m->nto == 4 && strcmp (m->to_addrs [2], "c@z.org") == 0, "msg1 to incl. group", verbose);
+        s_check (strcmp (m->cc, "\"Doe, John\" <jd@x.org>") == 0 && m->ncc == 1, "msg1 cc quoted", verbose);
+        s_check (m->date_epoch == 1704189600LL, "msg1 date", verbose);
+        s_check (m->message_id && strcmp (m->message_id, "abc@example.com") == 0, "msg1 message-id", verbose);
+        s_check (m->in_reply_to && strcmp (m->in_reply_to, "p1@x") == 0, "msg1 in-reply-to", verbose);
+        s_check (m->nreferences == 2 && strcmp (m->references [1], "r2@x") == 0, "msg1 references", verbose);
+        s_check (strcmp (m->text, "Sch\xC3\xB6n\r\n") == 0 || strcmp (m->text, "Sch\xC3\xB6n\n") == 0
+                 || strcmp (m->text, "Sch\xC3\xB6n") == 0, "msg1 text latin1 -> utf8", verbose);
+        s_check (m->html && strstr (m->html, "<p>Sch\xC3\xB6n</p>"), "msg1 html", verbose);
+        s_check (m->nattachments == 5, "msg1 five attachments", verbose);
+        if (m->nattachments == 5) {
+            cm_attachment_t *a = m->attachments;
+            s_check (strcmp (a [0].filename, "p\xC3\xA4sswd") == 0, "msg1 rfc2231 name, no path", verbose);
+            s_check (a [0].size == 5 && memcmp (a [0].data, "hello", 5) == 0, "msg1 base64 decoded", verbose);
+            s_check (strcmp (a [0].sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824") == 0,
+                     "msg1 sha256", verbose);
+            s_check (strcmp (a [1].filename, "xy.png") == 0 && a [1].is_inline
+                     && a [1].content_id && strcmp (a [1].content_id, "img1@x") == 0,
+                     "msg1 inline image, windows path and control char", verbose);
+            s_check (a [2].note && strstr (a [2].note, "MSG attachments are not supported"), "msg1 msg note", verbose);
+            s_check (a [3].nested_index == 0 && m->nnested == 2
+                     && strcmp (m->nested [0]->subject, "inner") == 0
+                     && strcmp (m->nested [0]->from_addr, "evil@bad.org") == 0,
+                     "msg1 .eml attachment parsed", verbose);
+            s_check (a [4].nested_index == 1 && strcmp (a [4].filename, "attached one.eml") == 0
+                     && m->nnested == 2 && strcmp (m->nested [1]->subject, "attached one") == 0,
+                     "msg1 message/rfc822 parsed", verbose);
+        }
+        s_check (!m->auto_reply && !m->dsn && !m->encrypted, "msg1 not auto", verbose);
+    }
+    else if (verbose)
+        printf ("selftest: reason: %s\n", reason);
+    cm_message_destroy (&m);
+    cm_message_destroy (&m);
+    s_check (m == NULL, "destroy twice", verbose);
+
+    /* HTML only, auto reply */
+    m = s_parse_str ("From: a@b.c\nSubject: Automatic reply: hi\nAuto-Submitted: auto-replied\n"
+                     "X-Auto-Response-Suppress: All\nContent-Type: text/html\n\n"
+                     "<div>I am away</div><div>back Monday</div>\n", reason, sizeof reason);
+    s_check (m && m->auto_reply && m->auto_reason
+             && strncmp (m->auto_reason, "Auto-Submitted: auto-replied", 28) == 0,
+             "auto reply by Auto-Submitted", verbose);
+    s_check (m && strcmp (m->text, "I am away\nback Monday") == 0 && m->html, "html-only text rendering", verbose);
+    cm_message_destroy (&m);
+    m = s_parse_str ("From: a@b.c\nSubject: hi\nX-Auto-Response-Suppress: All\n\nbody\n", reason, sizeof reason);
+    s_check (m && !m->auto_reply, "X-Auto-Response-Suppress alone is not auto", verbose);
+    cm_message_destroy (&m);
+    m = s_parse_str ("From: a@b.c\nSubject: hi\nAuto-Submitted: no\nPrecedence: bulk\n\nbody\n", reason, sizeof reason);
+    s_check (m && m->auto_reply && strcmp (m->auto_reason, "Precedence: bulk") == 0, "precedence bulk", verbose);
+    cm_message_destroy (&m);
+    m = s_parse_str ("From: a@b.c\nSubject: Out of Office: back soon\n\nbody\n", reason, sizeof reason);
+    s_check (m && m->auto_reply, "auto reply by subject", verbose);
+    cm_message_destroy (&m);
+
+    /* DSN */
+    const char *dsn =
+        "Return-Path: <>\nFrom: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=R\n\n"
+        "--R\nContent-Type: text/plain\n\nSorry.\n"
+        "--R\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; nobody@example.org\n"
+        "Action: failed\nStatus: 5.1.1 (user unknown)\n\n"
+        "--R\nContent-Type: text/rfc822-headers\n\nFrom: us@casemail\n"
+        "Message-ID:\n <orig-1@casemail>\nSubject: [INC-4]\n\n--R--\n";
+    m = s_parse_str (dsn, reason, sizeof reason);
+    s_check (m && m->dsn && m->null_return_path, "dsn detected", verbose);
+    s_check (m && m->dsn_status && strcmp (m->dsn_status, "5.1.1") == 0
+             && m->dsn_action && strcmp (m->dsn_action, "failed") == 0
+             && m->dsn_recipient && strcmp (m->dsn_recipient, "nobody@example.org") == 0
+             && m->dsn_original_message_id && strcmp (m->dsn_original_message_id, "orig-1@casemail") == 0,
+             "dsn fields", verbose);
+    cm_message_destroy (&m);
+
+    /* encryption and signatures */
+    m = s_parse_str ("From: a@b.c\nSubject: s\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n"
+                     "Content-Transfer-Encoding: base64\n\nAAAA\n", reason, sizeof reason);
+    s_check (!m && strcmp (reason, "encrypted email is not supported") == 0, "smime enveloped rejected", verbose);
+    cm_message_destroy (&m);
+    m = s_parse_str ("From: a@b.c\nSubject: s\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=E\n\n"
+                     "--E\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--E\n"
+                     "Content-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\n--E--\n", reason, sizeof reason);
+    s_check (!m && strcmp (reason, "encrypted email is not supported") == 0, "pgp/mime rejected", verbose);
+    cm_message_destroy (&m);
+    m = s_parse_str ("From: a@b.c\nSubject: s\nContent-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=S\n\n"
+                     "--S\nContent-Type: text/plain\n\nsigned text\n--S\n"
+                     "Content-Type: application/pgp-signature; name=signature.asc\n\nSIG\n--S--\n", reason, sizeof reason);
+    s_check (m && m->signed_ && m->nattachments == 1 && strcmp (m->attachments [0].filename, "signature.asc") == 0
+             && strcmp (m->attachments [0].content_type, "application/pgp-signature") == 0
+             && strncmp (m->text, "signed text", 11) == 0, "pgp signed kept with signature", verbose);
+    cm_message_destroy (&m);
+
+    /* rejections */
+    m = cm_message_parse ("", 0, NULL, reason, sizeof reason);
+    s_check (!m && strcmp (reason, "not an email message: no header fields") == 0, "empty rejected", verbose);
+    cm_limits_t small;
+    cm_limits_default (&small);
+    small.max_size = 10;
+    m = cm_message_parse ("Subject: too long\n\n", 19, &small, reason, sizeof reason);
+    s_check (!m && strcmp (reason, "message is 19 bytes, over the 10-byte limit") == 0, "size limit", verbose);
+    cm_limits_default (&small);
+    small.max_depth = 2;
+    m = s_parse_str ("Subject: d\nContent-Type: multipart/mixed; boundary=a\n\n--a\n"
+                     "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n--a--\n", reason, sizeof reason);
+    s_check (m != NULL, "depth 3 within default", verbose);
+    cm_message_destroy (&m);
+    const char *deep = "Subject: d\nContent-Type: multipart/mixed; boundary=a\n\n--a\n"
+                       "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n--a--\n";
+    m = cm_message_parse (deep, strlen (deep), &small, reason, sizeof reason);
+    s_check (!m && strcmp (reason, "MIME nesting deeper than 2 levels") == 0, "depth limit", verbose);
+    return s_failures ? -1 : 0;
+}

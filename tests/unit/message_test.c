@@ -1,0 +1,730 @@
+/*  tests/unit/message_test.c: tests of parser/message.c.
+    Runs cm_message_selftest(), a set of hostile messages (each must give a
+    record or a reason, never crash or hang) and the hunnysoft corpus (every
+    file parsed and summarised, a few facts checked).
+    Build (from the repo root):
+      gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+          $(pkg-config --cflags gmime-3.0 openssl) \
+          -o message_test tests/unit/message_test.c parser/message.c \
+          parser/quote.c common/buf.c $(pkg-config --libs gmime-3.0 openssl) -lpthread
+    Run: ./message_test [-v] [corpus-dir]  (default /work/shared/corpus/hunnysoft)
+    Prints "ok - name" / "not ok - name" per case, "N passed, N failed" last;
+    exits 1 on any failure. Timings are printed, never asserted; a case that
+    runs over 60 s is killed by alarm() as a hang. */
+#include "../../parser/message.h"
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int s_passed, s_failed;
+static bool s_verbose;
+
+static void
+s_result (bool ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    printf ("%s - ", ok ? "ok" : "not ok");
+    vprintf (fmt, ap);
+    printf ("\n");
+    va_end (ap);
+    fflush (stdout);
+    if (ok)
+        s_passed++;
+    else
+        s_failed++;
+}
+
+static double
+s_now (void)
+{
+    struct timespec t;
+    clock_gettime (CLOCK_MONOTONIC, &t);
+    return (double) t.tv_sec + (double) t.tv_nsec / 1e9;
+}
+
+/* --------------------------------------------------------- growable text */
+
+typedef struct {
+    char *data;
+    size_t len, alloc;
+} s_text_t;
+
+static void
+s_add (s_text_t *t, const void *data, size_t len)
+{
+    if (t->len + len + 1 > t->alloc) {
+        size_t want = t->alloc ? t->alloc : 4096;
+        while (want < t->len + len + 1)
+            want *= 2;
+        char *grown = realloc (t->data, want);
+        if (!grown) {
+            fprintf (stderr, "out of memory\n");
+            exit (2);
+        }
+        t->data = grown;
+        t->alloc = want;
+    }
+    memcpy (t->data + t->len, data, len);
+    t->len += len;
+    t->data [t->len] = 0;
+}
+
+static void
+s_addf (s_text_t *t, const char *fmt, ...)
+{
+    char buf [4096];
+    va_list ap;
+    va_start (ap, fmt);
+    int n = vsnprintf (buf, sizeof buf, fmt, ap);
+    va_end (ap);
+    if (n > 0)
+        s_add (t, buf, (size_t) n < sizeof buf ? (size_t) n : sizeof buf - 1);
+}
+
+static void
+s_adds (s_text_t *t, const char *s)
+{
+    s_add (t, s, strlen (s));
+}
+
+/* --------------------------------------------------------- record checks */
+
+static bool
+s_utf8_ok (const char *s)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    while (*p) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        int n = (*p >= 0xC2 && *p <= 0xDF) ? 2 : (*p >= 0xE0 && *p <= 0xEF) ? 3
+              : (*p >= 0xF0 && *p <= 0xF4) ? 4 : 0;
+        if (!n)
+            return false;
+        for (int k = 1; k < n; k++)
+            if ((p [k] & 0xC0) != 0x80)
+                return false;
+        p += n;
+    }
+    return true;
+}
+
+static bool
+s_filename_ok (const char *name)
+{
+    if (!name || !*name || strlen (name) > 255 || !s_utf8_ok (name))
+        return false;
+    if (strchr (name, '/') || strchr (name, '\\') || strcmp (name, "..") == 0
+    ||  strcmp (name, ".") == 0)
+        return false;
+    for (const unsigned char *p = (const unsigned char *) name; *p; p++)
+        if (*p < 0x20 || *p == 0x7F)
+            return false;
+    return true;
+}
+
+/* Every field of a record is present, valid UTF-8, filenames are safe. */
+static bool
+s_record_ok (const cm_message_t *m, int level, char *why, size_t whylen)
+{
+    const char *must [] = { m->subject, m->from_name, m->from_addr, m->to, m->cc,
+                            m->date_text, m->text, m->new_text };
+    for (size_t i = 0; i < sizeof must / sizeof *must; i++)
+        if (!must [i] || !s_utf8_ok (must [i])) {
+            snprintf (why, whylen, "field %zu missing or not UTF-8", i);
+            return false;
+        }
+    const char *maybe [] = { m->html, m->quoted_text, m->message_id, m->in_reply_to,
+                             m->auto_reason, m->dsn_status, m->dsn_action,
+                             m->dsn_recipient, m->dsn_original_message_id };
+    for (size_t i = 0; i < sizeof maybe / sizeof *maybe; i++)
+        if (maybe [i] && !s_utf8_ok (maybe [i])) {
+            snprintf (why, whylen, "optional field %zu not UTF-8", i);
+            return false;
+        }
+    for (size_t i = 0; i < m->nattachments; i++) {
+        const cm_attachment_t *a = &m->attachments [i];
+        if (!s_filename_ok (a->filename)) {
+            snprintf (why, whylen, "unsafe filename");
+            return false;
+        }
+        if (!a->content_type || !a->data || strlen (a->sha256) != 64) {
+            snprintf (why, whylen, "attachment %zu incomplete", i);
+            return false;
+        }
+        if (a->nested_index >= (int) m->nnested) {
+            snprintf (why, whylen, "nested_index out of range");
+            return false;
+        }
+    }
+    if (m->nreferences > 100) {
+        snprintf (why, whylen, "too many references");
+        return false;
+    }
+    for (size_t i = 0; i < m->nnested; i++)
+        if (!s_record_ok (m->nested [i], level + 1, why, whylen))
+            return false;
+    return true;
+}
+
+/* --------------------------------------------------------- hostile cases */
+
+typedef enum { S_RECORD, S_REJECT, S_EITHER } s_expect_t;
+
+/* Parses data; the outcome must match expect (and the reason, if given). */
+static cm_message_t *
+s_case (const char *name, const char *data, size_t len, s_expect_t expect,
+        const char *reason_want)
+{
+    char reason [256] = "";
+    alarm (60);
+    double t0 = s_now ();
+    cm_message_t *m = cm_message_parse (data, len, NULL, reason, sizeof reason);
+    double dt = s_now () - t0;
+    alarm (0);
+    char why [128] = "";
+    bool ok = true;
+    if (m && !s_record_ok (m, 0, why, sizeof why))
+        ok = false;
+    if (expect == S_RECORD && !m)
+        ok = false;
+    if (expect == S_REJECT && m)
+        ok = false;
+    if (!m && reason_want && strcmp (reason, reason_want) != 0)
+        ok = false;
+    if (!m && !*reason)
+        ok = false;
+    if (m)
+        s_result (ok, "%s (record: %zu attachments, %zu nested%s%s; %.3f s; %zu bytes)",
+                  name, m->nattachments, m->nnested, *why ? "; " : "", why, dt, len);
+    else
+        s_result (ok, "%s (rejected: %s; %.3f s; %zu bytes)", name, reason, dt, len);
+    return m;
+}
+
+static void
+s_case_free (const char *name, s_text_t *t, s_expect_t expect, const char *reason_want)
+{
+    cm_message_t *m = s_case (name, t->data ? t->data : "", t->len, expect, reason_want);
+    cm_message_destroy (&m);
+    free (t->data);
+    memset (t, 0, sizeof *t);
+}
+
+static const char *s_head =
+    "From: Eve <eve@evil.example>\nTo: soc@example.org\nSubject: hostile\n"
+    "Date: Mon, 1 Jan 2024 00:00:00 +0000\nMIME-Version: 1.0\n";
+
+static void
+s_hostile (void)
+{
+    s_text_t t = { 0 };
+    cm_message_t *m;
+
+    s_adds (&t, s_head);
+    for (int i = 0; i < 10000; i++)
+        s_addf (&t, "Content-Type: multipart/mixed; boundary=\"b%d\"\n\n--b%d\n", i, i);
+    s_adds (&t, "Content-Type: text/plain\n\nhello\n");
+    s_case_free ("multipart nested 10,000 deep", &t, S_REJECT, "MIME nesting deeper than 32 levels");
+
+    s_adds (&t, s_head);
+    for (int i = 0; i < 10000; i++)
+        s_adds (&t, "Content-Type: message/rfc822\n\n");
+    s_adds (&t, "Subject: inner\n\nhello\n");
+    s_case_free ("message/rfc822 nested 10,000 deep", &t, S_REJECT, "MIME nesting deeper than 32 levels");
+
+    s_adds (&t, s_head);
+    for (int i = 0; i < 10000; i++)
+        s_addf (&t, "Content-Type: multipart/digest; boundary*0=\"d\"; boundary*1=\"%d\"\n\n--d%d\n\n", i, i);
+    s_adds (&t, "hello\n");
+    s_case_free ("digest (RFC 2231 boundaries) nested 10,000 deep", &t, S_REJECT,
+                 "MIME nesting deeper than 32 levels");
+
+    s_adds (&t, s_head);
+    for (int i = 0; i < 10000; i++)
+        s_addf (&t, "Content-Type: text/plain\nContent-Type: multipart/mixed; boundary=\"b%d\"\n\n--b%d\n", i, i);
+    s_adds (&t, "Content-Type: text/plain\n\nhello\n");
+    s_case_free ("nested 10,000 deep behind duplicate Content-Type fields", &t, S_REJECT,
+                 "MIME nesting deeper than 32 levels");
+
+    s_adds (&t, s_head);
+    for (int i = 0; i < 10000; i++)
+        s_addf (&t, "Content-Type: multipart/mixed; boundary=\"b%d\"\nContent-Type: text/plain\n\n--b%d\n", i, i);
+    s_adds (&t, "Content-Type: text/plain\n\nhello\n");
+    s_case_free ("duplicate Content-Type fields, multipart first", &t, S_EITHER, NULL);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n");
+    for (int i = 0; i < 100000; i++)
+        s_adds (&t, "--b\n\nx\n");
+    s_adds (&t, "--b--\n");
+    s_case_free ("100,000 parts", &t, S_REJECT, "more than 1000 MIME parts");
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n");
+    for (int i = 0; i < 100000; i++)
+        s_adds (&t, "--b\n");
+    s_case_free ("100,000 empty boundary lines", &t, S_REJECT, "more than 1000 MIME parts");
+
+    s_adds (&t, s_head);
+    s_adds (&t, "X-Long: ");
+    for (int i = 0; i < 1024 * 1024; i++)
+        s_add (&t, "a", 1);
+    s_adds (&t, "\n\nbody\n");
+    s_case_free ("1 MB header line", &t, S_REJECT, "header section over 262144 bytes");
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n--b\nX-Long: ");
+    for (int i = 0; i < 1024 * 1024; i++)
+        s_add (&t, "a", 1);
+    s_adds (&t, "\n\nbody\n--b--\n");
+    s_case_free ("1 MB header line in a MIME part", &t, S_REJECT, "header section over 262144 bytes");
+
+    s_adds (&t, s_head);
+    for (int i = 0; i < 30000; i++)
+        s_adds (&t, "X-A: b\n");
+    s_adds (&t, "\nbody\n");
+    s_case_free ("30,000 header fields (210 KB) within limit", &t, S_RECORD, NULL);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: application/octet-stream");
+    for (int i = 0; i < 100000; i++)
+        s_addf (&t, ";\n name*%d*=utf-8''%%41", 99999 - i);
+    s_adds (&t, "\n\nbody\n");
+    s_case_free ("100,000 RFC 2231 parameters", &t, S_REJECT, "header section over 262144 bytes");
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: application/octet-stream");
+    for (int i = 0; i < 15000; i++)
+        s_addf (&t, "; name*%d=A", 14999 - i);
+    s_adds (&t, "\n\nbody\n");
+    m = s_case ("15,000 RFC 2231 parameters (under the header limit)", t.data, t.len, S_RECORD, NULL);
+    s_result (m && m->nattachments == 1 && strlen (m->attachments [0].filename) <= 255,
+              "RFC 2231 continuation filename capped at 255 bytes");
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    s_adds (&t, "Subject: colons\nFrom: ");
+    for (int i = 0; i < 50000; i++)
+        s_add (&t, ":", 1);
+    s_adds (&t, "\n\nbody\n");
+    s_case_free ("From of 50,000 colons", &t, S_RECORD, NULL);
+
+    s_adds (&t, "Subject: x\nFrom: ");
+    for (int i = 0; i < 12000; i++)
+        s_adds (&t, "a:b <c@d>, \"q\\\" (");
+    s_adds (&t, "\n\nbody\n");
+    s_case_free ("From of 12,000 broken groups/quotes/comments", &t, S_RECORD, NULL);
+
+    s_adds (&t, "From: =?utf-8?q?=C3?= <a@b.c>\n"
+                "Subject: =?\?= =?utf-8?b?w6k=?= =?utf-8?q?=C3?= =?utf-8?q?=A9?= =?bogus?q?x?= "
+                "=?utf-8?b?####?= =?utf-8?x?y?= =?utf-8*de?q?z?= =?\n\nbody\n");
+    m = s_case ("broken encoded words", t.data, t.len, S_RECORD, NULL);
+    if (s_verbose && m)
+        printf ("# subject: [%s]\n", m->subject);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    s_adds (&t, "Subject: ");
+    for (int i = 0; i < 14000; i++)
+        s_adds (&t, "=?utf-8?b?w6k=?= ");
+    s_adds (&t, "\n\nbody\n");
+    s_case_free ("14,000 encoded words in a subject", &t, S_RECORD, NULL);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+                "Content-Type: application/pdf; name=a.pdf\nContent-Transfer-Encoding: base64\n\n"
+                "JVBER!!!i0xLjQK*@@\n=====\nAAA\n--b\n"
+                "Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n"
+                "broken =ZZ soft=\nline =C3=A9 =\n=\n--b\n"
+                "Content-Type: text/plain; name=x.txt\nContent-Transfer-Encoding: x-uue\n\n"
+                "begin 644 x\nM9&%T80``\nend\n--b--\n");
+    s_case_free ("broken base64, QP and uuencode", &t, S_RECORD, NULL);
+
+    {
+        static const char nul [] = "Subject: a\0b\nFrom: x@y.z\0\nTo: \0\n\nbo\0dy\0\0 with NULs\n";
+        m = s_case ("NUL bytes", nul, sizeof nul - 1, S_RECORD, NULL);
+        s_result (m && strstr (m->text, "dy with NULs"), "NUL bytes dropped from the body text");
+        cm_message_destroy (&m);
+    }
+
+    s_adds (&t, "Subject: bare cr\rFrom: Ann <ann@x.org>\r\rbody line 1\rline 2\r");
+    m = s_case ("bare CR line ends", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "bare cr") == 0 && strcmp (m->from_addr, "ann@x.org") == 0
+              && strstr (m->text, "line 2"), "bare CR read as line breaks");
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    s_adds (&t, "Subject: caf\xE9 \xFF\xFE \xC3\x28 \xED\xA0\x80 \xF4\x90\x80\x80\nFrom: J\xF6rg <j@x.org>\n"
+                "Content-Type: text/plain; charset=utf-8\n\n\xC3\xA9t\xE9 \xC0\xAF \xF8\x88\x80\x80\x80\n");
+    m = s_case ("invalid UTF-8 and 8-bit headers", t.data, t.len, S_RECORD, NULL);
+    if (s_verbose && m)
+        printf ("# subject: [%s] from: [%s] text: [%s]\n", m->subject, m->from_name, m->text);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: text/plain; charset=x-no-such-charset\n\nh\xE9llo\n");
+    s_case_free ("unknown charset", &t, S_RECORD, NULL);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=never\n\n--never\n"
+                "Content-Type: text/plain\n\nbody without end\n--never-- not quite\n--neverX\n");
+    s_case_free ("boundary that never closes", &t, S_RECORD, NULL);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n"
+                "--b\nContent-Type: application/octet-stream; name=\"../../etc/passwd\"\n\nx\n"
+                "--b\nContent-Disposition: attachment; filename=\"/etc/shadow\"\n\nx\n"
+                "--b\nContent-Disposition: attachment; filename=\"C:\\\\Windows\\\\evil.exe\"\n\nx\n"
+                "--b\nContent-Disposition: attachment; filename*=UTF-8''a%0D%0Ab%07c%00d.txt\n\nx\n"
+                "--b\nContent-Disposition: attachment; filename=\"..\"\n\nx\n"
+                "--b\nContent-Disposition: attachment; filename=\"=?utf-8?q?..=2F=2E=2E=2Fx.sh?=\"\n\nx\n"
+                "--b--\n");
+    m = s_case ("attachment names with ../, absolute paths, control chars", t.data, t.len, S_RECORD, NULL);
+    if (m && m->nattachments == 6) {
+        const char *want [] = { "passwd", "shadow", "evil.exe", "abc", "attachment-5.txt", "x.sh" };
+        bool all = true;
+        for (int i = 0; i < 6; i++) {
+            if (strcmp (m->attachments [i].filename, want [i]) != 0) {
+                all = false;
+                printf ("# name %d: [%s] want [%s]\n", i, m->attachments [i].filename, want [i]);
+            }
+        }
+        s_result (all, "hostile filenames sanitised to base names");
+    }
+    else
+        s_result (false, "hostile filenames sanitised to base names (got %zu attachments)",
+                  m ? m->nattachments : 0);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    s_case ("empty message", "", 0, S_REJECT, "not an email message: no header fields");
+    s_case ("NULL input", NULL, 0, S_REJECT, "not an email message: no header fields");
+    {
+        const char *plain = "hello, this is not an email\nreally not\n";
+        s_case ("text without header fields", plain, strlen (plain), S_REJECT,
+                "not an email message: no header fields");
+    }
+    {
+        const char *ho = "From: a@b.c\nSubject: headers only";
+        m = s_case ("headers only, no body, no final newline", ho, strlen (ho), S_RECORD, NULL);
+        s_result (m && strcmp (m->subject, "headers only") == 0 && strcmp (m->text, "") == 0,
+                  "headers-only message has subject and empty text");
+        cm_message_destroy (&m);
+    }
+    {
+        unsigned char bin [4096];
+        unsigned int seed = 12345;
+        for (size_t i = 0; i < sizeof bin; i++) {
+            seed = seed * 1103515245u + 12345u;
+            bin [i] = (unsigned char) (seed >> 16);
+        }
+        m = s_case ("4 KB of random bytes", (const char *) bin, sizeof bin, S_EITHER, NULL);
+        cm_message_destroy (&m);
+    }
+
+    {
+        cm_limits_t l;
+        cm_limits_default (&l);
+        size_t n = l.max_size + 1;
+        char *big = malloc (n);
+        if (big) {
+            memset (big, 'a', n);
+            memcpy (big, "Subject: big\n\n", 14);
+            s_case ("25 MiB + 1 byte", big, n, S_REJECT,
+                    "message is 26214401 bytes, over the 26214400-byte limit");
+            free (big);
+        }
+    }
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nsee attachment\n--b\n"
+                "Content-Type: application/octet-stream; name=big.bin\nContent-Transfer-Encoding: base64\n\n");
+    for (int i = 0; i < 250000; i++)
+        s_adds (&t, "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2\n");
+    s_adds (&t, "--b--\n");
+    m = s_case ("16 MB base64 attachment", t.data, t.len, S_RECORD, NULL);
+    s_result (m && m->nattachments == 1 && m->attachments [0].size == 12000000,
+              "16 MB base64 attachment decodes to 12,000,000 bytes");
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nsixty messages\n");
+    for (int i = 0; i < 60; i++)
+        s_addf (&t, "--b\nContent-Type: message/rfc822\n\nSubject: inner %d\nFrom: x@y.z\n\nbody %d\n", i, i);
+    s_adds (&t, "--b--\n");
+    m = s_case ("60 attached messages", t.data, t.len, S_RECORD, NULL);
+    s_result (m && m->nnested == 50 && m->nattachments == 60 && m->attachments [59].note
+              && m->attachments [59].nested_index == -1,
+              "only the first 50 attached messages are parsed, the rest noted");
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    /* .eml inside .eml inside ...: each level base64-encodes the previous */
+    {
+        s_text_t cur = { 0 };
+        s_adds (&cur, "Subject: innermost\nFrom: a@b.c\n\nhi\n");
+        for (int level = 0; level < 20; level++) {
+            s_text_t next = { 0 };
+            s_addf (&next, "Subject: level %d\nFrom: a@b.c\nContent-Type: multipart/mixed; boundary=L\n\n"
+                           "--L\n\ntext\n--L\nContent-Type: application/octet-stream; name=m.eml\n"
+                           "Content-Transfer-Encoding: base64\n\n", level);
+            static const char b64 [] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            for (size_t i = 0; i < cur.len; i += 3) {
+                unsigned v = (unsigned char) cur.data [i] << 16;
+                if (i + 1 < cur.len) v |= (unsigned char) cur.data [i + 1] << 8;
+                if (i + 2 < cur.len) v |= (unsigned char) cur.data [i + 2];
+                char q [4] = { b64 [(v >> 18) & 63], b64 [(v >> 12) & 63],
+                               i + 1 < cur.len ? b64 [(v >> 6) & 63] : '=',
+                               i + 2 < cur.len ? b64 [v & 63] : '=' };
+                s_add (&next, q, 4);
+                if ((i / 3) % 19 == 18)
+                    s_add (&next, "\n", 1);
+            }
+            s_adds (&next, "\n--L--\n");
+            free (cur.data);
+            cur = next;
+            if (level == 9) {
+                m = s_case (".eml in .eml, 10 levels", cur.data, cur.len, S_RECORD, NULL);
+                int levels = 0;
+                for (cm_message_t *p = m; p && p->nnested; p = p->nested [0])
+                    levels++;
+                s_result (levels == 10, ".eml chain parsed 10 levels deep (got %d)", levels);
+                cm_message_destroy (&m);
+            }
+        }
+        s_case (".eml in .eml, 20 levels", cur.data, cur.len, S_REJECT, "MIME nesting deeper than 32 levels");
+        free (cur.data);
+    }
+
+    s_adds (&t, s_head);
+    s_adds (&t, "References:");
+    for (int i = 0; i < 20000; i++)
+        s_addf (&t, " <%d@x>", i);
+    s_adds (&t, "\n\nbody\n");
+    m = s_case ("20,000 References", t.data, t.len, S_RECORD, NULL);
+    s_result (m && m->nreferences == 100 && strcmp (m->references [0], "0@x") == 0
+              && strcmp (m->references [99], "19999@x") == 0,
+              "references capped at 100: root and latest 99");
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: text/html\n\n");
+    for (int i = 0; i < 200000; i++)
+        s_adds (&t, "<a&#x<!-<script");
+    s_case_free ("3 MB of broken HTML", &t, S_RECORD, NULL);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "\n");
+    for (int i = 0; i < 200000; i++)
+        s_adds (&t, "On Monday\nFrom: x\n\n");
+    s_case_free ("4 MB of near-miss reply markers", &t, S_RECORD, NULL);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=\"");
+    for (int i = 0; i < 5000; i++)
+        s_add (&t, "b", 1);
+    s_adds (&t, "\"\n\n");
+    for (int i = 0; i < 900; i++) {
+        s_adds (&t, "--");
+        for (int k = 0; k < 4999; k++)
+            s_add (&t, "b", 1);
+        s_adds (&t, "\n\nx\n");
+    }
+    s_case_free ("5,000-byte boundary with 900 near-miss lines", &t, S_RECORD, NULL);
+}
+
+/* --------------------------------------------------------- corpus */
+
+static char *
+s_read_file (const char *path, size_t *len)
+{
+    FILE *f = fopen (path, "rb");
+    if (!f)
+        return NULL;
+    s_text_t t = { 0 };
+    char buf [65536];
+    size_t n;
+    while ((n = fread (buf, 1, sizeof buf, f)) > 0)
+        s_add (&t, buf, n);
+    fclose (f);
+    *len = t.len;
+    return t.data ? t.data : calloc (1, 1);
+}
+
+static int
+s_cmp (const void *a, const void *b)
+{
+    return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* Known facts, checked by reading the raw files. */
+typedef struct {
+    const char *file;
+    const char *subject;        /* NULL: not checked */
+    const char *from_addr;
+    int nattachments;           /* -1: not checked */
+    const char *attachment;     /* a filename that must be present, or NULL */
+    int nnested;                /* -1: not checked */
+    const char *to_contains;    /* substring of the To list, or NULL */
+    const char *note_contains;  /* substring of some attachment note, or NULL */
+} s_fact_t;
+
+static const s_fact_t s_facts [] = {
+    /* folded Subject, 8-bit Latin-1 name in To */
+    { "m0001.txt", "Die Hasen und die Fr\xC3\xB6sche (Microsoft Outlook 00)",
+      "doug@example.com", 0, NULL, 0, "J\xC3\xBCrgen Schm\xC3\xBCrgen <schmuergen@example.com>", NULL },
+    /* RFC 2047 subject (Netscape) */
+    { "m1001.txt", "Die Hasen und die Fr\xC3\xB6sche (Netscape Communicator 4.7)",
+      "dwsauder@example.com", 0, NULL, 0, NULL, NULL },
+    /* RFC 2047 inside a quoted filename parameter */
+    { "m1015.txt", NULL, NULL, 1, "HasenundFr\xC3\xB6sche.txt", 0, NULL, NULL },
+    { "m0024.txt", "Persil, abeilles ...", "blablafakeemail@provider.fr", 1,
+      "Biodiversite de semaine en semaine.doc", 0, NULL, NULL },
+    { "github-115.txt", "Test message from Microsoft Outlook 00", "doug@example.com", 3,
+      "redball.png", 0, NULL, NULL },
+    { "m3001.txt", "Test message from PINE", "doug@penguin.example.com", 2, "blueball.png", 0, NULL, NULL },
+    /* TNEF kept with a note */
+    { "m4006.txt", "Read: invitation", "sender@email.test", 1, "winmail.dat", 0, NULL, "TNEF" },
+    /* message/rfc822 body holding a multipart/digest */
+    { "m4007.txt", "Test multipart-digest", "sender@email.test", 1, "submsg.eml", 1, NULL, NULL },
+    /* 8-bit Latin-1 filename, binhex parts kept */
+    { "m2011.txt", NULL, NULL, 2, "HasenundFr\xC3\xB6sche.txt", 0, NULL, NULL },
+    { "m4009.txt", "Attachment", "meint@example.com", 1, "test10Mb.db", 0, NULL, NULL },
+    { NULL, NULL, NULL, 0, NULL, 0, NULL, NULL }
+};
+
+static void
+s_corpus (const char *dir)
+{
+    DIR *d = opendir (dir);
+    if (!d) {
+        printf ("# corpus skipped: cannot open %s\n", dir);
+        return;
+    }
+    char **names = NULL;
+    size_t count = 0;
+    struct dirent *e;
+    while ((e = readdir (d))) {
+        size_t n = strlen (e->d_name);
+        if (n > 4 && strcmp (e->d_name + n - 4, ".txt") == 0) {
+            names = realloc (names, (count + 1) * sizeof *names);
+            names [count++] = strdup (e->d_name);
+        }
+    }
+    closedir (d);
+    qsort (names, count, sizeof *names, s_cmp);
+    int parsed = 0, rejected = 0;
+    for (size_t i = 0; i < count; i++) {
+        char path [4096];
+        snprintf (path, sizeof path, "%s/%s", dir, names [i]);
+        size_t len = 0;
+        char *raw = s_read_file (path, &len);
+        char reason [256] = "";
+        double t0 = s_now ();
+        cm_message_t *m = raw ? cm_message_parse (raw, len, NULL, reason, sizeof reason) : NULL;
+        double dt = s_now () - t0;
+        char why [128] = "";
+        if (m) {
+            parsed++;
+            printf ("# %s: subject=[%s] from=[%s <%s>] nested=%zu%s%s%s att=%zu",
+                    names [i], m->subject, m->from_name, m->from_addr, m->nnested,
+                    m->signed_ ? " signed" : "", m->auto_reply ? " auto" : "",
+                    m->dsn ? " dsn" : "", m->nattachments);
+            for (size_t k = 0; k < m->nattachments; k++)
+                printf (" {%s %s %zu%s%s}", m->attachments [k].filename,
+                        m->attachments [k].content_type, m->attachments [k].size,
+                        m->attachments [k].nested_index >= 0 ? " nested" : "",
+                        m->attachments [k].note ? " noted" : "");
+            printf (" text=%zuB (%.3f s)\n", strlen (m->text), dt);
+            s_result (s_record_ok (m, 0, why, sizeof why), "corpus %s parses to a sound record%s%s",
+                      names [i], *why ? ": " : "", why);
+        }
+        else {
+            rejected++;
+            printf ("# %s: rejected: %s\n", names [i], reason);
+            s_result (false, "corpus %s parses (rejected: %s)", names [i], reason);
+        }
+        for (size_t f = 0; s_facts [f].file; f++) {
+            const s_fact_t *fact = &s_facts [f];
+            if (strcmp (fact->file, names [i]) != 0)
+                continue;
+            bool ok = m != NULL;
+            if (ok && fact->subject && strcmp (m->subject, fact->subject) != 0)
+                ok = false;
+            if (ok && fact->from_addr && strcmp (m->from_addr, fact->from_addr) != 0)
+                ok = false;
+            if (ok && fact->nattachments >= 0 && (int) m->nattachments != fact->nattachments)
+                ok = false;
+            if (ok && fact->nnested >= 0 && (int) m->nnested != fact->nnested)
+                ok = false;
+            if (ok && fact->to_contains && !strstr (m->to, fact->to_contains))
+                ok = false;
+            if (ok && fact->note_contains) {
+                bool found = false;
+                for (size_t k = 0; k < m->nattachments; k++)
+                    found = found || (m->attachments [k].note
+                                      && strstr (m->attachments [k].note, fact->note_contains));
+                ok = found;
+            }
+            if (ok && fact->attachment) {
+                bool found = false;
+                for (size_t k = 0; k < m->nattachments; k++)
+                    found = found || strcmp (m->attachments [k].filename, fact->attachment) == 0;
+                ok = found;
+            }
+            s_result (ok, "corpus fact %s: subject/from/attachments/nested as read in the raw file",
+                      fact->file);
+        }
+        if (strcmp (names [i], "m4007.txt") == 0)
+            s_result (m && m->nnested == 1 && strcmp (m->nested [0]->subject, "submsg") == 0
+                      && m->nested [0]->nnested == 2
+                      && strcmp (m->nested [0]->nested [1]->subject, "m2") == 0
+                      && strcmp (m->nested [0]->nested [1]->from_addr, "m2@example.com") == 0,
+                      "corpus m4007.txt: digest inside the attached message gives m1 and m2");
+        if (strcmp (names [i], "m4001.txt") == 0)
+            s_result (m && m->signed_ && m->nattachments == 1
+                      && strcmp (m->attachments [0].content_type, "application/pgp-signature") == 0,
+                      "corpus m4001.txt: PGP/MIME signed, signature kept");
+        cm_message_destroy (&m);
+        free (raw);
+        free (names [i]);
+    }
+    free (names);
+    printf ("# corpus: %zu files, %d parsed, %d rejected\n", count, parsed, rejected);
+    s_result (count > 0, "corpus has files");
+}
+
+int
+main (int argc, char **argv)
+{
+    const char *dir = "/work/shared/corpus/hunnysoft";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp (argv [i], "-v") == 0)
+            s_verbose = true;
+        else
+            dir = argv [i];
+    }
+    s_result (cm_message_selftest (s_verbose) == 0, "cm_message_selftest");
+    s_hostile ();
+    s_corpus (dir);
+    printf ("%d passed, %d failed\n", s_passed, s_failed);
+    return s_failed ? 1 : 0;
+}
