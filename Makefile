@@ -82,8 +82,21 @@ demo: deps all
 bench: deps all
 	tests/bench/run.sh
 
+# libFuzzer on the raw-message-to-record path (clang). FUZZ_SECONDS bounds
+# the run; new crashes land in tests/fuzz/crashes/ and are kept as
+# regression inputs in tests/fuzz/regressions/.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+              -Icommon $(shell pkg-config --cflags gmime-3.0 openssl 2>/dev/null)
+bin/fuzz-message: tests/fuzz/fuzz_message.c $(PARSERLIB_SRC) common/buf.c
+	@mkdir -p bin
+	@echo "  FUZZ    $@"
+	@clang $(FUZZ_FLAGS) -o $@ $^ $(shell pkg-config --libs gmime-3.0 openssl) -lpthread
+fuzz: deps bin/fuzz-message
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
 	rm -rf obj obj-asan bin bin-asan
 
-.PHONY: all deps asan test demo bench clean
+.PHONY: all deps asan test demo bench fuzz clean
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
