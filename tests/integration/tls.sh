@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# TLS fails closed (DESIGN invariant 6): a man in the middle that strips
+# STARTTLS from IMAP CAPABILITY and SMTP EHLO makes a route that asked for
+# STARTTLS refuse to log in (test, start and send), with nothing sent in
+# clear; an untrusted or wrong-host certificate fails; --ca-file makes a
+# private CA work. Users u20, u21.
+. "$(dirname "$0")/../lib.sh"
+export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
+cm_start || exit 1
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+mitm_pids=()
+mitm() { # LISTEN UPSTREAM MODE LOG
+    python3 "$CM_TOP/tests/tools/mitm.py" --listen "$1" --upstream "$2" --mode "$3" --log "$4" &
+    mitm_pids+=($!)
+    local port=${1##*:} host=${1%:*}
+    wait_until 10 python3 -c "import socket; socket.create_connection(('$host', $port), 1)"
+}
+cleanup() { for p in "${mitm_pids[@]}"; do kill "$p" 2>/dev/null; done; cm_stop; }
+trap cleanup EXIT
+
+IMAP_LOG=$CM_WORK/tls-imap-client.log
+SMTP_LOG=$CM_WORK/tls-smtp-client.log
+: > "$IMAP_LOG"; : > "$SMTP_LOG"
+IP=$(free_port); SP=$(free_port)
+mitm "127.0.0.1:$IP" "127.0.0.1:$CM_IMAP_PORT" strip-imap "$IMAP_LOG"
+mitm "127.0.0.1:$SP" "127.0.0.1:$CM_SUBMISSION_PORT" strip-smtp "$SMTP_LOG"
+export PW20=u20-pw-Secret1
+
+# inbound test through the stripper
+run_cm route test-inbound --email u20@example.test --username u20@example.test \
+    --password-env PW20 --inbound-host 127.0.0.1 --inbound-protocol imap+starttls \
+    --inbound-port "$IP" --ca-file "$CM_CA_FILE"
+check_eq "inbound test refuses a server whose STARTTLS was stripped (exit 1)" 1 "$RC"
+check_contains "the reason names STARTTLS" "STARTTLS not offered" "$OUT"
+
+# outbound test through the stripper
+run_cm route test-outbound --email u20@example.test --username u20@example.test \
+    --password-env PW20 --outbound-host 127.0.0.1 --outbound-protocol smtp+starttls \
+    --outbound-port "$SP" --ca-file "$CM_CA_FILE"
+check_eq "outbound test refuses a server whose STARTTLS was stripped (exit 1)" 1 "$RC"
+check_contains "the outbound reason names STARTTLS" "STARTTLS not offered" "$OUT"
+
+# a saved route through both: start shows FAILED with the reason
+CM_PW=$PW20 "$CM" route add mitm --email u20@example.test --username u20@example.test \
+    --password-env CM_PW --inbound-host 127.0.0.1 --inbound-protocol imap+starttls \
+    --inbound-port "$IP" --outbound-host 127.0.0.1 --outbound-protocol smtp+starttls \
+    --outbound-port "$SP" --ca-file "$CM_CA_FILE" --log-level verbose >/dev/null
+"$CM" route start mitm >/dev/null
+if wait_until 20 status_is mitm FAILED; then ok "route through the stripper is FAILED"; else not_ok "route through the stripper is FAILED" "status $(route_status mitm)"; fi
+check_contains "its last error names STARTTLS" "STARTTLS" "$("$CM" route show mitm)"
+
+# an incident on this route, and an email from it: refused, not sent in clear
+sql "INSERT INTO incidents (number, route_id, title) SELECT nextval('incident_number_seq'), id, 'tls test' FROM routes WHERE name = 'mitm'" >/dev/null
+INC=$(sql "SELECT 'INC-' || number FROM incidents WHERE title = 'tls test'")
+run_cm incident email "$INC" --to someone@outside.test --body "secret incident text" --wait --wait-timeout 60
+check_eq "an email through the stripper is not sent (exit 1)" 1 "$RC"
+check_contains "the send failure names STARTTLS" "STARTTLS" "$OUT"
+
+imap_bytes=$(cat "$IMAP_LOG"); smtp_bytes=$(cat "$SMTP_LOG")
+check_lacks "no password crossed the IMAP stripper" "$PW20" "$imap_bytes"
+check_lacks "no LOGIN crossed the IMAP stripper" "LOGIN" "$imap_bytes"
+check_lacks "no AUTHENTICATE crossed the IMAP stripper" "AUTHENTICATE" "$imap_bytes"
+check_lacks "no AUTH crossed the SMTP stripper" "AUTH" "$smtp_bytes"
+check_lacks "no MAIL FROM crossed the SMTP stripper" "MAIL FROM" "$smtp_bytes"
+check_lacks "no message text crossed the SMTP stripper" "secret incident text" "$smtp_bytes"
+check_lacks "no password in the route's verbose logs" "$PW20" "$(cat "$CASEMAIL_HOME"/log/*.log)"
+case "$imap_bytes" in *CAPABILITY*|*capability*) ok "the client did talk to the stripper (sanity)";; *) not_ok "the client did talk to the stripper (sanity)" "log: $(head -c 200 "$IMAP_LOG")";; esac
+
+# certificates: untrusted, wrong host, private CA
+export PW21=u21-pw-Secret1
+imaps() { run_cm route test-inbound --email u21@example.test --username u21@example.test \
+    --password-env PW21 --inbound-protocol imaps "$@"; }
+imaps --inbound-host localhost --inbound-port "$CM_IMAPS_PORT"
+check_eq "imaps with the private CA unknown fails (exit 1)" 1 "$RC"
+check_contains "the reason is an untrusted certificate" "certificate" "$OUT"
+imaps --inbound-host localhost --inbound-port "$CM_IMAPS_PORT" --ca-file "$CM_CA_FILE"
+check_eq "--ca-file makes the private CA work" 0 "$RC"
+imaps --inbound-host "$CM_IMAPS_UNTRUSTED_HOST" --inbound-port "$CM_IMAPS_UNTRUSTED_PORT" --ca-file "$CM_CA_FILE"
+check_eq "a self-signed certificate fails even with a CA file" 1 "$RC"
+check_contains "the self-signed reason names the certificate" "certificate" "$OUT"
+WP=$(free_port)
+mitm "127.0.0.4:$WP" "127.0.0.1:$CM_IMAPS_PORT" plain "$CM_WORK/tls-plain.log"
+imaps --inbound-host 127.0.0.4 --inbound-port "$WP" --ca-file "$CM_CA_FILE"
+check_eq "a certificate for another host fails (exit 1)" 1 "$RC"
+check_contains "the wrong-host reason names the certificate" "certificate" "$OUT"
+run_cm route test-outbound --email u21@example.test --username u21@example.test \
+    --password-env PW21 --outbound-host localhost --outbound-protocol smtps --outbound-port "$CM_SMTPS_PORT"
+check_eq "smtps with the private CA unknown fails" 1 "$RC"
+check_contains "the smtps reason names the certificate" "certificate" "$OUT"

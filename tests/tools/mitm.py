@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""tests/tools/mitm.py: a man in the middle on loopback, for TLS tests.
+
+    mitm.py --listen HOST:PORT --upstream HOST:PORT --mode MODE --log FILE
+
+Modes:
+  strip-imap  removes STARTTLS from IMAP CAPABILITY answers (greeting,
+              untagged CAPABILITY, [CAPABILITY ...] codes) and answers a
+              STARTTLS command with BAD itself, so the server never sees it
+  strip-smtp  removes STARTTLS from the SMTP EHLO answer and answers a
+              STARTTLS command with 454 itself
+  plain       forwards bytes unchanged (e.g. to present a certificate under
+              a host name it was not issued for)
+Every byte the client sends is appended to the log file, so a test can
+prove that nothing (no LOGIN, no AUTH, no mail) went out in clear.
+Stops on SIGTERM. Writes its pid to --pid FILE when given.
+"""
+import argparse, asyncio, os, re, signal, sys
+
+def strip_imap(line: bytes) -> bytes:
+    return re.sub(rb" STARTTLS(?=[ \]\r])", b"", line)
+
+async def pipe_client(reader, writer, log, mode, server_writer, inject):
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        with open(log, "ab") as f:
+            f.write(line)
+        if mode == "strip-imap" and re.match(rb"^\S+ STARTTLS\r?\n$", line, re.I):
+            tag = line.split(b" ")[0]
+            inject(tag + b" BAD STARTTLS not available\r\n")
+            continue
+        if mode == "strip-smtp" and re.match(rb"^STARTTLS\r?\n$", line, re.I):
+            inject(b"454 4.7.0 TLS not available\r\n")
+            continue
+        server_writer.write(line)
+        await server_writer.drain()
+    server_writer.close()
+
+async def handle(client_reader, client_writer, args):
+    try:
+        server_reader, server_writer = await asyncio.open_connection(*args.upstream)
+    except OSError:
+        client_writer.close()
+        return
+    def inject(data):
+        client_writer.write(data)
+    pending = []
+    task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
+                                             server_writer, inject))
+    try:
+        while True:
+            line = await server_reader.readline()
+            if not line:
+                break
+            if args.mode == "strip-imap":
+                line = strip_imap(line)
+            elif args.mode == "strip-smtp":
+                m = re.match(rb"^250([ -])STARTTLS\r?\n$", line, re.I)
+                if m:
+                    if m.group(1) == b" " and pending:
+                        # STARTTLS was the last line: end the answer on the previous one
+                        last = pending.pop()
+                        pending.append(b"250 " + last[4:])
+                    continue
+                if line.startswith(b"250-"):
+                    pending.append(line)
+                    continue
+                if line.startswith(b"250 ") and pending:
+                    pending.append(line)
+                    line = b"".join(pending)
+                    pending = []
+            client_writer.write(line)
+            await client_writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        client_writer.close()
+        task.cancel()
+
+async def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--listen", required=True)
+    p.add_argument("--upstream", required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain"], required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--pid")
+    a = p.parse_args()
+    lh, lp = a.listen.rsplit(":", 1)
+    uh, up = a.upstream.rsplit(":", 1)
+    a.upstream = (uh, int(up))
+    if a.mode == "plain":
+        async def handle_plain(r, w):
+            try:
+                ur, uw = await asyncio.open_connection(*a.upstream)
+            except OSError:
+                w.close(); return
+            async def copy(src, dst, log):
+                try:
+                    while True:
+                        data = await src.read(65536)
+                        if not data:
+                            break
+                        if log:
+                            with open(a.log, "ab") as f:
+                                f.write(data)
+                        dst.write(data)
+                        await dst.drain()
+                except ConnectionError:
+                    pass
+                dst.close()
+            await asyncio.gather(copy(r, uw, True), copy(ur, w, False))
+        server = await asyncio.start_server(handle_plain, lh, int(lp))
+    else:
+        server = await asyncio.start_server(lambda r, w: handle(r, w, a), lh, int(lp))
+    if a.pid:
+        with open(a.pid, "w") as f:
+            f.write(str(os.getpid()))
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    async with server:
+        await stop
+
+if __name__ == "__main__":
+    asyncio.run(main())
