@@ -28,6 +28,7 @@
 #define S_MAX_FILENAME 255
 #define S_MAX_DEPTH_CLAMP 1000   /* our walk recurses; keep the stack safe */
 #define S_DSN_SCAN_MAX (64 * 1024)
+#define S_BYTES_FACTOR 4         /* decoded attachment bytes per raw byte allowed */
 
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
@@ -52,6 +53,7 @@ typedef struct {
     cm_limits_t lim;
     int parts;            /* MIME objects walked so far, all levels */
     int nested;           /* attached messages parsed so far */
+    size_t bytes;         /* decoded attachment bytes kept so far */
     bool overflow;        /* GMime warned about nesting overflow */
     bool failed;          /* a limit tripped: the whole message is rejected */
     char reason [256];    /* why, when failed */
@@ -814,11 +816,24 @@ s_extension_for (const char *type)
     return ".bin";
 }
 
-/* Adds an attachment; takes ownership of data and filename (may be NULL). */
+/* Adds an attachment; takes ownership of data and filename (may be NULL).
+   NULL when out of memory or over the decoded-bytes budget (ctx->failed). */
 static cm_attachment_t *
-s_add_attachment (cm_message_t *m, GMimeObject *object, char *filename,
+s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *filename,
                   unsigned char *data, size_t size)
 {
+    /* Attached messages repeat their inner attachments' bytes, so nesting
+       could multiply memory; the record may hold S_BYTES_FACTOR times the
+       raw size limit in all. */
+    size_t budget = ctx->lim.max_size > SIZE_MAX / S_BYTES_FACTOR
+                  ? SIZE_MAX : ctx->lim.max_size * S_BYTES_FACTOR;
+    ctx->bytes = size > SIZE_MAX - ctx->bytes ? SIZE_MAX : ctx->bytes + size;
+    if (ctx->bytes > budget) {
+        free (filename);
+        free (data);
+        s_fail (ctx, "attachments decode to more than %zu bytes", budget);
+        return NULL;
+    }
     cm_attachment_t *grown = realloc (m->attachments,
                                       (m->nattachments + 1) * sizeof *grown);
     if (!grown) {
@@ -883,6 +898,8 @@ static cm_message_t *s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base);
 typedef struct {
     bool report_dsn;      /* multipart/report; report-type=delivery-status */
     bool dsn_part;        /* a message/delivery-status part was seen */
+    cm_buf_t text, html;  /* body parts so far (appending stays linear) */
+    bool have_text, have_html;
 } s_walk_t;
 
 /* Per multipart/alternative: which bodies it already gave. */
@@ -891,20 +908,12 @@ typedef struct {
 } s_alt_t;
 
 static int
-s_append_body (char **field, const char *text)
+s_append_body (cm_buf_t *body, bool *have, const char *text)
 {
-    if (!*field) {
-        *field = strdup (text);
-        return *field ? 0 : -1;
-    }
-    size_t a = strlen (*field), b = strlen (text);
-    char *joined = realloc (*field, a + b + 2);
-    if (!joined)
+    if (*have && cm_buf_append (body, "\n", 1))
         return -1;
-    joined [a] = '\n';
-    memcpy (joined + a + 1, text, b + 1);
-    *field = joined;
-    return 0;
+    *have = true;
+    return cm_buf_append (body, text, strlen (text));
 }
 
 /* Records an attached message: as an attachment and, within the limit,
@@ -922,7 +931,7 @@ s_add_nested (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object,
             filename = s_sanitise_filename (buf);
         }
     }
-    cm_attachment_t *a = s_add_attachment (m, object, filename, data, size);
+    cm_attachment_t *a = s_add_attachment (ctx, m, object, filename, data, size);
     if (!a) {
         s_fail (ctx, "out of memory while reading an attachment");
         return -1;
@@ -989,7 +998,8 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
             goto done;
         }
         char *text = s_text_utf8 (ctx, object, data, size);
-        if (!text || s_append_body (is_plain ? &m->text : &m->html, text)) {
+        if (!text || (is_plain ? s_append_body (&w->text, &w->have_text, text)
+                               : s_append_body (&w->html, &w->have_html, text))) {
             free (text);
             s_fail (ctx, "out of memory while decoding the body");
             goto done;
@@ -1053,7 +1063,7 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
         filename = NULL;
         goto done;
     }
-    cm_attachment_t *a = s_add_attachment (m, object, filename, data, size);
+    cm_attachment_t *a = s_add_attachment (ctx, m, object, filename, data, size);
     data = NULL;
     filename = NULL;
     if (!a) {
@@ -1130,7 +1140,9 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
             return -1;
         }
         if (!inner) {
-            cm_attachment_t *a = s_add_attachment (m, object, s_part_filename (object), data, size);
+            cm_attachment_t *a = s_add_attachment (ctx, m, object, s_part_filename (object), data, size);
+            if (!a)
+                s_fail (ctx, "out of memory while reading an attached message");
             return a ? 0 : -1;
         }
         if (in_report && !m->dsn_original_message_id) {
@@ -1150,7 +1162,7 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
         s_fail (ctx, "out of memory while reading a MIME part");
         return -1;
     }
-    if (!s_add_attachment (m, object, s_part_filename (object), data, size)) {
+    if (!s_add_attachment (ctx, m, object, s_part_filename (object), data, size)) {
         s_fail (ctx, "out of memory while reading a MIME part");
         return -1;
     }
@@ -1389,9 +1401,20 @@ s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base)
     if (!m->date_text)
         goto oom;
 
-    s_walk_t w = { false, false };
-    if (s_walk (ctx, m, &w, g_mime_message_get_mime_part (gm), base + 1, true, false, NULL))
+    s_walk_t w = { .report_dsn = false };
+    cm_buf_init (&w.text, 0);
+    cm_buf_init (&w.html, 0);
+    int walk_rc = s_walk (ctx, m, &w, g_mime_message_get_mime_part (gm), base + 1, true, false, NULL);
+    if (walk_rc == 0 && w.have_text)
+        m->text = cm_buf_take (&w.text, NULL);
+    if (walk_rc == 0 && w.have_html)
+        m->html = cm_buf_take (&w.html, NULL);
+    cm_buf_free (&w.text);
+    cm_buf_free (&w.html);
+    if (walk_rc)
         goto fail;
+    if ((w.have_text && !m->text) || (w.have_html && !m->html))
+        goto oom;
 
     if (!m->text && m->html) {
         m->text = cm_html_to_text (m->html, strlen (m->html));
@@ -1684,13 +1707,11 @@ cm_subject_tag (const char *subject, const char *prefix)
 
 /* ------------------------------------------------------------ self-test */
 
-static int s_failures;
-
 static void
-s_check (bool ok, const char *what, bool verbose)
+s_check_at (int *failures, bool ok, const char *what, bool verbose)
 {
     if (!ok) {
-        s_failures++;
+        (*failures)++;
         fprintf (stderr, "selftest: FAILED: %s\n", what);
     }
     else
@@ -1707,7 +1728,8 @@ s_parse_str (const char *text, char *reason, size_t reasonlen)
 int
 cm_message_selftest (bool verbose)
 {
-    s_failures = 0;
+    int failures = 0;
+#define s_check(ok, what, verbose) s_check_at (&failures, ok, what, verbose)
     char reason [256];
     char *s;
 
@@ -1951,5 +1973,6 @@ cm_message_selftest (bool verbose)
                        "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n--a--\n";
     m = cm_message_parse (deep, strlen (deep), &small, reason, sizeof reason);
     s_check (!m && strcmp (reason, "MIME nesting deeper than 2 levels") == 0, "depth limit", verbose);
-    return s_failures ? -1 : 0;
+#undef s_check
+    return failures ? -1 : 0;
 }

@@ -377,6 +377,7 @@ cm_html_to_text (const char *html, size_t len)
         "dt", "address", "center", "form", "fieldset", "nav", "aside",
         "main", "figure", "caption", "thead", "tbody", "tfoot", "body",
         "html", NULL };
+    const char *unclosed [] = { NULL, NULL };
     s_render_t r = { .pending_nl = 0 };
     cm_buf_init (&r.out, 0);
     if (!html)
@@ -426,7 +427,7 @@ cm_html_to_text (const char *html, size_t len)
                 j++;
             }
             i = j < len ? j + 1 : len;
-            if (!closing && s_in_list (name, skip)) {
+            if (!closing && s_in_list (name, skip) && !s_in_list (name, unclosed)) {
                 char end [20] = "</";
                 strcat (end, name);
                 size_t e = s_find_ci (html, len, i, end);
@@ -439,6 +440,8 @@ cm_html_to_text (const char *html, size_t len)
                 else
                 if (strcmp (name, "head") != 0)
                     i = len;    /* unterminated script/style: drop the rest */
+                else
+                    unclosed [0] = "head";  /* never search again: stays linear */
                 continue;
             }
             if (strcmp (name, "br") == 0) {

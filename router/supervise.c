@@ -1,7 +1,8 @@
 /*  router/supervise.c: local mode, like Postfix's master: start the stage
     processes (CASEMAIL_FETCHERS, CASEMAIL_PARSERS, CASEMAIL_SENDERS
     copies, default 1, 2, 1), restart one that exits with a backoff that
-    doubles up to 30 s (reset after a minute of good service), and kill
+    doubles from CASEMAIL_RESTART_MIN_MS (500) up to CASEMAIL_RESTART_MAX_MS
+    (30000), reset after a minute of good service, and kill
     and restart one whose heartbeats stopped (three intervals). Children
     die with the router (PR_SET_PDEATHSIG) so a killed router leaves no
     orphans to run twice. Each child logs to STATE/log/<id>.log. */
@@ -20,7 +21,6 @@
 #include <unistd.h>
 
 #define CHILDREN_MAX 64
-#define BACKOFF_MAX_MS 30000
 #define STEADY_MS 60000
 
 typedef struct {
@@ -44,6 +44,21 @@ s_count (const char *env, int def)
     const char *v = getenv (env);
     int n = v ? atoi (v) : def;
     return n < 0 ? 0 : n > 16 ? 16 : n;
+}
+
+static int
+s_backoff_min (void)
+{
+    const char *v = getenv ("CASEMAIL_RESTART_MIN_MS");
+    return v && atoi (v) > 0 ? atoi (v) : 500;
+}
+
+static int
+s_backoff_max (void)
+{
+    const char *v = getenv ("CASEMAIL_RESTART_MAX_MS");
+    int max = v && atoi (v) > 0 ? atoi (v) : 30000;
+    return max < s_backoff_min () ? s_backoff_min () : max;
 }
 
 static void
@@ -105,7 +120,7 @@ supervisor_new (router_t *router)
             child_t *c = &self->children [self->nchildren++];
             snprintf (c->kind, sizeof c->kind, "%s", kinds [k].kind);
             snprintf (c->id, sizeof c->id, "%s-%d", kinds [k].kind, i);
-            c->backoff_ms = 500;
+            c->backoff_ms = s_backoff_min ();
             s_spawn (self, c);
         }
     }
@@ -147,7 +162,7 @@ supervisor_check (supervisor_t *self)
                 continue;
             int64_t ran = zclock_mono () - c->started;
             if (ran > STEADY_MS)
-                c->backoff_ms = 500;
+                c->backoff_ms = s_backoff_min ();
             if (WIFSIGNALED (status))
                 cm_warn (NULL, "%s (pid %d) killed by signal %d; restart in %d ms",
                          c->id, (int) pid, WTERMSIG (status), c->backoff_ms);
@@ -156,8 +171,8 @@ supervisor_check (supervisor_t *self)
                          c->id, (int) pid, WEXITSTATUS (status), c->backoff_ms);
             c->pid = 0;
             c->restart_at = zclock_mono () + c->backoff_ms;
-            c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                                : c->backoff_ms * 2;
+            c->backoff_ms = c->backoff_ms * 2 > s_backoff_max () ? s_backoff_max ()
+                                                                 : c->backoff_ms * 2;
         }
     }
     for (int i = 0; i < self->nchildren; i++) {

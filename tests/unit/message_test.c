@@ -532,6 +532,39 @@ s_hostile (void)
     s_case_free ("3 MB of broken HTML", &t, S_RECORD, NULL);
 
     s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: text/html\n\n");
+    for (int i = 0; i < 500000; i++)
+        s_adds (&t, "<head>");
+    s_case_free ("3 MB of unclosed <head> tags", &t, S_RECORD, NULL);
+
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n");
+    for (int i = 0; i < 990; i++) {
+        s_adds (&t, "--b\nContent-Type: text/plain\n\n");
+        for (int k = 0; k < 300; k++)
+            s_adds (&t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n");
+    }
+    s_adds (&t, "--b--\n");
+    s_case_free ("990 inline text parts of 24 KB (bodies appended)", &t, S_RECORD, NULL);
+
+    /* message/rfc822 30 deep around a 4 MB attachment: each level's .eml
+       repeats the bytes, which the decoded-bytes budget stops */
+    s_adds (&t, s_head);
+    for (int i = 0; i < 28; i++)
+        s_addf (&t, "Content-Type: message/rfc822\n\nSubject: level %d\n", i);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+                "Content-Type: application/octet-stream; name=big.bin\n\n");
+    for (int i = 0; i < 4 * 1024; i++) {
+        char line [1024];
+        memset (line, 'x', sizeof line - 1);
+        line [sizeof line - 1] = '\n';
+        s_add (&t, line, sizeof line);
+    }
+    s_adds (&t, "--b--\n");
+    s_case_free ("message/rfc822 28 deep around a 4 MB attachment", &t, S_REJECT,
+                 "attachments decode to more than 104857600 bytes");
+
+    s_adds (&t, s_head);
     s_adds (&t, "\n");
     for (int i = 0; i < 200000; i++)
         s_adds (&t, "On Monday\nFrom: x\n\n");
