@@ -73,7 +73,7 @@ asan:
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined"
 
-test: deps all
+test: deps all bin/fuzz-message
 	tests/run.sh
 
 demo: deps all

@@ -12,6 +12,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 export CM_TOP=$top
 export CM_BIN=${CM_BIN:-$top/bin}
 work=$(mktemp -d /tmp/casemail-test.XXXXXX)
+# mktemp makes it 0700: the stack's postgres and dovecot users must get in.
+chmod 755 "$work"
 export CM_WORK=$work
 results=$work/results
 : > "$results"
@@ -32,6 +34,15 @@ echo "== unit self-tests"
 "$CM_BIN/casemail-selftest" | grep -E '^(ok|not ok) ' | tee -a "$results"
 if [ -x "$CM_BIN/casemail-message-test" ]; then
     "$CM_BIN/casemail-message-test" "${CM_CORPUS:-$top/../shared/corpus/hunnysoft}" | grep -E '^(ok|not ok) ' | tee -a "$results"
+fi
+
+if [ -x "$top/bin/fuzz-message" ] && [ "${CM_FUZZ_SECONDS:-60}" != 0 ]; then
+    echo "== fuzz (${CM_FUZZ_SECONDS:-60} s)"
+    if "$top/tests/fuzz/run.sh" "${CM_FUZZ_SECONDS:-60}" > "$work/fuzz.log" 2>&1; then
+        say "ok - fuzz: $(grep -E 'number_of_executed_units' "$work/fuzz.log" | awk '{print $2}') inputs, no crash"
+    else
+        say "not ok - fuzz: $(tail -3 "$work/fuzz.log" | tr '\n' ' ')"
+    fi
 fi
 
 echo "== test stack"

@@ -7,7 +7,8 @@
           $(pkg-config --cflags gmime-3.0 openssl) \
           -o message_test tests/unit/message_test.c parser/message.c \
           parser/quote.c common/buf.c $(pkg-config --libs gmime-3.0 openssl) -lpthread
-    Run: ./message_test [-v] [corpus-dir]  (default /work/shared/corpus/hunnysoft)
+    Run: ./message_test [-v] [corpus-dir]  (default ../shared/corpus/hunnysoft)
+         ./message_test --write-hostile DIR  (writes the hostile cases as fuzz seeds)
     Prints "ok - name" / "not ok - name" per case, "N passed, N failed" last;
     exits 1 on any failure. Timings are printed, never asserted; a case that
     runs over 60 s is killed by alarm() as a hang. */
@@ -177,12 +178,31 @@ s_record_ok (const cm_message_t *m, int level, char *why, size_t whylen)
 
 typedef enum { S_RECORD, S_REJECT, S_EITHER } s_expect_t;
 
+/* --write-hostile DIR: each hostile case is also written there (fuzz seeds) */
+static const char *s_write_dir;
+static int s_written;
+
+static void
+s_write_seed (const char *data, size_t len)
+{
+    if (!s_write_dir || len > (4u << 20))
+        return;
+    char path [1024];
+    snprintf (path, sizeof path, "%s/hostile-%03d.eml", s_write_dir, ++s_written);
+    FILE *f = fopen (path, "wb");
+    if (f) {
+        fwrite (data, 1, len, f);
+        fclose (f);
+    }
+}
+
 /* Parses data; the outcome must match expect (and the reason, if given). */
 static cm_message_t *
 s_case (const char *name, const char *data, size_t len, s_expect_t expect,
         const char *reason_want)
 {
     char reason [256] = "";
+    s_write_seed (data, len);
     alarm (60);
     double t0 = s_now ();
     cm_message_t *m = cm_message_parse (data, len, NULL, reason, sizeof reason);
@@ -748,10 +768,16 @@ s_corpus (const char *dir)
 int
 main (int argc, char **argv)
 {
-    const char *dir = "/work/shared/corpus/hunnysoft";
+    const char *dir = "../shared/corpus/hunnysoft";
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv [i], "-v") == 0)
             s_verbose = true;
+        else if (strcmp (argv [i], "--write-hostile") == 0 && i + 1 < argc) {
+            s_write_dir = argv [++i];
+            s_hostile ();
+            printf ("%d hostile messages written to %s\n", s_written, s_write_dir);
+            return 0;
+        }
         else
             dir = argv [i];
     }
