@@ -823,8 +823,14 @@ cli_stage_main (int argc, char **argv)
     if (rc == CLI_OK) {
         if (json)
             cli_api_print_json (reply);
-        else
+        else {
             s_list_stages (json_object_get (reply, "stages"));
+            const json_t *pending = json_object_get (reply, "pending");
+            if (json_is_object (pending))
+                printf ("pending work: %lld message(s) to parse, %lld email(s) to send\n",
+                        (long long) json_integer_value (json_object_get (pending, "parse")),
+                        (long long) json_integer_value (json_object_get (pending, "send")));
+        }
     }
     json_decref (reply);
     return rc;

@@ -144,6 +144,24 @@ s_send (struct MHD_Connection *conn, reply_t *r)
     return ret;
 }
 
+/* The depth of pending work: messages waiting for a parser, email
+   waiting for a sender. Nulls when the database is down. */
+static json_t *
+s_pending (router_t *self)
+{
+    cm_db_t *db = router_db_get (self);
+    PGresult *res = db ? cm_db_query (db,
+        "SELECT (SELECT count(*) FROM messages WHERE state = 'fetched'),"
+        " (SELECT count(*) FROM outbox WHERE state IN ('queued', 'sending'))", 0, NULL) : NULL;
+    json_t *out = res
+        ? json_pack ("{s:I, s:I}", "parse", (json_int_t) cm_db_get_ll (res, 0, 0),
+                     "send", (json_int_t) cm_db_get_ll (res, 0, 1))
+        : json_pack ("{s:n, s:n}", "parse", "send");
+    PQclear (res);
+    router_db_put (self, db);
+    return out;
+}
+
 /* Splits "/v1/routes/NAME/start" into parts after "v1"; -1 if not /v1. */
 static int
 s_split (char *path, const char **parts)
@@ -188,28 +206,34 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         reply_error (&r, 413, NULL, "request body over %u bytes", BODY_MAX);
         return s_send (conn, &r);
     }
+    char path [1024];
+    snprintf (path, sizeof path, "%s", url);
+    const char *parts [PATH_PARTS] = { NULL };
+    int nparts = s_split (path, parts);
+    /* Route fields may carry a \u0000 so that common/route.c refuses it
+       naming the field (CR, LF, NUL); elsewhere it stays a JSON error. */
+    bool route_call = nparts >= 1 && (strcmp (parts [0], "routes") == 0
+                                      || strncmp (parts [0], "test-", 5) == 0);
     json_t *body = NULL;
     if (req->body.len) {
         json_error_t jerr;
-        body = json_loadb (req->body.data, req->body.len, 0, &jerr);
+        body = json_loadb (req->body.data, req->body.len,
+                           route_call ? JSON_ALLOW_NUL : 0, &jerr);
         if (!body) {
             reply_error (&r, 400, NULL, "request body is not valid JSON: %s", jerr.text);
             return s_send (conn, &r);
         }
     }
-    char path [1024];
-    snprintf (path, sizeof path, "%s", url);
-    const char *parts [PATH_PARTS] = { NULL };
-    int nparts = s_split (path, parts);
     if (nparts < 1)
         reply_error (&r, 404, NULL, "no such API path %s", url);
-    else if (strcmp (parts [0], "routes") == 0 || strncmp (parts [0], "test-", 5) == 0)
+    else if (route_call)
         routes_handle (self, method, parts, nparts, body, &r);
     else if (strcmp (parts [0], "stages") == 0 && nparts == 1) {
         if (strcmp (method, "GET"))
             reply_error (&r, 405, NULL, "use GET");
         else
-            reply_json (&r, 200, json_pack ("{s:o}", "stages", stages_list (self)));
+            reply_json (&r, 200, json_pack ("{s:o, s:o}", "stages", stages_list (self),
+                                            "pending", s_pending (self)));
     }
     else if (strcmp (parts [0], "incidents") == 0 || strcmp (parts [0], "inbox") == 0
              || strcmp (parts [0], "attachments") == 0 || strcmp (parts [0], "outbox") == 0)
