@@ -71,6 +71,44 @@ s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
     return 0;
 }
 
+/* After each login: acknowledges the last committed batch again. A
+   fetcher killed (or a connection lost) between a commit and the end of
+   its acknowledgements leaves those messages unmarked or unmoved, and the
+   cursor is already past them, so s_sync would never see them again. Only
+   the newest batch can be in that state: a batch is acknowledged before
+   the next one is fetched. Marking seen and moving are harmless again (a
+   UID that is gone is no error). Messages over the fetch limit (no raw
+   bytes) stay untouched, as in s_acknowledge. -1 mailbox error, -2
+   database error. */
+static int
+s_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
+                 char *err, size_t errlen)
+{
+    const char *after = cm_route_str (config, "after_fetch");
+    if (strcmp (after, "seen") && strcmp (after, "move"))
+        return 0;
+    char id [32], uv [32], limit [16];
+    snprintf (id, sizeof id, "%lld", self->route_id);
+    snprintf (uv, sizeof uv, "%llu", (unsigned long long) cm_imap_uidvalidity (imap));
+    snprintf (limit, sizeof limit, "%d", BATCH_MAX);
+    const char *p [] = { id, cm_route_str (config, "folder"), uv, limit };
+    PGresult *res = cm_db_query (db, "SELECT uid FROM messages WHERE route_id = $1"
+                                 " AND folder = $2 AND uidvalidity = $3 AND raw IS NOT NULL"
+                                 " ORDER BY uid DESC LIMIT $4::int", 4, p);
+    if (!res)
+        return -2;
+    fetched_t batch [BATCH_MAX];
+    size_t n = 0;
+    for (int i = PQntuples (res); i-- > 0 && n < BATCH_MAX;) {
+        memset (&batch [n], 0, sizeof batch [n]);
+        batch [n].uid = (uint64_t) cm_db_get_ll (res, i, 0);
+        batch [n].raw = (char *) "";      /* stored: acknowledge it */
+        n++;
+    }
+    PQclear (res);
+    return s_acknowledge (self, imap, config, batch, n, err, errlen);
+}
+
 /* Ingests everything after the cursor. 0 ok, -1 mailbox error (err),
    -2 database error. */
 static int
@@ -253,9 +291,9 @@ s_run (void *arg)
         cm_info (self->name, "logged in to %s://%s:%d, folder %s", srv.protocol, srv.host,
                  srv.port, cm_route_str (config, "folder"));
         backoff = 1000;
-        int rc = 0;
+        int rc = s_reacknowledge (self, db, imap, config, err, sizeof err);
         long poll_ms = cm_route_int (config, "poll_interval") * 1000;
-        while (!s_stopping (self)) {
+        while (!rc && !s_stopping (self)) {
             rc = s_sync (self, db, imap, config, err, sizeof err);
             if (rc)
                 break;

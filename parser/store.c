@@ -4,7 +4,8 @@
     (attached mail to any depth, with its own attachments); automatic
     mail, delivery reports and mail from the route's own address are
     stored and flagged, linked where they match, and never open an
-    incident. A delivery report about an email we sent marks it bounced.
+    incident. A delivery report that says an email we sent failed marks
+    it bounced (a delay warning or a success report does not).
     Errors: -1 on a database error (the caller rolls back). */
 #include "parser.h"
 #include "log.h"
@@ -143,6 +144,21 @@ s_open_incident (cm_db_t *db, const route_info_t *route, long long message_row,
         5, v, NULL, NULL);
 }
 
+/* Does a delivery report say the email failed? RFC 3464: Action "failed"
+   is a bounce; "delayed", "delivered", "relayed" and "expanded" are not
+   (a delay warning must not mark a sent email bounced). Without an
+   Action field, a permanent status (5.x.x) counts as a failure; a report
+   with neither (a bounce whose details we couldn't read) still does. */
+static bool
+s_dsn_failed (const cm_message_t *msg)
+{
+    if (msg->dsn_action && *msg->dsn_action)
+        return strcasecmp (msg->dsn_action, "failed") == 0;
+    if (msg->dsn_status && *msg->dsn_status)
+        return msg->dsn_status [0] == '5';
+    return true;
+}
+
 int
 store_message (cm_db_t *db, long long message_row, const route_info_t *route,
                const cm_message_t *msg, const char *reason)
@@ -177,7 +193,7 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
     }
     if (incident)
         flags [nflags++] = "reply";
-    if (msg->dsn && msg->dsn_original_message_id) {
+    if (msg->dsn && msg->dsn_original_message_id && s_dsn_failed (msg)) {
         char why [512];
         snprintf (why, sizeof why, "bounced: %s%s%s", msg->dsn_status ? msg->dsn_status : "failed",
                   msg->dsn_recipient ? " for " : "", msg->dsn_recipient ? msg->dsn_recipient : "");

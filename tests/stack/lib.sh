@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/stack/lib.sh - shared functions of the private test stack scripts.
 #
 # Sourced by start.sh, stop.sh, ctl.sh, passwd.sh, fill.sh; not run directly.
@@ -128,6 +129,63 @@ cm_ports_free() {
     for ((p = base; p < base + CM_PORT_SPAN; p++)); do
         if grep -qx "$p" <<<"$used"; then return 1; fi
     done
+}
+
+# Port blocks in use are also registered (symlink BASE -> DIR) so that a
+# stopped stack keeps its ports and parallel start.sh runs never share one.
+CM_PORT_REG=${CM_PORT_REG:-/tmp/casemail-stack-ports}
+
+# cm_port_block_taken BASE: true when a registered live stack overlaps the block.
+cm_port_block_taken() {
+    local base=$1 link b d
+    for link in "$CM_PORT_REG"/[0-9]*; do
+        [ -L "$link" ] || continue
+        b=${link##*/}
+        d=$(readlink "$link") || continue
+        if [ "$d" != "$D" ] && ! grep -qx "BASEPORT=$b" "$d/ports" 2>/dev/null; then
+            rm -f "$link"   # stale: that stack folder is gone or moved
+            continue
+        fi
+        [ "$d" = "$D" ] && continue
+        if [ "$base" -lt $((b + CM_PORT_SPAN)) ] && [ "$b" -lt $((base + CM_PORT_SPAN)) ]; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+# cm_choose_ports [BASE]: picks (or checks) a free block, registers it and
+# writes DIR/ports, all under a lock shared by every stack on the machine.
+cm_choose_ports() {
+    local want=${1:-}
+    mkdir -p "$CM_PORT_REG"
+    (
+        flock -w 30 9 || cm_die "cannot lock $CM_PORT_REG/.lock"
+        if [ -n "$want" ]; then
+            case "$want" in *[!0-9]*) cm_die "bad BASEPORT: $want" ;; esac
+            if cm_port_block_taken "$want" || ! cm_ports_free "$want"; then
+                cm_die "ports $want..$((want + CM_PORT_SPAN - 1)) are not all free"
+            fi
+            base=$want
+        else
+            base=$((20000 + ($$ % 200) * 20))
+            tries=0
+            while cm_port_block_taken "$base" || ! cm_ports_free "$base"; do
+                tries=$((tries + 1))
+                [ "$tries" -lt 200 ] || cm_die "no free block of $CM_PORT_SPAN ports found"
+                base=$((base + 20))
+                [ "$base" -lt 24000 ] || base=20000
+            done
+        fi
+        cm_write_ports "$base"
+        ln -sfn "$D" "$CM_PORT_REG/$base"
+    ) 9>"$CM_PORT_REG/.lock"
+}
+
+# cm_unregister_ports: forgets this stack's block (when its folder is removed).
+cm_unregister_ports() {
+    local link="$CM_PORT_REG/${BASEPORT:-none}"
+    if [ -L "$link" ] && [ "$(readlink "$link")" = "$D" ]; then rm -f "$link"; fi
 }
 
 # cm_write_ports BASE: stores PORT_<NAME> variables in DIR/ports.
@@ -291,7 +349,13 @@ cm_start_pg() {
     cm_gen_pg
     mkdir -p "$PG_RUN"
     if cm_is_root; then chown postgres:postgres "$PG_RUN" "$D/pg"; touch "$PG_LOG"; chown postgres:postgres "$PG_LOG"; fi
-    # A stale postmaster.pid of a dead server is handled by postgres itself.
+    # After a crash (kill -9) the old postmaster may linger as a zombie, which
+    # postgres takes for a running server: drop its stale lock files.
+    local pid
+    pid=$(cm_pg_pid)
+    if [ -n "$pid" ] && ! cm_alive "$pid" postgres; then
+        rm -f "$PG_DATA/postmaster.pid" "$PG_RUN/.s.PGSQL.$PORT_PG.lock" "$PG_RUN/.s.PGSQL.$PORT_PG"
+    fi
     cm_as_pg "$CM_PGBIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 20 -s start >/dev/null 2>&1 ||
         { cm_tail_log "$PG_LOG"; cm_die "PostgreSQL did not start"; }
     if [ -e "$D/pg/.needs-db" ]; then
@@ -308,7 +372,11 @@ cm_stop_pg() {
     pid=$(cm_pg_pid)
     cm_alive "$pid" postgres || return 0
     cm_as_pg "$CM_PGBIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 20 -s stop >/dev/null 2>&1 || true
-    cm_wait_gone "$pid" postgres 20 || cm_log "PostgreSQL pid $pid still running"
+    if ! cm_wait_gone "$pid" postgres 5; then
+        # pg_ctl could not do it: SIGINT is PostgreSQL's own "fast shutdown".
+        cm_alive "$pid" postgres && kill -INT "$pid" 2>/dev/null || true
+        cm_wait_gone "$pid" postgres 15 || cm_log "PostgreSQL pid $pid still running"
+    fi
 }
 
 # ------------------------------------------------------------------ Dovecot
@@ -331,16 +399,20 @@ cm_install_users_file() {
 }
 
 cm_gen_maildirs() {
-    local u f
+    local u f dirs=() new=()
     mkdir -p "$MAIL_ROOT/$CM_MAIL_DOMAIN"
     if cm_is_root; then chown "$CM_VMAIL_USER:$CM_VMAIL_USER" "$MAIL_ROOT" "$MAIL_ROOT/$CM_MAIL_DOMAIN"; fi
     for u in $CM_USERS; do
         [ -d "$(cm_maildir "$u")/cur" ] && continue
+        new+=("$MAIL_ROOT/$CM_MAIL_DOMAIN/$u")
         for f in INBOX $CM_FOLDERS; do
-            mkdir -p "$(cm_maildir "$u" "$f")"/{cur,new,tmp}
+            f=$(cm_maildir "$u" "$f")
+            dirs+=("$f/cur" "$f/new" "$f/tmp")
         done
-        if cm_is_root; then chown -R "$CM_VMAIL_USER:$CM_VMAIL_USER" "$MAIL_ROOT/$CM_MAIL_DOMAIN/$u"; fi
     done
+    [ ${#new[@]} -gt 0 ] || return 0
+    mkdir -p "${dirs[@]}"
+    if cm_is_root; then chown -R "$CM_VMAIL_USER:$CM_VMAIL_USER" "${new[@]}"; fi
 }
 
 cm_gen_dovecot() {
@@ -513,6 +585,8 @@ cm_start_dovecot() {
     cm_gen_dovecot
     # shellcheck disable=SC2046
     cm_wait_closed 10 $(cm_dovecot_ports) || cm_die "Dovecot ports busy"
+    # A zombie of a killed master would pass Dovecot's own "already running" check.
+    rm -f "$DC_RUN/master.pid"
     dovecot -c "$DC_CONF" 2>>"$DC_LOG" || { cm_tail_log "$DC_LOG"; cm_die "Dovecot did not start"; }
     # shellcheck disable=SC2046
     cm_wait_listen 20 $(cm_dovecot_ports) || { cm_tail_log "$DC_LOG"; cm_die "Dovecot does not listen"; }
@@ -685,6 +759,11 @@ cm_start_postfix() {
     cm_gen_postfix
     # shellcheck disable=SC2046
     cm_wait_closed 10 $(cm_postfix_ports) || cm_die "Postfix ports busy"
+    # "postfix check" creates the queue folders (0.4 s); quick-start then skips
+    # postfix-script's slow permission scan (2-3 s) that "start" would run.
+    postfix -c "$PF_DIR" check >>"$D/postfix/start.log" 2>&1 ||
+        { cm_tail_log "$D/postfix/start.log"; cm_tail_log "$PF_LOG"; cm_die "postfix check failed"; }
+    touch "$PF_QUEUE/quick-start"
     postfix -c "$PF_DIR" start >>"$D/postfix/start.log" 2>&1 ||
         { cm_tail_log "$D/postfix/start.log"; cm_tail_log "$PF_LOG"; cm_die "Postfix did not start"; }
     # shellcheck disable=SC2046

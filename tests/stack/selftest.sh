@@ -21,6 +21,7 @@ finish() {
     local rc=$?
     if [ "$stopped" = no ]; then "$here/stop.sh" "$T" >/dev/null 2>&1 || true; fi
     if [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP:-0}" != 1 ]; then
+        cm_unregister_ports
         rm -rf "$T"
     else
         echo "# stack folder kept: $T"
@@ -95,21 +96,20 @@ token="st$$x$RANDOM"
 
 # ------------------------------------------------------------- PostgreSQL
 check "PostgreSQL: unix socket conninfo CM_DB as casemail" \
-    bash -c '[ "$(psql "$CM_DB" -XtAc "select current_user||current_database()")" = casemailcasemail ]'
-check "PostgreSQL: TCP 127.0.0.1:$CM_PG_PORT, fsync off" \
-    bash -c '[ "$(psql "$CM_DB_TCP" -XtAc "show fsync")" = off ]'
+    outputs '^casemail casemail$' psql "$CM_DB" -XtAc "select current_user || ' ' || current_database()"
+check "PostgreSQL: TCP 127.0.0.1:$CM_PG_PORT, fsync off" outputs '^off$' psql "$CM_DB_TCP" -XtAc "show fsync"
 
 # ------------------------------------------------------------------- IMAP
 check "IMAP STARTTLS login (port $CM_IMAP_PORT, CA verified)" outputs 'INBOX' imap_starttls alice
-check "IMAPS login (port $CM_IMAPS_PORT, CA verified)" outputs 'INBOX' imaps bob 
+check "IMAPS login (port $CM_IMAPS_PORT, CA verified)" outputs 'INBOX' imaps bob ''
 check "IMAP plain login without TLS on the plain port" \
     curl -s --max-time 5 "imap://$H:$CM_IMAP_PORT/" --user "alice@example.test:alice-pw-Secret1" -X NOOP
 greeting() { timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"; IFS= read -r l <&3; printf "%s\n" "$l"' _ "$1" "$2"; }
 g_plain=$(greeting "$H" "$CM_IMAP_PORT" || true)
 g_notls=$(greeting "$CM_IMAP_NOTLS_HOST" "$CM_IMAP_NOTLS_PORT" || true)
 check "IMAP plain port offers STARTTLS" grep -q STARTTLS <<<"$g_plain"
-check "IMAP no-TLS listener $CM_IMAP_NOTLS_HOST:$CM_IMAP_NOTLS_PORT does not offer STARTTLS" \
-    bash -c '[[ "$1" == "* OK"* ]] && [[ "$1" != *STARTTLS* ]]' _ "$g_notls"
+check "IMAP no-TLS listener $CM_IMAP_NOTLS_HOST:$CM_IMAP_NOTLS_PORT greets" grep -q '^\* OK' <<<"$g_notls"
+check "IMAP no-TLS listener does not offer STARTTLS" fails grep -q STARTTLS <<<"$g_notls"
 check "IMAP no-TLS listener: curl --ssl-reqd fails" fails \
     curl -s --max-time 5 --ssl-reqd "imap://$CM_IMAP_NOTLS_HOST:$CM_IMAP_NOTLS_PORT/" --user alice@example.test:alice-pw-Secret1 -X NOOP
 check "IMAP no-TLS listener: plain login works" \
@@ -181,8 +181,7 @@ check "SMTPS: mail arrives in carol's INBOX" wait_search carol INBOX "SUBJECT sm
 out=$(swaks_q --server $H --port "$CM_SMTP_NOTLS_PORT" --quit-after EHLO || true)
 check "no-TLS SMTP port answers EHLO" grep -q '^<-  250 ' <<<"$out"
 check "no-TLS SMTP port offers neither STARTTLS nor AUTH" fails grep -Eq '250.(STARTTLS|AUTH)' <<<"$out"
-out=$(swaks_q --server $H --port "$CM_SMTP_NOTLS_PORT" --tls || true)
-check "no-TLS SMTP port: swaks --tls fails" fails grep -q queued <<<"$out"
+# (No "swaks --tls" against this port: swaks 20201014 then loops forever.)
 
 out=$(swaks_q --server $H --port "$CM_SMTP_PORT" --from alice@example.test --to x@reject.test || true)
 check "x@reject.test refused with 550 at RCPT" grep -q '^<\*\* 550' <<<"$out"
@@ -190,7 +189,7 @@ out=$(swaks_q --server $H --port "$CM_SMTP_PORT" --from dave@example.test --to u
     --header "Subject: unk-$token" || true)
 check "unknown@example.test accepted at SMTP time" grep -q '250 2.0.0 Ok: queued' <<<"$out"
 check "unknown@example.test bounces: DSN arrives in dave's INBOX" \
-    wait_search dave INBOX "FROM MAILER-DAEMON BODY unk-$token"
+    wait_search dave INBOX "FROM MAILER-DAEMON TEXT unk-$token"
 
 # ------------------------------------------------------------------- fill
 src=$T/fill-src

@@ -35,26 +35,14 @@ if [ -f "$CM_PORTS_FILE" ]; then
     if [ -n "$want_base" ] && [ "$want_base" != "$BASEPORT" ]; then
         cm_log "note: $D already uses base port $BASEPORT; ignoring $want_base"
     fi
+    mkdir -p "$CM_PORT_REG"
+    [ -L "$CM_PORT_REG/$BASEPORT" ] || ln -sfn "$D" "$CM_PORT_REG/$BASEPORT"
     if cm_pg_running && cm_dovecot_running && cm_postfix_running && [ -f "$D/env" ]; then
         cm_summary
         exit 0
     fi
 else
-    if [ -n "$want_base" ]; then
-        case "$want_base" in ''|*[!0-9]*) cm_die "bad BASEPORT: $want_base" ;; esac
-        cm_ports_free "$want_base" || cm_die "ports $want_base..$((want_base + CM_PORT_SPAN - 1)) are not all free"
-        base=$want_base
-    else
-        base=$((20000 + ($$ % 200) * 20))
-        tries=0
-        until cm_ports_free "$base"; do
-            tries=$((tries + 1))
-            [ "$tries" -lt 200 ] || cm_die "no free block of $CM_PORT_SPAN ports found"
-            base=$((base + 20))
-            [ "$base" -lt 24000 ] || base=20000
-        done
-    fi
-    cm_write_ports "$base"
+    cm_choose_ports "$want_base"
     # shellcheck disable=SC1090
     . "$CM_PORTS_FILE"
 fi

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh: `make bench`. Prints figures; asserts nothing on time.
+#  (a) throughput: BENCH_N messages (default 10000) cycled from the corpus
+#      with unique Message-IDs, put straight into a Dovecot mailbox (warmed
+#      with EXAMINE + FETCH 1:* FLAGS so the server's first-access cost is
+#      not counted), then a route started: messages/s from the first fetch to
+#      the last commit (max(parsed_at) - min(fetched_at)), and from the start.
+#  (b) latency: BENCH_RATE messages/s (20) for BENCH_SECONDS (15) through
+#      Postfix to a running route; SMTP acceptance (client side, after the
+#      server's 250 to DATA) to the message's commit (messages.parsed_at):
+#      p50, p99, max.
+#  (c) peak resident memory (VmHWM) of each stage after (a)+(b), and of a
+#      fresh set of stages after one message with a 20 MB attachment.
+# Runs its own test stack (tests/stack) and casemail in a temporary folder
+# (BENCH_KEEP=1 keeps it); the database is the stack's PostgreSQL (fsync off).
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+export CM_TOP=$top CM_BIN=${CM_BIN:-$top/bin}
+N=${BENCH_N:-10000}
+RATE=${BENCH_RATE:-20}
+SECS=${BENCH_SECONDS:-15}
+CORPUS=$top/../shared/corpus/hunnysoft
+[ -d "$CORPUS" ] || CORPUS=${CM_CORPUS:-}
+[ -d "$CORPUS" ] || { echo "bench: no corpus (../shared/corpus/hunnysoft or CM_CORPUS)" >&2; exit 1; }
+work=$(mktemp -d /tmp/casemail-bench.XXXXXX)
+chmod 755 "$work"
+CM=$CM_BIN/casemail
+MK=(python3 "$top/tests/tools/mkmail.py")
+
+cleanup() {
+    "$CM" down >/dev/null 2>&1
+    "$top/tests/stack/stop.sh" "$work/stack" >/dev/null 2>&1
+    [ "${BENCH_KEEP:-0}" = 1 ] && echo "bench: kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== test stack"
+"$top/tests/stack/start.sh" "$work/stack" >"$work/stack.log" 2>&1 || { tail -5 "$work/stack.log"; exit 1; }
+. "$work/stack/env"
+export CASEMAIL_BIN=$CM_BIN
+sql() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$CASEMAIL_DB" -c "$1"; }
+
+# fresh NAME: casemail with its own state folder and database.
+fresh() {
+    "$CM" down >/dev/null 2>&1
+    export CASEMAIL_HOME=$work/home-$1
+    psql -X -q "$CM_DB" -c "DROP DATABASE IF EXISTS bench_$1" -c "CREATE DATABASE bench_$1" >/dev/null
+    export CASEMAIL_DB="host=$CM_PG_HOST port=$CM_PG_PORT dbname=bench_$1 user=casemail"
+    "$CM" up >"$work/up-$1.log" 2>&1 || { cat "$work/up-$1.log"; exit 1; }
+}
+route() {   # route NAME USER [options]
+    local name=$1 user=$2; shift 2
+    CM_PW="$user-pw-Secret1" "$CM" route add "$name" --kind ingest --email "$user@$CM_MAIL_DOMAIN" \
+        --username "$user@$CM_MAIL_DOMAIN" --password-env CM_PW --inbound-host localhost \
+        --inbound-protocol imaps --inbound-port "$CM_IMAPS_PORT" --outbound-host localhost \
+        --outbound-protocol smtp+starttls --outbound-port "$CM_SUBMISSION_PORT" \
+        --ca-file "$CM_CA_FILE" "$@" >/dev/null
+}
+imap() {    # imap USER COMMAND: on INBOX, output discarded
+    curl -s --max-time 300 --cacert "$CM_CA_FILE" -u "$1@$CM_MAIL_DOMAIN:$1-pw-Secret1" \
+        "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "$2" >/dev/null
+}
+settled() { sql "SELECT count(*) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = '$1') AND state <> 'fetched'"; }
+wait_settled() {   # wait_settled ROUTE N SECONDS
+    local end=$(( $(date +%s) + $3 ))
+    while [ "$(settled "$1")" -lt "$2" ]; do
+        [ "$(date +%s)" -lt "$end" ] || { echo "bench: $1: only $(settled "$1") of $2 done after $3 s" >&2; return 1; }
+        sleep 0.1
+    done
+}
+# hwm: "stage pid VmHWM-kB" for the router and every stage.
+hwm() {
+    local pid
+    pid=$(cat "$CASEMAIL_HOME/run/router.pid" 2>/dev/null)
+    echo "router $pid $(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+    "$CM" stage list --json | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["stages"]:
+    if s["state"] != "alive": continue
+    try:
+        kb = [l.split()[1] for l in open("/proc/%d/status" % s["pid"]) if l.startswith("VmHWM")][0]
+    except OSError:
+        kb = "?"
+    print(s["id"], s["pid"], kb)'
+}
+
+# ------------------------------------------------------------ (a) throughput
+echo "== (a) throughput: $N messages"
+fresh main
+"${MK[@]}" bulk "$N" "$work/bulk" --corpus "$CORPUS" --prefix bench >/dev/null
+bytes=$(du -sb "$work/bulk" | cut -f1)
+"$top/tests/stack/fill.sh" "$CM_STACK_DIR" u08 INBOX -d "$work/bulk" >/dev/null
+rm -rf "$work/bulk"
+t=$(date +%s%N)
+imap u08 "EXAMINE INBOX"
+imap u08 "FETCH 1:* FLAGS"
+echo "mailbox filled and warmed ($(( ($(date +%s%N) - t) / 1000000 )) ms for the warm-up)"
+route thru u08
+t0=$(date +%s%N)
+"$CM" route start thru >/dev/null
+wait_settled thru "$N" 1800 || exit 1
+t1=$(date +%s%N)
+read -r span incidents rejected < <(sql "SELECT extract(epoch FROM max(parsed_at) - min(fetched_at)),
+    (SELECT count(*) FROM incidents), count(*) FILTER (WHERE state = 'rejected') FROM messages" | tr '|' ' ')
+wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+printf 'messages: %d (%d MB), incidents: %d, rejected: %d\n' "$N" $((bytes / 1000000)) "$incidents" "$rejected"
+printf 'first fetch -> last commit: %.2f s = %.0f messages/s\n' "$span" "$(awk -v n="$N" -v s="$span" 'BEGIN { print n / s }')"
+fspan=$(sql "SELECT extract(epoch FROM max(fetched_at) - min(fetched_at)) FROM messages")
+printf '  of which fetching (first -> last raw commit): %.2f s = %.0f messages/s\n' "$fspan" "$(awk -v n="$N" -v s="$fspan" 'BEGIN { print (s > 0 ? n / s : 0) }')"
+printf 'route start -> all committed (polled every 0.1 s): %s s = %.0f messages/s\n' "$wall" "$(awk -v n="$N" -v s="$wall" 'BEGIN { print n / s }')"
+
+# ------------------------------------------------------------ (b) latency
+echo "== (b) latency: $RATE messages/s for $SECS s through Postfix"
+route lat u09
+"$CM" route start lat >/dev/null
+end=$(( $(date +%s) + 30 ))
+until [ "$("$CM" route show lat --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" = RUNNING ]; do
+    [ "$(date +%s)" -lt "$end" ] || { echo "bench: route lat not RUNNING" >&2; exit 1; }
+    sleep 0.2
+done
+sleep 1
+python3 - "$CM_SMTP_PORT" "$RATE" "$SECS" "$work/sent.tsv" <<'PY'
+import smtplib, sys, time
+from email.message import EmailMessage
+port, rate, secs, out = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+s = smtplib.SMTP("127.0.0.1", port)
+n = int(rate * secs)
+start = time.time()
+with open(out, "w") as f:
+    for i in range(n):
+        slot = start + i / rate
+        delay = slot - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        m = EmailMessage()
+        m["From"] = "reporter@outside.test"
+        m["To"] = "u09@example.test"
+        m["Subject"] = "latency probe %d" % i
+        m["Message-ID"] = "<lat.%d@bench.test>" % i
+        m["X-Bench-Sent"] = "%d" % int(time.time() * 1000)
+        m.set_content("Probe %d of the latency benchmark.\n" % i)
+        s.send_message(m)
+        f.write("lat.%d@bench.test\t%.6f\n" % (i, time.time()))   # accepted (250 after DATA)
+s.quit()
+print("sent %d messages in %.1f s" % (n, time.time() - start))
+PY
+nlat=$(wc -l < "$work/sent.tsv")
+wait_settled lat "$nlat" 120 || exit 1
+sql "SELECT message_id, extract(epoch FROM parsed_at) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = 'lat')" \
+    | tr '|' '\t' > "$work/parsed.tsv"
+python3 - "$work/sent.tsv" "$work/parsed.tsv" <<'PY'
+import sys
+sent = dict(l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l)
+done = dict(l.split("\t") for l in open(sys.argv[2]).read().split("\n") if l)
+lat = sorted((float(done[k]) - float(v)) * 1000 for k, v in sent.items() if k in done)
+missing = len(sent) - len(lat)
+def pct(p):
+    return lat[min(len(lat) - 1, int(round(p / 100.0 * (len(lat) - 1))))]
+print("SMTP accepted -> committed, %d messages%s: p50 %.0f ms, p99 %.0f ms, max %.0f ms"
+      % (len(lat), " (%d missing)" % missing if missing else "", pct(50), pct(99), lat[-1]))
+PY
+
+# ------------------------------------------------------------ (c) memory
+echo "== (c) peak resident memory (VmHWM)"
+hwm > "$work/hwm-main.txt"
+# One message with a 20 MB attachment, on fresh stages. It is 27 MB once
+# encoded: over the default 25 MiB message limit, so this run allows 32 MiB.
+export CASEMAIL_MAX_MESSAGE_BYTES=33554432
+fresh big
+"${MK[@]}" big "$work/big.eml" --size 20000000 >/dev/null
+"$top/tests/stack/fill.sh" "$CM_STACK_DIR" u07 INBOX "$work/big.eml" >/dev/null
+route big u07
+"$CM" route start big >/dev/null
+wait_settled big 1 300 || exit 1
+echo "20 MB attachment message: $(sql "SELECT state || coalesce(' (' || reason || ')', '') FROM messages")"
+hwm > "$work/hwm-big.txt"
+python3 - "$work/hwm-main.txt" "$work/hwm-big.txt" "$N" <<'PY'
+import sys
+def load(p):
+    return {l.split()[0]: l.split()[2] for l in open(p) if len(l.split()) == 3}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+print("%-12s %22s %22s" % ("process", "after (a)+(b) [MB]", "20 MB attachment [MB]"))
+for k in sorted(set(a) | set(b), key=lambda k: (k != "router", k)):
+    f = lambda d: "%.1f" % (int(d[k]) / 1024) if d.get(k, "?").isdigit() else "-"
+    print("%-12s %22s %22s" % (k, f(a), f(b)))
+PY
+echo "(database: the test stack's PostgreSQL, fsync off; $(nproc) CPUs)"

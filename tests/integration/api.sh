@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# tests/integration/api.sh: the router's HTTP API (issue 2, proof 6): it
+# refuses requests without the bearer token or with a wrong one, listens on
+# 127.0.0.1 only, keeps its token and the sealing key in mode 0600 files,
+# and answers 404 to unknown paths.
+. tests/lib.sh
+cm_start || exit 1
+
+URL=$(cat "$CASEMAIL_HOME/run/api.url" 2>/dev/null)
+TOKEN=$(cat "$CASEMAIL_HOME/api.token" 2>/dev/null)
+PORT=${URL##*:}
+case "$URL" in http://127.0.0.1:[0-9]*) ok "api.url is http://127.0.0.1:PORT" ;;
+    *) not_ok "api.url is http://127.0.0.1:PORT" "api.url: $URL" ;; esac
+
+# http CODE-VAR ARGS...: curl, body in BODY, status code printed.
+http() { BODY=$(curl -sS -o - -w '\n%{http_code}' "$@" 2>&1); CODE=${BODY##*$'\n'}; BODY=${BODY%$'\n'*}; }
+
+http "$URL/v1/routes"
+check_eq "GET /v1/routes without a token: 401" 401 "$CODE"
+check_contains "... with an error a person can read" "bearer token" "$BODY"
+check_lacks "... and no route data" '"routes"' "$BODY"
+http -H "Authorization: Bearer wrong-token" "$URL/v1/routes"
+check_eq "with a wrong token: 401" 401 "$CODE"
+http -H "Authorization: Bearer ${TOKEN}x" "$URL/v1/routes"
+check_eq "with the token plus one character: 401" 401 "$CODE"
+http -H "Authorization: Bearer ${TOKEN%?}" "$URL/v1/routes"
+check_eq "with the token minus one character: 401" 401 "$CODE"
+http -H "Authorization: Bearer " "$URL/v1/routes"
+check_eq "with an empty bearer token: 401" 401 "$CODE"
+http -H "Authorization: Basic $(printf 'casemail:%s' "$TOKEN" | base64 -w0)" "$URL/v1/routes"
+check_eq "with the token as Basic credentials: 401" 401 "$CODE"
+http -H "Authorization: $TOKEN" "$URL/v1/routes"
+check_eq "with the token without the Bearer scheme: 401" 401 "$CODE"
+http "$URL/v1/routes?token=$TOKEN"
+check_eq "with the token in the query string: 401" 401 "$CODE"
+http "$URL/v1/stages"
+check_eq "GET /v1/stages without a token: 401" 401 "$CODE"
+http "$URL/v1/nosuch"
+check_eq "an unknown path without a token: 401 (no probing)" 401 "$CODE"
+
+# Writes without the token change nothing.
+ROUTE='{"name":"sneaky","email":"alice@example.test","username":"alice@example.test","password":"x","inbound_host":"localhost","inbound_protocol":"imaps","outbound_host":"localhost","outbound_protocol":"smtps"}'
+http -X POST -H 'Content-Type: application/json' --data-binary "$ROUTE" "$URL/v1/routes"
+check_eq "POST /v1/routes without a token: 401" 401 "$CODE"
+http -X POST -H "Authorization: Bearer wrong" -H 'Content-Type: application/json' --data-binary "$ROUTE" "$URL/v1/routes"
+check_eq "POST /v1/routes with a wrong token: 401" 401 "$CODE"
+check_eq "... and no route was saved" 0 "$(sql "SELECT count(*) FROM routes")"
+http -X POST --data-binary '{"password":"x"}' "$URL/v1/test-inbound"
+check_eq "a connection test without a token: 401" 401 "$CODE"
+
+# With the token the same requests work (so the 401s above are real).
+http -H "Authorization: Bearer $TOKEN" "$URL/v1/routes"
+check_eq "GET /v1/routes with the token: 200" 200 "$CODE"
+check_eq "... answering a route list" '[]' "$(printf '%s' "$BODY" | json 'json.dumps(j["routes"])')"
+http -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data-binary "$ROUTE" "$URL/v1/routes"
+check_eq "POST /v1/routes with the token: 201" 201 "$CODE"
+check_eq "... saved" 1 "$(sql "SELECT count(*) FROM routes WHERE name = 'sneaky'")"
+http -X DELETE "$URL/v1/routes/sneaky"
+check_eq "DELETE without a token: 401" 401 "$CODE"
+check_eq "... the route is still there" 1 "$(sql "SELECT count(*) FROM routes WHERE name = 'sneaky'")"
+http -X POST "$URL/v1/routes/sneaky/start"
+check_eq "start without a token: 401" 401 "$CODE"
+check_eq "... the route is not started" stopped "$(sql "SELECT desired FROM routes WHERE name = 'sneaky'")"
+
+# The CLI with a wrong token: exit 1 (a server error), not 0.
+OUT=$(CASEMAIL_TOKEN=wrong-token "$CM" route list 2>&1); RC=$?
+check_eq "the CLI with a wrong token exits 1" 1 "$RC"
+check_contains "... saying the token is wrong" "token" "$OUT"
+run_cm route list
+check_eq "the CLI with the real token exits 0" 0 "$RC"
+
+# ---------------------------------------------------------------- unknown paths
+for path in /v1/nosuch /v1/routes/nosuch /v1/routes/sneaky/nosuch / /v2/routes /v1; do
+    http -H "Authorization: Bearer $TOKEN" "$URL$path"
+    check_eq "GET $path: 404" 404 "$CODE"
+done
+check_contains "a 404 says what was not found" "error" "$BODY"
+run_cm route show nosuch
+check_eq "the CLI on a 404 exits 2" 2 "$RC"
+
+# ---------------------------------------------------------------- loopback only
+ROUTER_PID=$(cat "$CASEMAIL_HOME/run/router.pid")
+LISTEN=$(ss -Hltnp 2>/dev/null | grep "pid=$ROUTER_PID,")
+check_contains "the router listens on 127.0.0.1:$PORT" "127.0.0.1:$PORT " "$LISTEN "
+OTHER=$(printf '%s\n' "$LISTEN" | awk '{print $4}' | grep -v '^127\.0\.0\.1:' || true)
+check_eq "every TCP socket of the router is bound to 127.0.0.1 (not 0.0.0.0 or ::)" "" "$OTHER"
+check_lacks "no wildcard listener on the API port" "0.0.0.0:$PORT " "$(ss -Hltn 2>/dev/null) "
+check_lacks "no IPv6 listener on the API port" "]:$PORT " "$(ss -Hltn 2>/dev/null) "
+curl -sS -o /dev/null --max-time 5 "http://127.0.0.2:$PORT/v1/routes" 2>/dev/null
+check_eq "another loopback address (127.0.0.2) is refused" 7 "$?"
+HOSTIP=$(hostname -I 2>/dev/null | awk '{print $1}')
+if [ -n "$HOSTIP" ]; then
+    curl -sS -o /dev/null --max-time 5 "http://$HOSTIP:$PORT/v1/routes" 2>/dev/null
+    check_eq "the host's own address ($HOSTIP) is refused" 7 "$?"
+fi
+
+# ---------------------------------------------------------------- files
+mode() { stat -c %a "$1" 2>/dev/null; }
+check_eq "the token file is mode 0600" 600 "$(mode "$CASEMAIL_HOME/api.token")"
+check_eq "the token file belongs to the router's user" "$(id -u)" "$(stat -c %u "$CASEMAIL_HOME/api.token")"
+if [ "${#TOKEN}" -ge 32 ]; then ok "the token is long (${#TOKEN} characters)"; else not_ok "the token is long" "${#TOKEN} characters"; fi
+check_eq "the key file is mode 0600" 600 "$(mode "$CASEMAIL_HOME/secret.key")"
+check_eq "the key file is 32 bytes (AES-256)" 32 "$(stat -c %s "$CASEMAIL_HOME/secret.key" 2>/dev/null)"
+check_eq "the state folder is mode 0700" 700 "$(mode "$CASEMAIL_HOME")"
+check_lacks "the key is not in the database" "$(od -An -tx1 "$CASEMAIL_HOME/secret.key" | tr -d ' \n')" \
+    "$(/usr/lib/postgresql/15/bin/pg_dump "$CASEMAIL_DB" 2>/dev/null)"
+check_lacks "the key (base64) is not in the database" "$(base64 -w0 "$CASEMAIL_HOME/secret.key")" \
+    "$(/usr/lib/postgresql/15/bin/pg_dump "$CASEMAIL_DB" 2>/dev/null)"
+
+# Token and key are made once: a restart keeps them (and the saved secret
+# still opens), the old token keeps working, the URL may change.
+KEY_SUM=$(sha256sum < "$CASEMAIL_HOME/secret.key")
+"$CM" down >/dev/null 2>&1
+run_cm up
+check_eq "casemail up again exits 0" 0 "$RC"
+check_eq "the token survives a restart" "$TOKEN" "$(cat "$CASEMAIL_HOME/api.token")"
+check_eq "the key survives a restart" "$KEY_SUM" "$(sha256sum < "$CASEMAIL_HOME/secret.key")"
+URL=$(cat "$CASEMAIL_HOME/run/api.url")
+http "$URL/v1/routes"
+check_eq "after the restart: still 401 without the token" 401 "$CODE"
+http -H "Authorization: Bearer $TOKEN" "$URL/v1/routes/sneaky"
+check_eq "after the restart: 200 with the token" 200 "$CODE"
+check_eq "... and the route's password is still set" True "$(printf '%s' "$BODY" | json 'j["password_set"]')"

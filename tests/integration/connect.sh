@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# tests/integration/connect.sh: connection tests against the real Dovecot
+# and Postfix of the test stack (issue 2, proof 2). Inbound passes for
+# IMAP, IMAPS and IMAP+STARTTLS and fails with the right reason for a wrong
+# password, a closed port, an untrusted certificate, STARTTLS not offered,
+# an unknown host, a missing, read-only, sub- or shared folder; outbound
+# passes for SMTP+STARTTLS+AUTH and SMTPS and fails for a wrong password
+# and STARTTLS asked of a port without it. Both for saved routes (NAME)
+# and unsaved ones (options). Users: alice, bob.
+. tests/lib.sh
+cm_start || exit 1
+
+D=$CM_MAIL_DOMAIN
+PREFIX="Failed to test Service connectivity:"
+export ALICE_PW="alice-pw-Secret1" BAD_PW="not-alice-pw-9" BOB_PW="bob-pw-Secret1"
+
+# A port nothing listens on (bound then released).
+FREE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+
+# inbound DESC ARGS...: unsaved inbound test of alice with ARGS.
+inbound() { run_cm route test-inbound --email "alice@$D" --username "alice@$D" "$@"; }
+outbound() { run_cm route test-outbound --email "alice@$D" --username "alice@$D" "$@"; }
+IMAPS=(--inbound-host localhost --inbound-protocol imaps --inbound-port "$CM_IMAPS_PORT" --ca-file "$CM_CA_FILE")
+
+# passes DESC SUMMARY-PREFIX: last test exited 0 and printed the summary.
+passes() {
+    if [ "$RC" = 0 ]; then ok "$1: exit 0"; else not_ok "$1: exit 0" "exit $RC" "$OUT"; fi
+    check_contains "$1: prints the summary" "$2" "$OUT"
+    check_lacks "$1: no failure text" "Failed" "$OUT"
+}
+# fails DESC REASON...: last test exited 1 with the failure prefix and
+# every REASON word.
+fails() {
+    local desc=$1; shift
+    if [ "$RC" = 1 ]; then ok "$desc: exit 1"; else not_ok "$desc: exit 1" "exit $RC" "$OUT"; fi
+    check_contains "$desc: failure prefix" "$PREFIX" "$OUT"
+    local w
+    for w in "$@"; do check_contains "$desc: reason says '$w'" "$w" "$OUT"; done
+    check_lacks "$desc: not reported as OK" "connection OK" "$OUT"
+}
+
+# ---------------------------------------------------------------- inbound passes
+inbound --password-env ALICE_PW --inbound-host localhost --inbound-protocol imap --inbound-port "$CM_IMAP_PORT"
+passes "inbound imap (plain port)" "Inbound connection OK: imap://localhost:$CM_IMAP_PORT, folder INBOX"
+inbound --password-env ALICE_PW "${IMAPS[@]}"
+passes "inbound imaps" "Inbound connection OK: imaps://localhost:$CM_IMAPS_PORT, folder INBOX"
+inbound --password-env ALICE_PW --inbound-host localhost --inbound-protocol imap+starttls \
+    --inbound-port "$CM_IMAP_PORT" --ca-file "$CM_CA_FILE"
+passes "inbound imap+starttls" "Inbound connection OK: imap+starttls://localhost:$CM_IMAP_PORT, folder INBOX"
+inbound --password-env ALICE_PW "${IMAPS[@]}" --folder Archive
+passes "inbound imaps, top-level folder Archive" "folder Archive"
+
+# The summary counts the folder's messages: three in a folder of bob's
+# own (written straight into the Maildir; other tests' mailboxes untouched).
+for i in 1 2 3; do
+    printf 'From: x@outside.test\r\nTo: bob@%s\r\nSubject: count %s\r\n\r\nbody %s\r\n' "$D" "$i" "$i" \
+        > "$CM_WORK/count$i.eml"
+done
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" bob Count$$ "$CM_WORK"/count[123].eml >/dev/null
+run_cm route test-inbound --email "bob@$D" --username "bob@$D" --password-env BOB_PW "${IMAPS[@]}" --folder Count$$
+passes "inbound summary of a folder with 3 messages" "folder Count$$ (3 messages)"
+
+# ---------------------------------------------------------------- inbound failures
+inbound --password-env BAD_PW "${IMAPS[@]}"
+fails "inbound, wrong password" "authentication"
+check_lacks "wrong password: the password is not echoed" "$BAD_PW" "$OUT"
+
+inbound --password-env ALICE_PW --inbound-host localhost --inbound-protocol imaps \
+    --inbound-port "$FREE_PORT" --ca-file "$CM_CA_FILE"
+fails "inbound, closed port" "refused" "$FREE_PORT"
+
+inbound --password-env ALICE_PW --inbound-host "$CM_IMAPS_UNTRUSTED_HOST" --inbound-protocol imaps \
+    --inbound-port "$CM_IMAPS_UNTRUSTED_PORT" --ca-file "$CM_CA_FILE"
+fails "inbound, self-signed certificate" "certificate"
+
+inbound --password-env ALICE_PW --inbound-host localhost --inbound-protocol imaps --inbound-port "$CM_IMAPS_PORT"
+fails "inbound imaps without the test CA (system store)" "certificate"
+
+inbound --password-env ALICE_PW --inbound-host localhost --inbound-protocol imap+starttls \
+    --inbound-port "$CM_IMAP_PORT"
+fails "inbound imap+starttls without the test CA" "certificate"
+
+inbound --password-env ALICE_PW --inbound-host "$CM_IMAP_NOTLS_HOST" --inbound-protocol imap+starttls \
+    --inbound-port "$CM_IMAP_NOTLS_PORT" --ca-file "$CM_CA_FILE"
+fails "inbound imap+starttls where STARTTLS is not offered" "STARTTLS"
+
+inbound --password-env ALICE_PW --inbound-host nonexistent.invalid --inbound-protocol imaps \
+    --inbound-port "$CM_IMAPS_PORT" --ca-file "$CM_CA_FILE"
+fails "inbound, unknown host" "not resolved" "nonexistent.invalid"
+
+inbound --password-env ALICE_PW "${IMAPS[@]}" --folder NoSuchFolder
+fails "inbound, missing folder" "NoSuchFolder" "does not exist"
+
+inbound --password-env ALICE_PW "${IMAPS[@]}" --folder Readonly
+fails "inbound, read-only folder" "Readonly" "read-only"
+
+inbound --password-env ALICE_PW "${IMAPS[@]}" --folder Archive/2024
+fails "inbound, subfolder" "Archive/2024" "subfolder"
+
+inbound --password-env ALICE_PW "${IMAPS[@]}" --folder shared/bob/INBOX
+fails "inbound, folder in the shared namespace" "shared/bob/INBOX" "shared"
+
+# ---------------------------------------------------------------- outbound
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtp+starttls \
+    --outbound-port "$CM_SUBMISSION_PORT" --ca-file "$CM_CA_FILE"
+passes "outbound smtp+starttls with AUTH" "Outbound connection OK: smtp+starttls://localhost:$CM_SUBMISSION_PORT"
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtps \
+    --outbound-port "$CM_SMTPS_PORT" --ca-file "$CM_CA_FILE"
+passes "outbound smtps" "Outbound connection OK: smtps://localhost:$CM_SMTPS_PORT"
+
+outbound --password-env BAD_PW --outbound-host localhost --outbound-protocol smtp+starttls \
+    --outbound-port "$CM_SUBMISSION_PORT" --ca-file "$CM_CA_FILE"
+fails "outbound, wrong password" "authentication"
+outbound --password-env BAD_PW --outbound-host localhost --outbound-protocol smtps \
+    --outbound-port "$CM_SMTPS_PORT" --ca-file "$CM_CA_FILE"
+fails "outbound smtps, wrong password" "authentication"
+
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtp+starttls \
+    --outbound-port "$CM_SMTP_NOTLS_PORT" --ca-file "$CM_CA_FILE"
+fails "outbound smtp+starttls where STARTTLS is not offered" "STARTTLS"
+
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtps \
+    --outbound-port "$CM_SMTPS_PORT"
+fails "outbound smtps without the test CA" "certificate"
+
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtps \
+    --outbound-port "$FREE_PORT" --ca-file "$CM_CA_FILE"
+fails "outbound, closed port" "refused"
+
+# The unsaved test needs only its own side; a bad field is still exit 2.
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtps --outbound-port 0
+check_eq "unsaved test with port 0 exits 2" 2 "$RC"
+run_cm route test-inbound
+check_eq "test-inbound with neither NAME nor options exits 2" 2 "$RC"
+
+# ---------------------------------------------------------------- saved routes (NAME)
+route_add conn-a alice >/dev/null 2>&1
+check_eq "saved route conn-a exists" 1 "$(sql "SELECT count(*) FROM routes WHERE name = 'conn-a'")"
+run_cm route test-inbound conn-a
+passes "saved route: inbound test" "Inbound connection OK: imaps://localhost:$CM_IMAPS_PORT, folder INBOX"
+run_cm route test-outbound conn-a
+passes "saved route: outbound test" "Outbound connection OK: smtp+starttls://localhost:$CM_SUBMISSION_PORT"
+run_cm route test-inbound conn-a --folder INBOX
+check_eq "NAME and options together exit 2" 2 "$RC"
+
+"$CM" route set conn-a --password-env BAD_PW >/dev/null 2>&1
+run_cm route test-inbound conn-a
+fails "saved route with a wrong password: inbound" "authentication"
+run_cm route test-outbound conn-a
+fails "saved route with a wrong password: outbound" "authentication"
+"$CM" route set conn-a --password-env ALICE_PW >/dev/null 2>&1
+
+"$CM" route set conn-a --folder Readonly >/dev/null 2>&1
+run_cm route test-inbound conn-a
+fails "saved route on a read-only folder" "read-only"
+"$CM" route set conn-a --folder Archive/2024 >/dev/null 2>&1
+run_cm route test-inbound conn-a
+fails "saved route on a subfolder" "subfolder"
+"$CM" route set conn-a --folder shared/bob/INBOX >/dev/null 2>&1
+run_cm route test-inbound conn-a
+fails "saved route on a shared folder" "shared"
+"$CM" route set conn-a --folder INBOX --inbound-protocol imap+starttls \
+    --inbound-host "$CM_IMAP_NOTLS_HOST" --inbound-port "$CM_IMAP_NOTLS_PORT" >/dev/null 2>&1
+run_cm route test-inbound conn-a
+fails "saved route with STARTTLS not offered" "STARTTLS"
+"$CM" route set conn-a --inbound-protocol imaps --inbound-host localhost --inbound-port "$CM_IMAPS_PORT" \
+    --outbound-port "$CM_SMTP_NOTLS_PORT" >/dev/null 2>&1
+run_cm route test-inbound conn-a
+passes "saved route back on IMAPS" "Inbound connection OK"
+run_cm route test-outbound conn-a
+fails "saved route, outbound STARTTLS not offered" "STARTTLS"
+
+run_cm route test-inbound no-such-route
+check_eq "test-inbound of an unknown route exits 2" 2 "$RC"
+check_contains "... naming it" "no-such-route" "$OUT"
+
+# Testing changes nothing: no route appeared, and the saved one is STOPPED.
+check_eq "unsaved tests saved no route" 1 "$(sql "SELECT count(*) FROM routes")"
+check_eq "testing does not start the route" STOPPED "$(route_status conn-a)"

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# tests/integration/exactly_once.sh: 2,000 messages, exactly one incident
+# each, while stages die (issue 3, "Proven by make test" 4; DESIGN.md
+# invariants 1-3): the fetcher is killed with SIGKILL in the middle of the
+# ingest, then one parser in the middle of the parsing, then both parsers at
+# once; the router restarts them. At the end: 2,000 incidents, each opened
+# by its own message, every Message-ID stored once, nothing left `fetched`.
+# Also the after-fetch actions: `seen` flags the messages \Seen, `move`
+# moves them to the processed folder. Users: u06, u07.
+. "$CM_TOP/tests/lib.sh"
+export CASEMAIL_PARSERS=2
+cm_start || exit 1
+
+N=2000
+T=$CM_WORK/$CM_TEST.d
+mkdir -p "$T"
+CORPUS=$CM_TOP/../shared/corpus/hunnysoft
+[ -d "$CORPUS" ] || CORPUS=${CM_CORPUS:-}
+[ -d "$CORPUS" ] || { not_ok "corpus found" "set CM_CORPUS"; exit 1; }
+FILL=("$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR")
+
+# imap USER REQUEST [FOLDER]: one IMAP command through curl (single-line answers).
+imap() {
+    curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "$1@$CM_MAIL_DOMAIN:$1-pw-Secret1" \
+        "imaps://localhost:$CM_IMAPS_PORT/${3:-}" -X "$2" | tr -d '\r'
+}
+# unseen USER: number of UNSEEN messages in INBOX.
+unseen() { imap "$1" "SEARCH UNSEEN" INBOX | sed -n 's/^\* SEARCH//p' | wc -w; }
+# messages USER FOLDER: STATUS MESSAGES of a folder.
+messages() { imap "$1" "STATUS $2 (MESSAGES)" | sed -n 's/.*(MESSAGES \([0-9]*\)).*/\1/p'; }
+stored() { sql "SELECT count(*) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = '$1')"; }
+parsed() { sql "SELECT count(*) FROM messages WHERE state <> 'fetched' AND route_id = (SELECT id FROM routes WHERE name = '$1')"; }
+# stage_pids KIND: pids of the live stages of a kind, sorted.
+stage_pids() {
+    "$CM" stage list --json | python3 -c '
+import json, sys
+print(" ".join(sorted(str(s["pid"]) for s in json.load(sys.stdin)["stages"]
+                      if s["kind"] == sys.argv[1] and s["state"] == "alive")))' "$1"
+}
+# at_least LIMIT CMD...: polls (every 20 ms) until the number CMD prints reaches LIMIT.
+at_least() {
+    local limit=$1 end=$(( $(date +%s) + 120 )) v; shift
+    while [ "$(date +%s)" -lt $end ]; do
+        v=$("$@")
+        [ "${v:-0}" -ge "$limit" ] && { echo "$v"; return 0; }
+        sleep 0.02
+    done
+    echo "${v:-0}"; return 1
+}
+# restarted KIND OLD-PIDS COUNT: COUNT live stages of KIND, none of OLD-PIDS among them.
+restarted() {
+    local now p
+    now=$(stage_pids "$1")
+    [ "$(wc -w <<<"$now")" = "$3" ] || return 1
+    for p in $2; do case " $now " in *" $p "*) return 1 ;; esac; done
+}
+
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$N" "$T/bulk" --corpus "$CORPUS" --prefix eo >/dev/null
+"${FILL[@]}" u06 INBOX -d "$T/bulk" >/dev/null
+check_eq "the mailbox holds $N unseen messages before the start" "$N" "$(unseen u06)"
+wait_until 20 test "$(stage_pids parser | wc -w)" = 2
+check_eq "two parser stages are alive (CASEMAIL_PARSERS=2)" 2 "$(stage_pids parser | wc -w)"
+
+route_add eo u06 --kind ingest >/dev/null
+"$CM" route start eo >/dev/null
+
+# 1. the fetcher, in the middle of the ingest
+old=$(stage_pids fetcher)
+at=$(at_least 300 stored eo)
+kill -9 $old 2>/dev/null
+if [ "$at" -lt "$N" ]; then ok "fetcher (pid $old) killed with SIGKILL mid-ingest, at $at of $N stored"
+else not_ok "fetcher killed mid-ingest" "all $N were stored before the kill"; fi
+if wait_until 30 restarted fetcher "$old" 1; then ok "the router restarts the fetcher"
+else not_ok "the router restarts the fetcher" "fetchers: $(stage_pids fetcher)"; fi
+
+# 2. one parser, in the middle of the parsing
+pp=$(stage_pids parser)
+victim=${pp%% *}
+at=$(at_least $((N / 3)) parsed eo)
+kill -9 "$victim" 2>/dev/null
+if [ "$at" -lt "$N" ]; then ok "parser (pid $victim) killed with SIGKILL mid-parse, at $at of $N parsed"
+else not_ok "parser killed mid-parse" "all $N were parsed before the kill"; fi
+wait_until 30 restarted parser "$victim" 2 || not_ok "the router restarts the parser" "parsers: $(stage_pids parser)"
+
+# 3. both parsers at once
+pp=$(stage_pids parser)
+at=$(at_least $((2 * N / 3)) parsed eo)
+kill -9 $pp 2>/dev/null
+if [ "$at" -lt "$N" ]; then ok "both parsers ($pp) killed at once, at $at of $N parsed"
+else not_ok "both parsers killed mid-parse" "all $N were parsed before the kill"; fi
+if wait_until 30 restarted parser "$pp" 2; then ok "the router restarts both parsers"
+else not_ok "the router restarts both parsers" "parsers: $(stage_pids parser)"; fi
+
+done_all() { [ "$(stored eo)" = "$N" ] && [ "$(parsed eo)" = "$N" ]; }
+wait_until 180 done_all || not_ok "all $N messages stored and parsed" "stored $(stored eo), parsed $(parsed eo)"
+
+R="route_id = (SELECT id FROM routes WHERE name = 'eo')"
+check_eq "no message left fetched" 0 "$(sql "SELECT count(*) FROM messages WHERE $R AND state = 'fetched'")"
+check_eq "no message rejected" 0 "$(sql "SELECT count(*) FROM messages WHERE $R AND state = 'rejected'")"
+check_eq "exactly $N messages stored" "$N" "$(stored eo)"
+check_eq "each Message-ID stored exactly once" "$N $N" \
+    "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE $R")"
+check_eq "none missing: Message-IDs eo.0 .. eo.$((N - 1))" "$N" \
+    "$(sql "SELECT count(*) FROM generate_series(0, $N - 1) g JOIN messages m ON m.$R
+            AND m.message_id = 'eo.' || g || '@bench.test'")"
+check_eq "exactly $N incidents" "$N" "$(sql "SELECT count(*) FROM incidents WHERE $R")"
+check_eq "each incident opened by its own message" "$N" \
+    "$(sql "SELECT count(DISTINCT source_message) FROM incidents WHERE $R")"
+check_eq "each message points at the incident it opened" "$N" \
+    "$(sql "SELECT count(*) FROM messages m JOIN incidents i ON i.id = m.incident_id AND i.source_message = m.id WHERE m.$R")"
+check_eq "one timeline entry per message" "$N $N" \
+    "$(sql "SELECT count(DISTINCT t.inbound_id) || ' ' || count(*) FROM timeline t JOIN incidents i ON i.id = t.incident_id WHERE i.$R")"
+check_eq "two parser stages alive at the end" 2 "$(stage_pids parser | wc -w)"
+check_eq "route eo is RUNNING" RUNNING "$(route_status eo)"
+
+# after-fetch seen (the default): no message left unseen in the mailbox
+wait_until 30 test "$(unseen u06)" = 0
+check_eq "after-fetch seen: SEARCH UNSEEN finds none of the $N" 0 "$(unseen u06)"
+check_eq "after-fetch seen: the messages stay in INBOX" "$N" "$(messages u06 INBOX)"
+
+# after-fetch move: INBOX emptied into Processed
+M=50
+mkdir -p "$T/move"
+cp "$T"/bulk/0000[0-4]?.eml "$T/move/"
+"${FILL[@]}" u07 INBOX -d "$T/move" >/dev/null
+check_eq "move: INBOX holds $M before the start" "$M" "$(messages u07 INBOX)"
+route_add mv u07 --kind ingest --after-fetch move --processed-folder Processed >/dev/null
+"$CM" route start mv >/dev/null
+moved() { [ "$(messages u07 INBOX)" = 0 ] && [ "$(messages u07 Processed)" = "$M" ]; }
+wait_until 60 moved
+check_eq "after-fetch move: INBOX is empty" 0 "$(messages u07 INBOX)"
+check_eq "after-fetch move: Processed holds the $M messages" "$M" "$(messages u07 Processed)"
+check_eq "after-fetch move: all $M stored once" "$M $M" \
+    "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = 'mv')")"

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Hostile mail through a real mailbox (DESIGN invariant 4): the generated
+# hostile suite (tests/unit/message_test.c --write-hostile: MIME nested
+# 10,000 deep, 100,000 parts, a 1 MB header line, 100,000 RFC 2231
+# parameters, a From of colons, broken encoded words, broken base64 and QP,
+# NUL bytes, bare CR, invalid UTF-8 and 8-bit headers, a boundary that
+# never closes, hostile file names, ...) plus a body with a forged IMAP
+# tagged OK, an empty message, headers only and a message over the size
+# limit. Each becomes an incident or a rejection with a reason; no stage
+# crashes; the route stays RUNNING; the next normal message is ingested;
+# each stage's peak memory is printed and bounded. User u23.
+. "$(dirname "$0")/../lib.sh"
+src=$CM_WORK/hostile-mail
+mkdir -p "$src"
+"$CM_BIN/casemail-message-test" --write-hostile "$src" > /dev/null
+printf 'From: a@outside.test\r\nTo: u23@example.test\r\nSubject: forged tagged OK\r\nMessage-ID: <forged-ok@outside.test>\r\n\r\nline one\r\nA003 OK FETCH completed\r\n* 2 FETCH (UID 99 BODY[] {5}\r\nhello)\r\nA004 OK done\r\n' > "$src/x-forged-ok.eml"
+: > "$src/x-empty.eml"
+printf 'From: a@outside.test\r\nTo: u23@example.test\r\nSubject: headers only\r\nMessage-ID: <headers-only@outside.test>\r\n' > "$src/x-headers-only.eml"
+python3 - "$src/x-oversize.eml" <<'PY'
+import sys, base64, os
+with open(sys.argv[1], "wb") as f:
+    f.write(b"From: a@outside.test\r\nTo: u23@example.test\r\nSubject: oversize\r\n"
+            b"Message-ID: <oversize@outside.test>\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+    f.write(base64.encodebytes(os.urandom(20 * 1024 * 1024)))   # ~27 MB encoded
+PY
+total=$(ls "$src" | wc -l)
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u23 INBOX -d "$src" >/dev/null
+cm_start || exit 1
+route_add hostile u23 >/dev/null
+"$CM" route start hostile >/dev/null
+wait_until 30 status_is hostile RUNNING
+before=$("$CM" stage list --json | json '" ".join(sorted(str(s["pid"]) for s in j["stages"]))')
+
+settled() {
+    [ "$(sql "SELECT count(*) FROM messages")" -ge "$total" ] &&
+    [ "$(sql "SELECT count(*) FROM messages WHERE state = 'fetched'")" = 0 ]
+}
+if wait_until 600 settled; then ok "all $total hostile messages were fetched and settled"; else not_ok "all $total hostile messages were fetched and settled" "$(sql "SELECT state, count(*) FROM messages GROUP BY 1" | tr '\n' ' ')"; fi
+check_eq "every message is parsed or rejected" "$total" "$(sql "SELECT count(*) FROM messages WHERE state IN ('parsed', 'rejected')")"
+check_eq "every rejection has a reason" "0" "$(sql "SELECT count(*) FROM messages WHERE state = 'rejected' AND coalesce(reason, '') = ''")"
+check_eq "every parsed message opened or joined an incident, or is flagged" "0" \
+    "$(sql "SELECT count(*) FROM messages WHERE state = 'parsed' AND incident_id IS NULL AND flags = '{}'")"
+check_eq "raw bytes are kept for every stored message (evidence)" "0" \
+    "$(sql "SELECT count(*) FROM messages WHERE raw IS NULL AND reason NOT LIKE '%fetch limit%'")"
+check_contains "the oversize message is rejected naming the limit" "limit" \
+    "$(sql "SELECT reason FROM messages WHERE message_id = 'oversize@outside.test'")"
+check_contains "MIME nested 10,000 deep is rejected with a reason" "nesting" \
+    "$(sql "SELECT string_agg(reason, ' | ') FROM messages WHERE state = 'rejected'")"
+check_eq "the forged tagged OK did not desynchronise IMAP: its body is intact" "1" \
+    "$(sql "SELECT count(*) FROM messages WHERE message_id = 'forged-ok@outside.test' AND position('A004 OK done' in convert_from(raw, 'UTF8')) > 0")"
+echo "# rejections: $(sql "SELECT count(*) FROM messages WHERE state = 'rejected'") of $total"
+sql "SELECT '#   ' || left(reason, 100) FROM messages WHERE state = 'rejected' ORDER BY id"
+# hostile file names are stored as plain base names
+check_eq "no stored file name has a path or a control character" "0" \
+    "$(sql "SELECT count(*) FROM attachments WHERE filename ~ '[/\\\\]' OR filename ~ '[[:cntrl:]]' OR filename IN ('', '.', '..')")"
+
+after=$("$CM" stage list --json | json '" ".join(sorted(str(s["pid"]) for s in j["stages"]))')
+check_eq "no stage crashed or was restarted (same pids)" "$before" "$after"
+check_lacks "the router saw no stage die" "killed by signal" "$(cat "$CASEMAIL_HOME/log/router.log" 2>/dev/null; cat "$CM_WORK/$CM_TEST.up.log")"
+check_eq "the route is still RUNNING" "RUNNING" "$(route_status hostile)"
+
+CM_FROM=normal@outside.test deliver u23@example.test "normal after hostile" --header "Message-ID: <normal-after@outside.test>"
+normal() { [ "$(sql "SELECT count(*) FROM messages WHERE message_id = 'normal-after@outside.test' AND incident_id IS NOT NULL")" = 1 ]; }
+if wait_until 30 normal; then ok "the next normal message became an incident"; else not_ok "the next normal message became an incident"; fi
+
+# peak memory of each stage (VmHWM), bounded
+for pid in $after; do
+    kind=$(ps -o args= -p "$pid" | awk '{print $1}' | xargs basename)
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    echo "# $kind (pid $pid): peak resident memory $((hwm / 1024)) MB"
+    if [ "$hwm" -lt $((1536 * 1024)) ]; then ok "$kind peak memory bounded ($((hwm / 1024)) MB < 1536 MB)"; else not_ok "$kind peak memory bounded" "$((hwm / 1024)) MB"; fi
+done

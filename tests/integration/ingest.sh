@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# tests/integration/ingest.sh: mail in a running route's mailbox becomes
+# incidents (issue 3, "Proven by make test" 1, 2, 3 and 5).
+#  1. every message of the hunnysoft corpus -> an incident or a rejection
+#     with a reason; subjects, senders, attachment names and sizes as
+#     Python's email package reads them (tests/tools/corpus_check.py);
+#  2. nested .eml with its own attachments, a marked .msg, S/MIME and
+#     PGP/MIME encrypted mail rejected, signed mail accepted;
+#  3. replies by In-Reply-To, References only and subject tag only land on
+#     their incident of a two-way route; an auto-reply and a bounce open none;
+#  5. a 20 MB attachment comes back byte for byte; a message over the size
+#     limit is rejected with a reason naming the limit.
+# Users: u01..u05 (one route each).
+. "$CM_TOP/tests/lib.sh"
+cm_start || exit 1
+
+T=$CM_WORK/$CM_TEST.d
+mkdir -p "$T"
+MK=(python3 "$CM_TOP/tests/tools/mkmail.py")
+FILL=("$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR")
+CORPUS=$CM_TOP/../shared/corpus/hunnysoft
+[ -d "$CORPUS" ] || CORPUS=${CM_CORPUS:-}
+
+# msgs ROUTE [WHERE]: number of the route's messages (matching WHERE).
+msgs() { sql "SELECT count(*) FROM messages m JOIN routes r ON r.id = m.route_id WHERE r.name = '$1' AND (${2:-true})"; }
+# settled ROUTE N: N messages stored and none still waiting for a parser.
+settled() { [ "$(msgs "$1")" = "$2" ] && [ "$(msgs "$1" "m.state = 'fetched'")" = 0 ]; }
+# by_mid MESSAGE-ID COLUMN: a column of the stored message (inbox list --json).
+by_mid() {
+    "$CM" inbox list --json | python3 -c '
+import json, sys
+mid, col = sys.argv[1], sys.argv[2]
+rows = [m for m in json.load(sys.stdin)["messages"] if (m["message_id"] or "").strip("<>") == mid]
+v = rows[0].get(col) if len(rows) == 1 else "<%d rows>" % len(rows)
+print(",".join(v) if isinstance(v, list) else ("" if v is None else v))' "$1" "$2"
+}
+start_route() {
+    "$CM" route start "$1" >/dev/null
+    wait_until 30 status_is "$1" RUNNING || not_ok "route $1 RUNNING" "status: $(route_status "$1")"
+}
+incidents_of() { sql "SELECT count(*) FROM incidents i JOIN routes r ON r.id = i.route_id WHERE r.name = '$1'"; }
+
+# ---------------------------------------------------------------- 1. corpus
+if [ -z "$CORPUS" ] || [ ! -d "$CORPUS" ]; then
+    not_ok "corpus found" "neither $CM_TOP/../shared/corpus/hunnysoft nor CM_CORPUS is a folder"
+else
+    n=$(find "$CORPUS" -maxdepth 1 -type f | wc -l)
+    route_add corpus u01 --kind ingest >/dev/null
+    "${FILL[@]}" u01 INBOX -d "$CORPUS" >/dev/null
+    start_route corpus
+    if wait_until 120 settled corpus "$n"; then ok "corpus: all $n messages fetched and parsed or rejected"
+    else not_ok "corpus: all $n messages fetched and parsed or rejected" \
+        "stored $(msgs corpus), still fetched $(msgs corpus "m.state = 'fetched'")"; fi
+    inc=$(incidents_of corpus)
+    rej=$(msgs corpus "m.state = 'rejected'")
+    check_eq "corpus: incidents + rejections = messages ($inc + $rej)" "$n" "$((inc + rej))"
+    check_eq "corpus: every rejection has a reason" 0 "$(msgs corpus "m.state = 'rejected' AND coalesce(trim(m.reason), '') = ''")"
+    CM=$CM python3 "$CM_TOP/tests/tools/corpus_check.py" "$CORPUS" corpus
+
+    # route show: the counts
+    counts=$("$CM" route show corpus --json | json '"%d %d %d %d" % tuple(j["counts"][k] for k in ("fetched", "parsed", "rejected", "pending"))')
+    check_eq "route show --json: counts fetched/parsed/rejected/pending" "$n $((n - rej)) $rej 0" "$counts"
+    run_cm route show corpus
+    text=$(printf '%s\n' "$OUT" | tr -s ' ')
+    check_contains "route show: fetched count" "fetched: $n" "$text"
+    check_contains "route show: parsed count" "parsed: $((n - rej))" "$text"
+    check_contains "route show: rejected count" "rejected: $rej" "$text"
+    check_contains "route show: pending count" "pending: 0" "$text"
+fi
+
+# ------------------------------------------------------- 2. special messages
+"${MK[@]}" nested "$T/nested.eml" --message-id nested.1@reporter.test
+"${MK[@]}" msg "$T/msg.eml" --message-id msg.1@reporter.test
+"${MK[@]}" smime "$T/smime.eml" --message-id smime.1@reporter.test
+"${MK[@]}" pgp "$T/pgp.eml" --message-id pgp.1@reporter.test
+"${MK[@]}" signed "$T/signed.eml" --message-id signed.1@reporter.test
+route_add special u02 --kind ingest >/dev/null
+"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed}.eml >/dev/null
+start_route special
+wait_until 60 settled special 5 || not_ok "special: 5 messages settled" "stored $(msgs special)"
+
+# nested .eml: the attached message and its own attachments, to depth 2
+inc=$(by_mid nested.1@reporter.test incident)
+run_cm incident show "$inc" --json
+printf '%s' "$OUT" > "$T/nested.json"
+tree=$(python3 - "$T/nested.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+atts = [a for t in j["timeline"] for a in t["attachments"]]
+by_id = {a["id"]: a for a in atts}
+for a in atts:
+    parent = by_id.get(a["parent_id"], {}).get("filename", "-")
+    subj = (a.get("headers") or {}).get("subject", "")
+    print("%s depth=%d nested=%s parent=%s %s" % (a["filename"], a["depth"], a["nested"], parent, subj))
+PY
+)
+check_contains "nested: the attached .eml is listed as a nested message" \
+    "suspicious.eml depth=0 nested=True parent=- Invoice 4711 overdue" "$tree"
+check_contains "nested: the attached message's own attachment is under it" \
+    "inner-note.txt depth=1 nested=False parent=suspicious.eml" "$tree"
+check_contains "nested: a message attached to the attached message (depth 2)" \
+    "deeper.eml depth=1 nested=True parent=suspicious.eml Deepest message" "$tree"
+check_contains "nested: its attachment at depth 2" "deepest.txt depth=2 nested=False parent=deeper.eml" "$tree"
+run_cm incident show "$inc"
+check_contains "nested: incident show lists the nested message" "suspicious.eml" "$OUT"
+check_contains "nested: incident show lists its attachment" "inner-note.txt" "$OUT"
+
+# MSG attachment: kept and marked
+inc=$(by_mid msg.1@reporter.test incident)
+note="MSG attachments are not supported; attach the message as EML"
+run_cm incident show "$inc" --json
+msgnote=$(printf '%s' "$OUT" | json '[a["note"] for t in j["timeline"] for a in t["attachments"] if a["filename"] == "suspicious.msg"]')
+check_eq "msg: the .msg attachment is kept and marked" "['$note']" "$msgnote"
+run_cm incident show "$inc"
+check_contains "msg: incident show prints the note" "$note" "$OUT"
+
+# encrypted: rejected with the reason; signed: accepted, signature kept
+check_eq "smime: S/MIME enveloped-data rejected" "rejected" "$(by_mid smime.1@reporter.test state)"
+check_eq "smime: reason" "encrypted email is not supported" "$(by_mid smime.1@reporter.test reason)"
+check_eq "pgp: PGP/MIME multipart/encrypted rejected" "rejected" "$(by_mid pgp.1@reporter.test state)"
+check_eq "pgp: reason" "encrypted email is not supported" "$(by_mid pgp.1@reporter.test reason)"
+check_eq "encrypted: no incident for either" "" "$(by_mid smime.1@reporter.test incident)$(by_mid pgp.1@reporter.test incident)"
+run_cm inbox list --route special --state rejected
+check_contains "inbox list --state rejected shows the reason" "encrypted email is not supported" "$OUT"
+check_eq "signed: multipart/signed accepted" "parsed" "$(by_mid signed.1@reporter.test state)"
+inc=$(by_mid signed.1@reporter.test incident)
+check_contains "signed: opens an incident" "INC-" "$inc"
+run_cm incident show "$inc" --json
+check_contains "signed: the signature is kept as an attachment" '"filename": "smime.p7s"' "$OUT"
+check_contains "signed: flagged signed" '"signed"' "$OUT"
+
+# ---------------------------------------------------------- 3. threading
+route_add tw u03 --kind two-way >/dev/null
+start_route tw
+"${MK[@]}" plain "$T/first.eml" --message-id first.1@reporter.test --subject "Phishing campaign against finance"
+"${FILL[@]}" u03 INBOX "$T/first.eml" >/dev/null
+wait_until 30 settled tw 1 || not_ok "threading: first message parsed"
+INC=$(by_mid first.1@reporter.test incident)
+check_contains "threading: the first message opens an incident" "INC-" "$INC"
+INC=${INC:-(none)}
+"${MK[@]}" plain "$T/r-irt.eml" --message-id reply.irt@reporter.test --in-reply-to first.1@reporter.test \
+    --subject "more details" --body "Reply by In-Reply-To."
+"${MK[@]}" plain "$T/r-refs.eml" --message-id reply.refs@reporter.test \
+    --references "unknown.0@elsewhere.test first.1@reporter.test" --subject "other words" --body "Reply by References."
+"${MK[@]}" plain "$T/r-tag.eml" --message-id reply.tag@reporter.test \
+    --subject "RE: AW: something [$INC]" --body "Reply by subject tag."
+"${MK[@]}" plain "$T/new.eml" --message-id unrelated.1@reporter.test --subject "A different report" \
+    --references "unknown.1@elsewhere.test"
+"${MK[@]}" autoreply "$T/auto.eml" --message-id auto.1@reporter.test
+"${MK[@]}" bounce "$T/bounce.eml" --message-id bounce.1@example.test --to u03@example.test
+"${FILL[@]}" u03 INBOX "$T"/{r-irt,r-refs,r-tag,new,auto,bounce}.eml >/dev/null
+wait_until 30 settled tw 7 || not_ok "threading: 7 messages parsed" "stored $(msgs tw)"
+check_eq "threading: reply by In-Reply-To lands on $INC" "$INC" "$(by_mid reply.irt@reporter.test incident)"
+check_eq "threading: reply by References only lands on $INC" "$INC" "$(by_mid reply.refs@reporter.test incident)"
+check_eq "threading: reply by subject tag only lands on $INC" "$INC" "$(by_mid reply.tag@reporter.test incident)"
+run_cm incident show "$INC" --json
+check_eq "threading: $INC's timeline holds the 4 messages" 4 "$(printf '%s' "$OUT" | json 'len(j["timeline"])')"
+new=$(by_mid unrelated.1@reporter.test incident)
+check "threading: an unrelated message opens its own incident ($new)" \
+    test -n "$new" -a "$new" != "$INC"
+check_eq "threading: the route has exactly 2 incidents" 2 "$(incidents_of tw)"
+check_eq "auto-reply: parsed without an incident" "parsed|" \
+    "$(by_mid auto.1@reporter.test state)|$(by_mid auto.1@reporter.test incident)"
+check_contains "auto-reply: flagged" "auto-reply" "$(by_mid auto.1@reporter.test flags)"
+check_eq "bounce: parsed without an incident" "parsed|" \
+    "$(by_mid bounce.1@example.test state)|$(by_mid bounce.1@example.test incident)"
+check_contains "bounce: flagged" "bounce" "$(by_mid bounce.1@example.test flags)"
+run_cm inbox list --route tw
+check_contains "inbox list shows the auto-reply" "Automatic reply" "$OUT"
+
+# ------------------------------------------------ 5. big and too big
+# A 20 MB attachment is 27.4 MB once base64-encoded: over the default raw
+# size limit (CASEMAIL_MAX_MESSAGE_BYTES, 25 MiB, docs/OPERATIONS.md), which
+# the parser applies to the raw message. The issue asks for both defaults
+# (reported to the lead); this part runs with a 32 MiB limit.
+"$CM" down >/dev/null 2>&1
+CASEMAIL_MAX_MESSAGE_BYTES=33554432 "$CM" up >/dev/null 2>&1 || not_ok "casemail up with a 32 MiB limit"
+"${MK[@]}" big "$T/big.eml" --size 20000000 --message-id big.1@reporter.test
+route_add big u04 --kind ingest >/dev/null
+"${FILL[@]}" u04 INBOX "$T/big.eml" >/dev/null
+start_route big
+wait_until 120 settled big 1 || not_ok "big: the 20 MB message settled" "stored $(msgs big)"
+check_eq "big: parsed" parsed "$(by_mid big.1@reporter.test state)"
+inc=$(by_mid big.1@reporter.test incident)
+run_cm incident show "$inc" --json
+aid=$(printf '%s' "$OUT" | json '[a["id"] for t in j["timeline"] for a in t["attachments"] if a["filename"] == "capture.pcap"][0]' 2>/dev/null)
+want=$(sha256sum < "$T/big.eml.bin" | cut -d' ' -f1)
+check_eq "big: stored SHA-256 is the original's" "$want" \
+    "$(printf '%s' "$OUT" | json '[a["sha256"] for t in j["timeline"] for a in t["attachments"] if a["filename"] == "capture.pcap"][0]' 2>/dev/null)"
+rm -f "$T/got.bin"
+check_exit "big: attachment get ${aid:-?} -o FILE" 0 attachment get "${aid:-0}" -o "$T/got.bin"
+check_eq "big: the downloaded 20 MB file has the original's SHA-256" "$want" \
+    "$(sha256sum < "$T/got.bin" 2>/dev/null | cut -d' ' -f1)"
+check_eq "big: size" 20000000 "$(stat -c %s "$T/got.bin" 2>/dev/null)"
+
+# The size limit is the parser's (CASEMAIL_MAX_MESSAGE_BYTES): restart with 2 MB.
+"$CM" down >/dev/null 2>&1
+CASEMAIL_MAX_MESSAGE_BYTES=2000000 "$CM" up >/dev/null 2>&1 || not_ok "casemail up with a 2 MB limit"
+"${MK[@]}" big "$T/toobig.eml" --size 3000000 --message-id toobig.1@reporter.test
+"${MK[@]}" plain "$T/after.eml" --message-id after.1@reporter.test --subject "after the big one"
+route_add limit u05 --kind ingest >/dev/null
+"${FILL[@]}" u05 INBOX "$T/toobig.eml" >/dev/null
+"${FILL[@]}" u05 INBOX "$T/after.eml" >/dev/null
+start_route limit
+wait_until 60 settled limit 2 || not_ok "limit: both messages settled" "stored $(msgs limit)"
+check_eq "limit: the 4 MB message (3 MB attachment) is rejected" rejected "$(by_mid toobig.1@reporter.test state)"
+reason=$(by_mid toobig.1@reporter.test reason)
+check_contains "limit: the reason names the limit" "over the 2000000-byte limit" "$reason"
+check_eq "limit: its raw bytes are kept" "$(stat -c %s "$T/toobig.eml")" \
+    "$(sql "SELECT octet_length(raw) FROM messages WHERE message_id = 'toobig.1@reporter.test'" | head -1)"
+check_eq "limit: the route goes on with the next message" parsed "$(by_mid after.1@reporter.test state)"
+check_eq "limit: the route is still RUNNING" RUNNING "$(route_status limit)"

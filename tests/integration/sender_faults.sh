@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# tests/integration/sender_faults.sh: the sender stage under faults, with
+# the real Postfix (issue 4, items 4 and 5).
+#   4. with Postfix stopped an email stays queued (attempts grow, last error
+#      set) and is sent once Postfix is back; a 5xx at RCPT (reject.test)
+#      fails at once with Postfix's text; a wrong route password fails with
+#      an authentication reason;
+#   5. 500 emails queued while the senders are killed with kill -9 again
+#      and again: every one ends `sent` and reaches the sink (none lost);
+#      duplicates (at-least-once) are reported, not failed.
+# Uses the users u11 and u12 and the shared sink mailbox (messages found by
+# Message-ID or a subject token unique to this run).
+. "$CM_TOP/tests/lib.sh"
+export CASEMAIL_SEND_RETRY_BASE_MS=500
+export CASEMAIL_SEND_MAX_ATTEMPTS=30
+export CASEMAIL_SENDERS=2
+export CASEMAIL_SENDER_THREADS=3
+
+T=$CM_WORK/$CM_TEST.d
+rm -rf "$T"
+mkdir -p "$T"
+TOK="sf$$x$RANDOM"
+BULK=500
+
+postfix_ctl() { "$CM_TOP/tests/stack/ctl.sh" "$CM_STACK_DIR" "$1" postfix; }
+# Postfix is started again whatever happens to this script.
+cleanup() {
+    if [ "$(postfix_ctl status 2>/dev/null)" != running ]; then postfix_ctl start >/dev/null 2>&1; fi
+    cm_stop
+}
+trap cleanup EXIT
+
+cm_start || exit 1
+
+cat > "$T/sink.py" <<'PY'
+import email, imaplib, json, os, ssl, sys
+def imap(user="sink"):
+    ctx = ssl.create_default_context(cafile=os.environ["CM_CA_FILE"])
+    m = imaplib.IMAP4_SSL("localhost", int(os.environ["CM_IMAPS_PORT"]), ssl_context=ctx)
+    m.login("%s@example.test" % user, "%s-pw-Secret1" % user)
+    return m
+def headers(m, uids, fields):
+    """{uid: email.message} of the given header fields, in batches."""
+    out = {}
+    for i in range(0, len(uids), 200):
+        batch = b",".join(uids[i:i + 200])
+        typ, data = m.uid("FETCH", batch, "(UID BODY.PEEK[HEADER.FIELDS (%s)])" % fields)
+        for part in data:
+            if isinstance(part, tuple):
+                uid = part[0].split(b"UID ")[1].split()[0]
+                out[uid] = email.message_from_bytes(part[1])
+    return out
+cmd = sys.argv[1]
+if cmd == "clear":                  # clear USER: empties the user's INBOX
+    m = imap(sys.argv[2]); m.select("INBOX")
+    m.store("1:*", "+FLAGS", "\\Deleted") if int(m.select("INBOX")[1][0]) else None
+    m.expunge()
+elif cmd == "count":                # count MSGID: copies of that Message-ID in the sink
+    m = imap(); m.select("INBOX", readonly=True)
+    mid = sys.argv[2]
+    typ, data = m.uid("SEARCH", "HEADER", "Message-ID", '"<%s>"' % mid)
+    uids = data[0].split() if data and data[0] else []
+    hs = headers(m, uids, "MESSAGE-ID")
+    print(sum(1 for h in hs.values() if (h.get("Message-ID") or "").strip() == "<%s>" % mid))
+elif cmd == "tally":                # tally TOKEN: {message_id: [dates]} of sink mail whose subject has TOKEN
+    m = imap(); m.select("INBOX", readonly=True)
+    typ, data = m.uid("SEARCH", "HEADER", "Subject", '"%s"' % sys.argv[2])
+    uids = data[0].split() if data and data[0] else []
+    hs = headers(m, uids, "MESSAGE-ID DATE SUBJECT")
+    out = {}
+    for h in hs.values():
+        if sys.argv[2] in (h.get("Subject") or ""):
+            out.setdefault((h.get("Message-ID") or "").strip().strip("<>"), []).append(h.get("Date"))
+    print(json.dumps(out))
+PY
+sinkpy() { python3 "$T/sink.py" "$@"; }
+outbox_json() { "$CM" outbox list --json; }
+outbox_field() { outbox_json | json "[e for e in j['emails'] if e['id']==$1][0].get('$2')"; }
+outbox_state_is() { [ "$(outbox_field "$1" state)" = "$2" ]; }
+attempts_at_least() { [ "$(outbox_field "$1" attempts)" -ge "$2" ]; }
+sink_count_is() { [ "$(sinkpy count "$1")" = "$2" ]; }
+email_id() { printf '%s' "$1" | sed -n 's/.*email \([0-9][0-9]*\).*/\1/p' | head -1; }
+# open_incident ROUTE USER SUBJECT: delivers a message; prints the INC-n it opened
+open_incident() {
+    deliver "$2@$CM_MAIL_DOMAIN" "$3" --body "opening $3"
+    wait_until 30 sh -c "'$CM' incident list --json | grep -q '$3'" || return 1
+    "$CM" incident list --json | json "[i['number'] for i in j['incidents'] if i['title']=='$3'][0]"
+}
+
+sinkpy clear u11 || not_ok "the u11 mailbox is emptied before the test"
+sinkpy clear u12 || not_ok "the u12 mailbox is emptied before the test"
+route_add sf u11 >/dev/null
+route_add sfpw u12 >/dev/null
+"$CM" route start sf >/dev/null
+"$CM" route start sfpw >/dev/null
+wait_until 30 status_is sf RUNNING || not_ok "route sf RUNNING" "$(route_status sf)"
+wait_until 30 status_is sfpw RUNNING || not_ok "route sfpw RUNNING" "$(route_status sfpw)"
+INC=$(open_incident sf u11 "Faults $TOK")
+INCPW=$(open_incident sfpw u12 "Password $TOK")
+case "$INC$INCPW" in INC-*INC-*) ok "incidents opened on both routes ($INC, $INCPW)" ;;
+    *) not_ok "incidents opened on both routes" "got '$INC' and '$INCPW'"; exit 1 ;; esac
+
+# --- 4a. outbound server down: queued, retried, sent once it is back ----
+postfix_ctl stop >/dev/null 2>&1
+check_eq "Postfix is stopped" stopped "$(postfix_ctl status 2>/dev/null)"
+run_cm incident email "$INC" --to "down-$TOK@outside.test" --subject "While down $TOK" --body "Queued."
+check_eq "the email is accepted while Postfix is down" 0 "$RC"
+E1=$(email_id "$OUT")
+if wait_until 30 attempts_at_least "$E1" 3; then ok "attempts grow while Postfix is down"
+else not_ok "attempts grow while Postfix is down" "attempts: $(outbox_field "$E1" attempts)"; fi
+check_eq "the email stays queued (not failed)" queued "$(outbox_field "$E1" state)"
+ERR1=$(outbox_field "$E1" last_error)
+echo "# last_error while down: $ERR1"
+if [ -n "$ERR1" ] && [ "$ERR1" != None ]; then ok "last_error says why it is waiting"
+else not_ok "last_error says why it is waiting" "last_error: $ERR1"; fi
+check_eq "the outbox list shows no sent_at while down" None "$(outbox_field "$E1" sent_at)"
+postfix_ctl start >/dev/null 2>&1
+check_eq "Postfix is started again" running "$(postfix_ctl status 2>/dev/null)"
+if wait_until 60 outbox_state_is "$E1" sent; then ok "the email is sent once Postfix is back"
+else not_ok "the email is sent once Postfix is back" "state $(outbox_field "$E1" state): $(outbox_field "$E1" last_error)"; fi
+MID1=$(outbox_field "$E1" message_id)
+if wait_until 30 sink_count_is "$MID1" 1; then ok "the delayed email reaches the sink once"
+else not_ok "the delayed email reaches the sink once" "copies: $(sinkpy count "$MID1")"; fi
+
+# --- 4b. a 5xx at RCPT fails at once with Postfix's text ----------------
+run_cm incident email "$INC" --to "nobody-$TOK@reject.test" --subject "Rejected $TOK" --body "x" \
+    --wait --wait-timeout 30
+check_eq "incident email --wait exits 1 for a rejected recipient" 1 "$RC"
+check_contains "--wait prints the failure" "failed" "$OUT"
+E2=$(email_id "$OUT")
+check_eq "the rejected email is failed" failed "$(outbox_field "$E2" state)"
+check_eq "it failed at once (one attempt)" 1 "$(outbox_field "$E2" attempts)"
+ERR2=$(outbox_field "$E2" last_error)
+check_contains "last_error has Postfix's code" "550" "$ERR2"
+check_contains "last_error has Postfix's text" "Recipient rejected by the casemail test stack" "$ERR2"
+check_contains "the failure shows on the incident's timeline" "failed" \
+    "$("$CM" incident show "$INC" --json | json "[e.get('state') for e in j['timeline'] if e.get('outbox_id')==$E2]")"
+
+# --- 4c. a wrong password fails with an authentication reason -----------
+BADPW=wrong-password-$TOK "$CM" route set sfpw --password-env BADPW >/dev/null 2>&1
+check_eq "route set --password-env changes the password" 0 "$?"
+run_cm incident email "$INCPW" --to "pw-$TOK@outside.test" --subject "Wrong password $TOK" \
+    --body "x" --wait --wait-timeout 30
+check_eq "incident email --wait exits 1 with a wrong password" 1 "$RC"
+E3=$(email_id "$OUT")
+check_eq "the email is failed" failed "$(outbox_field "$E3" state)"
+check_eq "it failed at once (one attempt)" 1 "$(outbox_field "$E3" attempts)"
+ERR3=$(outbox_field "$E3" last_error)
+echo "# last_error with a wrong password: $ERR3"
+check_contains "last_error gives an authentication reason" "authentication" \
+    "$(printf '%s' "$ERR3" | tr 'A-Z' 'a-z')"
+check_lacks "last_error never shows the password" "wrong-password-$TOK" "$ERR3"
+"$CM" route stop sfpw >/dev/null 2>&1
+
+# --- 5. 500 emails, senders killed with kill -9 while sending ----------
+# stage_sender_pids: the live senders the router reports (stage list);
+# child_sender_pids: the router's sender children right now (no stale
+# entries, and fast enough to aim kills under load).
+stage_sender_pids() {
+    "$CM" stage list --json | json "' '.join(sorted(str(s['pid']) for s in j['stages'] if s['kind']=='sender' and s['state']=='alive'))"
+}
+ROUTER_PID=$(cat "$CASEMAIL_HOME/run/router.pid")
+child_sender_pids() { pgrep -P "$ROUTER_PID" -x casemail-sender | sort | tr '\n' ' ' | sed 's/ $//'; }
+bulk_states() {   # "total queued sending sent failed bounced" of this run's bulk emails
+    sql "SELECT count(*), count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'sending'),
+         count(*) FILTER (WHERE state = 'sent'), count(*) FILTER (WHERE state = 'failed'),
+         count(*) FILTER (WHERE state = 'bounced') FROM outbox WHERE subject LIKE '%Bulk $TOK #%'" | tr '|' ' '
+}
+all_sent() { [ "$(bulk_states | cut -d' ' -f4)" = "$BULK" ]; }
+PIDS0=$(stage_sender_pids)
+check_eq "stage list names the router's sender processes" "$(child_sender_pids)" "$PIDS0"
+# the queue is filled through the API by 8 parallel clients
+cat > "$T/queue.py" <<'PY'
+import json, os, sys, threading, urllib.request
+url = open(os.environ["CASEMAIL_HOME"] + "/run/api.url").read().strip()
+token = open(os.environ["CASEMAIL_HOME"] + "/api.token").read().strip()
+inc, tok, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+codes, lock, todo = [], threading.Lock(), list(range(1, n + 1))
+def worker():
+    while True:
+        with lock:
+            if not todo:
+                return
+            i = todo.pop(0)
+        body = json.dumps({"to": ["bulk-%s@outside.test" % tok], "subject": "Bulk %s #%d" % (tok, i),
+                           "body": "email %d of the kill -9 test\n" % i}).encode()
+        req = urllib.request.Request("%s/v1/incidents/%s/email" % (url, inc), data=body, method="POST",
+              headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        try:
+            code = urllib.request.urlopen(req, timeout=60).status
+        except urllib.error.HTTPError as e:
+            code = e.code
+        except Exception as e:
+            code = "error %s" % e
+        with lock:
+            codes.append(code)
+threads = [threading.Thread(target=worker) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("\n".join(str(c) for c in codes))
+PY
+START=$(date +%s)
+python3 "$T/queue.py" "$INC" "$TOK" "$BULK" > "$T/codes" &
+QPID=$!
+# kill the senders again and again while emails are queued and sent: each
+# time the router has restarted them and they have worked for a moment
+KILLS=0
+KILLS_MIDWAY=0
+KILLED=" "
+bulk_queued_at_least() { [ "$(bulk_states | cut -d' ' -f1)" -ge "$1" ]; }
+wait_until 60 bulk_queued_at_least 100
+new_senders() {   # every sender child is one we have not killed yet
+    local p pids
+    pids=$(child_sender_pids)
+    [ -n "$pids" ] || return 1
+    for p in $pids; do case "$KILLED" in *" $p "*) return 1 ;; esac; done
+}
+for round in 1 2 3 4 5; do
+    wait_until 40 new_senders || { echo "# round $round: no new sender came up"; continue; }
+    sleep 0.5
+    set -- $(bulk_states)
+    [ "$1" = "$BULK" ] && [ "$4" = "$BULK" ] && break
+    pids=$(child_sender_pids)
+    kill -9 $pids 2>/dev/null && KILLS=$((KILLS + 1))
+    KILLED="$KILLED$pids "
+    echo "# round $round: kill -9 $pids with $1 bulk emails queued so far: $2 queued, $3 sending, $4 sent"
+    [ $(( $2 + $3 )) -gt 0 ] && KILLS_MIDWAY=$((KILLS_MIDWAY + 1))
+done
+wait "$QPID"
+check_eq "$BULK emails queued through the API (201 each)" "$BULK" "$(grep -c '^201$' "$T/codes")"
+if [ "$KILLS" -ge 3 ] && [ "$KILLS_MIDWAY" -ge 3 ]; then
+    ok "senders killed with kill -9 $KILLS times, $KILLS_MIDWAY of them with emails queued or sending"
+else not_ok "senders killed with kill -9 at least 3 times while emails were queued or sending" \
+    "kills $KILLS, with work pending $KILLS_MIDWAY"; fi
+if wait_until 150 all_sent; then ok "after the kills every email is sent ($BULK)"
+else not_ok "after the kills every email is sent" "total queued sending sent failed bounced: $(bulk_states)"; fi
+echo "# all sent after $(( $(date +%s) - START )) s; bulk states: $(bulk_states)"
+wait_until 20 new_senders
+PIDS1=$(stage_sender_pids)
+echo "# sender pids before: $PIDS0, after: $PIDS1"
+if [ -n "$PIDS1" ] && [ "$PIDS1" = "$(child_sender_pids)" ] && [ "$PIDS1" != "$PIDS0" ]; then
+    ok "the router restarted the killed senders (stage list shows the new pids)"
+else not_ok "the router restarted the killed senders" "before: $PIDS0, after: $PIDS1, children: $(child_sender_pids)"; fi
+check_eq "no bulk email failed" 0 "$(bulk_states | cut -d' ' -f5)"
+
+# every Message-ID reaches the sink; duplicates are counted, not failed
+outbox_json | json "'\n'.join(e['message_id'] for e in j['emails'] if 'Bulk $TOK' in e['subject'])" \
+    | sort > "$T/sent.ids"
+check_eq "$BULK distinct Message-IDs in the outbox" "$BULK" "$(sort -u "$T/sent.ids" | wc -l)"
+sink_complete() {
+    sinkpy tally "Bulk $TOK" > "$T/tally.json" &&
+    [ "$(json 'sum(1 for k in j if k)' < "$T/tally.json")" -ge "$BULK" ]
+}
+wait_until 120 sink_complete
+json "'\n'.join(sorted(j))" < "$T/tally.json" > "$T/sink.ids"
+MISSING=$(comm -23 "$T/sent.ids" "$T/sink.ids" | wc -l)
+EXTRA=$(comm -13 "$T/sent.ids" "$T/sink.ids" | wc -l)
+check_eq "no email is missing from the sink (none lost)" 0 "$MISSING"
+[ "$MISSING" = 0 ] || comm -23 "$T/sent.ids" "$T/sink.ids" | head -5 | sed 's/^/# missing: /'
+check_eq "no unknown Message-ID in the sink" 0 "$EXTRA"
+DUPS=$(json 'sum(len(v) - 1 for v in j.values())' < "$T/tally.json")
+DUPIDS=$(json 'sum(1 for v in j.values() if len(v) > 1)' < "$T/tally.json")
+echo "# duplicates: $DUPIDS Message-ID(s) arrived more than once ($DUPS extra copies) of $BULK emails (at-least-once)"
+if [ "$DUPIDS" -gt 0 ]; then
+    # a resend is the stored MIME, byte for byte: same Date header in every copy
+    check_eq "a resent email is the same message (same Date in every copy)" 0 \
+        "$(json 'sum(1 for v in j.values() if len(set(v)) > 1)' < "$T/tally.json")"
+fi
+
+cleanup
+trap - EXIT
