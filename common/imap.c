@@ -52,6 +52,10 @@ struct _cm_imap_t {
     char *folder_url;           /* folder_wire percent-encoded */
     cm_mailcurl_ctx_t ctl_ctx;  /* debug context of ctl */
     cm_mailcurl_ctx_t body_ctx; /* debug context of body */
+    struct s_meta *meta;        /* FLAGS and sizes of the prefetched batch */
+    uint64_t *unsee;            /* fetched with peek, were unread: to restore */
+    size_t nunsee, unsee_cap;
+    size_t nmeta;
     cm_buf_t in;                /* received bytes not yet cut into lines */
     size_t hint;                /* where the search for LF resumes in `in` */
     cm_buf_t line;              /* the current logical line */
@@ -838,12 +842,20 @@ s_parse_fetch (const char *line, s_fetch_t *f)
         else if (s_skip_value (&p))
             return;
     }
-    if (uid && uid == f->uid) {
+    if (uid && (uid == f->uid || f->uid == 0)) {
         got.found = true;
         got.uid = uid;
         *f = got;
     }
 }
+
+/* A prefetched message: what cm_imap_prefetch() learnt of it. */
+struct s_meta {
+    uint64_t uid;
+    bool seen;
+    bool has_size;
+    uint64_t size;
+};
 
 typedef struct {
     char prefix [3][NS_MAX][256];   /* personal, other users, shared */
@@ -1606,6 +1618,152 @@ s_retryable (CURLcode rc)
         || rc == CURLE_GOT_NOTHING || rc == CURLE_WEIRD_SERVER_REPLY;
 }
 
+static int s_body_command (cm_imap_t *self, const char *cmd, char *err, size_t errlen);
+
+/* Writes uids (ascending) as a compact IMAP sequence set "1:5,7,9:12". */
+static int
+s_uid_set (const uint64_t *uids, size_t n, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out [0] = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && uids [j + 1] == uids [j] + 1)
+            j++;
+        int w = j > i
+            ? snprintf (out + used, outlen - used, "%s%" PRIu64 ":%" PRIu64,
+                        used ? "," : "", uids [i], uids [j])
+            : snprintf (out + used, outlen - used, "%s%" PRIu64, used ? "," : "", uids [i]);
+        if (w < 0 || (size_t) w >= outlen - used)
+            return -1;
+        used += (size_t) w;
+        i = j + 1;
+    }
+    return n ? 0 : -1;
+}
+
+typedef struct {
+    struct s_meta *meta;
+    size_t n, cap;
+} s_meta_list_t;
+
+static void
+s_on_prefetch (cm_imap_t *self, const char *line, void *arg)
+{
+    (void) self;
+    s_meta_list_t *list = arg;
+    s_fetch_t f;
+    memset (&f, 0, sizeof f);
+    s_parse_fetch (line, &f);
+    if (!f.found || list->n == list->cap)
+        return;
+    list->meta [list->n++] = (struct s_meta) { f.uid, f.seen, f.has_size, f.size };
+}
+
+int
+cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
+                  size_t errlen)
+{
+    free (self->meta);
+    self->meta = NULL;
+    self->nmeta = 0;
+    if (n == 0)
+        return 0;
+    size_t setlen = n * 24 + 1;
+    char *set = malloc (setlen);
+    char *cmd = malloc (setlen + 64);
+    s_meta_list_t list = { calloc (n, sizeof (struct s_meta)), 0, n };
+    int rc = -1;
+    if (!set || !cmd || !list.meta || s_uid_set (uids, n, set, setlen)) {
+        snprintf (err, errlen, "out of memory");
+        goto done;
+    }
+    snprintf (cmd, setlen + 64, "UID FETCH %s (UID FLAGS RFC822.SIZE)", set);
+    /* the body session must see the batch too: sync it once per batch */
+    if (s_body_command (self, "NOOP", err, errlen))
+        goto done;
+    int r = s_command (self, cmd, LINE_CAP, s_on_prefetch, &list, err, errlen);
+    if (r > 0) {
+        char why [300];
+        snprintf (why, sizeof why, "%s", err);
+        snprintf (err, errlen, "UID FETCH of %zu messages failed: %s", n, why);
+    }
+    if (r == 0) {
+        self->meta = list.meta;
+        self->nmeta = list.n;
+        list.meta = NULL;
+        rc = 0;
+    }
+done:
+    free (list.meta);
+    free (set);
+    free (cmd);
+    return rc;
+}
+
+/* Looks uid up in the prefetched batch; true when it was there. */
+static bool
+s_cached_meta (cm_imap_t *self, uint64_t uid, s_fetch_t *f)
+{
+    for (size_t i = 0; i < self->nmeta; i++)
+        if (self->meta [i].uid == uid) {
+            memset (f, 0, sizeof *f);
+            f->found = true;
+            f->uid = uid;
+            f->seen = self->meta [i].seen;
+            f->has_size = self->meta [i].has_size;
+            f->size = self->meta [i].size;
+            return true;
+        }
+    return false;
+}
+
+static size_t
+s_discard (char *data, size_t size, size_t nmemb, void *userp)
+{
+    (void) data;
+    (void) userp;
+    return size * nmemb;
+}
+
+/* Runs one flag or move command (single-line answers only) on the body
+   connection. Flag changes made there are not announced to that session
+   (.SILENT), so the body connection never sees unsolicited FETCH answers
+   that libcurl can't parse (it would drop the connection and log in
+   again for every message); the control connection parses them. 0 ok,
+   1 the server said NO/BAD (text in err), -1 connection error. */
+static int
+s_body_command (cm_imap_t *self, const char *cmd, char *err, size_t errlen)
+{
+    char url [sizeof self->base_url + NAME_MAX_LEN * 3 + 8];
+    snprintf (url, sizeof url, "%s%s", self->base_url, self->folder_url);
+    curl_easy_setopt (self->body, CURLOPT_URL, url);
+    curl_easy_setopt (self->body, CURLOPT_CUSTOMREQUEST, cmd);
+    curl_easy_setopt (self->body, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt (self->body, CURLOPT_WRITEDATA, NULL);
+    CURLcode crc = CURLE_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        self->body_ctx.errbuf [0] = 0;
+        crc = curl_easy_perform (self->body);
+        if (!s_retryable (crc))
+            break;
+    }
+    curl_easy_setopt (self->body, CURLOPT_CUSTOMREQUEST, NULL);
+    if (crc == CURLE_OK)
+        return 0;
+    if (crc == CURLE_QUOTE_ERROR) {
+        snprintf (err, errlen, "%s", self->body_ctx.reply [0] ? self->body_ctx.reply
+                  : "refused by the server");
+        return 1;
+    }
+    char why [400];
+    cm_mailserver_t srv = { .host = self->host, .port = self->port,
+                            .username = self->username };
+    cm_mailcurl_reason (crc, &self->body_ctx, &srv, why, sizeof why);
+    snprintf (err, errlen, "%s", why);
+    return -1;
+}
+
 int
 cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
                char **data, size_t *len, bool *too_big, char *err,
@@ -1619,7 +1777,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
     *len = 0;
     *too_big = false;
     cm_buf_init (&buf, max_bytes);
-    if (s_fetch_meta (self, uid, &meta, err, errlen))
+    if (!s_cached_meta (self, uid, &meta) && s_fetch_meta (self, uid, &meta, err, errlen))
         goto done;
     if (!meta.found) {
         rc = 2;
@@ -1651,8 +1809,22 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         goto done;
     }
     if (crc == CURLE_REMOTE_FILE_NOT_FOUND) {
-        /* expunged meanwhile, or the folder's UIDVALIDITY changed */
-        if (s_fetch_meta (self, uid, &meta, err, errlen))
+        /* The body session may not have seen the message yet (a server
+           shows new mail to a session only at a sync point): sync it and
+           try once more before believing the message is gone. */
+        if (s_body_command (self, "NOOP", err, errlen) == 0) {
+            cm_buf_reset (&buf);
+            curl_easy_setopt (self->body, CURLOPT_URL, url);
+            curl_easy_setopt (self->body, CURLOPT_WRITEFUNCTION, s_write_body);
+            curl_easy_setopt (self->body, CURLOPT_WRITEDATA, &buf);
+            crc = curl_easy_perform (self->body);
+        }
+    }
+    if (crc == CURLE_REMOTE_FILE_NOT_FOUND) {
+        /* expunged meanwhile, or the folder's UIDVALIDITY changed: ask
+           the control session, synced, without the prefetched answer */
+        if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen)
+            || s_fetch_meta (self, uid, &meta, err, errlen))
             goto done;
         if (!meta.found) {
             rc = 2;
@@ -1674,20 +1846,27 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         snprintf (err, errlen, "fetching UID %" PRIu64 ": %s", uid, why);
         goto done;
     }
+    if (meta.has_size && buf.len != meta.size) {
+        /* never commit bytes that are not the message the server sized:
+           a confused connection must not turn into a wrong message */
+        snprintf (err, errlen, "UID %" PRIu64 ": fetched %zu bytes but the server"
+                  " announced %" PRIu64, uid, buf.len, meta.size);
+        curl_easy_setopt (self->body, CURLOPT_FORBID_REUSE, 1L);
+        goto done;
+    }
     if (peek && !meta.seen) {
-        char cmd [96];
-        snprintf (cmd, sizeof cmd, "UID STORE %" PRIu64
-                  " -FLAGS.SILENT (\\Seen)", uid);
-        int r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
-        if (r) {
-            if (r > 0) {
-                char why [300];
-                snprintf (why, sizeof why, "%s", err);
-                snprintf (err, errlen, "could not keep UID %" PRIu64
-                          " unread: %s", uid, why);
+        /* restored for the whole batch by cm_imap_restore_unseen() */
+        if (self->nunsee == self->unsee_cap) {
+            size_t cap = self->unsee_cap ? self->unsee_cap * 2 : 256;
+            uint64_t *grown = realloc (self->unsee, cap * sizeof *grown);
+            if (!grown) {
+                snprintf (err, errlen, "out of memory");
+                goto done;
             }
-            goto done;
+            self->unsee = grown;
+            self->unsee_cap = cap;
         }
+        self->unsee [self->nunsee++] = uid;
     }
     *data = cm_buf_take (&buf, len);
     if (!*data) {
@@ -1701,18 +1880,106 @@ done:
 }
 
 int
+cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
+                       size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    size_t setlen = n * 24 + 1;
+    char *set = malloc (setlen), *cmd = malloc (setlen + 64);
+    int r = -1;
+    if (set && cmd && s_uid_set (uids, n, set, setlen) == 0) {
+        snprintf (cmd, setlen + 64, "UID STORE %s +FLAGS.SILENT (\\Seen)", set);
+        r = s_body_command (self, cmd, err, errlen);
+        if (r > 0) {
+            char why [300];
+            snprintf (why, sizeof why, "%s", err);
+            snprintf (err, errlen, "could not mark %zu message(s) seen: %s", n, why);
+        }
+    }
+    else
+        snprintf (err, errlen, "out of memory");
+    free (set);
+    free (cmd);
+    return r ? -1 : 0;
+}
+
+int
+cm_imap_restore_unseen (cm_imap_t *self, char *err, size_t errlen)
+{
+    if (self->nunsee == 0)
+        return 0;
+    size_t setlen = self->nunsee * 24 + 1;
+    char *set = malloc (setlen), *cmd = malloc (setlen + 64);
+    int r = -1;
+    if (set && cmd && s_uid_set (self->unsee, self->nunsee, set, setlen) == 0) {
+        snprintf (cmd, setlen + 64, "UID STORE %s -FLAGS.SILENT (\\Seen)", set);
+        r = s_body_command (self, cmd, err, errlen);
+        if (r > 0) {
+            char why [300];
+            snprintf (why, sizeof why, "%s", err);
+            snprintf (err, errlen, "could not keep %zu message(s) unread: %s",
+                      self->nunsee, why);
+        }
+    }
+    else
+        snprintf (err, errlen, "out of memory");
+    free (set);
+    free (cmd);
+    self->nunsee = 0;
+    return r ? -1 : 0;
+}
+
+int
 cm_imap_mark_seen (cm_imap_t *self, uint64_t uid, char *err, size_t errlen)
 {
-    char cmd [96];
-    snprintf (cmd, sizeof cmd, "UID STORE %" PRIu64 " +FLAGS.SILENT (\\Seen)",
-              uid);
-    int r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
-    if (r > 0) {
-        char why [300];
-        snprintf (why, sizeof why, "%s", err);
-        snprintf (err, errlen, "could not mark UID %" PRIu64 " seen: %s",
-                  uid, why);
+    return cm_imap_mark_seen_set (self, &uid, 1, err, errlen);
+}
+
+int
+cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *folder,
+                  char *err, size_t errlen)
+{
+    char wire [NAME_MAX_LEN], quoted [NAME_MAX_LEN * 2 + 4], why [300];
+    if (n == 0)
+        return 0;
+    if (s_folder_arg (folder, wire, sizeof wire, quoted, sizeof quoted,
+                      err, errlen))
+        return -1;
+    size_t setlen = n * 24 + 1, cmdlen = setlen + sizeof quoted + 64;
+    char *set = malloc (setlen), *cmd = malloc (cmdlen);
+    int r = -1;
+    if (!set || !cmd || s_uid_set (uids, n, set, setlen)) {
+        snprintf (err, errlen, "out of memory");
+        goto done;
     }
+    snprintf (cmd, cmdlen, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
+    r = s_body_command (self, cmd, err, errlen);
+    if (r > 0) {
+        snprintf (why, sizeof why, "%s", err);
+        if (strstr (why, "TRYCREATE"))
+            snprintf (err, errlen, "folder %s does not exist", folder);
+        else
+            snprintf (err, errlen, "moving %zu message(s) to %s failed: %s", n, folder, why);
+    }
+    if (r || self->cap_move)
+        goto done;
+    snprintf (cmd, cmdlen, "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
+    r = s_body_command (self, cmd, err, errlen);
+    if (r == 0 && self->cap_uidplus) {
+        snprintf (cmd, cmdlen, "UID EXPUNGE %s", set);
+        r = s_body_command (self, cmd, err, errlen);
+    }
+    else if (r == 0)
+        cm_warn (self->route, "%s has no UIDPLUS: %zu message(s) copied to %s and"
+                 " flagged \\Deleted, not expunged", self->host, n, folder);
+    if (r > 0) {
+        snprintf (why, sizeof why, "%s", err);
+        snprintf (err, errlen, "moving %zu message(s) to %s failed: %s", n, folder, why);
+    }
+done:
+    free (set);
+    free (cmd);
     return r ? -1 : 0;
 }
 
@@ -1720,46 +1987,7 @@ int
 cm_imap_move (cm_imap_t *self, uint64_t uid, const char *folder, char *err,
               size_t errlen)
 {
-    char wire [NAME_MAX_LEN], quoted [NAME_MAX_LEN * 2 + 4];
-    char cmd [NAME_MAX_LEN * 2 + 96], why [300];
-    if (s_folder_arg (folder, wire, sizeof wire, quoted, sizeof quoted,
-                      err, errlen))
-        return -1;
-    if (self->cap_move)
-        snprintf (cmd, sizeof cmd, "UID MOVE %" PRIu64 " %s", uid, quoted);
-    else
-        snprintf (cmd, sizeof cmd, "UID COPY %" PRIu64 " %s", uid, quoted);
-    int r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
-    if (r > 0) {
-        snprintf (why, sizeof why, "%s", err);
-        if (strstr (why, "[TRYCREATE]"))
-            snprintf (err, errlen, "folder %s does not exist", folder);
-        else
-            snprintf (err, errlen, "moving UID %" PRIu64 " to %s failed: %s",
-                      uid, folder, why);
-        return -1;
-    }
-    if (r < 0)
-        return -1;
-    if (self->cap_move)
-        return 0;
-    snprintf (cmd, sizeof cmd, "UID STORE %" PRIu64
-              " +FLAGS.SILENT (\\Deleted)", uid);
-    r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
-    if (r == 0 && self->cap_uidplus) {
-        snprintf (cmd, sizeof cmd, "UID EXPUNGE %" PRIu64, uid);
-        r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
-    }
-    else if (r == 0)
-        cm_warn (self->route, "%s has no UIDPLUS: UID %" PRIu64 " copied to "
-                 "%s and flagged \\Deleted, not expunged", self->host, uid,
-                 folder);
-    if (r > 0) {
-        snprintf (why, sizeof why, "%s", err);
-        snprintf (err, errlen, "moving UID %" PRIu64 " to %s failed: %s",
-                  uid, folder, why);
-    }
-    return r ? -1 : 0;
+    return cm_imap_move_set (self, &uid, 1, folder, err, errlen);
 }
 
 int
@@ -1927,6 +2155,12 @@ cm_imap_wait (cm_imap_t *self, int timeout_ms, volatile int *stop, char *err,
 void
 cm_imap_destroy (cm_imap_t **self_p)
 {
+    if (self_p && *self_p) {
+        free ((*self_p)->meta);
+        (*self_p)->meta = NULL;
+        free ((*self_p)->unsee);
+        (*self_p)->unsee = NULL;
+    }
     if (!self_p || !*self_p)
         return;
     cm_imap_t *self = *self_p;

@@ -63,10 +63,27 @@ int cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
    - 2: no message with that UID (expunged);
    - -1: error, reason in err.
    URL fetches use BODY[] which sets \Seen; when peek is true and the
-   message was not \Seen before, \Seen is removed again afterwards. */
+   message was not \Seen before, it is remembered, and
+   cm_imap_restore_unseen() removes \Seen again from all of them in one
+   command (call it after each batch). */
 int cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
                    char **data, size_t *len, bool *too_big,
                    char *err, size_t errlen);
+/* Reads FLAGS and RFC822.SIZE of a batch of UIDs (ascending) in one
+   command; cm_imap_fetch() then needs no command of its own for them.
+   0 ok, -1 with reason. */
+int cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n,
+                      char *err, size_t errlen);
+/* Marks a batch of UIDs (ascending) \Seen / moves them, in one command.
+   Flag changes and moves run on the body connection with .SILENT, so
+   libcurl never meets unsolicited FETCH answers there. */
+int cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n,
+                           char *err, size_t errlen);
+int cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n,
+                      const char *folder, char *err, size_t errlen);
+/* Removes \Seen from the messages fetched with peek that were unread.
+   0 ok, -1 with reason. */
+int cm_imap_restore_unseen (cm_imap_t *self, char *err, size_t errlen);
 /* UID STORE uid +FLAGS.SILENT (\Seen). 0 ok, -1 with reason. */
 int cm_imap_mark_seen (cm_imap_t *self, uint64_t uid, char *err, size_t errlen);
 /* Moves uid into folder: UID MOVE when offered, else UID COPY, \Deleted and

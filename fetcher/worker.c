@@ -47,28 +47,27 @@ s_stopping (worker_t *self)
     return self->stop || cm_server_stopping (self->srv);
 }
 
-/* Acknowledges committed messages to the mailbox as the route says. */
+/* Acknowledges committed messages to the mailbox as the route says, in
+   one command for the batch. */
 static int
 s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
                const fetched_t *msgs, size_t n, char *err, size_t errlen)
 {
     const char *after = cm_route_str (config, "after_fetch");
-    for (size_t i = 0; i < n; i++) {
-        if (!msgs [i].raw)
-            continue;                 /* too big: left untouched */
-        int rc = 0;
-        if (strcmp (after, "seen") == 0)
-            rc = cm_imap_mark_seen (imap, msgs [i].uid, err, errlen);
-        else if (strcmp (after, "move") == 0)
-            rc = cm_imap_move (imap, msgs [i].uid,
-                               cm_route_str (config, "processed_folder"), err, errlen);
-        if (rc) {
-            cm_warn (self->name, "acknowledging UID %llu: %s",
-                     (unsigned long long) msgs [i].uid, err);
-            return -1;
-        }
-    }
-    return 0;
+    uint64_t uids [BATCH_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < BATCH_MAX; i++)
+        if (msgs [i].raw)             /* too big: left untouched */
+            uids [k++] = msgs [i].uid;
+    int rc = 0;
+    if (strcmp (after, "seen") == 0)
+        rc = cm_imap_mark_seen_set (imap, uids, k, err, errlen);
+    else if (strcmp (after, "move") == 0)
+        rc = cm_imap_move_set (imap, uids, k, cm_route_str (config, "processed_folder"),
+                               err, errlen);
+    if (rc)
+        cm_warn (self->name, "acknowledging %zu message(s): %s", k, err);
+    return rc;
 }
 
 /* After each login: acknowledges the last committed batch again. A
@@ -146,6 +145,12 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
         for (size_t i = first; i < count && !s_stopping (self);) {
             fetched_t batch [BATCH_MAX];
             size_t n = 0, bytes = 0;
+            /* flags and sizes of the whole batch in one command */
+            size_t ahead = count - i < BATCH_MAX ? count - i : BATCH_MAX;
+            if (cm_imap_prefetch (imap, uids + i, ahead, err, errlen)) {
+                free (uids);
+                return -1;
+            }
             int rc = 0;
             while (i < count && n < BATCH_MAX && bytes < BATCH_BYTES) {
                 fetched_t *m = &batch [n];
@@ -170,6 +175,12 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                 n++;
                 rc = 0;
             }
+            /* fetching set \Seen: take it back before anything else, so
+               the flag (or the move) comes only after the commit */
+            char scratch [256];
+            if (cm_imap_restore_unseen (imap, rc < 0 ? scratch : err,
+                                        rc < 0 ? sizeof scratch : errlen) && rc == 0)
+                rc = -1;
             uint64_t batch_last = n ? batch [n - 1].uid : last_uid;
             /* On a mailbox error, what was fetched before it is still
                committed and acknowledged below. */

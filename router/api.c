@@ -325,8 +325,15 @@ void
 router_api_stop (router_t *self)
 {
     if (self->httpd) {
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->httpd,
+                                                                MHD_DAEMON_INFO_BIND_PORT);
+        char mine [128], text [128];
+        snprintf (mine, sizeof mine, "http://127.0.0.1:%d", info ? info->port : -1);
         MHD_stop_daemon (self->httpd);
         self->httpd = NULL;
-        unlink (cm_server_config (self->srv)->api_url_file);
+        /* the URL file is ours only while it names our port */
+        const char *file = cm_server_config (self->srv)->api_url_file;
+        if (cm_config_read_file (file, text, sizeof text) == 0 && strcmp (text, mine) == 0)
+            unlink (file);
     }
 }

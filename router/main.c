@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static router_t s_router = {
@@ -21,6 +24,17 @@ s_start (cm_server_t *srv)
     self->srv = srv;
     const cm_config_t *cfg = cm_server_config (srv);
     char pid [32], path [700], err [512];
+    /* One router per state folder: a second one would supervise a second
+       set of stages and fight over the pid file. The lock dies with us. */
+    snprintf (path, sizeof path, "%s/router.lock", cfg->run_dir);
+    int lock = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0 || flock (lock, LOCK_EX | LOCK_NB)) {
+        cm_error (NULL, "another casemail-router already runs for %s (%s)", cfg->home,
+                  lock < 0 ? strerror (errno) : "router.lock is held");
+        if (lock >= 0)
+            close (lock);
+        return -1;
+    }
     snprintf (pid, sizeof pid, "%d\n", (int) getpid ());
     snprintf (path, sizeof path, "%s/router.pid", cfg->run_dir);
     cm_config_write_file (path, pid, 0644);
@@ -70,9 +84,11 @@ s_stop (cm_server_t *srv)
     self->npool = 0;
     json_decref (self->stages);
     self->stages = NULL;
-    char path [700];
+    /* the pid file is ours only while it names us */
+    char path [700], text [32];
     snprintf (path, sizeof path, "%s/router.pid", cm_server_config (srv)->run_dir);
-    unlink (path);
+    if (cm_config_read_file (path, text, sizeof text) == 0 && atoi (text) == (int) getpid ())
+        unlink (path);
 }
 
 int

@@ -461,6 +461,8 @@ mail_home = $MAIL_ROOT/%d/%n
 # INBOX in its own folder: the Maildir root is no mailbox (else a shared
 # user's INBOX is listed as "shared/bob" instead of "shared/bob/INBOX").
 mail_location = maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir/INBOX
+# test servers: no fsync (as PostgreSQL's fsync=off above); speed, not durability
+mail_fsync = never
 mail_plugins = \$mail_plugins acl
 lmtp_save_to_detail_mailbox = no
 postmaster_address = postmaster@$CM_MAIL_DOMAIN
