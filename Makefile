@@ -2,7 +2,7 @@
 # bin/; common/ is a static library every binary links. Header
 # dependencies are generated (-MMD).
 
-PKGS     := libczmq libzmq gmime-3.0 libcurl libpq libmicrohttpd jansson openssl
+PKGS     := libczmq libzmq gmime-3.0 libcurl libpq libmicrohttpd jansson openssl libxml-2.0
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation \
@@ -54,7 +54,7 @@ $(PROGRAMS):
 # is missing.
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libzmq3-dev libczmq-dev libgmime-3.0-dev libcurl4-openssl-dev \
-            libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev \
+            libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev libxml2-dev \
             postgresql dovecot-imapd dovecot-lmtpd postfix swaks \
             libnet-ssleay-perl openssl curl iproute2 procps valgrind
 deps:

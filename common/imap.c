@@ -279,7 +279,7 @@ cm_mailcurl_setup (CURL *h, const cm_mailserver_t *srv, const char *url,
     ctx->verbose = srv->verbose;
     ctx->route = srv->route;
     cm_log_secret (srv->password);
-    cm_log_secret (srv->oauth_token);
+    cm_log_token (srv->oauth_token);
 
     CURLcode rc = CURLE_OK;
 #define SET(opt, val) if (!rc) rc = curl_easy_setopt (h, opt, val)

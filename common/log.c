@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 #define LOG_LINE_MAX 8192
-#define SECRETS_MAX  256
+#define SECRETS_MAX  4096    /* passwords, client secrets: kept */
+#define TOKENS_MAX   512     /* short-lived tokens: a ring, oldest out */
 #define REDACTED     "[REDACTED]"
 
 static struct {
@@ -21,8 +22,10 @@ static struct {
     FILE *out;                /* log destination */
     char *secrets [SECRETS_MAX];
     size_t nsecrets;
+    char *tokens [TOKENS_MAX];
+    size_t ntokens;            /* tokens registered so far (ring index) */
     pthread_mutex_t lock;
-} s_log = { "casemail", NULL, { NULL }, 0, PTHREAD_MUTEX_INITIALIZER };
+} s_log = { "casemail", NULL, { NULL }, 0, { NULL }, 0, PTHREAD_MUTEX_INITIALIZER };
 
 void
 cm_log_init (const char *process, const char *path)
@@ -118,18 +121,43 @@ s_redact_after (char *text, size_t size, const char *keyword, int words)
 }
 
 void
+cm_log_token (const char *token)
+{
+    if (!token || strlen (token) < 3)
+        return;
+    pthread_mutex_lock (&s_log.lock);
+    for (size_t i = 0; i < TOKENS_MAX && i < s_log.ntokens; i++)
+        if (s_log.tokens [i] && strcmp (s_log.tokens [i], token) == 0) {
+            pthread_mutex_unlock (&s_log.lock);
+            return;
+        }
+    size_t slot = s_log.ntokens++ % TOKENS_MAX;
+    free (s_log.tokens [slot]);
+    s_log.tokens [slot] = strdup (token);
+    pthread_mutex_unlock (&s_log.lock);
+}
+
+static void
+s_redact_one (char *text, size_t size, const char *secret)
+{
+    if (!secret)
+        return;
+    size_t slen = strlen (secret);
+    char *p = text;
+    while ((p = strstr (p, secret)) != NULL) {
+        s_replace (text, size, (size_t) (p - text), slen);
+        p += strlen (REDACTED);
+    }
+}
+
+void
 cm_log_redact (char *text, size_t size)
 {
     pthread_mutex_lock (&s_log.lock);
-    for (size_t i = 0; i < s_log.nsecrets; i++) {
-        const char *secret = s_log.secrets [i];
-        size_t slen = strlen (secret);
-        char *p = text;
-        while ((p = strstr (p, secret)) != NULL) {
-            s_replace (text, size, (size_t) (p - text), slen);
-            p += strlen (REDACTED);
-        }
-    }
+    for (size_t i = 0; i < s_log.nsecrets; i++)
+        s_redact_one (text, size, s_log.secrets [i]);
+    for (size_t i = 0; i < TOKENS_MAX && i < s_log.ntokens; i++)
+        s_redact_one (text, size, s_log.tokens [i]);
     pthread_mutex_unlock (&s_log.lock);
     /* Patterns: IMAP "LOGIN user pass", SASL continuation data after
        AUTHENTICATE/AUTH mech, HTTP Authorization, and key=value forms. */

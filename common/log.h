@@ -21,6 +21,9 @@ void cm_log_init (const char *process, const char *path);
 /* Registers a secret (password, token, client secret) to be replaced by
    "[REDACTED]" wherever it appears in any later line. Copies the string. */
 void cm_log_secret (const char *secret);
+/* Registers a short-lived secret (an OAuth token): kept in a ring of the
+   latest 512, so tokens never push passwords out of the registry. */
+void cm_log_token (const char *token);
 /* Logs one event. route may be NULL. Lines are redacted before writing. */
 void cm_log (cm_loglevel_t level, const char *route, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));

@@ -737,7 +737,7 @@ s_parse_dsn (cm_message_t *m, const char *text)
 
 /* ------------------------------------------------------------ attachments */
 
-/* A safe base name: UTF-8, no path, no controls, <= 255 bytes, or NULL. */
+/* A base name: UTF-8, no path, no controls, <= 255 bytes, or NULL. */
 static char *
 s_sanitise_filename (const char *name)
 {
@@ -751,14 +751,15 @@ s_sanitise_filename (const char *name)
     for (char *p = clean; *p; p++)
         if (*p == '/' || *p == '\\')
             base = p + 1;
-    /* drop a drive letter ("C:") and characters unsafe in file names */
+    /* drop a drive letter ("C:") and control characters; other
+       characters (shell, SQL, HTML metacharacters) are kept verbatim: the
+       name is evidence, it is only stored and shown, never used as a path */
     if (isalpha ((unsigned char) base [0]) && base [1] == ':')
         base += 2;
     char *w = clean;
     for (char *p = base; *p; p++) {
         unsigned char c = (unsigned char) *p;
-        if (c < 0x20 || c == ':' || c == '*' || c == '?' || c == '"'
-        ||  c == '<' || c == '>' || c == '|')
+        if (c < 0x20 || c == 0x7f)
             continue;
         if (c == 0xC2 && (unsigned char) p [1] >= 0x80 && (unsigned char) p [1] <= 0x9F) {
             p++;    /* C1 control */

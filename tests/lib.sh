@@ -48,6 +48,9 @@ wait_until() {
     done
     return 1
 }
+# sql_at_least N QUERY: QUERY's number is >= N now (for wait_until, which
+# must get a command, not a value computed once before it starts).
+sql_at_least() { local v; v=$(sql "$2" 2>/dev/null) && [ "${v:-0}" -ge "$1" ]; }
 # sql QUERY: one value or rows (unaligned) from the test's database.
 sql() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$CASEMAIL_DB" -c "$1"; }
 

@@ -73,7 +73,7 @@ trap 'touch "$stopfile"; wait $driver 2>/dev/null; cm_stop' EXIT
 
 # queue M emails, one per incident, as soon as M incidents exist
 URL=$(cat "$CASEMAIL_HOME/run/api.url"); TOKEN=$(cat "$CASEMAIL_HOME/api.token")
-wait_until 300 test "$(sql "SELECT count(*) FROM incidents" 2>/dev/null || echo 0)" -ge "$M"
+wait_until 300 sql_at_least "$M" "SELECT count(*) FROM incidents"
 queued=0
 for i in $(seq 1 "$M"); do
     body="{\"to\":[\"chaos-$i@outside.test\"],\"subject\":\"$RUN mail $i\",\"body\":\"chaos mail $i\"}"
@@ -110,7 +110,7 @@ count_sink() {
         --user "sink@example.test:sink-pw-Secret1" -X "UID SEARCH SUBJECT \"$RUN mail\"" |
         tr -d '\r' | awk '/SEARCH/ {print NF - 2}'
 }
-wait_until 120 test "$(count_sink)" -ge "$M"
+wait_until 120 eval '[ "$(count_sink)" -ge "$M" ]'
 arrived=$(count_sink)
 dups=$(python3 - "$CM_CA_FILE" "$CM_IMAPS_PORT" "$RUN" <<'PY'
 import imaplib, ssl, sys, re, collections

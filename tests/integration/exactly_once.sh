@@ -58,7 +58,7 @@ restarted() {
 python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$N" "$T/bulk" --corpus "$CORPUS" --prefix eo >/dev/null
 "${FILL[@]}" u06 INBOX -d "$T/bulk" >/dev/null
 check_eq "the mailbox holds $N unseen messages before the start" "$N" "$(unseen u06)"
-wait_until 20 test "$(stage_pids parser | wc -w)" = 2
+wait_until 20 eval '[ "$(stage_pids parser | wc -w)" = 2 ]'
 check_eq "two parser stages are alive (CASEMAIL_PARSERS=2)" 2 "$(stage_pids parser | wc -w)"
 
 route_add eo u06 --kind ingest >/dev/null
@@ -114,7 +114,7 @@ check_eq "two parser stages alive at the end" 2 "$(stage_pids parser | wc -w)"
 check_eq "route eo is RUNNING" RUNNING "$(route_status eo)"
 
 # after-fetch seen (the default): no message left unseen in the mailbox
-wait_until 30 test "$(unseen u06)" = 0
+wait_until 30 eval '[ "$(unseen u06)" = 0 ]'
 check_eq "after-fetch seen: SEARCH UNSEEN finds none of the $N" 0 "$(unseen u06)"
 check_eq "after-fetch seen: the messages stay in INBOX" "$N" "$(messages u06 INBOX)"
 

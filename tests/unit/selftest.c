@@ -9,6 +9,8 @@
 #include "bus.h"
 #include "imap.h"
 #include "log.h"
+#include "ews.h"
+#include "oauth.h"
 #include "route.h"
 #include "seal.h"
 #include "smtp.h"
@@ -27,6 +29,8 @@ static const selftest_t TESTS [] = {
     { "bus", cm_bus_test },
     { "imap", cm_imap_selftest },
     { "smtp", cm_smtp_selftest },
+    { "oauth", cm_oauth_selftest },
+    { "ews", cm_ews_selftest },
     { "message", cm_message_selftest },
 };
 
