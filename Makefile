@@ -4,9 +4,11 @@
 
 PKGS     := libczmq libzmq gmime-3.0 libcurl libpq libmicrohttpd jansson openssl libxml-2.0
 CC       ?= cc
-CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation \
-            -Icommon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+OPTFLAGS ?= -O2 -g
+SANFLAGS ?=
+override CFLAGS := $(OPTFLAGS) $(SANFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+            -Wno-unknown-warning-option -Wno-format-truncation -Icommon \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 OBJ      ?= obj
 BIN      ?= bin
@@ -69,11 +71,11 @@ deps:
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, in its own folders.
 asan:
-	$(MAKE) OBJ=obj-asan BIN=bin-asan CC=clang \
-	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	$(MAKE) OBJ=obj-asan BIN=bin-asan CC=clang OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined"
 
-test: deps all bin/fuzz-message
+test: deps all bin/fuzz-message asan
 	tests/run.sh
 
 demo: deps all

@@ -53,6 +53,26 @@ else
     say "not ok - test stack starts: $(tail -5 "$work/stack.log" | tr '\n' ' ')"
 fi
 
+# run_phase LABEL BINDIR: every integration test against the binaries in
+# BINDIR; LABEL prefixes test names ("" for the normal build).
+run_phase() {
+    local label=$1 bindir=$2 t name log rc
+    for t in "${tests[@]}"; do
+        name=$(basename "$t" .sh)
+        echo "== $label$name"
+        log=$work/${label//\//-}$name.out
+        ( cd "$top" && CM_BIN=$bindir CM_TEST=${label%/}${label:+-}$name timeout 1800 bash "$t" ) > "$log" 2>&1
+        rc=$?
+        grep -E '^(ok|not ok) ' "$log" | sed -E "s#^(ok|not ok) - #\1 - $label$name: #" | tee -a "$results"
+        if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$log"; then
+            say "not ok - $label$name: the test script exited with $rc"
+            tail -15 "$log" | sed 's/^/    /'
+        elif grep -q '^not ok ' "$log"; then
+            grep -E '^#' "$log" | tail -20 | sed 's/^/    /'
+        fi
+    done
+}
+
 if [ "$stack_up" = 1 ]; then
     if [ $# -gt 0 ]; then
         tests=()
@@ -60,20 +80,33 @@ if [ "$stack_up" = 1 ]; then
     else
         tests=("$top"/tests/integration/*.sh)
     fi
-    for t in "${tests[@]}"; do
-        name=$(basename "$t" .sh)
-        echo "== $name"
-        log=$work/$name.out
-        ( cd "$top" && CM_TEST=$name timeout 1200 bash "$t" ) > "$log" 2>&1
-        rc=$?
-        grep -E '^(ok|not ok) ' "$log" | sed "s/^\(ok\|not ok\) - /\1 - $name: /" | tee -a "$results"
-        if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$log"; then
-            say "not ok - $name: the test script exited with $rc"
-            tail -15 "$log" | sed 's/^/    /'
-        elif grep -q '^not ok ' "$log"; then
-            grep -E '^#' "$log" | tail -20 | sed 's/^/    /'
+    run_phase "" "$CM_BIN"
+    # The same tests again on the AddressSanitizer + UBSan build (make asan),
+    # with a smaller chaos run; every sanitizer report in any log fails.
+    asan_bin=${CM_ASAN_BIN:-$top/bin-asan}
+    if [ "${CM_SANITIZE:-1}" != 0 ] && [ -x "$asan_bin/casemail-router" ]; then
+        echo "== sanitizer build ($asan_bin)"
+        "$asan_bin/casemail-selftest" 2>&1 | grep -E '^(ok|not ok) ' | sed 's/^\(ok\|not ok\) - /\1 - asan\/unit: /' | tee -a "$results"
+        # fresh servers: the tests count what lands in their mailboxes
+        "$top/tests/stack/stop.sh" "$work/stack" >/dev/null 2>&1
+        rm -rf "$work/stack"
+        if ! "$top/tests/stack/start.sh" "$work/stack" > "$work/stack-asan.log" 2>&1; then
+            stack_up=0
+            say "not ok - asan: test stack restarts: $(tail -3 "$work/stack-asan.log" | tr '\n' ' ')"
+            tests=()
         fi
-    done
+        export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1}
+        export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+        CHAOS_N=${CM_ASAN_CHAOS_N:-1000} CHAOS_M=${CM_ASAN_CHAOS_M:-100} run_phase "asan/" "$asan_bin"
+        reports=$(grep -rlE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer' \
+                  "$work" --include='*.log' --include='*.out' 2>/dev/null)
+        if [ -z "$reports" ]; then
+            say "ok - sanitizers: no AddressSanitizer or UBSan report in any log of the run"
+        else
+            say "not ok - sanitizers: reports in $(echo $reports)"
+            grep -rhE -A12 'ERROR: AddressSanitizer|runtime error:' $reports | head -60 | sed 's/^/    /'
+        fi
+    fi
 fi
 cleanup
 passed=$(grep -c '^ok ' "$results")
