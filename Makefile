@@ -84,6 +84,12 @@ demo: deps all
 bench: deps all
 	tests/bench/run.sh
 
+# The chaos test alone, bigger than in make test: N messages, M emails.
+CHAOS_N ?= 10000
+CHAOS_M ?= 1000
+chaos: deps all
+	CHAOS_N=$(CHAOS_N) CHAOS_M=$(CHAOS_M) CM_FUZZ_SECONDS=0 CM_SANITIZE=0 tests/run.sh chaos
+
 # libFuzzer on the raw-message-to-record path (clang). FUZZ_SECONDS bounds
 # the run; new crashes land in tests/fuzz/crashes/ and are kept as
 # regression inputs in tests/fuzz/regressions/.
@@ -100,5 +106,5 @@ fuzz: deps bin/fuzz-message
 clean:
 	rm -rf obj obj-asan bin bin-asan
 
-.PHONY: all deps asan test demo bench fuzz clean
+.PHONY: all deps asan test demo bench chaos fuzz clean
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
