@@ -53,6 +53,7 @@ struct _cm_imap_t {
     cm_mailcurl_ctx_t ctl_ctx;  /* debug context of ctl */
     cm_mailcurl_ctx_t body_ctx; /* debug context of body */
     struct s_meta *meta;        /* FLAGS and sizes of the prefetched batch */
+    bool body_ro;               /* body session EXAMINEd: BODY[] sets no \Seen */
     uint64_t *unsee;            /* fetched with peek, were unread: to restore */
     size_t nunsee, unsee_cap;
     size_t nmeta;
@@ -1619,6 +1620,7 @@ s_retryable (CURLcode rc)
 }
 
 static int s_body_command (cm_imap_t *self, const char *cmd, char *err, size_t errlen);
+static int s_body_examine (cm_imap_t *self, char *err, size_t errlen);
 
 /* Writes uids (ascending) as a compact IMAP sequence set "1:5,7,9:12". */
 static int
@@ -1679,8 +1681,10 @@ cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
         goto done;
     }
     snprintf (cmd, setlen + 64, "UID FETCH %s (UID FLAGS RFC822.SIZE)", set);
-    /* the body session must see the batch too: sync it once per batch */
-    if (s_body_command (self, "NOOP", err, errlen))
+    /* the body session must see the batch too: re-open it read-only once
+       per batch (it then sees new mail, drops flag news, and BODY[] sets
+       no \Seen: the acknowledgement stays after the commit) */
+    if (s_body_examine (self, err, errlen))
         goto done;
     int r = s_command (self, cmd, LINE_CAP, s_on_prefetch, &list, err, errlen);
     if (r > 0) {
@@ -1764,6 +1768,32 @@ s_body_command (cm_imap_t *self, const char *cmd, char *err, size_t errlen)
     return -1;
 }
 
+/* A flag or move command on the control connection (read-write; it
+   parses every untagged answer). 0 ok, 1 NO/BAD (text in err), -1 broken. */
+static int
+s_ctl (cm_imap_t *self, const char *cmd, char *err, size_t errlen)
+{
+    int r = s_command (self, cmd, LINE_CAP, NULL, NULL, err, errlen);
+    return r > 0 ? 1 : r;
+}
+
+/* EXAMINE of the route's folder on the body connection. libcurl keeps
+   believing the folder is selected, so later URL fetches skip SELECT and
+   run in the read-only session. */
+static int
+s_body_examine (cm_imap_t *self, char *err, size_t errlen)
+{
+    char quoted [NAME_MAX_LEN * 2 + 4], cmd [NAME_MAX_LEN * 2 + 16];
+    if (s_quote (self->folder_wire, quoted, sizeof quoted)) {
+        snprintf (err, errlen, "folder name too long");
+        return -1;
+    }
+    snprintf (cmd, sizeof cmd, "EXAMINE %s", quoted);
+    int r = s_body_command (self, cmd, err, errlen);
+    self->body_ro = r == 0;
+    return r ? -1 : 0;
+}
+
 int
 cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
                char **data, size_t *len, bool *too_big, char *err,
@@ -1802,6 +1832,10 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         if (!s_retryable (crc))
             break;
     }
+    long connects = 0;
+    if (curl_easy_getinfo (self->body, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK
+        && connects > 0)
+        self->body_ro = false;     /* libcurl logged in again and SELECTed */
     if (crc == CURLE_WRITE_ERROR && buf.overflow) {
         *too_big = true;
         *len = meta.has_size ? (size_t) meta.size : 0;
@@ -1812,7 +1846,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         /* The body session may not have seen the message yet (a server
            shows new mail to a session only at a sync point): sync it and
            try once more before believing the message is gone. */
-        if (s_body_command (self, "NOOP", err, errlen) == 0) {
+        if (s_body_examine (self, err, errlen) == 0) {
             cm_buf_reset (&buf);
             curl_easy_setopt (self->body, CURLOPT_URL, url);
             curl_easy_setopt (self->body, CURLOPT_WRITEFUNCTION, s_write_body);
@@ -1854,8 +1888,9 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         curl_easy_setopt (self->body, CURLOPT_FORBID_REUSE, 1L);
         goto done;
     }
-    if (peek && !meta.seen) {
-        /* restored for the whole batch by cm_imap_restore_unseen() */
+    if (peek && !meta.seen && !self->body_ro) {
+        /* read-write session: BODY[] set \Seen; restored for the whole
+           batch by cm_imap_restore_unseen() */
         if (self->nunsee == self->unsee_cap) {
             size_t cap = self->unsee_cap ? self->unsee_cap * 2 : 256;
             uint64_t *grown = realloc (self->unsee, cap * sizeof *grown);
@@ -1890,7 +1925,7 @@ cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n, char *er
     int r = -1;
     if (set && cmd && s_uid_set (uids, n, set, setlen) == 0) {
         snprintf (cmd, setlen + 64, "UID STORE %s +FLAGS.SILENT (\\Seen)", set);
-        r = s_body_command (self, cmd, err, errlen);
+        r = s_ctl (self, cmd, err, errlen);
         if (r > 0) {
             char why [300];
             snprintf (why, sizeof why, "%s", err);
@@ -1914,7 +1949,7 @@ cm_imap_restore_unseen (cm_imap_t *self, char *err, size_t errlen)
     int r = -1;
     if (set && cmd && s_uid_set (self->unsee, self->nunsee, set, setlen) == 0) {
         snprintf (cmd, setlen + 64, "UID STORE %s -FLAGS.SILENT (\\Seen)", set);
-        r = s_body_command (self, cmd, err, errlen);
+        r = s_ctl (self, cmd, err, errlen);
         if (r > 0) {
             char why [300];
             snprintf (why, sizeof why, "%s", err);
@@ -1954,7 +1989,7 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
         goto done;
     }
     snprintf (cmd, cmdlen, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
-    r = s_body_command (self, cmd, err, errlen);
+    r = s_ctl (self, cmd, err, errlen);
     if (r > 0) {
         snprintf (why, sizeof why, "%s", err);
         if (strstr (why, "TRYCREATE"))
@@ -1965,10 +2000,10 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
     if (r || self->cap_move)
         goto done;
     snprintf (cmd, cmdlen, "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
-    r = s_body_command (self, cmd, err, errlen);
+    r = s_ctl (self, cmd, err, errlen);
     if (r == 0 && self->cap_uidplus) {
         snprintf (cmd, cmdlen, "UID EXPUNGE %s", set);
-        r = s_body_command (self, cmd, err, errlen);
+        r = s_ctl (self, cmd, err, errlen);
     }
     else if (r == 0)
         cm_warn (self->route, "%s has no UIDPLUS: %zu message(s) copied to %s and"

@@ -62,10 +62,11 @@ int cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
         size (nothing downloaded when the server announced the size);
    - 2: no message with that UID (expunged);
    - -1: error, reason in err.
-   URL fetches use BODY[] which sets \Seen; when peek is true and the
-   message was not \Seen before, it is remembered, and
-   cm_imap_restore_unseen() removes \Seen again from all of them in one
-   command (call it after each batch). */
+   URL fetches use BODY[], which sets \Seen unless the body session is
+   read-only (see cm_imap_prefetch); when peek is true, the message was not
+   \Seen before and the session was read-write (libcurl logged in again),
+   it is remembered, and cm_imap_restore_unseen() removes \Seen again
+   from all of them in one command (call it after each batch). */
 int cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
                    char **data, size_t *len, bool *too_big,
                    char *err, size_t errlen);
@@ -74,9 +75,11 @@ int cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
    0 ok, -1 with reason. */
 int cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n,
                       char *err, size_t errlen);
-/* Marks a batch of UIDs (ascending) \Seen / moves them, in one command.
-   Flag changes and moves run on the body connection with .SILENT, so
-   libcurl never meets unsolicited FETCH answers there. */
+/* Marks a batch of UIDs (ascending) \Seen / moves them, in one command on
+   the control connection. (The body connection is re-opened read-only
+   with EXAMINE by cm_imap_prefetch() once per batch, which also drops the
+   flag news these commands cause there, so libcurl never meets an
+   unsolicited FETCH it can't parse; and its BODY[] sets no \Seen.) */
 int cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n,
                            char *err, size_t errlen);
 int cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n,

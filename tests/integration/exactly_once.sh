@@ -55,7 +55,11 @@ restarted() {
     for p in $2; do case " $now " in *" $p "*) return 1 ;; esac; done
 }
 
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$N" "$T/bulk" --corpus "$CORPUS" --prefix eo >/dev/null
+# N messages now, and EXTRA more kept back for step 3 (same numbering)
+EXTRA=300
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$((N + EXTRA))" "$T/bulk" --corpus "$CORPUS" --prefix eo >/dev/null
+mkdir -p "$T/extra"
+ls "$T/bulk" | sort | tail -n "$EXTRA" | while read -r f; do mv "$T/bulk/$f" "$T/extra/"; done
 "${FILL[@]}" u06 INBOX -d "$T/bulk" >/dev/null
 check_eq "the mailbox holds $N unseen messages before the start" "$N" "$(unseen u06)"
 wait_until 20 eval '[ "$(stage_pids parser | wc -w)" = 2 ]'
@@ -82,9 +86,15 @@ if [ "$at" -lt "$N" ]; then ok "parser (pid $victim) killed with SIGKILL mid-par
 else not_ok "parser killed mid-parse" "all $N were parsed before the kill"; fi
 wait_until 30 restarted parser "$victim" 2 || not_ok "the router restarts the parser" "parsers: $(stage_pids parser)"
 
-# 3. both parsers at once
+# 3. both parsers at once, with work pending whatever the speed: freeze
+# them (possibly inside a transaction), let EXTRA more messages arrive,
+# then kill both
 pp=$(stage_pids parser)
-at=$(at_least $((2 * N / 3)) parsed eo)
+kill -STOP $pp 2>/dev/null
+"${FILL[@]}" u06 INBOX -d "$T/extra" >/dev/null
+N=$((N + EXTRA))
+wait_until 60 eval '[ "$(stored eo)" -gt $((N - EXTRA)) ]'
+at=$(parsed eo)
 kill -9 $pp 2>/dev/null
 if [ "$at" -lt "$N" ]; then ok "both parsers ($pp) killed at once, at $at of $N parsed"
 else not_ok "both parsers killed mid-parse" "all $N were parsed before the kill"; fi
