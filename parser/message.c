@@ -41,7 +41,9 @@ s_init_gmime (void)
 void
 cm_limits_default (cm_limits_t *l)
 {
-    l->max_size = 25 * 1024 * 1024;
+    /* 36 MiB of raw message: room for 25 MB of attachments once base64
+       has grown them by a third, plus headers and text */
+    l->max_size = 36 * 1024 * 1024;
     l->max_depth = 32;
     l->max_parts = 1000;
     l->max_header_bytes = 256 * 1024;

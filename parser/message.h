@@ -14,7 +14,8 @@
 #include <stddef.h>
 
 typedef struct {
-    size_t max_size;         /* bigger raw message -> rejected (25 MiB) */
+    size_t max_size;         /* bigger raw message -> rejected (36 MiB:
+                                25 MB of content after base64) */
     int max_depth;           /* MIME nesting depth (32) */
     int max_parts;           /* MIME parts incl. nested messages (1000) */
     size_t max_header_bytes; /* header bytes of one message/part (256 KiB) */

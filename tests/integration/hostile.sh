@@ -22,7 +22,7 @@ with open(sys.argv[1], "wb") as f:
     f.write(b"From: a@outside.test\r\nTo: u23@example.test\r\nSubject: oversize\r\n"
             b"Message-ID: <oversize@outside.test>\r\nMIME-Version: 1.0\r\n"
             b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n")
-    f.write(base64.encodebytes(os.urandom(20 * 1024 * 1024)))   # ~27 MB encoded
+    f.write(base64.encodebytes(os.urandom(30 * 1024 * 1024)))   # ~41 MB encoded: over 36 MiB
 PY
 total=$(ls "$src" | wc -l)
 "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u23 INBOX -d "$src" >/dev/null
