@@ -448,7 +448,7 @@ static const char *const s_config_keys [] = {
 };
 static const char *const s_status_keys [] = {
     "status", "desired", "status_since", "last_error", "last_error_at",
-    "fail_count", NULL
+    "fail_count", "exchange_version_used", NULL
 };
 static const char *const s_meta_keys [] = {
     "id", "created_at", "updated_at", NULL

@@ -254,7 +254,8 @@ cm_route_apply (json_t *config, json_t *changes, bool creating,
     if (!json_is_boolean (json_object_get (config, "exchange_ssl")))
         json_object_set_new (config, "exchange_ssl", json_true ());
     if (!json_object_get (config, "poll_interval"))
-        json_object_set_new (config, "poll_interval", json_integer (30));
+        json_object_set_new (config, "poll_interval",
+                             json_integer (cm_route_bool (config, "exchange") ? 5 : 30));
 
     const char *name = cm_route_str (config, "name");
     if (!name)
@@ -274,7 +275,7 @@ cm_route_apply (json_t *config, json_t *changes, bool creating,
     if (!cm_route_valid_address (cm_route_str (config, "email")))
         FAIL ("email", "email '%s' is not a valid email address",
               cm_route_str (config, "email"));
-    if (!s_present (config, "username"))
+    if (!s_present (config, "username") && !(exchange && oauth))   /* app-only EWS: none */
         FAIL ("username", "username is required");
     if (!exchange && strcmp (auth, "ntlm") == 0)
         FAIL ("auth", "auth ntlm is only for Exchange routes (--exchange)");
@@ -403,6 +404,8 @@ cm_route_account (const json_t *config, char *out, size_t size)
         ? cm_route_str (config, "exchange_host")
         : cm_route_str (config, "inbound_host");
     const char *user = cm_route_str (config, "username");
+    if (!user)                       /* oauth2: the mailbox is the route's address */
+        user = cm_route_str (config, "email");
     snprintf (out, size, "%s@%s", user ? user : "", host ? host : "");
     for (char *p = out; *p; p++)
         *p = (char) tolower ((unsigned char) *p);

@@ -147,7 +147,14 @@ const char *const cm_schema_migrations [] = {
 "  data          bytea NOT NULL"
 ");"
 "CREATE INDEX attachments_timeline ON attachments (timeline_id);"
-"CREATE INDEX attachments_outbox ON attachments (outbox_id);"
+"CREATE INDEX attachments_outbox ON attachments (outbox_id);",
+/* 2: Exchange (EWS) routes: SyncState cursor, item ids, negotiated version. */
+"ALTER TABLE route_cursors ADD COLUMN sync_state text;"
+"ALTER TABLE messages ADD COLUMN item_id text;"
+"CREATE UNIQUE INDEX messages_item ON messages (route_id, folder, item_id)"
+"  WHERE item_id IS NOT NULL;"
+"CREATE SEQUENCE ews_uid_seq;"
+"ALTER TABLE routes ADD COLUMN exchange_version_used text;"
 };
 
 const int cm_schema_count = sizeof cm_schema_migrations / sizeof cm_schema_migrations [0];

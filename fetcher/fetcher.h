@@ -64,4 +64,20 @@ int store_commit (cm_db_t *db, long long route_id, const char *folder,
    error NULL clears nothing; FAILED counts failures in a row. */
 int store_status (cm_db_t *db, long long route_id, const char *status,
                   const char *error);
+/* SHA-256 of data as 64 hex digits + NUL; the Message-ID of a raw
+   message without <> ("" when absent). */
+void store_sha256 (const char *data, size_t len, char *hex);
+void store_message_id (const char *raw, size_t len, char *out, size_t size);
+
+/* ews.c: the Exchange (EWS) route loop, run by the route's worker thread
+   once it holds the lease and loaded config; returns when asked to stop
+   or when the database session (and with it the lease) is lost. */
+void ews_run (worker_t *self, cm_db_t *db, const json_t *config);
+/* Commits a batch of EWS items (msgs[i] with item_ids[i]; raw NULL = over
+   the fetch limit, recorded rejected) and the folder's new SyncState in
+   one transaction. Items already stored (same item id, or same Message-ID
+   and SHA-256) are skipped. Returns how many were new, or -1. */
+int store_commit_ews (cm_db_t *db, long long route_id, const char *folder,
+                      const fetched_t *msgs, char *const *item_ids, size_t n,
+                      const char *sync_state, size_t fetch_max);
 #endif

@@ -29,8 +29,8 @@ store_cursor (cm_db_t *db, long long route_id, const char *folder,
     return 0;
 }
 
-static void
-s_sha256 (const char *data, size_t len, char *hex)
+void
+store_sha256 (const char *data, size_t len, char *hex)
 {
     unsigned char md [32];
     unsigned int mdlen = 0;
@@ -41,8 +41,8 @@ s_sha256 (const char *data, size_t len, char *hex)
 
 /* The Message-ID header value of a raw message (first occurrence in the
    header section), without <>; "" when absent. Bounded scan. */
-static void
-s_message_id (const char *raw, size_t len, char *out, size_t size)
+void
+store_message_id (const char *raw, size_t len, char *out, size_t size)
 {
     out [0] = 0;
     const char *p = raw, *end = raw + len;
@@ -92,8 +92,8 @@ store_commit (cm_db_t *db, long long route_id, const char *folder,
         snprintf (size, sizeof size, "%zu", m->len);
         char reason [256] = "";
         if (m->raw) {
-            s_sha256 (m->raw, m->len, sha);
-            s_message_id (m->raw, m->len, msgid, sizeof msgid);
+            store_sha256 (m->raw, m->len, sha);
+            store_message_id (m->raw, m->len, msgid, sizeof msgid);
         }
         else
             snprintf (reason, sizeof reason, "message is %zu bytes, over the %zu-byte"

@@ -11,6 +11,7 @@
 #include "imap.h"
 #include "log.h"
 #include "route.h"
+#include "routeauth.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +254,29 @@ s_load (worker_t *self, cm_db_t *db)
     return config;
 }
 
+/* Logs in with a bearer token (SASL XOAUTH2/OAUTHBEARER). A fresh token is
+   asked for on every login (cached until near expiry); when the server
+   refuses it, the cached token is dropped and one more is tried. */
+static cm_imap_t *
+s_open_oauth (const json_t *config, cm_mailserver_t *srv, cm_oauth_t **oauth,
+              char *err, size_t errlen)
+{
+    cm_imap_t *imap = NULL;
+    for (int attempt = 0; attempt < 2 && !imap; attempt++) {
+        char *token = cm_route_oauth_token (config, oauth, err, errlen);
+        if (!token)
+            return NULL;
+        srv->oauth_token = token;
+        imap = cm_imap_open (srv, cm_route_str (config, "folder"), err, errlen);
+        srv->oauth_token = NULL;
+        free (token);
+        if (imap || !strstr (err, "authentication failed"))
+            break;
+        cm_oauth_invalidate (*oauth);
+    }
+    return imap;
+}
+
 static void *
 s_run (void *arg)
 {
@@ -261,6 +285,7 @@ s_run (void *arg)
     const cm_config_t *cfg = cm_server_config (self->srv);
     cm_db_t *db = cm_db_connect (cfg->db, "casemail-fetcher-route", err, sizeof err);
     json_t *config = NULL;
+    cm_oauth_t *oauth = NULL;          /* auth oauth2: the route's token cache */
     if (!db) {
         cm_warn (self->name, "%s", err);
         goto done;
@@ -272,18 +297,18 @@ s_run (void *arg)
     if (!config)
         goto done;
     cm_info (self->name, "took the lease of route %s", self->name);
+    if (cm_route_bool (config, "exchange")) {
+        ews_run (self, db, config);    /* fetcher/ews.c */
+        goto done;
+    }
     long retry_max = s_env_long ("CASEMAIL_RETRY_MAX_MS", 15000);
     long backoff = 1000;
     while (!s_stopping (self)) {
         cm_mailserver_t srv;
         cm_route_inbound (config, &srv);
         cm_imap_t *imap = NULL;
-        if (cm_route_bool (config, "exchange"))
-            snprintf (err, sizeof err, "Exchange Web Services (EWS) is not available"
-                      " yet in this version of casemail");
-        else if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0)
-            snprintf (err, sizeof err, "OAuth2 sign-in is not available yet in this"
-                      " version of casemail");
+        if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0)
+            imap = s_open_oauth (config, &srv, &oauth, err, sizeof err);
         else
             imap = cm_imap_open (&srv, cm_route_str (config, "folder"), err, sizeof err);
         if (!imap) {
@@ -333,6 +358,7 @@ done:
     if (atomic_load (&self->leased))
         cm_info (self->name, "released the lease of route %s", self->name);
     json_decref (config);
+    cm_oauth_destroy (&oauth);
     cm_db_destroy (&db);           /* ends the session: frees the lease */
     atomic_store (&self->done, true);
     return NULL;

@@ -6,6 +6,8 @@
 #include "imap.h"
 #include "log.h"
 #include "route.h"
+#include "route_ews.h"
+#include "routeauth.h"
 #include "smtp.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,7 @@
     "r.id, r.name, r.config, r.desired, r.status, r.status_since, r.last_error," \
     " r.last_error_at, r.fail_count, r.created_at, r.updated_at," \
     " coalesce(c.fetched, 0), coalesce(c.parsed, 0), coalesce(c.rejected, 0)," \
-    " coalesce(c.pending, 0)"
+    " coalesce(c.pending, 0), r.exchange_version_used"
 #define ROUTE_FROM \
     " FROM routes r LEFT JOIN LATERAL (SELECT count(*) AS fetched," \
     " count(*) FILTER (WHERE state = 'parsed') AS parsed," \
@@ -43,6 +45,8 @@ s_route_json (const PGresult *res, int row)
         "parsed", (json_int_t) cm_db_get_ll (res, row, 12),
         "rejected", (json_int_t) cm_db_get_ll (res, row, 13),
         "pending", (json_int_t) cm_db_get_ll (res, row, 14)));
+    const char *vu = cm_db_get (res, row, 15);
+    json_object_set_new (out, "exchange_version_used", vu ? json_string (vu) : json_null ());
     json_object_set_new (out, "created_at", json_time (cm_db_get (res, row, 9)));
     json_object_set_new (out, "updated_at", json_time (cm_db_get (res, row, 10)));
     return out;
@@ -248,23 +252,31 @@ s_test (const json_t *config, bool inbound, reply_t *r)
     int rc = -1;
     const char *name = cm_route_str (config, "name");
     if (cm_route_bool (config, "exchange"))
-        snprintf (err, sizeof err, "Exchange Web Services (EWS) is not available yet in"
-                  " this version of casemail; the route's Exchange settings are saved");
-    else if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0)
-        snprintf (err, sizeof err, "OAuth2 sign-in is not available yet in this version"
-                  " of casemail; the route's OAuth2 settings are saved");
+        rc = cm_route_ews_test (config, inbound, summary, sizeof summary, err, sizeof err);
     else {
         cm_mailserver_t srv;
+        cm_oauth_t *oauth = NULL;      /* auth oauth2: SASL XOAUTH2/OAUTHBEARER */
+        char *token = NULL;
+        if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0) {
+            token = cm_route_oauth_token (config, &oauth, err, sizeof err);
+            cm_oauth_destroy (&oauth);
+            if (!token)
+                goto tested;
+        }
         if (inbound) {
             cm_route_inbound (config, &srv);
+            srv.oauth_token = token;
             rc = cm_imap_test (&srv, cm_route_str (config, "folder"), summary,
                                sizeof summary, err, sizeof err);
         }
         else {
             cm_route_outbound (config, &srv);
+            srv.oauth_token = token;
             rc = cm_smtp_test (&srv, summary, sizeof summary, err, sizeof err);
         }
+        free (token);
     }
+tested:
     if (rc == 0) {
         cm_info (name, "%s test passed: %s", inbound ? "inbound" : "outbound", summary);
         reply_json (r, 200, json_pack ("{s:b, s:s}", "ok", 1, "summary", summary));

@@ -14,6 +14,7 @@
 #include "sender.h"
 #include "log.h"
 #include "route.h"
+#include "routeauth.h"
 #include "server.h"
 #include "smtp.h"
 #include <pthread.h>
@@ -178,6 +179,39 @@ s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
 }
 
 /* Claims, sends and records one email. 1 done, 0 nothing to do, -1 db. */
+/* SMTP with SASL XOAUTH2/OAUTHBEARER for an auth oauth2 route (not
+   Exchange): a token from the route's token endpoint (one cache per send),
+   and once more with a fresh token when the server refuses it. A token
+   that can't be had is a temporary failure with the sign-in's reason. */
+static cm_smtp_result_t
+s_send_oauth (const json_t *config, const char *from, const char *const *rcpts,
+              size_t n, const char *mime, size_t mimelen, int *code,
+              char *reply, size_t replylen)
+{
+    cm_oauth_t *oauth = NULL;
+    cm_smtp_result_t result = CM_SMTP_TEMPFAIL;
+    cm_mailserver_t srv;
+    cm_route_outbound (config, &srv);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char err [512];
+        char *token = cm_route_oauth_token (config, &oauth, err, sizeof err);
+        if (!token) {
+            snprintf (reply, replylen, "OAuth2 sign-in failed: %s", err);
+            result = CM_SMTP_TEMPFAIL;
+            break;
+        }
+        srv.oauth_token = token;
+        result = cm_smtp_send (&srv, from, rcpts, n, mime, mimelen, code, reply, replylen);
+        srv.oauth_token = NULL;
+        free (token);
+        if (result == CM_SMTP_SENT || !strstr (reply, "authentication failed"))
+            break;
+        cm_oauth_invalidate (oauth);
+    }
+    cm_oauth_destroy (&oauth);
+    return result;
+}
+
 static int
 s_send_one (sender_t *self, cm_db_t *db)
 {
@@ -271,11 +305,16 @@ s_send_one (sender_t *self, cm_db_t *db)
         snprintf (reply, sizeof reply, "the route's password can't be opened with this"
                   " install's key file");
     else if (cm_route_bool (config, "exchange"))
-        snprintf (reply, sizeof reply, "sending over Exchange Web Services (EWS) is not"
-                  " available yet in this version of casemail");
-    else if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0)
-        snprintf (reply, sizeof reply, "OAuth2 sign-in is not available yet in this"
-                  " version of casemail");
+        result = sender_ews_send (config, mime, mimelen, bcc, nbcc, reply, sizeof reply);
+    else if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0) {
+        const char *rcpts [512];
+        size_t n = 0;
+        for (size_t i = 0; i < nto && n < 512; i++) rcpts [n++] = to [i];
+        for (size_t i = 0; i < ncc && n < 512; i++) rcpts [n++] = cc [i];
+        for (size_t i = 0; i < nbcc && n < 512; i++) rcpts [n++] = bcc [i];
+        result = s_send_oauth (config, from, rcpts, n, mime, mimelen, &code,
+                               reply, sizeof reply);
+    }
     else {
         const char *rcpts [512];
         size_t n = 0;

@@ -5,6 +5,8 @@
 #ifndef CM_SENDER_H
 #define CM_SENDER_H
 #include <stddef.h>
+#include <jansson.h>
+#include "smtp.h"
 
 typedef struct {
     const char *filename;           /* UTF-8 file name */
@@ -30,4 +32,11 @@ typedef struct {
 /* Builds the message with CRLF line endings. Returns malloc'd bytes and
    their length, or NULL with a reason. */
 char *mime_build (const out_mail_t *mail, size_t *len, char *err, size_t errlen);
+
+/* ews.c: sends the built message over the Exchange route's EWS (config
+   with clear secrets); bcc recipients are added as a Bcc header. SENT /
+   TEMPFAIL / PERMFAIL with the reply ("sent over EWS (Exchange2016)"). */
+cm_smtp_result_t sender_ews_send (const json_t *config, const char *mime, size_t len,
+                                  char *const *bcc, size_t nbcc, char *reply,
+                                  size_t replylen);
 #endif

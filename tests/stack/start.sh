@@ -5,7 +5,7 @@
 # Usage: tests/stack/start.sh DIR [BASEPORT]
 #   DIR       folder of the stack; created if missing. Its parents must be
 #             traversable by the postgres, dovecot and postfix users (/tmp is).
-#   BASEPORT  first of 11 consecutive ports (default: $BASEPORT, or a free
+#   BASEPORT  first of 12 consecutive ports (default: $BASEPORT, or a free
 #             block near 20000 + ($$ % 200) * 20). Ports are stored in DIR/ports
 #             and reused on every later start.
 #
@@ -32,6 +32,7 @@ fi
 if [ -f "$CM_PORTS_FILE" ]; then
     # shellcheck disable=SC1090
     . "$CM_PORTS_FILE"
+    cm_ports_upgrade
     if [ -n "$want_base" ] && [ "$want_base" != "$BASEPORT" ]; then
         cm_log "note: $D already uses base port $BASEPORT; ignoring $want_base"
     fi
