@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <curl/curl.h>
 #include "mailserver.h"
+#include "mailcurl.h"
 
 typedef struct _cm_imap_t cm_imap_t;
 
@@ -113,39 +114,4 @@ void cm_imap_destroy (cm_imap_t **self_p);
 /* Offline tests of parsers, encoders and the reason mapping; 0 ok. */
 int cm_imap_selftest (bool verbose);
 
-/* ---- libcurl glue shared with smtp.c (not for other callers) ---------- */
-
-/* Per-handle context of the debug callback: traces protocol lines when the
-   route is verbose (credentials redacted) and remembers what the reason
-   mapping and the SMTP client need. Must outlive the easy handle's use. */
-typedef struct {
-    bool verbose;                   /* route log level is verbose */
-    const char *route;              /* route name for log lines */
-    bool in_auth;                   /* client is inside an AUTH exchange */
-    bool auth_sent;                 /* client sent AUTH/AUTHENTICATE/LOGIN */
-    bool auth_ok;                   /* SMTP 235 seen */
-    bool auth_offered;              /* SMTP EHLO listed AUTH */
-    bool login_disabled;            /* IMAP LOGINDISABLED seen */
-    char reply [1024];              /* last complete server reply (SMTP) */
-    char fail [1024];               /* last SMTP reply with a 4xx/5xx code */
-    char partial [1024];            /* multi-line SMTP reply in progress */
-    char errbuf [CURL_ERROR_SIZE];  /* CURLOPT_ERRORBUFFER */
-} cm_mailcurl_ctx_t;
-
-/* curl_global_init exactly once per process (thread-safe). */
-void cm_mailcurl_global_init (void);
-/* Checks srv and builds "scheme://host:port/" + path into url, and picks
-   the TLS mode; is_smtp chooses the protocol family. 0 ok, -1 with reason. */
-int cm_mailcurl_url (const cm_mailserver_t *srv, bool is_smtp,
-                     const char *path, char *url, size_t urllen,
-                     char *err, size_t errlen);
-/* Sets TLS (verify peer and host; CA file), credentials (password or
-   XOAUTH2/OAUTHBEARER bearer), timeouts, NOSIGNAL and the debug trace on
-   h for url. Registers the secrets with the log. 0 ok, -1 with reason. */
-int cm_mailcurl_setup (CURL *h, const cm_mailserver_t *srv, const char *url,
-                       bool is_smtp, cm_mailcurl_ctx_t *ctx,
-                       char *err, size_t errlen);
-/* Writes the person-readable reason for a libcurl failure. */
-void cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
-                         const cm_mailserver_t *srv, char *err, size_t errlen);
 #endif
