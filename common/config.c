@@ -131,3 +131,11 @@ cm_config_write_file (const char *path, const char *text, int mode)
         unlink (tmp);
     return rc;
 }
+
+long
+cm_config_env (const char *name, long def)
+{
+    const char *v = getenv (name);
+    long n = v ? atol (v) : 0;
+    return n > 0 ? n : def;
+}

@@ -50,6 +50,9 @@ int cm_config_mkdirs (const cm_config_t *cfg);
 /* Reads a small text file (token, url), trimming the final newline.
    0 or -1. */
 int cm_config_read_file (const char *path, char *out, int outlen);
+/* A positive whole number from the environment, or def when the variable
+   is unset, empty, not a number or not positive. */
+long cm_config_env (const char *name, long def);
 /* Writes a small file with the given mode atomically; 0 or -1. */
 int cm_config_write_file (const char *path, const char *text, int mode);
 #endif

@@ -9,6 +9,7 @@
     reason and retries with a backoff that doubles up to a cap. */
 #include "fetcher.h"
 #include "imap.h"
+#include "config.h"
 #include "log.h"
 #include "route.h"
 #include "routeauth.h"
@@ -24,14 +25,6 @@
 #define IDLE_MS         60000             /* re-check at least this often */
 
 fetch_counters_t fetch_counters;
-
-static long
-s_env_long (const char *name, long def)
-{
-    const char *v = getenv (name);
-    long n = v ? atol (v) : 0;
-    return n > 0 ? n : def;
-}
 
 /* Sleeps up to ms, waking early when asked to stop. */
 static void
@@ -116,7 +109,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
         char *err, size_t errlen)
 {
     const char *folder = cm_route_str (config, "folder");
-    size_t fetch_max = (size_t) s_env_long ("CASEMAIL_FETCH_MAX_BYTES", 64L << 20);
+    size_t fetch_max = (size_t) cm_config_env ("CASEMAIL_FETCH_MAX_BYTES", 64L << 20);
     /* Fetching must not mark the message: \Seen (or the move) is the
        acknowledgement and comes only after the commit (invariant 1). */
     const bool peek = true;
@@ -301,7 +294,7 @@ s_run (void *arg)
         ews_run (self, db, config);    /* fetcher/ews.c */
         goto done;
     }
-    long retry_max = s_env_long ("CASEMAIL_RETRY_MAX_MS", 15000);
+    long retry_max = cm_config_env ("CASEMAIL_RETRY_MAX_MS", 15000);
     long backoff = 1000;
     while (!s_stopping (self)) {
         cm_mailserver_t srv;

@@ -8,6 +8,7 @@
     a route. Limits come from CASEMAIL_MAX_MESSAGE_BYTES, _MIME_DEPTH,
     _MIME_PARTS, _HEADER_BYTES. */
 #include "parser.h"
+#include "config.h"
 #include "log.h"
 #include "server.h"
 #include <stdio.h>
@@ -29,14 +30,6 @@ typedef struct {
 } parser_t;
 
 static parser_t s_parser = { .timer = -1 };
-
-static long
-s_env (const char *name, long def)
-{
-    const char *v = getenv (name);
-    long n = v ? atol (v) : 0;
-    return n > 0 ? n : def;
-}
 
 static void
 s_route_info (cm_db_t *db, const char *route_id, route_info_t *info)
@@ -192,10 +185,10 @@ s_start (cm_server_t *srv)
 {
     parser_t *self = cm_server_state (srv);
     cm_limits_default (&self->limits);
-    self->limits.max_size = (size_t) s_env ("CASEMAIL_MAX_MESSAGE_BYTES", (long) self->limits.max_size);
-    self->limits.max_depth = (int) s_env ("CASEMAIL_MAX_MIME_DEPTH", self->limits.max_depth);
-    self->limits.max_parts = (int) s_env ("CASEMAIL_MAX_MIME_PARTS", self->limits.max_parts);
-    self->limits.max_header_bytes = (size_t) s_env ("CASEMAIL_MAX_HEADER_BYTES",
+    self->limits.max_size = (size_t) cm_config_env ("CASEMAIL_MAX_MESSAGE_BYTES", (long) self->limits.max_size);
+    self->limits.max_depth = (int) cm_config_env ("CASEMAIL_MAX_MIME_DEPTH", self->limits.max_depth);
+    self->limits.max_parts = (int) cm_config_env ("CASEMAIL_MAX_MIME_PARTS", self->limits.max_parts);
+    self->limits.max_header_bytes = (size_t) cm_config_env ("CASEMAIL_MAX_HEADER_BYTES",
                                                     (long) self->limits.max_header_bytes);
     char err [256];
     self->side = cm_db_connect (cm_server_config (srv)->db, "casemail-parser-attempts",

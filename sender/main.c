@@ -12,6 +12,7 @@
     Message-ID: delivery is at least once. The main thread keeps the bus
     (heartbeats, wakes) and rescans every second. */
 #include "sender.h"
+#include "config.h"
 #include "log.h"
 #include "route.h"
 #include "routeauth.h"
@@ -41,14 +42,6 @@ static sender_t s_sender = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .wake = PTHREAD_COND_INITIALIZER,
 };
-
-static long
-s_env (const char *name, long def)
-{
-    const char *v = getenv (name);
-    long n = v ? atol (v) : 0;
-    return n > 0 ? n : def;
-}
 
 /* Parses a text[] literal of plain addresses into a NULL-ended array. */
 static char **
@@ -142,8 +135,8 @@ static void
 s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
           const char *reply, int attempts)
 {
-    long base = s_env ("CASEMAIL_SEND_RETRY_BASE_MS", 30000);
-    long max_attempts = s_env ("CASEMAIL_SEND_MAX_ATTEMPTS", 10);
+    long base = cm_config_env ("CASEMAIL_SEND_RETRY_BASE_MS", 30000);
+    long max_attempts = cm_config_env ("CASEMAIL_SEND_MAX_ATTEMPTS", 10);
     char delay [32];
     long long ms = base;
     for (int i = 1; i < attempts && ms < 3600000; i++)
@@ -415,7 +408,7 @@ s_start (cm_server_t *srv)
 {
     sender_t *self = cm_server_state (srv);
     self->srv = srv;
-    int n = (int) s_env ("CASEMAIL_SENDER_THREADS", 4);
+    int n = (int) cm_config_env ("CASEMAIL_SENDER_THREADS", 4);
     if (n > THREADS_MAX)
         n = THREADS_MAX;
     for (int i = 0; i < n; i++)
