@@ -64,9 +64,7 @@ int store_commit (cm_db_t *db, long long route_id, const char *folder,
    error NULL clears nothing; FAILED counts failures in a row. */
 int store_status (cm_db_t *db, long long route_id, const char *status,
                   const char *error);
-/* SHA-256 of data as 64 hex digits + NUL; the Message-ID of a raw
-   message without <> ("" when absent). */
-void store_sha256 (const char *data, size_t len, char *hex);
+/* The Message-ID of a raw message without <> ("" when absent). */
 void store_message_id (const char *raw, size_t len, char *out, size_t size);
 
 /* ews.c: the Exchange (EWS) route loop, run by the route's worker thread

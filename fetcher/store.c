@@ -3,8 +3,8 @@
     Invariant: the cursor moves only in the transaction that commits the
     messages it covers, and the mailbox is acknowledged only after. */
 #include "fetcher.h"
+#include "digest.h"
 #include "log.h"
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +27,6 @@ store_cursor (cm_db_t *db, long long route_id, const char *folder,
     }
     PQclear (res);
     return 0;
-}
-
-void
-store_sha256 (const char *data, size_t len, char *hex)
-{
-    unsigned char md [32];
-    unsigned int mdlen = 0;
-    EVP_Digest (data, len, md, &mdlen, EVP_sha256 (), NULL);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf (hex + 2 * i, 3, "%02x", md [i]);
 }
 
 /* The Message-ID header value of a raw message (first occurrence in the
@@ -90,7 +80,7 @@ s_insert_batch (cm_db_t *db, const char *route_id, const char *folder, const cha
         snprintf (uid, sizeof uid, "%llu", (unsigned long long) m->uid);
         snprintf (size, sizeof size, "%zu", m->len);
         if (m->raw) {
-            store_sha256 (m->raw, m->len, sha);
+            cm_sha256_hex (m->raw, m->len, sha);
             store_message_id (m->raw, m->len, msgid, sizeof msgid);
         }
         else

@@ -5,6 +5,7 @@
     chain), and queues it in the outbox in the same transaction as its
     timeline entry; then wakes the senders. Also lists the outbox. */
 #include "router.h"
+#include "digest.h"
 #include "log.h"
 #include "route.h"
 #include <openssl/evp.h>
@@ -83,16 +84,6 @@ s_base64 (const char *text, size_t *len)
     EVP_ENCODE_CTX_free (ctx);
     *len = (size_t) (n + m);
     return out;
-}
-
-static void
-s_sha256 (const unsigned char *data, size_t len, char *hex)
-{
-    unsigned char md [32];
-    unsigned int mdlen = 0;
-    EVP_Digest (data, len, md, &mdlen, EVP_sha256 (), NULL);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf (hex + 2 * i, 3, "%02x", md [i]);
 }
 
 /* The incident's thread: In-Reply-To (latest) and References (first and
@@ -277,7 +268,7 @@ outbound_queue (router_t *self, cm_db_t *db, const char *incident, json_t *body,
             ct = "application/octet-stream";
         char size [32], sha [65];
         snprintf (size, sizeof size, "%zu", lens [i]);
-        s_sha256 (datas [i], lens [i], sha);
+        cm_sha256_hex (datas [i], lens [i], sha);
         const char *ap [] = { incident_id, timeline_id, outbox_id,
                               json_string_value (json_object_get (a, "filename")), ct, size,
                               sha, (const char *) datas [i] };
