@@ -53,6 +53,6 @@ for db in $dbs; do
     for s in "${SECRETS[@]}"; do
         case "$dump" in *"$s"*) not_ok "database $db holds '$s' in clear" ;; esac
     done
-    case "$dump" in *password_sealed*) ;; *) [ "$(psql -X -tA "host=$CM_PG_HOST port=$CM_PG_PORT dbname=$db user=casemail" -c "SELECT count(*) FROM routes" 2>/dev/null || echo 0)" = 0 ] || not_ok "database $db has routes but no sealed password (sanity)";; esac
+    case "$dump" in *_sealed*) ;; *) [ "$(psql -X -tA "host=$CM_PG_HOST port=$CM_PG_PORT dbname=$db user=casemail" -c "SELECT count(*) FROM routes" 2>/dev/null || echo 0)" = 0 ] || not_ok "database $db has routes but no sealed secret (sanity)";; esac
 done
 [ "$ndb" -ge 3 ] && ok "dumped $ndb test databases: no secret in clear" || not_ok "dumped test databases" "only $ndb"
