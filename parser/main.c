@@ -102,11 +102,18 @@ s_batch (cm_server_t *srv, parser_t *self)
                                     err, sizeof err);
     }
     int done = 0;
+    route_info_t route;
+    char route_key [32] = "";
+    bool have_route = false;
     for (int i = 0; i < n; i++) {
         long long row = atoll (PQgetvalue (res, i, 0));
         const char *route_id = PQgetisnull (res, i, 1) ? NULL : PQgetvalue (res, i, 1);
-        route_info_t route;
-        s_route_info (db, route_id, &route);
+        /* a batch is mostly one route: look it up once per change */
+        if (!have_route || strcmp (route_key, route_id ? route_id : "") != 0) {
+            s_route_info (db, route_id, &route);
+            snprintf (route_key, sizeof route_key, "%s", route_id ? route_id : "");
+            have_route = true;
+        }
         int attempts = atoi (PQgetvalue (res, i, 3));
         char reason [512] = "";
         cm_message_t *msg = NULL;

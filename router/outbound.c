@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define REFERENCES_MAX 20
+#define RECIPIENTS_MAX 100   /* per field; the sender takes up to 512 in all */
 
 static bool
 s_has_control (const char *s)
@@ -41,6 +42,10 @@ s_addresses (json_t *list, const char *field, bool required, cm_buf_t *literal,
     }
     if (!json_is_array (list) || (required && json_array_size (list) == 0)) {
         reply_error (r, 400, field, "%s must be a list of addresses", field);
+        return -1;
+    }
+    if (json_array_size (list) > RECIPIENTS_MAX) {
+        reply_error (r, 400, field, "more than %d %s addresses", RECIPIENTS_MAX, field);
         return -1;
     }
     cm_buf_append (literal, "{", 1);

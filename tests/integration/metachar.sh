@@ -62,3 +62,12 @@ run_cm incident email INC-1 --to meta-check@outside.test --subject "re: $EVIL" -
 check_eq "an email with metacharacters is sent" "0" "$RC"
 got=$(sql "SELECT subject FROM outbox")
 check_eq "its subject is kept verbatim (tag added once)" "[INC-1] re: $EVIL" "$got"
+# a recipient list over the cap is refused, nothing queued
+URL=$(cat "$CASEMAIL_HOME/run/api.url"); TOKEN=$(cat "$CASEMAIL_HOME/api.token")
+many=$(python3 -c 'import json; print(json.dumps({"to": ["r%d@outside.test" % i for i in range(101)], "body": "x"}))')
+before=$(sql "SELECT count(*) FROM outbox")
+code=$(curl -s -o "$CM_WORK/many.json" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+       -X POST "$URL/v1/incidents/INC-1/email" -d "$many")
+check_eq "101 recipients in one field are refused (400)" "400" "$code"
+check_contains "the refusal names the cap" "more than 100 to addresses" "$(cat "$CM_WORK/many.json")"
+check_eq "nothing was queued" "$before" "$(sql "SELECT count(*) FROM outbox")"
