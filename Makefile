@@ -26,7 +26,7 @@ objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 PROGRAMS := $(BIN)/casemail $(BIN)/casemail-router $(BIN)/casemail-fetcher \
             $(BIN)/casemail-parser $(BIN)/casemail-sender $(BIN)/casemail-selftest \
-            $(BIN)/casemail-message-test
+            $(BIN)/casemail-message-test $(BIN)/casemail-db-test
 
 all: $(PROGRAMS)
 
@@ -46,6 +46,7 @@ $(BIN)/casemail-parser: $(call objs,$(PARSER_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-sender: $(call objs,$(SENDER_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-selftest: $(call objs,tests/unit/selftest.c $(PARSERLIB_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-message-test: $(call objs,tests/unit/message_test.c $(PARSERLIB_SRC)) $(OBJ)/libcommon.a
+$(BIN)/casemail-db-test: $(call objs,tests/unit/db_test.c) $(OBJ)/libcommon.a
 
 $(PROGRAMS):
 	@mkdir -p $(BIN)

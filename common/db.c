@@ -2,15 +2,29 @@
     (see db.h). */
 #include "db.h"
 #include "log.h"
+#include "buf.h"
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MIGRATION_LOCK 0x63616d65  /* advisory lock key: "came" */
+#define PREPARED_MAX   256         /* statements kept prepared per session */
+
+/* A statement prepared on this session, found by its text. */
+typedef struct {
+    uint64_t hash;
+    char *sql;
+} prepared_t;
 
 struct _cm_db_t {
     PGconn *conn;          /* the session */
     char error [512];      /* last error text */
+    prepared_t prepared [PREPARED_MAX];
+    int nprepared;
 };
 
 static void
@@ -39,6 +53,12 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
         return NULL;
     }
     PQsetNoticeProcessor (conn, s_notice, NULL);
+    /* Statements are prepared once per session (cm_db_query_binary) but
+       planned for each run's values: a generic plan made while a table
+       was empty would stay, and scan the whole table once it has grown.
+       A server without the setting (before PostgreSQL 12) plans as it
+       always did. */
+    PQclear (PQexec (conn, "SET plan_cache_mode = force_custom_plan"));
     cm_db_t *self = calloc (1, sizeof *self);
     if (!self) {
         PQfinish (conn);
@@ -49,10 +69,20 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
     return self;
 }
 
+/* Forgets the prepared statements (the session that had them is gone). */
+static void
+s_forget_prepared (cm_db_t *self)
+{
+    for (int i = 0; i < self->nprepared; i++)
+        free (self->prepared [i].sql);
+    self->nprepared = 0;
+}
+
 void
 cm_db_destroy (cm_db_t **self_p)
 {
     if (self_p && *self_p) {
+        s_forget_prepared (*self_p);
         PQfinish ((*self_p)->conn);
         free (*self_p);
         *self_p = NULL;
@@ -77,18 +107,83 @@ s_set_error (cm_db_t *self, const char *text)
             *p = ' ';
 }
 
-PGresult *
-cm_db_query (cm_db_t *self, const char *sql, int nparams,
-             const char *const *params)
+/* Only plain data statements are worth preparing (and are certain to be
+   preparable): not transaction control, not DDL. */
+static bool
+s_preparable (const char *sql)
 {
-    PGresult *res = PQexecParams (self->conn, sql, nparams, NULL, params,
-                                  NULL, NULL, 0);
+    while (isspace ((unsigned char) *sql))
+        sql++;
+    return strncasecmp (sql, "SELECT", 6) == 0 || strncasecmp (sql, "INSERT", 6) == 0
+        || strncasecmp (sql, "UPDATE", 6) == 0 || strncasecmp (sql, "DELETE", 6) == 0
+        || strncasecmp (sql, "WITH", 4) == 0;
+}
+
+/* The name of sql's prepared statement on this session, preparing it on
+   first use; NULL when it is not to be prepared (or could not be: the
+   statement then runs unnamed and reports its own error). */
+static const char *
+s_prepared (cm_db_t *self, const char *sql, char *name, size_t size)
+{
+    if (!s_preparable (sql))
+        return NULL;
+    uint64_t h = 1469598103934665603ULL;          /* FNV-1a */
+    for (const char *p = sql; *p; p++)
+        h = (h ^ (unsigned char) *p) * 1099511628211ULL;
+    for (int i = 0; i < self->nprepared; i++)
+        if (self->prepared [i].hash == h && strcmp (self->prepared [i].sql, sql) == 0) {
+            snprintf (name, size, "cm%d", i);
+            return name;
+        }
+    if (self->nprepared == PREPARED_MAX)
+        return NULL;               /* built text, not a fixed statement */
+    char *copy = strdup (sql);
+    if (!copy)
+        return NULL;
+    snprintf (name, size, "cm%d", self->nprepared);
+    PGresult *res = PQprepare (self->conn, name, sql, 0, NULL);
+    bool ok = PQresultStatus (res) == PGRES_COMMAND_OK;
+    PQclear (res);
+    if (!ok) {
+        free (copy);
+        return NULL;
+    }
+    self->prepared [self->nprepared++] = (prepared_t) { h, copy };
+    return name;
+}
+
+PGresult *
+cm_db_query_binary (cm_db_t *self, const char *sql, int nparams,
+                    const char *const *params, const int *lengths,
+                    const int *formats, int result_format)
+{
+    char name [32];
+    const char *stmt = s_prepared (self, sql, name, sizeof name);
+    PGresult *res = stmt
+        ? PQexecPrepared (self->conn, stmt, nparams, params, lengths, formats, result_format)
+        : PQexecParams (self->conn, sql, nparams, NULL, params, lengths, formats,
+                        result_format);
+    const char *state = res ? PQresultErrorField (res, PG_DIAG_SQLSTATE) : NULL;
+    if (stmt && state && strcmp (state, "26000") == 0) {
+        /* the session lost its prepared statements (DISCARD, a pooler) */
+        PQclear (res);
+        s_forget_prepared (self);
+        res = PQexecParams (self->conn, sql, nparams, NULL, params, lengths, formats,
+                            result_format);
+    }
     ExecStatusType st = PQresultStatus (res);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return res;
     s_set_error (self, res ? PQresultErrorMessage (res) : PQerrorMessage (self->conn));
     PQclear (res);
     return NULL;
+}
+
+PGresult *
+cm_db_query (cm_db_t *self, const char *sql, int nparams,
+             const char *const *params)
+{
+    return cm_db_query_binary (self, sql, nparams, params, NULL, NULL, 0);
 }
 
 int
@@ -119,6 +214,7 @@ cm_db_alive (cm_db_t *self)
             return true;
     }
     PQreset (self->conn);
+    s_forget_prepared (self);
     return PQstatus (self->conn) == CONNECTION_OK;
 }
 
@@ -199,4 +295,109 @@ done:
         snprintf (err, errlen, "database migration: %s", self->error);
     cm_db_exec (self, "SELECT pg_advisory_unlock($1::bigint)", 1, p);
     return rc;
+}
+
+/* ---------------------------------------------------------------- arrays
+   array_send's format: ndim, has-nulls flag, element type, then per
+   dimension its size and lower bound, then each element as a length
+   (-1 for NULL) and its bytes; all integers 32-bit, network order. */
+struct _cm_db_array_t {
+    cm_buf_t elems;        /* the elements, encoded */
+    cm_buf_t out;          /* header + elements, built by cm_db_array_data */
+    unsigned int type;
+    int count;
+    bool nulls;
+    bool failed;
+};
+
+cm_db_array_t *
+cm_db_array_new (unsigned int elemtype)
+{
+    cm_db_array_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    cm_buf_init (&self->elems, 0);
+    cm_buf_init (&self->out, 0);
+    self->type = elemtype;
+    return self;
+}
+
+static void
+s_put32 (cm_buf_t *b, uint32_t v, bool *failed)
+{
+    v = htonl (v);
+    if (cm_buf_append (b, &v, 4))
+        *failed = true;
+}
+
+int
+cm_db_array_add (cm_db_array_t *self, const void *data, size_t len)
+{
+    if (!self || self->failed)
+        return -1;
+    if (!data) {
+        s_put32 (&self->elems, 0xffffffffu, &self->failed);
+        self->nulls = true;
+    }
+    else if (len > 0x7fffffff)
+        self->failed = true;
+    else {
+        s_put32 (&self->elems, (uint32_t) len, &self->failed);
+        if (len && cm_buf_append (&self->elems, data, len))
+            self->failed = true;
+    }
+    self->count++;
+    return self->failed ? -1 : 0;
+}
+
+int
+cm_db_array_add_text (cm_db_array_t *self, const char *text)
+{
+    return cm_db_array_add (self, text, text ? strlen (text) : 0);
+}
+
+int
+cm_db_array_add_int8 (cm_db_array_t *self, long long value)
+{
+    uint64_t v = (uint64_t) value;
+    unsigned char be [8];
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        be [i] = (unsigned char) (v & 0xff);
+    return cm_db_array_add (self, be, 8);
+}
+
+const char *
+cm_db_array_data (cm_db_array_t *self)
+{
+    if (!self || self->failed)
+        return NULL;
+    cm_buf_reset (&self->out);
+    bool failed = false;
+    s_put32 (&self->out, self->count ? 1 : 0, &failed);
+    s_put32 (&self->out, self->nulls ? 1 : 0, &failed);
+    s_put32 (&self->out, self->type, &failed);
+    if (self->count) {
+        s_put32 (&self->out, (uint32_t) self->count, &failed);
+        s_put32 (&self->out, 1, &failed);
+        if (cm_buf_append (&self->out, self->elems.data, self->elems.len))
+            failed = true;
+    }
+    return failed ? NULL : self->out.data;
+}
+
+int
+cm_db_array_len (cm_db_array_t *self)
+{
+    return self && !self->failed ? (int) self->out.len : 0;
+}
+
+void
+cm_db_array_destroy (cm_db_array_t **self_p)
+{
+    if (self_p && *self_p) {
+        cm_buf_free (&(*self_p)->elems);
+        cm_buf_free (&(*self_p)->out);
+        free (*self_p);
+        *self_p = NULL;
+    }
 }

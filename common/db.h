@@ -25,6 +25,13 @@ int cm_db_schema_version (void);
    result when it succeeded (tuples or command), NULL otherwise. */
 PGresult *cm_db_query (cm_db_t *self, const char *sql, int nparams,
                        const char *const *params);
+/* The same with per-parameter lengths and formats (1 = binary) and a
+   result format, as PQexecParams. Data statements (SELECT, INSERT,
+   UPDATE, DELETE, WITH) are prepared on the session at first use and
+   executed by name after that: the server parses and plans them once. */
+PGresult *cm_db_query_binary (cm_db_t *self, const char *sql, int nparams,
+                              const char *const *params, const int *lengths,
+                              const int *formats, int result_format);
 /* Runs a statement and discards the result: 0 or -1. */
 int cm_db_exec (cm_db_t *self, const char *sql, int nparams,
                 const char *const *params);
@@ -32,6 +39,25 @@ int cm_db_exec (cm_db_t *self, const char *sql, int nparams,
 const char *cm_db_error (cm_db_t *self);
 /* True when the connection is usable; tries one reset when it is not. */
 bool cm_db_alive (cm_db_t *self);
+
+/* A one-dimensional array parameter in PostgreSQL's binary format, so a
+   whole batch of rows goes in one statement (unnest) with no escaping:
+   pass cm_db_array_data/_len with format 1. Elements are added in order;
+   NULL data is SQL NULL. Types: CM_DB_INT8, CM_DB_TEXT, CM_DB_BYTEA. */
+#define CM_DB_BYTEA 17
+#define CM_DB_INT8  20
+#define CM_DB_TEXT  25
+typedef struct _cm_db_array_t cm_db_array_t;
+cm_db_array_t *cm_db_array_new (unsigned int elemtype);
+/* 0, or -1 out of memory (the array is then unusable: the statement
+   fails rather than run with a short array). */
+int cm_db_array_add (cm_db_array_t *self, const void *data, size_t len);
+int cm_db_array_add_text (cm_db_array_t *self, const char *text);
+int cm_db_array_add_int8 (cm_db_array_t *self, long long value);
+/* The parameter bytes, and their length; NULL after a failed add. */
+const char *cm_db_array_data (cm_db_array_t *self);
+int cm_db_array_len (cm_db_array_t *self);
+void cm_db_array_destroy (cm_db_array_t **self_p);
 
 /* Helpers for reading result cells: NULL for SQL NULL. */
 const char *cm_db_get (const PGresult *res, int row, int col);

@@ -62,62 +62,111 @@ store_message_id (const char *raw, size_t len, char *out, size_t size)
     }
 }
 
-/* Inserts a batch of fetched messages inside the caller's transaction.
+/* Inserts a batch of fetched messages inside the caller's transaction,
+   in one statement: the batch goes as arrays (binary, raw bytes as they
+   are) and is unnested in order, so message ids follow UIDs.
    IMAP messages carry their UID (item_ids NULL); EWS items carry their
    ItemId and get a UID from ews_uid_seq. A message already stored (same
    UID, same ItemId, or same Message-ID and SHA-256 after a UIDVALIDITY
-   change or a sync restart) is skipped and counted as a duplicate.
-   Returns how many were new, or -1 (the caller rolls back). */
+   change or a sync restart), or twice in the batch, is skipped and
+   counted as a duplicate. Returns how many were new, or -1 (the caller
+   rolls back). */
 static int
 s_insert_batch (cm_db_t *db, const char *route_id, const char *folder, const char *uv,
                 const fetched_t *msgs, char *const *item_ids, size_t n, size_t fetch_max)
 {
-    PGconn *conn = cm_db_conn (db);
-    int added = 0;
-    for (size_t i = 0; i < n; i++) {
+    enum { UID, ITEM, MID, SHA, SIZE, RAW, STATE, REASON, COLUMNS };
+    static const unsigned int types [COLUMNS] = { CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT,
+        CM_DB_TEXT, CM_DB_INT8, CM_DB_BYTEA, CM_DB_TEXT, CM_DB_TEXT };
+    cm_db_array_t *col [COLUMNS];
+    for (int c = 0; c < COLUMNS; c++)
+        col [c] = cm_db_array_new (types [c]);
+    char (*sha) [65] = calloc (n ? n : 1, sizeof *sha);
+    char (*mid) [512] = calloc (n ? n : 1, sizeof *mid);
+    size_t rows = 0, skipped = 0;
+    for (size_t i = 0; sha && mid && i < n; i++) {
         const fetched_t *m = &msgs [i];
-        char uid [32], sha [65] = "", size [32], msgid [512] = "", reason [256] = "";
-        snprintf (uid, sizeof uid, "%llu", (unsigned long long) m->uid);
-        snprintf (size, sizeof size, "%zu", m->len);
+        char reason [256] = "";
         if (m->raw) {
-            cm_sha256_hex (m->raw, m->len, sha);
-            store_message_id (m->raw, m->len, msgid, sizeof msgid);
+            cm_sha256_hex (m->raw, m->len, sha [i]);
+            store_message_id (m->raw, m->len, mid [i], sizeof mid [i]);
         }
         else
             snprintf (reason, sizeof reason, "message is %zu bytes, over the %zu-byte"
                       " fetch limit; it was left in the mailbox", m->len, fetch_max);
+        /* the same message twice in one batch: the statement can't see
+           its own rows, so the second copy is dropped here */
+        bool twice = false;
+        for (size_t k = 0; *mid [i] && k < i && !twice; k++)
+            twice = msgs [k].raw && strcmp (mid [k], mid [i]) == 0
+                    && strcmp (sha [k], sha [i]) == 0;
+        if (twice) {
+            skipped++;
+            continue;
+        }
         const char *item = item_ids ? item_ids [i] : NULL;
-        /* Binary parameter for the raw bytes; text for the rest. */
-        const char *values [] = { route_id, folder, uv, item ? NULL : uid, item,
-                                  *msgid ? msgid : NULL, sha, size, m->raw,
-                                  m->raw ? "fetched" : "rejected", *reason ? reason : NULL };
-        int lengths [11] = { 0 };
-        int formats [11] = { 0 };
-        lengths [8] = (int) m->len;
-        formats [8] = 1;
-        PGresult *res = PQexecParams (conn,
+        if (item)
+            cm_db_array_add (col [UID], NULL, 0);
+        else
+            cm_db_array_add_int8 (col [UID], (long long) m->uid);
+        cm_db_array_add_text (col [ITEM], item);
+        cm_db_array_add_text (col [MID], *mid [i] ? mid [i] : NULL);
+        cm_db_array_add_text (col [SHA], sha [i]);
+        cm_db_array_add_int8 (col [SIZE], (long long) m->len);
+        cm_db_array_add (col [RAW], m->raw, m->raw ? m->len : 0);
+        cm_db_array_add_text (col [STATE], m->raw ? "fetched" : "rejected");
+        cm_db_array_add_text (col [REASON], *reason ? reason : NULL);
+        rows++;
+    }
+    const char *values [3 + COLUMNS] = { route_id, folder, uv };
+    int lengths [3 + COLUMNS] = { 0 }, formats [3 + COLUMNS] = { 0 };
+    bool ok = sha && mid;
+    for (int c = 0; c < COLUMNS; c++) {
+        values [3 + c] = cm_db_array_data (col [c]);
+        lengths [3 + c] = cm_db_array_len (col [c]);
+        formats [3 + c] = 1;
+        ok = ok && values [3 + c];
+    }
+    int added = -1;
+    if (!ok)
+        cm_error (NULL, "storing a batch of %zu messages: out of memory", n);
+    else if (rows == 0)
+        added = 0;
+    else {
+        PGresult *res = cm_db_query_binary (db,
             "INSERT INTO messages (route_id, folder, uidvalidity, uid, item_id, message_id,"
             " raw_sha256, size, raw, state, reason)"
-            " SELECT $1, $2, $3, coalesce($4::bigint, nextval('ews_uid_seq')), $5, $6, $7,"
-            "  $8, $9, $10, $11"
-            " WHERE ($5::text IS NULL OR NOT EXISTS (SELECT 1 FROM messages"
-            "   WHERE route_id = $1 AND folder = $2 AND item_id = $5))"
-            " AND ($6::text IS NULL OR $7 = '' OR NOT EXISTS (SELECT 1 FROM messages"
-            "   WHERE route_id = $1 AND message_id = $6 AND raw_sha256 = $7))"
-            " ON CONFLICT DO NOTHING",
-            11, NULL, values, lengths, formats, 0);
-        if (PQresultStatus (res) != PGRES_COMMAND_OK) {
-            cm_error (NULL, "database: storing %s %s: %s", item ? "EWS item" : "UID",
-                      item ? item : uid, PQresultErrorMessage (res));
+            " SELECT $1, $2, $3, coalesce(b.uid, nextval('ews_uid_seq')), b.item, b.mid,"
+            "  b.sha, b.size, b.raw, b.state, b.reason"
+            " FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[],"
+            "  $9::bytea[], $10::text[], $11::text[])"
+            "  WITH ORDINALITY AS b (uid, item, mid, sha, size, raw, state, reason, n)"
+            " WHERE (b.item IS NULL OR NOT EXISTS (SELECT 1 FROM messages m"
+            "   WHERE m.route_id = $1 AND m.folder = $2 AND m.item_id = b.item))"
+            " AND (b.mid IS NULL OR b.sha = '' OR NOT EXISTS (SELECT 1 FROM messages m"
+            "   WHERE m.route_id = $1 AND m.message_id = b.mid AND m.raw_sha256 = b.sha))"
+            " ORDER BY b.n"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            3 + COLUMNS, values, lengths, formats, 0);
+        if (!res && item_ids)
+            cm_error (NULL, "database: storing a batch of %zu EWS items: %s", rows,
+                      cm_db_error (db));
+        else if (!res)
+            cm_error (NULL, "database: storing a batch of %zu messages (UIDs %llu to %llu): %s",
+                      rows, (unsigned long long) msgs [0].uid,
+                      (unsigned long long) msgs [n - 1].uid, cm_db_error (db));
+        else {
+            added = PQntuples (res);
+            skipped += rows - (size_t) added;
             PQclear (res);
-            return -1;
         }
-        if (atoi (PQcmdTuples (res)) > 0)
-            added++;
-        else
-            atomic_fetch_add (&fetch_counters.duplicates, 1);
-        PQclear (res);
     }
+    if (added >= 0 && skipped)
+        atomic_fetch_add (&fetch_counters.duplicates, (unsigned long long) skipped);
+    for (int c = 0; c < COLUMNS; c++)
+        cm_db_array_destroy (&col [c]);
+    free (sha);
+    free (mid);
     return added;
 }
 

@@ -55,21 +55,19 @@ static int
 s_batch (cm_server_t *srv, parser_t *self)
 {
     cm_db_t *db = cm_server_db (srv);
-    PGconn *conn = cm_db_conn (db);
     if (cm_db_exec (db, "BEGIN", 0, NULL))
         return -1;
     char limit [16];
     /* suspects (earlier tries died) go one at a time */
     snprintf (limit, sizeof limit, "%d", BATCH);
     const char *p [] = { limit };
-    PGresult *res = PQexecParams (conn,
+    PGresult *res = cm_db_query_binary (db,
         "SELECT m.id::text, m.route_id::text, m.raw, coalesce(a.attempts, 0)::text"
         " FROM messages m LEFT JOIN parse_attempts a ON a.message_id = m.id"
         " WHERE m.state = 'fetched' ORDER BY m.id LIMIT $1::int"
-        " FOR NO KEY UPDATE OF m SKIP LOCKED", 1, NULL, p, NULL, NULL, 1);
-    if (PQresultStatus (res) != PGRES_TUPLES_OK) {
-        cm_error (NULL, "database: claiming messages: %s", PQresultErrorMessage (res));
-        PQclear (res);
+        " FOR NO KEY UPDATE OF m SKIP LOCKED", 1, p, NULL, NULL, 1);
+    if (!res) {
+        cm_error (NULL, "database: claiming messages: %s", cm_db_error (db));
         cm_db_exec (db, "ROLLBACK", 0, NULL);
         return -1;
     }

@@ -209,11 +209,11 @@ s_attachment (cm_db_t *db, const char *which, reply_t *r)
     }
     const char *p [] = { which };
     /* binary result: the bytes as stored, no bytea text escaping */
-    PGresult *res = PQexecParams (cm_db_conn (db),
+    PGresult *res = cm_db_query_binary (db,
         "SELECT data, content_type FROM attachments WHERE id = $1::bigint",
-        1, NULL, p, NULL, NULL, 1);
-    if (PQresultStatus (res) != PGRES_TUPLES_OK)
-        reply_error (r, 503, NULL, "database: %s", PQresultErrorMessage (res));
+        1, p, NULL, NULL, 1);
+    if (!res)
+        reply_error (r, 503, NULL, "database: %s", cm_db_error (db));
     else if (PQntuples (res) == 0)
         reply_error (r, 404, NULL, "no attachment %lld", id);
     else {

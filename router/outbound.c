@@ -279,10 +279,10 @@ outbound_queue (router_t *self, cm_db_t *db, const char *incident, json_t *body,
                               sha, (const char *) datas [i] };
         int alen [8] = { 0, 0, 0, 0, 0, 0, 0, (int) lens [i] };
         int afmt [8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
-        PGresult *ar = PQexecParams (cm_db_conn (db), "INSERT INTO attachments (incident_id,"
+        PGresult *ar = cm_db_query_binary (db, "INSERT INTO attachments (incident_id,"
             " timeline_id, outbox_id, filename, content_type, size, sha256, data)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, NULL, ap, alen, afmt, 0);
-        ok = PQresultStatus (ar) == PGRES_COMMAND_OK;
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", 8, ap, alen, afmt, 0);
+        ok = ar != NULL;
         PQclear (ar);
     }
     size_t j;

@@ -97,9 +97,9 @@ s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen
     char **to = s_split_array (PQgetvalue (row, 0, 3), &nto);
     char **cc = s_split_array (PQgetvalue (row, 0, 4), &ncc);
     const char *p [] = { PQgetvalue (row, 0, 0) };
-    PGresult *ar = PQexecParams (cm_db_conn (db), "SELECT filename, content_type, data"
-        " FROM attachments WHERE outbox_id = $1 ORDER BY id", 1, NULL, p, NULL, NULL, 1);
-    size_t natt = PQresultStatus (ar) == PGRES_TUPLES_OK ? (size_t) PQntuples (ar) : 0;
+    PGresult *ar = cm_db_query_binary (db, "SELECT filename, content_type, data"
+        " FROM attachments WHERE outbox_id = $1 ORDER BY id", 1, p, NULL, NULL, 1);
+    size_t natt = ar ? (size_t) PQntuples (ar) : 0;
     out_attachment_t *atts = calloc (natt + 1, sizeof *atts);
     for (size_t i = 0; i < natt; i++) {
         atts [i].filename = PQgetvalue (ar, (int) i, 0);
@@ -119,10 +119,9 @@ s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen
         .html = PQgetisnull (row, 0, 7) ? NULL : PQgetvalue (row, 0, 7),
         .attachments = atts, .nattachments = natt,
     };
-    char *mime = PQresultStatus (ar) == PGRES_TUPLES_OK
-               ? mime_build (&mail, len, err, errlen) : NULL;
-    if (PQresultStatus (ar) != PGRES_TUPLES_OK)
-        snprintf (err, errlen, "database: %s", PQresultErrorMessage (ar));
+    char *mime = ar ? mime_build (&mail, len, err, errlen) : NULL;
+    if (!ar)
+        snprintf (err, errlen, "database: %s", cm_db_error (db));
     PQclear (ar);
     free (atts);
     s_free_array (to);
@@ -213,16 +212,15 @@ s_send_one (sender_t *self, cm_db_t *db)
     if (cm_db_exec (db, "BEGIN", 0, NULL))
         return -1;
     const char *np [] = { ns };
-    PGresult *res = PQexecParams (cm_db_conn (db),
+    PGresult *res = cm_db_query_binary (db,
         "SELECT o.id, o.message_id, o.mail_from, o.rcpt_to, o.cc, o.subject, o.body, o.html,"
         " o.in_reply_to, o.refs, o.mime, o.attempts + 1, r.config, o.bcc"
         " FROM outbox o LEFT JOIN routes r ON r.id = o.route_id"
         " WHERE o.state = 'queued' AND o.next_attempt_at <= now() AND $1::int > 0"
         " ORDER BY o.next_attempt_at, o.id LIMIT 1 FOR NO KEY UPDATE OF o SKIP LOCKED",
-        1, NULL, np, NULL, NULL, 0);
-    if (PQresultStatus (res) != PGRES_TUPLES_OK) {
-        cm_error (NULL, "database: claiming email: %s", PQresultErrorMessage (res));
-        PQclear (res);
+        1, np, NULL, NULL, 0);
+    if (!res) {
+        cm_error (NULL, "database: claiming email: %s", cm_db_error (db));
         cm_db_exec (db, "ROLLBACK", 0, NULL);
         return -1;
     }
@@ -274,9 +272,9 @@ s_send_one (sender_t *self, cm_db_t *db)
     snprintf (alen, sizeof alen, "%d", attempts);
     const char *mp [] = { id, mime, alen };
     int ml [3] = { 0, (int) mimelen, 0 }, mf [3] = { 0, 1, 0 };
-    PGresult *mr = PQexecParams (cm_db_conn (db), "UPDATE outbox SET state = 'sending',"
-        " attempts = $3::int, mime = coalesce(mime, $2) WHERE id = $1", 3, NULL, mp, ml, mf, 0);
-    bool ok = PQresultStatus (mr) == PGRES_COMMAND_OK;
+    PGresult *mr = cm_db_query_binary (db, "UPDATE outbox SET state = 'sending',"
+        " attempts = $3::int, mime = coalesce(mime, $2) WHERE id = $1", 3, mp, ml, mf, 0);
+    bool ok = mr != NULL;
     PQclear (mr);
     if (!ok || cm_db_exec (db, "COMMIT", 0, NULL)) {
         cm_db_exec (db, "ROLLBACK", 0, NULL);

@@ -354,6 +354,12 @@ full_page_writes = off
 max_connections = 200
 log_min_messages = warning
 CONF
+    # CM_PG_STATEMENTS=1: per-statement figures (pg_stat_statements) for
+    # finding where the database's time goes; off by default, it has a cost.
+    if [ "${CM_PG_STATEMENTS:-0}" = 1 ]; then
+        printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n" \
+            >>"$PG_DATA/postgresql.conf"
+    fi
     touch "$D/pg/.needs-db"
 }
 

@@ -1,0 +1,187 @@
+/*  tests/unit/db_test.c: common/db.c against a real PostgreSQL: prepared
+    statements are transparent (same results, binary parameters and
+    results, errors reported), survive the session losing them (DISCARD
+    ALL, a reset connection) and give way to unnamed statements when many
+    different texts are run. Usage: casemail-db-test CONNINFO. Prints
+    "ok - ..." / "not ok - ..." lines; exits 1 when any failed. */
+#include "db.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int s_failed;
+
+static void
+s_check (const char *what, int cond, const char *detail)
+{
+    printf ("%s - db: %s%s%s\n", cond ? "ok" : "not ok", what,
+            cond || !detail ? "" : ": ", cond || !detail ? "" : detail);
+    if (!cond)
+        s_failed++;
+}
+
+/* The single value of a one-row query with one text parameter. */
+static char *
+s_value (cm_db_t *db, const char *sql, const char *param)
+{
+    const char *p [] = { param };
+    PGresult *res = cm_db_query (db, sql, param ? 1 : 0, p);
+    char *v = res && PQntuples (res) == 1 && cm_db_get (res, 0, 0)
+            ? strdup (cm_db_get (res, 0, 0)) : NULL;
+    PQclear (res);
+    return v;
+}
+
+static int
+s_equals (cm_db_t *db, const char *sql, const char *param, const char *want)
+{
+    char *v = s_value (db, sql, param);
+    int ok = v && strcmp (v, want) == 0;
+    free (v);
+    return ok;
+}
+
+int
+main (int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf (stderr, "usage: casemail-db-test CONNINFO\n");
+        return 2;
+    }
+    char err [512];
+    cm_db_t *db = cm_db_connect (argv [1], "casemail-db-test", err, sizeof err);
+    s_check ("connects", db != NULL, err);
+    if (!db)
+        return 1;
+    cm_db_t *other = cm_db_connect (argv [1], "casemail-db-test-2", err, sizeof err);
+    s_check ("a second session connects", other != NULL, err);
+    if (!other)
+        return 1;
+
+    const char *q = "SELECT upper($1::text) || '-' || length($1::text)";
+    int same = 1;
+    for (int i = 0; i < 20 && same; i++)
+        same = s_equals (db, q, "abc", "ABC-3");
+    s_check ("a statement run 20 times gives the same result each time", same, NULL);
+    const char *np [] = { NULL };
+    PGresult *nr = cm_db_query (db, "SELECT coalesce($1::text, 'was null')", 1, np);
+    s_check ("a NULL parameter is SQL NULL",
+             nr && strcmp (cm_db_get (nr, 0, 0), "was null") == 0, cm_db_error (db));
+    PQclear (nr);
+
+    PGresult *mode = cm_db_query (db, "SHOW plan_cache_mode", 0, NULL);
+    s_check ("sessions plan each run for its values (plan_cache_mode)",
+             mode && strcmp (cm_db_get (mode, 0, 0), "force_custom_plan") == 0,
+             mode ? cm_db_get (mode, 0, 0) : cm_db_error (db));
+    PQclear (mode);
+
+    /* binary parameter in, binary result out: bytes with NULs intact */
+    const char bytes [] = { 'a', 0, 'b', '\n', (char) 0xff, 0 };
+    const char *bp [] = { bytes };
+    int len [] = { (int) sizeof bytes }, fmt [] = { 1 };
+    int bin_ok = 1;
+    for (int i = 0; i < 3 && bin_ok; i++) {
+        PGresult *res = cm_db_query_binary (db, "SELECT $1::bytea", 1, bp, len, fmt, 1);
+        bin_ok = res && PQgetlength (res, 0, 0) == (int) sizeof bytes
+                 && memcmp (PQgetvalue (res, 0, 0), bytes, sizeof bytes) == 0;
+        PQclear (res);
+    }
+    s_check ("binary parameters and results keep every byte", bin_ok, NULL);
+
+    /* binary arrays: unnested row by row, NULLs and odd bytes intact */
+    cm_db_array_t *ai = cm_db_array_new (CM_DB_INT8), *at = cm_db_array_new (CM_DB_TEXT),
+                  *ab = cm_db_array_new (CM_DB_BYTEA);
+    const long long nums [] = { 1, -2, 9007199254740993LL };
+    const char *texts [] = { "plain", NULL, "quote ' \" \\ {a,b} \xc3\xa9" };
+    for (int i = 0; i < 3; i++) {
+        cm_db_array_add_int8 (ai, nums [i]);
+        cm_db_array_add_text (at, texts [i]);
+        cm_db_array_add (ab, i == 1 ? NULL : bytes, i == 2 ? 0 : sizeof bytes);
+    }
+    const char *av [] = { cm_db_array_data (ai), cm_db_array_data (at), cm_db_array_data (ab) };
+    int al [] = { cm_db_array_len (ai), cm_db_array_len (at), cm_db_array_len (ab) };
+    int af [] = { 1, 1, 1 };
+    PGresult *ar = cm_db_query_binary (db,
+        "SELECT n::text, t, encode(b, 'hex') FROM unnest($1::bigint[], $2::text[], $3::bytea[])"
+        " WITH ORDINALITY AS u (n, t, b, o) ORDER BY o", 3, av, al, af, 0);
+    int arr_ok = ar && PQntuples (ar) == 3
+        && strcmp (PQgetvalue (ar, 0, 0), "1") == 0 && strcmp (PQgetvalue (ar, 1, 0), "-2") == 0
+        && strcmp (PQgetvalue (ar, 2, 0), "9007199254740993") == 0
+        && strcmp (PQgetvalue (ar, 0, 1), "plain") == 0 && PQgetisnull (ar, 1, 1)
+        && strcmp (PQgetvalue (ar, 2, 1), texts [2]) == 0
+        && strcmp (PQgetvalue (ar, 0, 2), "6100620aff00") == 0 && PQgetisnull (ar, 1, 2)
+        && strcmp (PQgetvalue (ar, 2, 2), "") == 0;
+    s_check ("binary arrays unnest to the rows added (numbers, NULLs, quotes, bytes)",
+             arr_ok, ar ? NULL : cm_db_error (db));
+    PQclear (ar);
+    cm_db_array_destroy (&ai);
+    cm_db_array_destroy (&at);
+    cm_db_array_destroy (&ab);
+    cm_db_array_t *empty = cm_db_array_new (CM_DB_TEXT);
+    const char *ev [] = { cm_db_array_data (empty) };
+    int el [] = { cm_db_array_len (empty) };
+    PGresult *er = cm_db_query_binary (db, "SELECT cardinality($1::text[])::text", 1, ev, el, af, 0);
+    s_check ("an empty binary array is an empty array", er && strcmp (PQgetvalue (er, 0, 0), "0") == 0,
+             er ? PQgetvalue (er, 0, 0) : cm_db_error (db));
+    PQclear (er);
+    cm_db_array_destroy (&empty);
+
+    /* errors: reported with the server's text, and the session goes on */
+    PGresult *bad = cm_db_query (db, "SELECT 1 / $1::int", 1, (const char *[]) { "0" });
+    s_check ("a failing statement returns NULL", bad == NULL, NULL);
+    PQclear (bad);
+    s_check ("and names the error", strstr (cm_db_error (db), "division by zero") != NULL,
+             cm_db_error (db));
+    s_check ("the same statement then works with other values",
+             s_equals (db, "SELECT (10 / $1::int)::text", "5", "2"), cm_db_error (db));
+    PGresult *syn = cm_db_query (db, "SELECT FROM WHERE $1", 1, (const char *[]) { "x" });
+    s_check ("a statement that cannot be prepared reports its own error",
+             syn == NULL && strstr (cm_db_error (db), "syntax") != NULL, cm_db_error (db));
+    PQclear (syn);
+
+    /* inside a transaction, rolled back: prepared statements outlive it */
+    cm_db_exec (db, "BEGIN", 0, NULL);
+    s_equals (db, "SELECT 'in a transaction' || $1::text", "!", "in a transaction!");
+    cm_db_exec (db, "ROLLBACK", 0, NULL);
+    s_check ("a statement first prepared in a rolled-back transaction runs after it",
+             s_equals (db, "SELECT 'in a transaction' || $1::text", "!", "in a transaction!"),
+             cm_db_error (db));
+
+    /* the session forgets its statements: they are run again unnamed */
+    s_check ("DISCARD ALL runs", cm_db_exec (db, "DISCARD ALL", 0, NULL) == 0, cm_db_error (db));
+    s_check ("a statement prepared before DISCARD ALL still runs",
+             s_equals (db, q, "xy", "XY-2"), cm_db_error (db));
+    s_check ("and runs again after that", s_equals (db, q, "xyz", "XYZ-3"), cm_db_error (db));
+
+    /* the session is killed: one reset, and prepared statements work */
+    char *pid = s_value (db, "SELECT pg_backend_pid()::text", NULL);
+    s_check ("the other session ends this one",
+             pid && s_equals (other, "SELECT pg_terminate_backend($1::int)::text", pid, "true"),
+             cm_db_error (other));
+    free (pid);
+    s_check ("a statement on the killed session fails", s_value (db, q, "k") == NULL, NULL);
+    s_check ("the connection resets", cm_db_alive (db), cm_db_error (db));
+    s_check ("statements prepared before the reset run on the new session",
+             s_equals (db, q, "after", "AFTER-5"), cm_db_error (db));
+
+    /* many different texts (built SQL): past the cache they run unnamed */
+    int many = 1;
+    char sql [128], want [32];
+    for (int i = 0; i < 400 && many; i++) {
+        snprintf (sql, sizeof sql, "SELECT (%d + $1::int)::text", i);
+        snprintf (want, sizeof want, "%d", i + 1);
+        many = s_equals (db, sql, "1", want);
+    }
+    s_check ("400 different statement texts all run", many, cm_db_error (db));
+    s_check ("statements prepared earlier still run after them",
+             s_equals (db, q, "end", "END-3"), cm_db_error (db));
+    PGresult *count = cm_db_query (db, "SELECT count(*)::text FROM pg_prepared_statements", 0, NULL);
+    s_check ("the session keeps at most 256 prepared statements",
+             count && atoi (cm_db_get (count, 0, 0)) <= 256 && atoi (cm_db_get (count, 0, 0)) > 0,
+             count ? cm_db_get (count, 0, 0) : cm_db_error (db));
+    PQclear (count);
+
+    cm_db_destroy (&other);
+    cm_db_destroy (&db);
+    return s_failed ? 1 : 0;
+}
