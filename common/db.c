@@ -13,11 +13,14 @@
 
 #define MIGRATION_LOCK 0x63616d65  /* advisory lock key: "came" */
 #define PREPARED_MAX   256         /* statements kept prepared per session */
+#define REPLAN_RUNS    1000        /* runs before a statement is prepared anew */
 
 /* A statement prepared on this session, found by its text. */
 typedef struct {
     uint64_t hash;
     char *sql;
+    unsigned long runs;    /* since it was (re)prepared */
+    bool live;             /* prepared on the session now */
 } prepared_t;
 
 struct _cm_db_t {
@@ -53,12 +56,6 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
         return NULL;
     }
     PQsetNoticeProcessor (conn, s_notice, NULL);
-    /* Statements are prepared once per session (cm_db_query_binary) but
-       planned for each run's values: a generic plan made while a table
-       was empty would stay, and scan the whole table once it has grown.
-       A server without the setting (before PostgreSQL 12) plans as it
-       always did. */
-    PQclear (PQexec (conn, "SET plan_cache_mode = force_custom_plan"));
     cm_db_t *self = calloc (1, sizeof *self);
     if (!self) {
         PQfinish (conn);
@@ -133,6 +130,29 @@ s_prepared (cm_db_t *self, const char *sql, char *name, size_t size)
     for (int i = 0; i < self->nprepared; i++)
         if (self->prepared [i].hash == h && strcmp (self->prepared [i].sql, sql) == 0) {
             snprintf (name, size, "cm%d", i);
+            /* After its first runs the server may keep one generic plan,
+               costed on the table sizes of that moment: a plan made while
+               a table was nearly empty would scan it once it has grown.
+               Preparing anew every REPLAN_RUNS runs lets the plan follow
+               the tables (the cost: a few plannings per thousand runs). */
+            prepared_t *ps = &self->prepared [i];
+            if (++ps->runs > REPLAN_RUNS && ps->live) {
+                char dealloc [48];
+                snprintf (dealloc, sizeof dealloc, "DEALLOCATE %s", name);
+                PGresult *d = PQexec (self->conn, dealloc);
+                const char *state = PQresultErrorField (d, PG_DIAG_SQLSTATE);
+                if (PQresultStatus (d) == PGRES_COMMAND_OK || (state && strcmp (state, "26000") == 0))
+                    ps->live = false;
+                PQclear (d);
+            }
+            if (!ps->live) {
+                PGresult *r = PQprepare (self->conn, name, sql, 0, NULL);
+                ps->live = PQresultStatus (r) == PGRES_COMMAND_OK;
+                PQclear (r);
+                if (!ps->live)
+                    return NULL;   /* runs unnamed; prepared again next time */
+                ps->runs = 1;
+            }
             return name;
         }
     if (self->nprepared == PREPARED_MAX)
@@ -148,7 +168,7 @@ s_prepared (cm_db_t *self, const char *sql, char *name, size_t size)
         free (copy);
         return NULL;
     }
-    self->prepared [self->nprepared++] = (prepared_t) { h, copy };
+    self->prepared [self->nprepared++] = (prepared_t) { h, copy, 1, true };
     return name;
 }
 

@@ -15,23 +15,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* Runs an INSERT ... RETURNING id; binary parameters where lengths[i] > 0
-   for the given indexes. Returns the id, or -1. */
-static long long
-s_insert (cm_db_t *db, const char *sql, int n, const char *const *values,
-          const int *lengths, const int *formats)
-{
-    PGresult *res = PQexecParams (cm_db_conn (db), sql, n, NULL, values, lengths,
-                                  formats, 0);
-    long long id = -1;
-    if (PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1)
-        id = cm_db_get_ll (res, 0, 0);
-    else
-        cm_error (NULL, "database: %s", PQresultErrorMessage (res));
-    PQclear (res);
-    return id;
-}
-
 /* A PostgreSQL text[] literal of flags (ours: plain words). */
 static void
 s_flags_literal (const char *const *flags, size_t n, char *out, size_t size)
@@ -51,97 +34,86 @@ s_headers_json (const cm_message_t *m)
         "message_id", m->message_id, "text", m->text);
 }
 
+/* Stores a message's attachments in one statement (arrays, unnested in
+   order), then the attachments of each attached message under it. */
 static int
 s_store_attachments (cm_db_t *db, const char *incident, const char *timeline,
-                     const cm_message_t *msg, const char *parent, int depth)
+                     const cm_message_t *msg, long long parent, int depth)
 {
+    if (msg->nattachments == 0)
+        return 0;
+    enum { FILENAME, CTYPE, CID, INLINE, NESTED, SIZE, SHA, NOTE, HEADERS, DATA, COLUMNS };
+    static const unsigned int types [COLUMNS] = { CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT,
+        CM_DB_TEXT, CM_DB_TEXT, CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_BYTEA };
+    cm_db_array_t *col [COLUMNS];
+    for (int c = 0; c < COLUMNS; c++)
+        col [c] = cm_db_array_new (types [c]);
     for (size_t i = 0; i < msg->nattachments; i++) {
         const cm_attachment_t *a = &msg->attachments [i];
         const cm_message_t *nested = (a->nested_index >= 0
                                       && (size_t) a->nested_index < msg->nnested)
                                      ? msg->nested [a->nested_index] : NULL;
-        char size [32], dep [16];
-        snprintf (size, sizeof size, "%zu", a->size);
-        snprintf (dep, sizeof dep, "%d", depth);
         char *headers = NULL;
         if (nested) {
             json_t *h = s_headers_json (nested);
             headers = json_dumps (h, JSON_COMPACT);
             json_decref (h);
         }
-        const char *values [] = { incident, timeline, parent, dep, a->filename,
-            a->content_type, a->content_id, a->is_inline ? "t" : "f",
-            nested ? "t" : "f", size, a->sha256, a->note, headers,
-            (const char *) a->data };
-        int lengths [14] = { 0 };
-        int formats [14] = { 0 };
-        lengths [13] = (int) a->size;
-        formats [13] = 1;
-        long long id = s_insert (db,
-            "INSERT INTO attachments (incident_id, timeline_id, parent_id, depth, filename,"
-            " content_type, content_id, is_inline, is_message, size, sha256, note, headers,"
-            " data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb,"
-            " $14) RETURNING id", 14, values, lengths, formats);
+        cm_db_array_add_text (col [FILENAME], a->filename);
+        cm_db_array_add_text (col [CTYPE], a->content_type);
+        cm_db_array_add_text (col [CID], a->content_id);
+        cm_db_array_add_text (col [INLINE], a->is_inline ? "t" : "f");
+        cm_db_array_add_text (col [NESTED], nested ? "t" : "f");
+        cm_db_array_add_int8 (col [SIZE], (long long) a->size);
+        cm_db_array_add_text (col [SHA], a->sha256);
+        cm_db_array_add_text (col [NOTE], a->note);
+        cm_db_array_add_text (col [HEADERS], headers);
+        /* an empty part is an empty value, not NULL */
+        cm_db_array_add (col [DATA], a->data ? (const void *) a->data : "", a->size);
         free (headers);
-        if (id < 0)
-            return -1;
-        if (nested) {
-            char pid [32];
-            snprintf (pid, sizeof pid, "%lld", id);
-            if (s_store_attachments (db, incident, timeline, nested, pid, depth + 1))
-                return -1;
-        }
     }
-    return 0;
-}
-
-/* Adds the message to an incident's timeline with its attachments. */
-static int
-s_timeline (cm_db_t *db, long long incident_id, long long message_row,
-            const cm_message_t *msg, const char *flags)
-{
-    char inc [32], row [32];
-    snprintf (inc, sizeof inc, "%lld", incident_id);
-    snprintf (row, sizeof row, "%lld", message_row);
-    const char *v [] = { inc, row, msg->message_id, msg->from_addr, msg->to, msg->cc,
-                         msg->subject, msg->date_text, msg->text, msg->new_text,
-                         msg->quoted_text, msg->html, flags };
-    long long tid = s_insert (db,
-        "INSERT INTO timeline (incident_id, direction, inbound_id, message_id, from_addr,"
-        " to_text, cc_text, subject, date_text, body_text, new_text, quoted_text, html, flags)"
-        " VALUES ($1, 'in', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text[])"
-        " RETURNING id", 13, v, NULL, NULL);
-    if (tid < 0)
+    char pid [32], dep [16];
+    snprintf (pid, sizeof pid, "%lld", parent);
+    snprintf (dep, sizeof dep, "%d", depth);
+    const char *values [4 + COLUMNS] = { incident, timeline, parent ? pid : NULL, dep };
+    int lengths [4 + COLUMNS] = { 0 }, formats [4 + COLUMNS] = { 0 };
+    bool ok = true;
+    for (int c = 0; c < COLUMNS; c++) {
+        values [4 + c] = cm_db_array_data (col [c]);
+        lengths [4 + c] = cm_db_array_len (col [c]);
+        formats [4 + c] = 1;
+        ok = ok && values [4 + c];
+    }
+    PGresult *res = NULL;
+    if (ok)
+        res = cm_db_query_binary (db,
+            "INSERT INTO attachments (incident_id, timeline_id, parent_id, depth, filename,"
+            " content_type, content_id, is_inline, is_message, size, sha256, note, headers, data)"
+            " SELECT $1, $2, $3, $4, a.filename, a.ctype, a.cid, a.inline::boolean,"
+            "  a.nested::boolean, a.size, a.sha, a.note, a.headers::jsonb, a.data"
+            " FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
+            "  $10::bigint[], $11::text[], $12::text[], $13::text[], $14::bytea[])"
+            "  WITH ORDINALITY AS a (filename, ctype, cid, inline, nested, size, sha, note,"
+            "  headers, data, n)"
+            " ORDER BY a.n RETURNING id", 4 + COLUMNS, values, lengths, formats, 0);
+    for (int c = 0; c < COLUMNS; c++)
+        cm_db_array_destroy (&col [c]);
+    if (!res || (size_t) PQntuples (res) != msg->nattachments) {
+        cm_error (NULL, "database: storing %zu attachments: %s", msg->nattachments,
+                  res ? "not every row was stored" : ok ? cm_db_error (db) : "out of memory");
+        PQclear (res);
         return -1;
-    if (msg->message_id && *msg->message_id) {
-        const char *t [] = { msg->message_id, inc };
-        if (cm_db_exec (db, "INSERT INTO thread_ids (message_id, incident_id) VALUES ($1, $2)"
-                        " ON CONFLICT DO NOTHING", 2, t))
-            return -1;
     }
-    char tl [32];
-    snprintf (tl, sizeof tl, "%lld", tid);
-    return s_store_attachments (db, inc, tl, msg, NULL, 0);
-}
-
-static long long
-s_open_incident (cm_db_t *db, const route_info_t *route, long long message_row,
-                 const cm_message_t *msg)
-{
-    char rid [32], row [32];
-    snprintf (rid, sizeof rid, "%lld", route->id);
-    snprintf (row, sizeof row, "%lld", message_row);
-    char reporter [600];
-    if (*msg->from_name)
-        snprintf (reporter, sizeof reporter, "%s <%s>", msg->from_name, msg->from_addr);
-    else
-        snprintf (reporter, sizeof reporter, "%s", msg->from_addr);
-    const char *title = *msg->subject ? msg->subject : "(no subject)";
-    const char *v [] = { route->id ? rid : NULL, title, msg->text, reporter, row };
-    return s_insert (db,
-        "INSERT INTO incidents (number, route_id, title, description, reporter, source_message)"
-        " VALUES (nextval('incident_number_seq'), $1, $2, $3, $4, $5) RETURNING id",
-        5, v, NULL, NULL);
+    /* RETURNING lists the rows in the order they were inserted: a.n's */
+    int rc = 0;
+    for (size_t i = 0; i < msg->nattachments && rc == 0; i++) {
+        const cm_attachment_t *a = &msg->attachments [i];
+        if (a->nested_index >= 0 && (size_t) a->nested_index < msg->nnested)
+            rc = s_store_attachments (db, incident, timeline, msg->nested [a->nested_index],
+                                      cm_db_get_ll (res, (int) i, 0), depth + 1);
+    }
+    PQclear (res);
+    return rc;
 }
 
 /* Does a delivery report say the email failed? RFC 3464: Action "failed"
@@ -202,22 +174,9 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
                         " last_error = $3 WHERE message_id = $1", 3, v))
             return -1;
     }
-    if (!incident && !automatic) {
-        incident = s_open_incident (db, route, message_row, msg);
-        if (incident < 0)
-            return -1;
-        atomic_fetch_add (&parse_counters.incidents, 1);
-    }
-    else if (incident)
-        atomic_fetch_add (&parse_counters.replies, 1);
-    if (automatic)
-        atomic_fetch_add (&parse_counters.flagged, 1);
+    bool open = !incident && !automatic;
     char flagtext [256];
     s_flags_literal (flags, nflags, flagtext, sizeof flagtext);
-    if (incident && s_timeline (db, incident, message_row, msg, flagtext))
-        return -1;
-    char inc [32];
-    snprintf (inc, sizeof inc, "%lld", incident);
     char note [600] = "";
     if (automatic && !incident)
         snprintf (note, sizeof note, "%s: stored without an incident",
@@ -225,12 +184,59 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
                   : msg->dsn ? "delivery status report" : "mail from the route's own address");
     else if (by)
         snprintf (note, sizeof note, "reply matched by %s", by);
-    char from [600];
-    snprintf (from, sizeof from, "%s", msg->from_addr);
-    const char *v [] = { row, msg->subject, from, flagtext, incident ? inc : NULL,
-                         *note ? note : NULL };
+    char rid [32], inc [32], reporter [600];
+    snprintf (rid, sizeof rid, "%lld", route->id);
+    snprintf (inc, sizeof inc, "%lld", incident);
+    if (*msg->from_name)
+        snprintf (reporter, sizeof reporter, "%s <%s>", msg->from_name, msg->from_addr);
+    else
+        snprintf (reporter, sizeof reporter, "%s", msg->from_addr);
+    const char *title = *msg->subject ? msg->subject : "(no subject)";
+    /* One statement: the incident (when the message opens one), its
+       timeline entry, the Message-ID for threading, and the message's
+       own state. RI checks run at the statement's end, so the entry may
+       name the incident inserted beside it. */
+    const char *v [] = { row, open ? "t" : "f", route->id ? rid : NULL, title, msg->text,
+        reporter, incident ? inc : NULL, msg->message_id, msg->from_addr, msg->to, msg->cc,
+        msg->subject, msg->date_text, msg->new_text, msg->quoted_text, msg->html, flagtext,
+        *note ? note : NULL };
+    PGresult *res = cm_db_query (db,
+        "WITH i AS (INSERT INTO incidents (number, route_id, title, description, reporter,"
+        "   source_message)"
+        "  SELECT nextval('incident_number_seq'), $3::bigint, $4, $5, $6, $1::bigint"
+        "  WHERE $2::boolean"
+        "  RETURNING id),"
+        " inc AS (SELECT coalesce((SELECT id FROM i), $7::bigint) AS id),"
+        " t AS (INSERT INTO timeline (incident_id, direction, inbound_id, message_id, from_addr,"
+        "   to_text, cc_text, subject, date_text, body_text, new_text, quoted_text, html, flags)"
+        "  SELECT inc.id, 'in', $1, $8, $9, $10, $11, $12, $13, $5, $14, $15, $16, $17::text[]"
+        "  FROM inc WHERE inc.id IS NOT NULL RETURNING id, incident_id),"
+        " th AS (INSERT INTO thread_ids (message_id, incident_id)"
+        "  SELECT $8, t.incident_id FROM t WHERE coalesce($8, '') <> ''"
+        "  ON CONFLICT DO NOTHING),"
+        " m AS (UPDATE messages SET state = 'parsed', subject = $12, from_addr = $9,"
+        "  flags = $17::text[], incident_id = (SELECT id FROM inc), reason = $18,"
+        "  parsed_at = now() WHERE id = $1)"
+        " SELECT (SELECT id FROM inc), (SELECT id FROM t)", 18, v);
+    if (!res) {
+        cm_error (NULL, "database: storing message %lld: %s", message_row, cm_db_error (db));
+        return -1;
+    }
+    long long incident_id = cm_db_get_ll (res, 0, 0), timeline_id = cm_db_get_ll (res, 0, 1);
+    PQclear (res);
+    if (open)
+        atomic_fetch_add (&parse_counters.incidents, 1);
+    else if (incident)
+        atomic_fetch_add (&parse_counters.replies, 1);
+    if (automatic)
+        atomic_fetch_add (&parse_counters.flagged, 1);
+    if (timeline_id) {
+        char tl [32];
+        snprintf (inc, sizeof inc, "%lld", incident_id);
+        snprintf (tl, sizeof tl, "%lld", timeline_id);
+        if (s_store_attachments (db, inc, tl, msg, 0, 0))
+            return -1;
+    }
     atomic_fetch_add (&parse_counters.parsed, 1);
-    return cm_db_exec (db, "UPDATE messages SET state = 'parsed', subject = $2, from_addr = $3,"
-                       " flags = $4::text[], incident_id = $5, reason = $6, parsed_at = now()"
-                       " WHERE id = $1", 6, v);
+    return 0;
 }

@@ -69,11 +69,21 @@ main (int argc, char **argv)
              nr && strcmp (cm_db_get (nr, 0, 0), "was null") == 0, cm_db_error (db));
     PQclear (nr);
 
-    PGresult *mode = cm_db_query (db, "SHOW plan_cache_mode", 0, NULL);
-    s_check ("sessions plan each run for its values (plan_cache_mode)",
-             mode && strcmp (cm_db_get (mode, 0, 0), "force_custom_plan") == 0,
-             mode ? cm_db_get (mode, 0, 0) : cm_db_error (db));
-    PQclear (mode);
+    /* past the re-preparing (every 1,000 runs), inside a transaction too */
+    int again = 1;
+    for (int i = 0; i < 1500 && again; i++)
+        again = s_equals (db, q, "abc", "ABC-3");
+    cm_db_exec (db, "BEGIN", 0, NULL);
+    for (int i = 0; i < 1000 && again; i++)
+        again = s_equals (db, q, "abcd", "ABCD-4");
+    cm_db_exec (db, "COMMIT", 0, NULL);
+    s_check ("a statement run 2,500 times, prepared anew on the way, gives the same result",
+             again, cm_db_error (db));
+    PGresult *ps = cm_db_query (db, "SELECT count(*)::text FROM pg_prepared_statements"
+                                " WHERE statement = $1", 1, &q);
+    s_check ("and is prepared on the session once",
+             ps && strcmp (cm_db_get (ps, 0, 0), "1") == 0, ps ? cm_db_get (ps, 0, 0) : cm_db_error (db));
+    PQclear (ps);
 
     /* binary parameter in, binary result out: bytes with NULs intact */
     const char bytes [] = { 'a', 0, 'b', '\n', (char) 0xff, 0 };
