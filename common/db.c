@@ -199,6 +199,55 @@ cm_db_query_binary (cm_db_t *self, const char *sql, int nparams,
     return NULL;
 }
 
+int
+cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
+                   const char *const *params, const int *lengths,
+                   const int *formats, int result_format)
+{
+    char name [32];
+    const char *stmt = s_prepared (self, sql, name, sizeof name);
+    int ok = stmt
+        ? PQsendQueryPrepared (self->conn, stmt, nparams, params, lengths, formats,
+                               result_format)
+        : PQsendQueryParams (self->conn, sql, nparams, NULL, params, lengths, formats,
+                             result_format);
+    if (!ok) {
+        s_set_error (self, PQerrorMessage (self->conn));
+        return -1;
+    }
+    return 0;
+}
+
+PGresult *
+cm_db_receive (cm_db_t *self)
+{
+    PGresult *res = NULL, *r;
+    bool failed = false;
+    /* one statement sent: its result, then NULL */
+    while ((r = PQgetResult (self->conn))) {
+        ExecStatusType st = PQresultStatus (r);
+        if (!failed && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) && !res) {
+            res = r;
+            continue;
+        }
+        if (!failed) {
+            s_set_error (self, PQresultErrorMessage (r));
+            const char *state = PQresultErrorField (r, PG_DIAG_SQLSTATE);
+            if (state && strcmp (state, "26000") == 0)
+                s_forget_prepared (self);     /* prepared again next time */
+            failed = true;
+        }
+        PQclear (r);
+    }
+    if (failed || !res) {
+        if (!failed)
+            s_set_error (self, PQerrorMessage (self->conn));
+        PQclear (res);
+        return NULL;
+    }
+    return res;
+}
+
 PGresult *
 cm_db_query (cm_db_t *self, const char *sql, int nparams,
              const char *const *params)
@@ -322,25 +371,14 @@ done:
    dimension its size and lower bound, then each element as a length
    (-1 for NULL) and its bytes; all integers 32-bit, network order. */
 struct _cm_db_array_t {
-    cm_buf_t elems;        /* the elements, encoded */
-    cm_buf_t out;          /* header + elements, built by cm_db_array_data */
+    cm_buf_t buf;          /* room for the header, then the elements */
     unsigned int type;
     int count;
     bool nulls;
     bool failed;
 };
 
-cm_db_array_t *
-cm_db_array_new (unsigned int elemtype)
-{
-    cm_db_array_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
-    cm_buf_init (&self->elems, 0);
-    cm_buf_init (&self->out, 0);
-    self->type = elemtype;
-    return self;
-}
+#define ARRAY_HEADER 20    /* ndim, flags, type, size, lower bound */
 
 static void
 s_put32 (cm_buf_t *b, uint32_t v, bool *failed)
@@ -350,20 +388,35 @@ s_put32 (cm_buf_t *b, uint32_t v, bool *failed)
         *failed = true;
 }
 
+cm_db_array_t *
+cm_db_array_new (unsigned int elemtype)
+{
+    cm_db_array_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    cm_buf_init (&self->buf, 0);
+    self->type = elemtype;
+    /* the header is written in place once the elements are known */
+    static const char room [ARRAY_HEADER];
+    if (cm_buf_append (&self->buf, room, sizeof room))
+        self->failed = true;
+    return self;
+}
+
 int
 cm_db_array_add (cm_db_array_t *self, const void *data, size_t len)
 {
     if (!self || self->failed)
         return -1;
     if (!data) {
-        s_put32 (&self->elems, 0xffffffffu, &self->failed);
+        s_put32 (&self->buf, 0xffffffffu, &self->failed);
         self->nulls = true;
     }
     else if (len > 0x7fffffff)
         self->failed = true;
     else {
-        s_put32 (&self->elems, (uint32_t) len, &self->failed);
-        if (len && cm_buf_append (&self->elems, data, len))
+        s_put32 (&self->buf, (uint32_t) len, &self->failed);
+        if (len && cm_buf_append (&self->buf, data, len))
             self->failed = true;
     }
     self->count++;
@@ -386,37 +439,34 @@ cm_db_array_add_int8 (cm_db_array_t *self, long long value)
     return cm_db_array_add (self, be, 8);
 }
 
+/* An empty array has no dimensions: its value is the first 12 bytes. */
 const char *
 cm_db_array_data (cm_db_array_t *self)
 {
     if (!self || self->failed)
         return NULL;
-    cm_buf_reset (&self->out);
-    bool failed = false;
-    s_put32 (&self->out, self->count ? 1 : 0, &failed);
-    s_put32 (&self->out, self->nulls ? 1 : 0, &failed);
-    s_put32 (&self->out, self->type, &failed);
-    if (self->count) {
-        s_put32 (&self->out, (uint32_t) self->count, &failed);
-        s_put32 (&self->out, 1, &failed);
-        if (cm_buf_append (&self->out, self->elems.data, self->elems.len))
-            failed = true;
-    }
-    return failed ? NULL : self->out.data;
+    uint32_t head [5] = { htonl (self->count ? 1 : 0), htonl (self->nulls ? 1 : 0),
+                          htonl (self->type), htonl ((uint32_t) self->count), htonl (1) };
+    if (self->count)
+        memcpy (self->buf.data, head, ARRAY_HEADER);
+    else
+        memcpy (self->buf.data + ARRAY_HEADER - 12, head, 12);
+    return self->count ? self->buf.data : self->buf.data + ARRAY_HEADER - 12;
 }
 
 int
 cm_db_array_len (cm_db_array_t *self)
 {
-    return self && !self->failed ? (int) self->out.len : 0;
+    if (!self || self->failed)
+        return 0;
+    return self->count ? (int) self->buf.len : 12;
 }
 
 void
 cm_db_array_destroy (cm_db_array_t **self_p)
 {
     if (self_p && *self_p) {
-        cm_buf_free (&(*self_p)->elems);
-        cm_buf_free (&(*self_p)->out);
+        cm_buf_free (&(*self_p)->buf);
         free (*self_p);
         *self_p = NULL;
     }

@@ -32,6 +32,14 @@ PGresult *cm_db_query (cm_db_t *self, const char *sql, int nparams,
 PGresult *cm_db_query_binary (cm_db_t *self, const char *sql, int nparams,
                               const char *const *params, const int *lengths,
                               const int *formats, int result_format);
+/* Sends a statement (as cm_db_query_binary) without waiting for it, so
+   the caller can work while the server does; cm_db_receive then waits
+   for its result (NULL on failure, the reason in cm_db_error). Nothing
+   else may run on the session in between. Returns 0 or -1. */
+int cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
+                       const char *const *params, const int *lengths,
+                       const int *formats, int result_format);
+PGresult *cm_db_receive (cm_db_t *self);
 /* Runs a statement and discards the result: 0 or -1. */
 int cm_db_exec (cm_db_t *self, const char *sql, int nparams,
                 const char *const *params);

@@ -54,12 +54,16 @@ typedef struct {
 int store_cursor (cm_db_t *db, long long route_id, const char *folder,
                   uint64_t *uidvalidity, uint64_t *last_uid);
 /* Commits a batch of fetched messages and moves the cursor to last_uid,
-   in one transaction. Messages already stored (same UID, or same
-   Message-ID and SHA-256 after a UIDVALIDITY change) are skipped.
-   Returns how many were new, or -1 (nothing committed). */
-int store_commit (cm_db_t *db, long long route_id, const char *folder,
-                  uint64_t uidvalidity, const fetched_t *msgs, size_t n,
-                  uint64_t last_uid, size_t fetch_max);
+   in one statement (one transaction), sent without waiting so the next
+   batch can be fetched meanwhile: store_commit_receive collects it (and
+   must come before anything else on the session). Messages already
+   stored (same UID, or same Message-ID and SHA-256 after a UIDVALIDITY
+   change), or twice in the batch, are skipped and counted as duplicates.
+   Send: 0 or -1. Receive: how many were new, or -1 (nothing committed). */
+int store_commit_send (cm_db_t *db, long long route_id, const char *folder,
+                       uint64_t uidvalidity, const fetched_t *msgs, size_t n,
+                       uint64_t last_uid, size_t fetch_max);
+int store_commit_receive (cm_db_t *db, size_t n);
 /* Writes the route's status unless it is no longer desired running.
    error NULL clears nothing; FAILED counts failures in a row. */
 int store_status (cm_db_t *db, long long route_id, const char *status,

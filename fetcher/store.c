@@ -62,28 +62,56 @@ store_message_id (const char *raw, size_t len, char *out, size_t size)
     }
 }
 
-/* Inserts a batch of fetched messages inside the caller's transaction,
-   in one statement: the batch goes as arrays (binary, raw bytes as they
-   are) and is unnested in order, so message ids follow UIDs.
-   IMAP messages carry their UID (item_ids NULL); EWS items carry their
-   ItemId and get a UID from ews_uid_seq. A message already stored (same
-   UID, same ItemId, or same Message-ID and SHA-256 after a UIDVALIDITY
-   change or a sync restart), or twice in the batch, is skipped and
-   counted as a duplicate. Returns how many were new, or -1 (the caller
-   rolls back). */
-static int
-s_insert_batch (cm_db_t *db, const char *route_id, const char *folder, const char *uv,
-                const fetched_t *msgs, char *const *item_ids, size_t n, size_t fetch_max)
+/* A batch of fetched messages as the array parameters $4..$11 of
+   INSERT_ROWS. A message twice in one batch is dropped here (the
+   statement can't see its own rows); the caller counts it with the
+   other duplicates (messages in the batch, less rows inserted). */
+enum { UID, ITEM, MID, SHA, SIZE, RAW, STATE, REASON, COLUMNS };
+typedef struct {
+    cm_db_array_t *col [COLUMNS];
+    size_t rows;                 /* rows in the arrays */
+} rows_t;
+
+/* Inserts the rows of $4..$11 for route $1, folder $2, UIDVALIDITY $3,
+   in order (so message ids follow UIDs). IMAP messages carry their UID;
+   EWS items their ItemId, and get a UID from ews_uid_seq. A message
+   already stored (same UID, same ItemId, or same Message-ID and SHA-256
+   after a UIDVALIDITY change or a sync restart) is skipped. */
+#define INSERT_ROWS \
+    "INSERT INTO messages (route_id, folder, uidvalidity, uid, item_id, message_id," \
+    " raw_sha256, size, raw, state, reason)" \
+    " SELECT $1, $2, $3, coalesce(b.uid, nextval('ews_uid_seq')), b.item, b.mid," \
+    "  b.sha, b.size, b.raw, b.state, b.reason" \
+    " FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[]," \
+    "  $9::bytea[], $10::text[], $11::text[])" \
+    "  WITH ORDINALITY AS b (uid, item, mid, sha, size, raw, state, reason, n)" \
+    " WHERE (b.item IS NULL OR NOT EXISTS (SELECT 1 FROM messages m" \
+    "   WHERE m.route_id = $1 AND m.folder = $2 AND m.item_id = b.item))" \
+    " AND (b.mid IS NULL OR b.sha = '' OR NOT EXISTS (SELECT 1 FROM messages m" \
+    "   WHERE m.route_id = $1 AND m.message_id = b.mid AND m.raw_sha256 = b.sha))" \
+    " ORDER BY b.n" \
+    " ON CONFLICT DO NOTHING RETURNING id"
+
+static void
+s_rows_free (rows_t *r)
 {
-    enum { UID, ITEM, MID, SHA, SIZE, RAW, STATE, REASON, COLUMNS };
+    for (int c = 0; c < COLUMNS; c++)
+        cm_db_array_destroy (&r->col [c]);
+}
+
+/* Builds the arrays and fills values/lengths/formats from index 3.
+   0, or -1 out of memory (logged). */
+static int
+s_rows_build (rows_t *r, const fetched_t *msgs, char *const *item_ids, size_t n,
+              size_t fetch_max, const char **values, int *lengths, int *formats)
+{
     static const unsigned int types [COLUMNS] = { CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT,
         CM_DB_TEXT, CM_DB_INT8, CM_DB_BYTEA, CM_DB_TEXT, CM_DB_TEXT };
-    cm_db_array_t *col [COLUMNS];
+    memset (r, 0, sizeof *r);
     for (int c = 0; c < COLUMNS; c++)
-        col [c] = cm_db_array_new (types [c]);
+        r->col [c] = cm_db_array_new (types [c]);
     char (*sha) [65] = calloc (n ? n : 1, sizeof *sha);
     char (*mid) [512] = calloc (n ? n : 1, sizeof *mid);
-    size_t rows = 0, skipped = 0;
     for (size_t i = 0; sha && mid && i < n; i++) {
         const fetched_t *m = &msgs [i];
         char reason [256] = "";
@@ -94,106 +122,87 @@ s_insert_batch (cm_db_t *db, const char *route_id, const char *folder, const cha
         else
             snprintf (reason, sizeof reason, "message is %zu bytes, over the %zu-byte"
                       " fetch limit; it was left in the mailbox", m->len, fetch_max);
-        /* the same message twice in one batch: the statement can't see
-           its own rows, so the second copy is dropped here */
         bool twice = false;
         for (size_t k = 0; *mid [i] && k < i && !twice; k++)
             twice = msgs [k].raw && strcmp (mid [k], mid [i]) == 0
                     && strcmp (sha [k], sha [i]) == 0;
-        if (twice) {
-            skipped++;
+        if (twice)
             continue;
-        }
         const char *item = item_ids ? item_ids [i] : NULL;
         if (item)
-            cm_db_array_add (col [UID], NULL, 0);
+            cm_db_array_add (r->col [UID], NULL, 0);
         else
-            cm_db_array_add_int8 (col [UID], (long long) m->uid);
-        cm_db_array_add_text (col [ITEM], item);
-        cm_db_array_add_text (col [MID], *mid [i] ? mid [i] : NULL);
-        cm_db_array_add_text (col [SHA], sha [i]);
-        cm_db_array_add_int8 (col [SIZE], (long long) m->len);
-        cm_db_array_add (col [RAW], m->raw, m->raw ? m->len : 0);
-        cm_db_array_add_text (col [STATE], m->raw ? "fetched" : "rejected");
-        cm_db_array_add_text (col [REASON], *reason ? reason : NULL);
-        rows++;
+            cm_db_array_add_int8 (r->col [UID], (long long) m->uid);
+        cm_db_array_add_text (r->col [ITEM], item);
+        cm_db_array_add_text (r->col [MID], *mid [i] ? mid [i] : NULL);
+        cm_db_array_add_text (r->col [SHA], sha [i]);
+        cm_db_array_add_int8 (r->col [SIZE], (long long) m->len);
+        cm_db_array_add (r->col [RAW], m->raw, m->raw ? m->len : 0);
+        cm_db_array_add_text (r->col [STATE], m->raw ? "fetched" : "rejected");
+        cm_db_array_add_text (r->col [REASON], *reason ? reason : NULL);
+        r->rows++;
     }
-    const char *values [3 + COLUMNS] = { route_id, folder, uv };
-    int lengths [3 + COLUMNS] = { 0 }, formats [3 + COLUMNS] = { 0 };
     bool ok = sha && mid;
+    free (sha);
+    free (mid);
     for (int c = 0; c < COLUMNS; c++) {
-        values [3 + c] = cm_db_array_data (col [c]);
-        lengths [3 + c] = cm_db_array_len (col [c]);
+        values [3 + c] = cm_db_array_data (r->col [c]);
+        lengths [3 + c] = cm_db_array_len (r->col [c]);
         formats [3 + c] = 1;
         ok = ok && values [3 + c];
     }
-    int added = -1;
-    if (!ok)
+    if (!ok) {
         cm_error (NULL, "storing a batch of %zu messages: out of memory", n);
-    else if (rows == 0)
-        added = 0;
-    else {
-        PGresult *res = cm_db_query_binary (db,
-            "INSERT INTO messages (route_id, folder, uidvalidity, uid, item_id, message_id,"
-            " raw_sha256, size, raw, state, reason)"
-            " SELECT $1, $2, $3, coalesce(b.uid, nextval('ews_uid_seq')), b.item, b.mid,"
-            "  b.sha, b.size, b.raw, b.state, b.reason"
-            " FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[],"
-            "  $9::bytea[], $10::text[], $11::text[])"
-            "  WITH ORDINALITY AS b (uid, item, mid, sha, size, raw, state, reason, n)"
-            " WHERE (b.item IS NULL OR NOT EXISTS (SELECT 1 FROM messages m"
-            "   WHERE m.route_id = $1 AND m.folder = $2 AND m.item_id = b.item))"
-            " AND (b.mid IS NULL OR b.sha = '' OR NOT EXISTS (SELECT 1 FROM messages m"
-            "   WHERE m.route_id = $1 AND m.message_id = b.mid AND m.raw_sha256 = b.sha))"
-            " ORDER BY b.n"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            3 + COLUMNS, values, lengths, formats, 0);
-        if (!res && item_ids)
-            cm_error (NULL, "database: storing a batch of %zu EWS items: %s", rows,
-                      cm_db_error (db));
-        else if (!res)
-            cm_error (NULL, "database: storing a batch of %zu messages (UIDs %llu to %llu): %s",
-                      rows, (unsigned long long) msgs [0].uid,
-                      (unsigned long long) msgs [n - 1].uid, cm_db_error (db));
-        else {
-            added = PQntuples (res);
-            skipped += rows - (size_t) added;
-            PQclear (res);
-        }
+        s_rows_free (r);
+        return -1;
     }
-    if (added >= 0 && skipped)
-        atomic_fetch_add (&fetch_counters.duplicates, (unsigned long long) skipped);
-    for (int c = 0; c < COLUMNS; c++)
-        cm_db_array_destroy (&col [c]);
-    free (sha);
-    free (mid);
-    return added;
+    return 0;
 }
 
 int
-store_commit (cm_db_t *db, long long route_id, const char *folder,
-              uint64_t uidvalidity, const fetched_t *msgs, size_t n,
-              uint64_t last_uid, size_t fetch_max)
+store_commit_send (cm_db_t *db, long long route_id, const char *folder,
+                   uint64_t uidvalidity, const fetched_t *msgs, size_t n,
+                   uint64_t last_uid, size_t fetch_max)
 {
     char id [32], uv [32], last [32];
     snprintf (id, sizeof id, "%lld", route_id);
     snprintf (uv, sizeof uv, "%llu", (unsigned long long) uidvalidity);
     snprintf (last, sizeof last, "%llu", (unsigned long long) last_uid);
-    if (cm_db_exec (db, "BEGIN", 0, NULL))
+    const char *values [3 + COLUMNS + 1] = { id, folder, uv };
+    int lengths [3 + COLUMNS + 1] = { 0 }, formats [3 + COLUMNS + 1] = { 0 };
+    rows_t r;
+    if (s_rows_build (&r, msgs, NULL, n, fetch_max, values, lengths, formats))
         return -1;
-    int added = s_insert_batch (db, id, folder, uv, msgs, NULL, n, fetch_max);
-    const char *cp [] = { id, folder, uv, last };
-    if (added < 0
-        || cm_db_exec (db,
-            "INSERT INTO route_cursors (route_id, folder, uidvalidity, last_uid)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (route_id, folder) DO UPDATE"
-            " SET uidvalidity = $3, last_uid = greatest(CASE WHEN route_cursors.uidvalidity = $3"
-            " THEN route_cursors.last_uid ELSE 0 END, $4), updated_at = now()", 4, cp)
-        || cm_db_exec (db, "COMMIT", 0, NULL)) {
+    values [3 + COLUMNS] = last;
+    /* One statement is one transaction: the rows and the cursor commit
+       together or not at all. */
+    int rc = cm_db_send_binary (db,
+        "WITH ins AS (" INSERT_ROWS "),"
+        " cur AS (INSERT INTO route_cursors (route_id, folder, uidvalidity, last_uid)"
+        "  VALUES ($1, $2, $3, $12) ON CONFLICT (route_id, folder) DO UPDATE"
+        "  SET uidvalidity = $3, last_uid = greatest(CASE WHEN route_cursors.uidvalidity = $3"
+        "  THEN route_cursors.last_uid ELSE 0 END, $12), updated_at = now())"
+        " SELECT count(*) FROM ins", 3 + COLUMNS + 1, values, lengths, formats, 0);
+    s_rows_free (&r);
+    if (rc)
+        cm_error (NULL, "database: sending a batch of %zu messages (UIDs %llu to %llu): %s",
+                  n, n ? (unsigned long long) msgs [0].uid : 0ULL,
+                  (unsigned long long) last_uid, cm_db_error (db));
+    return rc;
+}
+
+int
+store_commit_receive (cm_db_t *db, size_t n)
+{
+    PGresult *res = cm_db_receive (db);
+    if (!res) {
         cm_error (NULL, "database: committing a batch: %s", cm_db_error (db));
-        cm_db_exec (db, "ROLLBACK", 0, NULL);
         return -1;
     }
+    int added = (int) cm_db_get_ll (res, 0, 0);
+    PQclear (res);
+    if ((size_t) added < n)
+        atomic_fetch_add (&fetch_counters.duplicates, (unsigned long long) (n - (size_t) added));
     return added;
 }
 
@@ -204,20 +213,34 @@ store_commit_ews (cm_db_t *db, long long route_id, const char *folder,
 {
     char id [32];
     snprintf (id, sizeof id, "%lld", route_id);
-    if (cm_db_exec (db, "BEGIN", 0, NULL))
+    const char *values [3 + COLUMNS] = { id, folder, "0" };
+    int lengths [3 + COLUMNS] = { 0 }, formats [3 + COLUMNS] = { 0 };
+    rows_t r;
+    if (s_rows_build (&r, msgs, item_ids, n, fetch_max, values, lengths, formats))
         return -1;
-    int added = s_insert_batch (db, id, folder, "0", msgs, item_ids, n, fetch_max);
+    int added = -1;
     const char *cp [] = { id, folder, sync_state };
+    if (cm_db_exec (db, "BEGIN", 0, NULL) == 0) {
+        PGresult *res = r.rows ? cm_db_query_binary (db, INSERT_ROWS, 3 + COLUMNS, values,
+                                                     lengths, formats, 0) : NULL;
+        if (res || r.rows == 0)
+            added = res ? PQntuples (res) : 0;
+        PQclear (res);
+    }
+    s_rows_free (&r);
     if (added < 0
         || cm_db_exec (db,
             "INSERT INTO route_cursors (route_id, folder, uidvalidity, last_uid, sync_state)"
             " VALUES ($1, $2, 0, 0, $3) ON CONFLICT (route_id, folder) DO UPDATE"
             " SET sync_state = $3, updated_at = now()", 3, cp)
         || cm_db_exec (db, "COMMIT", 0, NULL)) {
-        cm_error (NULL, "database: committing a batch and its SyncState: %s", cm_db_error (db));
+        cm_error (NULL, "database: committing a batch of %zu EWS items and its SyncState: %s",
+                  n, cm_db_error (db));
         cm_db_exec (db, "ROLLBACK", 0, NULL);
         return -1;
     }
+    if ((size_t) added < n)
+        atomic_fetch_add (&fetch_counters.duplicates, (unsigned long long) (n - (size_t) added));
     return added;
 }
 

@@ -69,7 +69,7 @@ s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
    its acknowledgements leaves those messages unmarked or unmoved, and the
    cursor is already past them, so s_sync would never see them again. Only
    the newest batch can be in that state: a batch is acknowledged before
-   the next one is fetched. Marking seen and moving are harmless again (a
+   the next one is committed. Marking seen and moving are harmless again (a
    UID that is gone is no error). Messages over the fetch limit (no raw
    bytes) stay untouched, as in s_acknowledge. -1 mailbox error, -2
    database error. */
@@ -102,8 +102,55 @@ s_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *con
     return s_acknowledge (self, imap, config, batch, n, err, errlen);
 }
 
+/* A batch being fetched, or committing while the next one is fetched. */
+typedef struct {
+    fetched_t msgs [BATCH_MAX];
+    size_t n;
+    uint64_t last;              /* the cursor once it is committed */
+    bool sent;                  /* its commit is in flight */
+} batch_t;
+
+static void
+s_batch_clear (batch_t *b)
+{
+    for (size_t k = 0; k < b->n; k++)
+        free (b->msgs [k].raw);
+    b->n = 0;
+    b->sent = false;
+}
+
+/* Waits for the commit of b (when in flight), then acknowledges it to
+   the mailbox. 0 ok, -1 mailbox error (err), -2 database error. */
+static int
+s_batch_finish (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
+                batch_t *b, uint64_t *last_uid, char *err, size_t errlen)
+{
+    if (!b->sent)
+        return 0;
+    int added = store_commit_receive (db, b->n);
+    int rc = added < 0 ? -2 : 0;
+    if (added >= 0) {
+        *last_uid = b->last;
+        atomic_fetch_add (&fetch_counters.fetched, (unsigned long long) added);
+        if (added)
+            cm_server_wake (self->srv, "parser");
+        cm_trace (cm_route_str (config, "log_level")
+                  && strcmp (cm_route_str (config, "log_level"), "verbose") == 0,
+                  self->name, "committed %d new of %zu messages up to UID %llu",
+                  added, b->n, (unsigned long long) b->last);
+        if (s_acknowledge (self, imap, config, b->msgs, b->n, err, errlen) < 0)
+            rc = -1;
+    }
+    s_batch_clear (b);
+    return rc;
+}
+
 /* Ingests everything after the cursor. 0 ok, -1 mailbox error (err),
-   -2 database error. */
+   -2 database error.
+   Batches overlap: while one batch's commit runs on the database, the
+   next is fetched; the first is acknowledged once its commit is back,
+   and only then is the next one sent. So at most one batch is ever
+   committed but not yet acknowledged, the newest (s_reacknowledge). */
 static int
 s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
         char *err, size_t errlen)
@@ -123,39 +170,46 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
         last_uid = 0;
     }
     const char *since = last_uid == 0 ? cm_route_str (config, "since") : NULL;
-    while (!s_stopping (self)) {
+    batch_t *pair = calloc (2, sizeof *pair);
+    if (!pair) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    int result = 0;
+    while (!s_stopping (self) && result == 0) {
         uint64_t *uids = NULL;
         size_t count = 0;
         if (cm_imap_search (imap, last_uid + 1, since, SEARCH_MAX, &uids, &count,
-                            err, errlen))
-            return -1;
+                            err, errlen)) {
+            result = -1;
+            break;
+        }
         size_t first = 0;
         while (first < count && uids [first] <= last_uid)
             first++;
         if (first == count) {
             free (uids);
-            return 0;
+            break;
         }
-        for (size_t i = first; i < count && !s_stopping (self);) {
-            fetched_t batch [BATCH_MAX];
-            size_t n = 0, bytes = 0;
+        int turn = 0;
+        for (size_t i = first; i < count && !s_stopping (self) && result == 0; turn ^= 1) {
+            batch_t *b = &pair [turn], *prev = &pair [turn ^ 1];
+            size_t bytes = 0;
             /* flags and sizes of the whole batch in one command */
             size_t ahead = count - i < BATCH_MAX ? count - i : BATCH_MAX;
-            if (cm_imap_prefetch (imap, uids + i, ahead, err, errlen)) {
-                free (uids);
-                return -1;
-            }
-            int rc = 0;
-            while (i < count && n < BATCH_MAX && bytes < BATCH_BYTES) {
-                fetched_t *m = &batch [n];
+            int rc = cm_imap_prefetch (imap, uids + i, ahead, err, errlen) ? -1 : 0;
+            while (rc == 0 && i < count && b->n < BATCH_MAX && bytes < BATCH_BYTES) {
+                fetched_t *m = &b->msgs [b->n];
                 memset (m, 0, sizeof *m);
                 m->uid = uids [i];
                 bool too_big = false;
                 rc = cm_imap_fetch (imap, m->uid, fetch_max, peek, &m->raw, &m->len,
                                     &too_big, err, errlen);
                 i++;
-                if (rc == 2)
+                if (rc == 2) {
+                    rc = 0;
                     continue;               /* expunged meanwhile */
+                }
                 if (rc < 0)
                     break;
                 if (too_big) {
@@ -166,7 +220,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                              (unsigned long long) m->uid, m->len);
                 }
                 bytes += m->raw ? m->len : 0;
-                n++;
+                b->n++;
                 rc = 0;
             }
             /* fetching set \Seen: take it back before anything else, so
@@ -175,38 +229,55 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             if (cm_imap_restore_unseen (imap, rc < 0 ? scratch : err,
                                         rc < 0 ? sizeof scratch : errlen) && rc == 0)
                 rc = -1;
-            uint64_t batch_last = n ? batch [n - 1].uid : last_uid;
+            /* the batch before this one: committed and acknowledged first */
+            char perr [512] = "";
+            int prc = s_batch_finish (self, db, imap, config, prev, &last_uid,
+                                      perr, sizeof perr);
+            if (prc < 0) {
+                if (rc == 0 || prc == -2)
+                    snprintf (err, errlen, "%s", perr);
+                s_batch_clear (b);          /* not committed: fetched again */
+                result = prc;
+                break;
+            }
             /* On a mailbox error, what was fetched before it is still
-               committed and acknowledged below. */
-            int added = n ? store_commit (db, self->route_id, folder, uv, batch, n,
-                                          batch_last, fetch_max) : 0;
-            int ack = 0;
-            if (added >= 0 && n) {
-                last_uid = batch_last;
-                atomic_fetch_add (&fetch_counters.fetched, (unsigned long long) added);
-                if (added)
-                    cm_server_wake (self->srv, "parser");
-                cm_trace (cm_route_str (config, "log_level")
-                          && strcmp (cm_route_str (config, "log_level"), "verbose") == 0,
-                          self->name, "committed %d new of %zu messages up to UID %llu",
-                          added, n, (unsigned long long) batch_last);
-                ack = s_acknowledge (self, imap, config, batch, n, err, errlen);
+               committed and acknowledged. */
+            b->last = b->n ? b->msgs [b->n - 1].uid : last_uid;
+            if (b->n) {
+                if (store_commit_send (db, self->route_id, folder, uv, b->msgs, b->n,
+                                       b->last, fetch_max)) {
+                    s_batch_clear (b);
+                    result = -2;
+                    break;
+                }
+                b->sent = true;
             }
-            for (size_t k = 0; k < n; k++)
-                free (batch [k].raw);
-            if (added < 0) {
-                free (uids);
-                return -2;
+            if (rc < 0) {
+                char ferr [512] = "";
+                int frc = s_batch_finish (self, db, imap, config, b, &last_uid,
+                                          ferr, sizeof ferr);
+                result = frc == -2 ? -2 : -1;
+                if (frc == -2)
+                    snprintf (err, errlen, "%s", ferr);
             }
-            if (rc < 0 || ack < 0) {
-                free (uids);
-                return -1;
+        }
+        /* the last batch sent */
+        for (int k = 0; k < 2; k++) {
+            char ferr [512] = "";
+            int frc = s_batch_finish (self, db, imap, config, &pair [k], &last_uid,
+                                      ferr, sizeof ferr);
+            if (frc < 0 && (result == 0 || frc == -2)) {
+                snprintf (err, errlen, "%s", ferr);
+                result = frc;
             }
         }
         free (uids);
         since = NULL;
     }
-    return 0;
+    for (int k = 0; k < 2; k++)
+        s_batch_clear (&pair [k]);    /* nothing in flight here */
+    free (pair);
+    return result;
 }
 
 /* Takes the lease on the worker's own session. */

@@ -470,13 +470,27 @@ s_base64_tail (GMimeDataWrapper *content, const GByteArray *decoded)
     GMimeStream *src = g_mime_data_wrapper_get_stream (content);
     if (!src)
         return NULL;
+    /* 1 for the 64 characters of the alphabet: this pass reads every
+       base64 part, so it is a table lookup per byte */
+    static const unsigned char alphabet [256] = {
+        ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+        ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+        ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+        ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+        ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+        ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+        ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+        ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+        ['7'] = 1, ['8'] = 1, ['9'] = 1, ['+'] = 1, ['/'] = 1,
+    };
     unsigned char buf [4096];
     size_t nchars = 0;
     ssize_t got;
     g_mime_stream_reset (src);
     while ((got = g_mime_stream_read (src, (char *) buf, sizeof buf)) > 0)
         for (ssize_t i = 0; i < got; i++)
-            nchars += s_base64_value (buf [i]) >= 0;
+            nchars += alphabet [buf [i]];
     if (nchars % 4 < 2) {
         g_mime_stream_reset (src);
         return NULL;
