@@ -15,6 +15,7 @@
 #include "../common/buf.h"
 #include <ctype.h>
 #include <gmime/gmime.h>
+#include <iconv.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -32,10 +33,70 @@
 
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
+/* Charset converters kept loaded. glibc unloads an iconv module soon after
+   its last descriptor is closed, and GMime opens and closes one for every
+   header and text part it converts: loading the module again each time
+   was a tenth of the parsing time. One descriptor per charset met, never
+   closed, keeps its module in memory (a few dozen kB each, at most
+   S_PINNED_MAX of them). */
+#define S_PINNED_MAX 64
+static pthread_mutex_t s_pin_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_pinned [S_PINNED_MAX][48];
+static int s_npinned;
+
+static void
+s_pin_charset (const char *charset)
+{
+    if (!charset || !*charset || strlen (charset) >= sizeof s_pinned [0])
+        return;
+    const char *name = g_mime_charset_iconv_name (charset);
+    if (!name || strlen (name) >= sizeof s_pinned [0])
+        return;
+    pthread_mutex_lock (&s_pin_lock);
+    bool known = false;
+    for (int i = 0; i < s_npinned && !known; i++)
+        known = strcmp (s_pinned [i], name) == 0;
+    if (!known && s_npinned < S_PINNED_MAX) {
+        iconv_t cd = iconv_open ("UTF-8", name);
+        if (cd != (iconv_t) -1)        /* kept open on purpose */
+            snprintf (s_pinned [s_npinned++], sizeof s_pinned [0], "%s", name);
+    }
+    pthread_mutex_unlock (&s_pin_lock);
+}
+
+/* The charsets of RFC 2047 encoded words ("=?name?") in raw, at most a
+   few per message, so GMime finds their converters loaded. */
+static void
+s_pin_encoded_words (const char *raw, size_t len)
+{
+    const char *p = raw, *end = raw + len;
+    int tries = 0;
+    while (tries < 8 && p < end) {
+        const char *hit = memmem (p, (size_t) (end - p), "=?", 2);
+        if (!hit)
+            break;
+        const char *name = hit + 2, *q = name;
+        while (q < end && q - name < 40 && (isalnum ((unsigned char) *q) || *q == '-'
+                                            || *q == '_' || *q == '.' || *q == ':'))
+            q++;
+        if (q < end && *q == '?' && q > name) {
+            char cs [48];
+            snprintf (cs, sizeof cs, "%.*s", (int) (q - name), name);
+            if (g_ascii_strcasecmp (cs, "utf-8") && g_ascii_strcasecmp (cs, "us-ascii")) {
+                s_pin_charset (cs);
+                tries++;
+            }
+        }
+        p = q > hit + 2 ? q : hit + 2;
+    }
+}
+
 static void
 s_init_gmime (void)
 {
     g_mime_init ();
+    s_pin_charset ("windows-1252");       /* the fallback charset below */
+    s_pin_charset ("iso-8859-1");
 }
 
 void
@@ -485,18 +546,27 @@ s_base64_tail (GMimeDataWrapper *content, const GByteArray *decoded)
         ['7'] = 1, ['8'] = 1, ['9'] = 1, ['+'] = 1, ['/'] = 1,
     };
     unsigned char buf [4096];
-    size_t nchars = 0;
+    size_t nchars = 0, pads = 0;        /* '=' after the last character */
     ssize_t got;
     g_mime_stream_reset (src);
     while ((got = g_mime_stream_read (src, (char *) buf, sizeof buf)) > 0)
-        for (ssize_t i = 0; i < got; i++)
-            nchars += alphabet [buf [i]];
-    if (nchars % 4 < 2) {
+        for (ssize_t i = 0; i < got; i++) {
+            if (alphabet [buf [i]]) {
+                nchars++;
+                pads = 0;
+            }
+            else if (buf [i] == '=')
+                pads++;
+        }
+    /* complete quanta, or a short one properly padded: GMime's answer */
+    if (nchars % 4 < 2 || (nchars + pads) % 4 == 0) {
         g_mime_stream_reset (src);
         return NULL;
     }
     size_t dlen = decoded ? decoded->len : 0;
     GByteArray *out = g_byte_array_sized_new ((guint) (nchars / 4 * 3 + 3));
+    g_byte_array_set_size (out, (guint) (nchars / 4 * 3 + 3));
+    size_t olen = 0;
     unsigned int acc = 0;
     int bits = 0;
     g_mime_stream_reset (src);
@@ -509,10 +579,11 @@ s_base64_tail (GMimeDataWrapper *content, const GByteArray *decoded)
             bits += 6;
             if (bits >= 8) {
                 bits -= 8;
-                guint8 byte = (guint8) (acc >> bits);
-                g_byte_array_append (out, &byte, 1);
+                if (olen < out->len)
+                    out->data [olen++] = (guint8) (acc >> bits);
             }
         }
+    g_byte_array_set_size (out, (guint) olen);
     g_mime_stream_reset (src);
     if (!(out->len > dlen && out->len <= dlen + 2
           && (dlen == 0 || memcmp (out->data, decoded->data, dlen) == 0))) {
@@ -582,6 +653,7 @@ s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t 
     if (is_utf8 && s_valid_utf8 ((const char *) data, size))
         return s_clean ((const char *) data, size, false);
     if (!is_utf8) {
+        s_pin_charset (charset);
         GMimeFilter *filter = g_mime_filter_charset_new (charset, "UTF-8");
         if (filter) {
             GMimeStream *mem = g_mime_stream_mem_new ();
@@ -1572,6 +1644,7 @@ cm_message_parse (const char *raw, size_t len, const cm_limits_t *limits,
     static const char *fallback [] = { "UTF-8", "windows-1252", NULL };
     g_mime_parser_options_set_fallback_charsets (ctx->options, fallback);
     g_mime_parser_options_set_warning_callback (ctx->options, s_warning_cb, ctx);
+    s_pin_encoded_words (raw ? raw : "", len);
     m = s_parse_raw (ctx, raw ? raw : "", len, 0, soft, sizeof soft);
     if (m && m->encrypted) {
         cm_message_destroy (&m);
