@@ -15,7 +15,8 @@
 #define PREPARED_MAX   256         /* statements kept prepared per session */
 #define REPLAN_RUNS    1000        /* runs before a statement is prepared anew */
 
-/* A statement prepared on this session, found by its text. */
+/* A statement prepared on this session, found by its text; its name is
+   made from the text's hash, so a name never stands for another text. */
 typedef struct {
     uint64_t hash;
     char *sql;
@@ -28,6 +29,8 @@ struct _cm_db_t {
     char error [512];      /* last error text */
     prepared_t prepared [PREPARED_MAX];
     int nprepared;
+    bool resync;           /* the server may hold statements we forgot */
+    bool busy;             /* a statement sent, its result not received */
 };
 
 static void
@@ -66,20 +69,23 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
     return self;
 }
 
-/* Forgets the prepared statements (the session that had them is gone). */
+/* Forgets the prepared statements: the session that had them is gone
+   (resync false), or it lost some of them (resync true: DEALLOCATE ALL
+   before preparing again, so no name is ever prepared twice). */
 static void
-s_forget_prepared (cm_db_t *self)
+s_forget_prepared (cm_db_t *self, bool resync)
 {
     for (int i = 0; i < self->nprepared; i++)
         free (self->prepared [i].sql);
     self->nprepared = 0;
+    self->resync = resync;
 }
 
 void
 cm_db_destroy (cm_db_t **self_p)
 {
     if (self_p && *self_p) {
-        s_forget_prepared (*self_p);
+        s_forget_prepared (*self_p, false);
         PQfinish ((*self_p)->conn);
         free (*self_p);
         *self_p = NULL;
@@ -116,51 +122,74 @@ s_preparable (const char *sql)
         || strncasecmp (sql, "WITH", 4) == 0;
 }
 
+/* Runs a utility command on the session; true when it succeeded or the
+   server's SQLSTATE is ok_state. */
+static bool
+s_command (cm_db_t *self, const char *command, const char *ok_state)
+{
+    PGresult *r = PQexec (self->conn, command);
+    const char *state = PQresultErrorField (r, PG_DIAG_SQLSTATE);
+    bool ok = PQresultStatus (r) == PGRES_COMMAND_OK
+           || (ok_state && state && strcmp (state, ok_state) == 0);
+    PQclear (r);
+    return ok;
+}
+
 /* The name of sql's prepared statement on this session, preparing it on
-   first use; NULL when it is not to be prepared (or could not be: the
-   statement then runs unnamed and reports its own error). */
+   first use; NULL when it runs unnamed: not a data statement, a
+   transaction already failed, the cache is full (built texts), or the
+   session is being brought back in step. Nothing here can fail a
+   transaction that a run of the statement itself would not fail. */
 static const char *
 s_prepared (cm_db_t *self, const char *sql, char *name, size_t size)
 {
     if (!s_preparable (sql))
         return NULL;
+    PGTransactionStatusType tx = PQtransactionStatus (self->conn);
+    if (tx != PQTRANS_IDLE && tx != PQTRANS_INTRANS)
+        return NULL;
+    if (self->resync) {
+        if (tx != PQTRANS_IDLE || !s_command (self, "DEALLOCATE ALL", NULL))
+            return NULL;
+        self->resync = false;
+    }
     uint64_t h = 1469598103934665603ULL;          /* FNV-1a */
     for (const char *p = sql; *p; p++)
         h = (h ^ (unsigned char) *p) * 1099511628211ULL;
-    for (int i = 0; i < self->nprepared; i++)
-        if (self->prepared [i].hash == h && strcmp (self->prepared [i].sql, sql) == 0) {
-            snprintf (name, size, "cm%d", i);
-            /* After its first runs the server may keep one generic plan,
-               costed on the table sizes of that moment: a plan made while
-               a table was nearly empty would scan it once it has grown.
-               Preparing anew every REPLAN_RUNS runs lets the plan follow
-               the tables (the cost: a few plannings per thousand runs). */
-            prepared_t *ps = &self->prepared [i];
-            if (++ps->runs > REPLAN_RUNS && ps->live) {
-                char dealloc [48];
-                snprintf (dealloc, sizeof dealloc, "DEALLOCATE %s", name);
-                PGresult *d = PQexec (self->conn, dealloc);
-                const char *state = PQresultErrorField (d, PG_DIAG_SQLSTATE);
-                if (PQresultStatus (d) == PGRES_COMMAND_OK || (state && strcmp (state, "26000") == 0))
-                    ps->live = false;
-                PQclear (d);
-            }
-            if (!ps->live) {
-                PGresult *r = PQprepare (self->conn, name, sql, 0, NULL);
-                ps->live = PQresultStatus (r) == PGRES_COMMAND_OK;
-                PQclear (r);
-                if (!ps->live)
-                    return NULL;   /* runs unnamed; prepared again next time */
-                ps->runs = 1;
-            }
-            return name;
+    snprintf (name, size, "cm_%016llx", (unsigned long long) h);
+    for (int i = 0; i < self->nprepared; i++) {
+        prepared_t *ps = &self->prepared [i];
+        if (ps->hash != h)
+            continue;
+        if (strcmp (ps->sql, sql) != 0)
+            return NULL;           /* two texts, one hash: the second runs unnamed */
+        /* After its first runs the server may keep one generic plan,
+           costed on the table sizes of that moment: a plan made while a
+           table was nearly empty would scan it once it has grown.
+           Preparing anew every REPLAN_RUNS runs (between transactions)
+           lets the plan follow the tables, for a few plannings per
+           thousand runs. */
+        if (++ps->runs > REPLAN_RUNS && ps->live && tx == PQTRANS_IDLE) {
+            char dealloc [64];
+            snprintf (dealloc, sizeof dealloc, "DEALLOCATE %s", name);
+            if (s_command (self, dealloc, "26000"))
+                ps->live = false;
         }
+        if (!ps->live) {
+            PGresult *r = PQprepare (self->conn, name, sql, 0, NULL);
+            ps->live = PQresultStatus (r) == PGRES_COMMAND_OK;
+            PQclear (r);
+            if (!ps->live)
+                return NULL;       /* runs unnamed, and reports its own error */
+            ps->runs = 1;
+        }
+        return name;
+    }
     if (self->nprepared == PREPARED_MAX)
         return NULL;               /* built text, not a fixed statement */
     char *copy = strdup (sql);
     if (!copy)
         return NULL;
-    snprintf (name, size, "cm%d", self->nprepared);
     PGresult *res = PQprepare (self->conn, name, sql, 0, NULL);
     bool ok = PQresultStatus (res) == PGRES_COMMAND_OK;
     PQclear (res);
@@ -172,22 +201,44 @@ s_prepared (cm_db_t *self, const char *sql, char *name, size_t size)
     return name;
 }
 
+/* A failed run: when the session lost its prepared statements (SQLSTATE
+   26000: DISCARD ALL, DEALLOCATE, a pooler), forget them all. */
+static bool
+s_lost_prepared (cm_db_t *self, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField (res, PG_DIAG_SQLSTATE) : NULL;
+    if (!state || strcmp (state, "26000") != 0)
+        return false;
+    s_forget_prepared (self, true);
+    return true;
+}
+
+static bool
+s_refuse_busy (cm_db_t *self)
+{
+    if (self->busy)
+        s_set_error (self, "a statement is still running on this session");
+    return self->busy;
+}
+
 PGresult *
 cm_db_query_binary (cm_db_t *self, const char *sql, int nparams,
                     const char *const *params, const int *lengths,
                     const int *formats, int result_format)
 {
+    if (s_refuse_busy (self))
+        return NULL;
     char name [32];
     const char *stmt = s_prepared (self, sql, name, sizeof name);
     PGresult *res = stmt
         ? PQexecPrepared (self->conn, stmt, nparams, params, lengths, formats, result_format)
         : PQexecParams (self->conn, sql, nparams, NULL, params, lengths, formats,
                         result_format);
-    const char *state = res ? PQresultErrorField (res, PG_DIAG_SQLSTATE) : NULL;
-    if (stmt && state && strcmp (state, "26000") == 0) {
-        /* the session lost its prepared statements (DISCARD, a pooler) */
+    /* Outside a transaction the statement can run again, unnamed; inside
+       one the transaction has failed and the caller rolls back. */
+    if (stmt && s_lost_prepared (self, res)
+        && PQtransactionStatus (self->conn) == PQTRANS_IDLE) {
         PQclear (res);
-        s_forget_prepared (self);
         res = PQexecParams (self->conn, sql, nparams, NULL, params, lengths, formats,
                             result_format);
     }
@@ -204,6 +255,8 @@ cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
                    const char *const *params, const int *lengths,
                    const int *formats, int result_format)
 {
+    if (s_refuse_busy (self))
+        return -1;
     char name [32];
     const char *stmt = s_prepared (self, sql, name, sizeof name);
     int ok = stmt
@@ -215,6 +268,7 @@ cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
         s_set_error (self, PQerrorMessage (self->conn));
         return -1;
     }
+    self->busy = true;
     return 0;
 }
 
@@ -232,13 +286,12 @@ cm_db_receive (cm_db_t *self)
         }
         if (!failed) {
             s_set_error (self, PQresultErrorMessage (r));
-            const char *state = PQresultErrorField (r, PG_DIAG_SQLSTATE);
-            if (state && strcmp (state, "26000") == 0)
-                s_forget_prepared (self);     /* prepared again next time */
+            s_lost_prepared (self, r);      /* prepared again next time */
             failed = true;
         }
         PQclear (r);
     }
+    self->busy = false;
     if (failed || !res) {
         if (!failed)
             s_set_error (self, PQerrorMessage (self->conn));
@@ -283,7 +336,8 @@ cm_db_alive (cm_db_t *self)
             return true;
     }
     PQreset (self->conn);
-    s_forget_prepared (self);
+    s_forget_prepared (self, false);
+    self->busy = false;
     return PQstatus (self->conn) == CONNECTION_OK;
 }
 

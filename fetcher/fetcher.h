@@ -46,8 +46,9 @@ void worker_destroy (worker_t **self_p);
 /* store.c */
 typedef struct {
     uint64_t uid;
-    char *raw;                  /* NULL when over the fetch limit */
+    char *raw;                  /* NULL when over the fetch limit (or once sent) */
     size_t len;                 /* bytes, or the announced size */
+    bool over_limit;            /* recorded rejected, left in the mailbox */
 } fetched_t;
 /* Reads the cursor of (route, folder): 0 with uidvalidity and last_uid
    (both 0 when the route has none yet), -1 on database error. */

@@ -51,7 +51,7 @@ s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
     uint64_t uids [BATCH_MAX];
     size_t k = 0;
     for (size_t i = 0; i < n && k < BATCH_MAX; i++)
-        if (msgs [i].raw)             /* too big: left untouched */
+        if (!msgs [i].over_limit)     /* too big: left untouched */
             uids [k++] = msgs [i].uid;
     int rc = 0;
     if (strcmp (after, "seen") == 0)
@@ -95,7 +95,6 @@ s_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *con
     for (int i = PQntuples (res); i-- > 0 && n < BATCH_MAX;) {
         memset (&batch [n], 0, sizeof batch [n]);
         batch [n].uid = (uint64_t) cm_db_get_ll (res, i, 0);
-        batch [n].raw = (char *) "";      /* stored: acknowledge it */
         n++;
     }
     PQclear (res);
@@ -214,6 +213,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                     break;
                 if (too_big) {
                     m->raw = NULL;
+                    m->over_limit = true;
                     atomic_fetch_add (&fetch_counters.too_big, 1);
                     cm_warn (self->name, "UID %llu is %zu bytes, over the fetch limit:"
                              " recorded as rejected and left in the mailbox",
@@ -234,7 +234,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             int prc = s_batch_finish (self, db, imap, config, prev, &last_uid,
                                       perr, sizeof perr);
             if (prc < 0) {
-                if (rc == 0 || prc == -2)
+                if (*perr && (rc == 0 || prc == -2))
                     snprintf (err, errlen, "%s", perr);
                 s_batch_clear (b);          /* not committed: fetched again */
                 result = prc;
@@ -251,13 +251,19 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                     break;
                 }
                 b->sent = true;
+                /* sent: the bytes are in libpq's buffer; only the UIDs
+                   are needed from here on (to acknowledge them) */
+                for (size_t k = 0; k < b->n; k++) {
+                    free (b->msgs [k].raw);
+                    b->msgs [k].raw = NULL;
+                }
             }
             if (rc < 0) {
                 char ferr [512] = "";
                 int frc = s_batch_finish (self, db, imap, config, b, &last_uid,
                                           ferr, sizeof ferr);
                 result = frc == -2 ? -2 : -1;
-                if (frc == -2)
+                if (frc == -2 && *ferr)
                     snprintf (err, errlen, "%s", ferr);
             }
         }
@@ -267,7 +273,8 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             int frc = s_batch_finish (self, db, imap, config, &pair [k], &last_uid,
                                       ferr, sizeof ferr);
             if (frc < 0 && (result == 0 || frc == -2)) {
-                snprintf (err, errlen, "%s", ferr);
+                if (*ferr)
+                    snprintf (err, errlen, "%s", ferr);
                 result = frc;
             }
         }

@@ -151,6 +151,7 @@ s_batch (cm_server_t *srv, parser_t *self)
         if (rc) {
             PQclear (res);
             cm_db_exec (db, "ROLLBACK", 0, NULL);
+            self->from = 0;         /* the batch is back in the queue */
             return -1;
         }
         done++;
@@ -158,6 +159,7 @@ s_batch (cm_server_t *srv, parser_t *self)
     PQclear (res);
     if (cm_db_exec (db, "COMMIT", 0, NULL)) {
         cm_error (NULL, "database: commit: %s", cm_db_error (db));
+        self->from = 0;
         return -1;
     }
     if (self->side)

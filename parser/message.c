@@ -41,25 +41,29 @@ static pthread_once_t s_once = PTHREAD_ONCE_INIT;
    S_PINNED_MAX of them). */
 #define S_PINNED_MAX 64
 static pthread_mutex_t s_pin_lock = PTHREAD_MUTEX_INITIALIZER;
-static char s_pinned [S_PINNED_MAX][48];
+static struct {
+    char name [48];
+    iconv_t cd;                /* kept open on purpose; -1: no such charset */
+} s_pinned [S_PINNED_MAX];
 static int s_npinned;
 
 static void
 s_pin_charset (const char *charset)
 {
-    if (!charset || !*charset || strlen (charset) >= sizeof s_pinned [0])
+    if (!charset || !*charset || strlen (charset) >= sizeof s_pinned [0].name)
         return;
     const char *name = g_mime_charset_iconv_name (charset);
-    if (!name || strlen (name) >= sizeof s_pinned [0])
+    if (!name || strlen (name) >= sizeof s_pinned [0].name)
         return;
     pthread_mutex_lock (&s_pin_lock);
     bool known = false;
     for (int i = 0; i < s_npinned && !known; i++)
-        known = strcmp (s_pinned [i], name) == 0;
+        known = strcmp (s_pinned [i].name, name) == 0;
+    /* names iconv doesn't know are remembered too, so they are tried once */
     if (!known && s_npinned < S_PINNED_MAX) {
-        iconv_t cd = iconv_open ("UTF-8", name);
-        if (cd != (iconv_t) -1)        /* kept open on purpose */
-            snprintf (s_pinned [s_npinned++], sizeof s_pinned [0], "%s", name);
+        s_pinned [s_npinned].cd = iconv_open ("UTF-8", name);
+        snprintf (s_pinned [s_npinned].name, sizeof s_pinned [0].name, "%s", name);
+        s_npinned++;
     }
     pthread_mutex_unlock (&s_pin_lock);
 }

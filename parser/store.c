@@ -34,86 +34,136 @@ s_headers_json (const cm_message_t *m)
         "message_id", m->message_id, "text", m->text);
 }
 
-/* Stores a message's attachments in one statement (arrays, unnested in
-   order), then the attachments of each attached message under it. */
-static int
-s_store_attachments (cm_db_t *db, const char *incident, const char *timeline,
-                     const cm_message_t *msg, long long parent, int depth)
+/* The attached message of attachment a of msg, or NULL. */
+static const cm_message_t *
+s_nested (const cm_message_t *msg, const cm_attachment_t *a)
 {
-    if (msg->nattachments == 0)
-        return 0;
-    enum { FILENAME, CTYPE, CID, INLINE, NESTED, SIZE, SHA, NOTE, HEADERS, DATA, COLUMNS };
-    static const unsigned int types [COLUMNS] = { CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT,
-        CM_DB_TEXT, CM_DB_TEXT, CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_BYTEA };
-    cm_db_array_t *col [COLUMNS];
-    for (int c = 0; c < COLUMNS; c++)
-        col [c] = cm_db_array_new (types [c]);
+    return a->nested_index >= 0 && (size_t) a->nested_index < msg->nnested
+         ? msg->nested [a->nested_index] : NULL;
+}
+
+/* Attachments of msg and, in turn, of the messages attached to it. */
+static size_t
+s_count_attachments (const cm_message_t *msg)
+{
+    size_t n = msg->nattachments;
     for (size_t i = 0; i < msg->nattachments; i++) {
+        const cm_message_t *nested = s_nested (msg, &msg->attachments [i]);
+        if (nested)
+            n += s_count_attachments (nested);
+    }
+    return n;
+}
+
+enum { A_ID, A_PARENT, A_DEPTH, A_FILENAME, A_CTYPE, A_CID, A_INLINE, A_NESTED, A_SIZE,
+       A_SHA, A_NOTE, A_HEADERS, A_DATA, A_COLUMNS };
+
+/* Adds the attachments of msg (under parent, 0 for none) to the arrays,
+   each with the next of the ids drawn for the message, then those of
+   each attached message under it. */
+static void
+s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long parent, int depth,
+           const long long *ids, size_t nids, size_t *next)
+{
+    for (size_t i = 0; i < msg->nattachments && *next < nids; i++) {
         const cm_attachment_t *a = &msg->attachments [i];
-        const cm_message_t *nested = (a->nested_index >= 0
-                                      && (size_t) a->nested_index < msg->nnested)
-                                     ? msg->nested [a->nested_index] : NULL;
+        const cm_message_t *nested = s_nested (msg, a);
+        long long id = ids [(*next)++];
         char *headers = NULL;
         if (nested) {
             json_t *h = s_headers_json (nested);
             headers = json_dumps (h, JSON_COMPACT);
             json_decref (h);
         }
-        cm_db_array_add_text (col [FILENAME], a->filename);
-        cm_db_array_add_text (col [CTYPE], a->content_type);
-        cm_db_array_add_text (col [CID], a->content_id);
-        cm_db_array_add_text (col [INLINE], a->is_inline ? "t" : "f");
-        cm_db_array_add_text (col [NESTED], nested ? "t" : "f");
-        cm_db_array_add_int8 (col [SIZE], (long long) a->size);
-        cm_db_array_add_text (col [SHA], a->sha256);
-        cm_db_array_add_text (col [NOTE], a->note);
-        cm_db_array_add_text (col [HEADERS], headers);
+        cm_db_array_add_int8 (col [A_ID], id);
+        if (parent)
+            cm_db_array_add_int8 (col [A_PARENT], parent);
+        else
+            cm_db_array_add (col [A_PARENT], NULL, 0);
+        cm_db_array_add_int8 (col [A_DEPTH], depth);
+        cm_db_array_add_text (col [A_FILENAME], a->filename);
+        cm_db_array_add_text (col [A_CTYPE], a->content_type);
+        cm_db_array_add_text (col [A_CID], a->content_id);
+        cm_db_array_add_text (col [A_INLINE], a->is_inline ? "t" : "f");
+        cm_db_array_add_text (col [A_NESTED], nested ? "t" : "f");
+        cm_db_array_add_int8 (col [A_SIZE], (long long) a->size);
+        cm_db_array_add_text (col [A_SHA], a->sha256);
+        cm_db_array_add_text (col [A_NOTE], a->note);
+        cm_db_array_add_text (col [A_HEADERS], headers);
         /* an empty part is an empty value, not NULL */
-        cm_db_array_add (col [DATA], a->data ? (const void *) a->data : "", a->size);
+        cm_db_array_add (col [A_DATA], a->data ? (const void *) a->data : "", a->size);
         free (headers);
+        if (nested)
+            s_flatten (col, nested, id, depth + 1, ids, nids, next);
     }
-    char pid [32], dep [16];
-    snprintf (pid, sizeof pid, "%lld", parent);
-    snprintf (dep, sizeof dep, "%d", depth);
-    const char *values [4 + COLUMNS] = { incident, timeline, parent ? pid : NULL, dep };
-    int lengths [4 + COLUMNS] = { 0 }, formats [4 + COLUMNS] = { 0 };
-    bool ok = true;
-    for (int c = 0; c < COLUMNS; c++) {
-        values [4 + c] = cm_db_array_data (col [c]);
-        lengths [4 + c] = cm_db_array_len (col [c]);
-        formats [4 + c] = 1;
-        ok = ok && values [4 + c];
+}
+
+/* Stores every attachment of the message, attached mail's own to any
+   depth, in one statement, with the ids drawn for them beforehand (so a
+   nested attachment names its parent without a round trip). */
+static int
+s_store_attachments (cm_db_t *db, const char *incident, const char *timeline,
+                     const cm_message_t *msg, const long long *ids, size_t nids)
+{
+    if (nids == 0)
+        return 0;
+    static const unsigned int types [A_COLUMNS] = { CM_DB_INT8, CM_DB_INT8, CM_DB_INT8,
+        CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_INT8,
+        CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_BYTEA };
+    cm_db_array_t *col [A_COLUMNS];
+    for (int c = 0; c < A_COLUMNS; c++)
+        col [c] = cm_db_array_new (types [c]);
+    size_t next = 0;
+    s_flatten (col, msg, 0, 0, ids, nids, &next);
+    const char *values [2 + A_COLUMNS] = { incident, timeline };
+    int lengths [2 + A_COLUMNS] = { 0 }, formats [2 + A_COLUMNS] = { 0 };
+    bool ok = next == nids;
+    for (int c = 0; c < A_COLUMNS; c++) {
+        values [2 + c] = cm_db_array_data (col [c]);
+        lengths [2 + c] = cm_db_array_len (col [c]);
+        formats [2 + c] = 1;
+        ok = ok && values [2 + c];
     }
     PGresult *res = NULL;
     if (ok)
         res = cm_db_query_binary (db,
-            "INSERT INTO attachments (incident_id, timeline_id, parent_id, depth, filename,"
+            "INSERT INTO attachments (id, incident_id, timeline_id, parent_id, depth, filename,"
             " content_type, content_id, is_inline, is_message, size, sha256, note, headers, data)"
-            " SELECT $1, $2, $3, $4, a.filename, a.ctype, a.cid, a.inline::boolean,"
-            "  a.nested::boolean, a.size, a.sha, a.note, a.headers::jsonb, a.data"
-            " FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
-            "  $10::bigint[], $11::text[], $12::text[], $13::text[], $14::bytea[])"
-            "  WITH ORDINALITY AS a (filename, ctype, cid, inline, nested, size, sha, note,"
-            "  headers, data, n)"
-            " ORDER BY a.n RETURNING id", 4 + COLUMNS, values, lengths, formats, 0);
-    for (int c = 0; c < COLUMNS; c++)
+            " SELECT a.id, $1, $2, a.parent, a.depth, a.filename, a.ctype, a.cid,"
+            "  a.inline::boolean, a.nested::boolean, a.size, a.sha, a.note, a.headers::jsonb,"
+            "  a.data"
+            " FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],"
+            "  $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[],"
+            "  $14::text[], $15::bytea[])"
+            "  AS a (id, parent, depth, filename, ctype, cid, inline, nested, size, sha, note,"
+            "  headers, data)", 2 + A_COLUMNS, values, lengths, formats, 0);
+    for (int c = 0; c < A_COLUMNS; c++)
         cm_db_array_destroy (&col [c]);
-    if (!res || (size_t) PQntuples (res) != msg->nattachments) {
-        cm_error (NULL, "database: storing %zu attachments: %s", msg->nattachments,
+    if (!res || strtoull (PQcmdTuples (res), NULL, 10) != nids) {
+        cm_error (NULL, "database: storing %zu attachments: %s", nids,
                   res ? "not every row was stored" : ok ? cm_db_error (db) : "out of memory");
         PQclear (res);
         return -1;
     }
-    /* RETURNING lists the rows in the order they were inserted: a.n's */
-    int rc = 0;
-    for (size_t i = 0; i < msg->nattachments && rc == 0; i++) {
-        const cm_attachment_t *a = &msg->attachments [i];
-        if (a->nested_index >= 0 && (size_t) a->nested_index < msg->nnested)
-            rc = s_store_attachments (db, incident, timeline, msg->nested [a->nested_index],
-                                      cm_db_get_ll (res, (int) i, 0), depth + 1);
-    }
     PQclear (res);
-    return rc;
+    return 0;
+}
+
+/* The ids of a PostgreSQL bigint[] in text form ("{1,2,3}"); -1 when it
+   does not hold exactly want of them. */
+static int
+s_parse_ids (const char *text, long long *ids, size_t want)
+{
+    size_t n = 0;
+    const char *p = text && *text == '{' ? text + 1 : NULL;
+    while (p && *p && *p != '}' && n < want) {
+        char *end;
+        ids [n++] = strtoll (p, &end, 10);
+        if (end == p)
+            return -1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return p && *p == '}' && n == want ? 0 : -1;
 }
 
 /* Does a delivery report say the email failed? RFC 3464: Action "failed"
@@ -184,7 +234,8 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
                   : msg->dsn ? "delivery status report" : "mail from the route's own address");
     else if (by)
         snprintf (note, sizeof note, "reply matched by %s", by);
-    char rid [32], inc [32], reporter [600];
+    char rid [32], inc [32], reporter [600], from [600];
+    snprintf (from, sizeof from, "%s", msg->from_addr);
     snprintf (rid, sizeof rid, "%lld", route->id);
     snprintf (inc, sizeof inc, "%lld", incident);
     if (*msg->from_name)
@@ -196,10 +247,15 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
        timeline entry, the Message-ID for threading, and the message's
        own state. RI checks run at the statement's end, so the entry may
        name the incident inserted beside it. */
+    /* ids for the attachments, drawn here when the message gets a
+       timeline entry (attachments hang from it) */
+    size_t natt = open || incident ? s_count_attachments (msg) : 0;
+    char nattext [32];
+    snprintf (nattext, sizeof nattext, "%zu", natt);
     const char *v [] = { row, open ? "t" : "f", route->id ? rid : NULL, title, msg->text,
-        reporter, incident ? inc : NULL, msg->message_id, msg->from_addr, msg->to, msg->cc,
+        reporter, incident ? inc : NULL, msg->message_id, from, msg->to, msg->cc,
         msg->subject, msg->date_text, msg->new_text, msg->quoted_text, msg->html, flagtext,
-        *note ? note : NULL };
+        *note ? note : NULL, nattext };
     PGresult *res = cm_db_query (db,
         "WITH i AS (INSERT INTO incidents (number, route_id, title, description, reporter,"
         "   source_message)"
@@ -217,12 +273,22 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
         " m AS (UPDATE messages SET state = 'parsed', subject = $12, from_addr = $9,"
         "  flags = $17::text[], incident_id = (SELECT id FROM inc), reason = $18,"
         "  parsed_at = now() WHERE id = $1)"
-        " SELECT (SELECT id FROM inc), (SELECT id FROM t)", 18, v);
+        " SELECT (SELECT id FROM inc), (SELECT id FROM t),"
+        "  (SELECT array_agg(nextval('attachments_id_seq'))"
+        "   FROM generate_series(1, $19::int))", 19, v);
     if (!res) {
         cm_error (NULL, "database: storing message %lld: %s", message_row, cm_db_error (db));
         return -1;
     }
     long long incident_id = cm_db_get_ll (res, 0, 0), timeline_id = cm_db_get_ll (res, 0, 1);
+    long long *ids = natt && timeline_id ? calloc (natt, sizeof *ids) : NULL;
+    if (natt && timeline_id && (!ids || s_parse_ids (cm_db_get (res, 0, 2), ids, natt))) {
+        cm_error (NULL, "database: drawing %zu attachment ids for message %lld", natt,
+                  message_row);
+        free (ids);
+        PQclear (res);
+        return -1;
+    }
     PQclear (res);
     if (open)
         atomic_fetch_add (&parse_counters.incidents, 1);
@@ -234,7 +300,9 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
         char tl [32];
         snprintf (inc, sizeof inc, "%lld", incident_id);
         snprintf (tl, sizeof tl, "%lld", timeline_id);
-        if (s_store_attachments (db, inc, tl, msg, 0, 0))
+        int rc = s_store_attachments (db, inc, tl, msg, ids, natt);
+        free (ids);
+        if (rc)
             return -1;
     }
     atomic_fetch_add (&parse_counters.parsed, 1);

@@ -163,6 +163,46 @@ main (int argc, char **argv)
              s_equals (db, q, "xy", "XY-2"), cm_db_error (db));
     s_check ("and runs again after that", s_equals (db, q, "xyz", "XYZ-3"), cm_db_error (db));
 
+    /* statements lost inside a transaction: that transaction fails (as
+       any error there does), and after it everything runs again */
+    cm_db_exec (db, "BEGIN", 0, NULL);
+    s_check ("DEALLOCATE ALL inside a transaction runs",
+             cm_db_exec (db, "DEALLOCATE ALL", 0, NULL) == 0, cm_db_error (db));
+    char *lost = s_value (db, q, "in");
+    s_check ("a lost statement fails its transaction, saying why",
+             lost == NULL && strstr (cm_db_error (db), "does not exist") != NULL, cm_db_error (db));
+    free (lost);
+    cm_db_exec (db, "ROLLBACK", 0, NULL);
+    s_check ("after the rollback it runs again", s_equals (db, q, "out", "OUT-3"), cm_db_error (db));
+    cm_db_exec (db, "BEGIN", 0, NULL);
+    s_check ("and inside the next transaction too", s_equals (db, q, "next", "NEXT-4"),
+             cm_db_error (db));
+    cm_db_exec (db, "COMMIT", 0, NULL);
+
+    /* a statement in flight: the session takes nothing else until its
+       result is received */
+    const char *sp [] = { "sent" };
+    s_check ("a statement is sent without waiting",
+             cm_db_send_binary (db, "SELECT upper($1::text)", 1, sp, NULL, NULL, 0) == 0,
+             cm_db_error (db));
+    PGresult *refused = cm_db_query (db, q, 1, sp);
+    s_check ("another statement meanwhile is refused, saying why",
+             refused == NULL && strstr (cm_db_error (db), "still running") != NULL,
+             cm_db_error (db));
+    PQclear (refused);
+    PGresult *got = cm_db_receive (db);
+    s_check ("the sent statement's result arrives intact",
+             got && strcmp (cm_db_get (got, 0, 0), "SENT") == 0, cm_db_error (db));
+    PQclear (got);
+    s_check ("then the session works again", s_equals (db, q, "again", "AGAIN-5"),
+             cm_db_error (db));
+    cm_db_send_binary (db, "SELECT 1 / $1::int", 1, (const char *[]) { "0" }, NULL, NULL, 0);
+    got = cm_db_receive (db);
+    s_check ("a sent statement that fails returns NULL with the reason",
+             got == NULL && strstr (cm_db_error (db), "division by zero") != NULL,
+             cm_db_error (db));
+    PQclear (got);
+
     /* the session is killed: one reset, and prepared statements work */
     char *pid = s_value (db, "SELECT pg_backend_pid()::text", NULL);
     s_check ("the other session ends this one",
