@@ -68,12 +68,20 @@ s_pin_charset (const char *charset)
     pthread_mutex_unlock (&s_pin_lock);
 }
 
-/* The charsets of RFC 2047 encoded words ("=?name?") in raw, at most a
-   few per message, so GMime finds their converters loaded. */
+/* The charsets of RFC 2047 encoded words ("=?name?") in the header of
+   raw, at most a few per message, so GMime finds their converters loaded
+   (the header only: scanning whole bodies cost more than it saved). */
 static void
 s_pin_encoded_words (const char *raw, size_t len)
 {
     const char *p = raw, *end = raw + len;
+    /* the header ends at the first empty line */
+    for (const char *nl = memchr (raw, '\n', len); nl && nl + 1 < end;
+         nl = memchr (nl + 1, '\n', (size_t) (end - nl - 1)))
+        if (nl [1] == '\n' || (nl [1] == '\r' && nl + 2 < end && nl [2] == '\n')) {
+            end = nl;
+            break;
+        }
     int tries = 0;
     while (tries < 8 && p < end) {
         const char *hit = memmem (p, (size_t) (end - p), "=?", 2);
