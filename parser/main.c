@@ -67,9 +67,10 @@ s_batch (cm_server_t *srv, parser_t *self)
        last vacuum, and a claim from its start walks past all of them: at
        10,000 messages that was most of the database's time. So a claim
        starts after the last message this parser claimed, and goes back to
-       the start when that finds less than a batch (or every
-       FULL_SCAN_EVERY claims): a message committed late with a lower id,
-       or released by a parser that died, is never left behind. */
+       the start when that finds nothing (before the parser goes idle),
+       after a failed batch or a suspect, and every FULL_SCAN_EVERY claims:
+       a message committed late with a lower id, or released by a parser
+       that died, is never left behind. */
     bool hinted = self->from > 0 && self->hinted < FULL_SCAN_EVERY;
     snprintf (from, sizeof from, "%lld", hinted ? self->from : 0);
     const char *p [] = { limit, from };
@@ -85,7 +86,7 @@ s_batch (cm_server_t *srv, parser_t *self)
     }
     int n = PQntuples (res);
     self->hinted = hinted ? self->hinted + 1 : 0;
-    self->from = n == BATCH ? atoll (PQgetvalue (res, n - 1, 0)) + 1 : 0;
+    self->from = n > 0 ? atoll (PQgetvalue (res, n - 1, 0)) + 1 : 0;
     if (n == 0 && hinted) {
         /* nothing after the hint: look from the start before going idle */
         PQclear (res);
