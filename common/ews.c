@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "imap.h"
 #include "log.h"
+#include "mailcurl.h"
 #include <curl/curl.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -661,36 +662,38 @@ s_header_cb (char *data, size_t size, size_t nmemb, void *userp)
 }
 
 /* Verbose trace of HTTP headers; Authorization values never shown. */
+typedef struct {
+    cm_ews_t *self;
+    curl_infotype type;
+} s_debug_arg_t;
+
+static void
+s_debug_each (const char *text, size_t n, void *arg)
+{
+    s_debug_arg_t *d = arg;
+    if (!n)
+        return;
+    const char *dir = d->type == CURLINFO_HEADER_OUT ? ">"
+                    : d->type == CURLINFO_HEADER_IN ? "<" : "*";
+    if (strncasecmp (text, "Authorization:", 14) == 0
+        || strncasecmp (text, "Proxy-Authorization:", 20) == 0) {
+        char line [1024];
+        snprintf (line, sizeof line, "%s", text);
+        line [strcspn (line, ":") + 1] = 0;
+        cm_trace (true, d->self->route, "ews %s %s [REDACTED]", dir, line);
+    }
+    else if (d->type != CURLINFO_TEXT || strncmp (text, "reached ", 8) != 0)
+        cm_trace (true, d->self->route, "ews %s %s", dir, text);
+}
+
 static int
 s_debug_cb (CURL *h, curl_infotype type, char *data, size_t size, void *userp)
 {
     (void) h;
-    cm_ews_t *self = (cm_ews_t *) userp;
     if (type != CURLINFO_HEADER_IN && type != CURLINFO_HEADER_OUT && type != CURLINFO_TEXT)
         return 0;
-    const char *p = data, *end = data + size;
-    while (p < end) {
-        const char *nl = memchr (p, '\n', (size_t) (end - p));
-        size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
-        if (n && p [n - 1] == '\r')
-            n--;
-        char line [1024];
-        if (n >= sizeof line)
-            n = sizeof line - 1;
-        memcpy (line, p, n);
-        line [n] = 0;
-        if (n) {
-            const char *dir = type == CURLINFO_HEADER_OUT ? ">" : type == CURLINFO_HEADER_IN ? "<" : "*";
-            if (strncasecmp (line, "Authorization:", 14) == 0
-                || strncasecmp (line, "Proxy-Authorization:", 20) == 0) {
-                line [strcspn (line, ":") + 1] = 0;
-                cm_trace (true, self->route, "ews %s %s [REDACTED]", dir, line);
-            }
-            else if (type != CURLINFO_TEXT || strncmp (line, "reached ", 8) != 0)
-                cm_trace (true, self->route, "ews %s %s", dir, line);
-        }
-        p = nl ? nl + 1 : end;
-    }
+    s_debug_arg_t d = { (cm_ews_t *) userp, type };
+    cm_mailcurl_each_line (data, size, s_debug_each, &d);
     return 0;
 }
 
@@ -945,6 +948,29 @@ s_call1 (cm_ews_t *self, cm_buf_t *body, size_t cap, s_answer_t *a, xmlNodePtr *
     return rc;
 }
 
+/* A one-message operation, its request in body (freed here). 0 Success:
+   *a holds the answer (the caller frees it) and *msg its message. On an
+   EWS Error the answer is freed, code holds the error code and err the
+   reason (what names the object, as in s_code_reason): 2 when the code
+   is gone_code (the item or state is gone), 1 otherwise. -1 when the
+   call itself failed (reason in err). */
+static int
+s_operation (cm_ews_t *self, cm_buf_t *body, const char *what, const char *gone_code,
+             s_answer_t *a, xmlNodePtr *msg, char *code, size_t codelen,
+             char *err, size_t errlen)
+{
+    char text [256];
+    *msg = NULL;
+    int rc = s_call1 (self, body, ANSWER_MAX, a, msg, code, codelen, text, sizeof text,
+                      NULL, err, errlen);
+    cm_buf_free (body);
+    if (rc <= 0)
+        return rc;
+    s_code_reason (self, code, text, what, err, errlen);
+    s_answer_free (a);
+    return gone_code && strcmp (code, gone_code) == 0 ? 2 : 1;
+}
+
 /* ---------------------------------------------------------------------- */
 /*  Object                                                                */
 /* ---------------------------------------------------------------------- */
@@ -1159,25 +1185,17 @@ s_find_folder (cm_ews_t *self, const char *parent, const char *name, const char 
     s_folder_ref (&b, parent);
     cm_buf_printf (&b, "</m:ParentFolderIds></m:FindFolder>");
     s_answer_t a;
-    xmlNodePtr msg = NULL;
-    char code [128], text [256];
-    int rc = s_call1 (self, &b, ANSWER_MAX, &a, &msg, code, sizeof code, text, sizeof text,
-                      NULL, err, errlen);
-    cm_buf_free (&b);
-    if (rc < 0)
+    xmlNodePtr msg;
+    char code [128];
+    if (s_operation (self, &b, path, NULL, &a, &msg, code, sizeof code, err, errlen))
         return -1;
-    if (rc == 1) {
-        s_code_reason (self, code, text, path, err, errlen);
-        s_answer_free (&a);
-        return -1;
-    }
     xmlNodePtr folders = s_find (msg, NS_T, "Folders");
     xmlNodePtr fid = NULL;
     for (xmlNodePtr f = s_first (folders); f && !fid; f = s_next (f))
         fid = s_child (f, NS_T, "FolderId");
     char *id = s_attr (fid, "Id");
     char *key = s_attr (fid, "ChangeKey");
-    rc = -1;
+    int rc = -1;
     if (!id)
         snprintf (err, errlen, "folder %s not found (ErrorFolderNotFound)", path);
     else if (asprintf (found, "%s\t%s", id, key ? key : "") >= 0)
@@ -1245,18 +1263,10 @@ s_get_folder (cm_ews_t *self, const char *folder_id, const char *what, long *tot
     s_folder_ref (&b, folder_id);
     cm_buf_printf (&b, "</m:FolderIds></m:GetFolder>");
     s_answer_t a;
-    xmlNodePtr msg = NULL;
-    char code [128], text [256];
-    int rc = s_call1 (self, &b, ANSWER_MAX, &a, &msg, code, sizeof code, text, sizeof text,
-                      NULL, err, errlen);
-    cm_buf_free (&b);
-    if (rc < 0)
+    xmlNodePtr msg;
+    char code [128];
+    if (s_operation (self, &b, what, NULL, &a, &msg, code, sizeof code, err, errlen))
         return -1;
-    if (rc == 1) {
-        s_code_reason (self, code, text, what, err, errlen);
-        s_answer_free (&a);
-        return -1;
-    }
     char num [32];
     s_text (s_find (msg, NS_T, "TotalCount"), num, sizeof num);
     *total = *num ? strtol (num, NULL, 10) : -1;
@@ -1424,18 +1434,12 @@ cm_ews_sync (cm_ews_t *self, const char *folder_id, const char *sync_state, int 
     }
     cm_buf_printf (&b, "<m:MaxChangesReturned>%d</m:MaxChangesReturned></m:SyncFolderItems>", max);
     s_answer_t a;
-    xmlNodePtr msg = NULL;
-    char code [128], text [256];
-    int rc = s_call1 (self, &b, ANSWER_MAX, &a, &msg, code, sizeof code, text, sizeof text,
-                      NULL, err, errlen);
-    cm_buf_free (&b);
-    if (rc < 0)
-        return -1;
-    if (rc == 1) {
-        s_code_reason (self, code, text, NULL, err, errlen);
-        s_answer_free (&a);
-        return strcmp (code, "ErrorInvalidSyncStateData") == 0 ? 2 : -1;
-    }
+    xmlNodePtr msg;
+    char code [128];
+    int rc = s_operation (self, &b, NULL, "ErrorInvalidSyncStateData", &a, &msg,
+                          code, sizeof code, err, errlen);
+    if (rc)
+        return rc == 2 ? 2 : -1;
     xmlNodePtr st = s_child (msg, NS_M, "SyncState");
     xmlChar *state = st ? xmlNodeGetContent (st) : NULL;
     char last [16];
@@ -1495,18 +1499,12 @@ s_item_info (cm_ews_t *self, cm_ews_item_t *item, long long *size, char *err, si
     s_item_ref (&b, item, false);
     cm_buf_printf (&b, "</m:ItemIds></m:GetItem>");
     s_answer_t a;
-    xmlNodePtr msg = NULL;
-    char code [128], text [256];
-    int rc = s_call1 (self, &b, ANSWER_MAX, &a, &msg, code, sizeof code, text, sizeof text,
-                      NULL, err, errlen);
-    cm_buf_free (&b);
-    if (rc < 0)
-        return -1;
-    if (rc == 1) {
-        s_code_reason (self, code, text, NULL, err, errlen);
-        s_answer_free (&a);
-        return strcmp (code, "ErrorItemNotFound") == 0 ? 2 : -1;
-    }
+    xmlNodePtr msg;
+    char code [128];
+    int rc = s_operation (self, &b, NULL, "ErrorItemNotFound", &a, &msg, code, sizeof code,
+                          err, errlen);
+    if (rc)
+        return rc == 2 ? 2 : -1;
     s_take_id (msg, item);
     if (size) {
         char num [32];
@@ -1617,23 +1615,17 @@ cm_ews_mark_read (cm_ews_t *self, cm_ews_item_t *item, char *err, size_t errlen)
                        "<t:Message><t:IsRead>true</t:IsRead></t:Message></t:SetItemField>"
                        "</t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>");
         s_answer_t a;
-        xmlNodePtr msg = NULL;
-        char code [128], text [256];
-        int rc = s_call1 (self, &b, ANSWER_MAX, &a, &msg, code, sizeof code, text, sizeof text,
-                          NULL, err, errlen);
-        cm_buf_free (&b);
-        if (rc < 0)
-            return -1;
+        xmlNodePtr msg;
+        char code [128];
+        int rc = s_operation (self, &b, NULL, "ErrorItemNotFound", &a, &msg, code,
+                              sizeof code, err, errlen);
         if (rc == 0) {
             s_take_id (msg, item);
             s_answer_free (&a);
             return 0;
         }
-        s_answer_free (&a);
-        if (strcmp (code, "ErrorItemNotFound") == 0) {
-            s_code_reason (self, code, text, NULL, err, errlen);
-            return 2;
-        }
+        if (rc != 1)
+            return rc;              /* -1 failed, 2 gone */
         if (attempt == 0 && s_stale_key (code)) {
             cm_trace (self->verbose, self->route, "ews: %s on UpdateItem, fetching the "
                       "current ChangeKey", code);
@@ -1642,8 +1634,7 @@ cm_ews_mark_read (cm_ews_t *self, cm_ews_item_t *item, char *err, size_t errlen)
                 return ir;
             continue;
         }
-        s_code_reason (self, code, text, NULL, err, errlen);
-        return -1;
+        return -1;                  /* err says why */
     }
     return -1;
 }
@@ -1663,18 +1654,12 @@ cm_ews_move (cm_ews_t *self, cm_ews_item_t *item, const char *folder_id, char *e
     s_item_ref (&b, item, false);
     cm_buf_printf (&b, "</m:ItemIds></m:MoveItem>");
     s_answer_t a;
-    xmlNodePtr msg = NULL;
-    char code [128], text [256];
-    int rc = s_call1 (self, &b, ANSWER_MAX, &a, &msg, code, sizeof code, text, sizeof text,
-                      NULL, err, errlen);
-    cm_buf_free (&b);
-    if (rc < 0)
-        return -1;
-    if (rc == 1) {
-        s_code_reason (self, code, text, "(move target)", err, errlen);
-        s_answer_free (&a);
-        return strcmp (code, "ErrorItemNotFound") == 0 ? 2 : -1;
-    }
+    xmlNodePtr msg;
+    char code [128];
+    int rc = s_operation (self, &b, "(move target)", "ErrorItemNotFound", &a, &msg, code,
+                          sizeof code, err, errlen);
+    if (rc)
+        return rc == 2 ? 2 : -1;
     s_take_id (msg, item);      /* the moved item's new id */
     s_answer_free (&a);
     return 0;
