@@ -142,3 +142,27 @@ check_eq "after-fetch move: INBOX is empty" 0 "$(messages u07 INBOX)"
 check_eq "after-fetch move: Processed holds the $M messages" "$M" "$(messages u07 Processed)"
 check_eq "after-fetch move: all $M stored once" "$M $M" \
     "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = 'mv')")"
+
+# A message committed late with a lower id than the parsers' last claims
+# (concurrent fetch transactions commit out of id order), while the
+# parsers are busy: claims start after a parser's last claim, yet it must
+# be claimed. The parsers are held while L messages are stored, so they
+# have work left when the low-id message arrives.
+L=1000
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$L" "$T/late" --corpus "$CORPUS" --prefix late >/dev/null
+pp=$(stage_pids parser)
+kill -STOP $pp 2>/dev/null
+"${FILL[@]}" u06 INBOX -d "$T/late" >/dev/null
+at_least $((N + L)) stored eo >/dev/null
+kill -CONT $pp 2>/dev/null
+at_least $((N + 1)) parsed eo >/dev/null
+sql "INSERT INTO messages (id, route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
+     SELECT 0, route_id, folder, uidvalidity, 0, 'late-low-id@bench.test', 'late', size, raw
+     FROM messages WHERE $R ORDER BY id LIMIT 1" >/dev/null
+waiting=$(( $(stored eo) - 1 - $(parsed eo) ))
+if [ "$waiting" -gt 0 ]; then ok "the low-id message was committed while the parsers had $waiting messages left"
+else not_ok "the low-id message was committed while the parsers were busy" "they had finished"; fi
+wait_until 60 eval '[ "$(parsed eo)" = "$((N + L + 1))" ]'
+check_eq "a message committed late with a lower id than the last claims is parsed" parsed \
+    "$(sql "SELECT state FROM messages WHERE id = 0")"
+check_eq "and every one of the $L newer messages too" "$((N + L + 1))" "$(parsed eo)"
