@@ -26,6 +26,7 @@ parse_counters_t parse_counters;
 typedef struct {
     cm_limits_t limits;
     cm_db_t *side;             /* autocommit session for attempt counts */
+    store_batch_t *store;      /* parsed messages not yet stored */
     bool more;                 /* work left after the last slice */
     int timer;                 /* continuation timer, or -1 */
     long long from;            /* claims start at this message id */
@@ -145,18 +146,14 @@ s_batch (cm_server_t *srv, parser_t *self)
         else
             msg = cm_message_parse (PQgetvalue (res, i, 2), (size_t) PQgetlength (res, i, 2),
                                     &self->limits, reason, sizeof reason);
-        int rc = store_message (db, row, &route, msg, reason);
         if (!msg)
             cm_info (NULL, "message %lld rejected: %s", row, reason);
-        cm_message_destroy (&msg);
-        if (rc) {
-            PQclear (res);
-            cm_db_exec (db, "ROLLBACK", 0, NULL);
-            self->from = 0;         /* the batch is back in the queue */
-            return -1;
-        }
+        if (store_add (self->store, db, row, &route, msg, reason))
+            goto failed;
         done++;
     }
+    if (store_flush (self->store, db))
+        goto failed;
     PQclear (res);
     if (cm_db_exec (db, "COMMIT", 0, NULL)) {
         cm_error (NULL, "database: commit: %s", cm_db_error (db));
@@ -167,6 +164,12 @@ s_batch (cm_server_t *srv, parser_t *self)
         cm_db_exec (self->side, "DELETE FROM parse_attempts WHERE message_id = ANY($1::bigint[])",
                     1, ip);
     return done;
+failed:
+    PQclear (res);
+    store_batch_reset (self->store);
+    cm_db_exec (db, "ROLLBACK", 0, NULL);
+    self->from = 0;             /* the batch is back in the queue */
+    return -1;
 }
 
 static int s_on_more (zloop_t *loop, int timer_id, void *arg);
@@ -219,6 +222,9 @@ s_start (cm_server_t *srv)
     self->limits.max_parts = (int) cm_config_env ("CASEMAIL_MAX_MIME_PARTS", self->limits.max_parts);
     self->limits.max_header_bytes = (size_t) cm_config_env ("CASEMAIL_MAX_HEADER_BYTES",
                                                     (long) self->limits.max_header_bytes);
+    self->store = store_batch_new ();
+    if (!self->store)
+        return -1;
     char err [256];
     self->side = cm_db_connect (cm_server_config (srv)->db, "casemail-parser-attempts",
                                 err, sizeof err);
@@ -231,6 +237,7 @@ s_stop (cm_server_t *srv)
 {
     parser_t *self = cm_server_state (srv);
     cm_db_destroy (&self->side);
+    store_batch_destroy (&self->store);
 }
 
 static void

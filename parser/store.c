@@ -1,11 +1,16 @@
-/*  parser/store.c: one inbound message into the case manager's records,
-    inside the parser's claiming transaction: a new incident, or a new
-    entry on the timeline of the incident it answers, with attachments
-    (attached mail to any depth, with its own attachments); automatic
-    mail, delivery reports and mail from the route's own address are
-    stored and flagged, linked where they match, and never open an
-    incident. A delivery report that says an email we sent failed marks
-    it bounced (a delay warning or a success report does not).
+/*  parser/store.c: inbound messages into the case manager's records,
+    inside the parser's claiming transaction, a batch at a time: each
+    message becomes a new incident, or a new entry on the timeline of the
+    incident it answers, with attachments (attached mail to any depth,
+    with its own attachments); automatic mail, delivery reports and mail
+    from the route's own address are stored and flagged, linked where they
+    match, and never open an incident. A delivery report that says an
+    email we sent failed marks it bounced (a delay warning or a success
+    report does not). A batch goes in three statements whatever its size:
+    rejections, then incidents, timeline entries, thread ids and message
+    states, then every attachment. A message that answers one still in
+    the batch flushes the batch first, so threading always sees the
+    incidents of earlier messages.
     Errors: -1 on a database error (the caller rolls back). */
 #include "parser.h"
 #include "log.h"
@@ -55,15 +60,16 @@ s_count_attachments (const cm_message_t *msg)
     return n;
 }
 
-enum { A_ID, A_PARENT, A_DEPTH, A_FILENAME, A_CTYPE, A_CID, A_INLINE, A_NESTED, A_SIZE,
-       A_SHA, A_NOTE, A_HEADERS, A_DATA, A_COLUMNS };
+enum { A_ID, A_INCIDENT, A_TIMELINE, A_PARENT, A_DEPTH, A_FILENAME, A_CTYPE, A_CID,
+       A_INLINE, A_NESTED, A_SIZE, A_SHA, A_NOTE, A_HEADERS, A_DATA, A_COLUMNS };
 
 /* Adds the attachments of msg (under parent, 0 for none) to the arrays,
-   each with the next of the ids drawn for the message, then those of
-   each attached message under it. */
+   each with the next of the ids drawn for the batch, then those of each
+   attached message under it. */
 static void
-s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long parent, int depth,
-           const long long *ids, size_t nids, size_t *next)
+s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long incident,
+           long long timeline, long long parent, int depth, const long long *ids,
+           size_t nids, size_t *next)
 {
     for (size_t i = 0; i < msg->nattachments && *next < nids; i++) {
         const cm_attachment_t *a = &msg->attachments [i];
@@ -76,6 +82,8 @@ s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long parent, int d
             json_decref (h);
         }
         cm_db_array_add_int8 (col [A_ID], id);
+        cm_db_array_add_int8 (col [A_INCIDENT], incident);
+        cm_db_array_add_int8 (col [A_TIMELINE], timeline);
         if (parent)
             cm_db_array_add_int8 (col [A_PARENT], parent);
         else
@@ -94,59 +102,8 @@ s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long parent, int d
         cm_db_array_add (col [A_DATA], a->data ? (const void *) a->data : "", a->size);
         free (headers);
         if (nested)
-            s_flatten (col, nested, id, depth + 1, ids, nids, next);
+            s_flatten (col, nested, incident, timeline, id, depth + 1, ids, nids, next);
     }
-}
-
-/* Stores every attachment of the message, attached mail's own to any
-   depth, in one statement, with the ids drawn for them beforehand (so a
-   nested attachment names its parent without a round trip). */
-static int
-s_store_attachments (cm_db_t *db, const char *incident, const char *timeline,
-                     const cm_message_t *msg, const long long *ids, size_t nids)
-{
-    if (nids == 0)
-        return 0;
-    static const unsigned int types [A_COLUMNS] = { CM_DB_INT8, CM_DB_INT8, CM_DB_INT8,
-        CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_INT8,
-        CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_BYTEA };
-    cm_db_array_t *col [A_COLUMNS];
-    for (int c = 0; c < A_COLUMNS; c++)
-        col [c] = cm_db_array_new (types [c]);
-    size_t next = 0;
-    s_flatten (col, msg, 0, 0, ids, nids, &next);
-    const char *values [2 + A_COLUMNS] = { incident, timeline };
-    int lengths [2 + A_COLUMNS] = { 0 }, formats [2 + A_COLUMNS] = { 0 };
-    bool ok = next == nids;
-    for (int c = 0; c < A_COLUMNS; c++) {
-        values [2 + c] = cm_db_array_data (col [c]);
-        lengths [2 + c] = cm_db_array_len (col [c]);
-        formats [2 + c] = 1;
-        ok = ok && values [2 + c];
-    }
-    PGresult *res = NULL;
-    if (ok)
-        res = cm_db_query_binary (db,
-            "INSERT INTO attachments (id, incident_id, timeline_id, parent_id, depth, filename,"
-            " content_type, content_id, is_inline, is_message, size, sha256, note, headers, data)"
-            " SELECT a.id, $1, $2, a.parent, a.depth, a.filename, a.ctype, a.cid,"
-            "  a.inline::boolean, a.nested::boolean, a.size, a.sha, a.note, a.headers::jsonb,"
-            "  a.data"
-            " FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],"
-            "  $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[],"
-            "  $14::text[], $15::bytea[])"
-            "  AS a (id, parent, depth, filename, ctype, cid, inline, nested, size, sha, note,"
-            "  headers, data)", 2 + A_COLUMNS, values, lengths, formats, 0);
-    for (int c = 0; c < A_COLUMNS; c++)
-        cm_db_array_destroy (&col [c]);
-    if (!res || strtoull (PQcmdTuples (res), NULL, 10) != nids) {
-        cm_error (NULL, "database: storing %zu attachments: %s", nids,
-                  res ? "not every row was stored" : ok ? cm_db_error (db) : "out of memory");
-        PQclear (res);
-        return -1;
-    }
-    PQclear (res);
-    return 0;
 }
 
 /* The ids of a PostgreSQL bigint[] in text form ("{1,2,3}"); -1 when it
@@ -181,17 +138,338 @@ s_dsn_failed (const cm_message_t *msg)
     return true;
 }
 
-int
-store_message (cm_db_t *db, long long message_row, const route_info_t *route,
-               const cm_message_t *msg, const char *reason)
+/* One message waiting in the batch. */
+typedef struct {
+    long long row;              /* messages.id */
+    cm_message_t *msg;          /* NULL: rejected */
+    char *reason;               /* rejection reason, or the timeline note */
+    long long route;            /* 0: the route was removed */
+    long long incident;         /* the incident it answers, or 0 */
+    bool open;                  /* opens an incident */
+    bool automatic;
+    char flags [256];           /* text[] literal */
+    char *reporter;
+    size_t natt;                /* attachments, attached mail's own included */
+    long long timeline_id;      /* from the flush */
+} pending_t;
+
+struct store_batch_s {
+    pending_t items [STORE_BATCH_MAX];
+    size_t n;
+    size_t bytes;               /* decoded bytes held */
+};
+
+/* Decoded bytes a parsed message holds: the batch is flushed before it
+   holds more than STORE_BATCH_BYTES, so a batch of big messages stays
+   bounded. */
+static size_t
+s_message_bytes (const cm_message_t *msg)
 {
-    char row [32];
-    snprintf (row, sizeof row, "%lld", message_row);
+    size_t n = strlen (msg->text) + (msg->html ? strlen (msg->html) : 0);
+    for (size_t i = 0; i < msg->nattachments; i++) {
+        n += msg->attachments [i].size;
+        const cm_message_t *nested = s_nested (msg, &msg->attachments [i]);
+        if (nested)
+            n += s_message_bytes (nested);
+    }
+    return n;
+}
+
+store_batch_t *
+store_batch_new (void)
+{
+    return calloc (1, sizeof (store_batch_t));
+}
+
+void
+store_batch_reset (store_batch_t *self)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        cm_message_destroy (&self->items [i].msg);
+        free (self->items [i].reason);
+        free (self->items [i].reporter);
+    }
+    self->n = 0;
+    self->bytes = 0;
+}
+
+void
+store_batch_destroy (store_batch_t **self_p)
+{
+    if (*self_p) {
+        store_batch_reset (*self_p);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+/* Does msg name a message still waiting in the batch (so its incident
+   is not in the database yet)? */
+static bool
+s_names_pending (const store_batch_t *self, const cm_message_t *msg)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        const cm_message_t *p = self->items [i].msg;
+        const char *id = p ? p->message_id : NULL;
+        if (!id || !*id)
+            continue;
+        if ((msg->in_reply_to && strcmp (msg->in_reply_to, id) == 0)
+            || (msg->dsn_original_message_id && strcmp (msg->dsn_original_message_id, id) == 0))
+            return true;
+        for (size_t r = 0; r < msg->nreferences; r++)
+            if (strcmp (msg->references [r], id) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* Stores the rejected messages of the batch, in one statement. */
+static int
+s_flush_rejected (store_batch_t *self, cm_db_t *db, size_t nrejected)
+{
+    if (nrejected == 0)
+        return 0;
+    cm_db_array_t *rows = cm_db_array_new (CM_DB_INT8), *why = cm_db_array_new (CM_DB_TEXT);
+    for (size_t i = 0; i < self->n; i++)
+        if (!self->items [i].msg) {
+            cm_db_array_add_int8 (rows, self->items [i].row);
+            cm_db_array_add_text (why, self->items [i].reason);
+        }
+    const char *v [] = { cm_db_array_data (rows), cm_db_array_data (why) };
+    int len [] = { cm_db_array_len (rows), cm_db_array_len (why) }, fmt [] = { 1, 1 };
+    PGresult *res = v [0] && v [1] ? cm_db_query_binary (db,
+        "UPDATE messages SET state = 'rejected', reason = r.reason, parsed_at = now()"
+        " FROM unnest($1::bigint[], $2::text[]) AS r (id, reason) WHERE messages.id = r.id",
+        2, v, len, fmt, 0) : NULL;
+    if (!res)
+        cm_error (NULL, "database: storing %zu rejected messages: %s", nrejected,
+                  v [0] && v [1] ? cm_db_error (db) : "out of memory");
+    cm_db_array_destroy (&rows);
+    cm_db_array_destroy (&why);
+    PQclear (res);
+    return res ? 0 : -1;
+}
+
+enum { P_ROW, P_OPEN, P_ROUTE, P_TITLE, P_TEXT, P_REPORTER, P_INCIDENT, P_MSGID, P_FROM,
+       P_TO, P_CC, P_SUBJECT, P_DATE, P_NEW, P_QUOTED, P_HTML, P_FLAGS, P_NOTE, P_COLUMNS };
+
+/* Stores the parsed messages of the batch in one statement: the incidents
+   they open, their timeline entries, their Message-IDs for threading and
+   their own state; it draws the ids of all their attachments too, which
+   then go in one more statement. RI checks run at the statement's end, so
+   an entry may name the incident inserted beside it. */
+static int
+s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
+{
+    if (nparsed == 0)
+        return 0;
+    static const unsigned int types [P_COLUMNS] = { CM_DB_INT8, CM_DB_TEXT, CM_DB_INT8,
+        CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT,
+        CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT,
+        CM_DB_TEXT };
+    cm_db_array_t *col [P_COLUMNS];
+    for (int c = 0; c < P_COLUMNS; c++)
+        col [c] = cm_db_array_new (types [c]);
+    size_t natt = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        const pending_t *p = &self->items [i];
+        const cm_message_t *m = p->msg;
+        if (!m)
+            continue;
+        natt += p->natt;
+        cm_db_array_add_int8 (col [P_ROW], p->row);
+        cm_db_array_add_text (col [P_OPEN], p->open ? "t" : "f");
+        if (p->route)
+            cm_db_array_add_int8 (col [P_ROUTE], p->route);
+        else
+            cm_db_array_add (col [P_ROUTE], NULL, 0);
+        cm_db_array_add_text (col [P_TITLE], *m->subject ? m->subject : "(no subject)");
+        cm_db_array_add_text (col [P_TEXT], m->text);
+        cm_db_array_add_text (col [P_REPORTER], p->reporter);
+        if (p->incident)
+            cm_db_array_add_int8 (col [P_INCIDENT], p->incident);
+        else
+            cm_db_array_add (col [P_INCIDENT], NULL, 0);
+        cm_db_array_add_text (col [P_MSGID], m->message_id);
+        cm_db_array_add_text (col [P_FROM], m->from_addr);
+        cm_db_array_add_text (col [P_TO], m->to);
+        cm_db_array_add_text (col [P_CC], m->cc);
+        cm_db_array_add_text (col [P_SUBJECT], m->subject);
+        cm_db_array_add_text (col [P_DATE], m->date_text);
+        cm_db_array_add_text (col [P_NEW], m->new_text);
+        cm_db_array_add_text (col [P_QUOTED], m->quoted_text);
+        cm_db_array_add_text (col [P_HTML], m->html);
+        cm_db_array_add_text (col [P_FLAGS], p->flags);
+        cm_db_array_add_text (col [P_NOTE], p->reason);
+    }
+    char nattext [32];
+    snprintf (nattext, sizeof nattext, "%zu", natt);
+    const char *v [P_COLUMNS + 1];
+    int len [P_COLUMNS + 1], fmt [P_COLUMNS + 1];
+    bool ok = true;
+    for (int c = 0; c < P_COLUMNS; c++) {
+        v [c] = cm_db_array_data (col [c]);
+        len [c] = cm_db_array_len (col [c]);
+        fmt [c] = 1;
+        ok = ok && v [c];
+    }
+    v [P_COLUMNS] = nattext;
+    len [P_COLUMNS] = 0;
+    fmt [P_COLUMNS] = 0;
+    PGresult *res = ok ? cm_db_query_binary (db,
+        "WITH s AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[],"
+        "   $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[],"
+        "   $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],"
+        "   $17::text[], $18::text[]) WITH ORDINALITY AS s (row, open, route, title, body,"
+        "   reporter, incident, message_id, from_addr, to_text, cc_text, subject, date_text,"
+        "   new_text, quoted_text, html, flags, note, ord)),"
+        " i AS (INSERT INTO incidents (number, route_id, title, description, reporter,"
+        "   source_message)"
+        "  SELECT nextval('incident_number_seq'), s.route, s.title, s.body, s.reporter, s.row"
+        "  FROM s WHERE s.open::boolean ORDER BY s.ord"
+        "  RETURNING id, source_message),"
+        " x AS (SELECT s.*, coalesce(i.id, s.incident) AS inc"
+        "  FROM s LEFT JOIN i ON i.source_message = s.row),"
+        " t AS (INSERT INTO timeline (incident_id, direction, inbound_id, message_id, from_addr,"
+        "   to_text, cc_text, subject, date_text, body_text, new_text, quoted_text, html, flags)"
+        "  SELECT x.inc, 'in', x.row, x.message_id, x.from_addr, x.to_text, x.cc_text,"
+        "   x.subject, x.date_text, x.body, x.new_text, x.quoted_text, x.html, x.flags::text[]"
+        "  FROM x WHERE x.inc IS NOT NULL ORDER BY x.ord RETURNING id, inbound_id),"
+        " th AS (INSERT INTO thread_ids (message_id, incident_id)"
+        "  SELECT DISTINCT x.message_id, x.inc FROM x"
+        "  WHERE x.inc IS NOT NULL AND coalesce(x.message_id, '') <> ''"
+        "  ON CONFLICT DO NOTHING),"
+        " m AS (UPDATE messages SET state = 'parsed', subject = x.subject,"
+        "  from_addr = x.from_addr, flags = x.flags::text[], incident_id = x.inc,"
+        "  reason = x.note, parsed_at = now() FROM x WHERE messages.id = x.row)"
+        " SELECT x.row, x.inc, t.id,"
+        "  CASE WHEN x.ord = 1 THEN (SELECT array_agg(nextval('attachments_id_seq'))"
+        "   FROM generate_series(1, $19::int)) END"
+        " FROM x LEFT JOIN t ON t.inbound_id = x.row ORDER BY x.ord",
+        P_COLUMNS + 1, v, len, fmt, 0) : NULL;
+    for (int c = 0; c < P_COLUMNS; c++)
+        cm_db_array_destroy (&col [c]);
+    if (!res || (size_t) PQntuples (res) != nparsed) {
+        cm_error (NULL, "database: storing %zu messages: %s", nparsed,
+                  !ok ? "out of memory" : res ? "not every message was stored"
+                  : cm_db_error (db));
+        PQclear (res);
+        return -1;
+    }
+    long long *ids = natt ? calloc (natt, sizeof *ids) : NULL;
+    if (natt && (!ids || s_parse_ids (cm_db_get (res, 0, 3), ids, natt))) {
+        cm_error (NULL, "database: drawing %zu attachment ids", natt);
+        free (ids);
+        PQclear (res);
+        return -1;
+    }
+    /* the answer comes in the batch's order: attach the ids */
+    cm_db_array_t *acol [A_COLUMNS];
+    static const unsigned int atypes [A_COLUMNS] = { CM_DB_INT8, CM_DB_INT8, CM_DB_INT8,
+        CM_DB_INT8, CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT,
+        CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_BYTEA };
+    for (int c = 0; c < A_COLUMNS; c++)
+        acol [c] = cm_db_array_new (atypes [c]);
+    size_t next = 0, want = 0;
+    int r = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        pending_t *p = &self->items [i];
+        if (!p->msg)
+            continue;
+        long long incident = cm_db_get_ll (res, r, 1);
+        p->timeline_id = cm_db_get (res, r, 2) ? cm_db_get_ll (res, r, 2) : 0;
+        r++;
+        if (p->timeline_id && p->natt) {
+            want += p->natt;
+            s_flatten (acol, p->msg, incident, p->timeline_id, 0, 0, ids, natt, &next);
+        }
+    }
+    PQclear (res);
+    free (ids);
+    int rc = 0;
+    if (want) {
+        const char *av [A_COLUMNS];
+        int alen [A_COLUMNS], afmt [A_COLUMNS];
+        ok = next == want;
+        for (int c = 0; c < A_COLUMNS; c++) {
+            av [c] = cm_db_array_data (acol [c]);
+            alen [c] = cm_db_array_len (acol [c]);
+            afmt [c] = 1;
+            ok = ok && av [c];
+        }
+        res = ok ? cm_db_query_binary (db,
+            "INSERT INTO attachments (id, incident_id, timeline_id, parent_id, depth, filename,"
+            " content_type, content_id, is_inline, is_message, size, sha256, note, headers, data)"
+            " SELECT a.id, a.incident, a.timeline, a.parent, a.depth, a.filename, a.ctype, a.cid,"
+            "  a.inline::boolean, a.nested::boolean, a.size, a.sha, a.note, a.headers::jsonb,"
+            "  a.data"
+            " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],"
+            "  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[],"
+            "  $12::text[], $13::text[], $14::text[], $15::bytea[])"
+            "  AS a (id, incident, timeline, parent, depth, filename, ctype, cid, inline, nested,"
+            "  size, sha, note, headers, data)", A_COLUMNS, av, alen, afmt, 0) : NULL;
+        if (!res || strtoull (PQcmdTuples (res), NULL, 10) != want) {
+            cm_error (NULL, "database: storing %zu attachments: %s", want,
+                      res ? "not every row was stored" : ok ? cm_db_error (db)
+                      : "out of memory");
+            rc = -1;
+        }
+        PQclear (res);
+    }
+    for (int c = 0; c < A_COLUMNS; c++)
+        cm_db_array_destroy (&acol [c]);
+    return rc;
+}
+
+int
+store_flush (store_batch_t *self, cm_db_t *db)
+{
+    size_t nrejected = 0, nparsed = 0;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->items [i].msg)
+            nparsed++;
+        else
+            nrejected++;
+    if (s_flush_rejected (self, db, nrejected) || s_flush_parsed (self, db, nparsed))
+        return -1;
+    atomic_fetch_add (&parse_counters.rejected, nrejected);
+    atomic_fetch_add (&parse_counters.parsed, nparsed);
+    for (size_t i = 0; i < self->n; i++) {
+        const pending_t *p = &self->items [i];
+        if (!p->msg)
+            continue;
+        if (p->open)
+            atomic_fetch_add (&parse_counters.incidents, 1);
+        else if (p->incident)
+            atomic_fetch_add (&parse_counters.replies, 1);
+        if (p->automatic)
+            atomic_fetch_add (&parse_counters.flagged, 1);
+    }
+    store_batch_reset (self);
+    return 0;
+}
+
+int
+store_add (store_batch_t *self, cm_db_t *db, long long message_row,
+           const route_info_t *route, cm_message_t *msg, const char *reason)
+{
+    /* a message answering one still in the batch: that one's incident
+       must be in the database before this one is matched */
+    if (self->n == STORE_BATCH_MAX || self->bytes > STORE_BATCH_BYTES
+        || (msg && s_names_pending (self, msg)))
+        if (store_flush (self, db)) {
+            cm_message_destroy (&msg);
+            return -1;
+        }
+    pending_t *p = &self->items [self->n];
+    memset (p, 0, sizeof *p);
+    p->row = message_row;
     if (!msg) {
-        const char *v [] = { row, reason && *reason ? reason : "the message could not be parsed" };
-        atomic_fetch_add (&parse_counters.rejected, 1);
-        return cm_db_exec (db, "UPDATE messages SET state = 'rejected', reason = $2,"
-                           " parsed_at = now() WHERE id = $1", 2, v);
+        p->reason = strdup (reason && *reason ? reason : "the message could not be parsed");
+        if (!p->reason)
+            return -1;
+        self->n++;
+        return 0;
     }
     const char *flags [8];
     size_t nflags = 0;
@@ -210,8 +488,10 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
     const char *by = NULL;
     if (strcmp (route->kind, "two-way") == 0 || automatic) {
         incident = thread_match (db, route, msg, &by);
-        if (incident < 0)
+        if (incident < 0) {
+            cm_message_destroy (&msg);
             return -1;
+        }
     }
     if (incident)
         flags [nflags++] = "reply";
@@ -221,12 +501,16 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
                   msg->dsn_recipient ? " for " : "", msg->dsn_recipient ? msg->dsn_recipient : "");
         const char *v [] = { msg->dsn_original_message_id, msg->dsn_status, why };
         if (cm_db_exec (db, "UPDATE outbox SET state = 'bounced', dsn_status = $2,"
-                        " last_error = $3 WHERE message_id = $1", 3, v))
+                        " last_error = $3 WHERE message_id = $1", 3, v)) {
+            cm_message_destroy (&msg);
             return -1;
+        }
     }
-    bool open = !incident && !automatic;
-    char flagtext [256];
-    s_flags_literal (flags, nflags, flagtext, sizeof flagtext);
+    p->open = !incident && !automatic;
+    p->automatic = automatic;
+    p->incident = incident;
+    p->route = route->id;
+    s_flags_literal (flags, nflags, p->flags, sizeof p->flags);
     char note [600] = "";
     if (automatic && !incident)
         snprintf (note, sizeof note, "%s: stored without an incident",
@@ -234,77 +518,23 @@ store_message (cm_db_t *db, long long message_row, const route_info_t *route,
                   : msg->dsn ? "delivery status report" : "mail from the route's own address");
     else if (by)
         snprintf (note, sizeof note, "reply matched by %s", by);
-    char rid [32], inc [32], reporter [600], from [600];
-    snprintf (from, sizeof from, "%s", msg->from_addr);
-    snprintf (rid, sizeof rid, "%lld", route->id);
-    snprintf (inc, sizeof inc, "%lld", incident);
+    size_t rlen = strlen (msg->from_name) + strlen (msg->from_addr) + 4;
+    p->reporter = malloc (rlen);
+    p->reason = *note ? strdup (note) : NULL;
+    if (!p->reporter || (*note && !p->reason)) {
+        free (p->reporter);
+        free (p->reason);
+        cm_message_destroy (&msg);
+        return -1;
+    }
     if (*msg->from_name)
-        snprintf (reporter, sizeof reporter, "%s <%s>", msg->from_name, msg->from_addr);
+        snprintf (p->reporter, rlen, "%s <%s>", msg->from_name, msg->from_addr);
     else
-        snprintf (reporter, sizeof reporter, "%s", msg->from_addr);
-    const char *title = *msg->subject ? msg->subject : "(no subject)";
-    /* One statement: the incident (when the message opens one), its
-       timeline entry, the Message-ID for threading, and the message's
-       own state. RI checks run at the statement's end, so the entry may
-       name the incident inserted beside it. */
-    /* ids for the attachments, drawn here when the message gets a
-       timeline entry (attachments hang from it) */
-    size_t natt = open || incident ? s_count_attachments (msg) : 0;
-    char nattext [32];
-    snprintf (nattext, sizeof nattext, "%zu", natt);
-    const char *v [] = { row, open ? "t" : "f", route->id ? rid : NULL, title, msg->text,
-        reporter, incident ? inc : NULL, msg->message_id, from, msg->to, msg->cc,
-        msg->subject, msg->date_text, msg->new_text, msg->quoted_text, msg->html, flagtext,
-        *note ? note : NULL, nattext };
-    PGresult *res = cm_db_query (db,
-        "WITH i AS (INSERT INTO incidents (number, route_id, title, description, reporter,"
-        "   source_message)"
-        "  SELECT nextval('incident_number_seq'), $3::bigint, $4, $5, $6, $1::bigint"
-        "  WHERE $2::boolean"
-        "  RETURNING id),"
-        " inc AS (SELECT coalesce((SELECT id FROM i), $7::bigint) AS id),"
-        " t AS (INSERT INTO timeline (incident_id, direction, inbound_id, message_id, from_addr,"
-        "   to_text, cc_text, subject, date_text, body_text, new_text, quoted_text, html, flags)"
-        "  SELECT inc.id, 'in', $1, $8, $9, $10, $11, $12, $13, $5, $14, $15, $16, $17::text[]"
-        "  FROM inc WHERE inc.id IS NOT NULL RETURNING id, incident_id),"
-        " th AS (INSERT INTO thread_ids (message_id, incident_id)"
-        "  SELECT $8, t.incident_id FROM t WHERE coalesce($8, '') <> ''"
-        "  ON CONFLICT DO NOTHING),"
-        " m AS (UPDATE messages SET state = 'parsed', subject = $12, from_addr = $9,"
-        "  flags = $17::text[], incident_id = (SELECT id FROM inc), reason = $18,"
-        "  parsed_at = now() WHERE id = $1)"
-        " SELECT (SELECT id FROM inc), (SELECT id FROM t),"
-        "  (SELECT array_agg(nextval('attachments_id_seq'))"
-        "   FROM generate_series(1, $19::int))", 19, v);
-    if (!res) {
-        cm_error (NULL, "database: storing message %lld: %s", message_row, cm_db_error (db));
-        return -1;
-    }
-    long long incident_id = cm_db_get_ll (res, 0, 0), timeline_id = cm_db_get_ll (res, 0, 1);
-    long long *ids = natt && timeline_id ? calloc (natt, sizeof *ids) : NULL;
-    if (natt && timeline_id && (!ids || s_parse_ids (cm_db_get (res, 0, 2), ids, natt))) {
-        cm_error (NULL, "database: drawing %zu attachment ids for message %lld", natt,
-                  message_row);
-        free (ids);
-        PQclear (res);
-        return -1;
-    }
-    PQclear (res);
-    if (open)
-        atomic_fetch_add (&parse_counters.incidents, 1);
-    else if (incident)
-        atomic_fetch_add (&parse_counters.replies, 1);
-    if (automatic)
-        atomic_fetch_add (&parse_counters.flagged, 1);
-    if (timeline_id) {
-        char tl [32];
-        snprintf (inc, sizeof inc, "%lld", incident_id);
-        snprintf (tl, sizeof tl, "%lld", timeline_id);
-        int rc = s_store_attachments (db, inc, tl, msg, ids, natt);
-        free (ids);
-        if (rc)
-            return -1;
-    }
-    atomic_fetch_add (&parse_counters.parsed, 1);
+        snprintf (p->reporter, rlen, "%s", msg->from_addr);
+    /* attachments hang from the timeline entry: only with one */
+    p->natt = p->open || incident ? s_count_attachments (msg) : 0;
+    p->msg = msg;
+    self->bytes += s_message_bytes (msg);
+    self->n++;
     return 0;
 }

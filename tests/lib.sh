@@ -89,3 +89,11 @@ deliver() {
 }
 # json EXPR: evaluates a Python expression on JSON from stdin (as j).
 json() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
+# stage_pids [KIND]: pids of the live stages (of one kind), sorted.
+stage_pids() {
+    "$CM" stage list --json 2>/dev/null | python3 -c '
+import json, sys
+kind = sys.argv[1] if len(sys.argv) > 1 else ""
+print(" ".join(sorted(str(s["pid"]) for s in json.load(sys.stdin)["stages"]
+                      if (not kind or s["kind"] == kind) and s["state"] == "alive")))' "$@" 2>/dev/null
+}

@@ -11,7 +11,8 @@
 #      p50, p99, max.
 #  (c) peak resident memory (VmHWM) of each stage after (a)+(b), and of a
 #      fresh set of stages after one message with a 20 MB attachment.
-# BENCH_PARTS=a runs only (a).
+# BENCH_PARTS=a runs only (a). CM_PG_STATEMENTS=1 adds the database time by
+# statement to (a).
 # Runs its own test stack (tests/stack) and casemail in a temporary folder
 # (BENCH_KEEP=1 keeps it); the database is the stack's PostgreSQL (fsync off).
 set -u
@@ -67,8 +68,9 @@ imap() {    # imap USER COMMAND: on INBOX, output discarded
 }
 # wait_settled ROUTE N SECONDS: until N messages of ROUTE are parsed or
 # rejected. One psql polls every 0.1 s from inside the server, cheaply:
-# nothing to do while a message waits for a parser (a partial index),
-# then a count. Started once, so polling costs the run almost nothing.
+# nothing until N ids are drawn, then nothing while a message waits for a
+# parser (a partial index), then a count. Started once, so polling costs
+# the run almost nothing.
 wait_settled() {
     "$PSQL" -X -q -v ON_ERROR_STOP=1 "$CASEMAIL_DB" -c "DO \$\$
 DECLARE
@@ -76,7 +78,10 @@ DECLARE
     deadline timestamptz := clock_timestamp() + interval '$3 seconds';
 BEGIN
     LOOP
-        EXIT WHEN NOT EXISTS (SELECT 1 FROM messages WHERE state = 'fetched')
+        -- the sequence first: it costs nothing, while the checks below
+        -- walk an index the run is filling (5% of the database's time)
+        EXIT WHEN (SELECT last_value FROM messages_id_seq) >= $2
+              AND NOT EXISTS (SELECT 1 FROM messages WHERE state = 'fetched')
               AND (SELECT count(*) FROM messages WHERE route_id = r) >= $2;
         IF clock_timestamp() > deadline THEN
             RAISE EXCEPTION 'bench: %: only % of % done after % s', '$1',
@@ -113,7 +118,7 @@ t=$(date +%s%N)
 imap u08 "EXAMINE INBOX"
 imap u08 "FETCH 1:* FLAGS"
 echo "mailbox filled and warmed ($(( ($(date +%s%N) - t) / 1000000 )) ms for the warm-up)"
-route thru u08
+route thru u08 ${BENCH_ROUTE_OPTS:-}
 python3 "$top/tests/tools/cpu.py" snap "$work/cpu0"
 t0=$(date +%s%N)
 "$CM" route start thru >/dev/null
@@ -130,6 +135,14 @@ printf '  of which fetching (first -> last raw commit): %.2f s = %.0f messages/s
 printf 'route start -> all committed (polled every 0.1 s): %s s = %.0f messages/s\n' "$wall" "$(awk -v n="$N" -v s="$wall" 'BEGIN { print n / s }')"
 echo "CPU time by process from route start to all committed:"
 python3 "$top/tests/tools/cpu.py" diff "$work/cpu0" "$work/cpu1" "$wall"
+if [ "${CM_PG_STATEMENTS:-0}" = 1 ]; then
+    echo "database time by statement (pg_stat_statements, whole run):"
+    "$PSQL" -X -q -t -A "$CM_DB" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+        -c "SELECT format('  %9s calls %8s ms %7s ms/call  %s', calls, round(total_exec_time::numeric),
+        round((total_exec_time / calls)::numeric, 3), left(regexp_replace(query, '\s+', ' ', 'g'), 90))
+        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench_main')
+        ORDER BY total_exec_time DESC LIMIT 15"
+fi
 
 case ${BENCH_PARTS:-abc} in *b*|*c*) ;; *) exit 0 ;; esac
 

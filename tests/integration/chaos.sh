@@ -43,11 +43,6 @@ route_add chaos u22 >/dev/null
 ) &
 feeder=$!
 
-stage_pids() { "$CM" stage list --json 2>/dev/null | python3 -c '
-import json,sys
-for s in json.load(sys.stdin)["stages"]:
-    if s.get("state") == "alive": print(s["pid"])' 2>/dev/null; }
-
 # the driver: random kill -9 of a stage, and one restart of each server
 stopfile=$CM_WORK/$RUN.stop
 kills=$CM_WORK/$RUN.kills

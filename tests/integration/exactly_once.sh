@@ -30,13 +30,6 @@ unseen() { imap "$1" "SEARCH UNSEEN" INBOX | sed -n 's/^\* SEARCH//p' | wc -w; }
 messages() { imap "$1" "STATUS $2 (MESSAGES)" | sed -n 's/.*(MESSAGES \([0-9]*\)).*/\1/p'; }
 stored() { sql "SELECT count(*) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = '$1')"; }
 parsed() { sql "SELECT count(*) FROM messages WHERE state <> 'fetched' AND route_id = (SELECT id FROM routes WHERE name = '$1')"; }
-# stage_pids KIND: pids of the live stages of a kind, sorted.
-stage_pids() {
-    "$CM" stage list --json | python3 -c '
-import json, sys
-print(" ".join(sorted(str(s["pid"]) for s in json.load(sys.stdin)["stages"]
-                      if s["kind"] == sys.argv[1] and s["state"] == "alive")))' "$1"
-}
 # at_least LIMIT CMD...: polls (every 20 ms) until the number CMD prints reaches LIMIT.
 at_least() {
     local limit=$1 end=$(( $(date +%s) + 120 )) v; shift
@@ -154,12 +147,24 @@ pp=$(stage_pids parser)
 kill -STOP $pp 2>/dev/null
 "${FILL[@]}" u06 INBOX -d "$T/late" >/dev/null
 at_least $((N + L)) stored eo >/dev/null
+# One session watches every 10 ms for the parsers' first claims (their
+# hint is then past id 0), commits the low-id message at once and says how
+# many messages were still waiting at that moment.
 kill -CONT $pp 2>/dev/null
-at_least $((N + 1)) parsed eo >/dev/null
-sql "INSERT INTO messages (id, route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
-     SELECT 0, route_id, folder, uidvalidity, 0, 'late-low-id@bench.test', 'late', size, raw
-     FROM messages WHERE $R ORDER BY id LIMIT 1" >/dev/null
-waiting=$(( $(stored eo) - 1 - $(parsed eo) ))
+waiting=$(psql -X -q -t -A -v ON_ERROR_STOP=1 "$CASEMAIL_DB" -c "DO \$\$
+DECLARE w bigint;
+BEGIN
+    FOR i IN 1..6000 LOOP
+        EXIT WHEN (SELECT count(*) FROM messages WHERE $R AND state <> 'fetched') > $N;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    INSERT INTO messages (id, route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
+        SELECT 0, route_id, folder, uidvalidity, 0, 'late-low-id@bench.test', 'late', size, raw
+        FROM messages WHERE $R ORDER BY id LIMIT 1;
+    w := (SELECT count(*) FROM messages WHERE $R AND state = 'fetched' AND id > 0);
+    RAISE NOTICE 'waiting=%', w;
+END \$\$" 2>&1 | sed -n 's/.*waiting=\([0-9]*\).*/\1/p')
+waiting=${waiting:-0}
 if [ "$waiting" -gt 0 ]; then ok "the low-id message was committed while the parsers had $waiting messages left"
 else not_ok "the low-id message was committed while the parsers were busy" "they had finished"; fi
 wait_until 60 eval '[ "$(parsed eo)" = "$((N + L + 1))" ]'

@@ -167,6 +167,30 @@ check_eq "bounce: parsed without an incident" "parsed|" \
 check_contains "bounce: flagged" "bounce" "$(by_mid bounce.1@example.test flags)"
 run_cm inbox list --route tw
 check_contains "inbox list shows the auto-reply" "Automatic reply" "$OUT"
+# Replies in the same parser batch as the message they answer: the parser
+# stores a batch at a time, yet a reply must find the incident that its
+# original opens in that batch, and a reply to that reply too. The parsers
+# are held until all four are stored, so one claim takes them together.
+"${MK[@]}" plain "$T/b-first.eml" --message-id batch.first@reporter.test --subject "Batch original"
+"${MK[@]}" plain "$T/b-irt.eml" --message-id batch.irt@reporter.test \
+    --in-reply-to batch.first@reporter.test --subject "same batch, In-Reply-To"
+"${MK[@]}" plain "$T/b-refs.eml" --message-id batch.refs@reporter.test \
+    --references "batch.first@reporter.test" --subject "same batch, References"
+"${MK[@]}" plain "$T/b-chain.eml" --message-id batch.chain@reporter.test \
+    --in-reply-to batch.irt@reporter.test --subject "same batch, reply to the reply"
+pp=$(stage_pids parser)
+kill -STOP $pp 2>/dev/null
+"${FILL[@]}" u03 INBOX "$T"/b-{first,irt,refs,chain}.eml >/dev/null
+wait_until 30 eval '[ "$(msgs tw)" = 11 ]' || not_ok "same batch: 4 more messages stored" "stored $(msgs tw)"
+check_eq "same batch: all four wait unparsed together" 4 "$(msgs tw "m.state = 'fetched'")"
+kill -CONT $pp 2>/dev/null
+wait_until 30 settled tw 11 || not_ok "same batch: 4 more messages parsed"
+BINC=$(by_mid batch.first@reporter.test incident)
+check "same batch: the original opens its own incident ($BINC)" test -n "$BINC" -a "$BINC" != "$INC"
+check_eq "same batch: the reply by In-Reply-To lands on it" "$BINC" "$(by_mid batch.irt@reporter.test incident)"
+check_eq "same batch: the reply by References lands on it" "$BINC" "$(by_mid batch.refs@reporter.test incident)"
+check_eq "same batch: the reply to the reply lands on it" "$BINC" "$(by_mid batch.chain@reporter.test incident)"
+check_eq "same batch: the route has exactly 3 incidents" 3 "$(incidents_of tw)"
 
 # ------------------------------------------------ 5. big and too big
 # A 20 MB attachment is 27.4 MB once base64-encoded: within the default
