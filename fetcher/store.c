@@ -76,7 +76,10 @@ typedef struct {
    in order (so message ids follow UIDs). IMAP messages carry their UID;
    EWS items their ItemId, and get a UID from ews_uid_seq. A message
    already stored (same UID, same ItemId, or same Message-ID and SHA-256
-   after a UIDVALIDITY change or a sync restart) is skipped. */
+   after a UIDVALIDITY change or a sync restart) is skipped. The checks
+   are scalar subqueries, probed per row through the indexes: as NOT
+   EXISTS, the plan made while the table was small hashed the whole
+   table on every batch (14 ms a batch at 10,000 messages, growing). */
 #define INSERT_ROWS \
     "INSERT INTO messages (route_id, folder, uidvalidity, uid, item_id, message_id," \
     " raw_sha256, size, raw, state, reason)" \
@@ -85,10 +88,11 @@ typedef struct {
     " FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[]," \
     "  $9::bytea[], $10::text[], $11::text[])" \
     "  WITH ORDINALITY AS b (uid, item, mid, sha, size, raw, state, reason, n)" \
-    " WHERE (b.item IS NULL OR NOT EXISTS (SELECT 1 FROM messages m" \
-    "   WHERE m.route_id = $1 AND m.folder = $2 AND m.item_id = b.item))" \
-    " AND (b.mid IS NULL OR b.sha = '' OR NOT EXISTS (SELECT 1 FROM messages m" \
-    "   WHERE m.route_id = $1 AND m.message_id = b.mid AND m.raw_sha256 = b.sha))" \
+    " WHERE (b.item IS NULL OR (SELECT 1 FROM messages m" \
+    "   WHERE m.route_id = $1 AND m.folder = $2 AND m.item_id = b.item LIMIT 1) IS NULL)" \
+    " AND (b.mid IS NULL OR b.sha = '' OR (SELECT 1 FROM messages m" \
+    "   WHERE m.route_id = $1 AND m.message_id = b.mid AND m.raw_sha256 = b.sha" \
+    "   LIMIT 1) IS NULL)" \
     " ORDER BY b.n" \
     " ON CONFLICT DO NOTHING RETURNING id"
 
