@@ -26,7 +26,7 @@ objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 PROGRAMS := $(BIN)/casemail $(BIN)/casemail-router $(BIN)/casemail-fetcher \
             $(BIN)/casemail-parser $(BIN)/casemail-sender $(BIN)/casemail-selftest \
-            $(BIN)/casemail-message-test $(BIN)/casemail-db-test
+            $(BIN)/casemail-message-test $(BIN)/casemail-db-test $(BIN)/casemail-mail-test
 
 all: $(PROGRAMS)
 
@@ -47,6 +47,7 @@ $(BIN)/casemail-sender: $(call objs,$(SENDER_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-selftest: $(call objs,tests/unit/selftest.c $(PARSERLIB_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-message-test: $(call objs,tests/unit/message_test.c $(PARSERLIB_SRC)) $(OBJ)/libcommon.a
 $(BIN)/casemail-db-test: $(call objs,tests/unit/db_test.c) $(OBJ)/libcommon.a
+$(BIN)/casemail-mail-test: $(call objs,tests/unit/imap_smtp_live.c) $(OBJ)/libcommon.a
 
 $(PROGRAMS):
 	@mkdir -p $(BIN)

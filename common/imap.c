@@ -52,6 +52,9 @@ struct _cm_imap_t {
     cm_mailcurl_ctx_t body_ctx; /* debug context of body */
     struct s_meta *meta;        /* FLAGS and sizes of the prefetched batch */
     bool body_ro;               /* body session EXAMINEd: BODY[] sets no \Seen */
+    size_t body_news;           /* flag changes and moves made on the control
+                                   session that the body session hasn't seen */
+    size_t body_logins;         /* logins of the body session so far */
     uint64_t *unsee;            /* fetched with peek, were unread: to restore */
     size_t nunsee, unsee_cap;
     size_t nmeta;
@@ -1311,7 +1314,7 @@ s_retryable (CURLcode rc)
 }
 
 static int s_body_command (cm_imap_t *self, const char *cmd, char *err, size_t errlen);
-static int s_body_examine (cm_imap_t *self, char *err, size_t errlen);
+static int s_body_sync (cm_imap_t *self, char *err, size_t errlen);
 
 /* Writes uids (ascending) as a compact IMAP sequence set "1:5,7,9:12". */
 static int
@@ -1372,10 +1375,11 @@ cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
         goto done;
     }
     snprintf (cmd, setlen + 64, "UID FETCH %s (UID FLAGS RFC822.SIZE)", set);
-    /* the body session must see the batch too: re-open it read-only once
-       per batch (it then sees new mail, drops flag news, and BODY[] sets
-       no \Seen: the acknowledgement stays after the commit) */
-    if (s_body_examine (self, err, errlen))
+    /* the body session must see the batch too, once per batch: read-only
+       (BODY[] sets no \Seen: the acknowledgement stays after the commit),
+       with new mail seen and flag news drained (libcurl's FETCH can't
+       parse them) */
+    if (s_body_sync (self, err, errlen))
         goto done;
     int r = s_command (self, cmd, LINE_CAP, s_on_prefetch, &list, err, errlen);
     if (r > 0) {
@@ -1421,6 +1425,23 @@ s_discard (char *data, size_t size, size_t nmemb, void *userp)
     return size * nmemb;
 }
 
+/* After a transfer on the body session: did libcurl have to log in (a
+   first use, or a connection it found broken)? The new session is then
+   SELECTed read-write, not read-only. */
+static bool
+s_body_reconnected (cm_imap_t *self)
+{
+    long connects = 0;
+    if (curl_easy_getinfo (self->body, CURLINFO_NUM_CONNECTS, &connects) != CURLE_OK
+        || connects == 0)
+        return false;
+    if (self->body_logins++)
+        cm_info (self->route, "the body session to %s:%d logged in again", self->host,
+                 self->port);
+    self->body_ro = false;
+    return true;
+}
+
 /* Runs one flag or move command (single-line answers only) on the body
    connection. Flag changes made there are not announced to that session
    (.SILENT), so the body connection never sees unsolicited FETCH answers
@@ -1443,6 +1464,7 @@ s_body_command (cm_imap_t *self, const char *cmd, char *err, size_t errlen)
         if (!s_retryable (crc))
             break;
     }
+    s_body_reconnected (self);
     curl_easy_setopt (self->body, CURLOPT_CUSTOMREQUEST, NULL);
     if (crc == CURLE_OK)
         return 0;
@@ -1485,6 +1507,28 @@ s_body_examine (cm_imap_t *self, char *err, size_t errlen)
     return r ? -1 : 0;
 }
 
+/* Brings the body session up to date. Once it is read-only, a NOOP does:
+   the server reports new mail and flag changes there, without opening
+   the folder again (an EXAMINE re-reads the whole folder: on a Dovecot
+   maildir of 10,000 messages that was a third of the server's work, and
+   it grows with the folder). But libcurl counts a command's answer lines
+   against its 300 KB header limit in a way that grows faster than their
+   number, and drops the connection past it: over BODY_NEWS_MAX changes
+   since the last sync, EXAMINE (which closes the folder: no news) is the
+   cheaper way. A session libcurl had to open again, or a NOOP that
+   fails, gets the EXAMINE too. */
+#define BODY_NEWS_MAX 64
+static int
+s_body_sync (cm_imap_t *self, char *err, size_t errlen)
+{
+    size_t news = self->body_news;
+    self->body_news = 0;
+    if (self->body_ro && news <= BODY_NEWS_MAX
+        && s_body_command (self, "NOOP", err, errlen) == 0 && self->body_ro)
+        return 0;
+    return s_body_examine (self, err, errlen);
+}
+
 int
 cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
                char **data, size_t *len, bool *too_big, char *err,
@@ -1523,10 +1567,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         if (!s_retryable (crc))
             break;
     }
-    long connects = 0;
-    if (curl_easy_getinfo (self->body, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK
-        && connects > 0)
-        self->body_ro = false;     /* libcurl logged in again and SELECTed */
+    s_body_reconnected (self);
     if (crc == CURLE_WRITE_ERROR && buf.overflow) {
         *too_big = true;
         *len = meta.has_size ? (size_t) meta.size : 0;
@@ -1543,6 +1584,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
             curl_easy_setopt (self->body, CURLOPT_WRITEFUNCTION, s_write_body);
             curl_easy_setopt (self->body, CURLOPT_WRITEDATA, &buf);
             crc = curl_easy_perform (self->body);
+            s_body_reconnected (self);
         }
     }
     if (crc == CURLE_REMOTE_FILE_NOT_FOUND) {
@@ -1617,6 +1659,7 @@ cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n, char *er
     if (set && cmd && s_uid_set (uids, n, set, setlen) == 0) {
         snprintf (cmd, setlen + 64, "UID STORE %s +FLAGS.SILENT (\\Seen)", set);
         r = s_ctl (self, cmd, err, errlen);
+        self->body_news += n;
         if (r > 0) {
             char why [300];
             snprintf (why, sizeof why, "%s", err);
@@ -1641,6 +1684,7 @@ cm_imap_restore_unseen (cm_imap_t *self, char *err, size_t errlen)
     if (set && cmd && s_uid_set (self->unsee, self->nunsee, set, setlen) == 0) {
         snprintf (cmd, setlen + 64, "UID STORE %s -FLAGS.SILENT (\\Seen)", set);
         r = s_ctl (self, cmd, err, errlen);
+        self->body_news += self->nunsee;
         if (r > 0) {
             char why [300];
             snprintf (why, sizeof why, "%s", err);
@@ -1681,6 +1725,7 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
     }
     snprintf (cmd, cmdlen, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
     r = s_ctl (self, cmd, err, errlen);
+    self->body_news += n;
     if (r > 0) {
         snprintf (why, sizeof why, "%s", err);
         if (strstr (why, "TRYCREATE"))
@@ -1725,6 +1770,12 @@ cm_imap_folder_exists (cm_imap_t *self, const char *folder, char *err,
                       err, errlen))
         return -1;
     return s_list_one (self, wire, quoted, err, errlen);
+}
+
+size_t
+cm_imap_body_logins (cm_imap_t *self)
+{
+    return self->body_logins;
 }
 
 int

@@ -77,10 +77,11 @@ int cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
 int cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n,
                       char *err, size_t errlen);
 /* Marks a batch of UIDs (ascending) \Seen / moves them, in one command on
-   the control connection. (The body connection is re-opened read-only
-   with EXAMINE by cm_imap_prefetch() once per batch, which also drops the
-   flag news these commands cause there, so libcurl never meets an
-   unsolicited FETCH it can't parse; and its BODY[] sets no \Seen.) */
+   the control connection. (cm_imap_prefetch() brings the body connection
+   up to date once per batch, read-only so its BODY[] sets no \Seen, and
+   drains the flag news these commands cause there, so libcurl never meets
+   an unsolicited FETCH it can't parse: a NOOP after up to 64 changes, an
+   EXAMINE after more.) */
 int cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n,
                            char *err, size_t errlen);
 int cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n,
@@ -109,6 +110,9 @@ int cm_imap_wait (cm_imap_t *self, int timeout_ms, volatile int *stop,
 #define CM_IMAP_POLL_MS 10000
 /* NOOP on the control connection: 0 alive, -1 broken (reason in err). */
 int cm_imap_noop (cm_imap_t *self, char *err, size_t errlen);
+/* How many times the body connection logged in (1 once it was used; more
+   when libcurl found it broken and opened a new one). */
+size_t cm_imap_body_logins (cm_imap_t *self);
 /* Logs out and frees; safe on NULL, nulls *self_p. */
 void cm_imap_destroy (cm_imap_t **self_p);
 /* Offline tests of parsers, encoders and the reason mapping; 0 ok. */

@@ -19,7 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_MAX       200               /* messages per transaction */
+#define BATCH_MAX       64                /* messages per transaction: one acknowledgement
+                                             stays within the body session's NOOP sync
+                                             (BODY_NEWS_MAX in common/imap.c) */
 #define BATCH_BYTES     (32u << 20)       /* bytes per transaction */
 #define SEARCH_MAX      5000              /* UIDs per search */
 #define IDLE_MS         60000             /* re-check at least this often */
