@@ -34,6 +34,12 @@ s_reserve (cm_buf_t *b, size_t len)
 }
 
 int
+cm_buf_reserve (cm_buf_t *b, size_t len)
+{
+    return s_reserve (b, len);
+}
+
+int
 cm_buf_append (cm_buf_t *b, const void *data, size_t len)
 {
     if (s_reserve (b, len))

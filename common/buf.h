@@ -17,6 +17,9 @@ typedef struct {
 
 void cm_buf_init (cm_buf_t *b, size_t cap);
 int cm_buf_append (cm_buf_t *b, const void *data, size_t len);
+/* Makes room for len more bytes at once (when the size is known, no
+   growing by copies); -1 over the cap or out of memory. */
+int cm_buf_reserve (cm_buf_t *b, size_t len);
 int cm_buf_printf (cm_buf_t *b, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
 void cm_buf_reset (cm_buf_t *b);

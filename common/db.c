@@ -478,6 +478,16 @@ cm_db_array_add (cm_db_array_t *self, const void *data, size_t len)
 }
 
 int
+cm_db_array_reserve (cm_db_array_t *self, size_t n, size_t bytes)
+{
+    if (!self || self->failed)
+        return -1;
+    if (cm_buf_reserve (&self->buf, n * 4 + bytes))
+        self->failed = true;
+    return self->failed ? -1 : 0;
+}
+
+int
 cm_db_array_add_text (cm_db_array_t *self, const char *text)
 {
     return cm_db_array_add (self, text, text ? strlen (text) : 0);

@@ -60,6 +60,9 @@ cm_db_array_t *cm_db_array_new (unsigned int elemtype);
 /* 0, or -1 out of memory (the array is then unusable: the statement
    fails rather than run with a short array). */
 int cm_db_array_add (cm_db_array_t *self, const void *data, size_t len);
+/* Makes room for n more elements of bytes in all, so a big array is not
+   grown by copies. 0, or -1 out of memory. */
+int cm_db_array_reserve (cm_db_array_t *self, size_t n, size_t bytes);
 int cm_db_array_add_text (cm_db_array_t *self, const char *text);
 int cm_db_array_add_int8 (cm_db_array_t *self, long long value);
 /* The parameter bytes, and their length; NULL after a failed add. */

@@ -1554,6 +1554,11 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         rc = 1;
         goto done;
     }
+    /* room for the announced size at once: no growing by copies */
+    if (meta.has_size && cm_buf_reserve (&buf, (size_t) meta.size)) {
+        snprintf (err, errlen, "out of memory");
+        goto done;
+    }
     snprintf (url, sizeof url, "%s%s;UIDVALIDITY=%" PRIu64 ";UID=%" PRIu64,
               self->base_url, self->folder_url, self->uidvalidity, uid);
     curl_easy_setopt (self->body, CURLOPT_URL, url);

@@ -114,6 +114,10 @@ s_rows_build (rows_t *r, const fetched_t *msgs, char *const *item_ids, size_t n,
     memset (r, 0, sizeof *r);
     for (int c = 0; c < COLUMNS; c++)
         r->col [c] = cm_db_array_new (types [c]);
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += msgs [i].raw ? msgs [i].len : 0;
+    cm_db_array_reserve (r->col [RAW], n, bytes);   /* a failure shows at the end */
     char (*sha) [65] = calloc (n ? n : 1, sizeof *sha);
     char (*mid) [512] = calloc (n ? n : 1, sizeof *mid);
     for (size_t i = 0; sha && mid && i < n; i++) {

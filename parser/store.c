@@ -370,6 +370,8 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
         CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_BYTEA };
     for (int c = 0; c < A_COLUMNS; c++)
         acol [c] = cm_db_array_new (atypes [c]);
+    /* the decoded bytes held are a bound of the data column */
+    cm_db_array_reserve (acol [A_DATA], natt, self->bytes);
     size_t next = 0, want = 0;
     int r = 0;
     for (size_t i = 0; i < self->n; i++) {
