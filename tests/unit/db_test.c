@@ -103,6 +103,9 @@ main (int argc, char **argv)
                   *ab = cm_db_array_new (CM_DB_BYTEA);
     const long long nums [] = { 1, -2, 9007199254740993LL };
     const char *texts [] = { "plain", NULL, "quote ' \" \\ {a,b} \xc3\xa9" };
+    /* the byte array with its room made first, the others grown */
+    s_check ("an array reserves room for its elements",
+             cm_db_array_reserve (ab, 3, 2 * sizeof bytes) == 0, NULL);
     for (int i = 0; i < 3; i++) {
         cm_db_array_add_int8 (ai, nums [i]);
         cm_db_array_add_text (at, texts [i]);
