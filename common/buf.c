@@ -36,7 +36,18 @@ s_reserve (cm_buf_t *b, size_t len)
 int
 cm_buf_reserve (cm_buf_t *b, size_t len)
 {
-    return s_reserve (b, len);
+    if (b->cap && (len > b->cap || b->len > b->cap - len)) {
+        b->overflow = true;
+        return -1;
+    }
+    if (b->len + len + 1 <= b->alloc)
+        return 0;
+    char *data = realloc (b->data, b->len + len + 1);   /* exactly: the size is known */
+    if (!data)
+        return -1;
+    b->data = data;
+    b->alloc = b->len + len + 1;
+    return 0;
 }
 
 int
@@ -113,6 +124,16 @@ cm_buf_test (bool verbose)
     char *s = cm_buf_take (&b, &len);
     int rc = (len == 9 && strcmp (s, "hello1234") == 0 && b.len == 0) ? 0 : -1;
     free (s);
+    cm_buf_free (&b);
+    /* room made once, exactly; appends within it keep the allocation;
+       the cap holds for a reservation too */
+    cm_buf_init (&b, 100);
+    if (rc == 0 && (cm_buf_reserve (&b, 40) || b.alloc != 41 || cm_buf_append (&b, "abc", 3)
+                    || cm_buf_reserve (&b, 37) || b.alloc != 41
+                    || cm_buf_append (&b, "0123456789012345678901234567890123456", 37)
+                    || b.alloc != 41 || b.len != 40 || b.data [40] != 0
+                    || cm_buf_reserve (&b, 61) == 0 || !b.overflow))
+        rc = -1;
     cm_buf_free (&b);
     return rc;
 }

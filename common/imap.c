@@ -55,6 +55,7 @@ struct _cm_imap_t {
     size_t body_news;           /* flag changes and moves made on the control
                                    session that the body session hasn't seen */
     size_t body_logins;         /* logins of the body session so far */
+    size_t body_examines;       /* EXAMINEs on it so far */
     uint64_t *unsee;            /* fetched with peek, were unread: to restore */
     size_t nunsee, unsee_cap;
     size_t nmeta;
@@ -858,8 +859,13 @@ s_untagged (cm_imap_t *self, const char *line)
                 self->new_mail = true;
             self->exists = n;
         }
-        else if (strcasecmp (p, " EXPUNGE") == 0 && self->exists > 0)
-            self->exists--;
+        else if (strcasecmp (p, " EXPUNGE") == 0) {
+            if (self->exists > 0)
+                self->exists--;
+            self->body_news++;      /* the body session gets it too */
+        }
+        else if (strncasecmp (p, " FETCH ", 7) == 0)
+            self->body_news++;      /* a flag change by another client */
     }
 }
 
@@ -1287,7 +1293,9 @@ s_fetch_meta (cm_imap_t *self, uint64_t uid, s_fetch_t *f, char *err,
     f->uid = uid;
     snprintf (cmd, sizeof cmd, "UID FETCH %" PRIu64 " (UID FLAGS RFC822.SIZE)",
               uid);
+    size_t news = self->body_news;     /* our own FETCH's answers are no news */
     int r = s_command (self, cmd, LINE_CAP, s_on_fetch, f, err, errlen);
+    self->body_news = news;
     if (r > 0) {
         char why [300];
         snprintf (why, sizeof why, "%s", err);
@@ -1381,7 +1389,9 @@ cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
        parse them) */
     if (s_body_sync (self, err, errlen))
         goto done;
+    size_t news = self->body_news;     /* our own FETCH's answers are no news */
     int r = s_command (self, cmd, LINE_CAP, s_on_prefetch, &list, err, errlen);
+    self->body_news = news;
     if (r > 0) {
         char why [300];
         snprintf (why, sizeof why, "%s", err);
@@ -1504,6 +1514,8 @@ s_body_examine (cm_imap_t *self, char *err, size_t errlen)
     snprintf (cmd, sizeof cmd, "EXAMINE %s", quoted);
     int r = s_body_command (self, cmd, err, errlen);
     self->body_ro = r == 0;
+    self->body_examines++;
+    self->body_news = 0;            /* a folder opened again has no news */
     return r ? -1 : 0;
 }
 
@@ -1513,19 +1525,20 @@ s_body_examine (cm_imap_t *self, char *err, size_t errlen)
    maildir of 10,000 messages that was a third of the server's work, and
    it grows with the folder). But libcurl counts a command's answer lines
    against its 300 KB header limit in a way that grows faster than their
-   number, and drops the connection past it: over BODY_NEWS_MAX changes
-   since the last sync, EXAMINE (which closes the folder: no news) is the
-   cheaper way. A session libcurl had to open again, or a NOOP that
-   fails, gets the EXAMINE too. */
-#define BODY_NEWS_MAX 64
+   number, and drops the connection past it: over CM_IMAP_NOOP_NEWS_MAX
+   changes since the last sync, EXAMINE (which closes the folder: no news)
+   is the cheaper way. The changes are counted as they are made on the
+   control session (flags set .SILENT, moves) and as it hears of them
+   (EXPUNGE answers, flag changes by other clients). A session libcurl had
+   to open again, or a NOOP that fails, gets the EXAMINE too. */
 static int
 s_body_sync (cm_imap_t *self, char *err, size_t errlen)
 {
-    size_t news = self->body_news;
-    self->body_news = 0;
-    if (self->body_ro && news <= BODY_NEWS_MAX
-        && s_body_command (self, "NOOP", err, errlen) == 0 && self->body_ro)
+    if (self->body_ro && self->body_news <= CM_IMAP_NOOP_NEWS_MAX
+        && s_body_command (self, "NOOP", err, errlen) == 0 && self->body_ro) {
+        self->body_news = 0;
         return 0;
+    }
     return s_body_examine (self, err, errlen);
 }
 
@@ -1554,8 +1567,10 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         rc = 1;
         goto done;
     }
-    /* room for the announced size at once: no growing by copies */
-    if (meta.has_size && cm_buf_reserve (&buf, (size_t) meta.size)) {
+    /* room for the announced size at once, no growing by copies (only
+       within the fetch limit: without one, a bogus size must not become
+       a huge allocation) */
+    if (meta.has_size && max_bytes && cm_buf_reserve (&buf, (size_t) meta.size)) {
         snprintf (err, errlen, "out of memory");
         goto done;
     }
@@ -1730,7 +1745,6 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
     }
     snprintf (cmd, cmdlen, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
     r = s_ctl (self, cmd, err, errlen);
-    self->body_news += n;
     if (r > 0) {
         snprintf (why, sizeof why, "%s", err);
         if (strstr (why, "TRYCREATE"))
@@ -1742,6 +1756,8 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
         goto done;
     snprintf (cmd, cmdlen, "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
     r = s_ctl (self, cmd, err, errlen);
+    self->body_news += n;           /* silent here, news there; the
+                                       EXPUNGE answers count themselves */
     if (r == 0 && self->cap_uidplus) {
         snprintf (cmd, cmdlen, "UID EXPUNGE %s", set);
         r = s_ctl (self, cmd, err, errlen);
@@ -1777,10 +1793,11 @@ cm_imap_folder_exists (cm_imap_t *self, const char *folder, char *err,
     return s_list_one (self, wire, quoted, err, errlen);
 }
 
-size_t
-cm_imap_body_logins (cm_imap_t *self)
+void
+cm_imap_body_stats (cm_imap_t *self, size_t *logins, size_t *examines)
 {
-    return self->body_logins;
+    *logins = self->body_logins;
+    *examines = self->body_examines;
 }
 
 int

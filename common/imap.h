@@ -80,8 +80,9 @@ int cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n,
    the control connection. (cm_imap_prefetch() brings the body connection
    up to date once per batch, read-only so its BODY[] sets no \Seen, and
    drains the flag news these commands cause there, so libcurl never meets
-   an unsolicited FETCH it can't parse: a NOOP after up to 64 changes, an
-   EXAMINE after more.) */
+   an unsolicited FETCH it can't parse: a NOOP after up to
+   CM_IMAP_NOOP_NEWS_MAX changes, an EXAMINE after more.) */
+#define CM_IMAP_NOOP_NEWS_MAX 64
 int cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n,
                            char *err, size_t errlen);
 int cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n,
@@ -111,8 +112,9 @@ int cm_imap_wait (cm_imap_t *self, int timeout_ms, volatile int *stop,
 /* NOOP on the control connection: 0 alive, -1 broken (reason in err). */
 int cm_imap_noop (cm_imap_t *self, char *err, size_t errlen);
 /* How many times the body connection logged in (1 once it was used; more
-   when libcurl found it broken and opened a new one). */
-size_t cm_imap_body_logins (cm_imap_t *self);
+   when libcurl found it broken and opened a new one), and how often it
+   was opened again with EXAMINE rather than brought up to date by NOOP. */
+void cm_imap_body_stats (cm_imap_t *self, size_t *logins, size_t *examines);
 /* Logs out and frees; safe on NULL, nulls *self_p. */
 void cm_imap_destroy (cm_imap_t **self_p);
 /* Offline tests of parsers, encoders and the reason mapping; 0 ok. */

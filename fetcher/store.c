@@ -79,7 +79,8 @@ typedef struct {
    after a UIDVALIDITY change or a sync restart) is skipped. The checks
    are scalar subqueries, probed per row through the indexes: as NOT
    EXISTS, the plan made while the table was small hashed the whole
-   table on every batch (14 ms a batch at 10,000 messages, growing). */
+   table (a hash anti-join) on every batch: 14 ms a batch at 10,000
+   messages, growing with the table. */
 #define INSERT_ROWS \
     "INSERT INTO messages (route_id, folder, uidvalidity, uid, item_id, message_id," \
     " raw_sha256, size, raw, state, reason)" \

@@ -19,11 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_MAX       64                /* messages per transaction: one acknowledgement
-                                             stays within the body session's NOOP sync
-                                             (BODY_NEWS_MAX in common/imap.c) */
+#define BATCH_MAX       64                /* messages per transaction */
+#define REACK_MAX       200               /* re-acknowledged after a login: the
+                                             largest batch any version made */
 #define BATCH_BYTES     (32u << 20)       /* bytes per transaction */
 #define SEARCH_MAX      5000              /* UIDs per search */
+/* one acknowledgement stays within the body session's NOOP sync */
+_Static_assert (BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "a batch's news must fit one NOOP");
 #define IDLE_MS         60000             /* re-check at least this often */
 
 fetch_counters_t fetch_counters;
@@ -50,9 +52,9 @@ s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
                const fetched_t *msgs, size_t n, char *err, size_t errlen)
 {
     const char *after = cm_route_str (config, "after_fetch");
-    uint64_t uids [BATCH_MAX];
+    uint64_t uids [REACK_MAX];
     size_t k = 0;
-    for (size_t i = 0; i < n && k < BATCH_MAX; i++)
+    for (size_t i = 0; i < n && k < REACK_MAX; i++)
         if (!msgs [i].over_limit)     /* too big: left untouched */
             uids [k++] = msgs [i].uid;
     int rc = 0;
@@ -71,7 +73,8 @@ s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
    its acknowledgements leaves those messages unmarked or unmoved, and the
    cursor is already past them, so s_sync would never see them again. Only
    the newest batch can be in that state: a batch is acknowledged before
-   the next one is committed. Marking seen and moving are harmless again (a
+   the next one is committed. REACK_MAX covers a batch of any size an
+   earlier version made. Marking seen and moving are harmless again (a
    UID that is gone is no error). Messages over the fetch limit (no raw
    bytes) stay untouched, as in s_acknowledge. -1 mailbox error, -2
    database error. */
@@ -85,16 +88,16 @@ s_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *con
     char id [32], uv [32], limit [16];
     snprintf (id, sizeof id, "%lld", self->route_id);
     snprintf (uv, sizeof uv, "%llu", (unsigned long long) cm_imap_uidvalidity (imap));
-    snprintf (limit, sizeof limit, "%d", BATCH_MAX);
+    snprintf (limit, sizeof limit, "%d", REACK_MAX);
     const char *p [] = { id, cm_route_str (config, "folder"), uv, limit };
     PGresult *res = cm_db_query (db, "SELECT uid FROM messages WHERE route_id = $1"
                                  " AND folder = $2 AND uidvalidity = $3 AND raw IS NOT NULL"
                                  " ORDER BY uid DESC LIMIT $4::int", 4, p);
     if (!res)
         return -2;
-    fetched_t batch [BATCH_MAX];
+    fetched_t batch [REACK_MAX];
     size_t n = 0;
-    for (int i = PQntuples (res); i-- > 0 && n < BATCH_MAX;) {
+    for (int i = PQntuples (res); i-- > 0 && n < REACK_MAX;) {
         memset (&batch [n], 0, sizeof batch [n]);
         batch [n].uid = (uint64_t) cm_db_get_ll (res, i, 0);
         n++;

@@ -157,9 +157,11 @@ s_batch (cm_server_t *srv, parser_t *self)
     PQclear (res);
     if (cm_db_exec (db, "COMMIT", 0, NULL)) {
         cm_error (NULL, "database: commit: %s", cm_db_error (db));
+        store_batch_reset (self->store);
         self->from = 0;
         return -1;
     }
+    store_batch_committed (self->store);
     if (self->side)
         cm_db_exec (self->side, "DELETE FROM parse_attempts WHERE message_id = ANY($1::bigint[])",
                     1, ip);

@@ -49,7 +49,9 @@ void store_batch_destroy (store_batch_t **self_p);
 int store_add (store_batch_t *self, cm_db_t *db, long long message_row,
                const route_info_t *route, cm_message_t *msg, const char *reason);
 int store_flush (store_batch_t *self, cm_db_t *db);
-/* Drops what is pending (after a rollback). */
+/* Drops what is pending and what was counted (after a rollback). */
 void store_batch_reset (store_batch_t *self);
+/* After the commit: adds what was stored to parse_counters. */
+void store_batch_committed (store_batch_t *self);
 
 #endif

@@ -6,11 +6,12 @@
     from the route's own address are stored and flagged, linked where they
     match, and never open an incident. A delivery report that says an
     email we sent failed marks it bounced (a delay warning or a success
-    report does not). A batch goes in three statements whatever its size:
-    rejections, then incidents, timeline entries, thread ids and message
-    states, then every attachment. A message that answers one still in
-    the batch flushes the batch first, so threading always sees the
-    incidents of earlier messages.
+    report does not). A batch is stored in one statement for its
+    rejections, one for its incidents, timeline entries, thread ids and
+    message states, and one for all its attachments (threading lookups and
+    bounce updates are made message by message as they are added). A
+    message that answers one still in the batch flushes the batch first,
+    so threading always sees the incidents of earlier messages.
     Errors: -1 on a database error (the caller rolls back). */
 #include "parser.h"
 #include "log.h"
@@ -157,7 +158,23 @@ struct store_batch_s {
     pending_t items [STORE_BATCH_MAX];
     size_t n;
     size_t bytes;               /* decoded bytes held */
+    /* stored since the claim began, counted once it commits */
+    unsigned long long parsed, rejected, incidents, replies, flagged;
 };
+
+/* Bytes of the attachments of msg, attached mail's own included. */
+static size_t
+s_attachment_bytes (const cm_message_t *msg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < msg->nattachments; i++) {
+        n += msg->attachments [i].size;
+        const cm_message_t *nested = s_nested (msg, &msg->attachments [i]);
+        if (nested)
+            n += s_attachment_bytes (nested);
+    }
+    return n;
+}
 
 /* Decoded bytes a parsed message holds: the batch is flushed before it
    holds more than STORE_BATCH_BYTES, so a batch of big messages stays
@@ -181,8 +198,9 @@ store_batch_new (void)
     return calloc (1, sizeof (store_batch_t));
 }
 
-void
-store_batch_reset (store_batch_t *self)
+/* Drops the pending messages (stored, or to be rolled back). */
+static void
+s_clear (store_batch_t *self)
 {
     for (size_t i = 0; i < self->n; i++) {
         cm_message_destroy (&self->items [i].msg);
@@ -191,6 +209,24 @@ store_batch_reset (store_batch_t *self)
     }
     self->n = 0;
     self->bytes = 0;
+}
+
+void
+store_batch_reset (store_batch_t *self)
+{
+    s_clear (self);
+    self->parsed = self->rejected = self->incidents = self->replies = self->flagged = 0;
+}
+
+void
+store_batch_committed (store_batch_t *self)
+{
+    atomic_fetch_add (&parse_counters.parsed, self->parsed);
+    atomic_fetch_add (&parse_counters.rejected, self->rejected);
+    atomic_fetch_add (&parse_counters.incidents, self->incidents);
+    atomic_fetch_add (&parse_counters.replies, self->replies);
+    atomic_fetch_add (&parse_counters.flagged, self->flagged);
+    store_batch_reset (self);
 }
 
 void
@@ -370,9 +406,12 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
         CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_BYTEA };
     for (int c = 0; c < A_COLUMNS; c++)
         acol [c] = cm_db_array_new (atypes [c]);
-    /* the decoded bytes held are a bound of the data column */
-    cm_db_array_reserve (acol [A_DATA], natt, self->bytes);
-    size_t next = 0, want = 0;
+    size_t next = 0, want = 0, abytes = 0;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->items [i].msg && self->items [i].natt)
+            abytes += s_attachment_bytes (self->items [i].msg);
+    if (natt)
+        cm_db_array_reserve (acol [A_DATA], natt, abytes);
     int r = 0;
     for (size_t i = 0; i < self->n; i++) {
         pending_t *p = &self->items [i];
@@ -434,20 +473,20 @@ store_flush (store_batch_t *self, cm_db_t *db)
             nrejected++;
     if (s_flush_rejected (self, db, nrejected) || s_flush_parsed (self, db, nparsed))
         return -1;
-    atomic_fetch_add (&parse_counters.rejected, nrejected);
-    atomic_fetch_add (&parse_counters.parsed, nparsed);
+    self->rejected += nrejected;
+    self->parsed += nparsed;
     for (size_t i = 0; i < self->n; i++) {
         const pending_t *p = &self->items [i];
         if (!p->msg)
             continue;
         if (p->open)
-            atomic_fetch_add (&parse_counters.incidents, 1);
+            self->incidents++;
         else if (p->incident)
-            atomic_fetch_add (&parse_counters.replies, 1);
+            self->replies++;
         if (p->automatic)
-            atomic_fetch_add (&parse_counters.flagged, 1);
+            self->flagged++;
     }
-    store_batch_reset (self);
+    s_clear (self);
     return 0;
 }
 

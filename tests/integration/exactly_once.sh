@@ -151,11 +151,14 @@ at_least $((N + L)) stored eo >/dev/null
 # hint is then past id 0), commits the low-id message at once and says how
 # many messages were still waiting at that moment.
 kill -CONT $pp 2>/dev/null
-waiting=$(psql -X -q -t -A -v ON_ERROR_STOP=1 "$CASEMAIL_DB" -c "DO \$\$
+watch=$(sql "DO \$\$
 DECLARE w bigint;
 BEGIN
     FOR i IN 1..6000 LOOP
         EXIT WHEN (SELECT count(*) FROM messages WHERE $R AND state <> 'fetched') > $N;
+        IF i = 6000 THEN
+            RAISE EXCEPTION 'the parsers claimed nothing in 60 s';
+        END IF;
         PERFORM pg_sleep(0.01);
     END LOOP;
     INSERT INTO messages (id, route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
@@ -163,10 +166,10 @@ BEGIN
         FROM messages WHERE $R ORDER BY id LIMIT 1;
     w := (SELECT count(*) FROM messages WHERE $R AND state = 'fetched' AND id > 0);
     RAISE NOTICE 'waiting=%', w;
-END \$\$" 2>&1 | sed -n 's/.*waiting=\([0-9]*\).*/\1/p')
-waiting=${waiting:-0}
-if [ "$waiting" -gt 0 ]; then ok "the low-id message was committed while the parsers had $waiting messages left"
-else not_ok "the low-id message was committed while the parsers were busy" "they had finished"; fi
+END \$\$" 2>&1)
+waiting=$(sed -n 's/.*waiting=\([0-9]*\).*/\1/p' <<<"$watch")
+if [ "${waiting:-0}" -gt 0 ]; then ok "the low-id message was committed while the parsers had $waiting messages left"
+else not_ok "the low-id message was committed while the parsers were busy" "${waiting:+they had finished}${waiting:-$watch}"; fi
 wait_until 60 eval '[ "$(parsed eo)" = "$((N + L + 1))" ]'
 check_eq "a message committed late with a lower id than the last claims is parsed" parsed \
     "$(sql "SELECT state FROM messages WHERE id = 0")"
