@@ -178,12 +178,26 @@ s_clean (const char *s, size_t len, bool oneline)
 {
     cm_buf_t b;
     cm_buf_init (&b, 0);
-    cm_buf_append (&b, "", 0);
     const unsigned char *p = (const unsigned char *) (s ? s : "");
     if (!s)
         len = 0;
+    if (cm_buf_reserve (&b, len))       /* the usual size: valid input */
+        return NULL;
+    b.data [0] = 0;
     size_t i = 0;
     while (i < len) {
+        /* a run of bytes kept as they are goes in one copy */
+        size_t run = i;
+        while (run < len && p [run] >= 0x20 && p [run] < 0x7F)
+            run++;
+        if (!oneline)
+            while (run < len && p [run] && p [run] < 0x7F)
+                run++;
+        if (run > i) {
+            cm_buf_append (&b, p + i, run - i);
+            i = run;
+            continue;
+        }
         unsigned char c = p [i];
         if (c < 0x80) {
             if (c == 0 || c == 0x7F) {

@@ -376,6 +376,24 @@ s_hostile (void)
         cm_message_destroy (&m);
     }
 
+    /* text made valid: runs kept in one copy, controls, DEL, NUL; the
+       subject on one line, the body with its lines and tabs */
+    {
+        static const char raw [] =
+            "Subject: =?utf-8?q?tab=09cr=0Dok_=C3=A9_del=7F_end?=\n"
+            "From: x@y.z\nContent-Type: text/plain; charset=utf-8\n"
+            "Content-Transfer-Encoding: 8bit\n\n"
+            "line one\tTAB\r\nline two \xc3\xa9 \x7f\x01end \xe2\x82\xac\n";
+        m = s_case ("text cleaning", raw, sizeof raw - 1, S_RECORD, NULL);
+        s_result (m && strcmp (m->subject, "tab cr ok \xc3\xa9 del end") == 0,
+                  "subject: tab and CR to spaces, DEL dropped, UTF-8 kept [%s]",
+                  m ? m->subject : "");
+        s_result (m && strstr (m->text, "line one\tTAB") && strstr (m->text, "line two \xc3\xa9 "
+                  "\x01end \xe2\x82\xac"),
+                  "body: tabs and lines kept, DEL dropped, UTF-8 kept [%s]", m ? m->text : "");
+        cm_message_destroy (&m);
+    }
+
     /* base64 endings: padded, unpadded (GMime alone drops the last 1-2
        bytes), a pad short, and complete quanta */
     {
