@@ -12,7 +12,8 @@
 #  (c) peak resident memory (VmHWM) of each stage after (a)+(b), and of a
 #      fresh set of stages after one message with a 20 MB attachment.
 # BENCH_PARTS=a runs only (a). CM_PG_STATEMENTS=1 adds the database time by
-# statement to (a).
+# statement to (a). BENCH_ROUTE_OPTS adds route options to (a)'s route
+# (e.g. "--log-level verbose" to trace its IMAP sessions).
 # Runs its own test stack (tests/stack) and casemail in a temporary folder
 # (BENCH_KEEP=1 keeps it); the database is the stack's PostgreSQL (fsync off).
 set -u
