@@ -12,9 +12,10 @@ cm_buf_init (cm_buf_t *b, size_t cap)
     b->cap = cap;
 }
 
-/* Makes room for len more bytes plus a NUL; -1 on cap or memory. */
+/* Makes room for len more bytes plus a NUL, doubling (appends) or to the
+   byte (a known size); -1 on cap or memory. */
 static int
-s_reserve (cm_buf_t *b, size_t len)
+s_reserve (cm_buf_t *b, size_t len, bool exact)
 {
     if (b->cap && (len > b->cap || b->len > b->cap - len)) {
         b->overflow = true;
@@ -22,7 +23,9 @@ s_reserve (cm_buf_t *b, size_t len)
     }
     if (b->len + len + 1 <= b->alloc)
         return 0;
-    size_t want = b->alloc ? b->alloc : 256;
+    size_t want = exact || !b->alloc ? b->len + len + 1 : b->alloc;
+    if (!exact && want < 256)
+        want = 256;
     while (want < b->len + len + 1)
         want *= 2;
     char *data = realloc (b->data, want);
@@ -36,24 +39,13 @@ s_reserve (cm_buf_t *b, size_t len)
 int
 cm_buf_reserve (cm_buf_t *b, size_t len)
 {
-    if (b->cap && (len > b->cap || b->len > b->cap - len)) {
-        b->overflow = true;
-        return -1;
-    }
-    if (b->len + len + 1 <= b->alloc)
-        return 0;
-    char *data = realloc (b->data, b->len + len + 1);   /* exactly: the size is known */
-    if (!data)
-        return -1;
-    b->data = data;
-    b->alloc = b->len + len + 1;
-    return 0;
+    return s_reserve (b, len, true);
 }
 
 int
 cm_buf_append (cm_buf_t *b, const void *data, size_t len)
 {
-    if (s_reserve (b, len))
+    if (s_reserve (b, len, false))
         return -1;
     if (len)
         memcpy (b->data + b->len, data, len);
@@ -69,7 +61,7 @@ cm_buf_printf (cm_buf_t *b, const char *fmt, ...)
     va_start (ap, fmt);
     int n = vsnprintf (NULL, 0, fmt, ap);
     va_end (ap);
-    if (n < 0 || s_reserve (b, (size_t) n))
+    if (n < 0 || s_reserve (b, (size_t) n, false))
         return -1;
     va_start (ap, fmt);
     vsnprintf (b->data + b->len, (size_t) n + 1, fmt, ap);

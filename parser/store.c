@@ -162,32 +162,19 @@ struct store_batch_s {
     unsigned long long parsed, rejected, incidents, replies, flagged;
 };
 
-/* Bytes of the attachments of msg, attached mail's own included. */
+/* Decoded bytes of the attachments of msg, attached mail's own included,
+   and with texts, of its text and HTML bodies and theirs too: the batch
+   is flushed before it holds more than STORE_BATCH_BYTES, so a batch of
+   big messages stays bounded. */
 static size_t
-s_attachment_bytes (const cm_message_t *msg)
+s_bytes (const cm_message_t *msg, bool texts)
 {
-    size_t n = 0;
+    size_t n = texts ? strlen (msg->text) + (msg->html ? strlen (msg->html) : 0) : 0;
     for (size_t i = 0; i < msg->nattachments; i++) {
         n += msg->attachments [i].size;
         const cm_message_t *nested = s_nested (msg, &msg->attachments [i]);
         if (nested)
-            n += s_attachment_bytes (nested);
-    }
-    return n;
-}
-
-/* Decoded bytes a parsed message holds: the batch is flushed before it
-   holds more than STORE_BATCH_BYTES, so a batch of big messages stays
-   bounded. */
-static size_t
-s_message_bytes (const cm_message_t *msg)
-{
-    size_t n = strlen (msg->text) + (msg->html ? strlen (msg->html) : 0);
-    for (size_t i = 0; i < msg->nattachments; i++) {
-        n += msg->attachments [i].size;
-        const cm_message_t *nested = s_nested (msg, &msg->attachments [i]);
-        if (nested)
-            n += s_message_bytes (nested);
+            n += s_bytes (nested, texts);
     }
     return n;
 }
@@ -409,7 +396,7 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
     size_t next = 0, want = 0, abytes = 0;
     for (size_t i = 0; i < self->n; i++)
         if (self->items [i].msg && self->items [i].natt)
-            abytes += s_attachment_bytes (self->items [i].msg);
+            abytes += s_bytes (self->items [i].msg, false);
     if (natt)
         cm_db_array_reserve (acol [A_DATA], natt, abytes);
     int r = 0;
@@ -575,7 +562,7 @@ store_add (store_batch_t *self, cm_db_t *db, long long message_row,
     /* attachments hang from the timeline entry: only with one */
     p->natt = p->open || incident ? s_count_attachments (msg) : 0;
     p->msg = msg;
-    self->bytes += s_message_bytes (msg);
+    self->bytes += s_bytes (msg, true);
     self->n++;
     return 0;
 }
