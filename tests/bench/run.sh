@@ -138,8 +138,8 @@ printf 'first fetch -> last commit: %.2f s = %.0f messages/s\n' "$span" "$(awk -
 fspan=$(sql "SELECT extract(epoch FROM max(fetched_at) - min(fetched_at)) FROM messages")
 printf '  of which fetching (first -> last raw commit): %.2f s = %.0f messages/s\n' "$fspan" "$(awk -v n="$N" -v s="$fspan" 'BEGIN { print (s > 0 ? n / s : 0) }')"
 printf 'route start -> all committed (polled every 0.1 s): %s s = %.0f messages/s\n' "$wall" "$(awk -v n="$N" -v s="$wall" 'BEGIN { print n / s }')"
-echo "CPU time by process from route start to all committed:"
-python3 "$top/tests/tools/cpu.py" diff "$work/cpu0" "$work/cpu1" "$wall"
+echo "CPU time by process from route start to all committed (and per message):"
+python3 "$top/tests/tools/cpu.py" diff "$work/cpu0" "$work/cpu1" "$wall" "$N"
 if [ "${CM_PG_STATEMENTS:-0}" = 1 ]; then
     echo "database time by statement (pg_stat_statements, whole run):"
     "$PSQL" -X -q -t -A "$CM_DB" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \

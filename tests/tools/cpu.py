@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""cpu.py snap FILE | cpu.py diff BEFORE AFTER [SECONDS]
+"""cpu.py snap FILE | cpu.py diff BEFORE AFTER [SECONDS [ITEMS]]
 
 snap: CPU time (user+system, seconds) of every process, summed by name.
 diff: the CPU seconds each name used between two snapshots, largest
-first, with the share of the machine when SECONDS (wall time) is given.
+first, with the share of the machine when SECONDS (wall time) is given,
+and the milliseconds per item when ITEMS (e.g. messages) is given: a
+steadier figure than a rate when the machine's speed drifts.
 Used by make bench to show where the time of a run went."""
 import os, sys
 
@@ -50,9 +52,13 @@ if sys.argv[1] == "snap":
 elif sys.argv[1] == "diff":
     a, b = load(sys.argv[2]), load(sys.argv[3])
     wall = float(sys.argv[4]) if len(sys.argv) > 4 else 0
+    items = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     used = sorted(((b[k] - a.get(k, 0.0), k) for k in b), reverse=True)
     used = [(t, k) for t, k in used if t >= 0.05]
     for t, k in used:
         share = " (%3.0f%% of one core)" % (100 * t / wall) if wall else ""
-        print("  %-22s %7.2f s%s" % (k, t, share))
-    print("  %-22s %7.2f s of %.2f s x %d cores" % ("total", sum(t for t, _ in used), wall, os.cpu_count()))
+        per = " %6.3f ms each" % (1000 * t / items) if items else ""
+        print("  %-22s %7.2f s%s%s" % (k, t, share, per))
+    total = sum(t for t, _ in used)
+    per = " %6.3f ms each" % (1000 * total / items) if items else ""
+    print("  %-22s %7.2f s of %.2f s x %d cores%s" % ("total", total, wall, os.cpu_count(), per))
