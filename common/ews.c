@@ -662,38 +662,30 @@ s_header_cb (char *data, size_t size, size_t nmemb, void *userp)
 }
 
 /* Verbose trace of HTTP headers; Authorization values never shown. */
-typedef struct {
-    cm_ews_t *self;
-    curl_infotype type;
-} s_debug_arg_t;
-
 static void
-s_debug_each (const char *text, size_t n, void *arg)
+s_debug_each (curl_infotype type, const char *text, size_t n, void *arg)
 {
-    s_debug_arg_t *d = arg;
+    cm_ews_t *self = arg;
     if (!n)
         return;
-    const char *dir = d->type == CURLINFO_HEADER_OUT ? ">"
-                    : d->type == CURLINFO_HEADER_IN ? "<" : "*";
+    const char *dir = type == CURLINFO_HEADER_OUT ? ">"
+                    : type == CURLINFO_HEADER_IN ? "<" : "*";
     if (strncasecmp (text, "Authorization:", 14) == 0
         || strncasecmp (text, "Proxy-Authorization:", 20) == 0) {
         char line [1024];
         snprintf (line, sizeof line, "%s", text);
         line [strcspn (line, ":") + 1] = 0;
-        cm_trace (true, d->self->route, "ews %s %s [REDACTED]", dir, line);
+        cm_trace (true, self->route, "ews %s %s [REDACTED]", dir, line);
     }
-    else if (d->type != CURLINFO_TEXT || strncmp (text, "reached ", 8) != 0)
-        cm_trace (true, d->self->route, "ews %s %s", dir, text);
+    else if (type != CURLINFO_TEXT || strncmp (text, "reached ", 8) != 0)
+        cm_trace (true, self->route, "ews %s %s", dir, text);
 }
 
 static int
 s_debug_cb (CURL *h, curl_infotype type, char *data, size_t size, void *userp)
 {
     (void) h;
-    if (type != CURLINFO_HEADER_IN && type != CURLINFO_HEADER_OUT && type != CURLINFO_TEXT)
-        return 0;
-    s_debug_arg_t d = { (cm_ews_t *) userp, type };
-    cm_mailcurl_each_line (data, size, s_debug_each, &d);
+    cm_mailcurl_debug_lines (type, data, size, s_debug_each, userp);
     return 0;
 }
 

@@ -172,9 +172,12 @@ s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
 }
 
 void
-cm_mailcurl_each_line (const char *data, size_t size,
-                       void (*fn) (const char *line, size_t n, void *arg), void *arg)
+cm_mailcurl_debug_lines (curl_infotype type, const char *data, size_t size,
+                         void (*fn) (curl_infotype type, const char *line, size_t n,
+                                     void *arg), void *arg)
 {
+    if (type != CURLINFO_TEXT && type != CURLINFO_HEADER_IN && type != CURLINFO_HEADER_OUT)
+        return;
     const char *p = data, *end = data + size;
     while (p < end) {
         const char *nl = memchr (p, '\n', (size_t) (end - p));
@@ -189,33 +192,23 @@ cm_mailcurl_each_line (const char *data, size_t size,
         for (size_t i = 0; i < n; i++)
             if (line [i] == 0)
                 line [i] = '?';
-        fn (line, n, arg);
+        fn (type, line, n, arg);
         p = nl ? nl + 1 : end;
     }
 }
 
-typedef struct {
-    cm_mailcurl_ctx_t *ctx;
-    curl_infotype type;
-} s_debug_arg_t;
-
 static void
-s_debug_each (const char *line, size_t n, void *arg)
+s_debug_each (curl_infotype type, const char *line, size_t n, void *ctx)
 {
-    s_debug_arg_t *d = arg;
-    if (n || d->type != CURLINFO_TEXT)
-        s_debug_line (d->ctx, d->type, line);
+    if (n || type != CURLINFO_TEXT)
+        s_debug_line (ctx, type, line);
 }
 
 static int
 s_debug (CURL *h, curl_infotype type, char *data, size_t size, void *userp)
 {
     (void) h;
-    if (type != CURLINFO_TEXT && type != CURLINFO_HEADER_IN
-        && type != CURLINFO_HEADER_OUT)
-        return 0;             /* message bodies and TLS records: not traced */
-    s_debug_arg_t d = { (cm_mailcurl_ctx_t *) userp, type };
-    cm_mailcurl_each_line (data, size, s_debug_each, &d);
+    cm_mailcurl_debug_lines (type, data, size, s_debug_each, userp);
     return 0;
 }
 

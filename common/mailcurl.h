@@ -44,9 +44,11 @@ void cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
 /* Feeds one protocol line to the trace and bookkeeping of ctx, as the
    libcurl debug callback does (for self-tests). */
 void cm_mailcurl_trace_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line);
-/* Splits a chunk of libcurl debug data into lines (LF or CRLF ends; at
-   most 1023 bytes of each; NUL bytes shown as '?') and calls fn with each
-   as a C string. */
-void cm_mailcurl_each_line (const char *data, size_t size,
-                            void (*fn) (const char *line, size_t n, void *arg), void *arg);
+/* For a libcurl debug callback: splits a chunk of protocol text (types
+   TEXT, HEADER_IN, HEADER_OUT; message bodies and TLS records are skipped)
+   into lines (LF or CRLF ends; at most 1023 bytes of each; NUL bytes shown
+   as '?') and calls fn with the type and each line as a C string. */
+void cm_mailcurl_debug_lines (curl_infotype type, const char *data, size_t size,
+                              void (*fn) (curl_infotype type, const char *line, size_t n,
+                                          void *arg), void *arg);
 #endif
