@@ -27,7 +27,6 @@ typedef struct {
     cm_limits_t limits;
     cm_db_t *side;             /* autocommit session for attempt counts */
     store_batch_t *store;      /* parsed messages not yet stored */
-    bool more;                 /* work left after the last slice */
     int timer;                 /* continuation timer, or -1 */
     long long from;            /* claims start at this message id */
     int hinted;                /* claims in a row that started there */

@@ -2,7 +2,8 @@
     folder. main.c claims committed raw messages (FOR UPDATE SKIP LOCKED,
     so any number of parsers run side by side); store.c turns parsed
     messages into incidents or timeline entries, in the claiming
-    transaction, a batch at a time; thread.c finds the incident a reply belongs to.
+    transaction, a batch at a time; thread.c finds the incident a reply
+    belongs to.
     message.c/quote.c are the database-free parsing library. */
 #ifndef CM_PARSER_H
 #define CM_PARSER_H

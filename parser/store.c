@@ -151,7 +151,6 @@ typedef struct {
     char flags [256];           /* text[] literal */
     char *reporter;
     size_t natt;                /* attachments, attached mail's own included */
-    long long timeline_id;      /* from the flush */
 } pending_t;
 
 struct store_batch_s {
@@ -293,13 +292,14 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
     cm_db_array_t *col [P_COLUMNS];
     for (int c = 0; c < P_COLUMNS; c++)
         col [c] = cm_db_array_new (types [c]);
-    size_t natt = 0;
+    size_t natt = 0, abytes = 0;
     for (size_t i = 0; i < self->n; i++) {
         const pending_t *p = &self->items [i];
         const cm_message_t *m = p->msg;
         if (!m)
             continue;
         natt += p->natt;
+        abytes += p->natt ? s_bytes (m, false) : 0;
         cm_db_array_add_int8 (col [P_ROW], p->row);
         cm_db_array_add_text (col [P_OPEN], p->open ? "t" : "f");
         if (p->route)
@@ -393,23 +393,20 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
         CM_DB_INT8, CM_DB_TEXT, CM_DB_TEXT, CM_DB_TEXT, CM_DB_BYTEA };
     for (int c = 0; c < A_COLUMNS; c++)
         acol [c] = cm_db_array_new (atypes [c]);
-    size_t next = 0, want = 0, abytes = 0;
-    for (size_t i = 0; i < self->n; i++)
-        if (self->items [i].msg && self->items [i].natt)
-            abytes += s_bytes (self->items [i].msg, false);
+    size_t next = 0, want = 0;
     if (natt)
         cm_db_array_reserve (acol [A_DATA], natt, abytes);
     int r = 0;
     for (size_t i = 0; i < self->n; i++) {
-        pending_t *p = &self->items [i];
+        const pending_t *p = &self->items [i];
         if (!p->msg)
             continue;
         long long incident = cm_db_get_ll (res, r, 1);
-        p->timeline_id = cm_db_get (res, r, 2) ? cm_db_get_ll (res, r, 2) : 0;
+        long long timeline = cm_db_get (res, r, 2) ? cm_db_get_ll (res, r, 2) : 0;
         r++;
-        if (p->timeline_id && p->natt) {
+        if (timeline && p->natt) {
             want += p->natt;
-            s_flatten (acol, p->msg, incident, p->timeline_id, 0, 0, ids, natt, &next);
+            s_flatten (acol, p->msg, incident, timeline, 0, 0, ids, natt, &next);
         }
     }
     PQclear (res);

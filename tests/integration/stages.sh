@@ -16,6 +16,11 @@ out=$("$CM" stage list)
 check_contains "stage list shows the fetcher's counters" "fetched=1" "$out"
 check_contains "stage list shows the parsers' counters" "parsed=" "$out"
 check_contains "stage list shows the sender's counters" "sent=0" "$out"
+# the parsers count a claim once it commits: together, the one message
+parser_sum() { "$CM" stage list --json | json "sum(s['counters'].get('$1', 0) for s in j['stages'] if s['kind'] == 'parser')"; }
+wait_until 5 eval '[ "$(parser_sum parsed)" = 1 ]'
+check_eq "the parsers' counters add up to what was stored: parsed, incidents" "1 1" \
+    "$(parser_sum parsed) $(parser_sum incidents)"
 check_contains "stage list shows the depth of pending work" "pending work: 0 message(s) to parse, 0 email(s) to send" "$out"
 
 # the supervisor gives a new stage a grace period before judging it
