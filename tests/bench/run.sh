@@ -13,7 +13,8 @@
 #      fresh set of stages after one message with a 20 MB attachment.
 # BENCH_PARTS=a runs only (a). CM_PG_STATEMENTS=1 adds the database time by
 # statement to (a). BENCH_ROUTE_OPTS adds route options to (a)'s route
-# (e.g. "--log-level verbose" to trace its IMAP sessions).
+# (e.g. "--log-level verbose" to trace its IMAP sessions). BENCH_PERF=FILE
+# records a perf profile of the whole machine over (a)'s run into FILE.
 # Runs its own test stack (tests/stack) and casemail in a temporary folder
 # (BENCH_KEEP=1 keeps it); the database is the stack's PostgreSQL (fsync off).
 set -u
@@ -121,14 +122,21 @@ bytes=$(du -sb "$work/bulk" | cut -f1)
 rm -rf "$work/bulk"
 t=$(date +%s%N)
 imap u08 "EXAMINE INBOX"
-imap u08 "FETCH 1:* FLAGS"
+imap u08 "FETCH 1:* (FLAGS RFC822.SIZE)"
 echo "mailbox filled and warmed ($(( ($(date +%s%N) - t) / 1000000 )) ms for the warm-up)"
 route thru u08 ${BENCH_ROUTE_OPTS:-}
 python3 "$top/tests/tools/cpu.py" snap "$work/cpu0"
+perf_pid=
+if [ -n "${BENCH_PERF:-}" ]; then   # a profile of the whole machine over the run
+    perf record -q -a -g -o "$BENCH_PERF" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+fi
 t0=$(date +%s%N)
 "$CM" route start thru >/dev/null
 wait_settled thru "$N" 1800 || exit 1
 t1=$(date +%s%N)
+[ -z "$perf_pid" ] || { kill -INT "$perf_pid"; wait "$perf_pid"; }
 python3 "$top/tests/tools/cpu.py" snap "$work/cpu1"
 read -r span incidents rejected < <(sql "SELECT extract(epoch FROM max(parsed_at) - min(fetched_at)),
     (SELECT count(*) FROM incidents), count(*) FILTER (WHERE state = 'rejected') FROM messages" | tr '|' ' ')

@@ -7,8 +7,11 @@
 #        tests/stack/fill.sh DIR USER FOLDER -d SRCDIR   (every file in SRCDIR, sorted by name)
 #   USER    "alice" or "alice@example.test"
 #   FOLDER  IMAP name with "/" separator: INBOX, Archive/2024, ...; created if missing
-# Files are named TIME.PpidQn.localhost:2, (unique), owned by the mail user,
-# written to tmp/ and renamed into cur/. Prints the number of files written.
+# Files are named TIME.PpidQn.localhost,S=SIZE,W=VSIZE:2, (unique), as
+# Dovecot names the mail it delivers: S= the file's size, W= its size with a
+# CR before every bare LF (what IMAP sends), so the server need not read a
+# message to learn its size. Owned by the mail user, written to tmp/ and
+# renamed into cur/. Prints the number of files written.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -48,9 +51,19 @@ perl -e '
     my $t = time; my $n = 0;
     for my $f (@src) {
         $n++;
-        my $name = sprintf("%d.P%dQ%d.localhost:2,", $t, $$, $n);
+        # sizes in the name, as Dovecot names the mail it delivers: S= the
+        # file, W= as IMAP sends it (a CR before every bare LF)
+        open(my $in, "<:raw", $f) or die "fill: $f: $!\n";
+        my $body = do { local $/; <$in> };
+        close($in);
+        $body = "" unless defined $body;
+        my $bare = () = $body =~ /(?<!\r)\n/g;
+        my $name = sprintf("%d.P%dQ%d.localhost,S=%d,W=%d:2,", $t, $$, $n,
+                           length($body), length($body) + $bare);
         my $tmp = "$dest/tmp/$name";
-        copy($f, $tmp) or die "fill: $f: $!\n";
+        open(my $out, ">:raw", $tmp) or die "fill: $tmp: $!\n";
+        print $out $body or die "fill: $tmp: $!\n";
+        close($out) or die "fill: $tmp: $!\n";
         chown($uid, $gid, $tmp) if $uid >= 0;
         rename($tmp, "$dest/cur/$name") or die "fill: rename $tmp: $!\n";
     }
