@@ -174,7 +174,18 @@ const char *const cm_schema_migrations [] = {
    the row, and the parser's UPDATE of the row's state then copied it (and
    wrote it to the WAL) a second time. Out of line, the UPDATE copies an
    18-byte pointer. */
-"ALTER TABLE messages SET (toast_tuple_target = 128);"
+"ALTER TABLE messages SET (toast_tuple_target = 128);",
+/* 5: fewer index entries per stored message. No query looks timeline up
+   by Message-ID (threading reads thread_ids), and an inbound entry or
+   attachment has no outbox row: the outbox indexes cover only the rows
+   that have one, instead of indexing a NULL for every inbound message.
+   Together a tenth of the parser's store statement. */
+"DROP INDEX timeline_message_id;"
+"ALTER TABLE timeline DROP CONSTRAINT timeline_outbox_id_key;"
+"CREATE UNIQUE INDEX timeline_outbox_id_key ON timeline (outbox_id)"
+"  WHERE outbox_id IS NOT NULL;"
+"DROP INDEX attachments_outbox;"
+"CREATE INDEX attachments_outbox ON attachments (outbox_id) WHERE outbox_id IS NOT NULL;"
 };
 
 const int cm_schema_count = sizeof cm_schema_migrations / sizeof cm_schema_migrations [0];
