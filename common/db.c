@@ -259,6 +259,15 @@ cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
         return -1;
     char name [32];
     const char *stmt = s_prepared (self, sql, name, sizeof name);
+    /* Non-blocking while the statement is out: libpq keeps what the
+       socket does not take yet, cm_db_flush sends more of it between the
+       caller's own work, and cm_db_receive the rest. A batch of mail is
+       most of a megabyte, and writing it whole waited for the server to
+       read it: a tenth of the fetcher's time between two batches. */
+    if (PQsetnonblocking (self->conn, 1)) {
+        s_set_error (self, PQerrorMessage (self->conn));
+        return -1;
+    }
     int ok = stmt
         ? PQsendQueryPrepared (self->conn, stmt, nparams, params, lengths, formats,
                                result_format)
@@ -266,10 +275,20 @@ cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
                              result_format);
     if (!ok) {
         s_set_error (self, PQerrorMessage (self->conn));
+        PQsetnonblocking (self->conn, 0);
         return -1;
     }
     self->busy = true;
     return 0;
+}
+
+int
+cm_db_flush (cm_db_t *self)
+{
+    if (!self->busy)
+        return 0;
+    int r = PQflush (self->conn);
+    return r < 0 ? -1 : r;
 }
 
 PGresult *
@@ -292,6 +311,11 @@ cm_db_receive (cm_db_t *self)
         PQclear (r);
     }
     self->busy = false;
+    /* everything was sent before the result came: back to blocking */
+    if (PQsetnonblocking (self->conn, 0) && !failed) {
+        s_set_error (self, PQerrorMessage (self->conn));
+        failed = true;
+    }
     if (failed || !res) {
         if (!failed)
             s_set_error (self, PQerrorMessage (self->conn));

@@ -40,6 +40,10 @@ int cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
                        const char *const *params, const int *lengths,
                        const int *formats, int result_format);
 PGresult *cm_db_receive (cm_db_t *self);
+/* While a statement is out: sends more of it if the connection takes it,
+   without waiting. 0 all sent (or nothing out), 1 more to send, -1 the
+   connection failed (cm_db_receive then reports it). */
+int cm_db_flush (cm_db_t *self);
 /* Runs a statement and discards the result: 0 or -1. */
 int cm_db_exec (cm_db_t *self, const char *sql, int nparams,
                 const char *const *params);

@@ -209,6 +209,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                 bool too_big = false;
                 rc = cm_imap_fetch (imap, m->uid, fetch_max, peek, &m->raw, &m->len,
                                     &too_big, err, errlen);
+                cm_db_flush (db);       /* more of the batch before, if it goes */
                 i++;
                 if (rc == 2) {
                     rc = 0;

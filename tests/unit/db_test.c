@@ -199,6 +199,38 @@ main (int argc, char **argv)
     PQclear (got);
     s_check ("then the session works again", s_equals (db, q, "again", "AGAIN-5"),
              cm_db_error (db));
+    /* a statement bigger than the socket takes at once: sent in pieces
+       by cm_db_flush between other work, the rest by cm_db_receive */
+    size_t bigsize = 8u << 20;
+    char *big = malloc (bigsize + 1);
+    if (big) {
+        for (size_t i = 0; i < bigsize; i++)
+            big [i] = (char) ('a' + i % 26);
+        big [bigsize] = 0;
+    }
+    const char *bigp [] = { big };
+    s_check ("an 8 MB statement is sent without waiting for the server to read it",
+             big && cm_db_send_binary (db, "SELECT length($1::text)::text, md5($1::text)",
+                                       1, bigp, NULL, NULL, 0) == 0, cm_db_error (db));
+    int flushes = 0, fr;
+    while ((fr = cm_db_flush (db)) == 1 && flushes < 1000000)
+        flushes++;
+    s_check ("cm_db_flush sends the rest and says when all is out", fr == 0, cm_db_error (db));
+    got = cm_db_receive (db);
+    char want_md5 [33] = "";
+    if (big) {
+        char *m = s_value (other, "SELECT md5($1::text)", big);
+        snprintf (want_md5, sizeof want_md5, "%s", m ? m : "");
+        free (m);
+    }
+    s_check ("its result arrives intact (length and digest of all 8 MB)",
+             got && strcmp (cm_db_get (got, 0, 0), "8388608") == 0
+             && *want_md5 && strcmp (cm_db_get (got, 0, 1), want_md5) == 0, cm_db_error (db));
+    PQclear (got);
+    free (big);
+    s_check ("a flush with nothing out does nothing", cm_db_flush (db) == 0, NULL);
+    s_check ("and the session runs ordinary statements after it",
+             s_equals (db, q, "after", "AFTER-5"), cm_db_error (db));
     cm_db_send_binary (db, "SELECT 1 / $1::int", 1, (const char *[]) { "0" }, NULL, NULL, 0);
     got = cm_db_receive (db);
     s_check ("a sent statement that fails returns NULL with the reason",
