@@ -263,8 +263,15 @@ cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
        socket does not take yet, cm_db_flush sends more of it between the
        caller's own work, and cm_db_receive the rest. A batch of mail is
        most of a megabyte, and writing it whole waited for the server to
-       read it: a tenth of the fetcher's time between two batches. */
-    if (PQsetnonblocking (self->conn, 1)) {
+       read it: a tenth of the fetcher's time between two batches. A
+       bigger statement is written at once, as before: the server starts
+       on a statement only once it has all of it, and a few flushes (one
+       socket buffer each) would leave most of it for cm_db_receive. */
+    size_t bytes = 0;
+    for (int i = 0; i < nparams; i++)
+        bytes += !params [i] ? 0 : formats && formats [i] && lengths ? (size_t) lengths [i]
+                                                                     : strlen (params [i]);
+    if (bytes <= CM_DB_ASYNC_SEND_MAX && PQsetnonblocking (self->conn, 1)) {
         s_set_error (self, PQerrorMessage (self->conn));
         return -1;
     }
@@ -311,14 +318,14 @@ cm_db_receive (cm_db_t *self)
         PQclear (r);
     }
     self->busy = false;
+    if (!failed && !res)
+        s_set_error (self, PQerrorMessage (self->conn));
     /* everything was sent before the result came: back to blocking */
-    if (PQsetnonblocking (self->conn, 0) && !failed) {
+    if (PQsetnonblocking (self->conn, 0) && !failed && res) {
         s_set_error (self, PQerrorMessage (self->conn));
         failed = true;
     }
     if (failed || !res) {
-        if (!failed)
-            s_set_error (self, PQerrorMessage (self->conn));
         PQclear (res);
         return NULL;
     }

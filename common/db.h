@@ -40,6 +40,10 @@ int cm_db_send_binary (cm_db_t *self, const char *sql, int nparams,
                        const char *const *params, const int *lengths,
                        const int *formats, int result_format);
 PGresult *cm_db_receive (cm_db_t *self);
+/* Statements up to this many bytes of parameters go out without waiting
+   for the server to read them (cm_db_send_binary); bigger ones are
+   written at once. */
+#define CM_DB_ASYNC_SEND_MAX (2u << 20)
 /* While a statement is out: sends more of it if the connection takes it,
    without waiting. 0 all sent (or nothing out), 1 more to send, -1 the
    connection failed (cm_db_receive then reports it). */

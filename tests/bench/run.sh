@@ -2,8 +2,8 @@
 # tests/bench/run.sh: `make bench`. Prints figures; asserts nothing on time.
 #  (a) throughput: BENCH_N messages (default 10000) cycled from the corpus
 #      with unique Message-IDs, put straight into a Dovecot mailbox (warmed
-#      with EXAMINE + FETCH 1:* FLAGS so the server's first-access cost is
-#      not counted), then a route started: messages/s from the first fetch to
+#      with EXAMINE + FETCH 1:* (FLAGS RFC822.SIZE) so the server's
+#      first-access cost is not counted), then a route started: messages/s from the first fetch to
 #      the last commit (max(parsed_at) - min(fetched_at)), and from the start.
 #  (b) latency: BENCH_RATE messages/s (20) for BENCH_SECONDS (15) through
 #      Postfix to a running route; SMTP acceptance (client side, after the
@@ -125,19 +125,20 @@ imap u08 "EXAMINE INBOX"
 imap u08 "FETCH 1:* (FLAGS RFC822.SIZE)"
 echo "mailbox filled and warmed ($(( ($(date +%s%N) - t) / 1000000 )) ms for the warm-up)"
 route thru u08 ${BENCH_ROUTE_OPTS:-}
-python3 "$top/tests/tools/cpu.py" snap "$work/cpu0"
 perf_pid=
 if [ -n "${BENCH_PERF:-}" ]; then   # a profile of the whole machine over the run
-    perf record -q -a -g -o "$BENCH_PERF" >/dev/null 2>&1 &
+    perf record -q -a -g -o "$BENCH_PERF" >"$work/perf.log" 2>&1 &
     perf_pid=$!
     sleep 0.5
+    kill -0 "$perf_pid" 2>/dev/null || { echo "bench: perf did not start:" >&2; cat "$work/perf.log" >&2; perf_pid=; }
 fi
+python3 "$top/tests/tools/cpu.py" snap "$work/cpu0"
 t0=$(date +%s%N)
 "$CM" route start thru >/dev/null
 wait_settled thru "$N" 1800 || exit 1
 t1=$(date +%s%N)
-[ -z "$perf_pid" ] || { kill -INT "$perf_pid"; wait "$perf_pid"; }
 python3 "$top/tests/tools/cpu.py" snap "$work/cpu1"
+[ -z "$perf_pid" ] || { kill -INT "$perf_pid"; wait "$perf_pid"; }
 read -r span incidents rejected < <(sql "SELECT extract(epoch FROM max(parsed_at) - min(fetched_at)),
     (SELECT count(*) FROM incidents), count(*) FILTER (WHERE state = 'rejected') FROM messages" | tr '|' ' ')
 wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')

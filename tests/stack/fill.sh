@@ -40,7 +40,7 @@ if [ "$1" = "-d" ]; then
 fi
 
 perl -e '
-    use strict; use warnings; use File::Copy qw(copy);
+    use strict; use warnings;
     my ($dest, $uid, $gid, $mode, @src) = @ARGV;
     if ($mode eq "dir") {
         my $d = $src[0];
@@ -57,7 +57,8 @@ perl -e '
         my $body = do { local $/; <$in> };
         close($in);
         $body = "" unless defined $body;
-        my $bare = () = $body =~ /(?<!\r)\n/g;
+        my $bare = 0;
+        $bare++ while $body =~ /(?<!\r)\n/g;
         my $name = sprintf("%d.P%dQ%d.localhost,S=%d,W=%d:2,", $t, $$, $n,
                            length($body), length($body) + $bare);
         my $tmp = "$dest/tmp/$name";

@@ -5,7 +5,8 @@ snap: CPU time (user+system, seconds) of every process, with its name
 and start time.
 diff: the CPU seconds used between two snapshots, by process (one started
 in between counts from 0; a kernel worker that renamed itself stays the
-same process) and then summed by name, largest
+same process; one that ended in between is not counted) and then summed
+by name, largest
 first, with the share of the machine when SECONDS (wall time) is given,
 and the milliseconds per item when ITEMS (e.g. messages) is given: a
 steadier figure than a rate when the machine's speed drifts.
