@@ -200,17 +200,10 @@ s_clean (const char *s, size_t len, bool oneline)
         }
         unsigned char c = p [i];
         if (c < 0x80) {
-            if (c == 0 || c == 0x7F) {
-                i++;
-                continue;
-            }
-            if (c < 0x20 && oneline) {
-                if (c == '\r' || c == '\n' || c == '\t')
-                    cm_buf_append (&b, " ", 1);
-                i++;
-                continue;
-            }
-            cm_buf_append (&b, p + i, 1);
+            /* what the run leaves: NUL and DEL (dropped), and on one line
+               the controls (CR, LF and TAB become spaces) */
+            if (oneline && (c == '\r' || c == '\n' || c == '\t'))
+                cm_buf_append (&b, " ", 1);
             i++;
             continue;
         }
