@@ -20,16 +20,18 @@
 #define SUSPECT_AT 2           /* parse alone after this many dead tries */
 #define POISON_AT 4            /* reject after this many */
 #define FULL_SCAN_EVERY 32     /* claims from the start of the queue, at least */
+#define FORGET_EVERY_MS 10000  /* settled claims deleted when idle, at most */
 
 parse_counters_t parse_counters;
 
 typedef struct {
     cm_limits_t limits;
-    cm_db_t *side;             /* autocommit session for attempt counts */
+    cm_db_t *side;             /* autocommit session for claim counts */
     store_batch_t *store;      /* parsed messages not yet stored */
     int timer;                 /* continuation timer, or -1 */
     long long from;            /* claims start at this message id */
     int hinted;                /* claims in a row that started there */
+    int64_t forgot_at;         /* last s_forget_settled, zclock_mono ms */
 } parser_t;
 
 static parser_t s_parser = { .timer = -1 };
@@ -50,6 +52,23 @@ s_route_info (cm_db_t *db, const char *route_id, route_info_t *info)
         snprintf (info->email, sizeof info->email, "%s", cm_db_get (res, 0, 2) ? cm_db_get (res, 0, 2) : "");
     }
     PQclear (res);
+}
+
+/* Deletes the claims whose messages are all settled: those of parsers
+   that died, once the last message they name is parsed or rejected (and a
+   claim whose own delete was lost). A claim in progress names messages
+   still 'fetched' and stays. now: at once; else at most every
+   FORGET_EVERY_MS, when the parser goes idle. */
+static void
+s_forget_settled (parser_t *self, bool now)
+{
+    int64_t t = zclock_mono ();
+    if (!self->side || (!now && t - self->forgot_at < FORGET_EVERY_MS))
+        return;
+    self->forgot_at = t;
+    cm_db_exec (self->side, "DELETE FROM parse_claims p WHERE NOT EXISTS (SELECT 1"
+                " FROM messages m WHERE m.id = ANY (p.message_ids) AND m.state = 'fetched')",
+                0, NULL);
 }
 
 /* Claims and stores one batch. Returns messages handled, 0 when no
@@ -74,11 +93,17 @@ s_batch (cm_server_t *srv, parser_t *self)
     bool hinted = self->from > 0 && self->hinted < FULL_SCAN_EVERY;
     snprintf (from, sizeof from, "%lld", hinted ? self->from : 0);
     const char *p [] = { limit, from };
+    /* a message's tries: the claims that name it (parse_claims holds a
+       row for each claim in progress, and for each one whose parser died
+       before its batch was committed) */
     PGresult *res = cm_db_query_binary (db,
-        "SELECT m.id::text, m.route_id::text, m.raw, coalesce(a.attempts, 0)::text"
-        " FROM messages m LEFT JOIN parse_attempts a ON a.message_id = m.id"
-        " WHERE m.state = 'fetched' AND m.id >= $2::bigint ORDER BY m.id LIMIT $1::int"
-        " FOR NO KEY UPDATE OF m SKIP LOCKED", 2, p, NULL, NULL, 1);
+        "WITH c AS (SELECT m.id, m.route_id, m.raw FROM messages m"
+        "  WHERE m.state = 'fetched' AND m.id >= $2::bigint ORDER BY m.id LIMIT $1::int"
+        "  FOR NO KEY UPDATE OF m SKIP LOCKED),"
+        " t AS (SELECT x.id, count(*) AS n FROM parse_claims p, unnest(p.message_ids) AS x (id)"
+        "  GROUP BY x.id)"
+        " SELECT c.id::text, c.route_id::text, c.raw, coalesce(t.n, 0)::text"
+        " FROM c LEFT JOIN t ON t.id = c.id ORDER BY c.id", 2, p, NULL, NULL, 1);
     if (!res) {
         cm_error (NULL, "database: claiming messages: %s", cm_db_error (db));
         cm_db_exec (db, "ROLLBACK", 0, NULL);
@@ -96,31 +121,40 @@ s_batch (cm_server_t *srv, parser_t *self)
     if (n == 0) {
         PQclear (res);
         cm_db_exec (db, "COMMIT", 0, NULL);
+        s_forget_settled (self, false);
         return 0;
     }
     /* a suspect anywhere in the batch: handle just the first row */
+    bool tried = false;         /* a message of the batch was tried before */
     for (int i = 0; i < n; i++)
         if (atoi (PQgetvalue (res, i, 3)) >= SUSPECT_AT) {
             n = 1;
             self->from = 0;         /* the rest of the batch comes next */
             break;
         }
-    /* count the try on a separate session, so it survives our death */
-    char ids [BATCH * 24] = "{";
+    for (int i = 0; i < n; i++)
+        tried = tried || atoi (PQgetvalue (res, i, 3)) > 0;
+    /* count the try on a separate session, so it survives our death: one
+       row for the claim (not counted if that session is broken; it is
+       connected again for the next claim) */
+    char ids [BATCH * 24] = "{", claim [32] = "";
     for (int i = 0; i < n; i++)
         snprintf (ids + strlen (ids), sizeof ids - strlen (ids), "%s%s", i ? "," : "",
                   PQgetvalue (res, i, 0));
     strcat (ids, "}");
     const char *ip [] = { ids };
-    if (!self->side || cm_db_exec (self->side,
-            "INSERT INTO parse_attempts (message_id, attempts)"
-            " SELECT unnest($1::bigint[]), 1 ON CONFLICT (message_id)"
-            " DO UPDATE SET attempts = parse_attempts.attempts + 1", 1, ip)) {
+    PGresult *cres = self->side ? cm_db_query (self->side,
+        "INSERT INTO parse_claims (message_ids) VALUES ($1::bigint[]) RETURNING id", 1, ip)
+        : NULL;
+    if (cres && PQntuples (cres) == 1)
+        snprintf (claim, sizeof claim, "%s", PQgetvalue (cres, 0, 0));
+    else {
         char err [256];
         cm_db_destroy (&self->side);
         self->side = cm_db_connect (cm_server_config (srv)->db, "casemail-parser-attempts",
                                     err, sizeof err);
     }
+    PQclear (cres);
     int done = 0;
     route_info_t route;
     char route_key [32] = "";
@@ -161,9 +195,12 @@ s_batch (cm_server_t *srv, parser_t *self)
         return -1;
     }
     store_batch_committed (self->store);
-    if (self->side)
-        cm_db_exec (self->side, "DELETE FROM parse_attempts WHERE message_id = ANY($1::bigint[])",
-                    1, ip);
+    if (self->side && *claim) {
+        const char *cp [] = { claim };
+        cm_db_exec (self->side, "DELETE FROM parse_claims WHERE id = $1::bigint", 1, cp);
+    }
+    if (tried)
+        s_forget_settled (self, true);  /* the dead claims that named them */
     return done;
 failed:
     PQclear (res);

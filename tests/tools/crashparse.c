@@ -1,0 +1,34 @@
+/*  tests/tools/crashparse.c: a poison message for the parser, for
+    tests/integration/poison.sh. Preloaded (LD_PRELOAD) into the stages,
+    it wraps GMime's g_mime_parser_construct_message: when the parsed
+    message's Subject contains $CM_CRASH_SUBJECT, the process kills
+    itself with SIGKILL, as the kernel's OOM killer or a crash in a
+    library would end it, in the middle of a claimed batch. Looked up at
+    run time, so it links against nothing but libdl. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void *(*construct_fn) (void *parser, void *options);
+typedef const char *(*subject_fn) (void *message);
+
+void *
+g_mime_parser_construct_message (void *parser, void *options)
+{
+    static construct_fn real;
+    static subject_fn subject;
+    if (!real) {
+        real = (construct_fn) dlsym (RTLD_NEXT, "g_mime_parser_construct_message");
+        subject = (subject_fn) dlsym (RTLD_DEFAULT, "g_mime_message_get_subject");
+    }
+    if (!real)
+        abort ();
+    void *message = real (parser, options);
+    const char *marker = getenv ("CM_CRASH_SUBJECT");
+    const char *s = message && subject && marker && *marker ? subject (message) : NULL;
+    if (s && strstr (s, marker))
+        raise (SIGKILL);
+    return message;
+}
