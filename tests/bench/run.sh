@@ -4,7 +4,9 @@
 #      with unique Message-IDs, put straight into a Dovecot mailbox (warmed
 #      with EXAMINE + FETCH 1:* (FLAGS RFC822.SIZE) so the server's
 #      first-access cost is not counted), then a route started: messages/s from the first fetch to
-#      the last commit (max(parsed_at) - min(fetched_at)), and from the start.
+#      the last commit (max(parsed_at) - min(fetched_at)), and from the start;
+#      run twice, the route over IMAP with TLS and over plain IMAP
+#      (BENCH_IMAP=tls or plain runs one of them), each on its own database.
 #  (b) latency: BENCH_RATE messages/s (20) for BENCH_SECONDS (15) through
 #      Postfix to a running route; SMTP acceptance (client side, after the
 #      server's 250 to DATA) to the message's commit (messages.parsed_at):
@@ -14,10 +16,15 @@
 # BENCH_PARTS=a runs only (a). CM_PG_STATEMENTS=1 adds the database time by
 # statement to (a). BENCH_ROUTE_OPTS adds route options to (a)'s route
 # (e.g. "--log-level verbose" to trace its IMAP sessions). BENCH_PERF=FILE
-# records a perf profile of the whole machine over (a)'s run into FILE.
+# records a perf profile of the whole machine over each run of (a) into
+# FILE.tls and FILE.plain.
 # Runs its own test stack (tests/stack) and casemail in a temporary folder
 # (BENCH_KEEP=1 keeps it); the database is the stack's PostgreSQL (fsync off).
 set -u
+case ${BENCH_IMAP:-both} in
+    both|tls|plain) ;;
+    *) echo "bench: BENCH_IMAP must be both, tls or plain, not '$BENCH_IMAP'" >&2; exit 2 ;;
+esac
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export CM_TOP=$top CM_BIN=${CM_BIN:-$top/bin}
 N=${BENCH_N:-10000}
@@ -56,11 +63,11 @@ fresh() {
     export CASEMAIL_DB="host=$CM_PG_HOST port=$CM_PG_PORT dbname=bench_$1 user=casemail"
     "$CM" up >"$work/up-$1.log" 2>&1 || { cat "$work/up-$1.log"; exit 1; }
 }
-route() {   # route NAME USER [options]
-    local name=$1 user=$2; shift 2
+route() {   # route NAME USER [PROTOCOL PORT [options]]: inbound imaps by default
+    local name=$1 user=$2 proto=${3:-imaps} port=${4:-$CM_IMAPS_PORT}; shift $(( $# < 4 ? $# : 4 ))
     CM_PW="$user-pw-Secret1" "$CM" route add "$name" --kind ingest --email "$user@$CM_MAIL_DOMAIN" \
         --username "$user@$CM_MAIL_DOMAIN" --password-env CM_PW --inbound-host localhost \
-        --inbound-protocol imaps --inbound-port "$CM_IMAPS_PORT" --outbound-host localhost \
+        --inbound-protocol "$proto" --inbound-port "$port" --outbound-host localhost \
         --outbound-protocol smtp+starttls --outbound-port "$CM_SUBMISSION_PORT" \
         --ca-file "$CM_CA_FILE" "$@" >/dev/null
 }
@@ -114,49 +121,76 @@ for s in json.load(sys.stdin)["stages"]:
 }
 
 # ------------------------------------------------------------ (a) throughput
-echo "== (a) throughput: $N messages"
-fresh main
-"${MK[@]}" bulk "$N" "$work/bulk" --corpus "$CORPUS" --prefix bench >/dev/null
-bytes=$(du -sb "$work/bulk" | cut -f1)
-"$top/tests/stack/fill.sh" "$CM_STACK_DIR" u08 INBOX -d "$work/bulk" >/dev/null
-rm -rf "$work/bulk"
-t=$(date +%s%N)
-imap u08 "EXAMINE INBOX"
-imap u08 "FETCH 1:* (FLAGS RFC822.SIZE)"
-echo "mailbox filled and warmed ($(( ($(date +%s%N) - t) / 1000000 )) ms for the warm-up)"
-route thru u08 ${BENCH_ROUTE_OPTS:-}
-perf_pid=
-if [ -n "${BENCH_PERF:-}" ]; then   # a profile of the whole machine over the run
-    perf record -q -a -g -o "$BENCH_PERF" >"$work/perf.log" 2>&1 &
-    perf_pid=$!
-    sleep 0.5
-    kill -0 "$perf_pid" 2>/dev/null || { echo "bench: perf did not start:" >&2; cat "$work/perf.log" >&2; perf_pid=; }
-fi
-python3 "$top/tests/tools/cpu.py" snap "$work/cpu0"
-t0=$(date +%s%N)
-"$CM" route start thru >/dev/null
-wait_settled thru "$N" 1800 || exit 1
-t1=$(date +%s%N)
-python3 "$top/tests/tools/cpu.py" snap "$work/cpu1"
-[ -z "$perf_pid" ] || { kill -INT "$perf_pid"; wait "$perf_pid"; }
-read -r span incidents rejected < <(sql "SELECT extract(epoch FROM max(parsed_at) - min(fetched_at)),
-    (SELECT count(*) FROM incidents), count(*) FILTER (WHERE state = 'rejected') FROM messages" | tr '|' ' ')
-wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
-printf 'messages: %d (%d MB), incidents: %d, rejected: %d\n' "$N" $((bytes / 1000000)) "$incidents" "$rejected"
-printf 'first fetch -> last commit: %.2f s = %.0f messages/s\n' "$span" "$(awk -v n="$N" -v s="$span" 'BEGIN { print n / s }')"
-fspan=$(sql "SELECT extract(epoch FROM max(fetched_at) - min(fetched_at)) FROM messages")
-printf '  of which fetching (first -> last raw commit): %.2f s = %.0f messages/s\n' "$fspan" "$(awk -v n="$N" -v s="$fspan" 'BEGIN { print (s > 0 ? n / s : 0) }')"
-printf 'route start -> all committed (polled every 0.1 s): %s s = %.0f messages/s\n' "$wall" "$(awk -v n="$N" -v s="$wall" 'BEGIN { print n / s }')"
-echo "CPU time by process from route start to all committed (and per message):"
-python3 "$top/tests/tools/cpu.py" diff "$work/cpu0" "$work/cpu1" "$wall" "$N"
-if [ "${CM_PG_STATEMENTS:-0}" = 1 ]; then
-    echo "database time by statement (pg_stat_statements, whole run):"
-    "$PSQL" -X -q -t -A "$CM_DB" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
-        -c "SELECT format('  %9s calls %8s ms %7s ms/call  %s', calls, round(total_exec_time::numeric),
-        round((total_exec_time / calls)::numeric, 3), left(regexp_replace(query, '\s+', ' ', 'g'), 90))
-        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench_main')
-        ORDER BY total_exec_time DESC LIMIT 15"
-fi
+# throughput TAG USER PROTOCOL PORT: one run of (a) on its own database
+# (bench_TAG) and mailbox (USER's INBOX), the route over PROTOCOL.
+throughput() {
+    local tag=$1 user=$2 proto=$3 port=$4
+    fresh "$tag"
+    "${MK[@]}" bulk "$N" "$work/bulk" --corpus "$CORPUS" --prefix "bench-$tag" >/dev/null
+    bytes=$(du -sb "$work/bulk" | cut -f1)
+    "$top/tests/stack/fill.sh" "$CM_STACK_DIR" "$user" INBOX -d "$work/bulk" >/dev/null
+    rm -rf "$work/bulk"
+    local t
+    t=$(date +%s%N)
+    imap "$user" "EXAMINE INBOX"
+    imap "$user" "FETCH 1:* (FLAGS RFC822.SIZE)"
+    echo "mailbox filled and warmed ($(( ($(date +%s%N) - t) / 1000000 )) ms for the warm-up)"
+    # shellcheck disable=SC2086 # BENCH_ROUTE_OPTS is a list of options
+    route thru "$user" "$proto" "$port" ${BENCH_ROUTE_OPTS:-}
+    perf_pid=
+    if [ -n "${BENCH_PERF:-}" ]; then   # a profile of the whole machine over the run
+        perf record -q -a -g -o "$BENCH_PERF.$tag" >"$work/perf.log" 2>&1 &
+        perf_pid=$!
+        sleep 0.5
+        kill -0 "$perf_pid" 2>/dev/null || { echo "bench: perf did not start:" >&2; cat "$work/perf.log" >&2; perf_pid=; }
+    fi
+    python3 "$top/tests/tools/cpu.py" snap "$work/cpu0"
+    local t0 t1
+    t0=$(date +%s%N)
+    "$CM" route start thru >/dev/null
+    wait_settled thru "$N" 1800 || exit 1
+    t1=$(date +%s%N)
+    python3 "$top/tests/tools/cpu.py" snap "$work/cpu1"
+    [ -z "$perf_pid" ] || { kill -INT "$perf_pid"; wait "$perf_pid"; }
+    local span incidents rejected wall fspan rate
+    read -r span incidents rejected < <(sql "SELECT extract(epoch FROM max(parsed_at) - min(fetched_at)),
+        (SELECT count(*) FROM incidents), count(*) FILTER (WHERE state = 'rejected') FROM messages" | tr '|' ' ')
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+    rate=$(awk -v n="$N" -v s="$span" 'BEGIN { printf "%.0f", n / s }')
+    printf 'messages: %d (%d MB), incidents: %d, rejected: %d\n' "$N" $((bytes / 1000000)) "$incidents" "$rejected"
+    printf 'first fetch -> last commit: %.2f s = %s messages/s\n' "$span" "$rate"
+    fspan=$(sql "SELECT extract(epoch FROM max(fetched_at) - min(fetched_at)) FROM messages")
+    printf '  of which fetching (first -> last raw commit): %.2f s = %.0f messages/s\n' "$fspan" "$(awk -v n="$N" -v s="$fspan" 'BEGIN { print (s > 0 ? n / s : 0) }')"
+    printf 'route start -> all committed (polled every 0.1 s): %s s = %.0f messages/s\n' "$wall" "$(awk -v n="$N" -v s="$wall" 'BEGIN { print n / s }')"
+    echo "CPU time by process from route start to all committed (and per message):"
+    python3 "$top/tests/tools/cpu.py" diff "$work/cpu0" "$work/cpu1" "$wall" "$N"
+    if [ "${CM_PG_STATEMENTS:-0}" = 1 ]; then
+        echo "database time by statement (pg_stat_statements, whole run):"
+        "$PSQL" -X -q -t -A "$CM_DB" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+            -c "SELECT format('  %9s calls %8s ms %7s ms/call  %s', calls, round(total_exec_time::numeric),
+            round((total_exec_time / calls)::numeric, 3), left(regexp_replace(query, '\s+', ' ', 'g'), 90))
+            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench_$tag')
+            ORDER BY total_exec_time DESC LIMIT 15"
+    fi
+    summary+=("$tag: $rate messages/s")
+}
+
+# The same run twice (BENCH_IMAP=tls or plain for one): the route over
+# IMAP with TLS, as to a mail server elsewhere, and over plain IMAP. Dovecot
+# runs on the same 2 cores, and over TLS its login process relays every
+# byte between the TLS connection and the imap process (see
+# docs/OPERATIONS.md, Performance): the plain run shows casemail's rate
+# without that relay's cost on the machine.
+summary=()
+case ${BENCH_IMAP:-both} in both|tls)
+    echo "== (a) throughput: $N messages, IMAP over TLS (imaps)"
+    throughput tls u08 imaps "$CM_IMAPS_PORT" ;;
+esac
+case ${BENCH_IMAP:-both} in both|plain)
+    echo "== (a) throughput: $N messages, plain IMAP"
+    throughput plain u10 imap "$CM_IMAP_PORT" ;;
+esac
+echo "throughput, first fetch -> last commit: ${summary[*]}"
 
 case ${BENCH_PARTS:-abc} in *b*|*c*) ;; *) exit 0 ;; esac
 
