@@ -873,16 +873,19 @@ typedef void (s_handler_fn) (cm_imap_t *self, const char *line, void *arg);
 
 /* Runs one tagged command. 0 OK, 1 NO, 2 BAD (the answer in
    self->last_tagged and err), -1 connection broken (reason in err). */
+/* Sends a tagged command; s_command_wait() reads its answer, so the
+   server can work on it meanwhile. 0 sent, -1 connection broken, 2 too
+   long (reason in err). tag gets the command's tag. */
 static int
-s_command (cm_imap_t *self, const char *cmd, size_t cap, s_handler_fn *fn,
-           void *arg, char *err, size_t errlen)
+s_command_send (cm_imap_t *self, const char *cmd, char tag [16], char *err,
+                size_t errlen)
 {
-    char tag [16], line [4100];
+    char line [4100];
     if (self->broken) {
         s_broken (self, err, errlen);
         return -1;
     }
-    snprintf (tag, sizeof tag, "C%u", ++self->tag);
+    snprintf (tag, 16, "C%u", ++self->tag);
     int n = snprintf (line, sizeof line, "%s %s", tag, cmd);
     if (n < 0 || (size_t) n >= sizeof line) {
         snprintf (err, errlen, "IMAP command too long");
@@ -892,6 +895,15 @@ s_command (cm_imap_t *self, const char *cmd, size_t cap, s_handler_fn *fn,
         s_broken (self, err, errlen);
         return -1;
     }
+    return 0;
+}
+
+/* Reads the answer to the command sent with tag: untagged lines go to fn.
+   0 OK, 1 NO, 2 BAD (status in err), -1 connection broken or timeout. */
+static int
+s_command_wait (cm_imap_t *self, const char *tag, const char *cmd, size_t cap,
+                s_handler_fn *fn, void *arg, char *err, size_t errlen)
+{
     size_t taglen = strlen (tag);
     int64_t deadline = s_now_ms () + s_cmd_timeout (self);
     while (1) {
@@ -931,6 +943,15 @@ s_command (cm_imap_t *self, const char *cmd, size_t cap, s_handler_fn *fn,
         snprintf (err, errlen, "%s", status);
         return strncasecmp (status, "NO", 2) == 0 ? 1 : 2;
     }
+}
+
+static int
+s_command (cm_imap_t *self, const char *cmd, size_t cap, s_handler_fn *fn,
+           void *arg, char *err, size_t errlen)
+{
+    char tag [16];
+    int r = s_command_send (self, cmd, tag, err, errlen);
+    return r ? r : s_command_wait (self, tag, cmd, cap, fn, arg, err, errlen);
 }
 
 typedef struct {
@@ -1383,15 +1404,25 @@ cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
         goto done;
     }
     snprintf (cmd, setlen + 64, "UID FETCH %s (UID FLAGS RFC822.SIZE)", set);
-    /* the body session must see the batch too, once per batch: read-only
-       (BODY[] sets no \Seen: the acknowledgement stays after the commit),
-       with new mail seen and flag news drained (libcurl's FETCH can't
-       parse them) */
-    if (s_body_sync (self, err, errlen))
-        goto done;
+    char tag [16];
+    int r = s_command_send (self, cmd, tag, err, errlen);
+    /* While the server answers that on the control session, the body
+       session is brought up to date, once per batch: read-only (BODY[]
+       sets no \Seen: the acknowledgement stays after the commit), with new
+       mail seen and flag news drained (libcurl's FETCH can't parse them).
+       The two sessions are two server processes, so the waits overlap.
+       Nothing on the control session changes a flag here: the news the
+       body session drains are all in before it syncs. */
+    char berr [512] = "";
+    int brc = r == 0 ? s_body_sync (self, berr, sizeof berr) : 0;
     size_t news = self->body_news;     /* our own FETCH's answers are no news */
-    int r = s_command (self, cmd, LINE_CAP, s_on_prefetch, &list, err, errlen);
+    if (r == 0)
+        r = s_command_wait (self, tag, cmd, LINE_CAP, s_on_prefetch, &list, err, errlen);
     self->body_news = news;
+    if (brc) {
+        snprintf (err, errlen, "%s", berr);
+        goto done;
+    }
     if (r > 0) {
         char why [300];
         snprintf (why, sizeof why, "%s", err);
