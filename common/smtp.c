@@ -151,13 +151,33 @@ cm_smtp_test (const cm_mailserver_t *srv, char *summary, size_t sumlen,
         snprintf (err, errlen, "out of memory");
         goto done;
     }
-    h = s_handle (srv, ctx, err, errlen);
-    if (!h)
-        goto done;
     long timeout = srv->timeout_ms > 0 ? srv->timeout_ms : DEFAULT_TIMEOUT;
-    curl_easy_setopt (h, CURLOPT_CONNECT_ONLY, 1L);
-    curl_easy_setopt (h, CURLOPT_TIMEOUT_MS, timeout);
-    CURLcode crc = curl_easy_perform (h);
+    CURLcode crc = CURLE_OK;
+    long rcode = 0;
+    /* A 4xx answer to AUTH is the server's trouble, not the credentials'
+       (Postfix answers 454 when it lost its connection to the
+       authentication service, and connects again for the next client):
+       one more try on a new connection, then the answer is reported. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (h)
+            curl_easy_cleanup (h);
+        memset (ctx, 0, sizeof *ctx);
+        h = s_handle (srv, ctx, err, errlen);
+        if (!h)
+            goto done;
+        curl_easy_setopt (h, CURLOPT_CONNECT_ONLY, 1L);
+        curl_easy_setopt (h, CURLOPT_TIMEOUT_MS, timeout);
+        crc = curl_easy_perform (h);
+        rcode = 0;
+        curl_easy_getinfo (h, CURLINFO_RESPONSE_CODE, &rcode);
+        if (crc != CURLE_LOGIN_DENIED || rcode < 400 || rcode >= 500)
+            break;
+    }
+    if (crc == CURLE_LOGIN_DENIED && rcode >= 400 && rcode < 500 && ctx->auth_sent) {
+        snprintf (err, errlen, "temporary authentication failure at %s:%d: %s",
+                  srv->host, srv->port, ctx->fail [0] ? ctx->fail : "no reason given");
+        goto done;
+    }
     if (crc) {
         cm_mailcurl_reason (crc, ctx, srv, err, errlen);
         goto done;

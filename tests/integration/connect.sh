@@ -108,6 +108,28 @@ outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol s
     --outbound-port "$CM_SMTPS_PORT" --ca-file "$CM_CA_FILE"
 passes "outbound smtps" "Outbound connection OK: smtps://localhost:$CM_SMTPS_PORT"
 
+# A 4xx answer to AUTH is the server's trouble, not the password's (Postfix
+# answers 454 when it has lost its connection to the authentication
+# service, and connects again for the next client): the test tries once
+# more on a new connection, and a 454 that stays is reported as temporary,
+# with the server's words, not as a wrong password.
+tempauth() {   # tempauth MODE: starts the stand-in, sets TA_PID and TA_PORT
+    coproc TA { exec python3 "$CM_TOP/tests/tools/smtp_tempauth.py" "$1"; }
+    TA_PID=$TA_PID
+    read -r TA_PORT <&"${TA[0]}"
+}
+tempauth once
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtp \
+    --outbound-port "$TA_PORT"
+passes "outbound, a 454 to the first AUTH, then 235" "Outbound connection OK: smtp://localhost:$TA_PORT"
+kill "$TA_PID" 2>/dev/null; wait "$TA_PID" 2>/dev/null
+tempauth always
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtp \
+    --outbound-port "$TA_PORT"
+fails "outbound, 454 to every AUTH" "temporary authentication failure at localhost:$TA_PORT: 454 4.7.0 Temporary authentication failure"
+check_lacks "outbound, 454 to every AUTH: not called a wrong password" "authentication failed for" "$OUT"
+kill "$TA_PID" 2>/dev/null; wait "$TA_PID" 2>/dev/null
+
 outbound --password-env BAD_PW --outbound-host localhost --outbound-protocol smtp+starttls \
     --outbound-port "$CM_SUBMISSION_PORT" --ca-file "$CM_CA_FILE"
 fails "outbound, wrong password" "authentication"
