@@ -52,7 +52,6 @@ struct _cm_imap_t {
     cm_mailcurl_ctx_t body_ctx; /* debug context of body */
     struct s_meta *meta;        /* FLAGS and sizes of the prefetched batch */
     bool body_ro;               /* body session EXAMINEd: BODY[] sets no \Seen */
-    bool body_quiet;            /* and told by NOTIFY to report no flag changes */
     size_t body_news;           /* flag changes and moves made on the control
                                    session that the body session hasn't seen */
     size_t body_logins;         /* logins of the body session so far */
@@ -69,9 +68,6 @@ struct _cm_imap_t {
     bool cap_move;
     bool cap_uidplus;
     bool cap_namespace;
-    bool cap_notify;
-    bool use_notify;            /* CASEMAIL_IMAP_NOTIFY (1): may tell the body
-                                   session to report no flag changes */
     uint64_t uidvalidity;       /* from SELECT */
     uint64_t uidnext;
     uint64_t exists;            /* EXISTS count, kept up to date */
@@ -812,7 +808,7 @@ s_parse_caps (cm_imap_t *self, const char *caps)
     char tok [256];
     const char *p = caps;
     self->cap_idle = self->cap_move = false;
-    self->cap_uidplus = self->cap_namespace = self->cap_notify = false;
+    self->cap_uidplus = self->cap_namespace = false;
     s_tok_t t;
     while ((t = s_token (&p, tok, sizeof tok)) != T_END) {
         if (t == T_ERR)
@@ -821,8 +817,6 @@ s_parse_caps (cm_imap_t *self, const char *caps)
             self->cap_idle = true;
         else if (strcasecmp (tok, "MOVE") == 0)
             self->cap_move = true;
-        else if (strcasecmp (tok, "NOTIFY") == 0)
-            self->cap_notify = true;
         else if (strcasecmp (tok, "UIDPLUS") == 0)
             self->cap_uidplus = true;
         else if (strcasecmp (tok, "NAMESPACE") == 0)
@@ -870,7 +864,7 @@ s_untagged (cm_imap_t *self, const char *line)
                 self->exists--;
             self->body_news++;      /* the body session gets it too */
         }
-        else if (strncasecmp (p, " FETCH ", 7) == 0 && !self->body_quiet)
+        else if (strncasecmp (p, " FETCH ", 7) == 0)
             self->body_news++;      /* a flag change by another client */
     }
 }
@@ -1123,8 +1117,6 @@ cm_imap_open (const cm_mailserver_t *srv, const char *folder, char *err,
     self->folder_wire = strdup (wire);
     self->folder_url = strdup (url_folder);
     self->verbose = srv->verbose;
-    const char *notify = getenv ("CASEMAIL_IMAP_NOTIFY");
-    self->use_notify = !notify || strcmp (notify, "0") != 0;
     self->port = srv->port;
     self->timeout_ms = srv->timeout_ms > 0 ? srv->timeout_ms : DEFAULT_TIMEOUT;
     cm_buf_init (&self->in, 0);           /* bounded by s_cut_line's cap */
@@ -1487,7 +1479,7 @@ s_body_reconnected (cm_imap_t *self)
     if (self->body_logins++)
         cm_info (self->route, "the body session to %s:%d logged in again", self->host,
                  self->port);
-    self->body_ro = self->body_quiet = false;
+    self->body_ro = false;
     return true;
 }
 
@@ -1555,22 +1547,6 @@ s_body_examine (cm_imap_t *self, char *err, size_t errlen)
     self->body_ro = r == 0;
     self->body_examines++;
     self->body_news = 0;            /* a folder opened again has no news */
-    /* The body session fetches by UID and reads no flags. Where the
-       server offers NOTIFY (RFC 5465), it is told to report only new and
-       expunged messages in its folder: the acknowledgements (\Seen set
-       on the control session) then leave it nothing to drain, and the
-       NOOP before each batch has no FETCH answers to send. Once per
-       login (libcurl's new session is SELECTed again, and EXAMINEd here).
-       A server that refuses it keeps the draining. */
-    if (r == 0 && self->cap_notify && self->use_notify && !self->body_quiet) {
-        char nerr [256];
-        self->body_quiet = s_body_command (self,
-            "NOTIFY SET (SELECTED (MessageNew MessageExpunge))", nerr, sizeof nerr) == 0
-            && self->body_ro;
-        if (!self->body_quiet)
-            cm_info (self->route, "%s:%d refused NOTIFY (%s): the body session"
-                     " drains flag changes", self->host, self->port, nerr);
-    }
     return r ? -1 : 0;
 }
 
@@ -1734,8 +1710,7 @@ cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n, char *er
     if (set && cmd && s_uid_set (uids, n, set, setlen) == 0) {
         snprintf (cmd, setlen + 64, "UID STORE %s +FLAGS.SILENT (\\Seen)", set);
         r = s_ctl (self, cmd, err, errlen);
-        if (!self->body_quiet)
-            self->body_news += n;
+        self->body_news += n;
         if (r > 0) {
             char why [300];
             snprintf (why, sizeof why, "%s", err);
@@ -1760,8 +1735,7 @@ cm_imap_restore_unseen (cm_imap_t *self, char *err, size_t errlen)
     if (set && cmd && s_uid_set (self->unsee, self->nunsee, set, setlen) == 0) {
         snprintf (cmd, setlen + 64, "UID STORE %s -FLAGS.SILENT (\\Seen)", set);
         r = s_ctl (self, cmd, err, errlen);
-        if (!self->body_quiet)
-            self->body_news += self->nunsee;
+        self->body_news += self->nunsee;
         if (r > 0) {
             char why [300];
             snprintf (why, sizeof why, "%s", err);
@@ -1813,8 +1787,7 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
         goto done;
     snprintf (cmd, cmdlen, "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
     r = s_ctl (self, cmd, err, errlen);
-    if (!self->body_quiet)
-        self->body_news += n;       /* silent here, news there; the
+    self->body_news += n;           /* silent here, news there; the
                                        EXPUNGE answers count themselves */
     if (r == 0 && self->cap_uidplus) {
         snprintf (cmd, cmdlen, "UID EXPUNGE %s", set);
@@ -1856,12 +1829,6 @@ cm_imap_body_stats (cm_imap_t *self, size_t *logins, size_t *examines)
 {
     *logins = self->body_logins;
     *examines = self->body_examines;
-}
-
-bool
-cm_imap_body_quiet (cm_imap_t *self)
-{
-    return self->body_quiet;
 }
 
 int

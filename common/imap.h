@@ -81,9 +81,7 @@ int cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n,
    up to date once per batch, read-only so its BODY[] sets no \Seen, and
    drains the flag news these commands cause there, so libcurl never meets
    an unsolicited FETCH it can't parse: a NOOP after up to
-   CM_IMAP_NOOP_NEWS_MAX changes, an EXAMINE after more. A body session
-   told by NOTIFY to report no flag changes gets no such news; see
-   cm_imap_body_quiet().) */
+   CM_IMAP_NOOP_NEWS_MAX changes, an EXAMINE after more.) */
 #define CM_IMAP_NOOP_NEWS_MAX 64
 int cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n,
                            char *err, size_t errlen);
@@ -117,11 +115,6 @@ int cm_imap_noop (cm_imap_t *self, char *err, size_t errlen);
    when libcurl found it broken and opened a new one), and how often it
    was opened again with EXAMINE rather than brought up to date by NOOP. */
 void cm_imap_body_stats (cm_imap_t *self, size_t *logins, size_t *examines);
-/* True while the body session's server was told, with NOTIFY (RFC 5465),
-   to report only new and expunged messages there: flag changes (the
-   acknowledgements) then leave it nothing to drain. Used when the server
-   offers NOTIFY, unless CASEMAIL_IMAP_NOTIFY=0. */
-bool cm_imap_body_quiet (cm_imap_t *self);
 /* Logs out and frees; safe on NULL, nulls *self_p. */
 void cm_imap_destroy (cm_imap_t **self_p);
 /* Offline tests of parsers, encoders and the reason mapping; 0 ok. */

@@ -401,22 +401,17 @@ s_imap_tests (void)
 
 /* Batches as the fetcher runs them: prefetch, fetch each UID on the body
    session, then acknowledge on the control session. The body session is
-   brought up to date before each batch without logging in again. Without
-   NOTIFY (notify false: CASEMAIL_IMAP_NOTIFY=0) it hears of every flag
-   change: after 64 acknowledgements it is brought up to date by NOOP,
-   after more (too many flag news lines for libcurl: it drops the
-   connection) by EXAMINE, and flags changed by another client count as
-   news too. With NOTIFY (the test stack's Dovecot offers it) it hears of
-   none: a NOOP does, however many there were. */
+   brought up to date before each batch without logging in again: after
+   64 acknowledgements by NOOP, after more (too many flag news lines for
+   libcurl: it drops the connection) by EXAMINE. Flags changed by another
+   client count as news too. */
 static void
-s_batch_tests (bool notify)
+s_batch_tests (void)
 {
     enum { N = 320, BATCH = 64 };
     char err [512], folder [64], cmd [128];
-    const char *mode = notify ? "NOTIFY" : "no NOTIFY";
     cm_mailserver_t srv = s_srv ("imaps", "CM_IMAPS_PORT");
-    setenv ("CASEMAIL_IMAP_NOTIFY", notify ? "1" : "0", 1);
-    snprintf (folder, sizeof folder, "Batches%d%s", (int) getpid (), notify ? "n" : "");
+    snprintf (folder, sizeof folder, "Batches%d", (int) getpid ());
     snprintf (cmd, sizeof cmd, "CREATE %s", folder);
     s_side (&srv, "", cmd, NULL, NULL);
     char msg [512];
@@ -454,16 +449,13 @@ s_batch_tests (bool notify)
         if (r == 0)
             r = cm_imap_mark_seen_set (imap, uids + i, k, err, sizeof err);
     }
-    EXPECT (r == 0 && good == count, "batches of %d (%s): %zu of %zu messages fetched intact %s",
-            BATCH, mode, good, count, r ? err : "");
+    EXPECT (r == 0 && good == count, "batches of %d: %zu of %zu messages fetched intact %s",
+            BATCH, good, count, r ? err : "");
     size_t logins = 0, examines = 0;
     cm_imap_body_stats (imap, &logins, &examines);
-    EXPECT (logins == 1, "batches of %d (%s): the body session logged in once (%zu)", BATCH,
-            mode, logins);
-    EXPECT (examines == 1, "batches of %d (%s): opened once, then brought up to date by NOOP"
-            " (%zu EXAMINEs for %d batches)", BATCH, mode, examines, (N + BATCH - 1) / BATCH);
-    EXPECT (cm_imap_body_quiet (imap) == notify, "batches (%s): the body session %s told to"
-            " report no flag changes", mode, cm_imap_body_quiet (imap) ? "was" : "was not");
+    EXPECT (logins == 1, "batches of %d: the body session logged in once (%zu)", BATCH, logins);
+    EXPECT (examines == 1, "batches of %d: opened once, then brought up to date by NOOP"
+            " (%zu EXAMINEs for %d batches)", BATCH, examines, (N + BATCH - 1) / BATCH);
     /* all of them unread again by another client, then acknowledged at
        once: hundreds of flag news lines wait for the body session */
     s_side (&srv, folder, "STORE 1:* -FLAGS.SILENT (\\Seen)", NULL, NULL);
@@ -476,18 +468,14 @@ s_batch_tests (bool notify)
     if (r == 0)
         r = cm_imap_fetch (imap, uids [0], 1 << 20, true, &data, &len, &too_big, err,
                            sizeof err);
-    EXPECT (r == 0 && len == strlen (msg), "batches (%s): a fetch after %zu acknowledgements %s",
-            mode, count, r ? err : "");
+    EXPECT (r == 0 && len == strlen (msg), "batches: a fetch after %zu acknowledgements %s",
+            count, r ? err : "");
     free (data);
     cm_imap_body_stats (imap, &logins, &examines);
-    EXPECT (logins == 1, "batches (%s): after %zu acknowledgements the body session still"
-            " logged in once (%zu)", mode, count, logins);
-    if (notify)
-        EXPECT (examines == 1, "batches (NOTIFY): after %zu acknowledgements it had no news:"
-                " a NOOP, not opened again (%zu EXAMINEs)", count, examines);
-    else
-        EXPECT (examines == 2, "batches (no NOTIFY): after %zu acknowledgements it was opened"
-                " again, not sent a NOOP (%zu EXAMINEs)", count, examines);
+    EXPECT (logins == 1, "batches: after %zu acknowledgements the body session still logged"
+            " in once (%zu)", count, logins);
+    EXPECT (examines == 2, "batches: after %zu acknowledgements it was opened again, not"
+            " sent a NOOP (%zu EXAMINEs)", count, examines);
     free (uids);
     cm_imap_destroy (&imap);
     snprintf (cmd, sizeof cmd, "DELETE %s", folder);
@@ -603,9 +591,7 @@ main (int argc, char **argv)
     EXPECT (cm_imap_selftest (true) == 0, "imap selftest");
     EXPECT (cm_smtp_selftest (true) == 0, "smtp selftest");
     s_imap_tests ();
-    s_batch_tests (false);
-    s_batch_tests (true);
-    unsetenv ("CASEMAIL_IMAP_NOTIFY");
+    s_batch_tests ();
     s_smtp_tests ();
     printf ("%d passed, %d failed\n", s_passed, s_failed);
     return s_failed ? 1 : 0;
