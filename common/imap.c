@@ -871,8 +871,6 @@ s_untagged (cm_imap_t *self, const char *line)
 
 typedef void (s_handler_fn) (cm_imap_t *self, const char *line, void *arg);
 
-/* Runs one tagged command. 0 OK, 1 NO, 2 BAD (the answer in
-   self->last_tagged and err), -1 connection broken (reason in err). */
 /* Sends a tagged command; s_command_wait() reads its answer, so the
    server can work on it meanwhile. 0 sent, -1 connection broken, 2 too
    long (reason in err). tag gets the command's tag. */
@@ -945,6 +943,8 @@ s_command_wait (cm_imap_t *self, const char *tag, const char *cmd, size_t cap,
     }
 }
 
+/* Runs one tagged command. 0 OK, 1 NO, 2 BAD (the answer in
+   self->last_tagged and err), -1 connection broken (reason in err). */
 static int
 s_command (cm_imap_t *self, const char *cmd, size_t cap, s_handler_fn *fn,
            void *arg, char *err, size_t errlen)
@@ -1419,10 +1419,14 @@ cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
     if (r == 0)
         r = s_command_wait (self, tag, cmd, LINE_CAP, s_on_prefetch, &list, err, errlen);
     self->body_news = news;
-    if (brc) {
+    if (brc && r >= 0) {
+        /* the body session's failure, unless the control session broke
+           too (its reason, already in err, is the one to report) */
         snprintf (err, errlen, "%s", berr);
         goto done;
     }
+    if (brc)
+        goto done;
     if (r > 0) {
         char why [300];
         snprintf (why, sizeof why, "%s", err);
