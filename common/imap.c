@@ -1419,14 +1419,13 @@ cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
     if (r == 0)
         r = s_command_wait (self, tag, cmd, LINE_CAP, s_on_prefetch, &list, err, errlen);
     self->body_news = news;
-    if (brc && r >= 0) {
+    if (brc) {
         /* the body session's failure, unless the control session broke
            too (its reason, already in err, is the one to report) */
-        snprintf (err, errlen, "%s", berr);
+        if (r >= 0)
+            snprintf (err, errlen, "%s", berr);
         goto done;
     }
-    if (brc)
-        goto done;
     if (r > 0) {
         char why [300];
         snprintf (why, sizeof why, "%s", err);

@@ -94,6 +94,18 @@ s_now_ms (void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Frees a connection-test handle, with libcurl's wait for the server
+   while it closes bounded to 2 s (between the two tries too). Safe on
+   NULL. */
+static void
+s_test_cleanup (CURL *h)
+{
+    if (!h)
+        return;
+    curl_easy_setopt (h, CURLOPT_SERVER_RESPONSE_TIMEOUT, 2L);
+    curl_easy_cleanup (h);
+}
+
 /* Sends QUIT on a handed-over connection and waits briefly for 221. */
 static void
 s_quit (CURL *h, const cm_mailserver_t *srv)
@@ -159,8 +171,7 @@ cm_smtp_test (const cm_mailserver_t *srv, char *summary, size_t sumlen,
        authentication service, and connects again for the next client):
        one more try on a new connection, then the answer is reported. */
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (h)
-            curl_easy_cleanup (h);
+        s_test_cleanup (h);
         memset (ctx, 0, sizeof *ctx);
         h = s_handle (srv, ctx, err, errlen);
         if (!h)
@@ -206,10 +217,7 @@ cm_smtp_test (const cm_mailserver_t *srv, char *summary, size_t sumlen,
                   srv->port);
     rc = 0;
 done:
-    if (h) {
-        curl_easy_setopt (h, CURLOPT_SERVER_RESPONSE_TIMEOUT, 2L);
-        curl_easy_cleanup (h);
-    }
+    s_test_cleanup (h);
     free (ctx);
     return rc;
 }
