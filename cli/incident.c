@@ -102,6 +102,91 @@ s_get_and_print (const char *path, bool json, void (*print) (const json_t *))
     return rc;
 }
 
+/* How a list command shows its items: the reply's array, a new table
+   with its headers, and an item's row. */
+typedef struct {
+    const char *key;
+    cli_table_t *(*table) (void);
+    void (*row) (cli_table_t *table, const json_t *item);
+} list_view_t;
+
+/* Prints one item of a streamed {"KEY": [...]} (the first one opens
+   it) at the indent cli_api_print_json gives it: JSON text has no raw
+   line breaks. */
+static void
+s_print_json_item (const char *key, const json_t *item, bool first)
+{
+    char *text = json_dumps (item, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    if (!text)
+        return;
+    if (first)
+        printf ("{\n  \"%s\": [\n    ", key);
+    else
+        fputs (",\n    ", stdout);
+    for (const char *p = text; *p; p++) {
+        putchar (*p);
+        if (*p == '\n')
+            fputs ("    ", stdout);
+    }
+    free (text);
+}
+
+/* GETs a list page by page (the router answers at most a page at a
+   time, with the key to ask "after" for the next) and prints each page
+   as it comes: into one table, or as one JSON document {"KEY": [...]}
+   as cli_api_print_json would print the whole list. So neither the
+   router nor this command holds more than a page. */
+static int
+s_list_pages (const char *base, bool json, const list_view_t *view)
+{
+    cli_api_t *api = NULL;
+    cli_table_t *table = NULL;
+    int rc = cli_api_connect (&api);
+    if (rc == CLI_OK && !json && !(table = view->table ())) {
+        cli_err ("out of memory");
+        rc = CLI_FAIL;
+    }
+    size_t count = 0;
+    long long after = 0;
+    bool more = rc == CLI_OK, first = true;
+    while (more) {
+        char path [1200];
+        int n = snprintf (path, sizeof path, "%s%climit=1000", base,
+                          strchr (base, '?') ? '&' : '?');
+        if (!first)
+            snprintf (path + n, sizeof path - (size_t) n, "&after=%lld", after);
+        json_t *reply = NULL;
+        rc = cli_api_call (api, "GET", path, NULL, CLI_API_TIMEOUT, &reply);
+        if (rc != CLI_OK)
+            break;
+        size_t i;
+        json_t *item;
+        json_array_foreach (json_object_get (reply, view->key), i, item) {
+            if (json)
+                s_print_json_item (view->key, item, count == 0);
+            else
+                view->row (table, item);
+            count++;
+        }
+        json_t *next = json_object_get (reply, "next");
+        more = json_is_integer (next) && (first || json_integer_value (next) > after);
+        if (more)
+            after = json_integer_value (next);
+        first = false;
+        json_decref (reply);
+        if (table)
+            cli_table_print (table, stdout);
+        fflush (stdout);
+    }
+    /* a list broken off midway leaves its document unended: what reads
+       it fails rather than taking a part for the whole */
+    if (json && rc == CLI_OK)
+        printf (count ? "\n  ]\n}\n" : "{\n  \"%s\": []\n}\n", view->key);
+    cli_table_destroy (&table);
+    cli_api_destroy (&api);
+    return rc;
+}
+
 /* Path "PREFIX/ESCAPED-ID[SUFFIX]" into out. 0 or -1. */
 static int
 s_object_path (char *out, size_t size, const char *prefix, const char *id,
@@ -117,32 +202,36 @@ s_object_path (char *out, size_t size, const char *prefix, const char *id,
 
 /* --------------------------------------------------------- incident list */
 
-static void
-s_print_incidents (const json_t *reply)
+static cli_table_t *
+s_incidents_table (void)
 {
     static const char *const headers [] = {
         "NUMBER", "ROUTE", "STATUS", "CREATED", "REPORTER", "TITLE"
     };
     cli_table_t *table = cli_table_new (6, headers);
-    if (!table)
-        return;
-    cli_table_max (table, 4, 40);
-    cli_table_flex (table, 5, 16, 70);
-    size_t i;
-    json_t *inc;
-    json_array_foreach (json_object_get (reply, "incidents"), i, inc) {
-        char number [64], created [64];
-        const char *cells [6] = {
-            cli_json_text (json_object_get (inc, "number"), number, sizeof number),
-            cli_json_str (inc, "route"), cli_json_str (inc, "status"),
-            cli_time (cli_json_str (inc, "created_at"), created, sizeof created),
-            cli_json_str (inc, "reporter"), cli_json_str (inc, "title")
-        };
-        cli_table_add (table, cells);
+    if (table) {
+        cli_table_max (table, 4, 40);
+        cli_table_flex (table, 5, 16, 70);
     }
-    cli_table_print (table, stdout);
-    cli_table_destroy (&table);
+    return table;
 }
+
+static void
+s_incidents_row (cli_table_t *table, const json_t *inc)
+{
+    char number [64], created [64];
+    const char *cells [6] = {
+        cli_json_text (json_object_get (inc, "number"), number, sizeof number),
+        cli_json_str (inc, "route"), cli_json_str (inc, "status"),
+        cli_time (cli_json_str (inc, "created_at"), created, sizeof created),
+        cli_json_str (inc, "reporter"), cli_json_str (inc, "title")
+    };
+    cli_table_add (table, cells);
+}
+
+static const list_view_t s_incidents_view = {
+    "incidents", s_incidents_table, s_incidents_row
+};
 
 static int
 s_incident_list (int argc, char **argv)
@@ -172,7 +261,7 @@ s_incident_list (int argc, char **argv)
         cli_err ("--route: the name is too long");
         return CLI_USAGE;
     }
-    return s_get_and_print (path, json, s_print_incidents);
+    return s_list_pages (path, json, &s_incidents_view);
 }
 
 /* --------------------------------------------------------- incident show */
@@ -695,40 +784,41 @@ cli_incident_main (int argc, char **argv)
 
 /* ------------------------------------------------------------ inbox list */
 
-static void
-s_print_inbox (const json_t *reply)
+static cli_table_t *
+s_inbox_table (void)
 {
     static const char *const headers [] = {
         "ID", "ROUTE", "UID", "STATE", "INCIDENT", "SUBJECT", "REASON"
     };
     cli_table_t *table = cli_table_new (7, headers);
-    if (!table)
-        return;
-    cli_table_max (table, 5, 50);
-    cli_table_flex (table, 6, 16, 60);
-    size_t i;
-    json_t *m;
-    json_array_foreach (json_object_get (reply, "messages"), i, m) {
-        char id [32], uid [32], inc [64];
-        const char *cells [7] = {
-            cli_json_text (json_object_get (m, "id"), id, sizeof id),
-            cli_json_str (m, "route"),
-            cli_json_text (json_object_get (m, "uid"), uid, sizeof uid),
-            cli_json_str (m, "state"),
-            cli_json_text (json_object_get (m, "incident"), inc, sizeof inc),
-            cli_json_str (m, "subject"), cli_json_str (m, "reason")
-        };
-        cli_table_add (table, cells);
+    if (table) {
+        cli_table_max (table, 5, 50);
+        cli_table_flex (table, 6, 16, 60);
     }
-    cli_table_print (table, stdout);
-    cli_table_destroy (&table);
+    return table;
 }
+
+static void
+s_inbox_row (cli_table_t *table, const json_t *m)
+{
+    char id [32], uid [32], inc [64];
+    const char *cells [7] = {
+        cli_json_text (json_object_get (m, "id"), id, sizeof id),
+        cli_json_str (m, "route"),
+        cli_json_text (json_object_get (m, "uid"), uid, sizeof uid),
+        cli_json_str (m, "state"),
+        cli_json_text (json_object_get (m, "incident"), inc, sizeof inc),
+        cli_json_str (m, "subject"), cli_json_str (m, "reason")
+    };
+    cli_table_add (table, cells);
+}
+
+static const list_view_t s_inbox_view = { "messages", s_inbox_table, s_inbox_row };
 
 /* Lists with --route/--state/--json into path; shared by inbox and outbox. */
 static int
 s_list_filtered (int argc, char **argv, const char *usage, const char *base,
-                 bool has_route, const char *const *states,
-                 void (*print) (const json_t *))
+                 bool has_route, const char *const *states, const list_view_t *view)
 {
     static const cli_opt_t with_route [] = {
         { "--route", true, S_ROUTE }, { "--state", true, S_STATE },
@@ -780,57 +870,59 @@ s_list_filtered (int argc, char **argv, const char *usage, const char *base,
         cli_err ("--route: the name is too long");
         return CLI_USAGE;
     }
-    return s_get_and_print (path, json, print);
+    return s_list_pages (path, json, view);
 }
 
 int
 cli_inbox_main (int argc, char **argv)
 {
     return s_list_filtered (argc, argv, s_inbox_usage, "/v1/inbox", true,
-                            s_inbox_states, s_print_inbox);
+                            s_inbox_states, &s_inbox_view);
 }
 
 /* ----------------------------------------------------------- outbox list */
 
-static void
-s_print_outbox (const json_t *reply)
+static cli_table_t *
+s_outbox_table (void)
 {
     static const char *const headers [] = {
         "ID", "INCIDENT", "STATE", "TRIES", "TO", "SUBJECT", "SENT / NEXT TRY",
         "LAST ERROR"
     };
     cli_table_t *table = cli_table_new (8, headers);
-    if (!table)
-        return;
-    cli_table_max (table, 4, 40);
-    cli_table_max (table, 5, 40);
-    cli_table_flex (table, 7, 16, 60);
-    size_t i;
-    json_t *m;
-    json_array_foreach (json_object_get (reply, "emails"), i, m) {
-        char id [32], inc [64], tries [32], to [1024], when [64];
-        const char *sent = cli_json_str (m, "sent_at");
-        const char *cells [8] = {
-            cli_json_text (json_object_get (m, "id"), id, sizeof id),
-            cli_json_text (json_object_get (m, "incident"), inc, sizeof inc),
-            cli_json_str (m, "state"),
-            cli_json_text (json_object_get (m, "attempts"), tries, sizeof tries),
-            cli_json_text (json_object_get (m, "to"), to, sizeof to),
-            cli_json_str (m, "subject"),
-            cli_time (sent ? sent : cli_json_str (m, "next_attempt_at"), when, sizeof when),
-            cli_json_str (m, "last_error")
-        };
-        cli_table_add (table, cells);
+    if (table) {
+        cli_table_max (table, 4, 40);
+        cli_table_max (table, 5, 40);
+        cli_table_flex (table, 7, 16, 60);
     }
-    cli_table_print (table, stdout);
-    cli_table_destroy (&table);
+    return table;
 }
+
+static void
+s_outbox_row (cli_table_t *table, const json_t *m)
+{
+    char id [32], inc [64], tries [32], to [1024], when [64];
+    const char *sent = cli_json_str (m, "sent_at");
+    const char *cells [8] = {
+        cli_json_text (json_object_get (m, "id"), id, sizeof id),
+        cli_json_text (json_object_get (m, "incident"), inc, sizeof inc),
+        cli_json_str (m, "state"),
+        cli_json_text (json_object_get (m, "attempts"), tries, sizeof tries),
+        cli_json_text (json_object_get (m, "to"), to, sizeof to),
+        cli_json_str (m, "subject"),
+        cli_time (sent ? sent : cli_json_str (m, "next_attempt_at"), when, sizeof when),
+        cli_json_str (m, "last_error")
+    };
+    cli_table_add (table, cells);
+}
+
+static const list_view_t s_outbox_view = { "emails", s_outbox_table, s_outbox_row };
 
 int
 cli_outbox_main (int argc, char **argv)
 {
     return s_list_filtered (argc, argv, s_outbox_usage, "/v1/outbox", false,
-                            s_outbox_states, s_print_outbox);
+                            s_outbox_states, &s_outbox_view);
 }
 
 /* -------------------------------------------------------- attachment get */

@@ -21,6 +21,8 @@ struct _cli_table_t {
     int flex_col;               /* column shrunk to fit, -1 none */
     int flex_min, flex_max;
     int *max;                   /* per column cap, 0 = none */
+    size_t *widths;             /* set by the first print, else NULL */
+    size_t printed;             /* rows printed so far */
 };
 
 /* Length of the UTF-8 sequence starting at p (1..4), 0 when invalid;
@@ -138,6 +140,7 @@ cli_table_destroy (cli_table_t **self_p)
         free (self->headers [i]);
     for (size_t i = 0; i < self->nrows * (size_t) self->ncols; i++)
         free (self->cells [i]);
+    free (self->widths);
     free (self->headers);
     free (self->max);
     free (self->cells);
@@ -212,12 +215,14 @@ s_print_cell (FILE *out, const char *text, size_t width, bool last)
             fputc (' ', out);
 }
 
-void
-cli_table_print (cli_table_t *self, FILE *out)
+/* Column widths from the headers and the rows so far, within the caps
+   and the terminal's width. NULL when out of memory. */
+static size_t *
+s_widths (cli_table_t *self, FILE *out)
 {
     size_t *widths = calloc ((size_t) self->ncols, sizeof (size_t));
     if (!widths)
-        return;
+        return NULL;
     for (int c = 0; c < self->ncols; c++) {
         widths [c] = s_width (self->headers [c]);
         for (size_t r = 0; r < self->nrows; r++) {
@@ -244,18 +249,44 @@ cli_table_print (cli_table_t *self, FILE *out)
         if (widths [f] > limit)
             widths [f] = limit;
     }
-    for (int c = 0; c < self->ncols; c++)
-        s_print_cell (out, self->headers [c], widths [c], c == self->ncols - 1);
-    fputc ('\n', out);
-    for (size_t r = 0; r < self->nrows; r++) {
+    return widths;
+}
+
+void
+cli_table_print (cli_table_t *self, FILE *out)
+{
+    bool first = !self->widths;
+    size_t *widths = s_widths (self, out);
+    if (!widths)
+        return;
+    if (first)
+        self->widths = widths;
+    else {
+        /* a column only widens: a later page's longer cell (a bigger id)
+           is never cut below what its column allows */
         for (int c = 0; c < self->ncols; c++)
-            s_print_cell (out, self->cells [r * (size_t) self->ncols + (size_t) c],
-                          widths [c], c == self->ncols - 1);
+            if (widths [c] > self->widths [c])
+                self->widths [c] = widths [c];
+        free (widths);
+    }
+    if (first) {
+        for (int c = 0; c < self->ncols; c++)
+            s_print_cell (out, self->headers [c], self->widths [c], c == self->ncols - 1);
         fputc ('\n', out);
     }
-    if (self->nrows == 0)
+    for (size_t r = 0; r < self->nrows; r++) {
+        for (int c = 0; c < self->ncols; c++) {
+            char **cell = &self->cells [r * (size_t) self->ncols + (size_t) c];
+            s_print_cell (out, *cell, self->widths [c], c == self->ncols - 1);
+            free (*cell);
+            *cell = NULL;
+        }
+        fputc ('\n', out);
+    }
+    self->printed += self->nrows;
+    self->nrows = 0;
+    if (first && self->printed == 0)
         fputs ("(none)\n", out);
-    free (widths);
 }
 
 char *

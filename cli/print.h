@@ -25,7 +25,11 @@ void cli_table_max (cli_table_t *self, int col, int max);
 /* Adds a row of ncols cells (NULL shows "-"); cells are copied and
    cleaned. 0 or -1. */
 int cli_table_add (cli_table_t *self, const char *const *cells);
-/* Prints headers and rows; an empty table prints "(none)" under them. */
+/* Prints the rows added since the last call and forgets them. The
+   first call prints the headers; later calls (a long list printed page
+   by page) keep the column widths, widening a column for a longer cell
+   (within its cap) rather than cutting it. A first call without rows
+   prints "(none)" under the headers. */
 void cli_table_print (cli_table_t *self, FILE *out);
 
 /* Copies text, replacing control characters and invalid UTF-8 with '?'.

@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,45 @@ reply_error (reply_t *r, int status, const char *field, const char *fmt, ...)
     if (field && *field)
         json_object_set_new (body, "field", json_string (field));
     reply_json (r, status, body);
+}
+
+int
+page_parse (const query_t *query, page_t *page, reply_t *r)
+{
+    page->limit = PAGE_MAX;
+    page->after = NULL;
+    char *end = NULL;
+    if (query->limit) {
+        long n = strtol (query->limit, &end, 10);
+        if (!*query->limit || *end || n < 1 || n > PAGE_MAX) {
+            reply_error (r, 400, "limit", "limit must be a number from 1 to %d, not '%s'",
+                         PAGE_MAX, query->limit);
+            return -1;
+        }
+        page->limit = (int) n;
+    }
+    if (query->after) {
+        errno = 0;
+        long long n = strtoll (query->after, &end, 10);
+        if (!*query->after || *end || errno) {
+            reply_error (r, 400, "after", "after must be the \"next\" of an earlier page"
+                         " (a number), not '%s'", query->after);
+            return -1;
+        }
+        snprintf (page->after_text, sizeof page->after_text, "%lld", n);
+        page->after = page->after_text;
+    }
+    snprintf (page->limit_text, sizeof page->limit_text, "%d", page->limit + 1);
+    return 0;
+}
+
+void
+page_reply (reply_t *r, const char *key, json_t *list, const PGresult *res,
+            int keycol, const page_t *page)
+{
+    json_t *next = PQntuples (res) > page->limit
+                 ? json_integer (cm_db_get_ll (res, page->limit - 1, keycol)) : json_null ();
+    reply_json (r, 200, json_pack ("{s:o, s:o}", key, list, "next", next));
 }
 
 json_t *
@@ -237,10 +277,15 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     }
     else if (strcmp (parts [0], "incidents") == 0 || strcmp (parts [0], "inbox") == 0
              || strcmp (parts [0], "attachments") == 0 || strcmp (parts [0], "outbox") == 0)
-        incidents_handle (self, method, parts, nparts,
+    {
+        query_t query = {
             MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "route"),
             MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "state"),
-            body, &r);
+            MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "limit"),
+            MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "after")
+        };
+        incidents_handle (self, method, parts, nparts, &query, body, &r);
+    }
     else
         reply_error (&r, 404, NULL, "no such API path %s", url);
     json_decref (body);

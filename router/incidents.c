@@ -66,20 +66,25 @@ s_text_array (const char *lit)
 }
 
 static void
-s_list (cm_db_t *db, const char *route, reply_t *r)
+s_list (cm_db_t *db, const query_t *query, reply_t *r)
 {
-    const char *p [] = { route };
+    page_t page;
+    if (page_parse (query, &page, r))
+        return;
+    const char *p [] = { query->route, page.after, page.limit_text };
     PGresult *res = cm_db_query (db,
         "SELECT i.id, i.number, i.title, i.reporter, r.name, i.status, i.created_at,"
         " (SELECT count(*) FROM timeline t WHERE t.incident_id = i.id)"
         " FROM incidents i LEFT JOIN routes r ON r.id = i.route_id"
-        " WHERE $1::text IS NULL OR r.name = $1 ORDER BY i.number", 1, p);
+        " WHERE ($1::text IS NULL OR r.name = $1)"
+        " AND ($2::bigint IS NULL OR i.number > $2::bigint)"
+        " ORDER BY i.number LIMIT $3::int", 3, p);
     if (!res) {
         reply_error (r, 503, NULL, "database: %s", cm_db_error (db));
         return;
     }
     json_t *list = json_array ();
-    for (int i = 0; i < PQntuples (res); i++) {
+    for (int i = 0; i < PQntuples (res) && i < page.limit; i++) {
         char number [32];
         snprintf (number, sizeof number, "INC-%s", cm_db_get (res, i, 1));
         json_array_append_new (list, json_pack ("{s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:I}",
@@ -89,8 +94,8 @@ s_list (cm_db_t *db, const char *route, reply_t *r)
             "created_at", json_time (cm_db_get (res, i, 6)),
             "messages", (json_int_t) cm_db_get_ll (res, i, 7)));
     }
+    page_reply (r, "incidents", list, res, 1, &page);
     PQclear (res);
-    reply_json (r, 200, json_pack ("{s:o}", "incidents", list));
 }
 
 static json_t *
@@ -232,28 +237,32 @@ s_attachment (cm_db_t *db, const char *which, reply_t *r)
 }
 
 static void
-s_inbox (cm_db_t *db, const char *route, const char *state, reply_t *r)
+s_inbox (cm_db_t *db, const query_t *query, reply_t *r)
 {
+    const char *state = query->state;
     if (state && strcmp (state, "fetched") && strcmp (state, "parsed")
         && strcmp (state, "rejected")) {
         reply_error (r, 400, "state", "unknown state '%s' (expected fetched, parsed or rejected)",
                      state);
         return;
     }
-    const char *p [] = { route, state };
+    page_t page;
+    if (page_parse (query, &page, r))
+        return;
+    const char *p [] = { query->route, state, page.after, page.limit_text };
     PGresult *res = cm_db_query (db,
         "SELECT m.id, r.name, m.folder, m.uid, m.state, m.reason, m.subject, m.from_addr,"
         " m.size, m.fetched_at, i.number, m.flags, m.message_id"
         " FROM messages m LEFT JOIN routes r ON r.id = m.route_id"
         " LEFT JOIN incidents i ON i.id = m.incident_id"
         " WHERE ($1::text IS NULL OR r.name = $1) AND ($2::text IS NULL OR m.state = $2)"
-        " ORDER BY m.id", 2, p);
+        " AND ($3::bigint IS NULL OR m.id > $3::bigint) ORDER BY m.id LIMIT $4::int", 4, p);
     if (!res) {
         reply_error (r, 503, NULL, "database: %s", cm_db_error (db));
         return;
     }
     json_t *list = json_array ();
-    for (int i = 0; i < PQntuples (res); i++) {
+    for (int i = 0; i < PQntuples (res) && i < page.limit; i++) {
         char number [32] = "";
         if (cm_db_get (res, i, 10))
             snprintf (number, sizeof number, "INC-%s", cm_db_get (res, i, 10));
@@ -269,14 +278,13 @@ s_inbox (cm_db_t *db, const char *route, const char *state, reply_t *r)
             "flags", s_text_array (cm_db_get (res, i, 11)),
             "message_id", s_str (res, i, 12)));
     }
+    page_reply (r, "messages", list, res, 0, &page);
     PQclear (res);
-    reply_json (r, 200, json_pack ("{s:o}", "messages", list));
 }
 
 void
 incidents_handle (router_t *self, const char *method, const char **parts,
-                  int nparts, const char *query_route, const char *query_state,
-                  json_t *body, reply_t *r)
+                  int nparts, const query_t *query, json_t *body, reply_t *r)
 {
     cm_db_t *db = router_db_get (self);
     if (!db) {
@@ -285,7 +293,7 @@ incidents_handle (router_t *self, const char *method, const char **parts,
     }
     bool get = strcmp (method, "GET") == 0;
     if (strcmp (parts [0], "incidents") == 0 && nparts == 1 && get)
-        s_list (db, query_route, r);
+        s_list (db, query, r);
     else if (strcmp (parts [0], "incidents") == 0 && nparts == 2 && get)
         s_show (db, parts [1], r);
     else if (strcmp (parts [0], "incidents") == 0 && nparts == 3
@@ -294,9 +302,9 @@ incidents_handle (router_t *self, const char *method, const char **parts,
     else if (strcmp (parts [0], "attachments") == 0 && nparts == 2 && get)
         s_attachment (db, parts [1], r);
     else if (strcmp (parts [0], "inbox") == 0 && nparts == 1 && get)
-        s_inbox (db, query_route, query_state, r);
+        s_inbox (db, query, r);
     else if (strcmp (parts [0], "outbox") == 0 && get && nparts <= 2)
-        outbound_list (db, nparts == 2 ? parts [1] : NULL, query_state, r);
+        outbound_list (db, nparts == 2 ? parts [1] : NULL, query, r);
     else
         reply_error (r, 404, NULL, "no such API call: %s /v1/%s", method, parts [0]);
     router_db_put (self, db);

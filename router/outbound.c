@@ -333,8 +333,9 @@ done:
 }
 
 void
-outbound_list (cm_db_t *db, const char *id, const char *state, reply_t *r)
+outbound_list (cm_db_t *db, const char *id, const query_t *query, reply_t *r)
 {
+    const char *state = query->state;
     static const char *const states [] = { "queued", "sending", "sent", "failed", "bounced", NULL };
     if (state) {
         bool known = false;
@@ -346,20 +347,23 @@ outbound_list (cm_db_t *db, const char *id, const char *state, reply_t *r)
             return;
         }
     }
-    const char *p [] = { id, state };
+    page_t page;
+    if (page_parse (query, &page, r))
+        return;
+    const char *p [] = { id, state, page.after, page.limit_text };
     PGresult *res = cm_db_query (db,
         "SELECT o.id, i.number, array_to_string(o.rcpt_to, ', '), o.subject, o.state,"
         " o.attempts, o.last_error, o.next_attempt_at, o.sent_at, o.message_id, o.smtp_reply,"
         " array_to_string(o.cc, ', '), o.dsn_status, o.created_at"
         " FROM outbox o JOIN incidents i ON i.id = o.incident_id"
         " WHERE ($1::bigint IS NULL OR o.id = $1::bigint) AND ($2::text IS NULL OR o.state = $2)"
-        " ORDER BY o.id", 2, p);
+        " AND ($3::bigint IS NULL OR o.id > $3::bigint) ORDER BY o.id LIMIT $4::int", 4, p);
     if (!res) {
         reply_error (r, id ? 404 : 503, NULL, "%s", id ? "no such email" : cm_db_error (db));
         return;
     }
     json_t *list = json_array ();
-    for (int i = 0; i < PQntuples (res); i++) {
+    for (int i = 0; i < PQntuples (res) && i < page.limit; i++) {
         char number [32];
         snprintf (number, sizeof number, "INC-%s", cm_db_get (res, i, 1));
         json_t *e = json_pack ("{s:I, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:s, s:s?,"
@@ -376,17 +380,16 @@ outbound_list (cm_db_t *db, const char *id, const char *state, reply_t *r)
         json_object_set (e, "reply", json_object_get (e, "smtp_reply"));
         json_array_append_new (list, e);
     }
-    int n = PQntuples (res);
-    PQclear (res);
     if (id) {
-        if (n == 0)
+        if (PQntuples (res) == 0)
             reply_error (r, 404, NULL, "no email %s in the outbox", id);
         else {
             json_t *one = json_incref (json_array_get (list, 0));
             reply_json (r, 200, one);
         }
         json_decref (list);
-        return;
     }
-    reply_json (r, 200, json_pack ("{s:o}", "emails", list));
+    else
+        page_reply (r, "emails", list, res, 0, &page);
+    PQclear (res);
 }

@@ -61,10 +61,35 @@ void routes_handle (router_t *self, const char *method, const char **parts,
 /* Marks RUNNING routes whose lease nobody holds as STARTING again. */
 void routes_check_leases (router_t *self);
 
+/* A request's query arguments (NULL when absent). */
+typedef struct {
+    const char *route, *state;
+    const char *limit, *after;     /* a list's page (page_parse) */
+} query_t;
+
 /* incidents.c: /v1/incidents, /v1/inbox, /v1/attachments, /v1/outbox */
 void incidents_handle (router_t *self, const char *method, const char **parts,
-                       int nparts, const char *query_route, const char *query_state,
-                       json_t *body, reply_t *r);
+                       int nparts, const query_t *query, json_t *body, reply_t *r);
+
+/* A list answers one page at a time, so that what the router holds for
+   it is bounded whatever the database holds: at most limit items
+   (1 to PAGE_MAX, default PAGE_MAX) whose key is greater than after
+   (any key when absent), in key order, and "next", the key to ask after
+   for the following page (null on the last one). */
+#define PAGE_MAX 1000
+typedef struct {
+    int limit;
+    char limit_text [16];          /* limit + 1: the query's LIMIT */
+    char after_text [32];          /* the query's lower bound ... */
+    const char *after;             /* ... or NULL: none */
+} page_t;
+/* 0, or -1 with a 400 naming the argument in r. */
+int page_parse (const query_t *query, page_t *page, reply_t *r);
+/* Answers {key: list, "next": ...} for a query run with LIMIT limit + 1,
+   whose column keycol is the key; list holds the first limit rows.
+   Takes list. */
+void page_reply (reply_t *r, const char *key, json_t *list, const PGresult *res,
+                 int keycol, const page_t *page);
 
 /* "INC-42" or "42" -> 42; 0 when not an incident number. */
 long long incident_number (const char *text);
@@ -72,7 +97,7 @@ long long incident_number (const char *text);
 /* outbound.c: queue incident email and show the outbox. */
 void outbound_queue (router_t *self, cm_db_t *db, const char *incident,
                      json_t *body, reply_t *r);
-void outbound_list (cm_db_t *db, const char *id, const char *state, reply_t *r);
+void outbound_list (cm_db_t *db, const char *id, const query_t *query, reply_t *r);
 
 /* stages.c */
 int stages_start (router_t *self);

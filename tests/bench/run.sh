@@ -11,9 +11,10 @@
 #      Postfix to a running route; SMTP acceptance (client side, after the
 #      server's 250 to DATA) to the message's commit (messages.parsed_at):
 #      p50, p99, max.
-#  (c) peak resident memory (VmHWM) of each stage after (a)+(b) (the stages
-#      of (a)'s last run, over TLS unless BENCH_IMAP=plain), and of a
-#      fresh set of stages after one message with a 20 MB attachment.
+#  (c) peak resident memory (VmHWM): the router's before and after
+#      listing every message and incident; each stage's after (a)+(b) (the
+#      stages of (a)'s last run, over TLS unless BENCH_IMAP=plain), and a
+#      fresh set of stages' after one message with a 20 MB attachment.
 # BENCH_PARTS=a runs only (a). CM_PG_STATEMENTS=1 adds the database time by
 # statement to (a). BENCH_ROUTE_OPTS adds route options to (a)'s route
 # (e.g. "--log-level verbose" to trace its IMAP sessions). BENCH_PERF=FILE
@@ -254,6 +255,14 @@ PY
 
 # ------------------------------------------------------------ (c) memory
 echo "== (c) peak resident memory (VmHWM)"
+# Every message and incident listed, through the CLI: the router answers
+# a page (1,000) at a time, so its peak should not follow the counts.
+rpid=$(cat "$CASEMAIL_HOME/run/router.pid" 2>/dev/null)
+rhwm() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$rpid/status" 2>/dev/null; }
+before=$(rhwm)
+"$CM" inbox list --json >/dev/null && "$CM" incident list >/dev/null || echo "bench: a list failed" >&2
+echo "router before and after listing $(sql "SELECT count(*) FROM messages") messages and" \
+     "$(sql "SELECT count(*) FROM incidents") incidents: $before MB, $(rhwm) MB"
 hwm > "$work/hwm-main.txt"
 # One message with a 20 MB attachment, on fresh stages. It is 27 MB once
 # encoded: over the default 25 MiB message limit, so this run allows 32 MiB.

@@ -94,6 +94,24 @@ if [ -n "$HOSTIP" ]; then
     check_eq "the host's own address ($HOSTIP) is refused" 7 "$?"
 fi
 
+# ---------------------------------------------------------------- pages
+# Lists answer a page at a time (?limit=1..1000, ?after=KEY); a wrong
+# argument is a 400 that names it.
+for q in limit=0 limit=1001 limit=abc limit= limit=5x after=x after= after=99999999999999999999; do
+    http -H "Authorization: Bearer $TOKEN" "$URL/v1/inbox?$q"
+    check_eq "GET /v1/inbox?$q: 400" 400 "$CODE"
+    check_eq "... naming the argument" "${q%%=*}" "$(printf '%s' "$BODY" | json 'j.get("field")')"
+done
+http -H "Authorization: Bearer $TOKEN" "$URL/v1/incidents?limit=abc"
+check_eq "GET /v1/incidents?limit=abc: 400" 400 "$CODE"
+http -H "Authorization: Bearer $TOKEN" "$URL/v1/outbox?after=abc"
+check_eq "GET /v1/outbox?after=abc: 400" 400 "$CODE"
+for p in incidents inbox outbox; do
+    http -H "Authorization: Bearer $TOKEN" "$URL/v1/$p?limit=1000&after=-5"
+    check_eq "GET /v1/$p?limit=1000&after=-5: 200, an empty last page" "200 [] None" \
+        "$CODE $(printf '%s' "$BODY" | json 'json.dumps([v for k, v in j.items() if k != "next"][0]), j["next"]' | tr -d ',')"
+done
+
 # ---------------------------------------------------------------- files
 mode() { stat -c %a "$1" 2>/dev/null; }
 check_eq "the token file is mode 0600" 600 "$(mode "$CASEMAIL_HOME/api.token")"

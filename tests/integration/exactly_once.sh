@@ -174,3 +174,31 @@ wait_until 60 eval '[ "$(parsed eo)" = "$((N + L + 1))" ]'
 check_eq "a message committed late with a lower id than the last claims is parsed" parsed \
     "$(sql "SELECT state FROM messages WHERE id = 0")"
 check_eq "and every one of the $L newer messages too" "$((N + L + 1))" "$(parsed eo)"
+
+# Lists come a page (1,000) at a time, so the router never holds more:
+# the CLI walks every page, in order, each item once (the message with
+# id 0 too).
+total=$(sql "SELECT count(*) FROM messages")
+check_eq "inbox list --json: all $total messages over the pages, in id order, each once" \
+    "$(sql "SELECT string_agg(id::text, ' ' ORDER BY id) FROM messages")" \
+    "$("$CM" inbox list --json | json '" ".join(str(m["id"]) for m in j["messages"])')"
+check_eq "inbox list --route eo --state parsed: every one, as a table" \
+    "$(sql "SELECT string_agg(id::text, ' ' ORDER BY id) FROM messages WHERE $R AND state = 'parsed'")" \
+    "$("$CM" inbox list --route eo --state parsed | awk 'NR > 1 {print $1}' | paste -sd ' ')"
+check_eq "incident list: every incident, in number order, under one header" \
+    "NUMBER $(sql "SELECT string_agg('INC-' || number, ' ' ORDER BY number) FROM incidents")" \
+    "$("$CM" incident list | awk '{print $1}' | paste -sd ' ')"
+check_eq "incident list --json: the same" \
+    "$(sql "SELECT string_agg('INC-' || number, ' ' ORDER BY number) FROM incidents")" \
+    "$("$CM" incident list --json | json '" ".join(i["number"] for i in j["incidents"])')"
+URL=$(cat "$CASEMAIL_HOME/run/api.url"); TOKEN=$(cat "$CASEMAIL_HOME/api.token")
+page() { curl -sS -H "Authorization: Bearer $TOKEN" "$URL/v1/inbox?$1" | json "$2"; }
+first=$(sql "SELECT string_agg(id::text, ' ' ORDER BY id) FROM (SELECT id FROM messages ORDER BY id LIMIT 1000) x")
+check_eq "GET /v1/inbox: the first 1,000 messages, and the key of the last as next" \
+    "$first ${first##* }" "$(page "" '" ".join(str(m["id"]) for m in j["messages"]) + " " + str(j["next"])')"
+check_eq "?limit=7&after=NEXT: the 7 after it" \
+    "$(sql "SELECT string_agg(id::text, ' ' ORDER BY id) FROM (SELECT id FROM messages WHERE id > ${first##* } ORDER BY id LIMIT 7) x")" \
+    "$(page "limit=7&after=${first##* }" '" ".join(str(m["id"]) for m in j["messages"])')"
+last=$(sql "SELECT max(id) FROM messages")
+check_eq "the last page says there is no next" "1 None" \
+    "$(page "limit=5&after=$((last - 1))" 'len(j["messages"]), j["next"]' | tr -d ',')"
