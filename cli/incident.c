@@ -107,18 +107,18 @@ s_get_and_print (const char *path, bool json, void (*print) (const json_t *))
 typedef struct {
     const char *key;
     cli_table_t *(*table) (void);
-    void (*row) (cli_table_t *table, const json_t *item);
+    int (*row) (cli_table_t *table, const json_t *item);   /* 0 or -1 */
 } list_view_t;
 
 /* Prints one item of a streamed {"KEY": [...]} (the first one opens
    it) at the indent cli_api_print_json gives it: JSON text has no raw
-   line breaks. */
-static void
+   line breaks. 0, or -1 out of memory (nothing printed). */
+static int
 s_print_json_item (const char *key, const json_t *item, bool first)
 {
     char *text = json_dumps (item, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
     if (!text)
-        return;
+        return -1;
     if (first)
         printf ("{\n  \"%s\": [\n    ", key);
     else
@@ -129,13 +129,16 @@ s_print_json_item (const char *key, const json_t *item, bool first)
             fputs ("    ", stdout);
     }
     free (text);
+    return 0;
 }
 
 /* GETs a list page by page (the router answers at most a page at a
    time, with the key to ask "after" for the next) and prints each page
    as it comes: into one table, or as one JSON document {"KEY": [...]}
    as cli_api_print_json would print the whole list. So neither the
-   router nor this command holds more than a page. */
+   router nor this command holds more than a page. A list broken off
+   midway exits non-zero, and leaves a JSON document unended: what reads
+   it fails rather than taking a part for the whole. */
 static int
 s_list_pages (const char *base, bool json, const list_view_t *view)
 {
@@ -162,26 +165,38 @@ s_list_pages (const char *base, bool json, const list_view_t *view)
         size_t i;
         json_t *item;
         json_array_foreach (json_object_get (reply, view->key), i, item) {
-            if (json)
-                s_print_json_item (view->key, item, count == 0);
-            else
-                view->row (table, item);
+            if (json ? s_print_json_item (view->key, item, count == 0) : view->row (table, item)) {
+                cli_err ("out of memory");
+                rc = CLI_FAIL;
+                break;
+            }
             count++;
         }
         json_t *next = json_object_get (reply, "next");
-        more = json_is_integer (next) && (first || json_integer_value (next) > after);
+        more = rc == CLI_OK && json_is_integer (next);
+        if (more && !first && json_integer_value (next) <= after) {
+            cli_err ("the router's list went back from %lld to %lld: stopped",
+                     after, (long long) json_integer_value (next));
+            rc = CLI_FAIL;
+            more = false;
+        }
         if (more)
             after = json_integer_value (next);
         first = false;
         json_decref (reply);
-        if (table)
-            cli_table_print (table, stdout);
+        if (table && cli_table_print (table, stdout)) {
+            cli_err ("out of memory");
+            rc = CLI_FAIL;
+            more = false;
+        }
         fflush (stdout);
     }
-    /* a list broken off midway leaves its document unended: what reads
-       it fails rather than taking a part for the whole */
-    if (json && rc == CLI_OK)
-        printf (count ? "\n  ]\n}\n" : "{\n  \"%s\": []\n}\n", view->key);
+    if (json && rc == CLI_OK) {
+        if (count)
+            fputs ("\n  ]\n}\n", stdout);
+        else
+            printf ("{\n  \"%s\": []\n}\n", view->key);
+    }
     cli_table_destroy (&table);
     cli_api_destroy (&api);
     return rc;
@@ -216,7 +231,7 @@ s_incidents_table (void)
     return table;
 }
 
-static void
+static int
 s_incidents_row (cli_table_t *table, const json_t *inc)
 {
     char number [64], created [64];
@@ -226,7 +241,7 @@ s_incidents_row (cli_table_t *table, const json_t *inc)
         cli_time (cli_json_str (inc, "created_at"), created, sizeof created),
         cli_json_str (inc, "reporter"), cli_json_str (inc, "title")
     };
-    cli_table_add (table, cells);
+    return cli_table_add (table, cells);
 }
 
 static const list_view_t s_incidents_view = {
@@ -798,7 +813,7 @@ s_inbox_table (void)
     return table;
 }
 
-static void
+static int
 s_inbox_row (cli_table_t *table, const json_t *m)
 {
     char id [32], uid [32], inc [64];
@@ -810,7 +825,7 @@ s_inbox_row (cli_table_t *table, const json_t *m)
         cli_json_text (json_object_get (m, "incident"), inc, sizeof inc),
         cli_json_str (m, "subject"), cli_json_str (m, "reason")
     };
-    cli_table_add (table, cells);
+    return cli_table_add (table, cells);
 }
 
 static const list_view_t s_inbox_view = { "messages", s_inbox_table, s_inbox_row };
@@ -898,7 +913,7 @@ s_outbox_table (void)
     return table;
 }
 
-static void
+static int
 s_outbox_row (cli_table_t *table, const json_t *m)
 {
     char id [32], inc [64], tries [32], to [1024], when [64];
@@ -913,7 +928,7 @@ s_outbox_row (cli_table_t *table, const json_t *m)
         cli_time (sent ? sent : cli_json_str (m, "next_attempt_at"), when, sizeof when),
         cli_json_str (m, "last_error")
     };
-    cli_table_add (table, cells);
+    return cli_table_add (table, cells);
 }
 
 static const list_view_t s_outbox_view = { "emails", s_outbox_table, s_outbox_row };

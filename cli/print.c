@@ -215,10 +215,12 @@ s_print_cell (FILE *out, const char *text, size_t width, bool last)
             fputc (' ', out);
 }
 
-/* Column widths from the headers and the rows so far, within the caps
-   and the terminal's width. NULL when out of memory. */
+/* Column widths from the headers and the rows so far, each at least its
+   floor (the widths of the pages printed before, or NULL), within the
+   caps, the flexible column within what the terminal leaves it. NULL
+   when out of memory. */
 static size_t *
-s_widths (cli_table_t *self, FILE *out)
+s_widths (cli_table_t *self, FILE *out, const size_t *floor)
 {
     size_t *widths = calloc ((size_t) self->ncols, sizeof (size_t));
     if (!widths)
@@ -232,6 +234,8 @@ s_widths (cli_table_t *self, FILE *out)
         }
         if (self->max [c] > 0 && widths [c] > (size_t) self->max [c])
             widths [c] = (size_t) self->max [c];
+        if (floor && floor [c] > widths [c])
+            widths [c] = floor [c];
     }
     int f = self->flex_col;
     if (f >= 0 && f < self->ncols) {
@@ -252,32 +256,26 @@ s_widths (cli_table_t *self, FILE *out)
     return widths;
 }
 
-void
+int
 cli_table_print (cli_table_t *self, FILE *out)
 {
     bool first = !self->widths;
-    size_t *widths = s_widths (self, out);
+    /* a later page keeps the widths so far: a column only widens, so a
+       longer cell (a bigger id) is never cut below what its column allows */
+    size_t *widths = s_widths (self, out, self->widths);
     if (!widths)
-        return;
-    if (first)
-        self->widths = widths;
-    else {
-        /* a column only widens: a later page's longer cell (a bigger id)
-           is never cut below what its column allows */
-        for (int c = 0; c < self->ncols; c++)
-            if (widths [c] > self->widths [c])
-                self->widths [c] = widths [c];
-        free (widths);
-    }
+        return -1;
+    free (self->widths);
+    self->widths = widths;
     if (first) {
         for (int c = 0; c < self->ncols; c++)
-            s_print_cell (out, self->headers [c], self->widths [c], c == self->ncols - 1);
+            s_print_cell (out, self->headers [c], widths [c], c == self->ncols - 1);
         fputc ('\n', out);
     }
     for (size_t r = 0; r < self->nrows; r++) {
         for (int c = 0; c < self->ncols; c++) {
             char **cell = &self->cells [r * (size_t) self->ncols + (size_t) c];
-            s_print_cell (out, *cell, self->widths [c], c == self->ncols - 1);
+            s_print_cell (out, *cell, widths [c], c == self->ncols - 1);
             free (*cell);
             *cell = NULL;
         }
@@ -287,6 +285,7 @@ cli_table_print (cli_table_t *self, FILE *out)
     self->nrows = 0;
     if (first && self->printed == 0)
         fputs ("(none)\n", out);
+    return 0;
 }
 
 char *

@@ -29,8 +29,9 @@ int cli_table_add (cli_table_t *self, const char *const *cells);
    first call prints the headers; later calls (a long list printed page
    by page) keep the column widths, widening a column for a longer cell
    (within its cap) rather than cutting it. A first call without rows
-   prints "(none)" under the headers. */
-void cli_table_print (cli_table_t *self, FILE *out);
+   prints "(none)" under the headers. 0, or -1 out of memory (nothing
+   printed). */
+int cli_table_print (cli_table_t *self, FILE *out);
 
 /* Copies text, replacing control characters and invalid UTF-8 with '?'.
    With multiline, newlines and tabs are kept; otherwise they become

@@ -6,10 +6,11 @@
 #include "router.h"
 #include "bus.h"
 #include "log.h"
+#include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,15 +94,30 @@ reply_error (reply_t *r, int status, const char *field, const char *fmt, ...)
     reply_json (r, status, body);
 }
 
+/* A whole number in text: digits, with a leading '-' when sign; the
+   strto* functions would also take spaces and '+'. */
+static bool
+s_number_text (const char *text, bool sign)
+{
+    if (sign && *text == '-')
+        text++;
+    if (!*text)
+        return false;
+    for (; *text; text++)
+        if (*text < '0' || *text > '9')
+            return false;
+    return true;
+}
+
 int
 page_parse (const query_t *query, page_t *page, reply_t *r)
 {
     page->limit = PAGE_MAX;
-    page->after = NULL;
-    char *end = NULL;
+    long long after = LLONG_MIN;
     if (query->limit) {
-        long n = strtol (query->limit, &end, 10);
-        if (!*query->limit || *end || n < 1 || n > PAGE_MAX) {
+        errno = 0;
+        long n = s_number_text (query->limit, false) ? strtol (query->limit, NULL, 10) : 0;
+        if (errno || n < 1 || n > PAGE_MAX) {
             reply_error (r, 400, "limit", "limit must be a number from 1 to %d, not '%s'",
                          PAGE_MAX, query->limit);
             return -1;
@@ -110,15 +126,15 @@ page_parse (const query_t *query, page_t *page, reply_t *r)
     }
     if (query->after) {
         errno = 0;
-        long long n = strtoll (query->after, &end, 10);
-        if (!*query->after || *end || errno) {
+        if (s_number_text (query->after, true))
+            after = strtoll (query->after, NULL, 10);
+        if (!s_number_text (query->after, true) || errno) {
             reply_error (r, 400, "after", "after must be the \"next\" of an earlier page"
                          " (a number), not '%s'", query->after);
             return -1;
         }
-        snprintf (page->after_text, sizeof page->after_text, "%lld", n);
-        page->after = page->after_text;
     }
+    snprintf (page->after, sizeof page->after, "%lld", after);
     snprintf (page->limit_text, sizeof page->limit_text, "%d", page->limit + 1);
     return 0;
 }

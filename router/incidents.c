@@ -77,7 +77,7 @@ s_list (cm_db_t *db, const query_t *query, reply_t *r)
         " (SELECT count(*) FROM timeline t WHERE t.incident_id = i.id)"
         " FROM incidents i LEFT JOIN routes r ON r.id = i.route_id"
         " WHERE ($1::text IS NULL OR r.name = $1)"
-        " AND ($2::bigint IS NULL OR i.number > $2::bigint)"
+        " AND i.number > $2::bigint"
         " ORDER BY i.number LIMIT $3::int", 3, p);
     if (!res) {
         reply_error (r, 503, NULL, "database: %s", cm_db_error (db));
@@ -256,7 +256,7 @@ s_inbox (cm_db_t *db, const query_t *query, reply_t *r)
         " FROM messages m LEFT JOIN routes r ON r.id = m.route_id"
         " LEFT JOIN incidents i ON i.id = m.incident_id"
         " WHERE ($1::text IS NULL OR r.name = $1) AND ($2::text IS NULL OR m.state = $2)"
-        " AND ($3::bigint IS NULL OR m.id > $3::bigint) ORDER BY m.id LIMIT $4::int", 4, p);
+        " AND m.id > $3::bigint ORDER BY m.id LIMIT $4::int", 4, p);
     if (!res) {
         reply_error (r, 503, NULL, "database: %s", cm_db_error (db));
         return;

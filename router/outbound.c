@@ -348,7 +348,8 @@ outbound_list (cm_db_t *db, const char *id, const query_t *query, reply_t *r)
         }
     }
     page_t page;
-    if (page_parse (query, &page, r))
+    const query_t whole = { NULL, NULL, NULL, NULL };   /* one email: no page */
+    if (page_parse (id ? &whole : query, &page, r))
         return;
     const char *p [] = { id, state, page.after, page.limit_text };
     PGresult *res = cm_db_query (db,
@@ -357,7 +358,7 @@ outbound_list (cm_db_t *db, const char *id, const query_t *query, reply_t *r)
         " array_to_string(o.cc, ', '), o.dsn_status, o.created_at"
         " FROM outbox o JOIN incidents i ON i.id = o.incident_id"
         " WHERE ($1::bigint IS NULL OR o.id = $1::bigint) AND ($2::text IS NULL OR o.state = $2)"
-        " AND ($3::bigint IS NULL OR o.id > $3::bigint) ORDER BY o.id LIMIT $4::int", 4, p);
+        " AND o.id > $3::bigint ORDER BY o.id LIMIT $4::int", 4, p);
     if (!res) {
         reply_error (r, id ? 404 : 503, NULL, "%s", id ? "no such email" : cm_db_error (db));
         return;

@@ -75,13 +75,14 @@ void incidents_handle (router_t *self, const char *method, const char **parts,
    it is bounded whatever the database holds: at most limit items
    (1 to PAGE_MAX, default PAGE_MAX) whose key is greater than after
    (any key when absent), in key order, and "next", the key to ask after
-   for the following page (null on the last one). */
+   for the following page (null on the last one). The query compares
+   with a plain "key > $n", which a cached generic plan can still use as
+   an index bound. */
 #define PAGE_MAX 1000
 typedef struct {
     int limit;
     char limit_text [16];          /* limit + 1: the query's LIMIT */
-    char after_text [32];          /* the query's lower bound ... */
-    const char *after;             /* ... or NULL: none */
+    char after [32];               /* the lower bound (exclusive) */
 } page_t;
 /* 0, or -1 with a 400 naming the argument in r. */
 int page_parse (const query_t *query, page_t *page, reply_t *r);
