@@ -18,6 +18,13 @@ case "$action" in
     start)
         [ "$svc" = pg ] || cm_gen_certs
         "cm_start_$svc"
+        # Postfix's smtpd processes keep their connection to Dovecot's
+        # authentication service: after a Dovecot restart each would
+        # answer its next AUTH "454 Connection lost to authentication
+        # server" once. A reload replaces them, as an operator would.
+        if [ "$svc" = dovecot ] && cm_postfix_running; then
+            postfix -c "$PF_DIR" reload >>"$D/postfix/start.log" 2>&1 || true
+        fi
         ;;
     stop) "cm_stop_$svc" ;;
     status)
