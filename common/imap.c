@@ -1240,32 +1240,36 @@ s_cmp_u64 (const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int
-cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
-                size_t max_uids, uint64_t **uids, size_t *count,
-                char *err, size_t errlen)
+/* The highest UID seen in FETCH answers (UIDs ascend with sequence
+   numbers, so any line's UID is at most the last message's). */
+static void
+s_on_last_uid (cm_imap_t *self, const char *line, void *arg)
 {
-    char cmd [128], date [32] = "";
-    *uids = NULL;
-    *count = 0;
-    if (since && *since && s_imap_date (since, date, sizeof date)) {
-        snprintf (err, errlen, "invalid date \"%.40s\" (want YYYY-MM-DD)",
-                  since);
-        return -1;
-    }
-    if (from_uid == 0)
-        from_uid = 1;
-    /* "n:*" also matches the highest UID when it is below n: filtered */
-    snprintf (cmd, sizeof cmd, "UID SEARCH UID %" PRIu64 ":* UNDELETED%s%s",
-              from_uid, date [0] ? " SINCE " : "", date);
-    /* the server shows new messages to a session only at a sync point
-       (Dovecot: after the command that noticed them): NOOP first */
-    if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen) < 0)
-        return -1;
-    self->new_mail = false;     /* this search covers what came so far */
-    s_search_t s = { from_uid, NULL, 0, 0, false };
-    int r = s_command (self, cmd, SEARCH_CAP, s_on_search, &s, err, errlen);
-    if (r == 0 && s.oom) {
+    (void) self;
+    s_fetch_t f = { 0 };
+    s_parse_fetch (line, &f);
+    uint64_t *last = (uint64_t *) arg;
+    if (f.found && f.uid > *last)
+        *last = f.uid;
+}
+
+/* One UID SEARCH over UIDs from:to (to 0: "from:*"), the answer sorted and
+   without duplicates into *s. 0 ok, -1 with reason. */
+static int
+s_search_range (cm_imap_t *self, uint64_t from, uint64_t to, const char *date,
+                s_search_t *s, char *err, size_t errlen)
+{
+    char cmd [160], range [48];
+    if (to)
+        snprintf (range, sizeof range, "%" PRIu64 ":%" PRIu64, from, to);
+    else
+        snprintf (range, sizeof range, "%" PRIu64 ":*", from);
+    snprintf (cmd, sizeof cmd, "UID SEARCH UID %s UNDELETED%s%s", range,
+              date [0] ? " SINCE " : "", date);
+    free (s->uids);
+    *s = (s_search_t) { from, NULL, 0, 0, false };
+    int r = s_command (self, cmd, SEARCH_CAP, s_on_search, s, err, errlen);
+    if (r == 0 && s->oom) {
         snprintf (err, errlen, "out of memory");
         r = -1;
     }
@@ -1275,16 +1279,82 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
             snprintf (why, sizeof why, "%s", err);
             snprintf (err, errlen, "UID SEARCH failed: %s", why);
         }
-        free (s.uids);
         return -1;
     }
+    size_t o = 0;
+    if (s->count) {
+        qsort (s->uids, s->count, sizeof (uint64_t), s_cmp_u64);
+        o = 1;
+        for (size_t i = 1; i < s->count; i++)
+            if (s->uids [i] != s->uids [o - 1] && (!to || s->uids [i] <= to))
+                s->uids [o++] = s->uids [i];
+        if (to && s->uids [0] > to)
+            o = 0;
+    }
+    s->count = o;
+    return 0;
+}
+
+int
+cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
+                size_t max_uids, uint64_t **uids, size_t *count,
+                char *err, size_t errlen)
+{
+    char date [32] = "";
+    *uids = NULL;
+    *count = 0;
+    if (since && *since && s_imap_date (since, date, sizeof date)) {
+        snprintf (err, errlen, "invalid date \"%.40s\" (want YYYY-MM-DD)",
+                  since);
+        return -1;
+    }
+    if (from_uid == 0)
+        from_uid = 1;
+    /* the server shows new messages to a session only at a sync point
+       (Dovecot: after the command that noticed them): NOOP first */
+    if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen) < 0)
+        return -1;
+    self->new_mail = false;     /* this search covers what came so far */
+    if (self->exists == 0)
+        return 0;
+    /* The answer to "UID SEARCH UID n:*" lists every UID from n: on a
+       first start in a folder of millions, megabytes in one line. So
+       the UIDs up to the last message's (FETCH *) are searched in
+       windows of max_uids UIDs, a window doubling after an empty one
+       (a folder with long gaps) up to 64 times that: an answer never
+       holds more than 64 * max_uids UIDs, however big the folder. A
+       server that refuses FETCH * gets the one open-ended search. */
+    uint64_t last = 0;
+    size_t news = self->body_news;     /* our own FETCH's answers are no news */
+    int r = s_command (self, "FETCH * (UID)", LINE_CAP, s_on_last_uid, &last, err, errlen);
+    self->body_news = news;
+    if (r < 0)
+        return -1;
+    s_search_t s = { from_uid, NULL, 0, 0, false };
+    uint64_t width = max_uids ? max_uids : 0;
+    if (r > 0 || last == 0 || width == 0) {
+        if (r == 0 && last && last < from_uid)
+            return 0;
+        if (s_search_range (self, from_uid, 0, date, &s, err, errlen)) {
+            free (s.uids);
+            return -1;
+        }
+    }
+    else {
+        for (uint64_t lo = from_uid; lo <= last && s.count == 0; ) {
+            uint64_t hi = last - lo < width - 1 ? last : lo + width - 1;
+            if (s_search_range (self, lo, hi, date, &s, err, errlen)) {
+                free (s.uids);
+                return -1;
+            }
+            if (hi == last)
+                break;
+            lo = hi + 1;
+            if (width < (uint64_t) max_uids * 64)
+                width *= 2;
+        }
+    }
     if (s.count) {
-        qsort (s.uids, s.count, sizeof (uint64_t), s_cmp_u64);
-        size_t o = 1;
-        for (size_t i = 1; i < s.count; i++)
-            if (s.uids [i] != s.uids [o - 1])
-                s.uids [o++] = s.uids [i];
-        s.count = o;
         if (max_uids && s.count > max_uids) {
             s.count = max_uids;
             self->new_mail = true;      /* the next wait returns at once */

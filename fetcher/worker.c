@@ -23,7 +23,7 @@
 #define REACK_MAX       200               /* re-acknowledged after a login: the
                                              largest batch any version made */
 #define BATCH_BYTES     (32u << 20)       /* bytes per transaction */
-#define SEARCH_MAX      5000              /* UIDs per search */
+#define SEARCH_MAX      5000              /* UIDs per search (CASEMAIL_SEARCH_UIDS) */
 /* one acknowledgement stays within the body session's NOOP sync */
 _Static_assert (BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "a batch's news must fit one NOOP");
 #define IDLE_MS         60000             /* re-check at least this often */
@@ -161,6 +161,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
 {
     const char *folder = cm_route_str (config, "folder");
     size_t fetch_max = (size_t) cm_config_env ("CASEMAIL_FETCH_MAX_BYTES", 64L << 20);
+    size_t search_max = (size_t) cm_config_env ("CASEMAIL_SEARCH_UIDS", SEARCH_MAX);
     /* Fetching must not mark the message: \Seen (or the move) is the
        acknowledgement and comes only after the commit (invariant 1). */
     const bool peek = true;
@@ -183,7 +184,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     while (!s_stopping (self) && result == 0) {
         uint64_t *uids = NULL;
         size_t count = 0;
-        if (cm_imap_search (imap, last_uid + 1, since, SEARCH_MAX, &uids, &count,
+        if (cm_imap_search (imap, last_uid + 1, since, search_max, &uids, &count,
                             err, errlen)) {
             result = -1;
             break;

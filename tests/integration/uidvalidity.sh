@@ -2,7 +2,10 @@
 # A changed UIDVALIDITY does not re-ingest mail already stored (DESIGN
 # invariant 2): the folder is rescanned and messages already stored are
 # recognised by Message-ID and SHA-256; new mail is ingested. User u16.
+# Then a folder searched in windows of UIDs (CASEMAIL_SEARCH_UIDS, made 7
+# here for both parts): long gaps, no open-ended search. User u13.
 . "$(dirname "$0")/../lib.sh"
+export CASEMAIL_SEARCH_UIDS=7
 cm_start || exit 1
 src=$CM_WORK/uidv
 mkdir -p "$src/a" "$src/b"
@@ -36,3 +39,40 @@ check_eq "each Message-ID once" "7" "$(sql "SELECT count(DISTINCT message_id) FR
 check_eq "7 incidents, none duplicated" "7" "$(sql "SELECT count(*) FROM incidents")"
 grep -q "UIDVALIDITY of INBOX changed" "$CASEMAIL_HOME"/log/fetcher-*.log && ok "the fetcher logged the UIDVALIDITY change" || not_ok "the fetcher logged the UIDVALIDITY change"
 check_contains "the fetcher counted the recognised duplicates" "duplicates=5" "$("$CM" stage list)"
+
+# ---------------------------------------------------------------- windows
+# 60 messages, UIDs 8 to 50 expunged, 3 more: 20 left with a gap of 43
+# UIDs. The fetcher searches windows of 7 UIDs up to the last message's
+# UID, doubling a window after an empty one: every message is found once,
+# and no search is open-ended (an answer bounded by the window, not by the
+# folder).
+mkdir -p "$src/w1" "$src/w2"
+for i in $(seq -w 1 63); do
+    d=$src/w1; [ "$i" -gt 60 ] && d=$src/w2
+    printf 'From: r@outside.test\r\nTo: u13@example.test\r\nSubject: window %s\r\nMessage-ID: <window.%s@outside.test>\r\n\r\nbody %s\r\n' $i $i $i > "$d/$i.eml"
+done
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u13 INBOX -d "$src/w1" >/dev/null
+imap13() { curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "u13@$CM_MAIL_DOMAIN:u13-pw-Secret1" \
+               "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "$1" | tr -d '\r'; }
+imap13 "UID STORE 8:50 +FLAGS.SILENT (\\Deleted)" >/dev/null
+imap13 "EXPUNGE" >/dev/null
+check_eq "the folder holds 17 messages after the expunge" "17" \
+    "$(imap13 "SEARCH ALL" | sed -n 's/^\* SEARCH//p' | wc -w)"
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u13 INBOX -d "$src/w2" >/dev/null
+route_add win u13 --kind ingest --after-fetch keep --log-level verbose >/dev/null
+"$CM" route start win >/dev/null
+W="route_id = (SELECT id FROM routes WHERE name = 'win')"
+wait_until 30 sql_at_least 20 "SELECT count(*) FROM messages WHERE $W AND state <> 'fetched'"
+sleep 1
+left=$(imap13 "FETCH 1:* (ENVELOPE)" | grep -o '"window [0-9]*"' | tr -dc '0-9\n' | sort | paste -sd ' ')
+check_eq "the folder's 20 messages, each stored once" "20 $left" \
+    "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 8), ' ' ORDER BY subject) FROM messages WHERE $W")"
+searches=$(grep -h "trace: C: .* UID SEARCH UID" "$CASEMAIL_HOME"/log/fetcher-*.log \
+           | grep -o 'UID SEARCH UID [0-9:*]*' | sed 's/UID SEARCH UID //')
+check_lacks "no search is open-ended (UID n:*)" "*" "$searches"
+widths=$(for r in $searches; do echo $(( ${r#*:} - ${r%:*} + 1 )); done | sort -n | uniq | paste -sd ' ')
+case " $widths " in
+    *" 7 14 "*) ok "windows of 7 UIDs, doubled across the gap (widths: $widths)" ;;
+    *) not_ok "windows of 7 UIDs, doubled across the gap" "widths: $widths" ;;
+esac
+[ "$(echo "$widths" | awk '{print $NF}')" -le 448 ] && ok "no window over 64 x 7 UIDs" || not_ok "no window over 64 x 7 UIDs" "widths: $widths"
