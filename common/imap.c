@@ -1253,8 +1253,8 @@ s_on_last_uid (cm_imap_t *self, const char *line, void *arg)
         *last = f.uid;
 }
 
-/* One UID SEARCH over UIDs from:to (to 0: "from:*"), the answer sorted and
-   without duplicates into *s. 0 ok, -1 with reason. */
+/* One UID SEARCH over UIDs from:to (to 0: "from:*"): the UIDs of the
+   answer in that range are added to *s. 0 ok, -1 with reason. */
 static int
 s_search_range (cm_imap_t *self, uint64_t from, uint64_t to, const char *date,
                 s_search_t *s, char *err, size_t errlen)
@@ -1266,8 +1266,8 @@ s_search_range (cm_imap_t *self, uint64_t from, uint64_t to, const char *date,
         snprintf (range, sizeof range, "%" PRIu64 ":*", from);
     snprintf (cmd, sizeof cmd, "UID SEARCH UID %s UNDELETED%s%s", range,
               date [0] ? " SINCE " : "", date);
-    free (s->uids);
-    *s = (s_search_t) { from, NULL, 0, 0, false };
+    size_t before = s->count;
+    s->from = from;             /* "n:*" also matches the highest UID below n */
     int r = s_command (self, cmd, SEARCH_CAP, s_on_search, s, err, errlen);
     if (r == 0 && s->oom) {
         snprintf (err, errlen, "out of memory");
@@ -1281,17 +1281,13 @@ s_search_range (cm_imap_t *self, uint64_t from, uint64_t to, const char *date,
         }
         return -1;
     }
-    size_t o = 0;
-    if (s->count) {
-        qsort (s->uids, s->count, sizeof (uint64_t), s_cmp_u64);
-        o = 1;
-        for (size_t i = 1; i < s->count; i++)
-            if (s->uids [i] != s->uids [o - 1] && (!to || s->uids [i] <= to))
+    if (to) {
+        size_t o = before;
+        for (size_t i = before; i < s->count; i++)
+            if (s->uids [i] <= to)
                 s->uids [o++] = s->uids [i];
-        if (to && s->uids [0] > to)
-            o = 0;
+        s->count = o;
     }
-    s->count = o;
     return 0;
 }
 
@@ -1318,43 +1314,54 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
     if (self->exists == 0)
         return 0;
     /* The answer to "UID SEARCH UID n:*" lists every UID from n: on a
-       first start in a folder of millions, megabytes in one line. So
-       the UIDs up to the last message's (FETCH *) are searched in
-       windows of max_uids UIDs, a window doubling after an empty one
-       (a folder with long gaps) up to 64 times that: an answer never
-       holds more than 64 * max_uids UIDs, however big the folder. A
-       server that refuses FETCH * gets the one open-ended search. */
+       first start in a folder of millions, megabytes in one line. So the
+       UIDs up to the last message's (FETCH *) are searched in windows of
+       max_uids UIDs, until max_uids are found; a window that finds fewer
+       than half that many doubles the next (a folder with long gaps), up
+       to 64 times: an answer never holds more than 64 * max_uids UIDs,
+       however big the folder. A server that refuses FETCH * gets the one
+       open-ended search. */
     uint64_t last = 0;
-    size_t news = self->body_news;     /* our own FETCH's answers are no news */
-    int r = s_command (self, "FETCH * (UID)", LINE_CAP, s_on_last_uid, &last, err, errlen);
-    self->body_news = news;
-    if (r < 0)
-        return -1;
-    s_search_t s = { from_uid, NULL, 0, 0, false };
-    uint64_t width = max_uids ? max_uids : 0;
-    if (r > 0 || last == 0 || width == 0) {
+    int r = 1;
+    if (max_uids) {
+        size_t news = self->body_news;     /* our own FETCH's answer is no news */
+        r = s_command (self, "FETCH * (UID)", LINE_CAP, s_on_last_uid, &last, err, errlen);
+        self->body_news = news;
+        if (r < 0)
+            return -1;
         if (r == 0 && last && last < from_uid)
             return 0;
-        if (s_search_range (self, from_uid, 0, date, &s, err, errlen)) {
-            free (s.uids);
-            return -1;
-        }
     }
-    else {
-        for (uint64_t lo = from_uid; lo <= last && s.count == 0; ) {
+    s_search_t s = { from_uid, NULL, 0, 0, false };
+    int rc = 0;
+    if (r > 0 || last == 0)
+        rc = s_search_range (self, from_uid, 0, date, &s, err, errlen);
+    else
+        for (uint64_t lo = from_uid, width = max_uids; lo <= last && rc == 0; ) {
             uint64_t hi = last - lo < width - 1 ? last : lo + width - 1;
-            if (s_search_range (self, lo, hi, date, &s, err, errlen)) {
-                free (s.uids);
-                return -1;
-            }
-            if (hi == last)
+            size_t before = s.count;
+            rc = s_search_range (self, lo, hi, date, &s, err, errlen);
+            if (rc || hi == last)
                 break;
             lo = hi + 1;
-            if (width < (uint64_t) max_uids * 64)
+            if (s.count >= max_uids) {
+                self->new_mail = true;      /* more windows: the next wait returns at once */
+                break;
+            }
+            if (s.count - before < max_uids / 2 && width < (uint64_t) max_uids * 64)
                 width *= 2;
         }
+    if (rc) {
+        free (s.uids);
+        return -1;
     }
     if (s.count) {
+        qsort (s.uids, s.count, sizeof (uint64_t), s_cmp_u64);
+        size_t o = 1;
+        for (size_t i = 1; i < s.count; i++)
+            if (s.uids [i] != s.uids [o - 1])
+                s.uids [o++] = s.uids [i];
+        s.count = o;
         if (max_uids && s.count > max_uids) {
             s.count = max_uids;
             self->new_mail = true;      /* the next wait returns at once */

@@ -52,8 +52,9 @@ uint64_t cm_imap_exists (cm_imap_t *self);
    the rest come next time (the next cm_imap_wait then returns 1 at once).
    With max_uids, the folder is searched in windows of UIDs (up to the
    last message's, FETCH *), so that no answer holds more than
-   64 * max_uids UIDs however big the folder. Runs NOOP first, as servers
-   show new messages only at a sync point. 0 ok, -1 with reason. */
+   64 * max_uids UIDs however big the folder; a server that refuses
+   FETCH * gets one open-ended search. Runs NOOP first, as servers show
+   new messages only at a sync point. 0 ok, -1 with reason. */
 int cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
                     size_t max_uids, uint64_t **uids, size_t *count,
                     char *err, size_t errlen);

@@ -174,6 +174,9 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                  folder, (unsigned long long) cur_uv, (unsigned long long) uv);
         last_uid = 0;
     }
+    /* --since limits the first pass over the folder (an empty cursor):
+       every search of that pass, each window of it, takes only mail
+       received since then; later passes take everything new */
     const char *since = last_uid == 0 ? cm_route_str (config, "since") : NULL;
     batch_t *pair = calloc (2, sizeof *pair);
     if (!pair) {
@@ -286,7 +289,6 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             }
         }
         free (uids);
-        since = NULL;
     }
     for (int k = 0; k < 2; k++)
         s_batch_clear (&pair [k]);    /* nothing in flight here */

@@ -3,7 +3,8 @@
 # invariant 2): the folder is rescanned and messages already stored are
 # recognised by Message-ID and SHA-256; new mail is ingested. User u16.
 # Then a folder searched in windows of UIDs (CASEMAIL_SEARCH_UIDS, made 7
-# here for both parts): long gaps, no open-ended search. User u13.
+# here for every part): long gaps, no open-ended search (user u13), and
+# --since over windows (user u14).
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEARCH_UIDS=7
 cm_start || exit 1
@@ -76,3 +77,39 @@ case " $widths " in
     *) not_ok "windows of 7 UIDs, doubled across the gap" "widths: $widths" ;;
 esac
 [ "$(echo "$widths" | awk '{print $NF}')" -le 448 ] && ok "no window over 64 x 7 UIDs" || not_ok "no window over 64 x 7 UIDs" "widths: $widths"
+
+# ---------------------------------------------------------------- --since
+# --since limits the whole first pass, window after window, not only its
+# first search. UIDs 1-8 and 21-30 were received today, 9-20 in 2020 (a
+# Maildir file's time is its received date): a route started with --since
+# 2024-01-01 takes those 18. The first search stops at 7 UIDs (the
+# window's size); a second search without the date would take 9-20.
+box14="$CM_STACK_DIR/mail/example.test/u14/Maildir/INBOX"
+mkdir -p "$src/s"
+imap14() { curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "u14@$CM_MAIL_DOMAIN:u14-pw-Secret1" \
+               "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "$1" | tr -d '\r'; }
+fill14() {   # fill14 FIRST LAST [old]: messages FIRST..LAST (received in 2020 with "old")
+    rm -f "$src/s"/*.eml
+    for i in $(seq -w "$1" "$2"); do
+        printf 'From: r@outside.test\r\nTo: u14@example.test\r\nSubject: since %s\r\nMessage-ID: <since.%s@outside.test>\r\n\r\nbody %s\r\n' $i $i $i > "$src/s/$i.eml"
+    done
+    local before; before=$(ls "$box14/cur" 2>/dev/null | sort)
+    "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u14 INBOX -d "$src/s" >/dev/null
+    if [ "${3:-}" = old ]; then
+        comm -13 <(echo "$before") <(ls "$box14/cur" | sort) | while read -r f; do
+            touch -d "2020-03-01 12:00:00" "$box14/cur/$f"
+        done
+    fi
+    imap14 NOOP >/dev/null      # the server gives them their UIDs now, in this order
+}
+fill14 01 08; fill14 09 20 old; fill14 21 30
+check_eq "the folder's UIDs 9-20 are the old ones" "9 10 11 12 13 14 15 16 17 18 19 20" \
+    "$(imap14 "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
+route_add since u14 --kind ingest --after-fetch keep --since 2024-01-01 >/dev/null
+"$CM" route start since >/dev/null
+S="route_id = (SELECT id FROM routes WHERE name = 'since')"
+wait_until 30 sql_at_least 18 "SELECT count(*) FROM messages WHERE $S AND state <> 'fetched'"
+sleep 2        # anything older would show up now
+check_eq "--since over windows: the 18 received since, none of the 12 older" \
+    "18 01 02 03 04 05 06 07 08 21 22 23 24 25 26 27 28 29 30" \
+    "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 7), ' ' ORDER BY subject) FROM messages WHERE $S")"
