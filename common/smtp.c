@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ADDR_MAX        320     /* RFC 5321 path limits, with margin */
 #define DEFAULT_TIMEOUT 15000
@@ -169,8 +170,12 @@ cm_smtp_test (const cm_mailserver_t *srv, char *summary, size_t sumlen,
     /* A 4xx answer to AUTH is the server's trouble, not the credentials'
        (Postfix answers 454 when it lost its connection to the
        authentication service, and connects again for the next client):
-       one more try on a new connection, then the answer is reported. */
+       one more try on a new connection, a second later (a server that
+       answers 4xx to throttle logins is not hit again at once), then the
+       answer is reported. */
     for (int attempt = 0; attempt < 2; attempt++) {
+        if (attempt)
+            sleep (1);
         s_test_cleanup (h);
         memset (ctx, 0, sizeof *ctx);
         h = s_handle (srv, ctx, err, errlen);
