@@ -10,7 +10,8 @@
 #  (b) latency: BENCH_RATE messages/s (20) for BENCH_SECONDS (15) through
 #      Postfix to a running route; SMTP acceptance (client side, after the
 #      server's 250 to DATA) to the message's commit (messages.parsed_at):
-#      p50, p99, max.
+#      p50, p99, max; and split at the raw message's commit
+#      (messages.fetched_at): the mail servers and the fetcher, the parser.
 #  (c) peak resident memory (VmHWM): the router's before and after
 #      listing every message and incident; each stage's after (a)+(b) (the
 #      stages of (a)'s last run, over TLS unless BENCH_IMAP=plain), and a
@@ -239,18 +240,27 @@ print("sent %d messages in %.1f s" % (n, time.time() - start))
 PY
 nlat=$(wc -l < "$work/sent.tsv")
 wait_settled lat "$nlat" 120 || exit 1
-sql "SELECT message_id, extract(epoch FROM parsed_at) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = 'lat')" \
-    | tr '|' '\t' > "$work/parsed.tsv"
+sql "SELECT message_id, extract(epoch FROM fetched_at), extract(epoch FROM parsed_at) FROM messages
+     WHERE route_id = (SELECT id FROM routes WHERE name = 'lat')" | tr '|' '\t' > "$work/parsed.tsv"
 python3 - "$work/sent.tsv" "$work/parsed.tsv" <<'PY'
 import sys
 sent = dict(l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l)
-done = dict(l.split("\t") for l in open(sys.argv[2]).read().split("\n") if l)
-lat = sorted((float(done[k]) - float(v)) * 1000 for k, v in sent.items() if k in done)
-missing = len(sent) - len(lat)
-def pct(p):
+done = {l.split("\t")[0]: l.split("\t")[1:] for l in open(sys.argv[2]).read().split("\n") if l}
+keys = [k for k in sent if k in done]
+def ms(pairs):
+    return sorted((float(b) - float(a)) * 1000 for a, b in pairs)
+def pct(lat, p):
     return lat[min(len(lat) - 1, int(round(p / 100.0 * (len(lat) - 1))))]
+lat = ms((sent[k], done[k][1]) for k in keys)
+missing = len(sent) - len(lat)
 print("SMTP accepted -> committed, %d messages%s: p50 %.0f ms, p99 %.0f ms, max %.0f ms"
-      % (len(lat), " (%d missing)" % missing if missing else "", pct(50), pct(99), lat[-1]))
+      % (len(lat), " (%d missing)" % missing if missing else "", pct(lat, 50), pct(lat, 99), lat[-1]))
+# where it goes: the mail server's delivery and the fetcher, then the parser
+a = ms((sent[k], done[k][0]) for k in keys)
+b = ms((done[k][0], done[k][1]) for k in keys)
+print("  of which accepted -> raw committed (Postfix, Dovecot, fetcher): p50 %.0f ms, p99 %.0f ms;"
+      " raw committed -> incident committed (parser): p50 %.0f ms, p99 %.0f ms"
+      % (pct(a, 50), pct(a, 99), pct(b, 50), pct(b, 99)))
 PY
 
 # ------------------------------------------------------------ (c) memory
