@@ -22,7 +22,7 @@ RUN apt-get update \
       libmicrohttpd12 libjansson4 libxml2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/casemail --create-home casemail \
- && mkdir -p /var/lib/casemail/key /var/lib/casemail/state \
+ && mkdir -p /var/lib/casemail/key /var/lib/casemail/state /etc/casemail/certs \
  && chown -R casemail:casemail /var/lib/casemail \
  && chmod 700 /var/lib/casemail/key /var/lib/casemail/state
 COPY --from=build /src/bin/casemail /src/bin/casemail-router /src/bin/casemail-fetcher \

@@ -39,7 +39,7 @@ env = dict(spec.get("environment") or {})
 mounts = {}
 for v in spec.get("volumes") or []:
     name, target = v.split(":")[:2]
-    mounts[target] = "%s/vol-%s" % (d, name)          # a named volume: shared
+    mounts[target] = "%s/vol-%s" % (d, name.strip("./"))   # a volume: shared
 for k, v in sorted(env.items()):
     v = str(v)
     if k == "CASEMAIL_DB":
@@ -74,6 +74,8 @@ start() {
     PIDS+=("$PID")
 }
 stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
+# killed PID: a process of ours killed here, no longer ours to stop
+killed() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); wait "$1" 2>/dev/null; }
 trap stop_all EXIT
 
 for svc in router fetcher parser sender; do
@@ -87,7 +89,8 @@ start router 1; ROUTER=$PID
 # the CLI runs where the router does (its API is on 127.0.0.1 only)
 export CASEMAIL_HOME
 CASEMAIL_HOME=$(env_of router 1 | sed -n 's/^CASEMAIL_HOME=//p')
-wait_until 20 test -s "$CASEMAIL_HOME/run/api.url" || not_ok "the router is up" "$(tail -5 "$D/router-1.log")"
+wait_until 20 test -s "$CASEMAIL_HOME/run/api.url" \
+    || { not_ok "the router is up" "$(tail -5 "$D/router-1.log")"; exit 1; }
 for svc in fetcher parser sender; do
     for n in $(seq "$(replicas $svc)"); do start $svc "$n"; done
 done
@@ -122,7 +125,7 @@ lease_line() { grep -h "took the lease of route dist" "$D"/fetcher-*.log | tail 
 victim=$(lease_line | sed -n 's/.*casemail-fetcher\[\([0-9]*\)\].*/\1/p')
 [ -n "$victim" ] && ok "found the fetcher holding the route's lease (pid $victim)" \
     || not_ok "found the fetcher holding the route's lease" "$(lease_line)"
-[ -n "$victim" ] && kill -KILL "$victim"
+[ -n "$victim" ] && kill -KILL "$victim" && killed "$victim"
 wait_until 30 eval '[ "$(grep -h "took the lease of route dist" "$D"/fetcher-*.log | wc -l)" -ge 2 ]'
 check_contains "another fetcher took the lease" "took the lease" "$(grep -h "took the lease of route dist" "$D"/fetcher-*.log | grep -v "\[$victim\]")"
 $PY "$CM_TOP/tests/tools/mkmail.py" bulk 50 "$D/more" --corpus "$CORPUS" --prefix dist2 >/dev/null
@@ -134,7 +137,7 @@ check_eq "the other fetcher took the route over: 50 more, each once" "$((N + 50)
 check_eq "the route is RUNNING" RUNNING "$(route_status dist)"
 
 # The router dies and is started again: the stages come back to it.
-kill -KILL "$ROUTER"
+kill -KILL "$ROUTER" && killed "$ROUTER"
 rm -f "$CASEMAIL_HOME/run/api.url"
 start router 1; ROUTER=$PID
 wait_until 20 test -s "$CASEMAIL_HOME/run/api.url"
