@@ -60,7 +60,8 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libzmq3-dev libczmq-dev libgmime-3.0-dev libcurl4-openssl-dev \
             libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev libxml2-dev \
             postgresql dovecot-imapd dovecot-lmtpd postfix swaks \
-            libnet-ssleay-perl openssl curl iproute2 procps valgrind python3 python3-yaml
+            libnet-ssleay-perl openssl curl iproute2 procps valgrind python3 python3-yaml \
+            docker-compose
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \

@@ -78,6 +78,10 @@ stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/
 killed() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); wait "$1" 2>/dev/null; }
 trap stop_all EXIT
 
+# Compose's own reading of the file (Debian's docker-compose checks it
+# against the Compose schema; no engine needed for that)
+out=$(cd "$CM_TOP" && docker-compose -f compose.yaml config -q 2>&1); rc=$?
+check_eq "compose.yaml is a valid Compose file (docker-compose config)" "0 " "$rc $out"
 for svc in router fetcher parser sender; do
     check_eq "compose.yaml: $svc runs $(command_of $svc 2>/dev/null)" "casemail-$svc" "$(command_of $svc 2>/dev/null)"
 done
