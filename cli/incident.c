@@ -156,8 +156,13 @@ s_list_pages (const char *base, bool json, const list_view_t *view)
         char path [1200];
         int n = snprintf (path, sizeof path, "%s%climit=1000", base,
                           strchr (base, '?') ? '&' : '?');
-        if (!first)
-            snprintf (path + n, sizeof path - (size_t) n, "&after=%lld", after);
+        if (n > 0 && (size_t) n < sizeof path && !first)
+            n += snprintf (path + n, sizeof path - (size_t) n, "&after=%lld", after);
+        if (n < 0 || (size_t) n >= sizeof path) {
+            cli_err ("the list's address is too long");
+            rc = CLI_USAGE;
+            break;
+        }
         json_t *reply = NULL;
         rc = cli_api_call (api, "GET", path, NULL, CLI_API_TIMEOUT, &reply);
         if (rc != CLI_OK)

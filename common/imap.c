@@ -1319,16 +1319,20 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
        max_uids UIDs, until max_uids are found; a window that finds fewer
        than half that many doubles the next (a folder with long gaps), up
        to 64 times: an answer never holds more than 64 * max_uids UIDs,
-       however big the folder. A server that refuses FETCH * gets the one
-       open-ended search. */
+       however big the folder. A folder of at most max_uids messages
+       cannot answer more than that: one open-ended search, no FETCH *.
+       So does a server that refuses FETCH *, or answers a UID over
+       2^32 - 1 (RFC 3501: a UID is a 32-bit number). */
     uint64_t last = 0;
     int r = 1;
-    if (max_uids) {
+    if (max_uids && self->exists > max_uids) {
         size_t news = self->body_news;     /* our own FETCH's answer is no news */
         r = s_command (self, "FETCH * (UID)", LINE_CAP, s_on_last_uid, &last, err, errlen);
         self->body_news = news;
         if (r < 0)
             return -1;
+        if (last > UINT32_MAX)
+            last = 0;
         if (r == 0 && last && last < from_uid)
             return 0;
     }

@@ -50,8 +50,9 @@ uint64_t cm_imap_exists (cm_imap_t *self);
    "YYYY-MM-DD"). Fills *uids with a malloc'd ascending array (NULL when
    *count is 0), at most max_uids entries (0 = no limit): the lowest ones,
    the rest come next time (the next cm_imap_wait then returns 1 at once).
-   With max_uids, the folder is searched in windows of UIDs (up to the
-   last message's, FETCH *), so that no answer holds more than
+   With max_uids, a folder of more messages than that is searched in
+   windows of UIDs (up to the last message's, FETCH *), so that no answer
+   holds more than
    64 * max_uids UIDs however big the folder; a server that refuses
    FETCH * gets one open-ended search. Runs NOOP first, as servers show
    new messages only at a sync point. 0 ok, -1 with reason. */

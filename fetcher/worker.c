@@ -24,6 +24,7 @@
                                              largest batch any version made */
 #define BATCH_BYTES     (32u << 20)       /* bytes per transaction */
 #define SEARCH_MAX      5000              /* UIDs per search (CASEMAIL_SEARCH_UIDS) */
+#define SEARCH_UIDS_MAX 100000            /* the most CASEMAIL_SEARCH_UIDS may ask */
 /* one acknowledgement stays within the body session's NOOP sync */
 _Static_assert (BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "a batch's news must fit one NOOP");
 #define IDLE_MS         60000             /* re-check at least this often */
@@ -162,6 +163,8 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     const char *folder = cm_route_str (config, "folder");
     size_t fetch_max = (size_t) cm_config_env ("CASEMAIL_FETCH_MAX_BYTES", 64L << 20);
     size_t search_max = (size_t) cm_config_env ("CASEMAIL_SEARCH_UIDS", SEARCH_MAX);
+    if (search_max > SEARCH_UIDS_MAX)
+        search_max = SEARCH_UIDS_MAX;   /* a search holds up to 65 times that */
     /* Fetching must not mark the message: \Seen (or the move) is the
        acknowledgement and comes only after the commit (invariant 1). */
     const bool peek = true;

@@ -126,9 +126,10 @@ page_parse (const query_t *query, page_t *page, reply_t *r)
     }
     if (query->after) {
         errno = 0;
-        if (s_number_text (query->after, true))
+        bool ok = s_number_text (query->after, true);
+        if (ok)
             after = strtoll (query->after, NULL, 10);
-        if (!s_number_text (query->after, true) || errno) {
+        if (!ok || errno) {
             reply_error (r, 400, "after", "after must be the \"next\" of an earlier page"
                          " (a number), not '%s'", query->after);
             return -1;

@@ -68,7 +68,7 @@ sleep 1
 left=$(imap13 "FETCH 1:* (ENVELOPE)" | grep -o '"window [0-9]*"' | tr -dc '0-9\n' | sort | paste -sd ' ')
 check_eq "the folder's 20 messages, each stored once" "20 $left" \
     "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 8), ' ' ORDER BY subject) FROM messages WHERE $W")"
-searches=$(grep -h "trace: C: .* UID SEARCH UID" "$CASEMAIL_HOME"/log/fetcher-*.log \
+searches=$(grep -h " win trace: C: .* UID SEARCH UID" "$CASEMAIL_HOME"/log/fetcher-*.log \
            | grep -o 'UID SEARCH UID [0-9:*]*' | sed 's/UID SEARCH UID //')
 check_lacks "no search is open-ended (UID n:*)" "*" "$searches"
 widths=$(for r in $searches; do echo $(( ${r#*:} - ${r%:*} + 1 )); done | sort -n | uniq | paste -sd ' ')
