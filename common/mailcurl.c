@@ -303,6 +303,12 @@ cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
             else if (ctx && !ctx->auth_sent)
                 snprintf (err, errlen, "no supported authentication "
                           "mechanism offered by %s:%d", host, srv->port);
+            else if (ctx && ctx->fail [0] == '4')
+                /* a 4xx answer to AUTH is the server's trouble, not the
+                   credentials' (Postfix: 454 when it lost its connection
+                   to the authentication service) */
+                snprintf (err, errlen, "temporary authentication failure at %s:%d: %s",
+                          host, srv->port, ctx->fail);
             else
                 snprintf (err, errlen, "authentication failed for %s", user);
             break;

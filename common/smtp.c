@@ -166,13 +166,12 @@ cm_smtp_test (const cm_mailserver_t *srv, char *summary, size_t sumlen,
     }
     long timeout = srv->timeout_ms > 0 ? srv->timeout_ms : DEFAULT_TIMEOUT;
     CURLcode crc = CURLE_OK;
-    long rcode = 0;
     /* A 4xx answer to AUTH is the server's trouble, not the credentials'
        (Postfix answers 454 when it lost its connection to the
        authentication service, and connects again for the next client):
        one more try on a new connection, a second later (a server that
        answers 4xx to throttle logins is not hit again at once), then the
-       answer is reported. */
+       answer is reported (cm_mailcurl_reason calls it temporary). */
     for (int attempt = 0; attempt < 2; attempt++) {
         if (attempt)
             sleep (1);
@@ -184,15 +183,8 @@ cm_smtp_test (const cm_mailserver_t *srv, char *summary, size_t sumlen,
         curl_easy_setopt (h, CURLOPT_CONNECT_ONLY, 1L);
         curl_easy_setopt (h, CURLOPT_TIMEOUT_MS, timeout);
         crc = curl_easy_perform (h);
-        rcode = 0;
-        curl_easy_getinfo (h, CURLINFO_RESPONSE_CODE, &rcode);
-        if (crc != CURLE_LOGIN_DENIED || rcode < 400 || rcode >= 500)
+        if (crc != CURLE_LOGIN_DENIED || !ctx->auth_sent || ctx->fail [0] != '4')
             break;
-    }
-    if (crc == CURLE_LOGIN_DENIED && rcode >= 400 && rcode < 500 && ctx->auth_sent) {
-        snprintf (err, errlen, "temporary authentication failure at %s:%d: %s",
-                  srv->host, srv->port, ctx->fail [0] ? ctx->fail : "no reason given");
-        goto done;
     }
     if (crc) {
         cm_mailcurl_reason (crc, ctx, srv, err, errlen);
@@ -314,7 +306,7 @@ cm_smtp_send (const cm_mailserver_t *srv, const char *from,
         char why [300];
         cm_mailcurl_reason (crc, ctx, srv, why, sizeof why);
         *code = rcode >= 400 ? (int) rcode : 0;
-        if (ctx->fail [0])
+        if (ctx->fail [0] && !strstr (why, ctx->fail))
             snprintf (reply, replylen, "%s (%s)", why, ctx->fail);
         else
             snprintf (reply, replylen, "%s", why);

@@ -115,7 +115,6 @@ passes "outbound smtps" "Outbound connection OK: smtps://localhost:$CM_SMTPS_POR
 # with the server's words, not as a wrong password.
 tempauth() {   # tempauth MODE: starts the stand-in, sets TA_PID and TA_PORT
     coproc TA { exec python3 "$CM_TOP/tests/tools/smtp_tempauth.py" "$1"; }
-    TA_PID=$TA_PID
     read -r TA_PORT <&"${TA[0]}"
 }
 tempauth once
