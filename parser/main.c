@@ -55,10 +55,12 @@ s_route_info (cm_db_t *db, const char *route_id, route_info_t *info)
 }
 
 /* Deletes the claims whose messages are all settled: those of parsers
-   that died, once the last message they name is parsed or rejected (and a
-   claim whose own delete was lost). A claim in progress names messages
-   still 'fetched' and stays. now: at once; else at most every
-   FORGET_EVERY_MS, when the parser goes idle. */
+   that died, once the last message they name is parsed or rejected. A
+   claim in progress names messages still 'fetched' and stays. now: at
+   once, after a batch that held a message tried before; else at most
+   every FORGET_EVERY_MS, when the parser goes idle, for a dead claim
+   whose messages went without a parser counting it (deleted with their
+   route, say). A parser's own claim goes in its batch's transaction. */
 static void
 s_forget_settled (parser_t *self, bool now)
 {
@@ -187,6 +189,13 @@ s_batch (cm_server_t *srv, parser_t *self)
     }
     if (store_flush (self->store, db))
         goto failed;
+    /* the claim's row goes with the batch's commit: a parser that dies
+       before it leaves the try counted, one that commits leaves nothing */
+    const char *cp [] = { claim };
+    if (*claim && cm_db_exec (db, "DELETE FROM parse_claims WHERE id = $1::bigint", 1, cp)) {
+        cm_error (NULL, "database: releasing claim %s: %s", claim, cm_db_error (db));
+        goto failed;
+    }
     PQclear (res);
     if (cm_db_exec (db, "COMMIT", 0, NULL)) {
         cm_error (NULL, "database: commit: %s", cm_db_error (db));
@@ -195,10 +204,6 @@ s_batch (cm_server_t *srv, parser_t *self)
         return -1;
     }
     store_batch_committed (self->store);
-    if (self->side && *claim) {
-        const char *cp [] = { claim };
-        cm_db_exec (self->side, "DELETE FROM parse_claims WHERE id = $1::bigint", 1, cp);
-    }
     if (tried)
         s_forget_settled (self, true);  /* the dead claims that named them */
     return done;

@@ -47,10 +47,25 @@ else
     n=$(find "$CORPUS" -maxdepth 1 -type f | wc -l)
     route_add corpus u01 --kind ingest >/dev/null
     "${FILL[@]}" u01 INBOX -d "$CORPUS" >/dev/null
+    # A parser's claim row goes in the same transaction as its batch: a
+    # trigger run at each commit that settles a message notes it, with a
+    # claim naming it whose messages are all settled (with no parser dying
+    # here, there must be none).
+    sql "CREATE TABLE outlived (message bigint, claim bigint);
+         CREATE FUNCTION outlived() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+             INSERT INTO outlived SELECT NEW.id, (SELECT p.id FROM parse_claims p
+              WHERE NEW.id = ANY (p.message_ids) AND NOT EXISTS (SELECT 1 FROM messages m
+                    WHERE m.id = ANY (p.message_ids) AND m.state = 'fetched') LIMIT 1);
+             RETURN NULL; END \$\$;
+         CREATE CONSTRAINT TRIGGER outlived AFTER UPDATE ON messages DEFERRABLE INITIALLY DEFERRED
+             FOR EACH ROW WHEN (NEW.state <> 'fetched') EXECUTE FUNCTION outlived()" >/dev/null
     start_route corpus
     if wait_until 120 settled corpus "$n"; then ok "corpus: all $n messages fetched and parsed or rejected"
     else not_ok "corpus: all $n messages fetched and parsed or rejected" \
         "stored $(msgs corpus), still fetched $(msgs corpus "m.state = 'fetched'")"; fi
+    check_eq "corpus: no parser's claim outlived its batch's commit" "$n settled, 0 claims" \
+        "$(sql "SELECT count(DISTINCT message) || ' settled, ' || count(DISTINCT claim) || ' claims' FROM outlived")"
+    sql "DROP TRIGGER outlived ON messages; DROP FUNCTION outlived(); DROP TABLE outlived" >/dev/null
     inc=$(incidents_of corpus)
     rej=$(msgs corpus "m.state = 'rejected'")
     check_eq "corpus: incidents + rejections = messages ($inc + $rej)" "$n" "$((inc + rej))"

@@ -68,6 +68,12 @@ if wait_until 30 sql_at_least 6 "SELECT count(*) FROM incidents"; then ok "mail 
 else not_ok "mail after the poison becomes an incident" "$(sql "SELECT state, count(*) FROM messages GROUP BY 1" | tr '\n' ' ')"; fi
 check_eq "the route is still RUNNING" RUNNING "$(route_status poison)"
 rm -rf "$src"
+# a dead parser's claim whose messages were settled with no parser counting
+# it (here: written by hand) is deleted by an idle parser within 10 s
+sql "INSERT INTO parse_claims (message_ids) SELECT array_agg(id) FROM messages WHERE state = 'parsed'" >/dev/null
+check_eq "a stale claim is in place" 1 "$(sql "SELECT count(*) FROM parse_claims")"
+if wait_until 30 drained; then ok "an idle parser deletes a claim whose messages are all settled"
+else not_ok "an idle parser deletes a claim whose messages are all settled" "$(sql "SELECT * FROM parse_claims" | tr '\n' ' ')"; fi
 
 # Schema 5 carries the counts of schema 4 (parse_attempts, a row per
 # message) over: a message that had killed parsers 4 times is rejected
