@@ -128,6 +128,13 @@ outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol s
 fails "outbound, 454 to every AUTH" "temporary authentication failure at localhost:$TA_PORT: 454 4.7.0 Temporary authentication failure"
 check_lacks "outbound, 454 to every AUTH: not called a wrong password" "authentication failed for" "$OUT"
 kill "$TA_PID" 2>/dev/null; wait "$TA_PID" 2>/dev/null
+# a 5xx is the password's: no second try (the stand-in lets a second in)
+tempauth once-535
+outbound --password-env ALICE_PW --outbound-host localhost --outbound-protocol smtp \
+    --outbound-port "$TA_PORT"
+fails "outbound, a 535 to the first AUTH is not tried again" "authentication failed for"
+check_lacks "outbound, a 535 to the first AUTH: not called temporary" "temporary" "$OUT"
+kill "$TA_PID" 2>/dev/null; wait "$TA_PID" 2>/dev/null
 
 outbound --password-env BAD_PW --outbound-host localhost --outbound-protocol smtp+starttls \
     --outbound-port "$CM_SUBMISSION_PORT" --ca-file "$CM_CA_FILE"
