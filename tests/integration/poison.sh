@@ -92,16 +92,25 @@ carried() {   # carried UID SUBJECT ATTEMPTS: a committed, unparsed message of r
 }
 carried 900001 "carried four" 4
 carried 900002 "carried one" 1
+carried 900003 "carried three $marker" 3     # kills the parser once more
+before=$(deaths)
 "$CM" up > "$CM_WORK/$CM_TEST.up2.log" 2>&1 || not_ok "casemail up migrates schema 4 to 5" "$(tail -3 "$CM_WORK/$CM_TEST.up2.log")"
 check_eq "casemail up migrated the database to schema version 5" 5 "$(sql "SELECT max(version) FROM schema_version")"
 check_eq "parse_attempts is gone" "" "$(sql "SELECT to_regclass('parse_attempts')")"
-carried_done() { [ "$(sql "SELECT count(*) FROM messages WHERE uid > 900000 AND state <> 'fetched'")" = 2 ]; }
-if wait_until 60 carried_done; then ok "both carried messages are settled"
-else not_ok "both carried messages are settled" "$(sql "SELECT uid, state, reason FROM messages WHERE uid > 900000" | tr '\n' ' ')"; fi
+carried_done() { [ "$(sql "SELECT count(*) FROM messages WHERE uid > 900000 AND state <> 'fetched'")" = 3 ]; }
+if wait_until 60 carried_done; then ok "the three carried messages are settled"
+else not_ok "the three carried messages are settled" "$(sql "SELECT uid, state, reason FROM messages WHERE uid > 900000" | tr '\n' ' ')"; fi
 check_eq "the one with 4 carried deaths is rejected with the reason" \
     "rejected|the parser stopped 4 times while working on this message; it is kept unparsed" \
     "$(sql "SELECT state, reason FROM messages WHERE uid = 900001")"
 check_eq "the one with 1 carried death is parsed into an incident" "parsed|carried one" \
     "$(sql "SELECT m.state, i.title FROM messages m JOIN incidents i ON i.id = m.incident_id WHERE m.uid = 900002")"
+# a poison with 3 carried deaths needs only one more (4 without the carry)
+check_eq "the poison with 3 carried deaths is rejected after one more" \
+    "rejected|the parser stopped 4 times while working on this message; it is kept unparsed" \
+    "$(sql "SELECT state, reason FROM messages WHERE uid = 900003")"
+wait_until 15 eval '[ "$(deaths)" -gt "$before" ]'
+sleep 1     # a second death, had there been one, is logged by now too
+check_eq "the parser died once more for it, and no more" 1 "$(( $(deaths) - before ))"
 if wait_until 20 drained; then ok "no carried count is left behind"
 else not_ok "no carried count is left behind" "$(sql "SELECT * FROM parse_claims" | tr '\n' ' ')"; fi
