@@ -1292,9 +1292,9 @@ s_search_range (cm_imap_t *self, uint64_t from, uint64_t to, const char *date,
 }
 
 int
-cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
-                size_t max_uids, uint64_t **uids, size_t *count,
-                char *err, size_t errlen)
+cm_imap_search (cm_imap_t *self, uint64_t from_uid, uint64_t to_uid,
+                const char *since, size_t max_uids, uint64_t **uids,
+                size_t *count, char *err, size_t errlen)
 {
     char date [32] = "";
     *uids = NULL;
@@ -1306,6 +1306,8 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
     }
     if (from_uid == 0)
         from_uid = 1;
+    if (to_uid && to_uid < from_uid)
+        return 0;
     /* the server shows new messages to a session only at a sync point
        (Dovecot: after the command that noticed them): NOOP first */
     if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen) < 0)
@@ -1335,11 +1337,13 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
             last = 0;
         if (r == 0 && last && last < from_uid)
             return 0;
+        if (to_uid && last > to_uid)
+            last = to_uid;
     }
     s_search_t s = { from_uid, NULL, 0, 0, false };
     int rc = 0;
     if (r > 0 || last == 0)
-        rc = s_search_range (self, from_uid, 0, date, &s, err, errlen);
+        rc = s_search_range (self, from_uid, to_uid, date, &s, err, errlen);
     else
         for (uint64_t lo = from_uid, width = max_uids; lo <= last && rc == 0; ) {
             uint64_t hi = last - lo < width - 1 ? last : lo + width - 1;

@@ -46,8 +46,8 @@ uint64_t cm_imap_uidvalidity (cm_imap_t *self);
 uint64_t cm_imap_uidnext (cm_imap_t *self);
 uint64_t cm_imap_exists (cm_imap_t *self);
 
-/* UID SEARCH UNDELETED for UIDs >= from_uid (and SINCE when since is
-   "YYYY-MM-DD"). Fills *uids with a malloc'd ascending array (NULL when
+/* UID SEARCH UNDELETED for UIDs >= from_uid, and <= to_uid unless that
+   is 0 (and SINCE when since is "YYYY-MM-DD"). Fills *uids with a malloc'd ascending array (NULL when
    *count is 0), at most max_uids entries (0 = no limit): the lowest ones,
    the rest come next time (the next cm_imap_wait then returns 1 at once).
    With max_uids, a folder of more messages than that is searched in
@@ -56,9 +56,9 @@ uint64_t cm_imap_exists (cm_imap_t *self);
    64 * max_uids UIDs however big the folder; a server that refuses
    FETCH * gets one open-ended search. Runs NOOP first, as servers show
    new messages only at a sync point. 0 ok, -1 with reason. */
-int cm_imap_search (cm_imap_t *self, uint64_t from_uid, const char *since,
-                    size_t max_uids, uint64_t **uids, size_t *count,
-                    char *err, size_t errlen);
+int cm_imap_search (cm_imap_t *self, uint64_t from_uid, uint64_t to_uid,
+                    const char *since, size_t max_uids, uint64_t **uids,
+                    size_t *count, char *err, size_t errlen);
 
 /* Fetches the raw message UID through a URL transfer on the body
    connection. Reads FLAGS and RFC822.SIZE first on the control connection:

@@ -194,7 +194,13 @@ const char *const cm_schema_migrations [] = {
 ");"
 "INSERT INTO parse_claims (message_ids)"
 "  SELECT ARRAY [a.message_id] FROM parse_attempts a, generate_series (1, a.attempts);"
-"DROP TABLE parse_attempts;"
+"DROP TABLE parse_attempts;",
+/* 6: --since limits the mail that was in the folder when the route first
+   started (or when UIDVALIDITY changed): the highest UID then. A first
+   pass cut short (a restart, a dropped connection) goes on with the same
+   limit, and mail that arrives later is taken whatever its date. NULL:
+   no limit (no --since, or a cursor from before this version). */
+"ALTER TABLE route_cursors ADD COLUMN since_top bigint;"
 };
 
 const int cm_schema_count = sizeof cm_schema_migrations / sizeof cm_schema_migrations [0];

@@ -50,10 +50,20 @@ typedef struct {
     size_t len;                 /* bytes, or the announced size */
     bool over_limit;            /* recorded rejected, left in the mailbox */
 } fetched_t;
-/* Reads the cursor of (route, folder): 0 with uidvalidity and last_uid
-   (both 0 when the route has none yet), -1 on database error. */
+/* Reads the cursor of (route, folder): 0 with uidvalidity, last_uid and
+   since_top (all 0 when the route has none yet; since_top 0 also when
+   no --since limit is recorded), -1 on database error. */
 int store_cursor (cm_db_t *db, long long route_id, const char *folder,
-                  uint64_t *uidvalidity, uint64_t *last_uid);
+                  uint64_t *uidvalidity, uint64_t *last_uid, uint64_t *since_top);
+/* Records the highest UID --since limits (that of the folder's mail at the
+   first pass of this UIDVALIDITY); a cursor of another UIDVALIDITY starts
+   again from 0. 0 or -1. */
+int store_since_top (cm_db_t *db, long long route_id, const char *folder,
+                     uint64_t uidvalidity, uint64_t since_top);
+/* Moves the cursor to uid, past UIDs that hold nothing to fetch (mail
+   --since leaves out), if it is of this UIDVALIDITY and below. 0 or -1. */
+int store_cursor_skip (cm_db_t *db, long long route_id, const char *folder,
+                       uint64_t uidvalidity, uint64_t uid);
 /* Commits a batch of fetched messages and moves the cursor to last_uid,
    in one statement (one transaction), sent without waiting so the next
    batch can be fetched meanwhile: store_commit_receive collects it (and

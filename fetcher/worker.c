@@ -168,19 +168,35 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     /* Fetching must not mark the message: \Seen (or the move) is the
        acknowledgement and comes only after the commit (invariant 1). */
     const bool peek = true;
-    uint64_t uv = cm_imap_uidvalidity (imap), cur_uv, last_uid;
-    if (store_cursor (db, self->route_id, folder, &cur_uv, &last_uid))
+    uint64_t uv = cm_imap_uidvalidity (imap), cur_uv, last_uid, since_top;
+    if (store_cursor (db, self->route_id, folder, &cur_uv, &last_uid, &since_top))
         return -2;
     if (cur_uv && cur_uv != uv) {
         cm_warn (self->name, "UIDVALIDITY of %s changed from %llu to %llu: rescanning,"
                  " messages already stored are recognised by Message-ID and hash",
                  folder, (unsigned long long) cur_uv, (unsigned long long) uv);
         last_uid = 0;
+        since_top = 0;
     }
-    /* --since limits the first pass over the folder (an empty cursor):
-       every search of that pass, each window of it, takes only mail
-       received since then; later passes take everything new */
-    const char *since = last_uid == 0 ? cm_route_str (config, "since") : NULL;
+    /* --since limits the mail that is in the folder at the first pass (an
+       empty cursor): UIDs up to UIDNEXT - 1 then, recorded with the cursor,
+       so a pass cut short goes on with the same limit. Mail that comes
+       later is taken whatever its date (mail moved in keeps its old
+       one). A server that gives no UIDNEXT: the limit holds while the
+       cursor is empty. */
+    const char *since = cm_route_str (config, "since"), *first_since = NULL;
+    if (!since || !*since)
+        since_top = 0;
+    else if (last_uid == 0 && since_top == 0) {
+        uint64_t next = cm_imap_uidnext (imap);
+        if (next > 1) {
+            since_top = next - 1;
+            if (store_since_top (db, self->route_id, folder, uv, since_top))
+                return -2;
+        }
+        else if (next == 0)
+            first_since = since;
+    }
     batch_t *pair = calloc (2, sizeof *pair);
     if (!pair) {
         snprintf (err, errlen, "out of memory");
@@ -190,7 +206,9 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     while (!s_stopping (self) && result == 0) {
         uint64_t *uids = NULL;
         size_t count = 0;
-        if (cm_imap_search (imap, last_uid + 1, since, search_max, &uids, &count,
+        bool limited = since_top && last_uid < since_top;
+        if (cm_imap_search (imap, last_uid + 1, limited ? since_top : 0,
+                            limited ? since : first_since, search_max, &uids, &count,
                             err, errlen)) {
             result = -1;
             break;
@@ -200,6 +218,16 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             first++;
         if (first == count) {
             free (uids);
+            if (limited) {
+                /* all that --since takes is in: the cursor goes past the
+                   rest of the limited UIDs, and on to newer mail */
+                if (store_cursor_skip (db, self->route_id, folder, uv, since_top)) {
+                    result = -2;
+                    break;
+                }
+                last_uid = since_top;
+                continue;
+            }
             break;
         }
         int turn = 0;

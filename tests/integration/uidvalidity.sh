@@ -4,7 +4,8 @@
 # recognised by Message-ID and SHA-256; new mail is ingested. User u16.
 # Then a folder searched in windows of UIDs (CASEMAIL_SEARCH_UIDS, made 7
 # here for every part): long gaps, no open-ended search (user u13), and
-# --since over windows (user u14).
+# --since over windows, and a first pass cut short keeping its --since
+# limit (user u14).
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEARCH_UIDS=7
 cm_start || exit 1
@@ -113,3 +114,65 @@ sleep 2        # anything older would show up now
 check_eq "--since over windows: the 18 received since, none of the 12 older" \
     "18 01 02 03 04 05 06 07 08 21 22 23 24 25 26 27 28 29 30" \
     "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 7), ' ' ORDER BY subject) FROM messages WHERE $S")"
+
+# A first pass cut short keeps its --since limit. Folder Cut of u14: UIDs
+# 1-8 received today, 9-20 in 2020, 21-30 today. UID 8's file is made
+# unreadable to the server, so the pass stops there with UIDs 1-7 committed
+# (the search's window is 7); the route shows FAILED. Once the file can be
+# read again the fetcher goes on from UID 8 with the same limit: 9-20 stay
+# out. Then mail that comes later is taken, and so is old mail moved in
+# later (it keeps its 2020 date but gets a new UID).
+boxcut="$CM_STACK_DIR/mail/example.test/u14/Maildir/Cut"
+imapcut() { curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "u14@$CM_MAIL_DOMAIN:u14-pw-Secret1" \
+                "imaps://localhost:$CM_IMAPS_PORT/Cut" -X "$1" | tr -d '\r'; }
+fillcut() {   # fillcut FIRST LAST [old]: messages FIRST..LAST; prints the new files' names
+    rm -f "$src/s"/*.eml
+    for i in $(seq -w "$1" "$2"); do
+        printf 'From: r@outside.test\r\nTo: u14@example.test\r\nSubject: cut %s\r\nMessage-ID: <cut.%s@outside.test>\r\n\r\nbody %s\r\n' $i $i $i > "$src/s/$i.eml"
+    done
+    local before; before=$(ls "$boxcut/cur" 2>/dev/null | sort)
+    "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u14 Cut -d "$src/s" >/dev/null
+    comm -13 <(echo "$before") <(ls "$boxcut/cur" | sort) | while read -r f; do
+        [ "${3:-}" = old ] && touch -d "2020-03-01 12:00:00" "$boxcut/cur/$f"
+        echo "$f"
+    done
+    imapcut NOOP >/dev/null
+}
+fillcut 01 07 >/dev/null
+bad=$(fillcut 08 08)
+fillcut 09 20 old >/dev/null
+fillcut 21 30 >/dev/null
+check_eq "folder Cut: UIDs 9-20 are the old ones" "9 10 11 12 13 14 15 16 17 18 19 20" \
+    "$(imapcut "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
+chmod 000 "$boxcut/cur/$bad"
+"$CM" route stop since >/dev/null     # one route per mailbox account
+wait_until 20 status_is since STOPPED
+"$CM" route rm since >/dev/null || not_ok "route since removed"
+route_add cut u14 --kind ingest --folder Cut --after-fetch keep --since 2024-01-01 >/dev/null
+"$CM" route start cut >/dev/null
+C="route_id = (SELECT id FROM routes WHERE name = 'cut')"
+if wait_until 30 status_is cut FAILED; then ok "an unreadable message stops the first pass: the route shows FAILED"
+else not_ok "an unreadable message stops the first pass" "status: $(route_status cut)"; fi
+check_eq "the pass stopped after UIDs 1-7, committed with the cursor" "7|7|30" \
+    "$(sql "SELECT (SELECT count(*) FROM messages WHERE $C), last_uid, since_top FROM route_cursors WHERE $C")"
+chmod 644 "$boxcut/cur/$bad"
+if wait_until 60 sql_at_least 18 "SELECT count(*) FROM messages WHERE $C AND state <> 'fetched'"; then
+    ok "the fetcher goes on once the message can be read"
+else not_ok "the fetcher goes on once the message can be read" "status: $(route_status cut)"; fi
+wait_until 20 status_is cut RUNNING
+sleep 2        # anything older would show up now
+check_eq "--since holds after the cut: the 18 received since, none of the 12 older" \
+    "18 01 02 03 04 05 06 07 08 21 22 23 24 25 26 27 28 29 30" \
+    "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 5), ' ' ORDER BY subject) FROM messages WHERE $C")"
+check_eq "the cursor is at the folder's last UID" 30 "$(sql "SELECT last_uid FROM route_cursors WHERE $C")"
+"$CM" route stop cut >/dev/null     # so the date is set before any search
+wait_until 20 status_is cut STOPPED
+fillcut 31 31 >/dev/null
+fillcut 32 32 old >/dev/null
+"$CM" route start cut >/dev/null
+if wait_until 30 sql_at_least 20 "SELECT count(*) FROM messages WHERE $C AND state <> 'fetched'"; then
+    ok "mail that comes after the first pass is taken, an old date too (moved in)"
+else not_ok "mail that comes after the first pass is taken, an old date too" \
+    "$(sql "SELECT string_agg(substr(subject, 5), ' ' ORDER BY subject) FROM messages WHERE $C")"; fi
+check_eq "messages 31 and 32 are in, still none of 9-20" "20 31 32" \
+    "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 5), ' ' ORDER BY subject) FILTER (WHERE subject > 'cut 30') FROM messages WHERE $C")"

@@ -259,7 +259,7 @@ s_imap_tests (void)
     s_side (&srv, "INBOX", NULL, msg, NULL);
     uint64_t *uids = NULL;
     size_t count = 0;
-    r = cm_imap_search (imap, next, NULL, 0, &uids, &count, err, sizeof err);
+    r = cm_imap_search (imap, next, 0, NULL, 0, &uids, &count, err, sizeof err);
     EXPECT (r == 0 && count == 2 && uids [0] >= next,
             "search from UID %" PRIu64 ": %zu UIDs", next, count);
     if (count != 2) {
@@ -270,15 +270,22 @@ s_imap_tests (void)
     uint64_t a = uids [0], b = uids [1];
     char cmd [64];
     free (uids);
-    r = cm_imap_search (imap, next, NULL, 1, &uids, &count, err, sizeof err);
+    r = cm_imap_search (imap, next, 0, NULL, 1, &uids, &count, err, sizeof err);
     EXPECT (r == 0 && count == 1 && uids [0] == a, "search capped at 1");
     free (uids);
-    r = cm_imap_search (imap, b + 100, NULL, 0, &uids, &count, err,
+    r = cm_imap_search (imap, next, a, NULL, 0, &uids, &count, err, sizeof err);
+    EXPECT (r == 0 && count == 1 && uids [0] == a, "search up to UID %" PRIu64
+            " finds only it: %zu", a, count);
+    free (uids);
+    r = cm_imap_search (imap, b, a, NULL, 0, &uids, &count, err, sizeof err);
+    EXPECT (r == 0 && count == 0, "search of an empty range finds nothing: %zu", count);
+    free (uids);
+    r = cm_imap_search (imap, b + 100, 0, NULL, 0, &uids, &count, err,
                         sizeof err);
     EXPECT (r == 0 && count == 0, "search above UIDNEXT finds nothing "
             "(n:* quirk): %zu", count);
     free (uids);
-    r = cm_imap_search (imap, next, "2001-01-01", 0, &uids, &count, err,
+    r = cm_imap_search (imap, next, 0, "2001-01-01", 0, &uids, &count, err,
                         sizeof err);
     EXPECT (r == 0 && count == 2, "search SINCE 2001-01-01: %zu", count);
     free (uids);
@@ -331,7 +338,7 @@ s_imap_tests (void)
             "move to a missing folder: %s", err);
     r = cm_imap_move (imap, a, "Processed", err, sizeof err);
     EXPECT (r == 0, "move to Processed: %s", r ? err : "ok");
-    r = cm_imap_search (imap, next, NULL, 0, &uids, &count, err, sizeof err);
+    r = cm_imap_search (imap, next, 0, NULL, 0, &uids, &count, err, sizeof err);
     EXPECT (r == 0 && count == 1 && uids [0] == b, "moved message gone");
     free (uids);
     r = cm_imap_fetch (imap, a, 1 << 20, false, &data, &len, &too_big, err,
@@ -361,7 +368,7 @@ s_imap_tests (void)
             "after %" PRId64 " ms, EXISTS %" PRIu64 " -> %" PRIu64, r,
             s_ms () - t0, before, cm_imap_exists (imap));
     pthread_join (th, NULL);
-    r = cm_imap_search (imap, b + 1, NULL, 0, &uids, &count, err, sizeof err);
+    r = cm_imap_search (imap, b + 1, 0, NULL, 0, &uids, &count, err, sizeof err);
     EXPECT (r == 0 && count == 1, "new mail found by search: %zu", count);
     free (uids);
     /* mail arriving during a command is reported by the next wait */
@@ -426,7 +433,7 @@ s_batch_tests (void)
         return;
     uint64_t *uids = NULL;
     size_t count = 0;
-    int r = cm_imap_search (imap, 1, NULL, 0, &uids, &count, err, sizeof err);
+    int r = cm_imap_search (imap, 1, 0, NULL, 0, &uids, &count, err, sizeof err);
     EXPECT (r == 0 && count == N, "batches: search finds %zu", count);
     /* libcurl's APPEND stores messages as \Seen: make them unread, so
        acknowledging them changes their flags (news for the body session) */
