@@ -3,6 +3,7 @@
 #include "bus.h"
 #include "log.h"
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #define WAKE_SENDER 2u
 #define WAKE_FETCHER 4u
 #define RECONNECT_MAX_MS 32000
+#define WATCHDOG_MS 30000       /* CASEMAIL_WATCHDOG_MS; 0: none */
 
 struct _cm_server_t {
     const cm_server_hooks_t *hooks;
@@ -35,6 +37,8 @@ struct _cm_server_t {
     int64_t router_seen;        /* last time the router said anything */
     int reconnect_ms;           /* current reconnect backoff */
     int64_t reconnect_at;       /* when to reconnect, 0 = connected */
+    _Atomic int64_t loop_seen;  /* the main loop's last heartbeat turn */
+    long watchdog_ms;           /* limit of its silence, 0 = none */
 };
 
 void *cm_server_state (cm_server_t *srv) { return srv->state; }
@@ -157,6 +161,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     cm_server_t *srv = arg;
     int hb = cm_bus_heartbeat_ms ();
     int64_t now = zclock_mono ();
+    atomic_store (&srv->loop_seen, now);
     if (srv->reconnect_at && now >= srv->reconnect_at) {
         srv->reconnect_at = 0;
         cm_info (NULL, "bus: reconnecting to the router");
@@ -175,6 +180,30 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     }
     s_send_heartbeat (srv, "HEARTBEAT");
     return 0;
+}
+
+/* The watchdog thread: a stage whose main loop has not turned for
+   watchdog_ms (a call that never returns: a database that stopped
+   answering, a library caught in a loop) exits, so that whatever runs it
+   starts it again: the router in local mode (which kills a stage silent
+   for three heartbeats sooner), Docker's restart policy in containers,
+   where nothing else would. Exit code 70 (EX_SOFTWARE). */
+static void *
+s_watchdog (void *arg)
+{
+    cm_server_t *srv = arg;
+    int64_t step = srv->watchdog_ms / 10 < 250 ? srv->watchdog_ms / 10 : 250;
+    while (!atomic_load (&srv->stopping)) {
+        zclock_sleep ((int) step);
+        int64_t silent = zclock_mono () - atomic_load (&srv->loop_seen);
+        if (silent > srv->watchdog_ms && !atomic_load (&srv->stopping)) {
+            cm_error (NULL, "%s: main loop stuck for %lld ms (CASEMAIL_WATCHDOG_MS %ld):"
+                      " exiting so that it is restarted", srv->id, (long long) silent,
+                      srv->watchdog_ms);
+            _exit (70);
+        }
+    }
+    return NULL;
 }
 
 static int
@@ -293,6 +322,8 @@ cm_server_main (int argc, char **argv, const cm_server_hooks_t *hooks, void *sta
         snprintf (srv->id, sizeof srv->id, "%s-%s-%d", hooks->kind, srv->host, (int) getpid ());
     int rc = 1;
     char err [512];
+    pthread_t watchdog;
+    bool watching = false;
     srv->cfg = cm_config_load (argv [0]);
     if (!srv->cfg || cm_config_mkdirs (srv->cfg)) {
         cm_error (NULL, "cannot use the state folder %s", srv->cfg ? srv->cfg->home : "?");
@@ -327,6 +358,19 @@ cm_server_main (int argc, char **argv, const cm_server_hooks_t *hooks, void *sta
             goto done;
         zloop_timer (srv->loop, (size_t) cm_bus_heartbeat_ms (), 0, s_on_heartbeat, srv);
     }
+    /* the watchdog, for stages (their loop turns at least every heartbeat),
+       from before their start hook; its limit is at least three heartbeats */
+    if (!hooks->is_router) {
+        int hb = cm_bus_heartbeat_ms ();
+        const char *off = getenv ("CASEMAIL_WATCHDOG_MS");
+        srv->watchdog_ms = off && strcmp (off, "0") == 0 ? 0
+                         : cm_config_env ("CASEMAIL_WATCHDOG_MS", WATCHDOG_MS);
+        if (srv->watchdog_ms > 0 && srv->watchdog_ms < 3L * hb)
+            srv->watchdog_ms = 3L * hb;
+        atomic_store (&srv->loop_seen, zclock_mono ());
+        watching = srv->watchdog_ms > 0
+                   && pthread_create (&watchdog, NULL, s_watchdog, srv) == 0;
+    }
     if (hooks->start && hooks->start (srv))
         goto done;
     if (hooks->tick)
@@ -341,6 +385,8 @@ cm_server_main (int argc, char **argv, const cm_server_hooks_t *hooks, void *sta
     rc = 0;
 done:
     atomic_store (&srv->stopping, true);
+    if (watching)
+        pthread_join (watchdog, NULL);
     zloop_destroy (&srv->loop);
     zsock_destroy (&srv->control);
     zsock_destroy (&srv->events);

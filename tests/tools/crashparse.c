@@ -3,13 +3,16 @@
     it wraps GMime's g_mime_parser_construct_message: when the parsed
     message's Subject contains $CM_CRASH_SUBJECT, the process kills
     itself with SIGKILL, as the kernel's OOM killer or a crash in a
-    library would end it, in the middle of a claimed batch. Looked up at
-    run time, so it links against nothing but libdl. */
+    library would end it, in the middle of a claimed batch. With
+    CM_CRASH_HOW=stall it never returns instead (a call caught in a loop),
+    for the stages' watchdog. Looked up at run time, so it links against
+    nothing but libdl. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef void *(*construct_fn) (void *parser, void *options);
 typedef const char *(*subject_fn) (void *message);
@@ -28,6 +31,10 @@ g_mime_parser_construct_message (void *parser, void *options)
     void *message = real (parser, options);
     const char *marker = getenv ("CM_CRASH_SUBJECT");
     const char *s = message && subject && marker && *marker ? subject (message) : NULL;
+    const char *how = getenv ("CM_CRASH_HOW");
+    if (s && strstr (s, marker) && how && strcmp (how, "stall") == 0)
+        for (;;)
+            pause ();           /* the main thread, for good */
     if (s && strstr (s, marker))
         raise (SIGKILL);
     return message;
