@@ -3,6 +3,7 @@
     fetcher and sender run route workers in threads. */
 #include "log.h"
 #include <ctype.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,12 +21,13 @@
 static struct {
     char process [32];        /* name in every line */
     FILE *out;                /* log destination */
+    int fd;                   /* its descriptor (2: standard error) */
     char *secrets [SECRETS_MAX];
     size_t nsecrets;
     char *tokens [TOKENS_MAX];
     size_t ntokens;            /* tokens registered so far (ring index) */
     pthread_mutex_t lock;
-} s_log = { "casemail", NULL, { NULL }, 0, { NULL }, 0, PTHREAD_MUTEX_INITIALIZER };
+} s_log = { "casemail", NULL, 2, { NULL }, 0, { NULL }, 0, PTHREAD_MUTEX_INITIALIZER };
 
 void
 cm_log_init (const char *process, const char *path)
@@ -36,6 +38,7 @@ cm_log_init (const char *process, const char *path)
         if (f) {
             setvbuf (f, NULL, _IOLBF, 0);
             s_log.out = f;
+            s_log.fd = fileno (f);
         }
     }
 }
@@ -201,6 +204,31 @@ s_vlog (cm_loglevel_t level, const char *route, const char *fmt, va_list ap)
     fprintf (out, "%s.%03ldZ %s[%d] %s %s: %s\n", stamp,
              ts.tv_nsec / 1000000, s_log.process, (int) getpid (),
              route && *route ? route : "-", names [level], line);
+}
+
+void
+cm_log_last_words (const char *fmt, ...)
+{
+    char line [512], out [700];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (line, sizeof line, fmt, ap);
+    va_end (ap);
+    char stamp [40];
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r (&ts.tv_sec, &tm);
+    strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    int n = snprintf (out, sizeof out, "%s.%03ldZ %s[%d] - error: %s\n", stamp,
+                      ts.tv_nsec / 1000000, s_log.process, (int) getpid (), line);
+    int fd = s_log.fd;          /* not through the FILE: no lock */
+    int fl = fcntl (fd, F_GETFL);
+    if (fl >= 0)
+        fcntl (fd, F_SETFL, fl | O_NONBLOCK);
+    if (n > 0 && write (fd, out, (size_t) n < sizeof out ? (size_t) n : sizeof out - 1) < 0) {
+        /* nowhere left to say it */
+    }
 }
 
 void

@@ -27,6 +27,12 @@ void cm_log_token (const char *token);
 /* Logs one event. route may be NULL. Lines are redacted before writing. */
 void cm_log (cm_loglevel_t level, const char *route, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
+/* An error line for a process about to _exit from another thread while
+   its main thread may hold the log's locks (the watchdog): formatted on
+   the stack, no redaction (the text must hold no secret), one write(2)
+   that does not wait for a full pipe. */
+void cm_log_last_words (const char *fmt, ...)
+    __attribute__ ((format (printf, 1, 2)));
 /* Protocol trace: logged only when verbose is true (the route's level). */
 void cm_trace (bool verbose, const char *route, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));

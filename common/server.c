@@ -193,17 +193,37 @@ s_watchdog (void *arg)
 {
     cm_server_t *srv = arg;
     int64_t step = srv->watchdog_ms / 10 < 250 ? srv->watchdog_ms / 10 : 250;
+    int64_t checked = zclock_mono ();
     while (!atomic_load (&srv->stopping)) {
         zclock_sleep ((int) step);
-        int64_t silent = zclock_mono () - atomic_load (&srv->loop_seen);
+        int64_t now = zclock_mono ();
+        if (now - checked > 4 * step + 1000) {
+            /* the watchdog itself slept long: the whole process was
+               frozen (SIGSTOP, docker pause), not its loop: start over */
+            atomic_store (&srv->loop_seen, now);
+        }
+        checked = now;
+        int64_t silent = now - atomic_load (&srv->loop_seen);
         if (silent > srv->watchdog_ms && !atomic_load (&srv->stopping)) {
-            cm_error (NULL, "%s: main loop stuck for %lld ms (CASEMAIL_WATCHDOG_MS %ld):"
-                      " exiting so that it is restarted", srv->id, (long long) silent,
-                      srv->watchdog_ms);
+            /* the main thread may hold the log's locks: no cm_error */
+            cm_log_last_words ("%s: main loop stuck for %lld ms (CASEMAIL_WATCHDOG_MS %ld):"
+                               " exiting so that it is restarted", srv->id,
+                               (long long) silent, srv->watchdog_ms);
             _exit (70);
         }
     }
     return NULL;
+}
+
+void
+cm_server_touch (cm_server_t *srv)
+{
+    int64_t now = zclock_mono ();
+    if (srv->hooks->is_router || now - atomic_load (&srv->loop_seen) < cm_bus_heartbeat_ms ())
+        return;
+    atomic_store (&srv->loop_seen, now);
+    if (!srv->reconnect_at)
+        s_send_heartbeat (srv, "HEARTBEAT");
 }
 
 static int

@@ -52,6 +52,11 @@ const char *cm_server_id (cm_server_t *srv);
 /* Asks the router to wake every stage of that kind ("parser", "sender").
    Safe from any thread; wakes are coalesced. */
 void cm_server_wake (cm_server_t *srv, const char *target);
+/* For long work on the main thread (a batch of big messages): says the
+   stage is alive, to the router (a heartbeat, at most one per interval)
+   and to its watchdog, between units of work that each end. Main thread
+   only. */
+void cm_server_touch (cm_server_t *srv);
 /* True once a stop signal arrived; worker threads poll it. */
 bool cm_server_stopping (cm_server_t *srv);
 /* Makes sure the main database connection is usable (reconnects after a

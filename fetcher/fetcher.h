@@ -51,10 +51,12 @@ typedef struct {
     bool over_limit;            /* recorded rejected, left in the mailbox */
 } fetched_t;
 /* Reads the cursor of (route, folder): 0 with uidvalidity, last_uid and
-   since_top (all 0 when the route has none yet; since_top 0 also when
-   no --since limit is recorded), -1 on database error. */
+   since_top (all 0 when the route has none yet), and whether a --since
+   limit was recorded (since_top 0 then: nothing to limit), -1 on
+   database error. */
 int store_cursor (cm_db_t *db, long long route_id, const char *folder,
-                  uint64_t *uidvalidity, uint64_t *last_uid, uint64_t *since_top);
+                  uint64_t *uidvalidity, uint64_t *last_uid, uint64_t *since_top,
+                  bool *since_recorded);
 /* Records the highest UID --since limits (that of the folder's mail at the
    first pass of this UIDVALIDITY); a cursor of another UIDVALIDITY starts
    again from 0. 0 or -1. */

@@ -11,22 +11,43 @@
 
 int
 store_cursor (cm_db_t *db, long long route_id, const char *folder,
-              uint64_t *uidvalidity, uint64_t *last_uid, uint64_t *since_top)
+              uint64_t *uidvalidity, uint64_t *last_uid, uint64_t *since_top,
+              bool *since_recorded)
 {
     char id [32];
     snprintf (id, sizeof id, "%lld", route_id);
     const char *p [] = { id, folder };
-    PGresult *res = cm_db_query (db, "SELECT uidvalidity, last_uid, coalesce(since_top, 0)"
+    PGresult *res = cm_db_query (db, "SELECT uidvalidity, last_uid, since_top"
                                  " FROM route_cursors WHERE route_id = $1 AND folder = $2", 2, p);
     if (!res)
         return -1;
     *uidvalidity = *last_uid = *since_top = 0;
+    *since_recorded = false;
     if (PQntuples (res) > 0) {
         *uidvalidity = (uint64_t) cm_db_get_ll (res, 0, 0);
         *last_uid = (uint64_t) cm_db_get_ll (res, 0, 1);
-        *since_top = (uint64_t) cm_db_get_ll (res, 0, 2);
+        *since_recorded = !PQgetisnull (res, 0, 2);
+        *since_top = *since_recorded ? (uint64_t) cm_db_get_ll (res, 0, 2) : 0;
     }
     PQclear (res);
+    return 0;
+}
+
+/* Runs one write of the cursor row with $1 route, $2 folder, $3
+   UIDVALIDITY and $4 a UID; what names it in the error. 0 or -1. */
+static int
+s_cursor_write (cm_db_t *db, const char *sql, long long route_id, const char *folder,
+                uint64_t uidvalidity, uint64_t uid, const char *what)
+{
+    char id [32], uv [24], u [24];
+    snprintf (id, sizeof id, "%lld", route_id);
+    snprintf (uv, sizeof uv, "%llu", (unsigned long long) uidvalidity);
+    snprintf (u, sizeof u, "%llu", (unsigned long long) uid);
+    const char *p [] = { id, folder, uv, u };
+    if (cm_db_exec (db, sql, 4, p)) {
+        cm_error (NULL, "database: %s of %s (UID %s): %s", what, folder, u, cm_db_error (db));
+        return -1;
+    }
     return 0;
 }
 
@@ -34,42 +55,24 @@ int
 store_since_top (cm_db_t *db, long long route_id, const char *folder,
                  uint64_t uidvalidity, uint64_t since_top)
 {
-    char id [32], uv [24], top [24];
-    snprintf (id, sizeof id, "%lld", route_id);
-    snprintf (uv, sizeof uv, "%llu", (unsigned long long) uidvalidity);
-    snprintf (top, sizeof top, "%llu", (unsigned long long) since_top);
-    const char *p [] = { id, folder, uv, top };
     /* SET reads the old row: a cursor of another UIDVALIDITY goes back to 0 */
-    if (cm_db_exec (db,
-            "INSERT INTO route_cursors (route_id, folder, uidvalidity, last_uid, since_top)"
-            " VALUES ($1, $2, $3, 0, $4) ON CONFLICT (route_id, folder) DO UPDATE"
-            " SET since_top = $4, uidvalidity = $3, last_uid = CASE WHEN"
-            " route_cursors.uidvalidity = $3 THEN route_cursors.last_uid ELSE 0 END,"
-            " updated_at = now()", 4, p)) {
-        cm_error (NULL, "database: recording the --since limit of %s: %s", folder,
-                  cm_db_error (db));
-        return -1;
-    }
-    return 0;
+    return s_cursor_write (db,
+        "INSERT INTO route_cursors (route_id, folder, uidvalidity, last_uid, since_top)"
+        " VALUES ($1, $2, $3, 0, $4) ON CONFLICT (route_id, folder) DO UPDATE"
+        " SET since_top = $4, uidvalidity = $3, last_uid = CASE WHEN"
+        " route_cursors.uidvalidity = $3 THEN route_cursors.last_uid ELSE 0 END,"
+        " updated_at = now()", route_id, folder, uidvalidity, since_top,
+        "recording the --since limit");
 }
 
 int
 store_cursor_skip (cm_db_t *db, long long route_id, const char *folder,
                    uint64_t uidvalidity, uint64_t uid)
 {
-    char id [32], uv [24], to [24];
-    snprintf (id, sizeof id, "%lld", route_id);
-    snprintf (uv, sizeof uv, "%llu", (unsigned long long) uidvalidity);
-    snprintf (to, sizeof to, "%llu", (unsigned long long) uid);
-    const char *p [] = { id, folder, uv, to };
-    if (cm_db_exec (db, "UPDATE route_cursors SET last_uid = $4, updated_at = now()"
-                    " WHERE route_id = $1 AND folder = $2 AND uidvalidity = $3"
-                    " AND last_uid < $4", 4, p)) {
-        cm_error (NULL, "database: moving the cursor of %s to UID %s: %s", folder, to,
-                  cm_db_error (db));
-        return -1;
-    }
-    return 0;
+    return s_cursor_write (db,
+        "UPDATE route_cursors SET last_uid = $4, updated_at = now()"
+        " WHERE route_id = $1 AND folder = $2 AND uidvalidity = $3 AND last_uid < $4",
+        route_id, folder, uidvalidity, uid, "moving the cursor");
 }
 
 /* The Message-ID header value of a raw message (first occurrence in the

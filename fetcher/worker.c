@@ -169,7 +169,9 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
        acknowledgement and comes only after the commit (invariant 1). */
     const bool peek = true;
     uint64_t uv = cm_imap_uidvalidity (imap), cur_uv, last_uid, since_top;
-    if (store_cursor (db, self->route_id, folder, &cur_uv, &last_uid, &since_top))
+    bool since_recorded;
+    if (store_cursor (db, self->route_id, folder, &cur_uv, &last_uid, &since_top,
+                      &since_recorded))
         return -2;
     if (cur_uv && cur_uv != uv) {
         cm_warn (self->name, "UIDVALIDITY of %s changed from %llu to %llu: rescanning,"
@@ -177,24 +179,26 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                  folder, (unsigned long long) cur_uv, (unsigned long long) uv);
         last_uid = 0;
         since_top = 0;
+        since_recorded = false;
     }
     /* --since limits the mail that is in the folder at the first pass (an
        empty cursor): UIDs up to UIDNEXT - 1 then, recorded with the cursor,
        so a pass cut short goes on with the same limit. Mail that comes
        later is taken whatever its date (mail moved in keeps its old
-       one). A server that gives no UIDNEXT: the limit holds while the
-       cursor is empty. */
+       one); so is all mail of a folder empty at the first start (0
+       recorded). A server that gives no UIDNEXT: the limit holds while
+       the cursor is empty. */
     const char *since = cm_route_str (config, "since"), *first_since = NULL;
     if (!since || !*since)
         since_top = 0;
-    else if (last_uid == 0 && since_top == 0) {
+    else if (last_uid == 0 && !since_recorded) {
         uint64_t next = cm_imap_uidnext (imap);
-        if (next > 1) {
+        if (next > 0) {
             since_top = next - 1;
             if (store_since_top (db, self->route_id, folder, uv, since_top))
                 return -2;
         }
-        else if (next == 0)
+        else
             first_since = since;
     }
     batch_t *pair = calloc (2, sizeof *pair);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define BATCH 32
+#define BATCH_BYTES (32L << 20) /* raw bytes a claim takes (at least one message) */
 #define SLICE_MS 200           /* work per loop turn, so heartbeats flow */
 #define SUSPECT_AT 2           /* parse alone after this many dead tries */
 #define POISON_AT 4            /* reject after this many */
@@ -32,6 +33,7 @@ typedef struct {
     long long from;            /* claims start at this message id */
     int hinted;                /* claims in a row that started there */
     int64_t forgot_at;         /* last s_forget_settled, zclock_mono ms */
+    long batch_bytes;          /* CASEMAIL_PARSE_BATCH_BYTES */
 } parser_t;
 
 static parser_t s_parser = { .timer = -1 };
@@ -79,7 +81,9 @@ static int
 s_batch (cm_server_t *srv, parser_t *self)
 {
     cm_db_t *db = cm_server_db (srv);
-    if (cm_db_exec (db, "BEGIN", 0, NULL))
+    /* each statement sees what committed before it: the claim's row,
+       written on the side session after this BEGIN, is deleted below */
+    if (cm_db_exec (db, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL))
         return -1;
     char limit [16], from [32];
     /* suspects (earlier tries died) go one at a time */
@@ -94,18 +98,28 @@ s_batch (cm_server_t *srv, parser_t *self)
        that died, is never left behind. */
     bool hinted = self->from > 0 && self->hinted < FULL_SCAN_EVERY;
     snprintf (from, sizeof from, "%lld", hinted ? self->from : 0);
-    const char *p [] = { limit, from };
+    char bytes [24];
+    snprintf (bytes, sizeof bytes, "%ld", self->batch_bytes);
+    const char *p [] = { limit, from, bytes };
     /* a message's tries: the claims that name it (parse_claims holds a
        row for each claim in progress, and for each one whose parser died
-       before its batch was committed) */
+       before its batch was committed). The raw bytes come only for the
+       messages that fit batch_bytes, the first always: a burst of big
+       messages is parsed a few at a time, not 32 at once (the rest of
+       the rows locked here are back in the queue at the commit). */
     PGresult *res = cm_db_query_binary (db,
-        "WITH c AS (SELECT m.id, m.route_id, m.raw FROM messages m"
+        "WITH c AS (SELECT m.id, m.route_id, CASE WHEN m.raw IS NULL THEN 0 ELSE m.size END"
+        "  AS size FROM messages m"
         "  WHERE m.state = 'fetched' AND m.id >= $2::bigint ORDER BY m.id LIMIT $1::int"
         "  FOR NO KEY UPDATE OF m SKIP LOCKED),"
+        " w AS (SELECT c.id, c.route_id, row_number () OVER (ORDER BY c.id) AS k,"
+        "  sum(c.size) OVER (ORDER BY c.id) AS upto FROM c),"
         " t AS (SELECT x.id, count(*) AS n FROM parse_claims p, unnest(p.message_ids) AS x (id)"
         "  GROUP BY x.id)"
-        " SELECT c.id::text, c.route_id::text, c.raw, coalesce(t.n, 0)::text"
-        " FROM c LEFT JOIN t ON t.id = c.id ORDER BY c.id", 2, p, NULL, NULL, 1);
+        " SELECT w.id::text, w.route_id::text, m.raw, coalesce(t.n, 0)::text"
+        " FROM w JOIN messages m ON m.id = w.id LEFT JOIN t ON t.id = w.id"
+        " WHERE w.k = 1 OR w.upto <= $3::bigint"
+        " ORDER BY w.id", 3, p, NULL, NULL, 1);
     if (!res) {
         cm_error (NULL, "database: claiming messages: %s", cm_db_error (db));
         cm_db_exec (db, "ROLLBACK", 0, NULL);
@@ -186,6 +200,7 @@ s_batch (cm_server_t *srv, parser_t *self)
         if (store_add (self->store, db, row, &route, msg, reason))
             goto failed;
         done++;
+        cm_server_touch (srv);      /* a batch of big messages takes a while */
     }
     if (store_flush (self->store, db))
         goto failed;
@@ -265,6 +280,7 @@ s_start (cm_server_t *srv)
     self->limits.max_parts = (int) cm_config_env ("CASEMAIL_MAX_MIME_PARTS", self->limits.max_parts);
     self->limits.max_header_bytes = (size_t) cm_config_env ("CASEMAIL_MAX_HEADER_BYTES",
                                                     (long) self->limits.max_header_bytes);
+    self->batch_bytes = cm_config_env ("CASEMAIL_PARSE_BATCH_BYTES", BATCH_BYTES);
     self->store = store_batch_new ();
     if (!self->store)
         return -1;

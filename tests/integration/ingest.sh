@@ -249,3 +249,40 @@ check_eq "limit: its raw bytes are kept" "$(stat -c %s "$T/toobig.eml")" \
     "$(sql "SELECT octet_length(raw) FROM messages WHERE message_id = 'toobig.1@reporter.test'" | head -1)"
 check_eq "limit: the route goes on with the next message" parsed "$(by_mid after.1@reporter.test state)"
 check_eq "limit: the route is still RUNNING" RUNNING "$(route_status limit)"
+
+# ------------------------------------------------ 6. claims by bytes
+# A parser takes at most CASEMAIL_PARSE_BATCH_BYTES of raw mail in one
+# claim (at least one message): a burst of big messages is parsed a few at
+# a time, not 32 at once. Restart with 1,000,000 bytes; four messages of
+# about 550 KB and four small ones arrive together. A trigger notes each
+# claim's messages.
+"$CM" route stop limit >/dev/null
+wait_until 20 status_is limit STOPPED
+"$CM" down >/dev/null 2>&1
+CASEMAIL_PARSE_BATCH_BYTES=1000000 "$CM" up >/dev/null 2>&1 || not_ok "casemail up with 1,000,000-byte claims"
+sql "CREATE TABLE claimed (ids bigint[]);
+     CREATE FUNCTION claimed() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+         INSERT INTO claimed VALUES (NEW.message_ids); RETURN NULL; END \$\$;
+     CREATE TRIGGER claimed AFTER INSERT ON parse_claims FOR EACH ROW EXECUTE FUNCTION claimed()" >/dev/null
+mkdir -p "$T/burst"
+for i in 1 2 3 4; do
+    "${MK[@]}" big "$T/burst/big$i.eml" --size 400000 --message-id "burst.big$i@reporter.test" >/dev/null
+    "${MK[@]}" plain "$T/burst/small$i.eml" --message-id "burst.small$i@reporter.test" >/dev/null
+done
+rm -f "$T"/burst/*.bin
+"${FILL[@]}" u05 INBOX -d "$T/burst" >/dev/null
+start_route limit
+wait_until 60 settled limit 10 || not_ok "burst: all 8 messages settled" "stored $(msgs limit)"
+B="m.message_id LIKE 'burst.%'"
+check_eq "burst: 8 messages parsed" 8 "$(msgs limit "$B AND m.state = 'parsed'")"
+claims=$(sql "SELECT count(*), count(*) FILTER (WHERE n > 1 AND bytes > 1000000), max(bytes) FILTER (WHERE n = 1)
+              FROM (SELECT c.ids, count(*) AS n, sum(m.size) AS bytes FROM claimed c
+                    JOIN messages m ON m.id = ANY (c.ids) WHERE $B GROUP BY c.ids) x")
+case "$claims" in
+    *"|0|"*) ok "burst: no claim took more than 1,000,000 bytes but for a single message ($claims: claims, over, biggest single)" ;;
+    *) not_ok "burst: no claim took more than 1,000,000 bytes but for a single message" "claims, over, biggest single: $claims" \
+           "$(sql "SELECT c.ids, sum(m.size) FROM claimed c JOIN messages m ON m.id = ANY (c.ids) GROUP BY c.ids")" ;;
+esac
+check_eq "burst: a big message is claimed alone at least 3 times" 1 \
+    "$(sql "SELECT (count(*) >= 3)::int FROM claimed c JOIN messages m ON m.id = c.ids [1]
+            WHERE array_length(c.ids, 1) = 1 AND m.message_id LIKE 'burst.big%'")"

@@ -85,27 +85,32 @@ esac
 # Maildir file's time is its received date): a route started with --since
 # 2024-01-01 takes those 18. The first search stops at 7 UIDs (the
 # window's size); a second search without the date would take 9-20.
-box14="$CM_STACK_DIR/mail/example.test/u14/Maildir/INBOX"
+box14="$CM_STACK_DIR/mail/example.test/u14/Maildir"
 mkdir -p "$src/s"
-imap14() { curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "u14@$CM_MAIL_DOMAIN:u14-pw-Secret1" \
-               "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "$1" | tr -d '\r'; }
-fill14() {   # fill14 FIRST LAST [old]: messages FIRST..LAST (received in 2020 with "old")
-    rm -f "$src/s"/*.eml
-    for i in $(seq -w "$1" "$2"); do
-        printf 'From: r@outside.test\r\nTo: u14@example.test\r\nSubject: since %s\r\nMessage-ID: <since.%s@outside.test>\r\n\r\nbody %s\r\n' $i $i $i > "$src/s/$i.eml"
-    done
-    local before; before=$(ls "$box14/cur" 2>/dev/null | sort)
-    "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u14 INBOX -d "$src/s" >/dev/null
-    if [ "${3:-}" = old ]; then
-        comm -13 <(echo "$before") <(ls "$box14/cur" | sort) | while read -r f; do
-            touch -d "2020-03-01 12:00:00" "$box14/cur/$f"
-        done
-    fi
-    imap14 NOOP >/dev/null      # the server gives them their UIDs now, in this order
+imap14() {   # imap14 FOLDER REQUEST
+    curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "u14@$CM_MAIL_DOMAIN:u14-pw-Secret1" \
+        "imaps://localhost:$CM_IMAPS_PORT/$1" -X "$2" | tr -d '\r'
 }
-fill14 01 08; fill14 09 20 old; fill14 21 30
+# fill14 FOLDER PREFIX FIRST LAST [old]: messages FIRST..LAST, Subject
+# "PREFIX N" (received in 2020 with "old"); prints the new files' names
+fill14() {
+    local folder=$1 prefix=$2 before
+    rm -f "$src/s"/*.eml
+    for i in $(seq -w "$3" "$4"); do
+        printf 'From: r@outside.test\r\nTo: u14@example.test\r\nSubject: %s %s\r\nMessage-ID: <%s.%s@outside.test>\r\n\r\nbody %s\r\n' \
+            "$prefix" $i "$prefix" $i $i > "$src/s/$i.eml"
+    done
+    before=$(ls "$box14/$folder/cur" 2>/dev/null | sort)
+    "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u14 "$folder" -d "$src/s" >/dev/null
+    comm -13 <(echo "$before") <(ls "$box14/$folder/cur" | sort) | while read -r f; do
+        [ "${5:-}" = old ] && touch -d "2020-03-01 12:00:00" "$box14/$folder/cur/$f"
+        echo "$f"
+    done
+    imap14 "$folder" NOOP >/dev/null      # the server gives them their UIDs now, in this order
+}
+fill14 INBOX since 01 08 >/dev/null; fill14 INBOX since 09 20 old >/dev/null; fill14 INBOX since 21 30 >/dev/null
 check_eq "the folder's UIDs 9-20 are the old ones" "9 10 11 12 13 14 15 16 17 18 19 20" \
-    "$(imap14 "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
+    "$(imap14 INBOX "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
 route_add since u14 --kind ingest --after-fetch keep --since 2024-01-01 >/dev/null
 "$CM" route start since >/dev/null
 S="route_id = (SELECT id FROM routes WHERE name = 'since')"
@@ -122,29 +127,13 @@ check_eq "--since over windows: the 18 received since, none of the 12 older" \
 # read again the fetcher goes on from UID 8 with the same limit: 9-20 stay
 # out. Then mail that comes later is taken, and so is old mail moved in
 # later (it keeps its 2020 date but gets a new UID).
-boxcut="$CM_STACK_DIR/mail/example.test/u14/Maildir/Cut"
-imapcut() { curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "u14@$CM_MAIL_DOMAIN:u14-pw-Secret1" \
-                "imaps://localhost:$CM_IMAPS_PORT/Cut" -X "$1" | tr -d '\r'; }
-fillcut() {   # fillcut FIRST LAST [old]: messages FIRST..LAST; prints the new files' names
-    rm -f "$src/s"/*.eml
-    for i in $(seq -w "$1" "$2"); do
-        printf 'From: r@outside.test\r\nTo: u14@example.test\r\nSubject: cut %s\r\nMessage-ID: <cut.%s@outside.test>\r\n\r\nbody %s\r\n' $i $i $i > "$src/s/$i.eml"
-    done
-    local before; before=$(ls "$boxcut/cur" 2>/dev/null | sort)
-    "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u14 Cut -d "$src/s" >/dev/null
-    comm -13 <(echo "$before") <(ls "$boxcut/cur" | sort) | while read -r f; do
-        [ "${3:-}" = old ] && touch -d "2020-03-01 12:00:00" "$boxcut/cur/$f"
-        echo "$f"
-    done
-    imapcut NOOP >/dev/null
-}
-fillcut 01 07 >/dev/null
-bad=$(fillcut 08 08)
-fillcut 09 20 old >/dev/null
-fillcut 21 30 >/dev/null
+fill14 Cut cut 01 07 >/dev/null
+bad=$(fill14 Cut cut 08 08)
+fill14 Cut cut 09 20 old >/dev/null
+fill14 Cut cut 21 30 >/dev/null
 check_eq "folder Cut: UIDs 9-20 are the old ones" "9 10 11 12 13 14 15 16 17 18 19 20" \
-    "$(imapcut "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
-chmod 000 "$boxcut/cur/$bad"
+    "$(imap14 Cut "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
+chmod 000 "$box14/Cut/cur/$bad"
 "$CM" route stop since >/dev/null     # one route per mailbox account
 wait_until 20 status_is since STOPPED
 "$CM" route rm since >/dev/null || not_ok "route since removed"
@@ -155,7 +144,7 @@ if wait_until 30 status_is cut FAILED; then ok "an unreadable message stops the 
 else not_ok "an unreadable message stops the first pass" "status: $(route_status cut)"; fi
 check_eq "the pass stopped after UIDs 1-7, committed with the cursor" "7|7|30" \
     "$(sql "SELECT (SELECT count(*) FROM messages WHERE $C), last_uid, since_top FROM route_cursors WHERE $C")"
-chmod 644 "$boxcut/cur/$bad"
+chmod 644 "$box14/Cut/cur/$bad"
 if wait_until 60 sql_at_least 18 "SELECT count(*) FROM messages WHERE $C AND state <> 'fetched'"; then
     ok "the fetcher goes on once the message can be read"
 else not_ok "the fetcher goes on once the message can be read" "status: $(route_status cut)"; fi
@@ -167,8 +156,10 @@ check_eq "--since holds after the cut: the 18 received since, none of the 12 old
 check_eq "the cursor is at the folder's last UID" 30 "$(sql "SELECT last_uid FROM route_cursors WHERE $C")"
 "$CM" route stop cut >/dev/null     # so the date is set before any search
 wait_until 20 status_is cut STOPPED
-fillcut 31 31 >/dev/null
-fillcut 32 32 old >/dev/null
+fill14 Cut cut 31 31 >/dev/null
+fill14 Cut cut 32 32 old >/dev/null
+check_eq "folder Cut: UID 32 is an old one too" "9 10 11 12 13 14 15 16 17 18 19 20 32" \
+    "$(imap14 Cut "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
 "$CM" route start cut >/dev/null
 if wait_until 30 sql_at_least 20 "SELECT count(*) FROM messages WHERE $C AND state <> 'fetched'"; then
     ok "mail that comes after the first pass is taken, an old date too (moved in)"
@@ -176,3 +167,29 @@ else not_ok "mail that comes after the first pass is taken, an old date too" \
     "$(sql "SELECT string_agg(substr(subject, 5), ' ' ORDER BY subject) FROM messages WHERE $C")"; fi
 check_eq "messages 31 and 32 are in, still none of 9-20" "20 31 32" \
     "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 5), ' ' ORDER BY subject) FILTER (WHERE subject > 'cut 30') FROM messages WHERE $C")"
+
+# A folder empty at the first start records a limit of nothing: mail that
+# comes while the route is stopped is taken at the next start whatever its
+# date (unrecorded, the next start would have limited it). Route cut moves
+# to folder Empty of u14, a new cursor.
+"$CM" route stop cut >/dev/null
+wait_until 20 status_is cut STOPPED
+rm -rf "$src/s" && mkdir -p "$src/s"
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u14 Empty -d "$src/s" >/dev/null
+"$CM" route set cut --folder Empty >/dev/null || not_ok "route cut moves to folder Empty"
+"$CM" route start cut >/dev/null
+wait_until 30 status_is cut RUNNING
+E="route_id = (SELECT id FROM routes WHERE name = 'cut') AND folder = 'Empty'"
+wait_until 10 eval '[ -n "$(sql "SELECT 1 FROM route_cursors WHERE $E")" ]'
+check_eq "an empty folder's first start records a limit of nothing" "0|0" \
+    "$(sql "SELECT last_uid, since_top FROM route_cursors WHERE $E")"
+"$CM" route stop cut >/dev/null
+wait_until 20 status_is cut STOPPED
+fill14 Empty empty 01 01 old >/dev/null
+check_eq "folder Empty: its one message is an old one" "1" \
+    "$(imap14 Empty "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
+"$CM" route start cut >/dev/null
+if wait_until 30 sql_at_least 1 "SELECT count(*) FROM messages WHERE $E AND state <> 'fetched'"; then
+    ok "mail that came after an empty first start is taken, an old date too"
+else not_ok "mail that came after an empty first start is taken, an old date too" \
+    "cursor: $(sql "SELECT last_uid, since_top FROM route_cursors WHERE $E")"; fi
