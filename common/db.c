@@ -43,8 +43,15 @@ s_notice (void *arg, const char *message)
 cm_db_t *
 cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
 {
-    const char *keys [] = { "dbname", "application_name", "connect_timeout", NULL };
-    const char *vals [] = { conninfo, name, "10", NULL };
+    /* Over TCP, a database that vanished without a word (a host gone, a
+       partition) ends the session in about a minute instead of leaving a
+       call waiting forever: keepalives, and a limit on unacknowledged
+       data. Before dbname, so the operator's connection string overrides
+       them; after it what casemail fixes. */
+    const char *keys [] = { "keepalives_idle", "keepalives_interval", "keepalives_count",
+                            "tcp_user_timeout", "dbname", "application_name",
+                            "connect_timeout", NULL };
+    const char *vals [] = { "30", "10", "3", "60000", conninfo, name, "10", NULL };
     PGconn *conn = PQconnectdbParams (keys, vals, 1);
     if (!conn || PQstatus (conn) != CONNECTION_OK) {
         snprintf (err, errlen, "database: %s",
