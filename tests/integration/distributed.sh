@@ -3,11 +3,12 @@
 # processes because no Docker engine runs here: each service's command,
 # environment and replicas are read from compose.yaml, with the service
 # names on 127.0.0.1, free ports for the router's sockets, the test's
-# database for CASEMAIL_DB, and a folder per container for its paths (one
+# database over TCP for CASEMAIL_DB, and a folder per container for its paths (one
 # folder shared where compose shares a volume: the sealing key). So the
 # router runs with CASEMAIL_LOCAL=0 and starts no stage; 2 fetchers, 4
 # parsers and 1 sender find it over tcp://. Checked: every stage is seen;
-# mail becomes incidents once each, with the parsers sharing the work;
+# every database session has casemail's keepalives; mail becomes
+# incidents once each, with the parsers sharing the work;
 # the fetcher serving the route is killed and the other one takes the
 # route over; the router is killed and started again and the stages come
 # back to it; incident email goes out through the sender. User u15.
@@ -22,8 +23,8 @@ CORPUS=$CM_TOP/../shared/corpus/hunnysoft
 # the router is one of the "containers" below.
 db="t_${CM_TEST//[^a-zA-Z0-9]/_}_$$"
 psql -X -q "$CM_DB" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-DB="host=$CM_PG_HOST port=$CM_PG_PORT dbname=$db user=casemail"
-export CASEMAIL_DB=$DB        # for sql(); the stages get theirs from compose.yaml's env
+export CASEMAIL_DB="host=$CM_PG_HOST port=$CM_PG_PORT dbname=$db user=casemail"   # for sql()
+DB="host=127.0.0.1 port=$CM_PG_PORT dbname=$db user=casemail"   # the stages': over TCP, as in compose
 read -r P1 P2 < <($PY -c 'import socket
 s = [socket.socket() for _ in range(2)]
 for x in s: x.bind(("127.0.0.1", 0))
@@ -103,6 +104,25 @@ wait_until 20 eval '[ "$(alive)" = "fetcher=$NF parser=$NP sender=$NS" ]'
 check_eq "the router sees every stage of compose.yaml over tcp://" "fetcher=$NF parser=$NP sender=$NS" "$(alive)"
 check_eq "and started none itself: each stage is its own process, none its child" "0" \
     "$(ps -o pid= --ppid "$ROUTER" | wc -l)"
+# every process's database sessions go over TCP with casemail's keepalives
+# (so a database host that vanished ends them): ss shows a keepalive timer
+# of seconds, not the system's two hours (and for a moment after a send,
+# a retransmit timer instead: looked again)
+keepalives() {   # sets nses and nokeep; true when every session has one
+    local p mine sessions
+    sessions=$(ss -tnoep state established "( dport = :$CM_PG_PORT )" 2>/dev/null)
+    nokeep=0; nses=0
+    for p in "${PIDS[@]}"; do
+        mine=$(grep "pid=$p," <<<"$sessions")
+        [ -n "$mine" ] || { nokeep=$((nokeep + 1)); continue; }
+        nses=$((nses + $(wc -l <<<"$mine")))
+        nokeep=$((nokeep + $(grep -Evc "timer:\(keepalive,[0-9.]+(ms|sec)," <<<"$mine")))
+    done
+    [ "$nokeep" = 0 ]
+}
+if wait_until 10 keepalives; then ok "every process's $nses database sessions go over TCP with 30 s keepalives"
+else not_ok "every process's database sessions go over TCP with 30 s keepalives" \
+    "processes ${#PIDS[@]}, sessions $nses, without a keepalive timer (or none) $nokeep"; fi
 
 # Mail becomes incidents, once each, the parsers sharing the work.
 N=400
