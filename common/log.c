@@ -183,6 +183,19 @@ cm_log_redact (char *text, size_t size)
     s_redact_after (text, size, "\"client_secret\"", 1);
 }
 
+/* The time of a log line: UTC, milliseconds, "2026-11-29T04:35:58.123Z". */
+static void
+s_stamp (char *out, size_t size)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r (&ts.tv_sec, &tm);
+    char day [32];
+    strftime (day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf (out, size, "%s.%03ldZ", day, ts.tv_nsec / 1000000);
+}
+
 static void
 s_vlog (cm_loglevel_t level, const char *route, const char *fmt, va_list ap)
 {
@@ -194,15 +207,10 @@ s_vlog (cm_loglevel_t level, const char *route, const char *fmt, va_list ap)
         if ((unsigned char) *p < 0x20 && *p != '\t')
             *p = '?';
     cm_log_redact (line, sizeof line);
-    char stamp [40];
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r (&ts.tv_sec, &tm);
-    strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    char stamp [48];
+    s_stamp (stamp, sizeof stamp);
     FILE *out = s_log.out ? s_log.out : stderr;
-    fprintf (out, "%s.%03ldZ %s[%d] %s %s: %s\n", stamp,
-             ts.tv_nsec / 1000000, s_log.process, (int) getpid (),
+    fprintf (out, "%s %s[%d] %s %s: %s\n", stamp, s_log.process, (int) getpid (),
              route && *route ? route : "-", names [level], line);
 }
 
@@ -214,14 +222,10 @@ cm_log_last_words (const char *fmt, ...)
     va_start (ap, fmt);
     vsnprintf (line, sizeof line, fmt, ap);
     va_end (ap);
-    char stamp [40];
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r (&ts.tv_sec, &tm);
-    strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf (out, sizeof out, "%s.%03ldZ %s[%d] - error: %s\n", stamp,
-                      ts.tv_nsec / 1000000, s_log.process, (int) getpid (), line);
+    char stamp [48];
+    s_stamp (stamp, sizeof stamp);
+    int n = snprintf (out, sizeof out, "%s %s[%d] - error: %s\n", stamp,
+                      s_log.process, (int) getpid (), line);
     int fd = s_log.fd;          /* not through the FILE: no lock */
     int fl = fcntl (fd, F_GETFL);
     if (fl >= 0)
