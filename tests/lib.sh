@@ -81,6 +81,11 @@ route_add() {
 route_status() { "$CM" route show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 # status_is NAME STATUS (for wait_until)
 status_is() { [ "$(route_status "$1")" = "$2" ]; }
+# route_stop NAME: stops the route and waits until it shows STOPPED.
+route_stop() {
+    "$CM" route stop "$1" >/dev/null
+    wait_until 20 status_is "$1" STOPPED || not_ok "route $1 STOPPED" "status: $(route_status "$1")"
+}
 # deliver TO SUBJECT [swaks options...]: a message through Postfix.
 deliver() {
     local to=$1 subject=$2; shift 2

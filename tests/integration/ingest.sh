@@ -256,8 +256,7 @@ check_eq "limit: the route is still RUNNING" RUNNING "$(route_status limit)"
 # a time, not 32 at once. Restart with 1,000,000 bytes; four messages of
 # about 550 KB and four small ones arrive together. A trigger notes each
 # claim's messages.
-"$CM" route stop limit >/dev/null
-wait_until 20 status_is limit STOPPED
+route_stop limit
 "$CM" down >/dev/null 2>&1
 CASEMAIL_PARSE_BATCH_BYTES=1000000 "$CM" up >/dev/null 2>&1 || not_ok "casemail up with 1,000,000-byte claims"
 sql "CREATE TABLE claimed (ids bigint[]);

@@ -3,7 +3,8 @@
 # STARTTLS from IMAP CAPABILITY and SMTP EHLO makes a route that asked for
 # STARTTLS refuse to log in (test, start and send), with nothing sent in
 # clear; an untrusted or wrong-host certificate fails; --ca-file makes a
-# private CA work. Users u20, u21.
+# private CA work; and a server with a UIDNEXT over 2^32 (--since). Users
+# u20, u21.
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
 cm_start || exit 1
@@ -88,3 +89,26 @@ run_cm route test-outbound --email u21@example.test --username u21@example.test 
     --password-env PW21 --outbound-host localhost --outbound-protocol smtps --outbound-port "$CM_SMTPS_PORT"
 check_eq "smtps with the private CA unknown fails" 1 "$RC"
 check_contains "the smtps reason names the certificate" "certificate" "$OUT"
+
+# Not TLS, but this file's man in the middle: a server whose UIDNEXT is
+# not a 32-bit number (2^64 - 1) does not stop a route started with
+# --since: no limit is recorded, the date holds for the first pass while
+# the cursor is empty, and the mail in the folder comes in.
+deliver u21@example.test "huge uidnext one" >/dev/null
+deliver u21@example.test "huge uidnext two" >/dev/null
+wait_until 20 eval '[ "$(curl -s --cacert "$CM_CA_FILE" -u "u21@example.test:$PW21" "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "STATUS INBOX (MESSAGES)" | grep -o "MESSAGES [0-9]*")" = "MESSAGES 2" ]'
+HP=$(free_port)
+mitm "127.0.0.1:$HP" "127.0.0.1:$CM_IMAP_PORT" huge-uidnext "$CM_WORK/tls-huge.log"
+CM_PW=$PW21 "$CM" route add huge --email u21@example.test --username u21@example.test \
+    --password-env CM_PW --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$HP" \
+    --outbound-host localhost --outbound-protocol smtps --outbound-port "$CM_SMTPS_PORT" \
+    --ca-file "$CM_CA_FILE" --kind ingest --since 2024-01-01 >/dev/null
+"$CM" route start huge >/dev/null
+H="route_id = (SELECT id FROM routes WHERE name = 'huge')"
+if wait_until 30 sql_at_least 2 "SELECT count(*) FROM messages WHERE $H AND state <> 'fetched'"; then
+    ok "a UIDNEXT over 2^32 with --since: the folder's 2 messages come in"
+else not_ok "a UIDNEXT over 2^32 with --since: the folder's 2 messages come in" \
+    "status $(route_status huge): $("$CM" route show huge --json | json 'j.get("last_error")')"; fi
+check_eq "the route is RUNNING, no limit recorded" "RUNNING|" \
+    "$(route_status huge)|$(sql "SELECT since_top FROM route_cursors WHERE $H")"
+

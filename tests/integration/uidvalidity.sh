@@ -134,8 +134,7 @@ fill14 Cut cut 21 30 >/dev/null
 check_eq "folder Cut: UIDs 9-20 are the old ones" "9 10 11 12 13 14 15 16 17 18 19 20" \
     "$(imap14 Cut "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"
 chmod 000 "$box14/Cut/cur/$bad"
-"$CM" route stop since >/dev/null     # one route per mailbox account
-wait_until 20 status_is since STOPPED
+route_stop since     # one route per mailbox account
 "$CM" route rm since >/dev/null || not_ok "route since removed"
 route_add cut u14 --kind ingest --folder Cut --after-fetch keep --since 2024-01-01 >/dev/null
 "$CM" route start cut >/dev/null
@@ -154,8 +153,7 @@ check_eq "--since holds after the cut: the 18 received since, none of the 12 old
     "18 01 02 03 04 05 06 07 08 21 22 23 24 25 26 27 28 29 30" \
     "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 5), ' ' ORDER BY subject) FROM messages WHERE $C")"
 check_eq "the cursor is at the folder's last UID" 30 "$(sql "SELECT last_uid FROM route_cursors WHERE $C")"
-"$CM" route stop cut >/dev/null     # so the date is set before any search
-wait_until 20 status_is cut STOPPED
+route_stop cut     # so the date is set before any search
 fill14 Cut cut 31 31 >/dev/null
 fill14 Cut cut 32 32 old >/dev/null
 check_eq "folder Cut: UID 32 is an old one too" "9 10 11 12 13 14 15 16 17 18 19 20 32" \
@@ -172,8 +170,7 @@ check_eq "messages 31 and 32 are in, still none of 9-20" "20 31 32" \
 # comes while the route is stopped is taken at the next start whatever its
 # date (unrecorded, the next start would have limited it). Route cut moves
 # to folder Empty of u14, a new cursor.
-"$CM" route stop cut >/dev/null
-wait_until 20 status_is cut STOPPED
+route_stop cut
 rm -rf "$src/s" && mkdir -p "$src/s"
 "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u14 Empty -d "$src/s" >/dev/null
 "$CM" route set cut --folder Empty >/dev/null || not_ok "route cut moves to folder Empty"
@@ -183,8 +180,7 @@ E="route_id = (SELECT id FROM routes WHERE name = 'cut') AND folder = 'Empty'"
 wait_until 10 eval '[ -n "$(sql "SELECT 1 FROM route_cursors WHERE $E")" ]'
 check_eq "an empty folder's first start records a limit of nothing" "0|0" \
     "$(sql "SELECT last_uid, since_top FROM route_cursors WHERE $E")"
-"$CM" route stop cut >/dev/null
-wait_until 20 status_is cut STOPPED
+route_stop cut
 fill14 Empty empty 01 01 old >/dev/null
 check_eq "folder Empty: its one message is an old one" "1" \
     "$(imap14 Empty "UID SEARCH BEFORE 1-Jan-2024" | sed -n 's/^\* SEARCH //p')"

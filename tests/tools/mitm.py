@@ -11,6 +11,8 @@ Modes:
               STARTTLS command with 454 itself
   plain       forwards bytes unchanged (e.g. to present a certificate under
               a host name it was not issued for)
+  huge-uidnext  IMAP in clear, each [UIDNEXT n] made 2^64 - 1 (not an IMAP
+              UIDNEXT: a broken or hostile server)
 Every byte the client sends is appended to the log file, so a test can
 prove that nothing (no LOGIN, no AUTH, no mail) went out in clear.
 Stops on SIGTERM. Writes its pid to --pid FILE when given.
@@ -56,6 +58,8 @@ async def handle(client_reader, client_writer, args):
                 break
             if args.mode == "strip-imap":
                 line = strip_imap(line)
+            elif args.mode == "huge-uidnext":
+                line = re.sub(rb"\[UIDNEXT \d+\]", b"[UIDNEXT 18446744073709551615]", line)
             elif args.mode == "strip-smtp":
                 m = re.match(rb"^250([ -])STARTTLS\r?\n$", line, re.I)
                 if m:
@@ -83,7 +87,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
