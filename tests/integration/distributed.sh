@@ -11,7 +11,8 @@
 # incidents once each, with the parsers sharing the work;
 # the fetcher serving the route is killed and the other one takes the
 # route over; the router is killed and started again and the stages come
-# back to it; incident email goes out through the sender. User u15.
+# back to it; a parser frozen longer than its watchdog goes on when it
+# thaws; incident email goes out through the sender. User u15.
 . "$(dirname "$0")/../lib.sh"
 D=$CM_WORK/$CM_TEST.d
 mkdir -p "$D"
@@ -69,6 +70,7 @@ start() {
     for line in "${envs[@]}"; do
         case "$line" in CASEMAIL_HOME=*|CASEMAIL_KEY_FILE=*) mkdir -p "$(dirname "${line#*=}")" ;; esac
     done
+    envs+=(CASEMAIL_WATCHDOG_MS=3000)      # the freeze check below, in seconds not minutes
     env -i PATH="$PATH" HOME="$D" "${envs[@]}" "$CM_BIN/$(command_of "$1")" \
         >>"$D/$1-$2.log" 2>&1 &
     PID=$!
@@ -97,13 +99,25 @@ CASEMAIL_HOME=$(env_of router 1 | sed -n 's/^CASEMAIL_HOME=//p')
 wait_until 20 test -s "$CASEMAIL_HOME/run/api.url" \
     || { not_ok "the router is up" "$(tail -5 "$D/router-1.log")"; exit 1; }
 for svc in fetcher parser sender; do
-    for n in $(seq "$(replicas $svc)"); do start $svc "$n"; done
+    for n in $(seq "$(replicas $svc)"); do
+        start $svc "$n"
+        [ "$svc-$n" = parser-1 ] && FREEZE=$PID
+    done
 done
 alive() { "$CM" stage list --json | json "' '.join('%s=%d' % (k, sum(1 for s in j['stages'] if s['kind'] == k and s['state'] == 'alive')) for k in ('fetcher', 'parser', 'sender'))"; }
 wait_until 20 eval '[ "$(alive)" = "fetcher=$NF parser=$NP sender=$NS" ]'
 check_eq "the router sees every stage of compose.yaml over tcp://" "fetcher=$NF parser=$NP sender=$NS" "$(alive)"
 check_eq "and started none itself: each stage is its own process, none its child" "0" \
     "$(ps -o pid= --ppid "$ROUTER" | wc -l)"
+# A stage frozen whole (docker pause, SIGSTOP) for longer than its watchdog
+# (3 s here) is not taken for one whose main loop is stuck when it thaws:
+# it goes on, and the router sees it again.
+kill -STOP "$FREEZE"; sleep 5; kill -CONT "$FREEZE"; sleep 2
+if kill -0 "$FREEZE" 2>/dev/null && ! grep -q "main loop stuck" "$D/parser-1.log"; then
+    ok "a parser frozen 5 s (watchdog 3 s) goes on when it thaws"
+else not_ok "a parser frozen 5 s (watchdog 3 s) goes on when it thaws" "$(tail -3 "$D/parser-1.log")"; fi
+wait_until 20 eval '[ "$(alive)" = "fetcher=$NF parser=$NP sender=$NS" ]'
+check_eq "the router sees it alive again" "fetcher=$NF parser=$NP sender=$NS" "$(alive)"
 # every process's database sessions go over TCP with casemail's keepalives
 # (so a database host that vanished ends them): ss shows a keepalive timer
 # of seconds, not the system's two hours (and for a moment after a send,
