@@ -145,3 +145,30 @@ check_eq "the parser exited by itself four times, code 70" 4 \
 check_eq "the router killed none of them for silence" 0 \
     "$(tail -n +$from "$rlog" | grep -c "stopped heartbeating\|killed by signal")"
 check_contains "the parser said why it exited" "main loop stuck for" "$(cat "$CASEMAIL_HOME"/log/parser-1.log)"
+
+# A batch that takes longer than the watchdog, one message at a time well
+# within it (the wrapper holds each marked message 400 ms: ten of them,
+# claimed together, take 4 s against a 2 s watchdog and the router's 0.9 s
+# of silence): the parser says it is alive between messages, so neither
+# the watchdog nor the router takes it for stuck. The messages come after
+# the router's start grace, into the running parser's main loop.
+"$CM" down >/dev/null 2>&1
+slow="casemail-slow-$$"
+export CM_CRASH_SUBJECT=$slow CM_CRASH_HOW=slow CM_CRASH_SLOW_MS=400 CASEMAIL_WATCHDOG_MS=2000 CASEMAIL_PARSERS=1
+from=$(( $(wc -l < "$rlog") + 1 ))
+stuck_before=$(cat "$CASEMAIL_HOME"/log/parser-*.log | grep -c "main loop stuck")
+"$CM" up > "$CM_WORK/$CM_TEST.up4.log" 2>&1 || not_ok "casemail up with the slow wrapper" "$(tail -3 "$CM_WORK/$CM_TEST.up4.log")"
+sleep 9     # past the router's start grace (10 heartbeats + 5 s)
+sql "INSERT INTO messages (route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
+     SELECT r.id, 'INBOX', 1, 900100 + n, 'slow-' || n || '-$$@outside.test', md5('slow' || n), 100,
+            convert_to(E'From: r@outside.test\r\nSubject: report ' || n || ' $slow\r\nMessage-ID: <slow-' || n || '-$$@outside.test>\r\n\r\nBody.\r\n', 'UTF8')
+     FROM routes r, generate_series(1, 10) n WHERE r.name = 'poison'" >/dev/null
+slow_done() { [ "$(sql "SELECT count(*) FROM messages WHERE uid > 900100 AND uid <= 900110 AND state <> 'fetched'")" = 10 ]; }
+wait_until 60 slow_done
+check_eq "ten slow messages, claimed and committed as one batch, each an incident" "10 10 1" \
+    "$(sql "SELECT count(*) FILTER (WHERE state = 'parsed') || ' ' || count(incident_id) || ' ' || count(DISTINCT parsed_at)
+            FROM messages WHERE uid > 900100 AND uid <= 900110")"
+check_eq "the parser was neither killed nor exited during the 4 s batch" 0 \
+    "$(tail -n +$from "$rlog" | grep -c "parser-1 (pid [0-9]*) \(exited\|stopped heartbeating\|killed\)")"
+check_eq "its watchdog did not fire" "$stuck_before" \
+    "$(cat "$CASEMAIL_HOME"/log/parser-*.log | grep -c "main loop stuck")"

@@ -5,7 +5,9 @@
     itself with SIGKILL, as the kernel's OOM killer or a crash in a
     library would end it, in the middle of a claimed batch. With
     CM_CRASH_HOW=stall it never returns instead (a call caught in a loop),
-    for the stages' watchdog. Looked up at run time, so it links against
+    for the stages' watchdog; with CM_CRASH_HOW=slow it returns after
+    CM_CRASH_SLOW_MS (a big message), so that a batch of them outlasts the
+    watchdog without any one message doing so. Looked up at run time, so it links against
     nothing but libdl. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -35,6 +37,11 @@ g_mime_parser_construct_message (void *parser, void *options)
     if (s && strstr (s, marker) && how && strcmp (how, "stall") == 0)
         for (;;)
             pause ();           /* the main thread, for good */
+    if (s && strstr (s, marker) && how && strcmp (how, "slow") == 0) {
+        const char *ms = getenv ("CM_CRASH_SLOW_MS");
+        usleep ((useconds_t) (ms ? atoi (ms) : 500) * 1000);
+        return message;
+    }
     if (s && strstr (s, marker))
         raise (SIGKILL);
     return message;
