@@ -187,7 +187,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
    answering, a library caught in a loop) exits, so that whatever runs it
    starts it again: the router in local mode (which kills a stage silent
    for three heartbeats sooner), Docker's restart policy in containers,
-   where nothing else would. Exit code 70 (EX_SOFTWARE). */
+   where nothing else would (the router too, there). Exit code 70
+   (EX_SOFTWARE). */
 static void *
 s_watchdog (void *arg)
 {
@@ -234,6 +235,8 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     cm_server_t *srv = arg;
     if (srv->hooks->tick)
         srv->hooks->tick (srv);
+    if (srv->hooks->is_router)
+        atomic_store (&srv->loop_seen, zclock_mono ());   /* it has no heartbeat */
     return 0;
 }
 
@@ -379,8 +382,11 @@ cm_server_main (int argc, char **argv, const cm_server_hooks_t *hooks, void *sta
         zloop_timer (srv->loop, (size_t) cm_bus_heartbeat_ms (), 0, s_on_heartbeat, srv);
     }
     /* the watchdog, for stages (their loop turns at least every heartbeat),
-       from before their start hook; its limit is at least three heartbeats */
-    if (!hooks->is_router) {
+       from before their start hook; its limit is at least three heartbeats.
+       A router watches itself only when it runs no stages (containers):
+       in local mode its exit would take the stack's supervisor with it,
+       and nothing would start it again. */
+    if (!hooks->is_router || !srv->cfg->local) {
         int hb = cm_bus_heartbeat_ms ();
         const char *off = getenv ("CASEMAIL_WATCHDOG_MS");
         srv->watchdog_ms = off && strcmp (off, "0") == 0 ? 0

@@ -12,7 +12,9 @@
 # the fetcher serving the route is killed and the other one takes the
 # route over; the router is killed and started again and the stages come
 # back to it; a parser frozen longer than its watchdog goes on when it
-# thaws; incident email goes out through the sender. User u15.
+# thaws; incident email goes out through the sender; a router whose
+# loop waits on a database lock past its watchdog exits with 70 and,
+# started again, finds every stage. User u15.
 . "$(dirname "$0")/../lib.sh"
 D=$CM_WORK/$CM_TEST.d
 mkdir -p "$D"
@@ -187,3 +189,24 @@ run_cm incident email INC-1 --to sink@example.test --subject "from the compose s
     --body "sent by a sender of its own" --wait --wait-timeout 60
 check_eq "incident email goes out through the sender" 0 "$RC"
 check_contains "... and is sent" "sent" "$OUT"
+
+# The router's main loop stuck: its lease check waits on the database (here
+# on a SHARE lock on routes held for 6 s, as a plain CREATE INDEX takes).
+# Without stages of its own to supervise, it exits with 70 after its
+# watchdog (3 s here), so that Compose's restart policy starts it again;
+# the stages' own loops do not wait on that lock and stay.
+sql "BEGIN; LOCK TABLE routes IN SHARE MODE; SELECT pg_sleep(6); COMMIT" >/dev/null 2>&1 &
+LOCKER=$!
+gone() { ! kill -0 "$ROUTER" 2>/dev/null || [ "$(ps -o stat= -p "$ROUTER" | cut -c1)" = Z ]; }
+rc="still running after 15 s"
+wait_until 15 gone && { wait "$ROUTER"; rc=$?; }
+kill -KILL "$ROUTER" 2>/dev/null; killed "$ROUTER"
+check_eq "a router whose loop waits on the database for longer than its watchdog exits with 70" 70 "$rc"
+check_contains "... and says why" "main loop stuck for" "$(tail -3 "$D/router-1.log")"
+wait "$LOCKER"
+rm -f "$CASEMAIL_HOME/run/api.url"
+start router 1; ROUTER=$PID
+wait_until 20 test -s "$CASEMAIL_HOME/run/api.url"
+wait_until 40 eval '[ "$(alive)" = "fetcher=$((NF - 1)) parser=$NP sender=$NS" ]'
+check_eq "started again, it sees every stage, none of which left" "fetcher=$((NF - 1)) parser=$NP sender=$NS" "$(alive)"
+check_eq "and no stage's watchdog fired" 0 "$(cat "$D"/fetcher-*.log "$D"/parser-*.log "$D"/sender-*.log | grep -c "main loop stuck")"
