@@ -1864,12 +1864,29 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
     }
     snprintf (cmd, cmdlen, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
     r = s_ctl (self, cmd, err, errlen);
+    if (r > 0 && strstr (err, "TRYCREATE")) {
+        /* no such folder yet: the server asks the client to create it
+           and try again (RFC 9051 7.1), as a mail client does */
+        char create [NAME_MAX_LEN * 2 + 16];
+        snprintf (create, sizeof create, "CREATE %s", quoted);
+        int c = s_ctl (self, create, why, sizeof why);
+        if (c == 0) {
+            cm_info (self->route, "created the processed folder %s", folder);
+            r = s_ctl (self, cmd, err, errlen);
+        }
+        else if (c > 0) {
+            snprintf (err, errlen, "folder %s does not exist and cannot be created: %s",
+                      folder, why);
+            goto done;
+        }
+        else {
+            snprintf (err, errlen, "%s", why);
+            r = -1;
+        }
+    }
     if (r > 0) {
         snprintf (why, sizeof why, "%s", err);
-        if (strstr (why, "TRYCREATE"))
-            snprintf (err, errlen, "folder %s does not exist", folder);
-        else
-            snprintf (err, errlen, "moving %zu message(s) to %s failed: %s", n, folder, why);
+        snprintf (err, errlen, "moving %zu message(s) to %s failed: %s", n, folder, why);
     }
     if (r || self->cap_move)
         goto done;
