@@ -61,7 +61,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev libxml2-dev \
             postgresql dovecot-imapd dovecot-lmtpd postfix swaks \
             libnet-ssleay-perl openssl curl iproute2 procps valgrind python3 python3-yaml \
-            docker-compose
+            docker-compose cyrus-common sasl2-bin
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \
@@ -71,6 +71,20 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	        --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
+	@$(MAKE) -s $(CYRUS_IMAPD)/usr/lib/cyrus/bin/imapd
+
+# Cyrus IMAP's imapd and idled for tests/stack/cyrus.sh (the second IMAP
+# server the tests run): Debian's cyrus-imapd conflicts with dovecot-imapd,
+# so its package, of the installed cyrus-common's version, is unpacked here
+# instead of installed.
+CYRUS_IMAPD := var/deb/cyrus-imapd
+$(CYRUS_IMAPD)/usr/lib/cyrus/bin/imapd:
+	@v=$$(dpkg-query -W -f='$${Version}' cyrus-common) && mkdir -p var/deb && cd var/deb && \
+	{ apt-get download "cyrus-imapd=$$v" >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get download "cyrus-imapd=$$v" >/dev/null 2>&1; }; } && \
+	rm -rf cyrus-imapd && dpkg-deb -x cyrus-imapd_*.deb cyrus-imapd && rm -f cyrus-imapd_*.deb && \
+	echo "unpacked cyrus-imapd $$v into $(CYRUS_IMAPD)" || \
+	{ echo "make deps: cannot fetch cyrus-imapd $$v from the Debian archive" >&2; exit 1; }
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, in its own folders.
 asan:

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# A second IMAP server: Cyrus IMAP (Debian's cyrus-imapd), run privately on
+# loopback by tests/stack/cyrus.sh beside the stack's Dovecot. Every other
+# test fetches from Dovecot; this one checks that the fetcher relies on
+# IMAP, not on one server's habits. Mail is put in by IMAP APPEND, as a
+# user's client would (tests/tools/imapctl.py). Checked, over implicit TLS
+# with the test CA: a first pass with --since (by internal date) and
+# --after-fetch move, the bytes stored equal to what the server sends;
+# new mail noticed while the route runs; the server stopped (the route
+# FAILED with the cause) and started again; the folder deleted and made
+# again (a new UIDVALIDITY: nothing stored twice); and, over STARTTLS,
+# --after-fetch seen and keep with the flags the server then shows.
+# Cyrus's own users (alice, bob, carol).
+. "$(dirname "$0")/../lib.sh"
+cm_start || exit 1
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+CY=$CM_WORK/cyrus
+CP=$(free_port); CPS=$(free_port)
+cyrus() { "$CM_TOP/tests/stack/cyrus.sh" "$CY" "$@"; }
+trap 'cyrus stop >/dev/null 2>&1; cm_stop' EXIT
+for u in alice bob carol; do cyrus user "$u" "$u-cy-Secret1"; done
+if out=$(cyrus start "$CP" "$CPS" "$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key" 2>&1); then
+    ok "Cyrus IMAP starts on loopback ($out)"
+else not_ok "Cyrus IMAP starts on loopback" "$out"; exit 1; fi
+# imapctl USER ARGS...: the mailbox as USER's own client sees it, over TLS
+imapctl() {
+    local u=$1; shift
+    PW="$u-cy-Secret1" python3 "$CM_TOP/tests/tools/imapctl.py" --port "$CPS" --tls \
+        --ca "$CM_CA_FILE" --user "$u" --password-env PW "$@"
+}
+# cy_route NAME USER PROTOCOL PORT [OPTIONS...]: an ingest route on Cyrus
+cy_route() {
+    local name=$1 user=$2 proto=$3 port=$4; shift 4
+    CM_PW="$user-cy-Secret1" "$CM" route add "$name" --kind ingest --email "$user@cyrus.test" \
+        --username "$user" --password-env CM_PW --folder "${FOLDER:-INBOX}" \
+        --inbound-host localhost --inbound-protocol "$proto" --inbound-port "$port" \
+        --outbound-host localhost --outbound-protocol smtp+starttls \
+        --outbound-port "$CM_SUBMISSION_PORT" --ca-file "$CM_CA_FILE" "$@"
+}
+settled() { sql "SELECT count(*) FROM messages m JOIN routes r ON r.id = m.route_id WHERE r.name = '$1' AND m.state <> 'fetched'"; }
+of_route() { sql "SELECT $2 FROM messages m JOIN routes r ON r.id = m.route_id WHERE r.name = '$1'"; }
+
+PW=alice-cy-Secret1 run_cm route test-inbound --email alice@cyrus.test --username alice \
+    --password-env PW --inbound-host localhost --inbound-protocol imaps --inbound-port "$CPS" \
+    --ca-file "$CM_CA_FILE"
+check_eq "route test-inbound logs in to Cyrus over TLS" 0 "$RC"
+
+# ------------------------------------------- first pass, --since, move
+src=$CM_WORK/cyrus-mail
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 40 "$src/new" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cy >/dev/null
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 5 "$src/old" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyold >/dev/null
+check_eq "5 messages of 2020 appended to Reports" 5 \
+    "$(imapctl alice append Reports "$src"/old/* --date "15-Mar-2020 10:00:00 +0000")"
+check_eq "40 of today appended to Reports" 40 "$(imapctl alice append Reports "$src"/new/*)"
+FOLDER=Reports cy_route cya alice imaps "$CPS" --since 2024-01-01 --after-fetch move \
+    --processed-folder Done >/dev/null
+"$CM" route start cya >/dev/null
+if wait_until 60 eval '[ "$(settled cya)" -ge 40 ]'; then ok "the route on Cyrus takes the 40 new messages"
+else not_ok "the route on Cyrus takes the 40 new messages" "settled $(settled cya), status $(route_status cya)" \
+    "$(grep -h "cya" "$CASEMAIL_HOME"/log/fetcher-*.log | tail -3)"; fi
+wait_until 20 eval '[ "$(imapctl alice count Done)" = 40 ]'
+sleep 1     # a duplicate or a late old message would show by now
+check_eq "40 messages, each once, each an incident or a rejection with a reason" "40 40 40" \
+    "$(sql "SELECT count(*) || ' ' || count(DISTINCT message_id) || ' ' ||
+                   count(*) FILTER (WHERE incident_id IS NOT NULL OR (state = 'rejected' AND reason <> ''))
+            FROM messages")"
+check_eq "the 5 of 2020 stay in Reports (--since), the 40 are moved to Done" "5 40" \
+    "$(imapctl alice count Reports) $(imapctl alice count Done)"
+served=$(imapctl alice sha Done)
+check_eq "the bytes stored are the bytes Cyrus sends, for each of the 40" "40|$served" \
+    "$(grep -c . <<<"$served")|$(of_route cya raw_sha256 | sort)"
+check_eq "the route is RUNNING" RUNNING "$(route_status cya)"
+
+# ------------------------------------------- new mail while running
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 3 "$src/idle" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyidle >/dev/null
+imapctl alice append Reports "$src"/idle/* >/dev/null
+if wait_until 30 eval '[ "$(settled cya)" -ge 43 ]'; then ok "3 messages appended while the route runs come in"
+else not_ok "3 messages appended while the route runs come in" "settled $(settled cya)"; fi
+
+# ------------------------------------------- the server stops and comes back
+cyrus stop >/dev/null
+if wait_until 30 status_is cya FAILED; then ok "Cyrus stopped: the route shows FAILED"
+else not_ok "Cyrus stopped: the route shows FAILED" "status $(route_status cya)"; fi
+check_contains "with the cause" "localhost:$CPS" \
+    "$("$CM" route show cya --json | json "j['last_error']")"
+cyrus start "$CP" "$CPS" "$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key" >/dev/null
+if wait_until 30 status_is cya RUNNING; then ok "Cyrus back: the route is RUNNING again"
+else not_ok "Cyrus back: the route is RUNNING again" "status $(route_status cya)"; fi
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 2 "$src/back" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyback >/dev/null
+imapctl alice append Reports "$src"/back/* >/dev/null
+if wait_until 30 eval '[ "$(settled cya)" -ge 45 ]'; then ok "and takes the 2 messages sent after"
+else not_ok "and takes the 2 messages sent after" "settled $(settled cya)"; fi
+
+# ------------------------------------------- a new UIDVALIDITY
+# The folder is deleted and made again under the running route, and
+# three messages already stored come back into it with two new ones: the
+# three are recognised, the two taken.
+uvs=$(imapctl alice recreate Reports)
+[ "${uvs% *}" != "${uvs#* }" ] && ok "Reports made again with a new UIDVALIDITY ($uvs)" \
+    || not_ok "Reports made again with a new UIDVALIDITY" "$uvs"
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 2 "$src/uv" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyuv >/dev/null
+imapctl alice append Reports "$src"/new/000000.eml "$src"/new/000001.eml "$src"/new/000002.eml "$src"/uv/* >/dev/null
+if wait_until 40 eval '[ "$(settled cya)" -ge 47 ] && [ "$(imapctl alice count Reports)" = 0 ]'; then
+    ok "after the new UIDVALIDITY the 2 new messages come in and all 5 are moved"
+else not_ok "after the new UIDVALIDITY the 2 new messages come in and all 5 are moved" \
+    "settled $(settled cya), left in Reports $(imapctl alice count Reports), status $(route_status cya)"; fi
+sleep 1
+check_eq "nothing stored twice: 47 messages, 47 Message-IDs" "47 47" \
+    "$(sql "SELECT count(*) || ' ' || count(DISTINCT message_id) FROM messages")"
+check_eq "the route's cursor has the new UIDVALIDITY" "${uvs#* }" \
+    "$(sql "SELECT c.uidvalidity FROM route_cursors c JOIN routes r ON r.id = c.route_id WHERE r.name = 'cya'")"
+check_contains "the fetcher logged the change" "UIDVALIDITY of Reports changed" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+
+# ------------------------------------------- STARTTLS, seen and keep
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 4 "$src/seen" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyseen >/dev/null
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 4 "$src/keep" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cykeep >/dev/null
+imapctl bob append INBOX "$src"/seen/* >/dev/null
+imapctl carol append INBOX "$src"/keep/* >/dev/null
+cy_route cys bob imap+starttls "$CP" --after-fetch seen >/dev/null
+cy_route cyk carol imap+starttls "$CP" --after-fetch keep >/dev/null
+"$CM" route start cys >/dev/null
+"$CM" route start cyk >/dev/null
+wait_until 40 eval '[ "$(settled cys)" -ge 4 ] && [ "$(settled cyk)" -ge 4 ]'
+check_eq "over STARTTLS, both routes take their 4 messages" "4 4" "$(settled cys) $(settled cyk)"
+seen_flags() { imapctl "$1" flags INBOX | grep -c '\\Seen'; }
+wait_until 20 eval '[ "$(seen_flags bob)" = 4 ]'
+check_eq "--after-fetch seen: Cyrus shows all 4 \\Seen, still in INBOX" "4 4" \
+    "$(seen_flags bob) $(imapctl bob count INBOX)"
+sleep 1     # a flag set late would show by now
+check_eq "--after-fetch keep: none \\Seen, all 4 in INBOX" "0 4" \
+    "$(seen_flags carol) $(imapctl carol count INBOX)"
+check_eq "the three routes are RUNNING" "RUNNING RUNNING RUNNING" \
+    "$(route_status cya) $(route_status cys) $(route_status cyk)"
