@@ -10,17 +10,24 @@
 # FAILED with the cause) and started again; the folder deleted and made
 # again (a new UIDVALIDITY: nothing stored twice); and, over STARTTLS,
 # --after-fetch seen and keep with the flags the server then shows.
-# Cyrus's own users (alice, bob, carol).
+# And a server that announces no MOVE, no UIDPLUS and no IDLE (the same
+# Cyrus, suppress_capabilities): moves by COPY, \Deleted and UID EXPUNGE,
+# or without UIDPLUS by COPY and \Deleted alone, and new mail by polling.
+# Cyrus's own users (alice, bob, carol, dave, erin).
 . "$(dirname "$0")/../lib.sh"
 cm_start || exit 1
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CY=$CM_WORK/cyrus
-CP=$(free_port); CPS=$(free_port)
+CP=$(free_port); CPS=$(free_port); CP1=$(free_port); CP2=$(free_port)
 cyrus() { "$CM_TOP/tests/stack/cyrus.sh" "$CY" "$@"; }
+# plain IMAP, implicit TLS, and two plain ports of a poorer server: one
+# without MOVE and IDLE, one without MOVE, UIDPLUS and IDLE
+cyrus_start() { cyrus start "$CP" "$CPS" "$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key" \
+                    "$CP1=MOVE,IDLE" "$CP2=MOVE,UIDPLUS,IDLE"; }
 trap 'cyrus stop >/dev/null 2>&1; cm_stop' EXIT
-for u in alice bob carol; do cyrus user "$u" "$u-cy-Secret1"; done
-if out=$(cyrus start "$CP" "$CPS" "$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key" 2>&1); then
+for u in alice bob carol dave erin; do cyrus user "$u" "$u-cy-Secret1"; done
+if out=$(cyrus_start 2>&1); then
     ok "Cyrus IMAP starts on loopback ($out)"
 else not_ok "Cyrus IMAP starts on loopback" "$out"; exit 1; fi
 # imapctl USER ARGS...: the mailbox as USER's own client sees it, over TLS
@@ -84,7 +91,7 @@ if wait_until 30 status_is cya FAILED; then ok "Cyrus stopped: the route shows F
 else not_ok "Cyrus stopped: the route shows FAILED" "status $(route_status cya)"; fi
 check_contains "with the cause" "localhost:$CPS" \
     "$("$CM" route show cya --json | json "j['last_error']")"
-cyrus start "$CP" "$CPS" "$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key" >/dev/null
+cyrus_start >/dev/null
 if wait_until 30 status_is cya RUNNING; then ok "Cyrus back: the route is RUNNING again"
 else not_ok "Cyrus back: the route is RUNNING again" "status $(route_status cya)"; fi
 python3 "$CM_TOP/tests/tools/mkmail.py" bulk 2 "$src/back" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyback >/dev/null
@@ -132,3 +139,40 @@ check_eq "--after-fetch keep: none \\Seen, all 4 in INBOX" "0 4" \
     "$(seen_flags carol) $(imapctl carol count INBOX)"
 check_eq "the three routes are RUNNING" "RUNNING RUNNING RUNNING" \
     "$(route_status cya) $(route_status cys) $(route_status cyk)"
+
+# ------------------------------------------- a server without MOVE, UIDPLUS, IDLE
+mkbulk() { python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$1" "$src/$2" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "$2" >/dev/null; }
+mkbulk 5 nomove; mkbulk 2 nomove2; mkbulk 3 noplus; mkbulk 1 noplus2
+imapctl dave append INBOX "$src"/nomove/* >/dev/null
+imapctl erin append INBOX "$src"/noplus/* >/dev/null
+cy_route cym dave imap "$CP1" --after-fetch move --processed-folder Done --poll-interval 1 --log-level verbose >/dev/null
+cy_route cyp erin imap "$CP2" --after-fetch move --processed-folder Done --poll-interval 1 --log-level verbose >/dev/null
+"$CM" route start cym >/dev/null
+"$CM" route start cyp >/dev/null
+wait_until 40 eval '[ "$(settled cym)" -ge 5 ] && [ "$(settled cyp)" -ge 3 ]'
+check_eq "without MOVE and IDLE, and without UIDPLUS too, the routes take their 5 and 3" "5 3" \
+    "$(settled cym) $(settled cyp)"
+wait_until 20 eval '[ "$(imapctl dave count INBOX)" = 0 ]'
+check_eq "without MOVE: copied to Done, flagged and expunged (UID EXPUNGE) from INBOX" "5 0" \
+    "$(imapctl dave count Done) $(imapctl dave count INBOX)"
+deleted() { imapctl "$1" flags INBOX | grep -c 'Deleted'; }
+wait_until 20 eval '[ "$(deleted erin)" = 3 ]'
+check_eq "without UIDPLUS: copied to Done and flagged \\Deleted, not expunged (no EXPUNGE of others' mail)" "3 3 3" \
+    "$(imapctl erin count Done) $(imapctl erin count INBOX) $(deleted erin)"
+check_contains "... and the fetcher says so" "has no UIDPLUS" "$(grep -h cyp "$CASEMAIL_HOME"/log/fetcher-*.log)"
+# the verbose trace of the login names the extensions the fetcher found
+caps_seen() { grep -h "IMAP imap://localhost:$1 folder INBOX: UIDVALIDITY" "$CASEMAIL_HOME"/log/fetcher-*.log \
+                  | tail -1 | sed -n 's/.* EXISTS [0-9]*//p'; }
+check_eq "the fetcher found UIDPLUS alone on the one, nothing on the other" " UIDPLUS|" \
+    "$(caps_seen "$CP1")|$(caps_seen "$CP2")"
+# without IDLE new mail is found by polling (--poll-interval 1); the
+# messages flagged \Deleted are behind the cursor and not taken again
+imapctl dave append INBOX "$src"/nomove2/* >/dev/null
+imapctl erin append INBOX "$src"/noplus2/* >/dev/null
+if wait_until 30 eval '[ "$(settled cym)" -ge 7 ] && [ "$(settled cyp)" -ge 4 ]'; then
+    ok "without IDLE, mail appended later is found by polling"
+else not_ok "without IDLE, mail appended later is found by polling" "settled $(settled cym) $(settled cyp)"; fi
+sleep 2     # a message taken twice would show by now
+check_eq "nothing taken twice: 7 and 4 messages, as many Message-IDs" "7 7 4 4" \
+    "$(of_route cym 'count(*) || '"' '"' || count(DISTINCT message_id)') $(of_route cyp 'count(*) || '"' '"' || count(DISTINCT message_id)')"
+check_eq "both RUNNING" "RUNNING RUNNING" "$(route_status cym) $(route_status cyp)"

@@ -7,10 +7,13 @@
 # databases' tools) as a package and unpacks the imapd and idled of the
 # cyrus-imapd package of the same version into var/deb/cyrus-imapd.
 #
-# Usage: tests/stack/cyrus.sh DIR start IMAP_PORT IMAPS_PORT CERT KEY
+# Usage: tests/stack/cyrus.sh DIR start IMAP_PORT IMAPS_PORT CERT KEY [PORT=CAP,CAP...]...
 #          plain IMAP (STARTTLS offered) and implicit TLS on 127.0.0.1 with
 #          CERT/KEY; users from a sasldb in DIR, each INBOX created at its
-#          first login; new mail noticed at once by IDLE (idled).
+#          first login; new mail noticed at once by IDLE (idled). Each
+#          PORT=CAPS adds plain IMAP on PORT that does not announce those
+#          capabilities (Cyrus's suppress_capabilities): a server without
+#          MOVE, UIDPLUS or IDLE, say.
 #        tests/stack/cyrus.sh DIR user NAME PASSWORD   (before or after start)
 #        tests/stack/cyrus.sh DIR stop                 (its master, by pid)
 # Started again on the same DIR, it keeps its mail. Cyrus logs to syslog
@@ -35,7 +38,7 @@ ours() {
 
 case "$cmd" in
 start)
-    [ $# -eq 4 ] || die "start needs IMAP_PORT IMAPS_PORT CERT KEY"
+    [ $# -ge 4 ] || die "start needs IMAP_PORT IMAPS_PORT CERT KEY [PORT=CAPS...]"
     [ -x "$BIN/master" ] || die "no $BIN/master: install cyrus-common (make deps)"
     [ -x "$IMAPD_BIN/imapd" ] || die "no $IMAPD_BIN/imapd: unpack cyrus-imapd (make deps)"
     ours "$(pid_of)" && die "already running (pid $(pid_of))"
@@ -69,14 +72,38 @@ tls_server_cert: $D/server.crt
 tls_server_key: $D/server.key
 syslog_prefix: casemail-test-cyrus
 EOF
+    imap_port=$1 imaps_port=$2
+    shift 4
+    extra=""
+    ports="$imap_port $imaps_port"
+    n=0
+    for spec in "$@"; do
+        case "$spec" in [0-9]*=*) ;; *) die "bad PORT=CAPS: $spec" ;; esac
+        n=$((n + 1))
+        caps=" $(tr ',' ' ' <<<"${spec#*=}") "
+        {
+            grep -v '^idlesocket:' "$D/imapd.conf"
+            if [[ $caps == *" IDLE "* ]]; then
+                # suppress_capabilities leaves IDLE: no idled and no
+                # polling takes it away
+                echo "idlesocket: $D/run/socket/no-idled"
+                echo "imapidlepoll: 0"
+                caps=${caps/ IDLE / }
+            fi
+            echo "suppress_capabilities:$caps"
+        } > "$D/imapd-$n.conf"
+        extra="$extra  imap$n cmd=\"$IMAPD_BIN/imapd -C $D/imapd-$n.conf\" listen=\"127.0.0.1:${spec%%=*}\" prefork=0
+"
+        ports="$ports ${spec%%=*}"
+    done
     cat > "$D/cyrus.conf" <<EOF
 START {
   recover cmd="ctl_cyrusdb -C $D/imapd.conf -r"
 }
 SERVICES {
-  imap  cmd="$IMAPD_BIN/imapd -C $D/imapd.conf" listen="127.0.0.1:$1" prefork=0
-  imaps cmd="$IMAPD_BIN/imapd -s -C $D/imapd.conf" listen="127.0.0.1:$2" prefork=0
-}
+  imap  cmd="$IMAPD_BIN/imapd -C $D/imapd.conf" listen="127.0.0.1:$imap_port" prefork=0
+  imaps cmd="$IMAPD_BIN/imapd -s -C $D/imapd.conf" listen="127.0.0.1:$imaps_port" prefork=0
+$extra}
 EVENTS {
   checkpoint cmd="ctl_cyrusdb -C $D/imapd.conf -c" period=30
 }
@@ -92,11 +119,11 @@ EOF
         || die "master did not start"
     for _ in $(seq 100); do
         if python3 -c "import socket, sys
-for p in sys.argv[1:]: socket.create_connection(('127.0.0.1', int(p)), 1).close()" "$1" "$2" 2>/dev/null
-        then echo "cyrus: master pid $(pid_of), imap $1, imaps $2"; exit 0; fi
+for p in sys.argv[1:]: socket.create_connection(('127.0.0.1', int(p)), 1).close()" $ports 2>/dev/null
+        then echo "cyrus: master pid $(pid_of), imap $imap_port, imaps $imaps_port"; exit 0; fi
         sleep 0.1
     done
-    die "not listening on 127.0.0.1:$1 and :$2 after 10 s"
+    die "not listening on 127.0.0.1 ports $ports after 10 s"
     ;;
 user)
     [ $# -eq 2 ] || die "user needs NAME PASSWORD"
