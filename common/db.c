@@ -50,8 +50,8 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
        them; after it what casemail fixes. */
     const char *keys [] = { "keepalives_idle", "keepalives_interval", "keepalives_count",
                             "tcp_user_timeout", "dbname", "application_name",
-                            "connect_timeout", NULL };
-    const char *vals [] = { "30", "10", "3", "60000", conninfo, name, "10", NULL };
+                            "connect_timeout", "client_encoding", NULL };
+    const char *vals [] = { "30", "10", "3", "60000", conninfo, name, "10", "UTF8", NULL };
     PGconn *conn = PQconnectdbParams (keys, vals, 1);
     if (!conn || PQstatus (conn) != CONNECTION_OK) {
         snprintf (err, errlen, "database: %s",
@@ -66,6 +66,18 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
         return NULL;
     }
     PQsetNoticeProcessor (conn, s_notice, NULL);
+    /* casemail's statements are written for READ COMMITTED (a concurrent
+       update re-reads the row; it does not fail): whatever the database's
+       default, its sessions use that. Mail is UTF-8 (client_encoding
+       above, whatever PGCLIENTENCODING or the database's default say). */
+    PGresult *set = PQexec (conn, "SET default_transaction_isolation = 'read committed'");
+    if (PQresultStatus (set) != PGRES_COMMAND_OK) {
+        snprintf (err, errlen, "database: setting READ COMMITTED: %s", PQerrorMessage (conn));
+        PQclear (set);
+        PQfinish (conn);
+        return NULL;
+    }
+    PQclear (set);
     cm_db_t *self = calloc (1, sizeof *self);
     if (!self) {
         PQfinish (conn);
@@ -411,6 +423,16 @@ cm_db_migrate (cm_db_t *self, char *err, size_t errlen)
         return -1;
     }
     int rc = -1;
+    /* Mail is stored as UTF-8: a database in another encoding would
+       refuse or mangle every subject outside it. Refused before any
+       table is made. */
+    const char *enc = PQparameterStatus (self->conn, "server_encoding");
+    if (!enc || strcmp (enc, "UTF8") != 0) {
+        snprintf (self->error, sizeof self->error,
+                  "the database's encoding is %s; casemail stores mail as UTF-8:"
+                  " create the database with ENCODING 'UTF8'", enc ? enc : "unknown");
+        goto done;
+    }
     if (cm_db_exec (self, "CREATE TABLE IF NOT EXISTS schema_version ("
                     " version integer PRIMARY KEY,"
                     " applied_at timestamptz NOT NULL DEFAULT now())", 0, NULL))

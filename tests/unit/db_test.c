@@ -93,6 +93,17 @@ main (int argc, char **argv)
     if (!other)
         return 1;
 
+    /* db.sh gives the database other defaults (a LATIN1 client encoding,
+       SERIALIZABLE): a casemail session sets its own */
+    s_check ("the session's client encoding is UTF8, whatever the database's default",
+             s_equals (db, "SELECT current_setting('client_encoding')", NULL, "UTF8"), NULL);
+    s_check ("its transactions are READ COMMITTED, whatever the database's default",
+             s_equals (db, "SELECT current_setting('transaction_isolation')", NULL,
+                       "read committed"), NULL);
+    s_check ("a text in any script goes in and out as UTF-8",
+             s_equals (db, "SELECT $1::text || octet_length($1::text)", "\xd0\xa1\xe4\xb8\x8d\xf0\x9f\x8e\xa3",
+                       "\xd0\xa1\xe4\xb8\x8d\xf0\x9f\x8e\xa3" "9"), NULL);
+
     const char *q = "SELECT upper($1::text) || '-' || length($1::text)";
     int same = 1;
     for (int i = 0; i < 20 && same; i++)
