@@ -13,20 +13,22 @@
 # And a server that announces no MOVE, no UIDPLUS and no IDLE (the same
 # Cyrus, suppress_capabilities): moves by COPY, \Deleted and UID EXPUNGE,
 # or without UIDPLUS by COPY and \Deleted alone, and new mail by polling.
-# Cyrus's own users (alice, bob, carol, dave, erin).
+# And Cyrus's own default namespace, where every folder of a user is
+# under "INBOX." (a route on INBOX.Reports is not a subfolder's).
+# Cyrus's own users (alice, bob, carol, dave, erin, frank).
 . "$(dirname "$0")/../lib.sh"
 cm_start || exit 1
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CY=$CM_WORK/cyrus
-CP=$(free_port); CPS=$(free_port); CP1=$(free_port); CP2=$(free_port)
+CP=$(free_port); CPS=$(free_port); CP1=$(free_port); CP2=$(free_port); CPC=$(free_port)
 cyrus() { "$CM_TOP/tests/stack/cyrus.sh" "$CY" "$@"; }
 # plain IMAP, implicit TLS, and two plain ports of a poorer server: one
 # without MOVE and IDLE, one without MOVE, UIDPLUS and IDLE
 cyrus_start() { cyrus start "$CP" "$CPS" "$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key" \
-                    "$CP1=MOVE,IDLE" "$CP2=MOVE,UIDPLUS,IDLE"; }
+                    "$CP1=MOVE,IDLE" "$CP2=MOVE,UIDPLUS,IDLE" "$CPC@classic"; }
 trap 'cyrus stop >/dev/null 2>&1; cm_stop' EXIT
-for u in alice bob carol dave erin; do cyrus user "$u" "$u-cy-Secret1"; done
+for u in alice bob carol dave erin frank; do cyrus user "$u" "$u-cy-Secret1"; done
 if out=$(cyrus_start 2>&1); then
     ok "Cyrus IMAP starts on loopback ($out)"
 else not_ok "Cyrus IMAP starts on loopback" "$out"; exit 1; fi
@@ -176,3 +178,19 @@ sleep 2     # a message taken twice would show by now
 check_eq "nothing taken twice: 7 and 4 messages, as many Message-IDs" "7 7 4 4" \
     "$(of_route cym 'count(*) || '"' '"' || count(DISTINCT message_id)') $(of_route cyp 'count(*) || '"' '"' || count(DISTINCT message_id)')"
 check_eq "both RUNNING" "RUNNING RUNNING" "$(route_status cym) $(route_status cyp)"
+
+# ------------------------------------------- Cyrus's default namespace: INBOX.Reports
+mkbulk 4 classic
+imapctl frank append Reports "$src"/classic/* >/dev/null    # INBOX.Reports there
+cyt() { PW=frank-cy-Secret1 run_cm route test-inbound --email frank@cyrus.test --username frank \
+            --password-env PW --inbound-host localhost --inbound-protocol imap --inbound-port "$CPC" --folder "$1"; }
+cyt INBOX.Reports
+check_eq "with folders under INBOX. and '.' between levels, INBOX.Reports is a route's folder" 0 "$RC"
+cyt INBOX.Reports.Sub
+check_contains "INBOX.Reports.Sub is a subfolder" "folder INBOX.Reports.Sub is a subfolder" "$OUT"
+FOLDER=INBOX.Reports cy_route cyc frank imap "$CPC" --after-fetch move --processed-folder INBOX.Done >/dev/null
+"$CM" route start cyc >/dev/null
+wait_until 40 eval '[ "$(settled cyc)" -ge 4 ] && [ "$(imapctl frank count Done)" = 4 ]'
+check_eq "the route on INBOX.Reports takes its 4 and moves them to INBOX.Done, made for it" "4 4 0" \
+    "$(settled cyc) $(imapctl frank count Done) $(imapctl frank count Reports)"
+check_eq "RUNNING" RUNNING "$(route_status cyc)"

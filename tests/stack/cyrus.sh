@@ -13,7 +13,10 @@
 #          first login; new mail noticed at once by IDLE (idled). Each
 #          PORT=CAPS adds plain IMAP on PORT that does not announce those
 #          capabilities (Cyrus's suppress_capabilities): a server without
-#          MOVE, UIDPLUS or IDLE, say.
+#          MOVE, UIDPLUS or IDLE, say. Each PORT@classic adds plain IMAP on
+#          PORT in Cyrus's own default namespace: folders under "INBOX."
+#          with "." between levels (the others show them as top-level
+#          folders with "/"; the mail is the same).
 #        tests/stack/cyrus.sh DIR user NAME PASSWORD   (before or after start)
 #        tests/stack/cyrus.sh DIR stop                 (its master, by pid)
 # Started again on the same DIR, it keeps its mail. Cyrus logs to syslog
@@ -78,8 +81,18 @@ EOF
     ports="$imap_port $imaps_port"
     n=0
     for spec in "$@"; do
-        case "$spec" in [0-9]*=*) ;; *) die "bad PORT=CAPS: $spec" ;; esac
         n=$((n + 1))
+        case "$spec" in
+        [0-9]*@classic)
+            sed -e 's/^altnamespace: yes/altnamespace: no/' \
+                -e 's/^unixhierarchysep: yes/unixhierarchysep: no/' "$D/imapd.conf" > "$D/imapd-$n.conf"
+            extra="$extra  imap$n cmd=\"$IMAPD_BIN/imapd -C $D/imapd-$n.conf\" listen=\"127.0.0.1:${spec%@*}\" prefork=0
+"
+            ports="$ports ${spec%@*}"
+            continue ;;
+        [0-9]*=*) ;;
+        *) die "bad PORT=CAPS or PORT@classic: $spec" ;;
+        esac
         caps=" $(tr ',' ' ' <<<"${spec#*=}") "
         {
             grep -v '^idlesocket:' "$D/imapd.conf"
