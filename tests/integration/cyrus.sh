@@ -15,8 +15,11 @@
 # or without UIDPLUS by COPY and \Deleted alone, and new mail by polling.
 # And Cyrus's own default namespace, where every folder of a user is
 # under "INBOX." (a route on INBOX.Reports is not a subfolder's).
-# Cyrus's own users (alice, bob, carol, dave, erin, frank).
+# And a folder of 600 with a gap of 200 expunged UIDs, searched in windows
+# of 50 UIDs, while another client expunges and appends.
+# Cyrus's own users (alice, bob, carol, dave, erin, frank, gina).
 . "$(dirname "$0")/../lib.sh"
+export CASEMAIL_SEARCH_UIDS=50     # the first passes search in windows here
 cm_start || exit 1
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -28,7 +31,7 @@ cyrus() { "$CM_TOP/tests/stack/cyrus.sh" "$CY" "$@"; }
 cyrus_start() { cyrus start "$CP" "$CPS" "$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key" \
                     "$CP1=MOVE,IDLE" "$CP2=MOVE,UIDPLUS,IDLE" "$CPC@classic"; }
 trap 'cyrus stop >/dev/null 2>&1; cm_stop' EXIT
-for u in alice bob carol dave erin frank; do cyrus user "$u" "$u-cy-Secret1"; done
+for u in alice bob carol dave erin frank gina; do cyrus user "$u" "$u-cy-Secret1"; done
 if out=$(cyrus_start 2>&1); then
     ok "Cyrus IMAP starts on loopback ($out)"
 else not_ok "Cyrus IMAP starts on loopback" "$out"; exit 1; fi
@@ -194,3 +197,23 @@ wait_until 40 eval '[ "$(settled cyc)" -ge 4 ] && [ "$(imapctl frank count Done)
 check_eq "the route on INBOX.Reports takes its 4 and moves them to INBOX.Done, made for it" "4 4 0" \
     "$(settled cyc) $(imapctl frank count Done) $(imapctl frank count Reports)"
 check_eq "RUNNING" RUNNING "$(route_status cyc)"
+
+# ------------------------------------------- 600 with a gap, windows of 50, another client
+mkbulk 600 gap; mkbulk 5 gap2
+imapctl gina append INBOX "$src"/gap/* >/dev/null
+check_eq "another client expunges UIDs 101 to 300 before the start" 200 "$(imapctl gina expunge INBOX 101:300)"
+cy_route cyw gina imaps "$CPS" --after-fetch keep >/dev/null
+"$CM" route start cyw >/dev/null
+if wait_until 90 eval '[ "$(settled cyw)" -ge 400 ]'; then ok "the 400 left, over a gap of 200 UIDs, searched in windows of 50"
+else not_ok "the 400 left, over a gap of 200 UIDs, searched in windows of 50" "settled $(settled cyw)"; fi
+check_eq "UIDs 1-100 and 301-600, each once" "400 400 1 100 301 600" \
+    "$(of_route cyw "count(*) || ' ' || count(DISTINCT uid) || ' ' || min(uid) || ' ' || max(uid) FILTER (WHERE uid < 200) || ' ' || min(uid) FILTER (WHERE uid > 200) || ' ' || max(uid)")"
+# while the route runs, the other client expunges 50 it has taken and
+# puts 5 new ones in
+check_eq "the other client expunges 50 while the route runs" 50 "$(imapctl gina expunge INBOX 1:50)"
+imapctl gina append INBOX "$src"/gap2/* >/dev/null
+if wait_until 30 eval '[ "$(settled cyw)" -ge 405 ]'; then ok "the 5 appended after the expunge come in"
+else not_ok "the 5 appended after the expunge come in" "settled $(settled cyw), status $(route_status cyw)"; fi
+sleep 1
+check_eq "405 messages, each once, the route RUNNING" "405 405 RUNNING" \
+    "$(of_route cyw "count(*) || ' ' || count(DISTINCT message_id)") $(route_status cyw)"

@@ -10,6 +10,8 @@ would change it, for tests against any IMAP server (Python's imaplib).
   imapctl.py [conn] count FOLDER     the number of messages (0 if none)
   imapctl.py [conn] sha FOLDER       the SHA-256 of each message as the
                                      server sends it (BODY.PEEK[]), sorted
+  imapctl.py [conn] expunge FOLDER UIDSET   \Deleted and EXPUNGE those UIDs
+                                     (an IMAP set: 101:300); prints how many
   imapctl.py [conn] recreate FOLDER  DELETE and CREATE: a new UIDVALIDITY;
                                      prints the old and the new one
   conn: --host H (localhost) --port N [--tls] [--ca FILE] --user U
@@ -53,7 +55,7 @@ def main():
     p.add_argument("--ca")
     p.add_argument("--user", required=True)
     p.add_argument("--password-env", required=True)
-    p.add_argument("command", choices=("append", "flags", "count", "sha", "recreate"))
+    p.add_argument("command", choices=("append", "flags", "count", "sha", "expunge", "recreate"))
     p.add_argument("folder")
     p.add_argument("files", nargs="*")
     p.add_argument("--date")
@@ -91,6 +93,11 @@ def main():
             out = sorted(hashlib.sha256(item[1]).hexdigest()
                          for item in data or [] if isinstance(item, tuple))
         print("\n".join(out))
+    elif a.command == "expunge":
+        ok(*m.select(a.folder), "SELECT " + a.folder)
+        ok(*m.uid("STORE", a.files[0], "+FLAGS.SILENT", "(\\Deleted)"), "STORE")
+        data = ok(*m.expunge(), "EXPUNGE")
+        print(len([x for x in data if x]))
     elif a.command == "recreate":
         old = uidvalidity(m, a.folder)
         ok(*m.delete(a.folder), "DELETE " + a.folder)
