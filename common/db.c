@@ -40,6 +40,31 @@ s_notice (void *arg, const char *message)
     (void) message;    /* NOTICEs from migrations are not operator news */
 }
 
+/* The operator's "options" (server settings for the session) with
+   casemail's own after them: its statements are written for READ
+   COMMITTED (a concurrent update re-reads the row; it does not fail),
+   whatever the database's or the role's default. Connection options, not
+   a SET, so they hold after PQreset and DISCARD ALL (RESET ALL goes back
+   to them). */
+static char *
+s_session_options (const char *conninfo)
+{
+    static const char ours [] = "-c default_transaction_isolation=read\\ committed";
+    const char *theirs = NULL;
+    PQconninfoOption *opts = PQconninfoParse (conninfo, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp (o->keyword, "options") == 0 && o->val && *o->val)
+            theirs = o->val;
+    if (!theirs)
+        theirs = getenv ("PGOPTIONS");  /* overridden by ours otherwise */
+    size_t size = (theirs ? strlen (theirs) + 1 : 0) + sizeof ours;
+    char *all = malloc (size);
+    if (all)
+        snprintf (all, size, "%s%s%s", theirs ? theirs : "", theirs ? " " : "", ours);
+    PQconninfoFree (opts);
+    return all;
+}
+
 cm_db_t *
 cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
 {
@@ -47,12 +72,21 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
        partition) ends the session in about a minute instead of leaving a
        call waiting forever: keepalives, and a limit on unacknowledged
        data. Before dbname, so the operator's connection string overrides
-       them; after it what casemail fixes. */
+       them; after it what casemail fixes: mail is UTF-8 (whatever
+       PGCLIENTENCODING or the database's default say), and the session
+       options above. */
+    char *options = s_session_options (conninfo);
+    if (!options) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
     const char *keys [] = { "keepalives_idle", "keepalives_interval", "keepalives_count",
                             "tcp_user_timeout", "dbname", "application_name",
-                            "connect_timeout", "client_encoding", NULL };
-    const char *vals [] = { "30", "10", "3", "60000", conninfo, name, "10", "UTF8", NULL };
+                            "connect_timeout", "client_encoding", "options", NULL };
+    const char *vals [] = { "30", "10", "3", "60000", conninfo, name, "10", "UTF8",
+                            options, NULL };
     PGconn *conn = PQconnectdbParams (keys, vals, 1);
+    free (options);
     if (!conn || PQstatus (conn) != CONNECTION_OK) {
         snprintf (err, errlen, "database: %s",
                   conn ? PQerrorMessage (conn) : "out of memory");
@@ -66,18 +100,6 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
         return NULL;
     }
     PQsetNoticeProcessor (conn, s_notice, NULL);
-    /* casemail's statements are written for READ COMMITTED (a concurrent
-       update re-reads the row; it does not fail): whatever the database's
-       default, its sessions use that. Mail is UTF-8 (client_encoding
-       above, whatever PGCLIENTENCODING or the database's default say). */
-    PGresult *set = PQexec (conn, "SET default_transaction_isolation = 'read committed'");
-    if (PQresultStatus (set) != PGRES_COMMAND_OK) {
-        snprintf (err, errlen, "database: setting READ COMMITTED: %s", PQerrorMessage (conn));
-        PQclear (set);
-        PQfinish (conn);
-        return NULL;
-    }
-    PQclear (set);
     cm_db_t *self = calloc (1, sizeof *self);
     if (!self) {
         PQfinish (conn);
@@ -425,12 +447,17 @@ cm_db_migrate (cm_db_t *self, char *err, size_t errlen)
     int rc = -1;
     /* Mail is stored as UTF-8: a database in another encoding would
        refuse or mangle every subject outside it. Refused before any
-       table is made. */
+       table is made (or changed). SQL_ASCII stores the bytes as they
+       come, unchecked: taken, with a warning. */
     const char *enc = PQparameterStatus (self->conn, "server_encoding");
-    if (!enc || strcmp (enc, "UTF8") != 0) {
+    if (enc && strcmp (enc, "SQL_ASCII") == 0)
+        cm_warn (NULL, "the database's encoding is SQL_ASCII: text is stored as casemail's"
+                 " UTF-8 bytes, unchecked; a database in UTF8 is better");
+    else if (!enc || strcmp (enc, "UTF8") != 0) {
         snprintf (self->error, sizeof self->error,
                   "the database's encoding is %s; casemail stores mail as UTF-8:"
-                  " create the database with ENCODING 'UTF8'", enc ? enc : "unknown");
+                  " use a database created with ENCODING 'UTF8' (for one in use,"
+                  " pg_dump it and restore it into such a database)", enc ? enc : "unknown");
         goto done;
     }
     if (cm_db_exec (self, "CREATE TABLE IF NOT EXISTS schema_version ("

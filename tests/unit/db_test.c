@@ -211,6 +211,10 @@ main (int argc, char **argv)
     s_check ("a statement prepared before DISCARD ALL still runs",
              s_equals (db, q, "xy", "XY-2"), cm_db_error (db));
     s_check ("and runs again after that", s_equals (db, q, "xyz", "XYZ-3"), cm_db_error (db));
+    s_check ("after DISCARD ALL the session is still READ COMMITTED and UTF8",
+             s_equals (db, "SELECT current_setting('transaction_isolation') || ' '"
+                           " || current_setting('client_encoding')", NULL, "read committed UTF8"),
+             cm_db_error (db));
 
     /* statements lost inside a transaction: that transaction fails (as
        any error there does), and after it everything runs again */
@@ -276,6 +280,10 @@ main (int argc, char **argv)
     s_check ("the connection resets", cm_db_alive (db), cm_db_error (db));
     s_check ("statements prepared before the reset run on the new session",
              s_equals (db, q, "after", "AFTER-5"), cm_db_error (db));
+    s_check ("the new session is READ COMMITTED and UTF8 too",
+             s_equals (db, "SELECT current_setting('transaction_isolation') || ' '"
+                           " || current_setting('client_encoding')", NULL, "read committed UTF8"),
+             cm_db_error (db));
 
     /* many different texts (built SQL): past the cache they run unnamed */
     int many = 1;
