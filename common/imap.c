@@ -1864,16 +1864,27 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
     }
     snprintf (cmd, cmdlen, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
     r = s_ctl (self, cmd, err, errlen);
-    if (r > 0 && strstr (err, "TRYCREATE")) {
+    if (r > 0 && strcasestr (err, "[TRYCREATE")) {
         /* no such folder yet: the server asks the client to create it
-           and try again (RFC 9051 7.1), as a mail client does */
-        char create [NAME_MAX_LEN * 2 + 16];
+           and try again (RFC 9051 7.1), as a mail client does; subscribed,
+           so that mail clients that list only those show it. Made by
+           another client meanwhile (ALREADYEXISTS): tried again too. */
+        char create [NAME_MAX_LEN * 2 + 16], scratch [300];
         snprintf (create, sizeof create, "CREATE %s", quoted);
         int c = s_ctl (self, create, why, sizeof why);
-        if (c == 0) {
-            cm_info (self->route, "created the processed folder %s", folder);
-            r = s_ctl (self, cmd, err, errlen);
+        if (c > 0 && strcasestr (why, "[ALREADYEXISTS"))
+            c = 0;
+        else if (c == 0) {
+            cm_warn (self->route, "the processed folder %s did not exist: created it", folder);
+            snprintf (create, sizeof create, "SUBSCRIBE %s", quoted);
+            if (s_ctl (self, create, scratch, sizeof scratch) < 0) {
+                snprintf (err, errlen, "%s", scratch);
+                r = -1;
+                goto done;
+            }
         }
+        if (c == 0)
+            r = s_ctl (self, cmd, err, errlen);
         else if (c > 0) {
             snprintf (err, errlen, "folder %s does not exist and cannot be created: %s",
                       folder, why);

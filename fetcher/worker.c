@@ -437,19 +437,23 @@ s_run (void *arg)
             backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
             continue;
         }
-        if (store_status (db, self->route_id, "RUNNING", NULL)) {
+        cm_info (self->name, "logged in to %s://%s:%d, folder %s", srv.protocol, srv.host,
+                 srv.port, cm_route_str (config, "folder"));
+        bool held = false;              /* a whole pass went through */
+        /* RUNNING once the last batch's acknowledgement is re-applied: a
+           route whose every login fails there (a processed folder the
+           server will not make) stays FAILED, not RUNNING for a moment */
+        int rc = s_reacknowledge (self, db, imap, config, err, sizeof err);
+        if (!rc && store_status (db, self->route_id, "RUNNING", NULL)) {
             cm_imap_destroy (&imap);
             goto done;
         }
-        cm_info (self->name, "logged in to %s://%s:%d, folder %s", srv.protocol, srv.host,
-                 srv.port, cm_route_str (config, "folder"));
-        backoff = 1000;
-        int rc = s_reacknowledge (self, db, imap, config, err, sizeof err);
         long poll_ms = cm_route_int (config, "poll_interval") * 1000;
         while (!rc && !s_stopping (self)) {
             rc = s_sync (self, db, imap, config, err, sizeof err);
             if (rc)
                 break;
+            held = true;
             rc = cm_imap_wait (imap, IDLE_MS < poll_ms ? IDLE_MS : (int) poll_ms,
                                &self->stop, err, sizeof err);
             if (rc < 0)
@@ -465,7 +469,13 @@ s_run (void *arg)
         }
         if (rc) {
             atomic_fetch_add (&fetch_counters.errors, 1);
-            cm_warn (self->name, "mailbox connection lost: %s", err);
+            /* the backoff starts again only after a session that held
+               (a whole pass went through): one that fails each time
+               before that (a permanent error) backs off as a failing
+               login does */
+            if (held)
+                backoff = 1000;
+            cm_warn (self->name, "mailbox connection lost: %s (retry in %ld ms)", err, backoff);
             store_status (db, self->route_id, "FAILED", err);
             s_nap (self, backoff);
             backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;

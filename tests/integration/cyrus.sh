@@ -17,7 +17,9 @@
 # under "INBOX." (a route on INBOX.Reports is not a subfolder's).
 # And a folder of 600 with a gap of 200 expunged UIDs, searched in windows
 # of 50 UIDs, while another client expunges and appends.
-# Cyrus's own users (alice, bob, carol, dave, erin, frank, gina).
+# And a processed folder the server will not make: the route FAILED with
+# the server's answer, its logins backing off.
+# Cyrus's own users (alice, bob, carol, dave, erin, frank, gina, hank).
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEARCH_UIDS=50     # the first passes search in windows here
 cm_start || exit 1
@@ -31,7 +33,7 @@ cyrus() { "$CM_TOP/tests/stack/cyrus.sh" "$CY" "$@"; }
 cyrus_start() { cyrus start "$CP" "$CPS" "$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key" \
                     "$CP1=MOVE,IDLE" "$CP2=MOVE,UIDPLUS,IDLE" "$CPC@classic"; }
 trap 'cyrus stop >/dev/null 2>&1; cm_stop' EXIT
-for u in alice bob carol dave erin frank gina; do cyrus user "$u" "$u-cy-Secret1"; done
+for u in alice bob carol dave erin frank gina hank; do cyrus user "$u" "$u-cy-Secret1"; done
 if out=$(cyrus_start 2>&1); then
     ok "Cyrus IMAP starts on loopback ($out)"
 else not_ok "Cyrus IMAP starts on loopback" "$out"; exit 1; fi
@@ -217,3 +219,20 @@ else not_ok "the 5 appended after the expunge come in" "settled $(settled cyw), 
 sleep 1
 check_eq "405 messages, each once, the route RUNNING" "405 405 RUNNING" \
     "$(of_route cyw "count(*) || ' ' || count(DISTINCT message_id)") $(route_status cyw)"
+
+# ------------------------------------------- a processed folder that cannot be made
+# In Cyrus's own namespace a user makes folders under INBOX. only: a
+# top-level Nowhere is refused. The 2 messages are stored and left in
+# INBOX; the route is FAILED with the answer and logs in again backing
+# off (1, 2, 3 s here), as after a failed login, not every second.
+mkbulk 2 nowhere
+imapctl hank append INBOX "$src"/nowhere/* >/dev/null
+cy_route cyx hank imap "$CPC" --after-fetch move --processed-folder Nowhere >/dev/null
+"$CM" route start cyx >/dev/null
+retries() { grep -h " cyx warn: mailbox connection lost" "$CASEMAIL_HOME"/log/fetcher-*.log | sed -n 's/.*(retry in \([0-9]*\) ms)$/\1/p' | head -4 | tr '\n' ' '; }
+wait_until 40 eval '[ "$(retries | wc -w)" -ge 4 ]'
+check_eq "its retries back off" "1000 2000 3000 3000 " "$(retries)"
+check_eq "the 2 messages are stored, and left in INBOX" "2 2" "$(settled cyx) $(imapctl hank count INBOX)"
+check_eq "the route is FAILED" FAILED "$(route_status cyx)"
+check_contains "with the server's answer" "Nowhere" "$("$CM" route show cyx --json | json "j['last_error']")"
+route_stop cyx

@@ -345,6 +345,11 @@ s_imap_tests (void)
     r = cm_imap_move (imap, a, made, err, sizeof err);
     EXPECT (r == 0 && cm_imap_folder_exists (imap, made, err, sizeof err) == 1,
             "move to a missing folder creates it: %s", r ? err : "ok");
+    snprintf (cmd, sizeof cmd, "LSUB \"\" \"%s\"", made);
+    s_side (&srv, "INBOX", cmd, NULL, out);
+    EXPECT (strstr (out, made) != NULL, "and subscribes to it: %.100s", out);
+    snprintf (cmd, sizeof cmd, "DELETE \"%s\"", made);
+    s_side (&srv, "", cmd, NULL, NULL);     /* nothing left in the mailbox */
     r = cm_imap_move (imap, b, "Processed", err, sizeof err);
     EXPECT (r == 0, "move to Processed: %s", r ? err : "ok");
     r = cm_imap_search (imap, next, 0, NULL, 0, &uids, &count, err, sizeof err);
