@@ -71,19 +71,23 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	        --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
-	@$(MAKE) -s $(CYRUS_IMAPD)/usr/lib/cyrus/bin/imapd
+	@$(MAKE) -s cyrus-imapd
 
 # Cyrus IMAP's imapd and idled for tests/stack/cyrus.sh (the second IMAP
 # server the tests run): Debian's cyrus-imapd conflicts with dovecot-imapd,
-# so its package, of the installed cyrus-common's version, is unpacked here
-# instead of installed.
-CYRUS_IMAPD := var/deb/cyrus-imapd
-$(CYRUS_IMAPD)/usr/lib/cyrus/bin/imapd:
-	@v=$$(dpkg-query -W -f='$${Version}' cyrus-common) && mkdir -p var/deb && cd var/deb && \
+# so its package, of the installed cyrus-common's version, is unpacked into
+# var/deb/cyrus-imapd instead of installed (again when cyrus-common changes
+# version: the version it was unpacked for is in cyrus-imapd.version).
+cyrus-imapd:
+	@v=$$(dpkg-query -W -f='$${Version}' cyrus-common) || exit 1; \
+	[ -x var/deb/cyrus-imapd/usr/lib/cyrus/bin/imapd ] \
+	    && [ "$$(cat var/deb/cyrus-imapd.version 2>/dev/null)" = "$$v" ] && exit 0; \
+	mkdir -p var/deb && cd var/deb && rm -rf cyrus-imapd cyrus-imapd.version cyrus-imapd_*.deb && \
 	{ apt-get download "cyrus-imapd=$$v" >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get download "cyrus-imapd=$$v" >/dev/null 2>&1; }; } && \
-	rm -rf cyrus-imapd && dpkg-deb -x cyrus-imapd_*.deb cyrus-imapd && rm -f cyrus-imapd_*.deb && \
-	echo "unpacked cyrus-imapd $$v into $(CYRUS_IMAPD)" || \
+	dpkg-deb -x cyrus-imapd_*.deb cyrus-imapd && rm -f cyrus-imapd_*.deb && \
+	echo "$$v" > cyrus-imapd.version && \
+	echo "unpacked cyrus-imapd $$v into var/deb/cyrus-imapd" || \
 	{ echo "make deps: cannot fetch cyrus-imapd $$v from the Debian archive" >&2; exit 1; }
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, in its own folders.
@@ -123,5 +127,5 @@ fuzz: deps bin/fuzz-message
 clean:
 	rm -rf obj obj-asan bin bin-asan
 
-.PHONY: all deps asan test demo bench chaos fuzz clean
+.PHONY: all deps cyrus-imapd asan test demo bench chaos fuzz clean
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

@@ -391,8 +391,10 @@ cm_server_main (int argc, char **argv, const cm_server_hooks_t *hooks, void *sta
         const char *off = getenv ("CASEMAIL_WATCHDOG_MS");
         srv->watchdog_ms = off && strcmp (off, "0") == 0 ? 0
                          : cm_config_env ("CASEMAIL_WATCHDOG_MS", WATCHDOG_MS);
-        if (srv->watchdog_ms > 0 && srv->watchdog_ms < 3L * hb)
-            srv->watchdog_ms = 3L * hb;
+        /* at least three turns: heartbeats, or the router's ticks */
+        long turn = hooks->is_router && hooks->tick_ms > hb ? hooks->tick_ms : hb;
+        if (srv->watchdog_ms > 0 && srv->watchdog_ms < 3L * turn)
+            srv->watchdog_ms = 3L * turn;
         atomic_store (&srv->loop_seen, zclock_mono ());
         watching = srv->watchdog_ms > 0
                    && pthread_create (&watchdog, NULL, s_watchdog, srv) == 0;

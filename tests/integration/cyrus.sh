@@ -24,9 +24,12 @@
 export CASEMAIL_SEARCH_UIDS=50     # the first passes search in windows here
 cm_start || exit 1
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CY=$CM_WORK/cyrus
-CP=$(free_port); CPS=$(free_port); CP1=$(free_port); CP2=$(free_port); CPC=$(free_port)
+# five free ports at once (held together while chosen: all different)
+read -r CP CPS CP1 CP2 CPC < <(python3 -c 'import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
 cyrus() { "$CM_TOP/tests/stack/cyrus.sh" "$CY" "$@"; }
 # plain IMAP, implicit TLS, and two plain ports of a poorer server: one
 # without MOVE and IDLE, one without MOVE, UIDPLUS and IDLE

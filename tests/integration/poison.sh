@@ -155,16 +155,21 @@ check_contains "the parser said why it exited" "main loop stuck for" "$(cat "$CA
 "$CM" down >/dev/null 2>&1
 slow="casemail-slow-$$"
 export CM_CRASH_SUBJECT=$slow CM_CRASH_HOW=slow CM_CRASH_SLOW_MS=400 CASEMAIL_WATCHDOG_MS=2000 CASEMAIL_PARSERS=1
+export CM_CRASH_LOG=$CM_WORK/$CM_TEST.slow.log
+: > "$CM_CRASH_LOG"
 from=$(( $(wc -l < "$rlog") + 1 ))
 stuck_before=$(cat "$CASEMAIL_HOME"/log/parser-*.log | grep -c "main loop stuck")
 "$CM" up > "$CM_WORK/$CM_TEST.up4.log" 2>&1 || not_ok "casemail up with the slow wrapper" "$(tail -3 "$CM_WORK/$CM_TEST.up4.log")"
-sleep 9     # past the router's start grace (10 heartbeats + 5 s)
+# past the router's start grace (10 heartbeats + 5 s from the spawn)
+parser_up() { "$CM" stage list --json | json "min([s['uptime_s'] for s in j['stages'] if s['kind'] == 'parser'] or [0])"; }
+wait_until 30 eval '[ "$(parser_up)" -ge 9 ]'
 sql "INSERT INTO messages (route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
      SELECT r.id, 'INBOX', 1, 900100 + n, 'slow-' || n || '-$$@outside.test', md5('slow' || n), 100,
             convert_to(E'From: r@outside.test\r\nSubject: report ' || n || ' $slow\r\nMessage-ID: <slow-' || n || '-$$@outside.test>\r\n\r\nBody.\r\n', 'UTF8')
      FROM routes r, generate_series(1, 10) n WHERE r.name = 'poison'" >/dev/null
 slow_done() { [ "$(sql "SELECT count(*) FROM messages WHERE uid > 900100 AND uid <= 900110 AND state <> 'fetched'")" = 10 ]; }
 wait_until 60 slow_done
+check_eq "the wrapper held each of the ten 400 ms" 10 "$(grep -c slow "$CM_CRASH_LOG")"
 check_eq "ten slow messages, claimed and committed as one batch, each an incident" "10 10 1" \
     "$(sql "SELECT count(*) FILTER (WHERE state = 'parsed') || ' ' || count(incident_id) || ' ' || count(DISTINCT parsed_at)
             FROM messages WHERE uid > 900100 AND uid <= 900110")"

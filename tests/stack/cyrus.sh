@@ -151,7 +151,11 @@ stop)
     ours "$p" || { echo "cyrus: not running"; exit 0; }
     kill -TERM "$p"
     for _ in $(seq 100); do ours "$p" || { rm -f "$D/run/master.pid"; exit 0; }; sleep 0.1; done
-    die "master (pid $p) still running after 10 s"
+    # master runs in a session of its own (-d): its process group is
+    # its pid, and holds only it and its services
+    kill -KILL -- "-$p" 2>/dev/null
+    for _ in $(seq 50); do ours "$p" || { rm -f "$D/run/master.pid"; exit 0; }; sleep 0.1; done
+    die "master (pid $p) still running after SIGKILL"
     ;;
 *) die "unknown command $cmd" ;;
 esac

@@ -29,9 +29,9 @@ import sys
 def connect(a):
     if a.tls:
         ctx = ssl.create_default_context(cafile=a.ca)
-        m = imaplib.IMAP4_SSL(a.host, a.port, ssl_context=ctx)
+        m = imaplib.IMAP4_SSL(a.host, a.port, ssl_context=ctx, timeout=30)
     else:
-        m = imaplib.IMAP4(a.host, a.port)
+        m = imaplib.IMAP4(a.host, a.port, timeout=30)
     m.login(a.user, os.environ[a.password_env])
     return m
 
