@@ -52,6 +52,7 @@ struct _cm_imap_t {
     cm_mailcurl_ctx_t body_ctx; /* debug context of body */
     struct s_meta *meta;        /* FLAGS and sizes of the prefetched batch */
     bool body_ro;               /* body session EXAMINEd: BODY[] sets no \Seen */
+    bool size_unreliable;       /* the server's RFC822.SIZE is not its messages' */
     size_t body_news;           /* flag changes and moves made on the control
                                    session that the body session hasn't seen */
     size_t body_logins;         /* logins of the body session so far */
@@ -1680,7 +1681,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         rc = 2;
         goto done;
     }
-    if (meta.has_size && max_bytes && meta.size > max_bytes) {
+    if (meta.has_size && max_bytes && meta.size > max_bytes && !self->size_unreliable) {
         *too_big = true;
         *len = (size_t) meta.size;
         rc = 1;
@@ -1752,13 +1753,40 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         snprintf (err, errlen, "fetching UID %" PRIu64 ": %s", uid, why);
         goto done;
     }
-    if (meta.has_size && buf.len != meta.size) {
-        /* never commit bytes that are not the message the server sized:
-           a confused connection must not turn into a wrong message */
-        snprintf (err, errlen, "UID %" PRIu64 ": fetched %zu bytes but the server"
-                  " announced %" PRIu64, uid, buf.len, meta.size);
-        curl_easy_setopt (self->body, CURLOPT_FORBID_REUSE, 1L);
-        goto done;
+    if (meta.has_size && buf.len != meta.size && !self->size_unreliable) {
+        /* Never commit bytes that are not the message the server sized: a
+           confused connection must not turn into a wrong message. But some
+           servers announce sizes that are not their messages' (estimates
+           made before a conversion: hMailServer, some hosted Exchange,
+           WildDuck), on every message. So the message is fetched again:
+           the same bytes twice are what the server holds, and its sizes
+           are not checked again on this connection; other bytes are a
+           confused connection, and nothing is committed. */
+        size_t first_len = buf.len;
+        char *first = malloc (first_len ? first_len : 1);
+        if (!first) {
+            snprintf (err, errlen, "out of memory");
+            goto done;
+        }
+        memcpy (first, buf.data, first_len);
+        cm_buf_reset (&buf);
+        crc = curl_easy_perform (self->body);
+        s_body_reconnected (self);
+        bool same = crc == CURLE_OK && buf.len == first_len
+                    && memcmp (buf.data, first, first_len) == 0;
+        free (first);
+        if (!same) {
+            snprintf (err, errlen, "UID %" PRIu64 ": fetched %zu bytes but the server"
+                      " announced %" PRIu64 ", and %zu bytes the second time", uid,
+                      first_len, meta.size, buf.len);
+            curl_easy_setopt (self->body, CURLOPT_FORBID_REUSE, 1L);
+            goto done;
+        }
+        self->size_unreliable = true;
+        cm_warn (self->route, "%s:%d announces sizes that are not its messages' (UID %" PRIu64
+                 ": %" PRIu64 " announced, the same %zu bytes sent twice): the fetched bytes"
+                 " are kept, and sizes are no longer checked on this connection",
+                 self->host, self->port, uid, meta.size, first_len);
     }
     if (peek && !meta.seen && !self->body_ro) {
         /* read-write session: BODY[] set \Seen; restored for the whole

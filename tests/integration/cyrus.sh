@@ -24,7 +24,8 @@
 export CASEMAIL_SEARCH_UIDS=50     # the first passes search in windows here
 cm_start || exit 1
 
-CY=$CM_WORK/cyrus
+CY=$CM_WORK/$CM_TEST.cyrus       # its own per run (make test runs every test twice)
+rm -rf "$CY"
 # five free ports at once (held together while chosen: all different)
 read -r CP CPS CP1 CP2 CPC < <(python3 -c 'import socket
 ss = [socket.socket() for _ in range(5)]

@@ -3,8 +3,8 @@
 # STARTTLS from IMAP CAPABILITY and SMTP EHLO makes a route that asked for
 # STARTTLS refuse to log in (test, start and send), with nothing sent in
 # clear; an untrusted or wrong-host certificate fails; --ca-file makes a
-# private CA work; and a server with a UIDNEXT over 2^32 (--since). Users
-# u20, u21.
+# private CA work; and a server with a UIDNEXT over 2^32 (--since), and
+# one whose RFC822.SIZE is not its messages'. Users u20, u21, u27.
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
 cm_start || exit 1
@@ -112,3 +112,33 @@ else not_ok "a UIDNEXT over 2^32 with --since: the folder's 2 messages come in" 
 check_eq "the route is RUNNING, no limit recorded" "RUNNING|" \
     "$(route_status huge)|$(sql "SELECT since_top FROM route_cursors WHERE $H")"
 
+
+# A server whose announced sizes (RFC822.SIZE) are not its messages'
+# (hMailServer, some hosted Exchange do this on every message): each
+# message is fetched twice the first time, the same bytes both times, and
+# kept; the route does not stop on it.
+src=$CM_WORK/tls-badsize
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 12 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix badsize >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u27 INBOX -d "$src" >/dev/null
+BP=$(free_port)
+mitm "127.0.0.1:$BP" "127.0.0.1:$CM_IMAP_PORT" bad-size "$CM_WORK/tls-badsize.log"
+CM_PW=u27-pw-Secret1 "$CM" route add badsize --email u27@example.test --username u27@example.test \
+    --password-env CM_PW --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$BP" \
+    --outbound-host localhost --outbound-protocol smtps --outbound-port "$CM_SMTPS_PORT" \
+    --ca-file "$CM_CA_FILE" --kind ingest --after-fetch seen >/dev/null
+"$CM" route start badsize >/dev/null
+B="route_id = (SELECT id FROM routes WHERE name = 'badsize')"
+if wait_until 30 sql_at_least 12 "SELECT count(*) FROM messages WHERE $B AND state <> 'fetched'"; then
+    ok "a server announcing wrong sizes: its 12 messages come in"
+else not_ok "a server announcing wrong sizes: its 12 messages come in" \
+    "status $(route_status badsize): $("$CM" route show badsize --json | json 'j.get("last_error")')"; fi
+# the bytes stored are the files' (with CRLF, as IMAP sends them)
+want=$(for f in "$src"/*; do python3 -c 'import hashlib, sys
+d = open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+print(hashlib.sha256(d).hexdigest())' "$f"; done | sort)
+check_eq "each stored as the server sent it, not cut to the announced size" "$want" \
+    "$(sql "SELECT raw_sha256 FROM messages WHERE $B ORDER BY 1")"
+check_eq "and each acknowledged (seen), the route RUNNING" "0 RUNNING" \
+    "$(curl -s --cacert "$CM_CA_FILE" -u "u27@example.test:u27-pw-Secret1" "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "SEARCH UNSEEN" | tr -d '\r' | sed -n 's/^\* SEARCH//p' | wc -w) $(route_status badsize)"
+check_contains "the fetcher says the server's sizes are not its messages'" "announces sizes that are not its messages'" \
+    "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"

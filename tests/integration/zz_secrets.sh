@@ -49,7 +49,9 @@ dbs=$(psql -X -t -A "$CM_DB" -c "SELECT datname FROM pg_database WHERE datname L
 ndb=0
 for db in $dbs; do
     ndb=$((ndb + 1))
-    dump=$(/usr/lib/postgresql/15/bin/pg_dump "host=$CM_PG_HOST port=$CM_PG_PORT dbname=$db user=casemail" 2>/dev/null)
+    # in UTF-8, whatever the database's default client encoding (one test
+    # makes it LATIN1, which cannot hold its subjects: the dump would fail)
+    dump=$(/usr/lib/postgresql/15/bin/pg_dump -E UTF8 "host=$CM_PG_HOST port=$CM_PG_PORT dbname=$db user=casemail" 2>/dev/null)
     for s in "${SECRETS[@]}"; do
         case "$dump" in *"$s"*) not_ok "database $db holds '$s' in clear" ;; esac
     done

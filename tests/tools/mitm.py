@@ -13,6 +13,8 @@ Modes:
               a host name it was not issued for)
   huge-uidnext  IMAP in clear, each [UIDNEXT n] made 2^64 - 1 (not an IMAP
               UIDNEXT: a broken or hostile server)
+  bad-size    IMAP in clear, each RFC822.SIZE n in a FETCH answer made n + 7
+              (a server whose announced sizes are not its messages')
 Every byte the client sends is appended to the log file, so a test can
 prove that nothing (no LOGIN, no AUTH, no mail) went out in clear.
 Stops on SIGTERM. Writes its pid to --pid FILE when given.
@@ -60,6 +62,9 @@ async def handle(client_reader, client_writer, args):
                 line = strip_imap(line)
             elif args.mode == "huge-uidnext":
                 line = re.sub(rb"\[UIDNEXT \d+\]", b"[UIDNEXT 18446744073709551615]", line)
+            elif args.mode == "bad-size" and line.startswith(b"* "):
+                line = re.sub(rb"RFC822\.SIZE (\d+)",
+                              lambda m: b"RFC822.SIZE %d" % (int(m.group(1)) + 7), line)
             elif args.mode == "strip-smtp":
                 m = re.match(rb"^250([ -])STARTTLS\r?\n$", line, re.I)
                 if m:
@@ -87,7 +92,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
