@@ -99,16 +99,26 @@ deliver u21@example.test "huge uidnext two" >/dev/null
 wait_until 20 eval '[ "$(curl -s --cacert "$CM_CA_FILE" -u "u21@example.test:$PW21" "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "STATUS INBOX (MESSAGES)" | grep -o "MESSAGES [0-9]*")" = "MESSAGES 2" ]'
 HP=$(free_port)
 mitm "127.0.0.1:$HP" "127.0.0.1:$CM_IMAP_PORT" huge-uidnext "$CM_WORK/tls-huge.log"
-CM_PW=$PW21 "$CM" route add huge --email u21@example.test --username u21@example.test \
-    --password-env CM_PW --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$HP" \
-    --outbound-host localhost --outbound-protocol smtps --outbound-port "$CM_SMTPS_PORT" \
-    --ca-file "$CM_CA_FILE" --kind ingest --since 2024-01-01 >/dev/null
-"$CM" route start huge >/dev/null
+# mitm_route NAME USER PORT [OPTIONS...]: an ingest route of USER over
+# plain IMAP through the man in the middle on PORT, started
+mitm_route() {
+    local name=$1 user=$2 port=$3; shift 3
+    CM_PW=$user-pw-Secret1 "$CM" route add "$name" --email "$user@example.test" \
+        --username "$user@example.test" --password-env CM_PW --inbound-host 127.0.0.1 \
+        --inbound-protocol imap --inbound-port "$port" --outbound-host localhost \
+        --outbound-protocol smtps --outbound-port "$CM_SMTPS_PORT" --ca-file "$CM_CA_FILE" \
+        --kind ingest "$@" >/dev/null
+    "$CM" route start "$name" >/dev/null
+}
+# route_takes NAME N DESC: ok when N of the route's messages are settled
+route_takes() {
+    local r="route_id = (SELECT id FROM routes WHERE name = '$1')"
+    if wait_until 30 sql_at_least "$2" "SELECT count(*) FROM messages WHERE $r AND state <> 'fetched'"; then ok "$3"
+    else not_ok "$3" "status $(route_status "$1"): $("$CM" route show "$1" --json | json 'j.get("last_error")')"; fi
+}
+mitm_route huge u21 "$HP" --since 2024-01-01
 H="route_id = (SELECT id FROM routes WHERE name = 'huge')"
-if wait_until 30 sql_at_least 2 "SELECT count(*) FROM messages WHERE $H AND state <> 'fetched'"; then
-    ok "a UIDNEXT over 2^32 with --since: the folder's 2 messages come in"
-else not_ok "a UIDNEXT over 2^32 with --since: the folder's 2 messages come in" \
-    "status $(route_status huge): $("$CM" route show huge --json | json 'j.get("last_error")')"; fi
+route_takes huge 2 "a UIDNEXT over 2^32 with --since: the folder's 2 messages come in"
 check_eq "the route is RUNNING, no limit recorded" "RUNNING|" \
     "$(route_status huge)|$(sql "SELECT since_top FROM route_cursors WHERE $H")"
 
@@ -122,16 +132,9 @@ python3 "$CM_TOP/tests/tools/mkmail.py" bulk 12 "$src" --corpus "$CM_TOP/../shar
 "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u27 INBOX -d "$src" >/dev/null
 BP=$(free_port)
 mitm "127.0.0.1:$BP" "127.0.0.1:$CM_IMAP_PORT" bad-size "$CM_WORK/tls-badsize.log"
-CM_PW=u27-pw-Secret1 "$CM" route add badsize --email u27@example.test --username u27@example.test \
-    --password-env CM_PW --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$BP" \
-    --outbound-host localhost --outbound-protocol smtps --outbound-port "$CM_SMTPS_PORT" \
-    --ca-file "$CM_CA_FILE" --kind ingest --after-fetch seen >/dev/null
-"$CM" route start badsize >/dev/null
+mitm_route badsize u27 "$BP" --after-fetch seen
 B="route_id = (SELECT id FROM routes WHERE name = 'badsize')"
-if wait_until 30 sql_at_least 12 "SELECT count(*) FROM messages WHERE $B AND state <> 'fetched'"; then
-    ok "a server announcing wrong sizes: its 12 messages come in"
-else not_ok "a server announcing wrong sizes: its 12 messages come in" \
-    "status $(route_status badsize): $("$CM" route show badsize --json | json 'j.get("last_error")')"; fi
+route_takes badsize 12 "a server announcing wrong sizes: its 12 messages come in"
 # the bytes stored are the files' (with CRLF, as IMAP sends them)
 want=$(for f in "$src"/*; do python3 -c 'import hashlib, sys
 d = open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
