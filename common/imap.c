@@ -1873,6 +1873,31 @@ cm_imap_mark_seen (cm_imap_t *self, uint64_t uid, char *err, size_t errlen)
     return cm_imap_mark_seen_set (self, &uid, 1, err, errlen);
 }
 
+/* A processed folder the server said does not exist ([TRYCREATE]): the
+   server asks the client to create it and try again (RFC 9051 7.1), as a
+   mail client does; subscribed, so that mail clients that list only those
+   show it. Made by another client meanwhile ([ALREADYEXISTS]) is made. 0
+   made, 1 the server refused (its answer in why), -1 connection broken. */
+static int
+s_create_folder (cm_imap_t *self, const char *folder, const char *quoted,
+                 char *why, size_t whylen)
+{
+    char cmd [NAME_MAX_LEN * 2 + 16], scratch [300];
+    snprintf (cmd, sizeof cmd, "CREATE %s", quoted);
+    int c = s_ctl (self, cmd, why, whylen);
+    if (c > 0 && strcasestr (why, "[ALREADYEXISTS"))
+        return 0;
+    if (c)
+        return c;
+    cm_warn (self->route, "the processed folder %s did not exist: created it", folder);
+    snprintf (cmd, sizeof cmd, "SUBSCRIBE %s", quoted);
+    if (s_ctl (self, cmd, scratch, sizeof scratch) < 0) {   /* a NO is no matter */
+        snprintf (why, whylen, "%s", scratch);
+        return -1;
+    }
+    return 0;
+}
+
 int
 cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *folder,
                   char *err, size_t errlen)
@@ -1893,35 +1918,15 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
     snprintf (cmd, cmdlen, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
     r = s_ctl (self, cmd, err, errlen);
     if (r > 0 && strcasestr (err, "[TRYCREATE")) {
-        /* no such folder yet: the server asks the client to create it
-           and try again (RFC 9051 7.1), as a mail client does; subscribed,
-           so that mail clients that list only those show it. Made by
-           another client meanwhile (ALREADYEXISTS): tried again too. */
-        char create [NAME_MAX_LEN * 2 + 16], scratch [300];
-        snprintf (create, sizeof create, "CREATE %s", quoted);
-        int c = s_ctl (self, create, why, sizeof why);
-        if (c > 0 && strcasestr (why, "[ALREADYEXISTS"))
-            c = 0;
-        else if (c == 0) {
-            cm_warn (self->route, "the processed folder %s did not exist: created it", folder);
-            snprintf (create, sizeof create, "SUBSCRIBE %s", quoted);
-            if (s_ctl (self, create, scratch, sizeof scratch) < 0) {
-                snprintf (err, errlen, "%s", scratch);
-                r = -1;
-                goto done;
-            }
-        }
-        if (c == 0)
-            r = s_ctl (self, cmd, err, errlen);
-        else if (c > 0) {
+        int c = s_create_folder (self, folder, quoted, why, sizeof why);
+        if (c > 0)
             snprintf (err, errlen, "folder %s does not exist and cannot be created: %s",
                       folder, why);
-            goto done;
-        }
-        else {
+        else if (c < 0)
             snprintf (err, errlen, "%s", why);
-            r = -1;
-        }
+        if (c)
+            goto done;          /* r is not 0: the move failed */
+        r = s_ctl (self, cmd, err, errlen);
     }
     if (r > 0) {
         snprintf (why, sizeof why, "%s", err);

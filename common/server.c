@@ -235,8 +235,8 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     cm_server_t *srv = arg;
     if (srv->hooks->tick)
         srv->hooks->tick (srv);
-    if (srv->hooks->is_router)
-        atomic_store (&srv->loop_seen, zclock_mono ());   /* it has no heartbeat */
+    atomic_store (&srv->loop_seen, zclock_mono ());   /* the loop turned (the router's
+                                                         only turn: it has no heartbeat) */
     return 0;
 }
 

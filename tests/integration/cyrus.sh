@@ -66,8 +66,11 @@ check_eq "route test-inbound logs in to Cyrus over TLS" 0 "$RC"
 
 # ------------------------------------------- first pass, --since, move
 src=$CM_WORK/cyrus-mail
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 40 "$src/new" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cy >/dev/null
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 5 "$src/old" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyold >/dev/null
+# mkbulk N NAME: N messages cycled from the corpus in $src/NAME, Message-IDs
+# <NAME.i@bench.test>
+mkbulk() { python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$1" "$src/$2" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "$2" >/dev/null; }
+mkbulk 40 new
+mkbulk 5 old
 check_eq "5 messages of 2020 appended to Reports" 5 \
     "$(imapctl alice append Reports "$src"/old/* --date "15-Mar-2020 10:00:00 +0000")"
 check_eq "40 of today appended to Reports" 40 "$(imapctl alice append Reports "$src"/new/*)"
@@ -91,7 +94,7 @@ check_eq "the bytes stored are the bytes Cyrus sends, for each of the 40" "40|$s
 check_eq "the route is RUNNING" RUNNING "$(route_status cya)"
 
 # ------------------------------------------- new mail while running
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 3 "$src/idle" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyidle >/dev/null
+mkbulk 3 idle
 imapctl alice append Reports "$src"/idle/* >/dev/null
 if wait_until 30 eval '[ "$(settled cya)" -ge 43 ]'; then ok "3 messages appended while the route runs come in"
 else not_ok "3 messages appended while the route runs come in" "settled $(settled cya)"; fi
@@ -105,7 +108,7 @@ check_contains "with the cause" "localhost:$CPS" \
 cyrus_start >/dev/null
 if wait_until 30 status_is cya RUNNING; then ok "Cyrus back: the route is RUNNING again"
 else not_ok "Cyrus back: the route is RUNNING again" "status $(route_status cya)"; fi
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 2 "$src/back" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyback >/dev/null
+mkbulk 2 back
 imapctl alice append Reports "$src"/back/* >/dev/null
 if wait_until 30 eval '[ "$(settled cya)" -ge 45 ]'; then ok "and takes the 2 messages sent after"
 else not_ok "and takes the 2 messages sent after" "settled $(settled cya)"; fi
@@ -117,7 +120,7 @@ else not_ok "and takes the 2 messages sent after" "settled $(settled cya)"; fi
 uvs=$(imapctl alice recreate Reports)
 [ "${uvs% *}" != "${uvs#* }" ] && ok "Reports made again with a new UIDVALIDITY ($uvs)" \
     || not_ok "Reports made again with a new UIDVALIDITY" "$uvs"
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 2 "$src/uv" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyuv >/dev/null
+mkbulk 2 uv
 imapctl alice append Reports "$src"/new/000000.eml "$src"/new/000001.eml "$src"/new/000002.eml "$src"/uv/* >/dev/null
 if wait_until 40 eval '[ "$(settled cya)" -ge 47 ] && [ "$(imapctl alice count Reports)" = 0 ]'; then
     ok "after the new UIDVALIDITY the 2 new messages come in and all 5 are moved"
@@ -131,8 +134,8 @@ check_eq "the route's cursor has the new UIDVALIDITY" "${uvs#* }" \
 check_contains "the fetcher logged the change" "UIDVALIDITY of Reports changed" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
 
 # ------------------------------------------- STARTTLS, seen and keep
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 4 "$src/seen" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cyseen >/dev/null
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 4 "$src/keep" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix cykeep >/dev/null
+mkbulk 4 seen
+mkbulk 4 keep
 imapctl bob append INBOX "$src"/seen/* >/dev/null
 imapctl carol append INBOX "$src"/keep/* >/dev/null
 cy_route cys bob imap+starttls "$CP" --after-fetch seen >/dev/null
@@ -152,7 +155,6 @@ check_eq "the three routes are RUNNING" "RUNNING RUNNING RUNNING" \
     "$(route_status cya) $(route_status cys) $(route_status cyk)"
 
 # ------------------------------------------- a server without MOVE, UIDPLUS, IDLE
-mkbulk() { python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$1" "$src/$2" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "$2" >/dev/null; }
 mkbulk 5 nomove; mkbulk 2 nomove2; mkbulk 3 noplus; mkbulk 1 noplus2
 imapctl dave append INBOX "$src"/nomove/* >/dev/null
 imapctl erin append INBOX "$src"/noplus/* >/dev/null
