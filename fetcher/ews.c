@@ -25,13 +25,6 @@ s_stopping (worker_t *self)
     return self->stop || cm_server_stopping (self->srv);
 }
 
-static void
-s_nap (worker_t *self, long ms)
-{
-    for (long slept = 0; slept < ms && !s_stopping (self); slept += 100)
-        usleep (100 * 1000);
-}
-
 static bool
 s_verbose (const json_t *config)
 {
@@ -244,7 +237,7 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
             cm_route_ews_close (&oauth, &ews);
             if (!cm_db_alive (db) || store_status (db, self->route_id, "FAILED", err))
                 return;
-            s_nap (self, backoff);
+            worker_nap (self, backoff);
             backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
             continue;
         }
@@ -258,10 +251,10 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
         cm_info (self->name, "signed in to Exchange %s (%s), folder %s",
                  cm_route_str (config, "exchange_host"), cm_ews_version (ews),
                  folder ? folder : "inbox");
-        backoff = 1000;
         long poll_ms = cm_route_int (config, "poll_interval") * 1000;
         if (poll_ms <= 0)
             poll_ms = 5000;
+        bool held = false;              /* a whole pass went through */
         rc = s_reacknowledge (self, db, ews, config, processed_id, err, sizeof err);
         while (!rc && !s_stopping (self)) {
             bool more = false;
@@ -269,7 +262,8 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
                          err, sizeof err);
             if (rc || more)
                 continue;
-            s_nap (self, poll_ms);
+            held = true;
+            worker_nap (self, poll_ms);
         }
         free (folder_id);
         free (processed_id);
@@ -278,12 +272,8 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
             cm_warn (self->name, "database session lost: giving up the lease");
             return;
         }
-        if (rc) {
-            atomic_fetch_add (&fetch_counters.errors, 1);
-            cm_warn (self->name, "Exchange connection lost: %s", err);
-            store_status (db, self->route_id, "FAILED", err);
-            s_nap (self, backoff);
-            backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
-        }
+        if (rc)
+            worker_session_lost (self, db, "Exchange connection", held, err, &backoff,
+                                 retry_max);
     }
 }

@@ -42,6 +42,18 @@ worker_t *worker_start (cm_server_t *srv, long long route_id, const char *name,
                         const char *version);
 /* Joins a finished (or stopping) worker and frees it. */
 void worker_destroy (worker_t **self_p);
+/* Sleeps up to ms, waking early when asked to stop. */
+void worker_nap (worker_t *self, long ms);
+/* A mailbox session (what: "mailbox connection", "Exchange connection")
+   ended with err. One that held (a whole pass went through in it) worked
+   and then dropped: a server's idle timeout or restart, an admin's kick.
+   The route stays RUNNING, with err as its last error, and the backoff
+   starts again: only a failed login, or a session that fails before its
+   first whole pass, turns the route FAILED. One that did not hold is a
+   failure in a row (FAILED, and the backoff keeps growing, so a
+   permanent error is not retried every second). Naps the backoff. */
+void worker_session_lost (worker_t *self, cm_db_t *db, const char *what, bool held,
+                          const char *err, long *backoff, long retry_max);
 
 /* store.c */
 typedef struct {
@@ -81,6 +93,9 @@ int store_commit_receive (cm_db_t *db, size_t n);
    error NULL clears nothing; FAILED counts failures in a row. */
 int store_status (cm_db_t *db, long long route_id, const char *status,
                   const char *error);
+/* Records error as the route's last error (and when), its status left
+   as it is. */
+int store_last_error (cm_db_t *db, long long route_id, const char *error);
 /* The Message-ID of a raw message without <> ("" when absent). */
 void store_message_id (const char *raw, size_t len, char *out, size_t size);
 

@@ -317,3 +317,13 @@ store_status (cm_db_t *db, long long route_id, const char *status, const char *e
         " status_since = CASE WHEN status = $2 THEN status_since ELSE now() END"
         " WHERE id = $1 AND desired = 'running' AND $3::text IS NULL", 3, p);
 }
+
+int
+store_last_error (cm_db_t *db, long long route_id, const char *error)
+{
+    char id [32];
+    snprintf (id, sizeof id, "%lld", route_id);
+    const char *p [] = { id, error };
+    return cm_db_exec (db, "UPDATE routes SET last_error = $2, last_error_at = now()"
+                       " WHERE id = $1 AND desired = 'running'", 2, p);
+}

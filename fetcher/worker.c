@@ -31,19 +31,33 @@ _Static_assert (BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "a batch's news must fit one
 
 fetch_counters_t fetch_counters;
 
-/* Sleeps up to ms, waking early when asked to stop. */
-static void
-s_nap (worker_t *self, long ms)
-{
-    for (long slept = 0; slept < ms && !self->stop && !cm_server_stopping (self->srv);
-         slept += 100)
-        usleep (100 * 1000);
-}
-
 static bool
 s_stopping (worker_t *self)
 {
     return self->stop || cm_server_stopping (self->srv);
+}
+
+void
+worker_nap (worker_t *self, long ms)
+{
+    for (long slept = 0; slept < ms && !s_stopping (self); slept += 100)
+        usleep (100 * 1000);
+}
+
+void
+worker_session_lost (worker_t *self, cm_db_t *db, const char *what, bool held,
+                     const char *err, long *backoff, long retry_max)
+{
+    atomic_fetch_add (&fetch_counters.errors, 1);
+    if (held)
+        *backoff = 1000;
+    cm_warn (self->name, "%s lost: %s (retry in %ld ms)", what, err, *backoff);
+    if (held)
+        store_last_error (db, self->route_id, err);
+    else
+        store_status (db, self->route_id, "FAILED", err);
+    worker_nap (self, *backoff);
+    *backoff = *backoff * 2 > retry_max ? retry_max : *backoff * 2;
 }
 
 /* Acknowledges committed messages to the mailbox as the route says, in
@@ -433,7 +447,7 @@ s_run (void *arg)
             cm_warn (self->name, "cannot reach the mailbox: %s (retry in %ld ms)", err, backoff);
             if (!cm_db_alive (db) || store_status (db, self->route_id, "FAILED", err))
                 goto done;           /* lease may be gone with the session */
-            s_nap (self, backoff);
+            worker_nap (self, backoff);
             backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
             continue;
         }
@@ -467,19 +481,9 @@ s_run (void *arg)
             cm_warn (self->name, "database session lost: giving up the lease");
             goto done;
         }
-        if (rc) {
-            atomic_fetch_add (&fetch_counters.errors, 1);
-            /* the backoff starts again only after a session that held
-               (a whole pass went through): one that fails each time
-               before that (a permanent error) backs off as a failing
-               login does */
-            if (held)
-                backoff = 1000;
-            cm_warn (self->name, "mailbox connection lost: %s (retry in %ld ms)", err, backoff);
-            store_status (db, self->route_id, "FAILED", err);
-            s_nap (self, backoff);
-            backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
-        }
+        if (rc)
+            worker_session_lost (self, db, "mailbox connection", held, err, &backoff,
+                                 retry_max);
     }
 done:
     if (atomic_load (&self->leased))

@@ -81,6 +81,20 @@ route_add() {
 route_status() { "$CM" route show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 # status_is NAME STATUS (for wait_until)
 status_is() { [ "$(route_status "$1")" = "$2" ]; }
+# status_log_start: from now on a trigger notes every status a route takes,
+# so a status of a moment is seen, not sampled; status_log NAME: the
+# statuses NAME took since, in order; status_log_stop removes the trigger.
+status_log_start() {
+    sql "CREATE TABLE test_route_status (n serial, name text, status text);
+CREATE FUNCTION test_note_status() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN INSERT INTO test_route_status (name, status) VALUES (NEW.name, NEW.status); RETURN NEW; END \$\$;
+CREATE TRIGGER test_note_status AFTER UPDATE OF status ON routes FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION test_note_status();" >/dev/null
+}
+status_log() { sql "SELECT coalesce(string_agg(status, ' ' ORDER BY n), '') FROM test_route_status WHERE name = '$1'"; }
+status_log_stop() {
+    sql "DROP TRIGGER test_note_status ON routes; DROP FUNCTION test_note_status(); DROP TABLE test_route_status" >/dev/null
+}
 # route_stop NAME: stops the route and waits until it shows STOPPED.
 route_stop() {
     "$CM" route stop "$1" >/dev/null
