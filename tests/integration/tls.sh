@@ -4,7 +4,9 @@
 # STARTTLS refuse to log in (test, start and send), with nothing sent in
 # clear; an untrusted or wrong-host certificate fails; --ca-file makes a
 # private CA work; and a server with a UIDNEXT over 2^32 (--since), and
-# one whose RFC822.SIZE is not its messages'. Users u20, u21, u27.
+# one whose RFC822.SIZE is not its messages' (and one whose bytes change
+# between two fetches), and a processed folder made by another client
+# meanwhile ([ALREADYEXISTS]). Users u20, u21, u27, u29, u30.
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
 cm_start || exit 1
@@ -116,6 +118,15 @@ route_takes() {
     if wait_until 30 sql_at_least "$2" "SELECT count(*) FROM messages WHERE $r AND state <> 'fetched'"; then ok "$3"
     else not_ok "$3" "status $(route_status "$1"): $("$CM" route show "$1" --json | json 'j.get("last_error")')"; fi
 }
+# file_shas DIR: SHA-256 of each file in DIR with CRLF line ends (as IMAP
+# sends it), sorted
+file_shas() {
+    for f in "$1"/*; do python3 -c 'import hashlib, sys
+d = open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+print(hashlib.sha256(d).hexdigest())' "$f"; done | sort
+}
+# unseen USER: how many messages of USER's INBOX are unread
+unseen() { curl -s --cacert "$CM_CA_FILE" -u "$1@example.test:$1-pw-Secret1" "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "SEARCH UNSEEN" | tr -d '\r' | sed -n 's/^\* SEARCH//p' | wc -w; }
 mitm_route huge u21 "$HP" --since 2024-01-01
 H="route_id = (SELECT id FROM routes WHERE name = 'huge')"
 route_takes huge 2 "a UIDNEXT over 2^32 with --since: the folder's 2 messages come in"
@@ -135,13 +146,49 @@ mitm "127.0.0.1:$BP" "127.0.0.1:$CM_IMAP_PORT" bad-size "$CM_WORK/tls-badsize.lo
 mitm_route badsize u27 "$BP" --after-fetch seen
 B="route_id = (SELECT id FROM routes WHERE name = 'badsize')"
 route_takes badsize 12 "a server announcing wrong sizes: its 12 messages come in"
-# the bytes stored are the files' (with CRLF, as IMAP sends them)
-want=$(for f in "$src"/*; do python3 -c 'import hashlib, sys
-d = open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-print(hashlib.sha256(d).hexdigest())' "$f"; done | sort)
-check_eq "each stored as the server sent it, not cut to the announced size" "$want" \
+check_eq "each stored as the server sent it, not cut to the announced size" "$(file_shas "$src")" \
     "$(sql "SELECT raw_sha256 FROM messages WHERE $B ORDER BY 1")"
 check_eq "and each acknowledged (seen), the route RUNNING" "0 RUNNING" \
-    "$(curl -s --cacert "$CM_CA_FILE" -u "u27@example.test:u27-pw-Secret1" "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "SEARCH UNSEEN" | tr -d '\r' | sed -n 's/^\* SEARCH//p' | wc -w) $(route_status badsize)"
+    "$(unseen u27) $(route_status badsize)"
 check_contains "the fetcher says the server's sizes are not its messages'" "announces sizes that are not its messages'" \
     "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+
+# A connection that sends other bytes when a message is fetched a second
+# time (its sizes are wrong too, so each message is fetched twice): none
+# of it is committed, the route is FAILED naming the sizes, and the mail
+# stays in the mailbox unread. Straight to the server, it all comes in.
+src=$CM_WORK/tls-changing
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 6 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix changing >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u29 INBOX -d "$src" >/dev/null
+CP=$(free_port)
+mitm "127.0.0.1:$CP" "127.0.0.1:$CM_IMAP_PORT" changing "$CM_WORK/tls-changing.log"
+mitm_route changing u29 "$CP" --after-fetch seen
+C="route_id = (SELECT id FROM routes WHERE name = 'changing')"
+if wait_until 30 status_is changing FAILED; then ok "other bytes the second time: the route is FAILED"
+else not_ok "other bytes the second time: the route is FAILED" "status $(route_status changing)"; fi
+check_contains "... naming both fetches" "bytes the second time" \
+    "$("$CM" route show changing --json | json 'j.get("last_error")')"
+check_eq "nothing of it is committed" 0 "$(sql "SELECT count(*) FROM messages WHERE $C")"
+check_eq "the mail stays in the mailbox, unread" 6 "$(unseen u29)"
+"$CM" route set changing --inbound-port "$CM_IMAP_PORT" >/dev/null
+route_takes changing 6 "straight to the server, its 6 messages come in"
+check_eq "each as the server has it" "$(file_shas "$src")" "$(sql "SELECT raw_sha256 FROM messages WHERE $C ORDER BY 1")"
+
+# Another client makes the processed folder between the move that found
+# it missing ([TRYCREATE]) and casemail's CREATE ([ALREADYEXISTS]): the
+# move is made again, into that folder.
+src=$CM_WORK/tls-race
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 5 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix race >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u30 INBOX -d "$src" >/dev/null
+RP=$(free_port)
+mitm "127.0.0.1:$RP" "127.0.0.1:$CM_IMAP_PORT" create-race "$CM_WORK/tls-race.log"
+mitm_route race u30 "$RP" --after-fetch move --processed-folder Handled
+route_takes race 5 "a processed folder another client made meanwhile: the 5 messages come in"
+count_in() { curl -s --cacert "$CM_CA_FILE" -u "u30@example.test:u30-pw-Secret1" "imaps://localhost:$CM_IMAPS_PORT/" -X "STATUS $1 (MESSAGES)" | tr -d '\r' | sed -n 's/.*MESSAGES \([0-9]*\).*/\1/p'; }
+moved() { [ "$(count_in Handled)" = 5 ] && [ "$(count_in INBOX)" = 0 ]; }
+if wait_until 20 moved; then ok "... and are moved into it"
+else not_ok "... and are moved into it" "Handled: $(count_in Handled), INBOX: $(count_in INBOX); $(route_status race)"; fi
+check_contains "casemail asked to create it" "CREATE" "$(cat "$CM_WORK/tls-race.log")"
+check_lacks "... and does not say it made it" "processed folder Handled did not exist" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+check_eq "the route is RUNNING, with no error on the way" "RUNNING None" \
+    "$("$CM" route show race --json | json '"%s %s" % (j["status"], j["last_error"])')"

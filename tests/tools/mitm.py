@@ -15,6 +15,12 @@ Modes:
               UIDNEXT: a broken or hostile server)
   bad-size    IMAP in clear, each RFC822.SIZE n in a FETCH answer made n + 7
               (a server whose announced sizes are not its messages')
+  changing    as bad-size, and every second message body a connection
+              carries (BODY[] literal) has the case of its first letter
+              changed: the same length, other bytes (a confused connection)
+  create-race IMAP in clear, the server's OK to a CREATE made
+              NO [ALREADYEXISTS] (the folder is made: as if another client
+              had made it a moment before)
 Every byte the client sends is appended to the log file, so a test can
 prove that nothing (no LOGIN, no AUTH, no mail) went out in clear.
 Stops on SIGTERM. Writes its pid to --pid FILE when given.
@@ -24,13 +30,16 @@ import argparse, asyncio, os, re, signal, sys
 def strip_imap(line: bytes) -> bytes:
     return re.sub(rb" STARTTLS(?=[ \]\r])", b"", line)
 
-async def pipe_client(reader, writer, log, mode, server_writer, inject):
+async def pipe_client(reader, writer, log, mode, server_writer, inject, creates):
     while True:
         line = await reader.readline()
         if not line:
             break
         with open(log, "ab") as f:
             f.write(line)
+        m = re.match(rb"^(\S+) CREATE ", line, re.I)
+        if m:
+            creates.add(m.group(1))
         if mode == "strip-imap" and re.match(rb"^\S+ STARTTLS\r?\n$", line, re.I):
             tag = line.split(b" ")[0]
             inject(tag + b" BAD STARTTLS not available\r\n")
@@ -51,8 +60,11 @@ async def handle(client_reader, client_writer, args):
     def inject(data):
         client_writer.write(data)
     pending = []
+    creates = set()        # tags of the client's CREATE commands
+    bodies = 0             # BODY[] literals seen on this connection
+    change_next = False    # the next line starts a body to change
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
-                                             server_writer, inject))
+                                             server_writer, inject, creates))
     try:
         while True:
             line = await server_reader.readline()
@@ -62,9 +74,20 @@ async def handle(client_reader, client_writer, args):
                 line = strip_imap(line)
             elif args.mode == "huge-uidnext":
                 line = re.sub(rb"\[UIDNEXT \d+\]", b"[UIDNEXT 18446744073709551615]", line)
-            elif args.mode == "bad-size" and line.startswith(b"* "):
+            elif args.mode in ("bad-size", "changing") and change_next:
+                change_next = False
+                line = re.sub(rb"[A-Za-z]", lambda m: m.group(0).swapcase(), line, count=1)
+            elif args.mode in ("bad-size", "changing") and line.startswith(b"* "):
                 line = re.sub(rb"RFC822\.SIZE (\d+)",
                               lambda m: b"RFC822.SIZE %d" % (int(m.group(1)) + 7), line)
+                if args.mode == "changing" and re.search(rb"BODY\[\] \{\d+\}\r\n$", line):
+                    bodies += 1
+                    change_next = bodies % 2 == 0
+            elif args.mode == "create-race":
+                tag = line.split(b" ", 1)[0]
+                if tag in creates and line[len(tag):].upper().startswith(b" OK"):
+                    creates.discard(tag)
+                    line = tag + b" NO [ALREADYEXISTS] Mailbox already exists\r\n"
             elif args.mode == "strip-smtp":
                 m = re.match(rb"^250([ -])STARTTLS\r?\n$", line, re.I)
                 if m:
@@ -92,7 +115,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
