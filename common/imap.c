@@ -1186,17 +1186,41 @@ fail:
 }
 
 int
-cm_imap_test (const cm_mailserver_t *srv, const char *folder, char *summary,
-              size_t sumlen, char *err, size_t errlen)
+cm_imap_test_route (const cm_mailserver_t *srv, const char *folder, const char *processed,
+                    char *summary, size_t sumlen, char *err, size_t errlen)
 {
     cm_imap_t *self = cm_imap_open (srv, folder, err, errlen);
     if (!self)
         return -1;
-    snprintf (summary, sumlen, "%s://%s:%d, folder %s (%" PRIu64 " message%s)",
-              self->protocol, self->host, self->port, self->folder,
-              self->exists, self->exists == 1 ? "" : "s");
+    int n = snprintf (summary, sumlen, "%s://%s:%d, folder %s (%" PRIu64 " message%s)",
+                      self->protocol, self->host, self->port, self->folder,
+                      self->exists, self->exists == 1 ? "" : "s");
+    int rc = 0;
+    if (processed && *processed && n >= 0 && (size_t) n < sumlen) {
+        /* the first move makes a missing one (TRYCREATE): the test says
+           which it will be, and fails only on a name or a connection the
+           move would fail on too */
+        char why [300];
+        int found = cm_imap_folder_exists (self, processed, why, sizeof why);
+        if (found < 0) {
+            snprintf (err, errlen, "processed folder %s: %s", processed, why);
+            rc = -1;
+        }
+        else
+            snprintf (summary + n, sumlen - (size_t) n, found
+                      ? "; processed folder %s exists"
+                      : "; processed folder %s does not exist yet: the first move creates it",
+                      processed);
+    }
     cm_imap_destroy (&self);
-    return 0;
+    return rc;
+}
+
+int
+cm_imap_test (const cm_mailserver_t *srv, const char *folder, char *summary,
+              size_t sumlen, char *err, size_t errlen)
+{
+    return cm_imap_test_route (srv, folder, NULL, summary, sumlen, err, errlen);
 }
 
 uint64_t

@@ -40,6 +40,12 @@ cm_imap_t *cm_imap_open (const cm_mailserver_t *srv, const char *folder,
    "imaps://host:993, folder INBOX (12 messages)". 0 ok, -1 with reason. */
 int cm_imap_test (const cm_mailserver_t *srv, const char *folder,
                   char *summary, size_t sumlen, char *err, size_t errlen);
+/* The same, and then the route's processed folder when it has one (NULL:
+   none): the summary says whether it exists or the first move will
+   create it; a name the server can't take, or a failed LIST, fails. */
+int cm_imap_test_route (const cm_mailserver_t *srv, const char *folder,
+                        const char *processed, char *summary, size_t sumlen,
+                        char *err, size_t errlen);
 
 /* What the last SELECT (and later untagged answers) said; 0 if unknown. */
 uint64_t cm_imap_uidvalidity (cm_imap_t *self);

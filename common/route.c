@@ -77,6 +77,14 @@ cm_route_str (const json_t *config, const char *key)
     return v && *v ? v : NULL;
 }
 
+const char *
+cm_route_processed_folder (const json_t *config)
+{
+    const char *after = cm_route_str (config, "after_fetch");
+    return after && strcmp (after, "move") == 0 ? cm_route_str (config, "processed_folder")
+                                                : NULL;
+}
+
 long long
 cm_route_int (const json_t *config, const char *key)
 {

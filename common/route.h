@@ -36,6 +36,9 @@ void cm_route_inbound (const json_t *config, cm_mailserver_t *srv);
 void cm_route_outbound (const json_t *config, cm_mailserver_t *srv);
 /* Field accessors with defaults. */
 const char *cm_route_str (const json_t *config, const char *key);
+/* The folder mail is moved to after its commit; NULL unless after_fetch
+   is move. */
+const char *cm_route_processed_folder (const json_t *config);
 long long cm_route_int (const json_t *config, const char *key);
 bool cm_route_bool (const json_t *config, const char *key);
 /* True when an email address is syntactically acceptable (addr-spec,

@@ -3,6 +3,7 @@
 #include "route_ews.h"
 #include "route.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -85,6 +86,20 @@ cm_route_ews_test (const json_t *config, bool inbound, char *summary, size_t sum
     int rc = inbound
         ? cm_ews_test_inbound (ews, folder ? folder : "inbox", summary, sumlen, err, errlen)
         : cm_ews_test_outbound (ews, summary, sumlen, err, errlen);
+    const char *processed = inbound ? cm_route_processed_folder (config) : NULL;
+    if (rc == 0 && processed) {
+        /* the fetcher looks it up at the start and does not make it: one
+           that is missing would leave the route FAILED */
+        char *id = NULL, why [300];
+        size_t n = strlen (summary);
+        if (cm_ews_folder_id (ews, processed, &id, why, sizeof why)) {
+            snprintf (err, errlen, "processed folder: %s", why);   /* why names it */
+            rc = -1;
+        }
+        else if (n < sumlen)
+            snprintf (summary + n, sumlen - n, "; processed folder %s exists", processed);
+        free (id);
+    }
     cm_route_ews_close (&oauth, &ews);
     return rc;
 }

@@ -266,8 +266,9 @@ s_test (const json_t *config, bool inbound, reply_t *r)
         if (inbound) {
             cm_route_inbound (config, &srv);
             srv.oauth_token = token;
-            rc = cm_imap_test (&srv, cm_route_str (config, "folder"), summary,
-                               sizeof summary, err, sizeof err);
+            rc = cm_imap_test_route (&srv, cm_route_str (config, "folder"),
+                                     cm_route_processed_folder (config), summary,
+                                     sizeof summary, err, sizeof err);
         }
         else {
             cm_route_outbound (config, &srv);

@@ -50,6 +50,17 @@ passes "inbound imap+starttls" "Inbound connection OK: imap+starttls://localhost
 inbound --password-env ALICE_PW "${IMAPS[@]}" --folder Archive
 passes "inbound imaps, top-level folder Archive" "folder Archive"
 
+# A move route's processed folder: the summary says whether it exists or
+# the first move will make it (the test itself makes nothing).
+inbound --password-env ALICE_PW "${IMAPS[@]}" --after-fetch move --processed-folder Processed
+passes "inbound imaps, a processed folder that exists" "folder INBOX (" 
+check_contains "... the summary says it exists" "processed folder Processed exists" "$OUT"
+inbound --password-env ALICE_PW "${IMAPS[@]}" --after-fetch move --processed-folder "Done$$"
+passes "inbound imaps, a processed folder not made yet" "folder INBOX ("
+check_contains "... the summary says the first move makes it" "processed folder Done$$ does not exist yet: the first move creates it" "$OUT"
+check_lacks "... and the test did not make it" "Done$$" \
+    "$(curl -s --cacert "$CM_CA_FILE" -u "alice@$D:$ALICE_PW" "imaps://localhost:$CM_IMAPS_PORT/" -X 'LIST "" "*"')"
+
 # The summary counts the folder's messages: three in a folder of bob's
 # own (written straight into the Maildir; other tests' mailboxes untouched).
 for i in 1 2 3; do

@@ -136,6 +136,15 @@ ews_add bulk ews1@contoso.test "${oauth_opts[@]}" --after-fetch seen --log-level
 ews_add mover ews5@contoso.test --auth basic --username ews5@contoso.test \
     --password-env PW5 --after-fetch move --processed-folder Processed --kind ingest >/dev/null \
     || not_ok "move route added"
+# A move route's processed folder: the fetcher looks it up at the start
+# and does not make it, so the inbound test checks it.
+run_cm route test-inbound mover
+check_contains "TEST INBOUND of a move route names its processed folder" "processed folder Processed exists" "$OUT"
+run_cm route test-inbound --email ews5@contoso.test --exchange --exchange-host 127.0.0.1 \
+    --exchange-port "$EWS_PORT" --ca-file "$EWS_CA_FILE" --auth basic --username ews5@contoso.test \
+    --password-env PW5 --after-fetch move --processed-folder "Nowhere$$"
+check_eq "... one that does not exist fails the test" 1 "$RC"
+check_contains "... naming it" "processed folder: folder Nowhere$$ not found" "$OUT"
 t0=$(date +%s)
 "$CM" route start bulk >/dev/null
 "$CM" route start mover >/dev/null
