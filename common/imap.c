@@ -1686,6 +1686,24 @@ s_body_sync (cm_imap_t *self, char *err, size_t errlen)
     return s_body_examine (self, err, errlen);
 }
 
+/* Notes uid for cm_imap_restore_unseen() (once). -1 out of memory. */
+static int
+s_note_unseen (cm_imap_t *self, uint64_t uid)
+{
+    if (self->nunsee && self->unsee [self->nunsee - 1] == uid)
+        return 0;
+    if (self->nunsee == self->unsee_cap) {
+        size_t cap = self->unsee_cap ? self->unsee_cap * 2 : 256;
+        uint64_t *grown = realloc (self->unsee, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        self->unsee = grown;
+        self->unsee_cap = cap;
+    }
+    self->unsee [self->nunsee++] = uid;
+    return 0;
+}
+
 int
 cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
                char **data, size_t *len, bool *too_big, char *err,
@@ -1695,6 +1713,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
     cm_buf_t buf;
     s_fetch_t meta;
     int rc = -1;
+    bool transferred = false;   /* a BODY[] went to the server */
     *data = NULL;
     *len = 0;
     *too_big = false;
@@ -1724,6 +1743,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
     curl_easy_setopt (self->body, CURLOPT_WRITEFUNCTION, s_write_body);
     curl_easy_setopt (self->body, CURLOPT_WRITEDATA, &buf);
     CURLcode crc = CURLE_OK;
+    transferred = true;
     for (int attempt = 0; attempt < 2; attempt++) {
         cm_buf_reset (&buf);
         self->body_ctx.errbuf [0] = 0;
@@ -1812,21 +1832,6 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
                  " are kept, and sizes are no longer checked on this connection",
                  self->host, self->port, uid, meta.size, first_len);
     }
-    if (peek && !meta.seen && !self->body_ro) {
-        /* read-write session: BODY[] set \Seen; restored for the whole
-           batch by cm_imap_restore_unseen() */
-        if (self->nunsee == self->unsee_cap) {
-            size_t cap = self->unsee_cap ? self->unsee_cap * 2 : 256;
-            uint64_t *grown = realloc (self->unsee, cap * sizeof *grown);
-            if (!grown) {
-                snprintf (err, errlen, "out of memory");
-                goto done;
-            }
-            self->unsee = grown;
-            self->unsee_cap = cap;
-        }
-        self->unsee [self->nunsee++] = uid;
-    }
     *data = cm_buf_take (&buf, len);
     if (!*data) {
         snprintf (err, errlen, "out of memory");
@@ -1834,6 +1839,19 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
     }
     rc = 0;
 done:
+    /* A body session libcurl had to open again is read-write, and its
+       BODY[] sets \Seen, whether the fetch then went through or not (a
+       message the server fails to read mid-way is flagged all the same):
+       noted for cm_imap_restore_unseen(), so no message is marked before
+       it is committed. */
+    if (transferred && peek && !meta.seen && !self->body_ro
+        && s_note_unseen (self, uid) && rc == 0) {
+        snprintf (err, errlen, "out of memory");
+        free (*data);
+        *data = NULL;
+        *len = 0;
+        rc = -1;
+    }
     cm_buf_free (&buf);
     return rc;
 }
