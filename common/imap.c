@@ -606,6 +606,7 @@ s_parse_namespace (const char *line, s_ns_t *ns)
 typedef struct {
     char sep;                   /* hierarchy separator, 0 if NIL */
     bool noselect;              /* \Noselect or \NonExistent */
+    bool nonexistent;           /* \NonExistent (RFC 5258): not there at all */
     char name [NAME_MAX_LEN];   /* mailbox name (wire form) */
 } s_list_t;
 
@@ -622,9 +623,10 @@ s_parse_list (const char *line, s_list_t *l)
         return -1;
     s_tok_t t;
     while ((t = s_token (&p, tok, sizeof tok)) == T_ATOM)
-        if (strcasecmp (tok, "\\Noselect") == 0
-            || strcasecmp (tok, "\\NonExistent") == 0)
+        if (strcasecmp (tok, "\\Noselect") == 0)
             l->noselect = true;
+        else if (strcasecmp (tok, "\\NonExistent") == 0)
+            l->noselect = l->nonexistent = true;
     if (t != T_RP)
         return -1;
     t = s_token (&p, tok, sizeof tok);
@@ -977,23 +979,37 @@ s_on_list (cm_imap_t *self, const char *line, void *arg)
     }
 }
 
-/* LIST "" quoted: 1 found and selectable, 0 not, -1 error. */
+enum { LIST_BROKEN = -1, LIST_ABSENT, LIST_SELECTABLE, LIST_NOSELECT, LIST_REFUSED };
+
+/* LIST "" quoted: what the server says of the folder (LIST_REFUSED: NO or
+   BAD, its text in err; LIST_BROKEN: the connection, reason in err). */
 static int
-s_list_one (cm_imap_t *self, const char *wire, const char *quoted,
-            char *err, size_t errlen)
+s_list_state (cm_imap_t *self, const char *wire, const char *quoted,
+              char *err, size_t errlen)
 {
     char cmd [NAME_MAX_LEN * 2 + 32];
     s_listq_t *q = calloc (1, sizeof *q);
     if (!q) {
         snprintf (err, errlen, "out of memory");
-        return -1;
+        return LIST_BROKEN;
     }
     q->want = wire;
     snprintf (cmd, sizeof cmd, "LIST \"\" %s", quoted);
     int r = s_command (self, cmd, LINE_CAP, s_on_list, q, err, errlen);
-    int rc = r < 0 ? -1 : r > 0 ? 0 : q->found && !q->info.noselect ? 1 : 0;
+    int rc = r < 0 ? LIST_BROKEN : r > 0 ? LIST_REFUSED
+           : !q->found || q->info.nonexistent ? LIST_ABSENT
+           : q->info.noselect ? LIST_NOSELECT : LIST_SELECTABLE;
     free (q);
     return rc;
+}
+
+/* LIST "" quoted: 1 found and selectable, 0 not, -1 error. */
+static int
+s_list_one (cm_imap_t *self, const char *wire, const char *quoted,
+            char *err, size_t errlen)
+{
+    int state = s_list_state (self, wire, quoted, err, errlen);
+    return state == LIST_BROKEN ? -1 : state == LIST_SELECTABLE;
 }
 
 static void
@@ -1192,25 +1208,33 @@ cm_imap_test_route (const cm_mailserver_t *srv, const char *folder, const char *
     cm_imap_t *self = cm_imap_open (srv, folder, err, errlen);
     if (!self)
         return -1;
-    int n = snprintf (summary, sumlen, "%s://%s:%d, folder %s (%" PRIu64 " message%s)",
-                      self->protocol, self->host, self->port, self->folder,
-                      self->exists, self->exists == 1 ? "" : "s");
+    snprintf (summary, sumlen, "%s://%s:%d, folder %s (%" PRIu64 " message%s)",
+              self->protocol, self->host, self->port, self->folder,
+              self->exists, self->exists == 1 ? "" : "s");
     int rc = 0;
-    if (processed && *processed && n >= 0 && (size_t) n < sumlen) {
-        /* the first move makes a missing one (TRYCREATE): the test says
-           which it will be, and fails only on a name or a connection the
-           move would fail on too */
-        char why [300];
-        int found = cm_imap_folder_exists (self, processed, why, sizeof why);
-        if (found < 0) {
-            snprintf (err, errlen, "processed folder %s: %s", processed, why);
+    if (processed && *processed) {
+        /* the first move tries to make a missing one (TRYCREATE): the
+           test says which it will be, and fails where the move would */
+        char wire [NAME_MAX_LEN], quoted [NAME_MAX_LEN * 2 + 4], why [300] = "";
+        int state = s_folder_arg (processed, wire, sizeof wire, quoted, sizeof quoted,
+                                  why, sizeof why)
+                    ? LIST_BROKEN : s_list_state (self, wire, quoted, why, sizeof why);
+        size_t used = strlen (summary);
+        if (state == LIST_SELECTABLE || state == LIST_ABSENT)
+            snprintf (summary + used, sumlen - used, state == LIST_SELECTABLE
+                      ? "; processed folder %s exists"
+                      : "; processed folder %s does not exist yet: the first move"
+                        " will create it", processed);
+        else if (state == LIST_NOSELECT) {
+            snprintf (err, errlen, "processed folder %s exists but cannot hold messages"
+                      " (\\Noselect)", processed);
             rc = -1;
         }
-        else
-            snprintf (summary + n, sumlen - (size_t) n, found
-                      ? "; processed folder %s exists"
-                      : "; processed folder %s does not exist yet: the first move creates it",
-                      processed);
+        else {
+            snprintf (err, errlen, "processed folder %s: %s%s", processed,
+                      state == LIST_REFUSED ? "LIST refused: " : "", why);
+            rc = -1;
+        }
     }
     cm_imap_destroy (&self);
     return rc;

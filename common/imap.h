@@ -41,8 +41,9 @@ cm_imap_t *cm_imap_open (const cm_mailserver_t *srv, const char *folder,
 int cm_imap_test (const cm_mailserver_t *srv, const char *folder,
                   char *summary, size_t sumlen, char *err, size_t errlen);
 /* The same, and then the route's processed folder when it has one (NULL:
-   none): the summary says whether it exists or the first move will
-   create it; a name the server can't take, or a failed LIST, fails. */
+   none): the summary says whether it exists or the first move will try
+   to create it; a name that can't be sent, a folder that can't hold
+   messages (\Noselect), a refused LIST or a broken connection fail. */
 int cm_imap_test_route (const cm_mailserver_t *srv, const char *folder,
                         const char *processed, char *summary, size_t sumlen,
                         char *err, size_t errlen);

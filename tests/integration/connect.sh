@@ -57,9 +57,10 @@ passes "inbound imaps, a processed folder that exists" "folder INBOX ("
 check_contains "... the summary says it exists" "processed folder Processed exists" "$OUT"
 inbound --password-env ALICE_PW "${IMAPS[@]}" --after-fetch move --processed-folder "Done$$"
 passes "inbound imaps, a processed folder not made yet" "folder INBOX ("
-check_contains "... the summary says the first move makes it" "processed folder Done$$ does not exist yet: the first move creates it" "$OUT"
-check_lacks "... and the test did not make it" "Done$$" \
-    "$(curl -s --cacert "$CM_CA_FILE" -u "alice@$D:$ALICE_PW" "imaps://localhost:$CM_IMAPS_PORT/" -X 'LIST "" "*"')"
+check_contains "... the summary says the first move makes it" "processed folder Done$$ does not exist yet: the first move will create it" "$OUT"
+FOLDERS=$(curl -s --cacert "$CM_CA_FILE" -u "alice@$D:$ALICE_PW" "imaps://localhost:$CM_IMAPS_PORT/" -X 'LIST "" "*"')
+check_contains "alice's folders are listed" "INBOX" "$FOLDERS"
+check_lacks "... and the test did not make it" "Done$$" "$FOLDERS"
 
 # The summary counts the folder's messages: three in a folder of bob's
 # own (written straight into the Maildir; other tests' mailboxes untouched).

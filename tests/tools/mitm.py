@@ -18,6 +18,8 @@ Modes:
   changing    as bad-size, and every second message body a connection
               carries (BODY[] literal) has the case of its first letter
               changed: the same length, other bytes (a confused connection)
+In the IMAP modes a literal's bytes are passed through as they are
+(read by their count), so no line of a message is taken for an answer.
   create-race IMAP in clear, the server's OK to a CREATE made
               NO [ALREADYEXISTS] (the folder is made: as if another client
               had made it a moment before)
@@ -62,27 +64,25 @@ async def handle(client_reader, client_writer, args):
     pending = []
     creates = set()        # tags of the client's CREATE commands
     bodies = 0             # BODY[] literals seen on this connection
-    change_next = False    # the next line starts a body to change
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates))
+    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race")
     try:
         while True:
             line = await server_reader.readline()
             if not line:
                 break
+            change = False     # the literal this line announces is a body to change
             if args.mode == "strip-imap":
                 line = strip_imap(line)
             elif args.mode == "huge-uidnext":
                 line = re.sub(rb"\[UIDNEXT \d+\]", b"[UIDNEXT 18446744073709551615]", line)
-            elif args.mode in ("bad-size", "changing") and change_next:
-                change_next = False
-                line = re.sub(rb"[A-Za-z]", lambda m: m.group(0).swapcase(), line, count=1)
             elif args.mode in ("bad-size", "changing") and line.startswith(b"* "):
                 line = re.sub(rb"RFC822\.SIZE (\d+)",
                               lambda m: b"RFC822.SIZE %d" % (int(m.group(1)) + 7), line)
                 if args.mode == "changing" and re.search(rb"BODY\[\] \{\d+\}\r\n$", line):
                     bodies += 1
-                    change_next = bodies % 2 == 0
+                    change = bodies % 2 == 0
             elif args.mode == "create-race":
                 tag = line.split(b" ", 1)[0]
                 if tag in creates and line[len(tag):].upper().startswith(b" OK"):
@@ -104,6 +104,15 @@ async def handle(client_reader, client_writer, args):
                     line = b"".join(pending)
                     pending = []
             client_writer.write(line)
+            # IMAP: a literal's bytes pass as they are (never taken for
+            # answers), but for the body 'changing' changes: the case of
+            # its first letter, so the length stays
+            m = re.search(rb"\{(\d+)\}\r\n$", line) if imap else None
+            if m:
+                data = await server_reader.readexactly(int(m.group(1)))
+                if change:
+                    data = re.sub(rb"[A-Za-z]", lambda c: c.group(0).swapcase(), data, count=1)
+                client_writer.write(data)
             await client_writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
