@@ -398,15 +398,21 @@ cm_db_error (cm_db_t *self)
 }
 
 bool
+cm_db_intact (cm_db_t *self)
+{
+    if (PQstatus (self->conn) != CONNECTION_OK)
+        return false;
+    PGresult *res = PQexec (self->conn, "SELECT 1");
+    bool ok = PQresultStatus (res) == PGRES_TUPLES_OK;
+    PQclear (res);
+    return ok;
+}
+
+bool
 cm_db_alive (cm_db_t *self)
 {
-    if (PQstatus (self->conn) == CONNECTION_OK) {
-        PGresult *res = PQexec (self->conn, "SELECT 1");
-        bool ok = PQresultStatus (res) == PGRES_TUPLES_OK;
-        PQclear (res);
-        if (ok)
-            return true;
-    }
+    if (cm_db_intact (self))
+        return true;
     PQreset (self->conn);
     s_forget_prepared (self, false);
     self->busy = false;

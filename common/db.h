@@ -55,6 +55,10 @@ int cm_db_exec (cm_db_t *self, const char *sql, int nparams,
 const char *cm_db_error (cm_db_t *self);
 /* True when the connection is usable; tries one reset when it is not. */
 bool cm_db_alive (cm_db_t *self);
+/* True when the session answers, without a reset: a session that holds
+   session-level locks (a route's lease) must not be opened again in its
+   place, since the new one holds none. */
+bool cm_db_intact (cm_db_t *self);
 
 /* A one-dimensional array parameter in PostgreSQL's binary format, so a
    whole batch of rows goes in one statement (unnest) with no escaping:

@@ -1,13 +1,16 @@
 /*  fetcher/ews.c: the inbound side of an Exchange route (EWS), with the
     same contract as IMAP (worker.c): the worker thread holds the route's
-    lease; this loop signs in (token for OAUTH2), resolves the folder (the
-    route becomes RUNNING), then finds new items with SyncFolderItems from
+    lease; this loop signs in (token for OAUTH2), resolves the folder,
+    then finds new items with SyncFolderItems from
     the SyncState kept in route_cursors, fetches each as MIME (GetItem),
     commits the batch and the new SyncState in one transaction, and only
     then acknowledges (UpdateItem IsRead or MoveItem, as after_fetch says)
-    and wakes the parsers. It polls every poll_interval seconds. A failure
-    (including a token that can't be renewed) makes this route FAILED with
-    the reason and retries with a capped, doubling backoff. */
+    and wakes the parsers; the first batch (or a sync with nothing new)
+    makes the route RUNNING. It polls every poll_interval seconds. A failed
+    sign-in (including a token that can't be renewed), or a session that
+    fails before it has worked, makes this route FAILED with the reason; a
+    working session that fails leaves it RUNNING (worker_session_lost).
+    Retries back off, doubling to a cap. */
 #include "fetcher.h"
 #include "log.h"
 #include "route.h"
@@ -235,17 +238,13 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
             free (folder_id);
             free (processed_id);
             cm_route_ews_close (&oauth, &ews);
-            if (!cm_db_alive (db) || store_status (db, self->route_id, "FAILED", err))
+            if (!cm_db_intact (db) || store_status (db, self->route_id, "FAILED", err)) {
+                cm_warn (self->name, "database session lost: giving up the lease");
                 return;
+            }
             worker_nap (self, backoff);
             backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
             continue;
-        }
-        if (store_status (db, self->route_id, "RUNNING", NULL)) {
-            free (folder_id);
-            free (processed_id);
-            cm_route_ews_close (&oauth, &ews);
-            return;
         }
         s_version_used (self, db, ews);
         cm_info (self->name, "signed in to Exchange %s (%s), folder %s",
@@ -254,26 +253,27 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
         long poll_ms = cm_route_int (config, "poll_interval") * 1000;
         if (poll_ms <= 0)
             poll_ms = 5000;
-        bool held = false;              /* a whole pass went through */
+        /* RUNNING once a batch is in and acknowledged (or there was none) */
+        worker_session_begin (self);
         rc = s_reacknowledge (self, db, ews, config, processed_id, err, sizeof err);
         while (!rc && !s_stopping (self)) {
             bool more = false;
             rc = s_sync (self, db, ews, config, folder_id, processed_id, &more,
                          err, sizeof err);
+            if (!rc)
+                rc = worker_session_up (self, db);
             if (rc || more)
                 continue;
-            held = true;
             worker_nap (self, poll_ms);
         }
         free (folder_id);
         free (processed_id);
         cm_route_ews_close (&oauth, &ews);
-        if (rc == -2 || (rc && !cm_db_alive (db))) {
+        if (rc == -2 || (rc && !cm_db_intact (db))) {
             cm_warn (self->name, "database session lost: giving up the lease");
             return;
         }
         if (rc)
-            worker_session_lost (self, db, "Exchange connection", held, err, &backoff,
-                                 retry_max);
+            worker_session_lost (self, db, "Exchange connection", err, &backoff, retry_max);
     }
 }

@@ -25,6 +25,10 @@ typedef struct {
     volatile int stop;          /* asked to stop (config changed, stopped) */
     atomic_bool done;           /* thread finished; join it */
     atomic_bool leased;         /* holds the lease */
+    bool up;                    /* this mailbox session has worked: it
+                                   acknowledged a batch or went through
+                                   the whole folder (the route is RUNNING) */
+    long long session_start_ms; /* when it logged in (monotonic) */
 } worker_t;
 
 /* Process-wide counters shown in heartbeats. */
@@ -44,15 +48,25 @@ worker_t *worker_start (cm_server_t *srv, long long route_id, const char *name,
 void worker_destroy (worker_t **self_p);
 /* Sleeps up to ms, waking early when asked to stop. */
 void worker_nap (worker_t *self, long ms);
+/* A mailbox session begins: logged in, not yet up. */
+void worker_session_begin (worker_t *self);
+/* The session has worked (a batch acknowledged, or the whole folder gone
+   through): the first time, the route becomes RUNNING. 0, or -2 when the
+   database failed. A route is RUNNING only once mail can flow, so a
+   login whose first pass fails each time (an unreadable message, an
+   acknowledgement the server refuses) keeps the route FAILED, counting
+   the failures in a row, and never shows RUNNING for a moment. */
+int worker_session_up (worker_t *self, cm_db_t *db);
 /* A mailbox session (what: "mailbox connection", "Exchange connection")
-   ended with err. One that held (a whole pass went through in it) worked
-   and then dropped: a server's idle timeout or restart, an admin's kick.
-   The route stays RUNNING, with err as its last error, and the backoff
-   starts again: only a failed login, or a session that fails before its
-   first whole pass, turns the route FAILED. One that did not hold is a
-   failure in a row (FAILED, and the backoff keeps growing, so a
-   permanent error is not retried every second). Naps the backoff. */
-void worker_session_lost (worker_t *self, cm_db_t *db, const char *what, bool held,
+   ended with err. One that was up worked and then dropped: a server's
+   idle timeout or restart, an admin's kick. The route stays RUNNING,
+   with err as its last error; only a failed login, or a session that
+   fails before it is up, turns the route FAILED. The backoff starts again
+   only after a session that was up for WORKER_STEADY_MS: a server that
+   drops every session soon after it works is retried ever more slowly
+   (up to retry_max), as a failing one is. Naps the backoff. */
+#define WORKER_STEADY_MS 60000
+void worker_session_lost (worker_t *self, cm_db_t *db, const char *what,
                           const char *err, long *backoff, long retry_max);
 
 /* store.c */

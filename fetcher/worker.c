@@ -2,11 +2,15 @@
     The thread opens its own database session and takes the route's lease
     (a session-level advisory lock: it dies with the session, so a killed
     fetcher frees its routes at once). Then, until asked to stop: log in
-    to the mailbox (the route becomes RUNNING), ingest what is new since
-    the UID cursor in batches (commit raw bytes and cursor, then
-    acknowledge to the mailbox, then wake the parsers), and wait for new
-    mail with IDLE (or polling). A failure makes the route FAILED with the
-    reason and retries with a backoff that doubles up to a cap. */
+    to the mailbox, ingest what is new since the UID cursor in batches
+    (commit raw bytes and cursor, then acknowledge to the mailbox, then
+    wake the parsers; the first batch, or a pass with nothing new, makes
+    the route RUNNING), and wait for new mail with IDLE (or polling). A
+    failed login, or a session that fails before it has worked, makes the
+    route FAILED with the reason; a working session that drops leaves it
+    RUNNING (worker_session_lost). Retries back off, doubling to a cap.
+    The lease lives only as long as the thread's database session: one
+    that breaks is never reset but given up, lease and all. */
 #include "fetcher.h"
 #include "imap.h"
 #include "config.h"
@@ -44,15 +48,39 @@ worker_nap (worker_t *self, long ms)
         usleep (100 * 1000);
 }
 
+static long long
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void
-worker_session_lost (worker_t *self, cm_db_t *db, const char *what, bool held,
+worker_session_begin (worker_t *self)
+{
+    self->up = false;
+    self->session_start_ms = s_now_ms ();
+}
+
+int
+worker_session_up (worker_t *self, cm_db_t *db)
+{
+    if (self->up)
+        return 0;
+    self->up = true;
+    return store_status (db, self->route_id, "RUNNING", NULL) ? -2 : 0;
+}
+
+void
+worker_session_lost (worker_t *self, cm_db_t *db, const char *what,
                      const char *err, long *backoff, long retry_max)
 {
     atomic_fetch_add (&fetch_counters.errors, 1);
-    if (held)
-        *backoff = 1000;
+    if (self->up && s_now_ms () - self->session_start_ms >= WORKER_STEADY_MS)
+        *backoff = retry_max < 1000 ? retry_max : 1000;
     cm_warn (self->name, "%s lost: %s (retry in %ld ms)", what, err, *backoff);
-    if (held)
+    if (self->up)
         store_last_error (db, self->route_id, err);
     else
         store_status (db, self->route_id, "FAILED", err);
@@ -159,6 +187,8 @@ s_batch_finish (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *conf
                   added, b->n, (unsigned long long) b->last);
         if (s_acknowledge (self, imap, config, b->msgs, b->n, err, errlen) < 0)
             rc = -1;
+        else if (worker_session_up (self, db))
+            rc = -2;
     }
     s_batch_clear (b);
     return rc;
@@ -445,29 +475,27 @@ s_run (void *arg)
         if (!imap) {
             atomic_fetch_add (&fetch_counters.errors, 1);
             cm_warn (self->name, "cannot reach the mailbox: %s (retry in %ld ms)", err, backoff);
-            if (!cm_db_alive (db) || store_status (db, self->route_id, "FAILED", err))
-                goto done;           /* lease may be gone with the session */
+            if (!cm_db_intact (db) || store_status (db, self->route_id, "FAILED", err)) {
+                cm_warn (self->name, "database session lost: giving up the lease");
+                goto done;
+            }
             worker_nap (self, backoff);
             backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
             continue;
         }
         cm_info (self->name, "logged in to %s://%s:%d, folder %s", srv.protocol, srv.host,
                  srv.port, cm_route_str (config, "folder"));
-        bool held = false;              /* a whole pass went through */
-        /* RUNNING once the last batch's acknowledgement is re-applied: a
-           route whose every login fails there (a processed folder the
-           server will not make) stays FAILED, not RUNNING for a moment */
+        /* RUNNING once the session is up (worker_session_up): a batch
+           acknowledged, or the whole folder gone through */
+        worker_session_begin (self);
         int rc = s_reacknowledge (self, db, imap, config, err, sizeof err);
-        if (!rc && store_status (db, self->route_id, "RUNNING", NULL)) {
-            cm_imap_destroy (&imap);
-            goto done;
-        }
         long poll_ms = cm_route_int (config, "poll_interval") * 1000;
         while (!rc && !s_stopping (self)) {
             rc = s_sync (self, db, imap, config, err, sizeof err);
+            if (!rc)
+                rc = worker_session_up (self, db);
             if (rc)
                 break;
-            held = true;
             rc = cm_imap_wait (imap, IDLE_MS < poll_ms ? IDLE_MS : (int) poll_ms,
                                &self->stop, err, sizeof err);
             if (rc < 0)
@@ -477,13 +505,12 @@ s_run (void *arg)
                 self->stop = 1;
         }
         cm_imap_destroy (&imap);
-        if (rc == -2 || (rc && !cm_db_alive (db))) {
+        if (rc == -2 || (rc && !cm_db_intact (db))) {
             cm_warn (self->name, "database session lost: giving up the lease");
             goto done;
         }
         if (rc)
-            worker_session_lost (self, db, "mailbox connection", held, err, &backoff,
-                                 retry_max);
+            worker_session_lost (self, db, "mailbox connection", err, &backoff, retry_max);
     }
 done:
     if (atomic_load (&self->leased))

@@ -81,6 +81,14 @@ route_add() {
 route_status() { "$CM" route show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 # status_is NAME STATUS (for wait_until)
 status_is() { [ "$(route_status "$1")" = "$2" ]; }
+# route_id NAME; lease_held NAME: a fetcher's session holds the route's
+# advisory lock (its lease); lease_free NAME: none does.
+route_id() { sql "SELECT id FROM routes WHERE name = '$1'"; }
+lease_held() {
+    [ "$(sql "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+              AND classid = 25453 AND objid = $(route_id "$1") AND objsubid = 2")" = 1 ]
+}
+lease_free() { ! lease_held "$1"; }
 # status_log_start: from now on a trigger notes every status a route takes,
 # so a status of a moment is seen, not sampled; status_log NAME: the
 # statuses NAME took since, in order; status_log_stop removes the trigger.

@@ -231,6 +231,7 @@ check_eq "a reply dropped into the mailbox lands on $INC" "$INC" "$(reply_inc)"
 # (The fault goes to the next request of any route: bulk's is the only
 # one left running.)
 route_stop mover
+wait_until 20 lease_free mover || not_ok "route mover's worker stopped" "its lease is still held"
 status_log_start
 ctl POST "inject?operation=SyncFolderItems&count=1" >/dev/null
 BMID="busy-$$-$RANDOM@outside.test"
@@ -241,7 +242,7 @@ if wait_until 30 sql_at_least 1 "SELECT count(*) FROM messages WHERE message_id 
 else not_ok "a server busy once: the mail after it comes in" "$("$CM" route show bulk --json | json '"%s %s" % (j["status"], j["last_error"])')"; fi
 check_eq "... the route RUNNING throughout" "" "$(status_log bulk)"
 check_contains "... the busy answer as its last error" "ErrorServerBusy" "$("$CM" route show bulk --json | json 'j["last_error"]')"
-check_contains "... and in the log" "Exchange connection lost" "$(grep -h ' bulk warn:' "$CASEMAIL_HOME"/log/fetcher-*.log)"
+check_contains "... and in the log" "bulk warn: Exchange connection lost: server busy" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
 status_log_stop
 
 # --- 6. no token, secret or password anywhere ------------------------

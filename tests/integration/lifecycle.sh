@@ -3,7 +3,8 @@
 # the real Dovecot (issue 2, proofs 4 and 5). start gives RUNNING; Dovecot
 # stopped gives FAILED with a reason and a failure count, started again
 # RUNNING without operator action; a working session the server drops
-# is logged in again, the route RUNNING throughout; a password changed on the server gives
+# is logged in again, the route RUNNING throughout; PostgreSQL restarted
+# meanwhile: the lease is taken again; a password changed on the server gives
 # FAILED naming authentication; stop gives STOPPED and frees the lease;
 # kill -9 of the router and of the fetcher keep routes and statuses.
 # Users: dave (the running route), erin (a stopped one).
@@ -27,13 +28,6 @@ trap restore EXIT
 
 field() { "$CM" route show "$1" --json | json "j[\"$2\"]"; }
 show_brief() { "$CM" route show "$1" --json | json '"%s %s (fail_count %s)" % (j["status"], j["last_error"], j["fail_count"])'; }
-route_id() { sql "SELECT id FROM routes WHERE name = '$1'"; }
-# lease_held NAME: a fetcher's session holds the route's advisory lock.
-lease_held() {
-    [ "$(sql "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-              AND classid = 25453 AND objid = $(route_id "$1") AND objsubid = 2")" = 1 ]
-}
-lease_free() { ! lease_held "$1"; }
 fail_count_at_least() { [ "$(field "$1" fail_count)" -ge "$2" ]; }
 exe() { local e; e=$(readlink /proc/"${1:-0}"/exe 2>/dev/null); e=${e% (deleted)}; basename "$e"; }   # program of a pid (rebuilt binaries read "(deleted)")
 fetcher_pid() { "$CM" stage list --json | json '" ".join(str(s["pid"]) for s in j["stages"] if s["kind"] == "fetcher" and s["state"] == "alive")'; }
@@ -80,6 +74,10 @@ check_eq "every stage has a last heartbeat and uptime" yes "$(printf '%s' "$STAG
 # A server ends a session that worked (its idle timeout, a restart, an
 # admin's kick): the fetcher logs in again and the route stays RUNNING,
 # with the cause as its last error; alerting on FAILED sees nothing.
+# (mail first: the session has worked before it is dropped)
+deliver "dave@$D" "before the kick $$"
+wait_until 30 sql_at_least 1 "SELECT count(*) FROM incidents WHERE title = 'before the kick $$'" \
+    || not_ok "mail before the kick becomes an incident" "$(show_brief dave-feed)"
 status_log_start
 logins() { cat "$CASEMAIL_HOME"/log/fetcher-*.log 2>/dev/null | grep -c " dave-feed info: logged in to"; }
 before=$(logins)
@@ -95,7 +93,9 @@ if wait_until 30 sql_at_least 1 "SELECT count(*) FROM incidents WHERE title = 'a
 else not_ok "mail after the kick becomes an incident" "$(show_brief dave-feed)"; fi
 check_eq "the route never left RUNNING" "" "$(status_log dave-feed)"
 check_eq "... and counts no failure" 0 "$(field dave-feed fail_count)"
-check_lacks "the drop is its last error" "None" "$(field dave-feed last_error)"
+ERR=$(field dave-feed last_error)
+case "$ERR" in *closed*|*lost*|*BYE*) ok "the drop is its last error" ;;
+    *) not_ok "the drop is its last error" "last_error: $ERR" ;; esac
 check_lacks "... with when it happened" "None" "$(field dave-feed last_error_at)"
 if grep -q " dave-feed warn: mailbox connection lost" "$CASEMAIL_HOME"/log/fetcher-*.log; then
     ok "the fetcher logs the lost connection"
@@ -105,7 +105,9 @@ status_log_stop
 # ---------------------------------------------------------------- Dovecot down and up
 "$CTL" "$CM_STACK_DIR" stop dovecot >/dev/null 2>&1
 check_eq "Dovecot stopped" stopped "$("$CTL" "$CM_STACK_DIR" status dovecot 2>/dev/null)"
-await "Dovecot stopped gives FAILED" 30 dave-feed FAILED
+# (an imap process in IDLE can outlive Dovecot's master by up to 30 s: the
+# session ends then, and the login after it is refused)
+await "Dovecot stopped gives FAILED" 60 dave-feed FAILED
 ERR=$(field dave-feed last_error)
 check_lacks "FAILED has a reason" "None" "$ERR"
 case "$ERR" in *refused*|*closed*|*connect*) ok "the reason says the connection failed" ;;
@@ -120,8 +122,20 @@ ROW=$(printf '%s\n' "$OUT" | grep dave-feed)
 case "$ROW" in *refused*|*closed*|*connect*) ok "route list shows the reason" ;;
     *) not_ok "route list shows the reason" "$ROW" ;; esac
 
+# PostgreSQL restarted while the route retries its login: the worker's
+# database session is gone, and the route's lease with it. The worker
+# must give the route up, not go on in a new session that holds no lease
+# (another fetcher could then take the route too); a new worker takes it.
+refused() { cat "$CASEMAIL_HOME"/log/fetcher-*.log 2>/dev/null | grep -c " dave-feed warn: cannot reach the mailbox"; }
+"$CTL" "$CM_STACK_DIR" stop pg >/dev/null 2>&1
+"$CTL" "$CM_STACK_DIR" start pg >/dev/null 2>&1
+before=$(refused)
+tried_again() { [ "$(refused)" -gt "$before" ]; }
+wait_until 40 tried_again || not_ok "the fetcher tries the mailbox again after PostgreSQL's restart" "$(refused) refusals"
 "$CTL" "$CM_STACK_DIR" start dovecot >/dev/null 2>&1
 await "Dovecot started again gives RUNNING on its own" 40 dave-feed RUNNING
+if wait_until 20 lease_held dave-feed; then ok "after PostgreSQL's restart a fetcher's session holds the route's lease"
+else not_ok "after PostgreSQL's restart a fetcher's session holds the route's lease" "$(show_brief dave-feed)"; fi
 check_eq "fail_count is back to 0" 0 "$(field dave-feed fail_count)"
 
 # ---------------------------------------------------------------- password changed on the server

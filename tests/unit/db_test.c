@@ -272,12 +272,16 @@ main (int argc, char **argv)
 
     /* the session is killed: one reset, and prepared statements work */
     char *pid = s_value (db, "SELECT pg_backend_pid()::text", NULL);
+    s_check ("a live session is intact", cm_db_intact (db), cm_db_error (db));
     s_check ("the other session ends this one",
              pid && s_equals (other, "SELECT pg_terminate_backend($1::int)::text", pid, "true"),
              cm_db_error (other));
     free (pid);
     s_check ("a statement on the killed session fails", s_value (db, q, "k") == NULL, NULL);
+    s_check ("a killed session is not intact (nor made so)", !cm_db_intact (db)
+             && !cm_db_intact (db), NULL);
     s_check ("the connection resets", cm_db_alive (db), cm_db_error (db));
+    s_check ("the reset session is intact", cm_db_intact (db), cm_db_error (db));
     s_check ("statements prepared before the reset run on the new session",
              s_equals (db, q, "after", "AFTER-5"), cm_db_error (db));
     s_check ("the new session is READ COMMITTED and UTF8 too",
