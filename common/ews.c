@@ -37,6 +37,7 @@
 #define MIME_MAX        (64u * 1024 * 1024)   /* largest message fetched or sent */
 #define TRACE_MAX       6000                  /* bytes of XML per trace line */
 #define HDR_MAX         2048                  /* kept WWW-Authenticate text */
+#define EWS_BACKOFF_MAX_MS 600000             /* the most of a server's BackOffMilliseconds heeded */
 
 /* Newest first: "other" starts at 0 and steps down (EWS-NOTES section 2). */
 static const char *s_versions [] = {
@@ -67,6 +68,7 @@ struct _cm_ews_t {
     cm_buf_t answer;            /* body of the current answer */
     char www_auth [HDR_MAX];    /* WWW-Authenticate values of the last answer */
     char diag [512];            /* x-ms-diagnostics of the last answer */
+    long backoff_ms;            /* the last fault's BackOffMilliseconds */
 };
 
 /* A parsed SOAP answer. */
@@ -76,6 +78,7 @@ typedef struct {
     bool fault;                 /* op is s:Fault */
     char code [128];            /* fault ResponseCode (detail, else faultcode) */
     char text [256];            /* fault message */
+    long backoff_ms;            /* the server's BackOffMilliseconds, 0 none */
 } s_answer_t;
 
 /* ---------------------------------------------------------------------- */
@@ -444,6 +447,18 @@ s_parse (const char *data, size_t len, s_answer_t *a, char *err, size_t errlen)
             const char *colon = strrchr (fc, ':');
             snprintf (a->code, sizeof a->code, "%s", colon ? colon + 1 : fc);
         }
+        /* throttling: <t:MessageXml><t:Value Name="BackOffMilliseconds">n */
+        xmlNodePtr mx = detail ? s_find (detail, NS_T, "MessageXml") : NULL;
+        for (xmlNodePtr v = mx ? s_first (mx) : NULL; v; v = s_next (v)) {
+            char *name = s_is (v, NS_T, "Value") ? s_attr (v, "Name") : NULL;
+            if (name && strcmp (name, "BackOffMilliseconds") == 0) {
+                char num [32];
+                s_text (v, num, sizeof num);
+                long ms = strtol (num, NULL, 10);
+                a->backoff_ms = ms > 0 ? (ms > EWS_BACKOFF_MAX_MS ? EWS_BACKOFF_MAX_MS : ms) : 0;
+            }
+            free (name);
+        }
         xmlNodePtr msg = detail ? s_find (detail, NS_E, "Message") : NULL;
         if (msg)
             s_text (msg, a->text, sizeof a->text);
@@ -770,6 +785,7 @@ s_call (cm_ews_t *self, const char *body, size_t bodylen, size_t cap, s_answer_t
         bool *transient, bool *overflow, char *err, size_t errlen)
 {
     memset (a, 0, sizeof *a);
+    self->backoff_ms = 0;           /* only the answer to this call's */
     bool dummy_t, dummy_o;
     if (!transient)
         transient = &dummy_t;
@@ -902,6 +918,7 @@ s_call (cm_ews_t *self, const char *body, size_t bodylen, size_t cap, s_answer_t
         else
             s_code_reason (self, a->code, a->text, NULL, err, errlen);
         *transient = s_transient_code (a->code);
+        self->backoff_ms = a->backoff_ms;
         s_answer_free (a);
         goto done;
     }
@@ -1140,6 +1157,12 @@ const char *
 cm_ews_version (cm_ews_t *self)
 {
     return self ? s_versions [self->version] : NULL;
+}
+
+long
+cm_ews_backoff_ms (cm_ews_t *self)
+{
+    return self ? self->backoff_ms : 0;
 }
 
 void
@@ -1772,6 +1795,30 @@ cm_ews_selftest (bool verbose)
     CHECK (s_parse (fault2, strlen (fault2), &a, err, sizeof err) == 0 && a.fault
            && strcmp (a.code, "ErrorServerBusy") == 0 && s_transient_code (a.code),
            "faultcode without detail, transient");
+    CHECK (a.backoff_ms == 0, "no BackOffMilliseconds: no wait asked");
+    s_answer_free (&a);
+    /* throttling, as Exchange Online sends it (EWS-NOTES section 4) */
+    const char *fault3 =
+        "<s:Envelope xmlns:s=\"" NS_S "\"><s:Body><s:Fault>"
+        "<faultcode xmlns:a=\"" NS_T "\">a:ErrorServerBusy</faultcode>"
+        "<faultstring>The server cannot service this request right now.</faultstring>"
+        "<detail><e:ResponseCode xmlns:e=\"" NS_E "\">ErrorServerBusy</e:ResponseCode>"
+        "<t:MessageXml xmlns:t=\"" NS_T "\"><t:Value Name=\"Policy\">EWS</t:Value>"
+        "<t:Value Name=\"BackOffMilliseconds\">29930</t:Value></t:MessageXml></detail>"
+        "</s:Fault></s:Body></s:Envelope>";
+    CHECK (s_parse (fault3, strlen (fault3), &a, err, sizeof err) == 0 && a.fault
+           && strcmp (a.code, "ErrorServerBusy") == 0 && a.backoff_ms == 29930,
+           "BackOffMilliseconds of a throttling fault");
+    s_answer_free (&a);
+    const char *fault4 =
+        "<s:Envelope xmlns:s=\"" NS_S "\"><s:Body><s:Fault>"
+        "<faultcode xmlns:a=\"" NS_T "\">a:ErrorServerBusy</faultcode>"
+        "<detail><e:ResponseCode xmlns:e=\"" NS_E "\">ErrorServerBusy</e:ResponseCode>"
+        "<t:MessageXml xmlns:t=\"" NS_T "\">"
+        "<t:Value Name=\"BackOffMilliseconds\">999999999</t:Value></t:MessageXml></detail>"
+        "</s:Fault></s:Body></s:Envelope>";
+    CHECK (s_parse (fault4, strlen (fault4), &a, err, sizeof err) == 0
+           && a.backoff_ms == EWS_BACKOFF_MAX_MS, "a BackOffMilliseconds past 10 minutes is cut there");
     s_answer_free (&a);
     /* response message error, with a default-namespace prefix layout */
     const char *resp =

@@ -49,6 +49,10 @@ void cm_ews_set_sender (cm_ews_t *self, const char *email);
 /* The schema version in use ("Exchange2010_SP2", ...); while negotiating
    and before the first answer, the value that will be tried next. */
 const char *cm_ews_version (cm_ews_t *self);
+/* How long the last call's answer asked the client to wait before the
+   next (a throttling fault's BackOffMilliseconds, at most 10 minutes); 0
+   when it asked nothing. */
+long cm_ews_backoff_ms (cm_ews_t *self);
 
 /* TEST INBOUND: token (oauth2), then GetFolder of folder ("INBOX"/"inbox" ->
    distinguished inbox; other names -> FindFolder under msgfolderroot by

@@ -234,7 +234,8 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
         }
         if (rc) {
             atomic_fetch_add (&fetch_counters.errors, 1);
-            cm_warn (self->name, "cannot reach the mailbox: %s (retry in %ld ms)", err, backoff);
+            long nap = cm_ews_backoff_ms (ews) > backoff ? cm_ews_backoff_ms (ews) : backoff;
+            cm_warn (self->name, "cannot reach the mailbox: %s (retry in %ld ms)", err, nap);
             free (folder_id);
             free (processed_id);
             cm_route_ews_close (&oauth, &ews);
@@ -242,7 +243,7 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
                 cm_warn (self->name, "database session lost: giving up the lease");
                 return;
             }
-            worker_nap (self, backoff);
+            worker_nap (self, nap);
             backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
             continue;
         }
@@ -266,6 +267,7 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
                 continue;
             worker_nap (self, poll_ms);
         }
+        long wait_ms = cm_ews_backoff_ms (ews);   /* the server's, if it asked */
         free (folder_id);
         free (processed_id);
         cm_route_ews_close (&oauth, &ews);
@@ -274,6 +276,7 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
             return;
         }
         if (rc)
-            worker_session_lost (self, db, "Exchange connection", err, &backoff, retry_max);
+            worker_session_lost (self, db, "Exchange connection", err, wait_ms, &backoff,
+                                 retry_max);
     }
 }

@@ -64,10 +64,11 @@ int worker_session_up (worker_t *self, cm_db_t *db);
    fails before it is up, turns the route FAILED. The backoff starts again
    only after a session that was up for WORKER_STEADY_MS: a server that
    drops every session soon after it works is retried ever more slowly
-   (up to retry_max), as a failing one is. Naps the backoff. */
+   (up to retry_max), as a failing one is. Naps the backoff, or wait_ms
+   when the server asked for longer (Exchange's BackOffMilliseconds). */
 #define WORKER_STEADY_MS 60000
 void worker_session_lost (worker_t *self, cm_db_t *db, const char *what,
-                          const char *err, long *backoff, long retry_max);
+                          const char *err, long wait_ms, long *backoff, long retry_max);
 
 /* store.c */
 typedef struct {

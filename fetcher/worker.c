@@ -74,17 +74,18 @@ worker_session_up (worker_t *self, cm_db_t *db)
 
 void
 worker_session_lost (worker_t *self, cm_db_t *db, const char *what,
-                     const char *err, long *backoff, long retry_max)
+                     const char *err, long wait_ms, long *backoff, long retry_max)
 {
     atomic_fetch_add (&fetch_counters.errors, 1);
     if (self->up && s_now_ms () - self->session_start_ms >= WORKER_STEADY_MS)
         *backoff = retry_max < 1000 ? retry_max : 1000;
-    cm_warn (self->name, "%s lost: %s (retry in %ld ms)", what, err, *backoff);
+    long nap = wait_ms > *backoff ? wait_ms : *backoff;
+    cm_warn (self->name, "%s lost: %s (retry in %ld ms)", what, err, nap);
     if (self->up)
         store_last_error (db, self->route_id, err);
     else
         store_status (db, self->route_id, "FAILED", err);
-    worker_nap (self, *backoff);
+    worker_nap (self, nap);
     *backoff = *backoff * 2 > retry_max ? retry_max : *backoff * 2;
 }
 
@@ -510,7 +511,8 @@ s_run (void *arg)
             goto done;
         }
         if (rc)
-            worker_session_lost (self, db, "mailbox connection", err, &backoff, retry_max);
+            worker_session_lost (self, db, "mailbox connection", err, 0, &backoff,
+                                 retry_max);
     }
 done:
     if (atomic_load (&self->leased))

@@ -1709,7 +1709,7 @@ class EwsHandler(BaseHandler):
         app.stats.inc("versions", req_version)
         if app.injected(op):
             raise Fault("ErrorServerBusy", extra='<t:MessageXml xmlns:t="%s"><t:Value Name="BackOffMilliseconds">'
-                        '1000</t:Value></t:MessageXml>' % NS_T)
+                        '%d</t:Value></t:MessageXml>' % (NS_T, app.inject_backoff))
         if ns_of(op_el.tag) != NS_M:
             raise schema_fault("The element 'Body' in namespace '%s' has invalid child element '%s' in "
                                "namespace '%s'." % (NS_S, op, ns_of(op_el.tag)))
@@ -2277,10 +2277,12 @@ class ControlHandler(BaseHandler):
         return {"enabled": cfg.enabled, "advertise": cfg.advertise}
 
     def c_inject(self, method, q, body):
-        """Next COUNT requests of OPERATION get an ErrorServerBusy fault."""
+        """Next COUNT requests of OPERATION get an ErrorServerBusy fault,
+        asking the client to wait BACKOFF ms (BackOffMilliseconds, 1000)."""
         app = self.server.app
         with app.inject_lock:
             app.inject[q.get("operation", "*")] = int(q.get("count", "1"))
+            app.inject_backoff = int(q.get("backoff", "1000"))
         return {"inject": dict(app.inject)}
 
     def c_stats(self, method, q, body):
@@ -2325,6 +2327,7 @@ class App:
         self.sync_key = secrets.token_bytes(32)
         self.max_message = int(config_data.get("max_message_bytes", 35 * 1024 * 1024))
         self.inject = {}
+        self.inject_backoff = 1000
         self.inject_lock = threading.Lock()
         self.servers = []
 

@@ -226,14 +226,15 @@ reply_inc() { sql "SELECT 'INC-' || i.number FROM timeline t JOIN incidents i ON
 wait_until 20 sh -c "[ -n \"\$(psql -X -q -t -A \"$CASEMAIL_DB\" -c \"SELECT 1 FROM timeline WHERE message_id IN ('$RMID', '<$RMID>')\")\" ]"
 check_eq "a reply dropped into the mailbox lands on $INC" "$INC" "$(reply_inc)"
 
-# A request that fails after a whole pass (the server busy once): the
-# route signs in again and stays RUNNING, the reason as its last error.
+# A request that fails after a whole pass (the server busy once, asking
+# for 4 s): the route waits that long, signs in again and stays RUNNING,
+# the reason as its last error.
 # (The fault goes to the next request of any route: bulk's is the only
 # one left running.)
 route_stop mover
 wait_until 20 lease_free mover || not_ok "route mover's worker stopped" "its lease is still held"
 status_log_start
-ctl POST "inject?operation=SyncFolderItems&count=1" >/dev/null
+ctl POST "inject?operation=SyncFolderItems&count=1&backoff=4000" >/dev/null
 BMID="busy-$$-$RANDOM@outside.test"
 printf 'From: rep0@outside.test\r\nTo: ews1@contoso.test\r\nSubject: after a busy server\r\nMessage-ID: <%s>\r\nDate: Sat, 28 Nov 2026 12:40:00 +0000\r\n\r\nStill here.\r\n' "$BMID" > "$T/busy.eml"
 ctl POST "deliver?mailbox=ews1@contoso.test&folder=inbox" --data-binary @"$T/busy.eml" >/dev/null
@@ -242,7 +243,9 @@ if wait_until 30 sql_at_least 1 "SELECT count(*) FROM messages WHERE message_id 
 else not_ok "a server busy once: the mail after it comes in" "$("$CM" route show bulk --json | json '"%s %s" % (j["status"], j["last_error"])')"; fi
 check_eq "... the route RUNNING throughout" "" "$(status_log bulk)"
 check_contains "... the busy answer as its last error" "ErrorServerBusy" "$("$CM" route show bulk --json | json 'j["last_error"]')"
-check_contains "... and in the log" "bulk warn: Exchange connection lost: server busy" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+check_contains "... and in the log, waiting the 4 s the server asked for" \
+    "bulk warn: Exchange connection lost: server busy, try again later (ErrorServerBusy) (retry in 4000 ms)" \
+    "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
 status_log_stop
 
 # --- 6. no token, secret or password anywhere ------------------------
