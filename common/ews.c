@@ -355,6 +355,27 @@ s_attr (xmlNodePtr n, const char *name)
     return copy;
 }
 
+/* Throttling: the BackOffMilliseconds of a MessageXml (a fault's detail
+   has t:MessageXml, an error ResponseMessage m:MessageXml) as
+   <t:Value Name="BackOffMilliseconds">n</t:Value>; at most
+   EWS_BACKOFF_MAX_MS, 0 when there is none. */
+static long
+s_backoff (xmlNodePtr message_xml)
+{
+    long found = 0;
+    for (xmlNodePtr v = s_first (message_xml); v; v = s_next (v)) {
+        char *name = s_is (v, NS_T, "Value") ? s_attr (v, "Name") : NULL;
+        if (name && strcmp (name, "BackOffMilliseconds") == 0) {
+            char num [32];
+            s_text (v, num, sizeof num);
+            long ms = strtol (num, NULL, 10);
+            found = ms > 0 ? (ms > EWS_BACKOFF_MAX_MS ? EWS_BACKOFF_MAX_MS : ms) : 0;
+        }
+        free (name);
+    }
+    return found;
+}
+
 static void
 s_answer_free (s_answer_t *a)
 {
@@ -447,18 +468,7 @@ s_parse (const char *data, size_t len, s_answer_t *a, char *err, size_t errlen)
             const char *colon = strrchr (fc, ':');
             snprintf (a->code, sizeof a->code, "%s", colon ? colon + 1 : fc);
         }
-        /* throttling: <t:MessageXml><t:Value Name="BackOffMilliseconds">n */
-        xmlNodePtr mx = detail ? s_find (detail, NS_T, "MessageXml") : NULL;
-        for (xmlNodePtr v = mx ? s_first (mx) : NULL; v; v = s_next (v)) {
-            char *name = s_is (v, NS_T, "Value") ? s_attr (v, "Name") : NULL;
-            if (name && strcmp (name, "BackOffMilliseconds") == 0) {
-                char num [32];
-                s_text (v, num, sizeof num);
-                long ms = strtol (num, NULL, 10);
-                a->backoff_ms = ms > 0 ? (ms > EWS_BACKOFF_MAX_MS ? EWS_BACKOFF_MAX_MS : ms) : 0;
-            }
-            free (name);
-        }
+        a->backoff_ms = detail ? s_backoff (s_find (detail, NS_T, "MessageXml")) : 0;
         xmlNodePtr msg = detail ? s_find (detail, NS_E, "Message") : NULL;
         if (msg)
             s_text (msg, a->text, sizeof a->text);
@@ -487,6 +497,8 @@ s_message (s_answer_t *a, xmlNodePtr *msg, char *code, size_t codelen,
     s_text (s_child (m, NS_M, "MessageText"), text, textlen);
     bool error = cls && strcmp (cls, "Error") == 0;
     free (cls);
+    if (error)
+        a->backoff_ms = s_backoff (s_child (m, NS_M, "MessageXml"));
     if (!error && !*code)
         snprintf (code, codelen, "NoError");
     return error ? 1 : 0;
@@ -954,6 +966,8 @@ s_call1 (cm_ews_t *self, cm_buf_t *body, size_t cap, s_answer_t *a, xmlNodePtr *
         s_answer_free (a);
         return -1;
     }
+    if (rc > 0)
+        self->backoff_ms = a->backoff_ms;
     return rc;
 }
 
@@ -1819,6 +1833,19 @@ cm_ews_selftest (bool verbose)
         "</s:Fault></s:Body></s:Envelope>";
     CHECK (s_parse (fault4, strlen (fault4), &a, err, sizeof err) == 0
            && a.backoff_ms == EWS_BACKOFF_MAX_MS, "a BackOffMilliseconds past 10 minutes is cut there");
+    s_answer_free (&a);
+    const char *busy_msg =
+        "<s:Envelope xmlns:s=\"" NS_S "\"><s:Body><m:GetItemResponse xmlns:m=\"" NS_M "\""
+        " xmlns:t=\"" NS_T "\"><m:ResponseMessages><m:GetItemResponseMessage ResponseClass=\"Error\">"
+        "<m:MessageText>busy</m:MessageText><m:ResponseCode>ErrorServerBusy</m:ResponseCode>"
+        "<m:MessageXml><t:Value Name=\"BackOffMilliseconds\">5000</t:Value></m:MessageXml>"
+        "</m:GetItemResponseMessage></m:ResponseMessages></m:GetItemResponse></s:Body></s:Envelope>";
+    xmlNodePtr bm = NULL;
+    char bcode [64], btext [64];
+    CHECK (s_parse (busy_msg, strlen (busy_msg), &a, err, sizeof err) == 0
+           && s_message (&a, &bm, bcode, sizeof bcode, btext, sizeof btext) == 1
+           && strcmp (bcode, "ErrorServerBusy") == 0 && a.backoff_ms == 5000,
+           "BackOffMilliseconds of an error ResponseMessage");
     s_answer_free (&a);
     /* response message error, with a default-namespace prefix layout */
     const char *resp =

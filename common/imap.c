@@ -1737,7 +1737,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
     cm_buf_t buf;
     s_fetch_t meta;
     int rc = -1;
-    bool transferred = false;   /* a BODY[] went to the server */
+    bool rw = false;            /* a BODY[] went out on a read-write session */
     *data = NULL;
     *len = 0;
     *too_big = false;
@@ -1767,7 +1767,6 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
     curl_easy_setopt (self->body, CURLOPT_WRITEFUNCTION, s_write_body);
     curl_easy_setopt (self->body, CURLOPT_WRITEDATA, &buf);
     CURLcode crc = CURLE_OK;
-    transferred = true;
     for (int attempt = 0; attempt < 2; attempt++) {
         cm_buf_reset (&buf);
         self->body_ctx.errbuf [0] = 0;
@@ -1776,6 +1775,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
             break;
     }
     s_body_reconnected (self);
+    rw = rw || !self->body_ro;
     if (crc == CURLE_WRITE_ERROR && buf.overflow) {
         *too_big = true;
         *len = meta.has_size ? (size_t) meta.size : 0;
@@ -1793,6 +1793,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
             curl_easy_setopt (self->body, CURLOPT_WRITEDATA, &buf);
             crc = curl_easy_perform (self->body);
             s_body_reconnected (self);
+            rw = rw || !self->body_ro;
         }
     }
     if (crc == CURLE_REMOTE_FILE_NOT_FOUND) {
@@ -1840,6 +1841,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         cm_buf_reset (&buf);
         crc = curl_easy_perform (self->body);
         s_body_reconnected (self);
+        rw = rw || !self->body_ro;
         bool same = crc == CURLE_OK && buf.len == first_len
                     && memcmp (buf.data, first, first_len) == 0;
         free (first);
@@ -1865,16 +1867,20 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
 done:
     /* A body session libcurl had to open again is read-write, and its
        BODY[] sets \Seen, whether the fetch then went through or not (a
-       message the server fails to read mid-way is flagged all the same):
-       noted for cm_imap_restore_unseen(), so no message is marked before
-       it is committed. */
-    if (transferred && peek && !meta.seen && !self->body_ro
-        && s_note_unseen (self, uid) && rc == 0) {
-        snprintf (err, errlen, "out of memory");
-        free (*data);
-        *data = NULL;
-        *len = 0;
-        rc = -1;
+       message the server fails to read mid-way is flagged all the same,
+       and a NO, after which the session is EXAMINEd again, too): noted
+       for cm_imap_restore_unseen(), so no message is marked before it is
+       committed. */
+    if (rw && peek && !meta.seen && s_note_unseen (self, uid)) {
+        cm_warn (self->route, "out of memory: UID %" PRIu64 " may be left marked read"
+                 " until it is committed", uid);
+        if (rc == 0) {
+            snprintf (err, errlen, "out of memory");
+            free (*data);
+            *data = NULL;
+            *len = 0;
+            rc = -1;
+        }
     }
     cm_buf_free (&buf);
     return rc;

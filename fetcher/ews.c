@@ -261,7 +261,7 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
             bool more = false;
             rc = s_sync (self, db, ews, config, folder_id, processed_id, &more,
                          err, sizeof err);
-            if (!rc)
+            if (!rc && !s_stopping (self))     /* a sync cut short by a stop is none */
                 rc = worker_session_up (self, db);
             if (rc || more)
                 continue;

@@ -62,9 +62,10 @@ int worker_session_up (worker_t *self, cm_db_t *db);
    idle timeout or restart, an admin's kick. The route stays RUNNING,
    with err as its last error; only a failed login, or a session that
    fails before it is up, turns the route FAILED. The backoff starts again
-   only after a session that was up for WORKER_STEADY_MS: a server that
-   drops every session soon after it works is retried ever more slowly
-   (up to retry_max), as a failing one is. Naps the backoff, or wait_ms
+   only after a session that worked and lasted WORKER_STEADY_MS from its
+   login (so a long first import cut by the server counts): a server
+   that drops every session soon after it works is retried ever more
+   slowly (up to retry_max), as a failing one is. Naps the backoff, or wait_ms
    when the server asked for longer (Exchange's BackOffMilliseconds). */
 #define WORKER_STEADY_MS 60000
 void worker_session_lost (worker_t *self, cm_db_t *db, const char *what,

@@ -493,7 +493,7 @@ s_run (void *arg)
         long poll_ms = cm_route_int (config, "poll_interval") * 1000;
         while (!rc && !s_stopping (self)) {
             rc = s_sync (self, db, imap, config, err, sizeof err);
-            if (!rc)
+            if (!rc && !s_stopping (self))     /* a pass cut short by a stop is none */
                 rc = worker_session_up (self, db);
             if (rc)
                 break;

@@ -1707,9 +1707,10 @@ class EwsHandler(BaseHandler):
             app.stats.inc("version_refused", req_version)
             raise Fault("ErrorInvalidServerVersion")
         app.stats.inc("versions", req_version)
-        if app.injected(op):
+        backoff = app.injected(op)
+        if backoff is not None:
             raise Fault("ErrorServerBusy", extra='<t:MessageXml xmlns:t="%s"><t:Value Name="BackOffMilliseconds">'
-                        '%d</t:Value></t:MessageXml>' % (NS_T, app.inject_backoff))
+                        '%d</t:Value></t:MessageXml>' % (NS_T, backoff))
         if ns_of(op_el.tag) != NS_M:
             raise schema_fault("The element 'Body' in namespace '%s' has invalid child element '%s' in "
                                "namespace '%s'." % (NS_S, op, ns_of(op_el.tag)))
@@ -2281,8 +2282,9 @@ class ControlHandler(BaseHandler):
         asking the client to wait BACKOFF ms (BackOffMilliseconds, 1000)."""
         app = self.server.app
         with app.inject_lock:
-            app.inject[q.get("operation", "*")] = int(q.get("count", "1"))
-            app.inject_backoff = int(q.get("backoff", "1000"))
+            op = q.get("operation", "*")
+            app.inject[op] = int(q.get("count", "1"))
+            app.inject_backoff[op] = int(q.get("backoff", "1000"))
         return {"inject": dict(app.inject)}
 
     def c_stats(self, method, q, body):
@@ -2327,7 +2329,7 @@ class App:
         self.sync_key = secrets.token_bytes(32)
         self.max_message = int(config_data.get("max_message_bytes", 35 * 1024 * 1024))
         self.inject = {}
-        self.inject_backoff = 1000
+        self.inject_backoff = {}
         self.inject_lock = threading.Lock()
         self.servers = []
 
@@ -2337,12 +2339,14 @@ class App:
             self.logf.flush()
 
     def injected(self, op):
+        """The BackOffMilliseconds of a fault injected for this request of
+        op, or None when none is."""
         with self.inject_lock:
             for k in (op, "*"):
                 if self.inject.get(k, 0) > 0:
                     self.inject[k] -= 1
-                    return True
-        return False
+                    return self.inject_backoff.get(k, 1000)
+        return None
 
 
 def main(argv=None):
