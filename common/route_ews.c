@@ -96,7 +96,7 @@ cm_route_ews_test (const json_t *config, bool inbound, char *summary, size_t sum
             snprintf (err, errlen, "processed folder: %s", why);   /* why names it */
             rc = -1;
         }
-        else if (n < sumlen)
+        else
             snprintf (summary + n, sumlen - n, "; processed folder %s exists", processed);
         free (id);
     }

@@ -12,6 +12,7 @@
     working session that fails leaves it RUNNING (worker_session_lost).
     Retries back off, doubling to a cap. */
 #include "fetcher.h"
+#include "config.h"
 #include "log.h"
 #include "route.h"
 #include "route_ews.h"
@@ -22,11 +23,7 @@
 
 #define EWS_BATCH   100             /* items per SyncFolderItems and transaction */
 
-static bool
-s_stopping (worker_t *self)
-{
-    return self->stop || cm_server_stopping (self->srv);
-}
+#define s_stopping worker_stopping
 
 static bool
 s_verbose (const json_t *config)
@@ -109,8 +106,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_ews_t *ews, const json_t *config,
         char *err, size_t errlen)
 {
     const char *folder = cm_route_str (config, "folder");
-    const char *fm = getenv ("CASEMAIL_FETCH_MAX_BYTES");
-    size_t fetch_max = fm && atol (fm) > 0 ? (size_t) atol (fm) : (size_t) 64 << 20;
+    size_t fetch_max = (size_t) cm_config_env ("CASEMAIL_FETCH_MAX_BYTES", 64L << 20);
     char *state = NULL;
     *more = false;
     if (s_state (db, self->route_id, folder, &state))
@@ -204,8 +200,7 @@ void
 ews_run (worker_t *self, cm_db_t *db, const json_t *config)
 {
     char err [1024];
-    const char *v = getenv ("CASEMAIL_RETRY_MAX_MS");
-    long retry_max = v && atol (v) > 0 ? atol (v) : 15000;
+    long retry_max = cm_config_env ("CASEMAIL_RETRY_MAX_MS", 15000);
     long backoff = 1000;
     const char *folder = cm_route_str (config, "folder");
     const char *after = cm_route_str (config, "after_fetch");
@@ -233,18 +228,12 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
                 rc = cm_ews_folder_id (ews, pf, &processed_id, err, sizeof err);
         }
         if (rc) {
-            atomic_fetch_add (&fetch_counters.errors, 1);
-            long nap = cm_ews_backoff_ms (ews) > backoff ? cm_ews_backoff_ms (ews) : backoff;
-            cm_warn (self->name, "cannot reach the mailbox: %s (retry in %ld ms)", err, nap);
+            long wait_ms = cm_ews_backoff_ms (ews);   /* the server's, if it asked */
             free (folder_id);
             free (processed_id);
             cm_route_ews_close (&oauth, &ews);
-            if (!cm_db_intact (db) || store_status (db, self->route_id, "FAILED", err)) {
-                cm_warn (self->name, "database session lost: giving up the lease");
+            if (!worker_login_failed (self, db, err, wait_ms, &backoff, retry_max))
                 return;
-            }
-            worker_nap (self, nap);
-            backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
             continue;
         }
         s_version_used (self, db, ews);

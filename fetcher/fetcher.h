@@ -46,8 +46,18 @@ worker_t *worker_start (cm_server_t *srv, long long route_id, const char *name,
                         const char *version);
 /* Joins a finished (or stopping) worker and frees it. */
 void worker_destroy (worker_t **self_p);
+/* True when the worker is asked to stop (route stopped or changed, the
+   fetcher shutting down). */
+bool worker_stopping (worker_t *self);
 /* Sleeps up to ms, waking early when asked to stop. */
 void worker_nap (worker_t *self, long ms);
+/* A login (Exchange: a sign-in) failed with err: the route is FAILED with
+   it, and the worker naps the backoff (or wait_ms, when the server asked
+   for longer), which then doubles up to retry_max. False when the
+   worker's database session broke: the lease went with it, and the
+   worker must give the route up. */
+bool worker_login_failed (worker_t *self, cm_db_t *db, const char *err, long wait_ms,
+                          long *backoff, long retry_max);
 /* A mailbox session begins: logged in, not yet up. */
 void worker_session_begin (worker_t *self);
 /* The session has worked (a batch acknowledged, or the whole folder gone

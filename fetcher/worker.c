@@ -35,17 +35,34 @@ _Static_assert (BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "a batch's news must fit one
 
 fetch_counters_t fetch_counters;
 
-static bool
-s_stopping (worker_t *self)
+bool
+worker_stopping (worker_t *self)
 {
     return self->stop || cm_server_stopping (self->srv);
 }
+#define s_stopping worker_stopping
 
 void
 worker_nap (worker_t *self, long ms)
 {
     for (long slept = 0; slept < ms && !s_stopping (self); slept += 100)
         usleep (100 * 1000);
+}
+
+bool
+worker_login_failed (worker_t *self, cm_db_t *db, const char *err, long wait_ms,
+                     long *backoff, long retry_max)
+{
+    atomic_fetch_add (&fetch_counters.errors, 1);
+    long nap = wait_ms > *backoff ? wait_ms : *backoff;
+    cm_warn (self->name, "cannot reach the mailbox: %s (retry in %ld ms)", err, nap);
+    if (!cm_db_intact (db) || store_status (db, self->route_id, "FAILED", err)) {
+        cm_warn (self->name, "database session lost: giving up the lease");
+        return false;
+    }
+    worker_nap (self, nap);
+    *backoff = *backoff * 2 > retry_max ? retry_max : *backoff * 2;
+    return true;
 }
 
 static long long
@@ -474,14 +491,8 @@ s_run (void *arg)
         else
             imap = cm_imap_open (&srv, cm_route_str (config, "folder"), err, sizeof err);
         if (!imap) {
-            atomic_fetch_add (&fetch_counters.errors, 1);
-            cm_warn (self->name, "cannot reach the mailbox: %s (retry in %ld ms)", err, backoff);
-            if (!cm_db_intact (db) || store_status (db, self->route_id, "FAILED", err)) {
-                cm_warn (self->name, "database session lost: giving up the lease");
+            if (!worker_login_failed (self, db, err, 0, &backoff, retry_max))
                 goto done;
-            }
-            worker_nap (self, backoff);
-            backoff = backoff * 2 > retry_max ? retry_max : backoff * 2;
             continue;
         }
         cm_info (self->name, "logged in to %s://%s:%d, folder %s", srv.protocol, srv.host,
