@@ -61,6 +61,15 @@ check_contains "... the summary says the first move makes it" "processed folder 
 FOLDERS=$(curl -s --cacert "$CM_CA_FILE" -u "alice@$D:$ALICE_PW" "imaps://localhost:$CM_IMAPS_PORT/" -X 'LIST "" "*"')
 check_contains "alice's folders are listed" "INBOX" "$FOLDERS"
 check_lacks "... and the test did not make it" "Done$$" "$FOLDERS"
+# A processed folder that exists only as the parent of another (Dovecot
+# lists it \Noselect): it cannot take the moved mail, so the test fails.
+curl -s --cacert "$CM_CA_FILE" -u "alice@$D:$ALICE_PW" "imaps://localhost:$CM_IMAPS_PORT/" \
+    -X "CREATE Par$$/Child" >/dev/null
+check_contains "Par$$ is listed \\Noselect" '\Noselect' \
+    "$(curl -s --cacert "$CM_CA_FILE" -u "alice@$D:$ALICE_PW" "imaps://localhost:$CM_IMAPS_PORT/" -X "LIST \"\" Par$$")"
+inbound --password-env ALICE_PW "${IMAPS[@]}" --after-fetch move --processed-folder "Par$$"
+fails "inbound imaps, a processed folder that cannot hold messages" \
+    "processed folder Par$$ exists but cannot hold messages (\\Noselect)"
 
 # The summary counts the folder's messages: three in a folder of bob's
 # own (written straight into the Maildir; other tests' mailboxes untouched).

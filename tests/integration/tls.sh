@@ -6,7 +6,8 @@
 # private CA work; and a server with a UIDNEXT over 2^32 (--since), and
 # one whose RFC822.SIZE is not its messages' (and one whose bytes change
 # between two fetches), and a processed folder made by another client
-# meanwhile ([ALREADYEXISTS]). Users u20, u21, u27, u29, u30.
+# meanwhile ([ALREADYEXISTS]), and one that will not LIST the processed
+# folder. Users u20, u21, u27, u29, u30.
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
 cm_start || exit 1
@@ -192,3 +193,25 @@ check_contains "casemail asked to create it" "CREATE" "$(cat "$CM_WORK/tls-race.
 check_lacks "... and does not say it made it" "processed folder Handled did not exist" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
 check_eq "the route is RUNNING, with no error on the way" "RUNNING None" \
     "$("$CM" route show race --json | json '"%s %s" % (j["status"], j["last_error"])')"
+
+# A server that refuses to LIST the processed folder: `route test-inbound`
+# fails, naming the folder and the server's answer (the proxy answers NO
+# itself, so Dovecot never sees the LIST); the same route with a folder
+# the server lists passes through the same proxy.
+LP=$(free_port)
+mitm "127.0.0.1:$LP" "127.0.0.1:$CM_IMAP_PORT" refuse-list "$CM_WORK/tls-list.log"
+list_test() {
+    OUT=$(CM_PW=u30-pw-Secret1 "$CM" route test-inbound --email u30@example.test \
+        --username u30@example.test --password-env CM_PW --inbound-host 127.0.0.1 \
+        --inbound-protocol imap --inbound-port "$LP" --after-fetch move --processed-folder "$1" 2>&1)
+    RC=$?
+}
+list_test Refused
+check_eq "a processed folder the server will not list: the test fails" 1 "$RC"
+check_contains "... naming the folder and the answer" \
+    "processed folder Refused: LIST refused: " "$OUT"
+check_contains "... with the server's words" "LIST failed: internal error" "$OUT"
+check_contains "... and the proxy did refuse a LIST of it" 'LIST "" "Refused"' "$(cat "$CM_WORK/tls-list.log")"
+list_test Handled
+check_eq "... through the same proxy a listed folder passes" 0 "$RC"
+check_contains "... and is reported" "processed folder Handled exists" "$OUT"

@@ -23,6 +23,9 @@ In the IMAP modes a literal's bytes are passed through as they are
   create-race IMAP in clear, the server's OK to a CREATE made
               NO [ALREADYEXISTS] (the folder is made: as if another client
               had made it a moment before)
+  refuse-list IMAP in clear, a LIST of a folder whose name starts with
+              "Refused" answered NO by the proxy itself (the server never
+              sees it), as a server that will not list a folder
 Every byte the client sends is appended to the log file, so a test can
 prove that nothing (no LOGIN, no AUTH, no mail) went out in clear.
 Stops on SIGTERM. Writes its pid to --pid FILE when given.
@@ -46,6 +49,10 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates)
             tag = line.split(b" ")[0]
             inject(tag + b" BAD STARTTLS not available\r\n")
             continue
+        m = re.match(rb'^(\S+) LIST "[^"]*" "?Refused', line, re.I)
+        if mode == "refuse-list" and m:
+            inject(m.group(1) + b" NO [SERVERBUG] LIST failed: internal error\r\n")
+            continue
         if mode == "strip-smtp" and re.match(rb"^STARTTLS\r?\n$", line, re.I):
             inject(b"454 4.7.0 TLS not available\r\n")
             continue
@@ -66,7 +73,7 @@ async def handle(client_reader, client_writer, args):
     bodies = 0             # BODY[] literals seen on this connection
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates))
-    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race")
+    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list")
     try:
         while True:
             line = await server_reader.readline()
@@ -124,7 +131,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
