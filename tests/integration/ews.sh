@@ -248,6 +248,27 @@ check_contains "... and in the log, waiting the 4 s the server asked for" \
     "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
 status_log_stop
 
+# A sign-in that is itself throttled (the route's first GetFolder answered
+# busy, asking for 3 s): the route is FAILED with the cause, waits what
+# the server asked, signs in again and takes the mail.
+route_stop bulk
+wait_until 20 lease_free bulk || not_ok "route bulk's worker stopped" "its lease is still held"
+status_log_start
+ctl POST "inject?operation=GetFolder&count=1&backoff=3000" >/dev/null
+"$CM" route start bulk >/dev/null
+SMID="signin-$$-$RANDOM@outside.test"
+printf 'From: rep0@outside.test\r\nTo: ews1@contoso.test\r\nSubject: after a busy sign-in\r\nMessage-ID: <%s>\r\nDate: Sat, 28 Nov 2026 12:50:00 +0000\r\n\r\nStill here.\r\n' "$SMID" > "$T/signin.eml"
+ctl POST "deliver?mailbox=ews1@contoso.test&folder=inbox" --data-binary @"$T/signin.eml" >/dev/null
+if wait_until 30 sql_at_least 1 "SELECT count(*) FROM messages WHERE message_id IN ('$SMID', '<$SMID>') AND state <> 'fetched'"; then
+    ok "a throttled sign-in: the mail comes in once the route signs in again"
+else not_ok "a throttled sign-in: the mail comes in once the route signs in again" "$("$CM" route show bulk --json | json '"%s %s" % (j["status"], j["last_error"])')"; fi
+check_contains "... the route was FAILED, then RUNNING" "FAILED RUNNING" "$(status_log bulk)"
+check_contains "... its last error the busy answer" "ErrorServerBusy" "$("$CM" route show bulk --json | json 'j["last_error"]')"
+check_contains "... and it waited the 3 s the server asked for" \
+    "bulk warn: cannot reach the mailbox: server busy, try again later (ErrorServerBusy) (retry in 3000 ms)" \
+    "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+status_log_stop
+
 # --- 6. no token, secret or password anywhere ------------------------
 "$CM" route show bulk --json > "$T/api-bulk.json"; "$CM" route list --json > "$T/api-list.json"
 "$CM" route show ntlm2 --json > "$T/api-ntlm2.json"
