@@ -530,11 +530,24 @@ s_parse_fetch (const char *line, s_fetch_t *f)
         else if (strcasecmp (tok, "FLAGS") == 0) {
             if (s_token (&p, tok, sizeof tok) != T_LP)
                 return;
-            while ((t = s_token (&p, tok, sizeof tok)) == T_ATOM)
-                if (strcasecmp (tok, "\\Seen") == 0)
+            /* any keyword a client set: NIL is an atom there, and a
+               keyword has no length limit (one too long to keep is
+               skipped; it is not \Seen) */
+            while (1) {
+                const char *before = p;
+                t = s_token (&p, tok, sizeof tok);
+                if (t == T_RP)
+                    break;
+                if (t == T_ERR) {
+                    p = before;
+                    if (s_skip_value (&p))
+                        return;
+                }
+                else if (t == T_ATOM && strcasecmp (tok, "\\Seen") == 0)
                     got.seen = true;
-            if (t != T_RP)
-                return;
+                else if (t != T_ATOM && t != T_NIL && t != T_STRING)
+                    return;
+            }
         }
         else if (s_skip_value (&p))
             return;
@@ -1459,6 +1472,34 @@ s_fetch_meta (cm_imap_t *self, uint64_t uid, s_fetch_t *f, char *err,
     return r ? -1 : 0;
 }
 
+/* Is uid in the folder? Asked when no FETCH answer named it: expunged
+   meanwhile, or an answer this parser could not read. A SEARCH answer is
+   a plain list of numbers, so it settles which: a message is never taken
+   for gone (and skipped) on the strength of a parse. 1 yes, 0 no, -1
+   error with reason. */
+static int
+s_uid_exists (cm_imap_t *self, uint64_t uid, char *err, size_t errlen)
+{
+    char cmd [64];
+    snprintf (cmd, sizeof cmd, "UID SEARCH UID %" PRIu64, uid);
+    s_search_t s = { uid, NULL, 0, 0, false };
+    int r = s_command (self, cmd, LINE_CAP, s_on_search, &s, err, errlen);
+    bool there = false;
+    for (size_t i = 0; i < s.count; i++)
+        there = there || s.uids [i] == uid;
+    free (s.uids);
+    if (r == 0 && s.oom) {
+        snprintf (err, errlen, "out of memory");
+        r = -1;
+    }
+    if (r > 0) {
+        char why [300];
+        snprintf (why, sizeof why, "%s", err);
+        snprintf (err, errlen, "UID SEARCH UID %" PRIu64 " failed: %s", uid, why);
+    }
+    return r ? -1 : there;
+}
+
 static size_t
 s_write_body (char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -1745,8 +1786,20 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
     if (!s_cached_meta (self, uid, &meta) && s_fetch_meta (self, uid, &meta, err, errlen))
         goto done;
     if (!meta.found) {
-        rc = 2;
-        goto done;
+        int there = s_uid_exists (self, uid, err, errlen);
+        if (there <= 0) {
+            rc = there < 0 ? -1 : 2;
+            goto done;
+        }
+        /* there, but no answer named it in a form this parser reads: it
+           is fetched all the same (mail is never skipped for how a server
+           words its flags), without a size to check, and as unread: a
+           read-write body session's \Seen is taken off again until the
+           commit */
+        cm_warn (self->route, "UID %" PRIu64 ": the server's answer to UID FETCH (UID FLAGS"
+                 " RFC822.SIZE) could not be read; the message is fetched without its size",
+                 uid);
+        meta = (s_fetch_t) { .found = true, .uid = uid };
     }
     if (meta.has_size && max_bytes && meta.size > max_bytes && !self->size_unreliable) {
         *too_big = true;
@@ -1802,8 +1855,9 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen)
             || s_fetch_meta (self, uid, &meta, err, errlen))
             goto done;
-        if (!meta.found) {
-            rc = 2;
+        int there = meta.found ? 1 : s_uid_exists (self, uid, err, errlen);
+        if (there <= 0) {
+            rc = there < 0 ? -1 : 2;
             goto done;
         }
         snprintf (err, errlen, "UID %" PRIu64 " could not be fetched from "
@@ -2355,6 +2409,16 @@ cm_imap_selftest (bool verbose)
     s_parse_fetch ("* 4 FETCH (FLAGS (\\Recent \\Seen) RFC822.SIZE 10 "
                    "UID 42)", &f);
     CHECK (f.found && f.seen && f.size == 10);
+    /* any keyword: NIL, one longer than a token, a quoted one */
+    char odd [600];
+    snprintf (odd, sizeof odd, "* 5 FETCH (UID 42 FLAGS (NIL $%0300d \"q\" \\Seen)"
+              " RFC822.SIZE 7)", 0);
+    f = (s_fetch_t) { false, 42, false, false, 0 };
+    s_parse_fetch (odd, &f);
+    CHECK (f.found && f.seen && f.has_size && f.size == 7);
+    f = (s_fetch_t) { false, 42, false, false, 0 };
+    s_parse_fetch ("* 5 FETCH (UID 42 FLAGS (\\Seen \"unended) RFC822.SIZE 7)", &f);
+    CHECK (!f.found);
 
     /* NAMESPACE, with an extension in the shared namespace */
     s_ns_t ns;

@@ -7,7 +7,8 @@
 # one whose RFC822.SIZE is not its messages' (and one whose bytes change
 # between two fetches), and a processed folder made by another client
 # meanwhile ([ALREADYEXISTS]), and one that will not LIST the processed
-# folder. Users u20, u21, u27, u29, u30.
+# folder, and FETCH answers with odd flags or without their UID. Users
+# u20, u21, u27, u29, u30, u31, u32.
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
 cm_start || exit 1
@@ -215,3 +216,31 @@ check_contains "... and the proxy did refuse a LIST of it" 'LIST "" "Refused"' "
 list_test Handled
 check_eq "... through the same proxy a listed folder passes" 0 "$RC"
 check_contains "... and is reported" "processed folder Handled exists" "$OUT"
+
+# FETCH answers this parser cannot match to the message asked about are
+# never taken for "expunged meanwhile" (which skips the message): flags
+# holding NIL and a keyword of 300 characters (set by another client) are
+# read, and an answer without its UID item is settled by UID SEARCH: the
+# message is there, and is fetched without its size.
+odd_route() { # NAME USER MODE DESC
+    local src=$CM_WORK/tls-$1 port
+    python3 "$CM_TOP/tests/tools/mkmail.py" bulk 12 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "$1" >/dev/null
+    "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" "$2" INBOX -d "$src" >/dev/null
+    port=$(free_port)
+    mitm "127.0.0.1:$port" "127.0.0.1:$CM_IMAP_PORT" "$3" "$CM_WORK/tls-$1.log"
+    ODD_PORT=$port
+    mitm_route "$1" "$2" "$port" --after-fetch seen
+    route_takes "$1" 12 "$4: its 12 messages come in"
+    check_eq "... each stored as the server holds it" "$(file_shas "$src")" \
+        "$(sql "SELECT raw_sha256 FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = '$1') ORDER BY 1")"
+    if wait_until 20 sh -c "[ \"\$(curl -s --cacert '$CM_CA_FILE' -u '$2@example.test:$2-pw-Secret1' 'imaps://localhost:$CM_IMAPS_PORT/INBOX' -X 'SEARCH UNSEEN' | tr -d '\r' | sed -n 's/^\* SEARCH//p' | wc -w)\" = 0 ]"
+    then ok "... each acknowledged (seen)"; else not_ok "... each acknowledged (seen)" "$(unseen "$2") unread"; fi
+    check_eq "... the route RUNNING" "RUNNING" "$(route_status "$1")"
+}
+odd_route oddflags u31 odd-flags "FLAGS with NIL and a 300-character keyword"
+check_contains "... the proxy does send them" "FLAGS (NIL \$kkkk" \
+    "$(curl -s -u u31@example.test:u31-pw-Secret1 "imap://127.0.0.1:$ODD_PORT/INBOX" -X "FETCH 1 (UID FLAGS RFC822.SIZE)")"
+odd_route nouid u32 no-uid "FETCH answers without their UID"
+check_contains "... the fetcher says it fetched them without their size" \
+    "the server's answer to UID FETCH (UID FLAGS RFC822.SIZE) could not be read" \
+    "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"

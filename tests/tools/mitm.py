@@ -23,6 +23,12 @@ In the IMAP modes a literal's bytes are passed through as they are
   create-race IMAP in clear, the server's OK to a CREATE made
               NO [ALREADYEXISTS] (the folder is made: as if another client
               had made it a moment before)
+  odd-flags   IMAP in clear, FLAGS in every FETCH answer made to hold NIL
+              (an atom there) and a keyword of 300 characters (RFC 3501
+              sets keywords no length), as another client may have set
+  no-uid      IMAP in clear, the UID item taken out of every FETCH answer
+              that carries RFC822.SIZE: an answer the client cannot match
+              to the message it asked about
   refuse-list IMAP in clear, a LIST of a folder whose name starts with
               "Refused" answered NO by the proxy itself (the server never
               sees it), as a server that will not list a folder
@@ -73,7 +79,7 @@ async def handle(client_reader, client_writer, args):
     bodies = 0             # BODY[] literals seen on this connection
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates))
-    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list")
+    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid")
     try:
         while True:
             line = await server_reader.readline()
@@ -90,6 +96,10 @@ async def handle(client_reader, client_writer, args):
                 if args.mode == "changing" and re.search(rb"BODY\[\] \{\d+\}\r\n$", line):
                     bodies += 1
                     change = bodies % 2 == 0
+            elif args.mode == "odd-flags" and line.startswith(b"* ") and b" FETCH " in line:
+                line = line.replace(b"FLAGS (", b"FLAGS (NIL $" + b"k" * 300 + b" ", 1)
+            elif args.mode == "no-uid" and line.startswith(b"* ") and b"RFC822.SIZE" in line:
+                line = re.sub(rb"\bUID \d+ ?", b"", line, count=1)
             elif args.mode == "create-race":
                 tag = line.split(b" ", 1)[0]
                 if tag in creates and line[len(tag):].upper().startswith(b" OK"):
@@ -131,7 +141,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
