@@ -296,7 +296,9 @@ s_cut_line (cm_buf_t *in, size_t *hint, size_t cap, cm_buf_t *out)
         const char *lf = from < in->len
                        ? memchr (in->data + from, '\n', in->len - from) : NULL;
         if (!lf) {
-            *hint = in->len > seg ? in->len : seg;
+            /* past a literal, the search starts again at the line's start
+               (a resumed search would skip the LF that announced it) */
+            *hint = seg == 0 ? in->len : 0;
             if (in->len > seg && in->len - seg > cap)
                 return -1;
             return 0;
@@ -2374,6 +2376,13 @@ cm_imap_selftest (bool verbose)
     CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 1);
     CHECK (s_parse_list (line.data, &l) == 0 && l.sep == 0 && l.noselect
            && strcmp (l.name, "abcde") == 0);
+    /* the literal whole, the rest of its line in the next read */
+    cm_buf_append (&in, "* LIST () \"/\" {5}\r\nab\"cd", 25);
+    CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 0);
+    cm_buf_append (&in, "\r\n", 2);
+    CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 1);
+    CHECK (s_parse_list (line.data, &l) == 0 && l.sep == '/'
+           && strcmp (l.name, "ab\"cd") == 0 && in.len == 0);
     /* caps: an endless line and a huge literal break the session */
     cm_buf_reset (&in);
     hint = 0;
