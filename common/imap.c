@@ -2232,6 +2232,15 @@ cm_imap_wait (cm_imap_t *self, int timeout_ms, volatile int *stop, char *err,
                 return -1;
             }
         }
+        else if (r == 1 && strncmp (self->line.data, tag, taglen) == 0
+                 && self->line.data [taglen] == ' ') {
+            /* the server ended IDLE itself (its own time limit): no DONE
+               is owed, and the folder is looked at again */
+            cm_info (self->route, "%s ended IDLE: %.200s", self->host,
+                     self->line.data + taglen + 1);
+            self->new_mail = false;
+            return 1;
+        }
     }
     /* end IDLE; the answer must come back at once */
     if (s_send_line (self, "DONE")) {

@@ -7,8 +7,8 @@
 # one whose RFC822.SIZE is not its messages' (and one whose bytes change
 # between two fetches), and a processed folder made by another client
 # meanwhile ([ALREADYEXISTS]), and one that will not LIST the processed
-# folder, and FETCH answers with odd flags or without their UID. Users
-# u20, u21, u27, u29, u30, u31, u32.
+# folder, and FETCH answers with odd flags or without their UID, and one
+# that ends IDLE itself. Users u20, u21, u27, u29, u30, u31, u32, u33.
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
 cm_start || exit 1
@@ -243,4 +243,26 @@ check_contains "... the proxy does send them" "FLAGS (NIL \$kkkk" \
 odd_route nouid u32 no-uid "FETCH answers without their UID"
 check_contains "... the fetcher says it fetched them without their size" \
     "the server's answer to UID FETCH (UID FLAGS RFC822.SIZE) could not be read" \
+    "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+
+# A server that ends IDLE itself (its own time limit: a tagged OK the
+# client did not ask for with DONE): the fetcher looks at the folder
+# again and idles anew, so mail that arrives later still comes in at
+# once, not after its own re-check a minute on.
+src=$CM_WORK/tls-endidle
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 3 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix endidle >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u33 INBOX -d "$src" >/dev/null
+EP=$(free_port)
+mitm "127.0.0.1:$EP" "127.0.0.1:$CM_IMAP_PORT" end-idle "$CM_WORK/tls-endidle.log"
+mitm_route endidle u33 "$EP"
+route_takes endidle 3 "a server that ends IDLE itself: the folder's 3 messages come in"
+idles() { grep -c " IDLE" "$CM_WORK/tls-endidle.log"; }
+wait_until 20 sh -c "[ \$(grep -c ' IDLE' '$CM_WORK/tls-endidle.log') -ge 3 ]" \
+    || not_ok "the fetcher idles again after the server ended IDLE" "IDLE commands: $(idles)"
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 1 "$src-late" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix endidle-late >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u33 INBOX -d "$src-late" >/dev/null
+route_takes endidle 4 "... and a message that arrives later comes in"
+check_eq "... the route RUNNING, with no error" "RUNNING None" \
+    "$("$CM" route show endidle --json | json '"%s %s" % (j["status"], j["last_error"])')"
+check_contains "... the fetcher noted the server's end of IDLE" "127.0.0.1 ended IDLE: OK" \
     "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"

@@ -29,6 +29,10 @@ In the IMAP modes a literal's bytes are passed through as they are
   no-uid      IMAP in clear, the UID item taken out of every FETCH answer
               that carries RFC822.SIZE: an answer the client cannot match
               to the message it asked about
+  end-idle    IMAP in clear, every IDLE ended by the server a second after
+              it began (the proxy sends the server DONE itself, so the
+              client gets the tagged answer without asking), as servers
+              with their own IDLE time limit do
   refuse-list IMAP in clear, a LIST of a folder whose name starts with
               "Refused" answered NO by the proxy itself (the server never
               sees it), as a server that will not list a folder
@@ -41,7 +45,7 @@ import argparse, asyncio, os, re, signal, sys
 def strip_imap(line: bytes) -> bytes:
     return re.sub(rb" STARTTLS(?=[ \]\r])", b"", line)
 
-async def pipe_client(reader, writer, log, mode, server_writer, inject, creates):
+async def pipe_client(reader, writer, log, mode, server_writer, inject, creates, idle):
     while True:
         line = await reader.readline()
         if not line:
@@ -51,6 +55,19 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates)
         m = re.match(rb"^(\S+) CREATE ", line, re.I)
         if m:
             creates.add(m.group(1))
+        if mode == "end-idle":
+            m = re.match(rb"^(\S+) IDLE\r?\n$", line, re.I)
+            if m:
+                idle["tag"] = m.group(1)
+                async def end_later(tag=m.group(1)):
+                    await asyncio.sleep(1.0)
+                    if idle.get("tag") == tag:
+                        idle["tag"] = None
+                        server_writer.write(b"DONE\r\n")
+                        await server_writer.drain()
+                asyncio.ensure_future(end_later())
+            elif re.match(rb"^DONE\r?\n$", line, re.I):
+                idle["tag"] = None
         if mode == "strip-imap" and re.match(rb"^\S+ STARTTLS\r?\n$", line, re.I):
             tag = line.split(b" ")[0]
             inject(tag + b" BAD STARTTLS not available\r\n")
@@ -78,8 +95,8 @@ async def handle(client_reader, client_writer, args):
     creates = set()        # tags of the client's CREATE commands
     bodies = 0             # BODY[] literals seen on this connection
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
-                                             server_writer, inject, creates))
-    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid")
+                                             server_writer, inject, creates, {}))
+    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle")
     try:
         while True:
             line = await server_reader.readline()
@@ -141,7 +158,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
