@@ -986,9 +986,11 @@ s_on_list (cm_imap_t *self, const char *line, void *arg)
     s_list_t got;
     if (s_parse_list (line, &got))
         return;
-    /* LIST "" "" answers with an empty name; a wildcard in a folder name
-       may list others: only the exact name counts */
-    if (q->want [0] == 0 ? got.name [0] == 0 : s_name_eq (got.name, q->want)) {
+    /* LIST "" "" answers with the hierarchy's root name, usually empty
+       (RFC 3501 6.3.8): its one answer gives the separator whatever the
+       name; a wildcard in a folder name may list others: only the exact
+       name counts */
+    if (q->want [0] == 0 ? !q->found : s_name_eq (got.name, q->want)) {
         q->found = true;
         q->info = got;
     }
@@ -1370,8 +1372,8 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, uint64_t to_uid,
     }
     if (from_uid == 0)
         from_uid = 1;
-    if (to_uid && to_uid < from_uid)
-        return 0;
+    if ((to_uid && to_uid < from_uid) || from_uid > UINT32_MAX)
+        return 0;           /* a UID is a 32-bit number: none after 2^32 - 1 */
     /* the server shows new messages to a session only at a sync point
        (Dovecot: after the command that noticed them): NOOP first */
     if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen) < 0)
@@ -2385,6 +2387,11 @@ cm_imap_selftest (bool verbose)
     CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 1);
     CHECK (s_parse_list (line.data, &l) == 0 && l.sep == 0 && l.noselect
            && strcmp (l.name, "abcde") == 0);
+    /* LIST "" "": the separator whatever the root name */
+    s_listq_t rootq = { .want = "" };
+    s_on_list (NULL, "* LIST (\\Noselect) \".\" \"#mail\"", &rootq);
+    s_on_list (NULL, "* LIST (\\Noselect) \"/\" \"\"", &rootq);
+    CHECK (rootq.found && rootq.info.sep == '.');
     /* the literal whole, the rest of its line in the next read */
     cm_buf_append (&in, "* LIST () \"/\" {5}\r\nab\"cd", 25);
     CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 0);
