@@ -1389,8 +1389,9 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, uint64_t to_uid,
        to 64 times: an answer never holds more than 64 * max_uids UIDs,
        however big the folder. A folder of at most max_uids messages
        cannot answer more than that: one open-ended search, no FETCH *.
-       So does a server that refuses FETCH *, or answers a UID over
-       2^32 - 1 (RFC 3501: a UID is a 32-bit number). */
+       So does a server that answers a UID over 2^32 - 1 (RFC 3501: a UID
+       is a 32-bit number), or refuses FETCH * and sent no UIDNEXT. A
+       window never spans more than SEARCH_CAP allows. */
     uint64_t last = 0;
     int r = 1;
     if (max_uids && self->exists > max_uids) {
@@ -1403,18 +1404,30 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, uint64_t to_uid,
             last = 0;
         if (r == 0 && last && last < from_uid)
             return 0;
+        /* FETCH * refused: windows up to the SELECT's UIDNEXT, the last
+           one open-ended (mail may have come since) */
+        if (r > 0 && self->uidnext > from_uid && self->uidnext - 1 <= UINT32_MAX)
+            last = self->uidnext - 1;
+        else if (r > 0)
+            last = 0;
         if (to_uid && last > to_uid)
             last = to_uid;
     }
+    bool open_end = r > 0 && !to_uid;
     s_search_t s = { from_uid, NULL, 0, 0, false };
     int rc = 0;
-    if (r > 0 || last == 0)
+    /* a window's answer stays within SEARCH_CAP: at most 11 bytes a UID */
+    uint64_t widest = (uint64_t) max_uids * 64;
+    if (widest > SEARCH_CAP / 11)
+        widest = SEARCH_CAP / 11;
+    if (last == 0)
         rc = s_search_range (self, from_uid, to_uid, date, &s, err, errlen);
     else
         for (uint64_t lo = from_uid, width = max_uids; lo <= last && rc == 0; ) {
             uint64_t hi = last - lo < width - 1 ? last : lo + width - 1;
             size_t before = s.count;
-            rc = s_search_range (self, lo, hi, date, &s, err, errlen);
+            rc = s_search_range (self, lo, hi == last && open_end ? 0 : hi, date, &s,
+                                 err, errlen);
             if (rc || hi == last)
                 break;
             lo = hi + 1;
@@ -1422,8 +1435,8 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, uint64_t to_uid,
                 self->new_mail = true;      /* more windows: the next wait returns at once */
                 break;
             }
-            if (s.count - before < max_uids / 2 && width < (uint64_t) max_uids * 64)
-                width *= 2;
+            if (s.count - before < max_uids / 2 && width < widest)
+                width = width * 2 < widest ? width * 2 : widest;
         }
     if (rc) {
         free (s.uids);

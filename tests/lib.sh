@@ -64,8 +64,22 @@ cm_start() {
     export CASEMAIL_DB="host=$CM_PG_HOST port=$CM_PG_PORT dbname=$db user=casemail"
     "$CM" up > "$CM_WORK/$CM_TEST.up.log" 2>&1 || { not_ok "casemail up" "$(tail -5 "$CM_WORK/$CM_TEST.up.log")"; return 1; }
 }
-cm_stop() { "$CM" down >/dev/null 2>&1 || true; }
+cm_stop() { mitm_stop; "$CM" down >/dev/null 2>&1 || true; }
 trap cm_stop EXIT
+
+# free_port: a loopback port nothing listens on (bound then released).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# mitm LISTEN UPSTREAM MODE LOG: tests/tools/mitm.py in the background
+# (its modes are in its header), listening when this returns; cm_stop
+# stops every one started.
+CM_MITM_PIDS=()
+mitm() {
+    python3 "$CM_TOP/tests/tools/mitm.py" --listen "$1" --upstream "$2" --mode "$3" --log "$4" &
+    CM_MITM_PIDS+=($!)
+    local port=${1##*:} host=${1%:*}
+    wait_until 10 python3 -c "import socket; socket.create_connection(('$host', $port), 1)"
+}
+mitm_stop() { local p; for p in "${CM_MITM_PIDS[@]}"; do kill "$p" 2>/dev/null; done; CM_MITM_PIDS=(); }
 
 # route_add NAME USER [OPTIONS...]: a route on USER@example.test over
 # IMAPS and SMTP submission (STARTTLS, AUTH) of the test stack.

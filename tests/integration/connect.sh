@@ -14,8 +14,7 @@ D=$CM_MAIL_DOMAIN
 PREFIX="Failed to test Service connectivity:"
 export ALICE_PW="alice-pw-Secret1" BAD_PW="not-alice-pw-9" BOB_PW="bob-pw-Secret1"
 
-# A port nothing listens on (bound then released).
-FREE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+FREE_PORT=$(free_port)
 
 # inbound DESC ARGS...: unsaved inbound test of alice with ARGS.
 inbound() { run_cm route test-inbound --email "alice@$D" --username "alice@$D" "$@"; }

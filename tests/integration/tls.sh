@@ -13,16 +13,6 @@
 export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
 cm_start || exit 1
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mitm_pids=()
-mitm() { # LISTEN UPSTREAM MODE LOG
-    python3 "$CM_TOP/tests/tools/mitm.py" --listen "$1" --upstream "$2" --mode "$3" --log "$4" &
-    mitm_pids+=($!)
-    local port=${1##*:} host=${1%:*}
-    wait_until 10 python3 -c "import socket; socket.create_connection(('$host', $port), 1)"
-}
-cleanup() { for p in "${mitm_pids[@]}"; do kill "$p" 2>/dev/null; done; cm_stop; }
-trap cleanup EXIT
 
 IMAP_LOG=$CM_WORK/tls-imap-client.log
 SMTP_LOG=$CM_WORK/tls-smtp-client.log

@@ -5,7 +5,7 @@
 # Then a folder searched in windows of UIDs (CASEMAIL_SEARCH_UIDS, made 7
 # here for every part): long gaps, no open-ended search (user u13), and
 # --since over windows, and a first pass cut short keeping its --since
-# limit (user u14).
+# limit (user u14), and a server that refuses FETCH * (user u34).
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEARCH_UIDS=7
 cm_start || exit 1
@@ -78,6 +78,38 @@ case " $widths " in
     *) not_ok "windows of 7 UIDs, doubled across the gap" "widths: $widths" ;;
 esac
 [ "$(echo "$widths" | awk '{print $NF}')" -le 448 ] && ok "no window over 64 x 7 UIDs" || not_ok "no window over 64 x 7 UIDs" "widths: $widths"
+
+# A server that will not answer FETCH * (the last message's UID): the
+# windows run up to the UIDNEXT the server gave at SELECT, the last one
+# open-ended (mail may have come since). 30 messages of u34 through a
+# man in the middle that answers FETCH * with NO; then 2 more.
+mkdir -p "$src/f1" "$src/f2"
+for i in $(seq -w 1 32); do
+    d=$src/f1; [ "$i" -gt 30 ] && d=$src/f2
+    printf 'From: r@outside.test\r\nTo: u34@example.test\r\nSubject: star %s\r\nMessage-ID: <star.%s@outside.test>\r\n\r\nbody %s\r\n' $i $i $i > "$d/$i.eml"
+done
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u34 INBOX -d "$src/f1" >/dev/null
+FP=$(free_port)
+mitm "127.0.0.1:$FP" "127.0.0.1:$CM_IMAP_PORT" refuse-fetch-star "$CM_WORK/uidv-star.log"
+CM_PW=u34-pw-Secret1 "$CM" route add star --email u34@example.test --username u34@example.test \
+    --password-env CM_PW --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$FP" \
+    --outbound-host localhost --outbound-protocol smtps --outbound-port "$CM_SMTPS_PORT" \
+    --ca-file "$CM_CA_FILE" --kind ingest --after-fetch keep --log-level verbose >/dev/null
+"$CM" route start star >/dev/null
+F="route_id = (SELECT id FROM routes WHERE name = 'star')"
+wait_until 30 sql_at_least 30 "SELECT count(*) FROM messages WHERE $F AND state <> 'fetched'"
+check_contains "the fetcher asked FETCH * and the proxy refused it" "FETCH * (UID)" "$(cat "$CM_WORK/uidv-star.log")"
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u34 INBOX -d "$src/f2" >/dev/null
+wait_until 30 sql_at_least 32 "SELECT count(*) FROM messages WHERE $F AND state <> 'fetched'"
+check_eq "FETCH * refused: the folder's 32 messages, each stored once" \
+    "32 $(seq -w 1 32 | paste -sd ' ')" \
+    "$(sql "SELECT count(*) || ' ' || string_agg(substr(subject, 6), ' ' ORDER BY subject) FROM messages WHERE $F")"
+searches=$(grep -h " star trace: C: .* UID SEARCH UID" "$CASEMAIL_HOME"/log/fetcher-*.log \
+           | grep -o 'UID SEARCH UID [0-9:*]*' | sed 's/UID SEARCH UID //' | paste -sd ' ')
+case " $searches " in
+    *" 1:7 8:14 "*"29:* "*) ok "... searched in windows of 7 UIDs up to UIDNEXT, the last open-ended ($searches)" ;;
+    *) not_ok "... searched in windows of 7 UIDs up to UIDNEXT, the last open-ended" "searches: $searches" ;;
+esac
 
 # ---------------------------------------------------------------- --since
 # --since limits the whole first pass, window after window, not only its

@@ -29,6 +29,9 @@ In the IMAP modes a literal's bytes are passed through as they are
   no-uid      IMAP in clear, the UID item taken out of every FETCH answer
               that carries RFC822.SIZE: an answer the client cannot match
               to the message it asked about
+  refuse-fetch-star  IMAP in clear, "FETCH * (UID)" (the last message's
+              UID) answered NO by the proxy itself, as a server that will
+              not take "*" there
   end-idle    IMAP in clear, every IDLE ended by the server a second after
               it began (the proxy sends the server DONE itself, so the
               client gets the tagged answer without asking), as servers
@@ -55,6 +58,10 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
         m = re.match(rb"^(\S+) CREATE ", line, re.I)
         if m:
             creates.add(m.group(1))
+        m = re.match(rb"^(\S+) FETCH \* ", line, re.I)
+        if mode == "refuse-fetch-star" and m:
+            inject(m.group(1) + b" NO FETCH * not supported here\r\n")
+            continue
         if mode == "end-idle":
             m = re.match(rb"^(\S+) IDLE\r?\n$", line, re.I)
             if m:
@@ -96,7 +103,7 @@ async def handle(client_reader, client_writer, args):
     bodies = 0             # BODY[] literals seen on this connection
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, {}))
-    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle")
+    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
     try:
         while True:
             line = await server_reader.readline()
@@ -158,7 +165,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
