@@ -519,6 +519,26 @@ s_transient_code (const char *code)
     return false;
 }
 
+/* An error code of one item, not of the server or the route: not
+   transient, and not one that every item would get as well (the folder
+   or the mailbox gone, no rights, a full mailbox). The route goes on past
+   such an item. */
+static bool
+s_item_code (const char *code)
+{
+    static const char *route_wide [] = {
+        "ErrorToFolderNotFound", "ErrorFolderNotFound", "ErrorAccessDenied",
+        "ErrorQuotaExceeded", "ErrorNonExistentMailbox", "ErrorMailboxConfiguration",
+        "ErrorImpersonationDenied", "ErrorInvalidRequest", "ErrorInvalidSchemaVersionForMailboxVersion",
+    };
+    if (s_transient_code (code))
+        return false;
+    for (size_t i = 0; i < sizeof route_wide / sizeof route_wide [0]; i++)
+        if (strcmp (code, route_wide [i]) == 0)
+            return false;
+    return true;
+}
+
 /* Reason for a response or fault code. what names the object (folder). */
 static void
 s_code_reason (cm_ews_t *self, const char *code, const char *text, const char *what,
@@ -1500,7 +1520,7 @@ cm_ews_sync (cm_ews_t *self, const char *folder_id, const char *sync_state, int 
         }
         (*items) [(*n)++] = it;
     }
-    *more = strcmp (last, "false") == 0;
+    *more = strcmp (last, "false") == 0 || strcmp (last, "0") == 0;   /* xs:boolean */
     rc = 0;
 done:
     if (state)
@@ -1589,16 +1609,25 @@ cm_ews_get_mime (cm_ews_t *self, cm_ews_item_t *item, size_t max_bytes, char **d
         else
             s_code_reason (self, code, text, NULL, err, errlen);
         s_answer_free (&a);
-        return rc == 1 && strcmp (code, "ErrorItemNotFound") == 0 ? 2 : -1;
+        if (rc == 1 && strcmp (code, "ErrorItemNotFound") == 0)
+            return 2;
+        /* an error of this item (a contact or task in the folder:
+           ErrorUnsupportedMimeConversion), not of the server */
+        return rc == 1 && s_item_code (code) ? 3 : -1;
     }
     s_take_id (msg, item);
     xmlNodePtr mc = s_find (msg, NS_T, "MimeContent");
     xmlChar *b64 = mc ? xmlNodeGetContent (mc) : NULL;
-    rc = -1;
+    rc = 3;                     /* the answer came: what is wrong is this item's */
     if (!b64)
         snprintf (err, errlen, "GetItem answer without MimeContent");
     else if (s_b64_decode ((const char *) b64, strlen ((const char *) b64), data, len))
         snprintf (err, errlen, "MimeContent is not valid base64");
+    else if (*len == 0) {
+        free (*data);
+        *data = NULL;
+        snprintf (err, errlen, "GetItem answer with an empty MimeContent");
+    }
     else if (*len > max_bytes) {
         free (*data);
         *data = NULL;
@@ -1663,7 +1692,7 @@ cm_ews_mark_read (cm_ews_t *self, cm_ews_item_t *item, char *err, size_t errlen)
                 return ir;
             continue;
         }
-        return -1;                  /* err says why */
+        return s_item_code (code) ? 3 : -1;    /* err says why */
     }
     return -1;
 }
@@ -1688,7 +1717,7 @@ cm_ews_move (cm_ews_t *self, cm_ews_item_t *item, const char *folder_id, char *e
     int rc = s_operation (self, &b, "(move target)", "ErrorItemNotFound", &a, &msg, code,
                           sizeof code, err, errlen);
     if (rc)
-        return rc == 2 ? 2 : -1;
+        return rc == 2 ? 2 : rc == 1 && s_item_code (code) ? 3 : -1;
     s_take_id (msg, item);      /* the moved item's new id */
     s_answer_free (&a);
     return 0;

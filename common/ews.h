@@ -82,15 +82,20 @@ int cm_ews_sync (cm_ews_t *self, const char *folder_id, const char *sync_state, 
                  char *err, size_t errlen);
 /* GetItem with MimeContent: the raw RFC 822 bytes (base64-decoded, *data
    NUL-terminated), 0. 1 = bigger than max_bytes (*len = its size, nothing
-   kept). 2 = ErrorItemNotFound. -1 error. Updates item->change_key. */
+   kept). 2 = ErrorItemNotFound. 3 = this item cannot be had as MIME (an
+   error of the item, not of the server: ErrorUnsupportedMimeConversion,
+   no or empty MimeContent; reason in err). -1 error. Updates
+   item->change_key. */
 int cm_ews_get_mime (cm_ews_t *self, cm_ews_item_t *item, size_t max_bytes, char **data,
                      size_t *len, char *err, size_t errlen);
 /* UpdateItem IsRead=true with the current ChangeKey (on a stale key the key
    is fetched again and the update retried once). 0 ok (item->change_key
-   updated), 2 item gone, -1 error. */
+   updated), 2 item gone, 3 the server refused it for this item (an error
+   that is not transient; reason in err), -1 error. */
 int cm_ews_mark_read (cm_ews_t *self, cm_ews_item_t *item, char *err, size_t errlen);
 /* MoveItem to folder_id. 0 ok (item gets its new id and key: a moved item
-   has a new ItemId), 2 item gone (already moved), -1 error. */
+   has a new ItemId), 2 item gone (already moved), 3 refused for this item
+   (not transient; reason in err), -1 error. */
 int cm_ews_move (cm_ews_t *self, cm_ews_item_t *item, const char *folder_id,
                  char *err, size_t errlen);
 /* CreateItem SendAndSaveCopy into sentitems with the message as MimeContent.

@@ -212,8 +212,13 @@ s_parse_token (const char *body, size_t len, char **token, int64_t *lifetime_ms)
     long long secs = -1;
     if (json_is_integer (exp))
         secs = json_integer_value (exp);
+    else if (json_is_real (exp))
+        secs = (long long) json_real_value (exp);
     else if (json_is_string (exp))         /* v1 endpoints send a string */
         secs = strtoll (json_string_value (exp), NULL, 10);
+    else if (!exp)
+        secs = 3600;    /* only RECOMMENDED (RFC 6749 5.1): an hour, and a
+                           token refused before then is fetched anew */
     int rc = -1;
     if (tok && *tok && strlen (tok) < 16384 && secs > 0 && secs < 86400 * 7
         && (!type || strcasecmp (type, "Bearer") == 0)) {
@@ -541,6 +546,16 @@ cm_oauth_selftest (bool verbose)
     const char *str = "{\"token_type\":\"Bearer\",\"expires_in\":\"60\",\"access_token\":\"x.y.z\"}";
     CHECK (s_parse_token (str, strlen (str), &tok, &life) == 0 && life == 60000,
            "expires_in as a string");
+    free (tok);
+    tok = NULL;
+    const char *real = "{\"token_type\":\"Bearer\",\"expires_in\":3599.0,\"access_token\":\"x.y.z\"}";
+    CHECK (s_parse_token (real, strlen (real), &tok, &life) == 0 && life == 3599000,
+           "expires_in as a JSON decimal");
+    free (tok);
+    tok = NULL;
+    const char *none = "{\"token_type\":\"Bearer\",\"access_token\":\"x.y.z\"}";
+    CHECK (s_parse_token (none, strlen (none), &tok, &life) == 0 && life == 3600000,
+           "no expires_in (RFC 6749: only recommended): an hour");
     free (tok);
     tok = NULL;
     const char *bad [] = {

@@ -52,16 +52,26 @@ s_state (cm_db_t *db, long long route_id, const char *folder, char **state)
 }
 
 /* Acknowledges one committed item as the route says. 0 ok (or already
-   gone), -1 error. */
+   gone, or refused for this item alone: it is stored, so the route goes
+   on, the item left as it is, the reason its last error), -1 error. */
 static int
-s_ack (worker_t *self, cm_ews_t *ews, const char *after, const char *processed_id,
-       cm_ews_item_t *item, char *err, size_t errlen)
+s_ack (worker_t *self, cm_db_t *db, cm_ews_t *ews, const char *after,
+       const char *processed_id, cm_ews_item_t *item, char *err, size_t errlen)
 {
     int rc = 0;
     if (strcmp (after, "seen") == 0)
         rc = cm_ews_mark_read (ews, item, err, errlen);
     else if (strcmp (after, "move") == 0 && processed_id)
         rc = cm_ews_move (ews, item, processed_id, err, errlen);
+    if (rc == 3) {
+        char why [1200];
+        snprintf (why, sizeof why, "an item could not be %s: %s; it is stored, and left in"
+                  " the mailbox as it is", strcmp (after, "seen") == 0 ? "marked read"
+                  : "moved", err);
+        cm_warn (self->name, "%s", why);
+        store_last_error (db, self->route_id, why);
+        return 0;
+    }
     if (rc < 0)
         cm_warn (self->name, "acknowledging an item: %s", err);
     return rc < 0 ? -1 : 0;
@@ -90,7 +100,7 @@ s_reacknowledge (worker_t *self, cm_db_t *db, cm_ews_t *ews, const json_t *confi
     int rc = 0;
     for (int i = 0; i < PQntuples (res) && !rc && !s_stopping (self); i++) {
         cm_ews_item_t item = { strdup (PQgetvalue (res, i, 0)), NULL };
-        rc = s_ack (self, ews, after, processed_id, &item, err, errlen);
+        rc = s_ack (self, db, ews, after, processed_id, &item, err, errlen);
         free (item.item_id);
         free (item.change_key);
     }
@@ -154,6 +164,18 @@ s_sync (worker_t *self, cm_db_t *db, cm_ews_t *ews, const json_t *config,
             cm_warn (self->name, "an item is %zu bytes, over the fetch limit: recorded as"
                      " rejected and left in the mailbox", m->len);
         }
+        if (g == 3) {
+            /* an item Exchange cannot give as MIME (a contact, a task):
+               recorded rejected with the reason, left in the mailbox, and
+               the route goes on past it */
+            char why [1200];
+            snprintf (why, sizeof why, "Exchange could not give this item as a message: %s;"
+                      " it was left in the mailbox", err);
+            m->raw = NULL;
+            m->len = 0;
+            m->reason = strdup (why);
+            cm_warn (self->name, "an item is recorded as rejected: %s", why);
+        }
         m->uid = i;                         /* index into items */
         ids [k] = items [i].item_id;
         k++;
@@ -175,10 +197,13 @@ s_sync (worker_t *self, cm_db_t *db, cm_ews_t *ews, const json_t *config,
         const char *after = cm_route_str (config, "after_fetch");
         for (size_t j = 0; j < k && rc == 0; j++)   /* committed: acknowledge all */
             if (msgs [j].raw && after)
-                rc = s_ack (self, ews, after, processed_id, &items [msgs [j].uid], err, errlen);
+                rc = s_ack (self, db, ews, after, processed_id, &items [msgs [j].uid], err,
+                            errlen);
     }
-    for (size_t j = 0; j < k; j++)
+    for (size_t j = 0; j < k; j++) {
         free (msgs [j].raw);
+        free (msgs [j].reason);
+    }
     free (msgs);
     free (ids);
     cm_ews_item_free (items, n);

@@ -87,6 +87,7 @@ typedef struct {
     char *raw;                  /* NULL when over the fetch limit (or once sent) */
     size_t len;                 /* bytes, or the announced size */
     bool over_limit;            /* recorded rejected, left in the mailbox */
+    char *reason;               /* raw NULL for another cause: why (malloc'd) */
 } fetched_t;
 /* Reads the cursor of (route, folder): 0 with uidvalidity, last_uid and
    since_top (all 0 when the route has none yet), and whether a --since

@@ -174,6 +174,8 @@ s_rows_build (rows_t *r, const fetched_t *msgs, char *const *item_ids, size_t n,
             cm_sha256_hex (m->raw, m->len, sha [i]);
             store_message_id (m->raw, m->len, mid [i], sizeof mid [i]);
         }
+        else if (m->reason)
+            snprintf (reason, sizeof reason, "%s", m->reason);
         else
             snprintf (reason, sizeof reason, "message is %zu bytes, over the %zu-byte"
                       " fetch limit; it was left in the mailbox", m->len, fetch_max);

@@ -273,6 +273,8 @@ MESSAGES = {
         "ExchangeImpersonation SOAP header must be present for this type of OAuth token.",
     "ErrorImpersonateUserDenied": "The account does not have permission to impersonate the requested user.",
     "ErrorServerBusy": "The server cannot service this request right now. Try again later.",
+    "ErrorUnsupportedMimeConversion": "Mime conversion is not supported for this item type.",
+    "ErrorInvalidPropertySet": "Set action is invalid for property.",
     "ErrorMoveCopyFailed": "The move or copy operation failed.",
     "ErrorMessageSizeExceeded": "The message exceeds the maximum supported size.",
     "ErrorSchemaValidation": "The request failed schema validation.",
@@ -378,8 +380,19 @@ def change_key_valid(ck):
     return len(raw) == len(CK_PREFIX) + 8 and raw.startswith(CK_PREFIX)
 
 
+# An item's class decides its element and what EWS can do with it: only
+# messages (IPM.Note, meeting messages) have message:IsRead to set; a
+# contact or a task has no MIME form (ErrorUnsupportedMimeConversion).
+ITEM_ELEMENTS = {"IPM.Contact": "Contact", "IPM.Task": "Task", "IPM.Post": "PostItem"}
+
+
+def item_element(item_class):
+    return ITEM_ELEMENTS.get(item_class, "Message")
+
+
 class Item:
-    def __init__(self, store, folder, mime, is_read=False, received=None):
+    def __init__(self, store, folder, mime, is_read=False, received=None, item_class="IPM.Note"):
+        self.item_class = item_class
         self.id = new_item_id()
         self.folder = folder
         self.mime = bytes(mime)
@@ -546,9 +559,9 @@ class Store:
             self.folders.update(mailbox.folders)
             return f
 
-    def deliver(self, mailbox, folder, mime, is_read=False):
+    def deliver(self, mailbox, folder, mime, is_read=False, item_class="IPM.Note"):
         with self.lock:
-            it = Item(self, folder, mime, is_read)
+            it = Item(self, folder, mime, is_read, item_class=item_class)
             folder.items[it.id] = it
             self.items[it.id] = it
             folder.ck_n += 1
@@ -564,7 +577,7 @@ class Store:
 
     def move(self, item, dest):
         with self.lock:
-            new = Item(self, dest, item.mime, item.is_read, item.received)
+            new = Item(self, dest, item.mime, item.is_read, item.received, item.item_class)
             self.remove(item)
             dest.items[new.id] = new
             self.items[new.id] = new
@@ -573,7 +586,7 @@ class Store:
 
     def copy(self, item, dest):
         with self.lock:
-            new = Item(self, dest, item.mime, item.is_read, item.received)
+            new = Item(self, dest, item.mime, item.is_read, item.received, item.item_class)
             dest.items[new.id] = new
             self.items[new.id] = new
             dest.ck_n += 1
@@ -928,14 +941,17 @@ class Shape:
 
 def render_item(it, shape, full_from=True):
     parts = []
+    element = item_element(it.item_class)
     if shape.mime:
+        if element in ("Contact", "Task"):
+            raise RespError("ErrorUnsupportedMimeConversion")
         parts.append('<t:MimeContent CharacterSet="UTF-8">%s</t:MimeContent>' % b64(it.mime))
     parts.append('<t:ItemId Id="%s" ChangeKey="%s"/>' % (xa(it.id), xa(it.change_key)))
     if shape.want("item:ParentFolderId"):
         parts.append('<t:ParentFolderId Id="%s" ChangeKey="%s"/>' % (
             xa(it.folder.id), xa(it.folder.change_key)))
     if shape.want("item:ItemClass"):
-        parts.append("<t:ItemClass>IPM.Note</t:ItemClass>")
+        parts.append("<t:ItemClass>%s</t:ItemClass>" % x(it.item_class))
     if shape.want("item:Subject"):
         parts.append("<t:Subject>%s</t:Subject>" % x(it.subject))
     if shape.want("item:DateTimeReceived"):
@@ -958,7 +974,7 @@ def render_item(it, shape, full_from=True):
         parts.append("<t:InternetMessageId>%s</t:InternetMessageId>" % x(it.message_id))
     if shape.want("message:IsRead"):
         parts.append("<t:IsRead>%s</t:IsRead>" % ("true" if it.is_read else "false"))
-    return "<t:Message>%s</t:Message>" % "".join(parts)
+    return "<t:%s>%s</t:%s>" % (element, "".join(parts), element)
 
 
 def render_folder(f, base):
@@ -1263,7 +1279,8 @@ class Ews:
                     kind = local(up.tag)
                     uri = up.find(tq("FieldURI"))
                     path = uri.get("FieldURI") if uri is not None else None
-                    if kind != "SetItemField" or path != "message:IsRead":
+                    if kind != "SetItemField" or path != "message:IsRead" or \
+                            item_element(it.item_class) != "Message":
                         raise RespError("ErrorInvalidPropertySet")
                     msg = up.find(tq("Message"))
                     if msg is None or len(msg) != 1 or local(msg[0].tag) != "IsRead":
@@ -2148,7 +2165,7 @@ class ControlHandler(BaseHandler):
     def item_json(it, mime=False):
         d = {"id": it.id, "change_key": it.change_key, "is_read": it.is_read, "subject": it.subject,
              "message_id": it.message_id, "size": len(it.mime), "received": iso(it.received),
-             "folder": it.folder.path()}
+             "folder": it.folder.path(), "class": it.item_class}
         if mime:
             d["mime"] = it.mime.decode("utf-8", "surrogateescape").encode("utf-8", "surrogateescape").decode(
                 "utf-8", "replace")
@@ -2164,7 +2181,8 @@ class ControlHandler(BaseHandler):
             raise ControlError(405, "POST the RFC 822 message")
         mb = self.mailbox(q)
         f = self.folder(mb, q)
-        it = self.server.app.store.deliver(mb, f, body, q.get("read") in ("1", "true"))
+        it = self.server.app.store.deliver(mb, f, body, q.get("read") in ("1", "true"),
+                                           q.get("class") or "IPM.Note")
         return self.item_json(it)
 
     def c_deliver_many(self, method, q, body):
