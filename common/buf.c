@@ -100,6 +100,39 @@ cm_buf_free (cm_buf_t *b)
     cm_buf_init (b, cap);
 }
 
+/* The length of the valid UTF-8 sequence at p (1 to 4), or 0. */
+static size_t
+s_utf8_len (const unsigned char *p)
+{
+    unsigned c = p [0];
+    size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+             : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    for (size_t k = 1; k < n; k++)
+        if ((p [k] & 0xc0) != 0x80)
+            return 0;
+    /* no overlong forms, no surrogates, nothing past U+10FFFF */
+    if ((c == 0xe0 && p [1] < 0xa0) || (c == 0xed && p [1] > 0x9f)
+        || (c == 0xf0 && p [1] < 0x90) || (c == 0xf4 && p [1] > 0x8f))
+        return 0;
+    return n;
+}
+
+char *
+cm_text_scrub (char *s)
+{
+    unsigned char *p = (unsigned char *) s;
+    while (p && *p) {
+        size_t n = s_utf8_len (p);
+        if (n == 0)
+            *p++ = '?';
+        else if (n == 1 && (*p < 0x20 || *p == 0x7f) && *p != '\t')
+            *p++ = ' ';
+        else
+            p += n;
+    }
+    return s;
+}
+
 int
 cm_buf_test (bool verbose)
 {
@@ -127,5 +160,12 @@ cm_buf_test (bool verbose)
                     || cm_buf_reserve (&b, 61) == 0 || !b.overflow))
         rc = -1;
     cm_buf_free (&b);
+    /* server text: Latin-1, a cut sequence, an overlong form, controls */
+    char t [] = "250 re\xe7u, \xc3\xa7" "a va \xe2\x82\xac \xc0\xaf\r\x01 \xc3";
+    cm_text_scrub (t);
+    if (strcmp (t, "250 re?u, \xc3\xa7" "a va \xe2\x82\xac ??   ?") != 0)
+        rc = -1;
+    if (verbose)
+        printf ("  scrubbed: %s\n", t);
     return rc;
 }

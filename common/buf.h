@@ -26,5 +26,10 @@ void cm_buf_reset (cm_buf_t *b);
 /* Hands the bytes to the caller (free() them) and empties the buffer. */
 char *cm_buf_take (cm_buf_t *b, size_t *len);
 void cm_buf_free (cm_buf_t *b);
+/* Makes server text storable as PostgreSQL text (UTF-8): each byte of an
+   invalid or cut UTF-8 sequence (a Latin-1 reply, a line cut at a byte
+   count) becomes '?', and every control character but TAB a space. In
+   place; the length never changes. Returns s. */
+char *cm_text_scrub (char *s);
 int cm_buf_test (bool verbose);
 #endif

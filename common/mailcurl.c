@@ -4,6 +4,7 @@
     the redacting protocol trace, and the mapping of libcurl failures to
     reasons a person can act on. See mailcurl.h. */
 #include "mailcurl.h"
+#include "buf.h"
 #include "log.h"
 #include <ctype.h>
 #include <pthread.h>
@@ -192,6 +193,7 @@ cm_mailcurl_debug_lines (curl_infotype type, const char *data, size_t size,
         for (size_t i = 0; i < n; i++)
             if (line [i] == 0)
                 line [i] = '?';
+        cm_text_scrub (line);   /* a server's Latin-1, or a sequence cut above */
         fn (type, line, n, arg);
         p = nl ? nl + 1 : end;
     }

@@ -20,7 +20,7 @@
 
 #define ADDR_MAX        320     /* RFC 5321 path limits, with margin */
 #define DEFAULT_TIMEOUT 15000
-#define RESPONSE_SECS   300L    /* RFC 5321 4.5.3.2: minutes, not seconds */
+#define DATA_END_SECS   600L    /* RFC 5321 4.5.3.2.6: the answer to the final dot */
 
 /* The EHLO name goes into the URL path: a host name or address literal. */
 static bool
@@ -291,9 +291,13 @@ cm_smtp_send (const cm_mailserver_t *srv, const char *from,
     curl_easy_setopt (h, CURLOPT_READFUNCTION, s_read_msg);
     curl_easy_setopt (h, CURLOPT_READDATA, &src);
     curl_easy_setopt (h, CURLOPT_INFILESIZE_LARGE, (curl_off_t) msglen);
-    curl_easy_setopt (h, CURLOPT_SERVER_RESPONSE_TIMEOUT, RESPONSE_SECS);
+    /* RFC 5321 4.5.3.2.6: a server may take 10 minutes to answer the end
+       of the data (content scanning, before-queue filters); libcurl waits
+       for that answer under its low-speed check too. Given up sooner, the
+       message the server then accepts is sent again. */
+    curl_easy_setopt (h, CURLOPT_SERVER_RESPONSE_TIMEOUT, DATA_END_SECS);
     curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, 120L);
+    curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, DATA_END_SECS);
     CURLcode crc = curl_easy_perform (h);
     long rcode = 0;
     curl_easy_getinfo (h, CURLINFO_RESPONSE_CODE, &rcode);
@@ -319,7 +323,14 @@ cm_smtp_send (const cm_mailserver_t *srv, const char *from,
         result = s_class (rcode);
     }
     else {
-        cm_mailcurl_reason (crc, ctx, srv, reply, replylen);
+        char why [600];
+        cm_mailcurl_reason (crc, ctx, srv, why, sizeof why);
+        if (src.left == 0 && msglen > 0)
+            /* the whole message went out: the server may have taken it */
+            snprintf (reply, replylen, "no answer to the end of the message (%s); it may"
+                      " have been delivered, and is sent again", why);
+        else
+            snprintf (reply, replylen, "%s", why);
         result = CM_SMTP_TEMPFAIL;
     }
     cm_trace (srv->verbose, srv->route, "SMTP send to %zu recipient%s: %s %d "

@@ -3,6 +3,7 @@
     Invariant: the cursor moves only in the transaction that commits the
     messages it covers, and the mailbox is acknowledged only after. */
 #include "fetcher.h"
+#include "buf.h"
 #include "digest.h"
 #include "log.h"
 #include <stdio.h>
@@ -305,9 +306,10 @@ store_commit_ews (cm_db_t *db, long long route_id, const char *folder,
 int
 store_status (cm_db_t *db, long long route_id, const char *status, const char *error)
 {
-    char id [32];
+    char id [32], text [2048];
     snprintf (id, sizeof id, "%lld", route_id);
-    const char *p [] = { id, status, error };
+    snprintf (text, sizeof text, "%s", error ? error : "");
+    const char *p [] = { id, status, error ? cm_text_scrub (text) : NULL };
     if (strcmp (status, "FAILED") == 0)
         return cm_db_exec (db,
             "UPDATE routes SET status = 'FAILED', last_error = $3, last_error_at = now(),"
@@ -323,9 +325,10 @@ store_status (cm_db_t *db, long long route_id, const char *status, const char *e
 int
 store_last_error (cm_db_t *db, long long route_id, const char *error)
 {
-    char id [32];
+    char id [32], text [2048];
     snprintf (id, sizeof id, "%lld", route_id);
-    const char *p [] = { id, error };
+    snprintf (text, sizeof text, "%s", error ? error : "");
+    const char *p [] = { id, error ? cm_text_scrub (text) : NULL };
     return cm_db_exec (db, "UPDATE routes SET last_error = $2, last_error_at = now()"
                        " WHERE id = $1 AND desired = 'running'", 2, p);
 }

@@ -12,6 +12,7 @@
     Message-ID: delivery is at least once. The main thread keeps the bus
     (heartbeats, wakes) and rescans every second. */
 #include "sender.h"
+#include "buf.h"
 #include "config.h"
 #include "log.h"
 #include "route.h"
@@ -145,7 +146,11 @@ s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
     snprintf (delay, sizeof delay, "%lld milliseconds", ms);
     if (result == CM_SMTP_TEMPFAIL && attempts >= max_attempts)
         result = CM_SMTP_PERMFAIL;
-    const char *p [] = { id, reply, delay };
+    /* the server's words, storable as text whatever it sent */
+    char text [1024];
+    snprintf (text, sizeof text, "%s", reply ? reply : "");
+    cm_text_scrub (text);
+    const char *p [] = { id, text, delay };
     int rc;
     if (result == CM_SMTP_SENT) {
         rc = cm_db_exec (db, "UPDATE outbox SET state = 'sent', smtp_reply = $2, sent_at = now(),"
@@ -162,8 +167,26 @@ s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
                          " smtp_reply = $2 WHERE id = $1 AND $3::text IS NOT NULL", 3, p);
         atomic_fetch_add (&self->failed, 1);
     }
-    if (rc)
+    if (rc) {
+        /* never leave the row sending while its lease goes: it would be
+           queued again at once and sent again. Once more without the
+           server's words, which are all this adds. */
         cm_error (NULL, "database: recording email %s: %s", id, cm_db_error (db));
+        p [1] = result == CM_SMTP_SENT ? "(the server's reply could not be stored)"
+              : "the server's reply could not be stored";
+        if (result == CM_SMTP_SENT)
+            rc = cm_db_exec (db, "UPDATE outbox SET state = 'sent', smtp_reply = $2,"
+                             " sent_at = now(), last_error = NULL WHERE id = $1"
+                             " AND $3::text IS NOT NULL", 3, p);
+        else
+            rc = cm_db_exec (db, "UPDATE outbox SET state = CASE WHEN $4::boolean THEN 'failed'"
+                             " ELSE 'queued' END, last_error = $2,"
+                             " next_attempt_at = now() + $3::interval WHERE id = $1", 4,
+                             (const char *[]) { id, p [1], delay,
+                                                result == CM_SMTP_TEMPFAIL ? "false" : "true" });
+        if (rc)
+            cm_error (NULL, "database: recording email %s again: %s", id, cm_db_error (db));
+    }
     char ns [16];
     snprintf (ns, sizeof ns, "%d", SEND_NAMESPACE);
     const char *up [] = { ns, id };

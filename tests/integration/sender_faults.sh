@@ -7,7 +7,9 @@
 #      an authentication reason;
 #   5. 500 emails queued while the senders are killed with kill -9 again
 #      and again: every one ends `sent` and reaches the sink (none lost);
-#      duplicates (at-least-once) are reported, not failed.
+#      duplicates (at-least-once) are reported, not failed;
+#   and a reply in Latin-1, and an answer to the end of the data after
+#   130 s (men in the middle before Postfix's relay port): sent once.
 # Uses the users u11 and u12 and the shared sink mailbox (messages found by
 # Message-ID or a subject token unique to this run).
 . "$CM_TOP/tests/lib.sh"
@@ -151,6 +153,45 @@ check_contains "last_error gives an authentication reason" "authentication" \
     "$(printf '%s' "$ERR3" | tr 'A-Z' 'a-z')"
 check_lacks "last_error never shows the password" "wrong-password-$TOK" "$ERR3"
 "$CM" route stop sfpw >/dev/null 2>&1
+
+# --- 4d. a server's words that are not UTF-8 ---------------------------
+# A localised server answers the end of the data in Latin-1 (a man in the
+# middle before Postfix's relay port, which offers no AUTH: the route's
+# password is not asked for). The email is sent once and recorded sent,
+# the reply kept with the bytes it cannot store as '?'; it is not sent
+# again and again because its outcome could not be written.
+L1P=$(free_port)
+mitm "127.0.0.1:$L1P" "127.0.0.1:$CM_SMTP_NOTLS_PORT" latin1-smtp "$T/latin1.log"
+"$CM" route set sfpw --outbound-protocol smtp --outbound-host 127.0.0.1 --outbound-port "$L1P" >/dev/null
+run_cm incident email "$INCPW" --to "l1-$TOK@outside.test" --subject "Latin-1 $TOK" \
+    --body "x" --wait --wait-timeout 30
+check_eq "a reply in Latin-1: incident email --wait exits 0" 0 "$RC"
+E4=$(email_id "$OUT")
+check_eq "... the email is sent, at the first attempt" "sent 1" \
+    "$(outbox_field "$E4" state) $(outbox_field "$E4" attempts)"
+check_contains "... the reply kept, its Latin-1 byte as '?'" "250 2.0.0 Ok: re?u, queued as" \
+    "$(outbox_field "$E4" smtp_reply)"
+MID4=$(outbox_field "$E4" message_id)
+wait_until 30 sink_count_is "$MID4" 1
+sleep 3     # a send repeated every second would show by now
+check_eq "... and it reaches the sink once" 1 "$(sinkpy count "$MID4")"
+
+# --- 4e. a server that takes two minutes to answer the end of the data ---
+# (content scanning before it answers, which RFC 5321 gives 10 minutes):
+# the sender waits for the answer; the email is sent once, not given up
+# and sent again.
+SDP=$(free_port)
+mitm "127.0.0.1:$SDP" "127.0.0.1:$CM_SMTP_NOTLS_PORT" slow-dot "$T/slow.log"
+"$CM" route set sfpw --outbound-port "$SDP" >/dev/null
+run_cm incident email "$INCPW" --to "slow-$TOK@outside.test" --subject "Slow $TOK" --body "x"
+E5=$(email_id "$OUT")
+if wait_until 200 outbox_state_is "$E5" sent; then ok "an answer to the end of the data after 130 s: the email is sent"
+else not_ok "an answer to the end of the data after 130 s: the email is sent" "state $(outbox_field "$E5" state): $(outbox_field "$E5" last_error)"; fi
+check_eq "... at the first attempt" 1 "$(outbox_field "$E5" attempts)"
+MID5=$(outbox_field "$E5" message_id)
+wait_until 30 sink_count_is "$MID5" 1
+check_eq "... and it reaches the sink once" 1 "$(sinkpy count "$MID5")"
+mitm_stop
 
 # --- 5. 500 emails, senders killed with kill -9 while sending ----------
 # stage_sender_pids: the live senders the router reports (stage list);

@@ -32,6 +32,12 @@ In the IMAP modes a literal's bytes are passed through as they are
   refuse-fetch-star  IMAP in clear, "FETCH * (UID)" (the last message's
               UID) answered NO by the proxy itself, as a server that will
               not take "*" there
+  latin1-smtp SMTP in clear, the server's "250 2.0.0 Ok: queued as ..." after
+              the data made "250 2.0.0 Ok: re\xe7u, queued as ...": Latin-1
+              bytes, not UTF-8, as a localised server sends
+  slow-dot    SMTP in clear, the server's answer to the end of the data
+              (the line ".") held back MITM_DOT_DELAY seconds (130), as a
+              server that scans content before it answers
   end-idle    IMAP in clear, every IDLE ended by the server a second after
               it began (the proxy sends the server DONE itself, so the
               client gets the tagged answer without asking), as servers
@@ -62,6 +68,8 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
         if mode == "refuse-fetch-star" and m:
             inject(m.group(1) + b" NO FETCH * not supported here\r\n")
             continue
+        if mode == "slow-dot" and line in (b".\r\n", b".\n"):
+            idle["dot"] = True
         if mode == "end-idle":
             m = re.match(rb"^(\S+) IDLE\r?\n$", line, re.I)
             if m:
@@ -101,9 +109,11 @@ async def handle(client_reader, client_writer, args):
     pending = []
     creates = set()        # tags of the client's CREATE commands
     bodies = 0             # BODY[] literals seen on this connection
+    state = {}             # shared with the client side (IDLE, the end of data)
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
-                                             server_writer, inject, creates, {}))
+                                             server_writer, inject, creates, state))
     imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
+    # (latin1-smtp and slow-dot are SMTP: no literals)
     try:
         while True:
             line = await server_reader.readline()
@@ -124,6 +134,11 @@ async def handle(client_reader, client_writer, args):
                 line = line.replace(b"FLAGS (", b"FLAGS (NIL $" + b"k" * 300 + b" ", 1)
             elif args.mode == "no-uid" and line.startswith(b"* ") and b"RFC822.SIZE" in line:
                 line = re.sub(rb"\bUID \d+ ?", b"", line, count=1)
+            elif args.mode == "latin1-smtp":
+                line = line.replace(b"250 2.0.0 Ok: queued", b"250 2.0.0 Ok: re\xe7u, queued", 1)
+            elif args.mode == "slow-dot" and state.get("dot") and line[:1] in (b"2", b"4", b"5"):
+                state["dot"] = False
+                await asyncio.sleep(float(os.environ.get("MITM_DOT_DELAY", "130")))
             elif args.mode == "create-race":
                 tag = line.split(b" ", 1)[0]
                 if tag in creates and line[len(tag):].upper().startswith(b" OK"):
@@ -165,7 +180,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
