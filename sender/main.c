@@ -130,6 +130,29 @@ s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen
     return mime;
 }
 
+/* Writes one attempt's outcome: only while the row is still this
+   attempt's (a sender whose database session broke mid-send may find its
+   email queued again and claimed by another, whose outcome stands). 0 ok. */
+static int
+s_write_outcome (cm_db_t *db, const char *id, cm_smtp_result_t result, const char *text,
+                 const char *delay, int attempts)
+{
+    char n [16];
+    snprintf (n, sizeof n, "%d", attempts);
+    const char *p [] = { id, text, delay, n };
+    if (result == CM_SMTP_SENT)
+        return cm_db_exec (db, "UPDATE outbox SET state = 'sent', smtp_reply = $2, sent_at = now(),"
+                           " last_error = NULL WHERE id = $1 AND $3::text IS NOT NULL"
+                           " AND attempts = $4::int", 4, p);
+    if (result == CM_SMTP_TEMPFAIL)
+        return cm_db_exec (db, "UPDATE outbox SET state = 'queued', last_error = $2,"
+                           " next_attempt_at = now() + $3::interval WHERE id = $1"
+                           " AND attempts = $4::int", 4, p);
+    return cm_db_exec (db, "UPDATE outbox SET state = 'failed', last_error = $2,"
+                       " smtp_reply = $2 WHERE id = $1 AND $3::text IS NOT NULL"
+                       " AND attempts = $4::int", 4, p);
+}
+
 /* Records the outcome of one attempt and releases the email's lease. */
 static void
 s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
@@ -146,45 +169,19 @@ s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
     snprintf (delay, sizeof delay, "%lld milliseconds", ms);
     if (result == CM_SMTP_TEMPFAIL && attempts >= max_attempts)
         result = CM_SMTP_PERMFAIL;
+    atomic_fetch_add (result == CM_SMTP_SENT ? &self->sent
+                      : result == CM_SMTP_TEMPFAIL ? &self->retried : &self->failed, 1);
     /* the server's words, storable as text whatever it sent */
     char text [1024];
     snprintf (text, sizeof text, "%s", reply ? reply : "");
     cm_text_scrub (text);
-    const char *p [] = { id, text, delay };
-    int rc;
-    if (result == CM_SMTP_SENT) {
-        rc = cm_db_exec (db, "UPDATE outbox SET state = 'sent', smtp_reply = $2, sent_at = now(),"
-                         " last_error = NULL WHERE id = $1 AND $3::text IS NOT NULL", 3, p);
-        atomic_fetch_add (&self->sent, 1);
-    }
-    else if (result == CM_SMTP_TEMPFAIL) {
-        rc = cm_db_exec (db, "UPDATE outbox SET state = 'queued', last_error = $2,"
-                         " next_attempt_at = now() + $3::interval WHERE id = $1", 3, p);
-        atomic_fetch_add (&self->retried, 1);
-    }
-    else {
-        rc = cm_db_exec (db, "UPDATE outbox SET state = 'failed', last_error = $2,"
-                         " smtp_reply = $2 WHERE id = $1 AND $3::text IS NOT NULL", 3, p);
-        atomic_fetch_add (&self->failed, 1);
-    }
-    if (rc) {
+    if (s_write_outcome (db, id, result, text, delay, attempts)) {
         /* never leave the row sending while its lease goes: it would be
            queued again at once and sent again. Once more without the
            server's words, which are all this adds. */
         cm_error (NULL, "database: recording email %s: %s", id, cm_db_error (db));
-        p [1] = result == CM_SMTP_SENT ? "(the server's reply could not be stored)"
-              : "the server's reply could not be stored";
-        if (result == CM_SMTP_SENT)
-            rc = cm_db_exec (db, "UPDATE outbox SET state = 'sent', smtp_reply = $2,"
-                             " sent_at = now(), last_error = NULL WHERE id = $1"
-                             " AND $3::text IS NOT NULL", 3, p);
-        else
-            rc = cm_db_exec (db, "UPDATE outbox SET state = CASE WHEN $4::boolean THEN 'failed'"
-                             " ELSE 'queued' END, last_error = $2,"
-                             " next_attempt_at = now() + $3::interval WHERE id = $1", 4,
-                             (const char *[]) { id, p [1], delay,
-                                                result == CM_SMTP_TEMPFAIL ? "false" : "true" });
-        if (rc)
+        if (s_write_outcome (db, id, result, "(the server's reply could not be stored)",
+                             delay, attempts))
             cm_error (NULL, "database: recording email %s again: %s", id, cm_db_error (db));
     }
     char ns [16];
