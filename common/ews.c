@@ -69,6 +69,8 @@ struct _cm_ews_t {
     char www_auth [HDR_MAX];    /* WWW-Authenticate values of the last answer */
     char diag [512];            /* x-ms-diagnostics of the last answer */
     long backoff_ms;            /* the last fault's BackOffMilliseconds */
+    long retry_after_ms;        /* Retry-After of the last answer (seconds form), 0 none */
+    volatile int *stop;         /* give a request up once non-zero (NULL: never) */
 };
 
 /* A parsed SOAP answer. */
@@ -689,6 +691,7 @@ s_header_cb (char *data, size_t size, size_t nmemb, void *userp)
     if (strncmp (line, "HTTP/", 5) == 0) {
         self->www_auth [0] = 0;
         self->diag [0] = 0;
+        self->retry_after_ms = 0;
         cm_buf_reset (&self->answer);   /* a body of an interim 401 */
     }
     else if (strncasecmp (line, "WWW-Authenticate:", 17) == 0) {
@@ -698,6 +701,17 @@ s_header_cb (char *data, size_t size, size_t nmemb, void *userp)
         size_t have = strlen (self->www_auth);
         snprintf (self->www_auth + have, sizeof self->www_auth - have, "%s%s",
                   have ? "\n" : "", v);
+    }
+    else if (strncasecmp (line, "Retry-After:", 12) == 0) {
+        /* delta-seconds (RFC 9110 10.2.3); an HTTP-date is left to the backoff */
+        const char *v = line + 12;
+        while (*v == ' ')
+            v++;
+        char *end;
+        long secs = strtol (v, &end, 10);
+        if (end != v && *end == 0 && secs > 0)
+            self->retry_after_ms = secs > EWS_BACKOFF_MAX_MS / 1000 ? EWS_BACKOFF_MAX_MS
+                                 : secs * 1000;
     }
     else if (strncasecmp (line, "x-ms-diagnostics:", 17) == 0) {
         const char *v = line + 17;
@@ -913,6 +927,7 @@ s_call (cm_ews_t *self, const char *body, size_t bodylen, size_t cap, s_answer_t
                       http == 403 ? " (forbidden: SSL required or EWS disabled for the account?)"
                       : http == 404 ? " (no EWS at this URL?)" : "");
             *transient = http >= 500 || http == 429;
+            self->backoff_ms = self->retry_after_ms;    /* 503, 429: the wait asked */
             goto done;
         }
         char perr [256];
@@ -1121,9 +1136,12 @@ cm_ews_new (const char *url, const char *auth, const char *username, const char 
     if (self->ca_file)
         SET (CURLOPT_CAINFO, self->ca_file);
     SET (CURLOPT_CONNECTTIMEOUT_MS, 15000L);
-    SET (CURLOPT_TIMEOUT, 600L);
+    /* A silent server is given 10 minutes (a send it is scanning, as
+       SMTP's answer to the final dot: given up sooner, the message is sent
+       again); a transfer that moves, an hour (64 MB at 20 KB/s). */
+    SET (CURLOPT_TIMEOUT, 3600L);
     SET (CURLOPT_LOW_SPEED_LIMIT, 1L);
-    SET (CURLOPT_LOW_SPEED_TIME, 120L);
+    SET (CURLOPT_LOW_SPEED_TIME, 600L);
     SET (CURLOPT_TCP_KEEPALIVE, 1L);
     SET (CURLOPT_FOLLOWLOCATION, 0L);
     SET (CURLOPT_USERAGENT, "casemail");
@@ -1176,6 +1194,26 @@ cm_ews_destroy (cm_ews_t **self_p)
     cm_buf_free (&self->answer);
     free (self);
     *self_p = NULL;
+}
+
+static int
+s_xfer_cb (void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+           curl_off_t ulnow)
+{
+    (void) dltotal; (void) dlnow; (void) ultotal; (void) ulnow;
+    volatile int *stop = userp;
+    return stop && *stop;           /* non-zero: libcurl aborts the transfer */
+}
+
+void
+cm_ews_set_stop (cm_ews_t *self, volatile int *stop)
+{
+    if (!self || !self->h)
+        return;
+    self->stop = stop;
+    curl_easy_setopt (self->h, CURLOPT_XFERINFOFUNCTION, s_xfer_cb);
+    curl_easy_setopt (self->h, CURLOPT_XFERINFODATA, (void *) stop);
+    curl_easy_setopt (self->h, CURLOPT_NOPROGRESS, stop ? 0L : 1L);
 }
 
 void
@@ -1471,7 +1509,9 @@ cm_ews_sync (cm_ews_t *self, const char *folder_id, const char *sync_state, int 
     if (max > 512)
         max = 512;
     cm_buf_t b;
-    cm_buf_init (&b, 1024 * 1024);
+    /* room for the SyncState, however long the server made it (escaped:
+       at most 6 bytes a character) */
+    cm_buf_init (&b, (sync_state ? strlen (sync_state) * 6 : 0) + 64 * 1024);
     cm_buf_printf (&b, "<m:SyncFolderItems><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape>"
                    "</m:ItemShape><m:SyncFolderId>");
     s_folder_ref (&b, folder_id);
@@ -1775,6 +1815,23 @@ cm_ews_selftest (bool verbose)
         printf ("  FAIL ews: %s\n", what); } \
         else if (verbose) printf ("  ok ews: %s\n", what); } while (0)
     bool neg;
+    /* Retry-After of a 503 or 429: the wait the server asks, in seconds */
+    cm_ews_t *hs = calloc (1, sizeof *hs);
+    if (hs) {
+        char h1 [] = "HTTP/1.1 503 Service Unavailable\r\n", h2 [] = "Retry-After: 120\r\n",
+             h3 [] = "Retry-After: Wed, 21 Oct 2026 07:28:00 GMT\r\n",
+             h4 [] = "Retry-After: 99999\r\n";
+        s_header_cb (h1, 1, strlen (h1), hs);
+        s_header_cb (h2, 1, strlen (h2), hs);
+        CHECK (hs->retry_after_ms == 120000, "Retry-After: 120 asks 2 minutes");
+        s_header_cb (h1, 1, strlen (h1), hs);
+        CHECK (hs->retry_after_ms == 0, "a new answer forgets the last Retry-After");
+        s_header_cb (h3, 1, strlen (h3), hs);
+        CHECK (hs->retry_after_ms == 0, "an HTTP-date Retry-After is left to the backoff");
+        s_header_cb (h4, 1, strlen (h4), hs);
+        CHECK (hs->retry_after_ms == EWS_BACKOFF_MAX_MS, "a Retry-After past 10 minutes is cut there");
+        free (hs);
+    }
     CHECK (s_version_index ("2007sp1", &neg) == 6 && !neg, "2007sp1 -> Exchange2007_SP1");
     CHECK (strcmp (s_versions [s_version_index ("2010", &neg)], "Exchange2010") == 0, "2010");
     CHECK (strcmp (s_versions [s_version_index ("2010sp1", &neg)], "Exchange2010_SP1") == 0, "2010sp1");

@@ -46,6 +46,9 @@ void cm_ews_destroy (cm_ews_t **self_p);
    cm_ews_test_outbound puts it in the From of its draft, so a missing
    send-as right shows up (ErrorSendAsDenied). impersonate is the default. */
 void cm_ews_set_sender (cm_ews_t *self, const char *email);
+/* A request in flight is given up (an error) once *stop is non-zero: a
+   route that stops does not wait out a silent server. */
+void cm_ews_set_stop (cm_ews_t *self, volatile int *stop);
 /* The schema version in use ("Exchange2010_SP2", ...); while negotiating
    and before the first answer, the value that will be tried next. */
 const char *cm_ews_version (cm_ews_t *self);

@@ -234,6 +234,7 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
         cm_ews_t *ews = NULL;
         char *folder_id = NULL, *processed_id = NULL;
         int rc = cm_route_ews_open (config, &oauth, &ews, err, sizeof err);
+        cm_ews_set_stop (ews, &self->stop);     /* a stop does not wait out a request */
         char summary [512];
         /* GetFolder (after the token, for OAUTH2): proves the sign-in and
            settles the version before the route is RUNNING */
@@ -257,6 +258,8 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
             free (folder_id);
             free (processed_id);
             cm_route_ews_close (&oauth, &ews);
+            if (s_stopping (self))
+                return;                 /* a request given up for the stop */
             if (!worker_login_failed (self, db, err, wait_ms, &backoff, retry_max))
                 return;
             continue;
@@ -289,7 +292,7 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
             cm_warn (self->name, "database session lost: giving up the lease");
             return;
         }
-        if (rc)
+        if (rc && !s_stopping (self))
             worker_session_lost (self, db, "Exchange connection", err, wait_ms, &backoff,
                                  retry_max);
     }

@@ -2297,12 +2297,15 @@ class ControlHandler(BaseHandler):
 
     def c_inject(self, method, q, body):
         """Next COUNT requests of OPERATION get an ErrorServerBusy fault,
-        asking the client to wait BACKOFF ms (BackOffMilliseconds, 1000)."""
+        asking the client to wait BACKOFF ms (BackOffMilliseconds, 1000);
+        with HANG=SECONDS they get no answer for that long instead (a
+        server that goes silent), then the fault."""
         app = self.server.app
         with app.inject_lock:
             op = q.get("operation", "*")
             app.inject[op] = int(q.get("count", "1"))
             app.inject_backoff[op] = int(q.get("backoff", "1000"))
+            app.inject_hang[op] = float(q.get("hang", "0"))
         return {"inject": dict(app.inject)}
 
     def c_stats(self, method, q, body):
@@ -2348,6 +2351,7 @@ class App:
         self.max_message = int(config_data.get("max_message_bytes", 35 * 1024 * 1024))
         self.inject = {}
         self.inject_backoff = {}
+        self.inject_hang = {}
         self.inject_lock = threading.Lock()
         self.servers = []
 
@@ -2358,13 +2362,20 @@ class App:
 
     def injected(self, op):
         """The BackOffMilliseconds of a fault injected for this request of
-        op, or None when none is."""
+        op, or None when none is; first the silence asked for, if any."""
+        hang = 0
+        backoff = None
         with self.inject_lock:
             for k in (op, "*"):
                 if self.inject.get(k, 0) > 0:
                     self.inject[k] -= 1
-                    return self.inject_backoff.get(k, 1000)
-        return None
+                    backoff = self.inject_backoff.get(k, 1000)
+                    hang = self.inject_hang.get(k, 0)
+                    break
+        if hang:
+            self.stats.inc("hung", op)
+            time.sleep(hang)
+        return backoff
 
 
 def main(argv=None):

@@ -300,6 +300,21 @@ check_contains "... the post's refusal is the route's last error" \
 check_eq "... and the route RUNNING throughout" "" "$(status_log bulk)"
 status_log_stop
 
+# A server that goes silent mid-request (no answer for 90 s): stopping
+# the route does not wait it out; the request is given up, the lease is
+# free at once, and the stop is no error of the route.
+hung() { ctl GET stats | json 'j.get("hung", {}).get("SyncFolderItems", 0)'; }
+H0=$(hung)
+ctl POST "inject?operation=SyncFolderItems&count=1&hang=90" >/dev/null
+hung_more() { [ "$(hung)" -gt "$H0" ]; }
+wait_until 30 hung_more \
+    || not_ok "the stand-in holds a SyncFolderItems" "hung: $(hung)"
+"$CM" route stop bulk >/dev/null
+if wait_until 20 lease_free bulk; then ok "a silent server: the stopped route's lease is free at once"
+else not_ok "a silent server: the stopped route's lease is free at once" "still held"; fi
+check_eq "... the route STOPPED, the stop no error of it" "STOPPED True" \
+    "$("$CM" route show bulk --json | json '"%s %s" % (j["status"], "abort" not in str(j["last_error"]).lower())')"
+
 # --- 6. no token, secret or password anywhere ------------------------
 "$CM" route show bulk --json > "$T/api-bulk.json"; "$CM" route list --json > "$T/api-list.json"
 "$CM" route show ntlm2 --json > "$T/api-ntlm2.json"
