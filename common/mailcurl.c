@@ -154,7 +154,16 @@ s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
                       "%s%s", used ? " " : "", line);
             return;
         }
-        size_t used = strlen (ctx->partial);
+        size_t used = strlen (ctx->partial), need = strlen (line) + 1;
+        if (used && used + need + 1 > sizeof ctx->partial && need + 6 < sizeof ctx->partial) {
+            /* the last line (the queue id, the final word) always stays:
+               the earlier lines give way */
+            used = sizeof ctx->partial - need - 6;
+            while (used && ((unsigned char) ctx->partial [used] & 0xc0) == 0x80)
+                used--;             /* not inside a character */
+            memcpy (ctx->partial + used, " ...", 5);
+            used += 4;
+        }
         snprintf (ctx->partial + used, sizeof ctx->partial - used, "%s%s",
                   used ? " " : "", line);
         memcpy (ctx->reply, ctx->partial, sizeof ctx->reply);

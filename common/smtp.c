@@ -352,6 +352,13 @@ done:
                          __LINE__, #cond); \
     return -1; } } while (0)
 
+static void
+s_feed (curl_infotype type, const char *line, size_t n, void *arg)
+{
+    (void) n;
+    cm_mailcurl_trace_line ((cm_mailcurl_ctx_t *) arg, type, line);
+}
+
 int
 cm_smtp_selftest (bool verbose)
 {
@@ -382,5 +389,21 @@ cm_smtp_selftest (bool verbose)
     char sum [128], err [256];
     CHECK (cm_smtp_test (&srv, sum, sizeof sum, err, sizeof err) == -1
            && strstr (err, "unknown protocol"));
+    /* a server's reply as the trace takes it: a long multi-line reply
+       keeps its last line (the queue id); Latin-1 bytes become '?' */
+    cm_mailcurl_ctx_t *ctx = calloc (1, sizeof *ctx);
+    CHECK (ctx);
+    char chunk [4096] = "";
+    for (int i = 0; i < 30; i++)
+        snprintf (chunk + strlen (chunk), sizeof chunk - strlen (chunk),
+                  "250-2.0.0 line %02d of a long answer, on and on\r\n", i);
+    strcat (chunk, "250 2.0.0 Ok: re\xe7u, queued as 4ABC123\r\n");
+    cm_mailcurl_debug_lines (CURLINFO_HEADER_IN, chunk, strlen (chunk), s_feed, ctx);
+    size_t rl = strlen (ctx->reply);
+    const char *tail = "250 2.0.0 Ok: re?u, queued as 4ABC123";
+    CHECK (rl < sizeof ctx->reply && rl >= strlen (tail)
+           && strcmp (ctx->reply + rl - strlen (tail), tail) == 0
+           && strncmp (ctx->reply, "250-2.0.0 line 00", 17) == 0 && strstr (ctx->reply, " ... "));
+    free (ctx);
     return 0;
 }
