@@ -543,21 +543,21 @@ cm_oauth_selftest (bool verbose)
            && strcmp (tok, "eyJ.a.b") == 0 && life == 3599000, "token answer parsed");
     free (tok);
     tok = NULL;
-    const char *str = "{\"token_type\":\"Bearer\",\"expires_in\":\"60\",\"access_token\":\"x.y.z\"}";
-    CHECK (s_parse_token (str, strlen (str), &tok, &life) == 0 && life == 60000,
-           "expires_in as a string");
-    free (tok);
-    tok = NULL;
-    const char *real = "{\"token_type\":\"Bearer\",\"expires_in\":3599.0,\"access_token\":\"x.y.z\"}";
-    CHECK (s_parse_token (real, strlen (real), &tok, &life) == 0 && life == 3599000,
-           "expires_in as a JSON decimal");
-    free (tok);
-    tok = NULL;
-    const char *none = "{\"token_type\":\"Bearer\",\"access_token\":\"x.y.z\"}";
-    CHECK (s_parse_token (none, strlen (none), &tok, &life) == 0 && life == 3600000,
-           "no expires_in (RFC 6749: only recommended): an hour");
-    free (tok);
-    tok = NULL;
+    static const struct { const char *answer; int64_t life; const char *what; } lives [] = {
+        { "{\"token_type\":\"Bearer\",\"expires_in\":\"60\",\"access_token\":\"x.y.z\"}",
+          60000, "expires_in as a string" },
+        { "{\"token_type\":\"Bearer\",\"expires_in\":3599.0,\"access_token\":\"x.y.z\"}",
+          3599000, "expires_in as a JSON decimal" },
+        { "{\"token_type\":\"Bearer\",\"access_token\":\"x.y.z\"}",
+          3600000, "no expires_in (RFC 6749: only recommended): an hour" },
+    };
+    for (size_t i = 0; i < sizeof lives / sizeof lives [0]; i++) {
+        life = 0;
+        CHECK (s_parse_token (lives [i].answer, strlen (lives [i].answer), &tok, &life) == 0
+               && life == lives [i].life, lives [i].what);
+        free (tok);
+        tok = NULL;
+    }
     const char *bad [] = {
         "{\"token_type\":\"Bearer\",\"expires_in\":3599}",
         "{\"token_type\":\"Bearer\",\"expires_in\":0,\"access_token\":\"a\"}",

@@ -235,12 +235,16 @@ route_stop mover
 wait_until 20 lease_free mover || not_ok "route mover's worker stopped" "its lease is still held"
 status_log_start
 ctl POST "inject?operation=SyncFolderItems&count=1&backoff=4000" >/dev/null
-BMID="busy-$$-$RANDOM@outside.test"
-printf 'From: rep0@outside.test\r\nTo: ews1@contoso.test\r\nSubject: after a busy server\r\nMessage-ID: <%s>\r\nDate: Sat, 28 Nov 2026 12:40:00 +0000\r\n\r\nStill here.\r\n' "$BMID" > "$T/busy.eml"
-ctl POST "deliver?mailbox=ews1@contoso.test&folder=inbox" --data-binary @"$T/busy.eml" >/dev/null
-if wait_until 30 sql_at_least 1 "SELECT count(*) FROM messages WHERE message_id IN ('$BMID', '<$BMID>') AND state <> 'fetched'"; then
-    ok "a server busy once: the mail after it comes in"
-else not_ok "a server busy once: the mail after it comes in" "$("$CM" route show bulk --json | json '"%s %s" % (j["status"], j["last_error"])')"; fi
+# ews_takes SUBJECT DESC: a message delivered to ews1's inbox; DESC passes
+# once it is stored and parsed (route bulk's status and error if not).
+ews_takes() {
+    local mid="take-$$-$RANDOM@outside.test"
+    printf 'From: rep0@outside.test\r\nTo: ews1@contoso.test\r\nSubject: %s\r\nMessage-ID: <%s>\r\nDate: Sat, 28 Nov 2026 12:40:00 +0000\r\n\r\nStill here.\r\n' "$1" "$mid" > "$T/take.eml"
+    ctl POST "deliver?mailbox=ews1@contoso.test&folder=inbox" --data-binary @"$T/take.eml" >/dev/null
+    if wait_until 30 sql_at_least 1 "SELECT count(*) FROM messages WHERE message_id IN ('$mid', '<$mid>') AND state <> 'fetched'"; then ok "$2"
+    else not_ok "$2" "$("$CM" route show bulk --json | json '"%s %s" % (j["status"], j["last_error"])')"; fi
+}
+ews_takes "after a busy server" "a server busy once: the mail after it comes in"
 check_eq "... the route RUNNING throughout" "" "$(status_log bulk)"
 check_contains "... the busy answer as its last error" "ErrorServerBusy" "$("$CM" route show bulk --json | json 'j["last_error"]')"
 check_contains "... and in the log, waiting the 4 s the server asked for" \
@@ -256,12 +260,7 @@ wait_until 20 lease_free bulk || not_ok "route bulk's worker stopped" "its lease
 status_log_start
 ctl POST "inject?operation=GetFolder&count=1&backoff=3000" >/dev/null
 "$CM" route start bulk >/dev/null
-SMID="signin-$$-$RANDOM@outside.test"
-printf 'From: rep0@outside.test\r\nTo: ews1@contoso.test\r\nSubject: after a busy sign-in\r\nMessage-ID: <%s>\r\nDate: Sat, 28 Nov 2026 12:50:00 +0000\r\n\r\nStill here.\r\n' "$SMID" > "$T/signin.eml"
-ctl POST "deliver?mailbox=ews1@contoso.test&folder=inbox" --data-binary @"$T/signin.eml" >/dev/null
-if wait_until 30 sql_at_least 1 "SELECT count(*) FROM messages WHERE message_id IN ('$SMID', '<$SMID>') AND state <> 'fetched'"; then
-    ok "a throttled sign-in: the mail comes in once the route signs in again"
-else not_ok "a throttled sign-in: the mail comes in once the route signs in again" "$("$CM" route show bulk --json | json '"%s %s" % (j["status"], j["last_error"])')"; fi
+ews_takes "after a busy sign-in" "a throttled sign-in: the mail comes in once the route signs in again"
 check_contains "... the route was FAILED, then RUNNING" "FAILED RUNNING" "$(status_log bulk)"
 check_contains "... its last error the busy answer" "ErrorServerBusy" "$("$CM" route show bulk --json | json 'j["last_error"]')"
 check_contains "... and it waited the 3 s the server asked for" \

@@ -48,19 +48,26 @@ check_contains "the fetcher counted the recognised duplicates" "duplicates=5" "$
 # UID, doubling a window after an empty one: every message is found once,
 # and no search is open-ended (an answer bounded by the window, not by the
 # folder).
-mkdir -p "$src/w1" "$src/w2"
-for i in $(seq -w 1 63); do
-    d=$src/w1; [ "$i" -gt 60 ] && d=$src/w2
-    printf 'From: r@outside.test\r\nTo: u13@example.test\r\nSubject: window %s\r\nMessage-ID: <window.%s@outside.test>\r\n\r\nbody %s\r\n' $i $i $i > "$d/$i.eml"
-done
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u13 INBOX -d "$src/w1" >/dev/null
+# two_parts USER WORD FIRST ALL: messages 1..ALL to USER, "Subject: WORD
+# N", the first FIRST into $src/WORD.1, the rest into $src/WORD.2
+two_parts() {
+    mkdir -p "$src/$2.1" "$src/$2.2"
+    local i d
+    for i in $(seq -w 1 "$4"); do
+        d=$src/$2.1; [ "$i" -gt "$3" ] && d=$src/$2.2
+        printf 'From: r@outside.test\r\nTo: %s@example.test\r\nSubject: %s %s\r\nMessage-ID: <%s.%s@outside.test>\r\n\r\nbody %s\r\n' \
+            "$1" "$2" $i "$2" $i $i > "$d/$i.eml"
+    done
+}
+two_parts u13 window 60 63
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u13 INBOX -d "$src/window.1" >/dev/null
 imap13() { curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "u13@$CM_MAIL_DOMAIN:u13-pw-Secret1" \
                "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "$1" | tr -d '\r'; }
 imap13 "UID STORE 8:50 +FLAGS.SILENT (\\Deleted)" >/dev/null
 imap13 "EXPUNGE" >/dev/null
 check_eq "the folder holds 17 messages after the expunge" "17" \
     "$(imap13 "SEARCH ALL" | sed -n 's/^\* SEARCH//p' | wc -w)"
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u13 INBOX -d "$src/w2" >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u13 INBOX -d "$src/window.2" >/dev/null
 route_add win u13 --kind ingest --after-fetch keep --log-level verbose >/dev/null
 "$CM" route start win >/dev/null
 W="route_id = (SELECT id FROM routes WHERE name = 'win')"
@@ -83,12 +90,8 @@ esac
 # windows run up to the UIDNEXT the server gave at SELECT, the last one
 # open-ended (mail may have come since). 30 messages of u34 through a
 # man in the middle that answers FETCH * with NO; then 2 more.
-mkdir -p "$src/f1" "$src/f2"
-for i in $(seq -w 1 32); do
-    d=$src/f1; [ "$i" -gt 30 ] && d=$src/f2
-    printf 'From: r@outside.test\r\nTo: u34@example.test\r\nSubject: star %s\r\nMessage-ID: <star.%s@outside.test>\r\n\r\nbody %s\r\n' $i $i $i > "$d/$i.eml"
-done
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u34 INBOX -d "$src/f1" >/dev/null
+two_parts u34 star 30 32
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u34 INBOX -d "$src/star.1" >/dev/null
 FP=$(free_port)
 mitm "127.0.0.1:$FP" "127.0.0.1:$CM_IMAP_PORT" refuse-fetch-star "$CM_WORK/uidv-star.log"
 CM_PW=u34-pw-Secret1 "$CM" route add star --email u34@example.test --username u34@example.test \
@@ -99,7 +102,7 @@ CM_PW=u34-pw-Secret1 "$CM" route add star --email u34@example.test --username u3
 F="route_id = (SELECT id FROM routes WHERE name = 'star')"
 wait_until 30 sql_at_least 30 "SELECT count(*) FROM messages WHERE $F AND state <> 'fetched'"
 check_contains "the fetcher asked FETCH * and the proxy refused it" "FETCH * (UID)" "$(cat "$CM_WORK/uidv-star.log")"
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u34 INBOX -d "$src/f2" >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u34 INBOX -d "$src/star.2" >/dev/null
 wait_until 30 sql_at_least 32 "SELECT count(*) FROM messages WHERE $F AND state <> 'fetched'"
 check_eq "FETCH * refused: the folder's 32 messages, each stored once" \
     "32 $(seq -w 1 32 | paste -sd ' ')" \
