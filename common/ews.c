@@ -521,24 +521,26 @@ s_transient_code (const char *code)
     return false;
 }
 
-/* An error code of one item, not of the server or the route: not
-   transient, and not one that every item would get as well (the folder
-   or the mailbox gone, no rights, a full mailbox). The route goes on past
-   such an item. */
+/* An error code of one item, not of the server, the account or the
+   route: what only this item gets (it has no MIME form, it is damaged,
+   it has no such property). Every other code (transient ones, AD or
+   mailbox outages, rights, impersonation, codes not known here) stops
+   the round, so that no item is passed over for a fault of the server. */
 static bool
 s_item_code (const char *code)
 {
-    static const char *route_wide [] = {
-        "ErrorToFolderNotFound", "ErrorFolderNotFound", "ErrorAccessDenied",
-        "ErrorQuotaExceeded", "ErrorNonExistentMailbox", "ErrorMailboxConfiguration",
-        "ErrorImpersonationDenied", "ErrorInvalidRequest", "ErrorInvalidSchemaVersionForMailboxVersion",
+    static const char *of_item [] = {
+        "ErrorUnsupportedMimeConversion", "ErrorMimeContentConversionFailed",
+        "ErrorMimeContentInvalid", "ErrorMimeContentInvalidBase64String",
+        "ErrorItemCorrupt", "ErrorCorruptData", "ErrorInvalidIdMalformed",
+        "ErrorInvalidItemForOperation", "ErrorInvalidPropertySet",
+        "ErrorInvalidPropertyForOperation", "ErrorUpdatePropertyMismatch",
+        "ErrorIrresolvableConflict", "ErrorStaleObject", "ErrorItemPropertyRequestFailed",
     };
-    if (s_transient_code (code))
-        return false;
-    for (size_t i = 0; i < sizeof route_wide / sizeof route_wide [0]; i++)
-        if (strcmp (code, route_wide [i]) == 0)
-            return false;
-    return true;
+    for (size_t i = 0; i < sizeof of_item / sizeof of_item [0]; i++)
+        if (strcmp (code, of_item [i]) == 0)
+            return true;
+    return false;
 }
 
 /* Reason for a response or fault code. what names the object (folder). */
@@ -1655,10 +1657,17 @@ cm_ews_get_mime (cm_ews_t *self, cm_ews_item_t *item, size_t max_bytes, char **d
            ErrorUnsupportedMimeConversion), not of the server */
         return rc == 1 && s_item_code (code) ? 3 : -1;
     }
+    if (strcmp (code, "NoError") != 0) {
+        /* ResponseClass Warning: not processed (a store offline, a batch
+           stopped): the server's, tried again */
+        s_code_reason (self, code, text, NULL, err, errlen);
+        s_answer_free (&a);
+        return -1;
+    }
     s_take_id (msg, item);
     xmlNodePtr mc = s_find (msg, NS_T, "MimeContent");
     xmlChar *b64 = mc ? xmlNodeGetContent (mc) : NULL;
-    rc = 3;                     /* the answer came: what is wrong is this item's */
+    rc = 3;                     /* a Success without it: what is wrong is this item's */
     if (!b64)
         snprintf (err, errlen, "GetItem answer without MimeContent");
     else if (s_b64_decode ((const char *) b64, strlen ((const char *) b64), data, len))

@@ -29,6 +29,7 @@
 #define SEARCH_CAP      (16 * 1024 * 1024)  /* one SEARCH answer */
 #define RECV_CHUNK      16384               /* one TLS record at most */
 #define SLICE_MS        200                 /* how often *stop is checked */
+#define IDLE_MIN_MS     1000                /* an IDLE the server ends sooner: poll */
 #define NS_MAX          8                   /* prefixes kept per namespace */
 #define NAME_MAX_LEN    1024                /* folder name on the wire */
 #define DEFAULT_TIMEOUT 15000
@@ -1418,8 +1419,8 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, uint64_t to_uid,
     int rc = 0;
     /* a window's answer stays within SEARCH_CAP: at most 11 bytes a UID */
     uint64_t widest = (uint64_t) max_uids * 64;
-    if (widest > SEARCH_CAP / 11)
-        widest = SEARCH_CAP / 11;
+    if (widest > (SEARCH_CAP - 64) / 11)
+        widest = (SEARCH_CAP - 64) / 11;      /* and the "* SEARCH" before them */
     if (last == 0)
         rc = s_search_range (self, from_uid, to_uid, date, &s, err, errlen);
     else
@@ -1495,10 +1496,10 @@ s_fetch_meta (cm_imap_t *self, uint64_t uid, s_fetch_t *f, char *err,
    for gone (and skipped) on the strength of a parse. 1 yes, 0 no, -1
    error with reason. */
 static int
-s_uid_exists (cm_imap_t *self, uint64_t uid, char *err, size_t errlen)
+s_uid_matches (cm_imap_t *self, uint64_t uid, const char *also, char *err, size_t errlen)
 {
-    char cmd [64];
-    snprintf (cmd, sizeof cmd, "UID SEARCH UID %" PRIu64, uid);
+    char cmd [96];
+    snprintf (cmd, sizeof cmd, "UID SEARCH UID %" PRIu64 "%s", uid, also);
     s_search_t s = { uid, NULL, 0, 0, false };
     int r = s_command (self, cmd, LINE_CAP, s_on_search, &s, err, errlen);
     bool there = false;
@@ -1512,9 +1513,15 @@ s_uid_exists (cm_imap_t *self, uint64_t uid, char *err, size_t errlen)
     if (r > 0) {
         char why [300];
         snprintf (why, sizeof why, "%s", err);
-        snprintf (err, errlen, "UID SEARCH UID %" PRIu64 " failed: %s", uid, why);
+        snprintf (err, errlen, "UID SEARCH UID %" PRIu64 "%s failed: %s", uid, also, why);
     }
     return r ? -1 : there;
+}
+
+static int
+s_uid_exists (cm_imap_t *self, uint64_t uid, char *err, size_t errlen)
+{
+    return s_uid_matches (self, uid, "", err, errlen);
 }
 
 static size_t
@@ -1810,13 +1817,16 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         }
         /* there, but no answer named it in a form this parser reads: it
            is fetched all the same (mail is never skipped for how a server
-           words its flags), without a size to check, and as unread: a
-           read-write body session's \Seen is taken off again until the
-           commit */
+           words its flags), without a size to check; whether it was read
+           is asked as a SEARCH too (the \Seen a read-write body session
+           sets is taken off again only from mail that was unread) */
         cm_warn (self->route, "UID %" PRIu64 ": the server's answer to UID FETCH (UID FLAGS"
                  " RFC822.SIZE) could not be read; the message is fetched without its size",
                  uid);
-        meta = (s_fetch_t) { .found = true, .uid = uid };
+        int seen = s_uid_matches (self, uid, " SEEN", err, errlen);
+        if (seen < 0)
+            goto done;
+        meta = (s_fetch_t) { .found = true, .uid = uid, .seen = seen == 1 };
     }
     if (meta.has_size && max_bytes && meta.size > max_bytes && !self->size_unreliable) {
         *too_big = true;
@@ -2231,7 +2241,8 @@ cm_imap_wait (cm_imap_t *self, int timeout_ms, volatile int *stop, char *err,
             return s_wait_poll (self, timeout_ms, stop, err, errlen);
         }
     }
-    deadline = s_now_ms () + timeout_ms;
+    int64_t idle_start = s_now_ms ();
+    deadline = idle_start + timeout_ms;
     while (!self->new_mail && !(stop && *stop) && s_now_ms () < deadline) {
         int64_t left = deadline - s_now_ms ();
         int r = s_read_line (self, LINE_CAP, (int) (left < SLICE_MS ? left
@@ -2250,10 +2261,19 @@ cm_imap_wait (cm_imap_t *self, int timeout_ms, volatile int *stop, char *err,
         else if (r == 1 && strncmp (self->line.data, tag, taglen) == 0
                  && self->line.data [taglen] == ' ') {
             /* the server ended IDLE itself (its own time limit): no DONE
-               is owed, and the folder is looked at again */
-            cm_info (self->route, "%s ended IDLE: %.200s", self->host,
-                     self->line.data + taglen + 1);
+               is owed, and the folder is looked at again. One that ends
+               it at once, or with NO or BAD, is polled instead: looking
+               again at once would be a busy loop. */
+            const char *status = self->line.data + taglen + 1;
+            cm_info (self->route, "%s ended IDLE: %.200s", self->host, status);
             self->new_mail = false;
+            if (strncasecmp (status, "OK", 2) != 0) {
+                cm_warn (self->route, "IDLE ended with an error by %s; polling", self->host);
+                self->cap_idle = false;
+            }
+            int64_t left = deadline - s_now_ms ();
+            if (!self->cap_idle || s_now_ms () - idle_start < IDLE_MIN_MS)
+                return left > 0 ? s_wait_poll (self, (int) left, stop, err, errlen) : 1;
             return 1;
         }
     }
@@ -2406,7 +2426,7 @@ cm_imap_selftest (bool verbose)
     s_on_list (NULL, "* LIST (\\Noselect) \"/\" \"\"", &rootq);
     CHECK (rootq.found && rootq.info.sep == '.');
     /* the literal whole, the rest of its line in the next read */
-    cm_buf_append (&in, "* LIST () \"/\" {5}\r\nab\"cd", 25);
+    cm_buf_append (&in, "* LIST () \"/\" {5}\r\nab\"cd", 24);
     CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 0);
     cm_buf_append (&in, "\r\n", 2);
     CHECK (s_cut_line (&in, &hint, LINE_CAP, &line) == 1);

@@ -212,7 +212,8 @@ s_parse_token (const char *body, size_t len, char **token, int64_t *lifetime_ms)
     long long secs = -1;
     if (json_is_integer (exp))
         secs = json_integer_value (exp);
-    else if (json_is_real (exp))
+    else if (json_is_real (exp) && json_real_value (exp) > 0
+             && json_real_value (exp) < 86400.0 * 7)
         secs = (long long) json_real_value (exp);
     else if (json_is_string (exp))         /* v1 endpoints send a string */
         secs = strtoll (json_string_value (exp), NULL, 10);

@@ -176,7 +176,10 @@ s_rows_build (rows_t *r, const fetched_t *msgs, char *const *item_ids, size_t n,
             store_message_id (m->raw, m->len, mid [i], sizeof mid [i]);
         }
         else if (m->reason)
-            snprintf (reason, sizeof reason, "%s", m->reason);
+            cm_text_scrub (strncpy (reason, m->reason, sizeof reason - 1));  /* a server's words, cut */
+        else if (m->len == 0)       /* its size unknown: the download passed the limit */
+            snprintf (reason, sizeof reason, "message is over the %zu-byte fetch limit;"
+                      " it was left in the mailbox", fetch_max);
         else
             snprintf (reason, sizeof reason, "message is %zu bytes, over the %zu-byte"
                       " fetch limit; it was left in the mailbox", m->len, fetch_max);

@@ -381,9 +381,11 @@ def change_key_valid(ck):
 
 
 # An item's class decides its element and what EWS can do with it: only
-# messages (IPM.Note, meeting messages) have message:IsRead to set; a
-# contact or a task has no MIME form (ErrorUnsupportedMimeConversion).
-ITEM_ELEMENTS = {"IPM.Contact": "Contact", "IPM.Task": "Task", "IPM.Post": "PostItem"}
+# messages and posts (MessageType, PostItemType) have IsRead to set, not
+# a calendar item; a contact or a task has no MIME form
+# (ErrorUnsupportedMimeConversion).
+ITEM_ELEMENTS = {"IPM.Contact": "Contact", "IPM.Task": "Task", "IPM.Post": "PostItem",
+                 "IPM.Appointment": "CalendarItem"}
 
 
 def item_element(item_class):
@@ -1280,7 +1282,7 @@ class Ews:
                     uri = up.find(tq("FieldURI"))
                     path = uri.get("FieldURI") if uri is not None else None
                     if kind != "SetItemField" or path != "message:IsRead" or \
-                            item_element(it.item_class) != "Message":
+                            item_element(it.item_class) not in ("Message", "PostItem"):
                         raise RespError("ErrorInvalidPropertySet")
                     msg = up.find(tq("Message"))
                     if msg is None or len(msg) != 1 or local(msg[0].tag) != "IsRead":

@@ -8,7 +8,8 @@
 # between two fetches), and a processed folder made by another client
 # meanwhile ([ALREADYEXISTS]), and one that will not LIST the processed
 # folder, and FETCH answers with odd flags or without their UID, and one
-# that ends IDLE itself. Users u20, u21, u27, u29, u30, u31, u32, u33.
+# that ends IDLE itself (after 2 s, or at once). Users u20, u21, u27, u29,
+# u30, u31, u32, u33, u35.
 . "$(dirname "$0")/../lib.sh"
 export CASEMAIL_SEND_MAX_ATTEMPTS=1   # a refused send is final at once here
 cm_start || exit 1
@@ -256,3 +257,22 @@ check_eq "... the route RUNNING, with no error" "RUNNING None" \
     "$("$CM" route show endidle --json | json '"%s %s" % (j["status"], j["last_error"])')"
 check_contains "... the fetcher noted the server's end of IDLE" "127.0.0.1 ended IDLE: OK" \
     "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+
+# One that ends every IDLE at once: the fetcher polls that server instead
+# (a NOOP every 10 s), not a busy loop of IDLE and search; mail still
+# comes in.
+src=$CM_WORK/tls-idle0
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 2 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix idle0 >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u35 INBOX -d "$src" >/dev/null
+ZP=$(free_port)
+export MITM_IDLE_END=0
+mitm "127.0.0.1:$ZP" "127.0.0.1:$CM_IMAP_PORT" end-idle "$CM_WORK/tls-idle0.log"
+unset MITM_IDLE_END
+mitm_route idle0 u35 "$ZP"
+route_takes idle0 2 "a server that ends IDLE at once: the folder's 2 messages come in"
+sleep 8
+check_eq "... it is polled, not sent IDLE again and again" "yes" \
+    "$([ "$(grep -c ' IDLE' "$CM_WORK/tls-idle0.log")" -le 3 ] && echo yes || echo "no: $(grep -c ' IDLE' "$CM_WORK/tls-idle0.log") IDLE commands")"
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 1 "$src-late" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix idle0-late >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u35 INBOX -d "$src-late" >/dev/null
+route_takes idle0 3 "... and a message that arrives later comes in"

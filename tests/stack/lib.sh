@@ -17,7 +17,7 @@ CM_PGBIN=/usr/lib/postgresql/15/bin
 CM_MAIL_DOMAIN=example.test
 CM_VMAIL_USER=cmvmail
 # Test users; each has password "<user>-pw-Secret1", login name user@example.test.
-CM_USERS="alice bob carol dave erin sink u01 u02 u03 u04 u05 u06 u07 u08 u09 u10 u11 u12 u13 u14 u15 u16 u17 u18 u19 u20 u21 u22 u23 u24 u25 u26 u27 u28 u29 u30 u31 u32 u33 u34"
+CM_USERS="alice bob carol dave erin sink u01 u02 u03 u04 u05 u06 u07 u08 u09 u10 u11 u12 u13 u14 u15 u16 u17 u18 u19 u20 u21 u22 u23 u24 u25 u26 u27 u28 u29 u30 u31 u32 u33 u34 u35"
 # Folders every user gets (besides INBOX). "/" is the hierarchy separator.
 CM_FOLDERS="Processed Sent Archive Archive/2024 Readonly"
 # Port offsets from the base port. OAUTH is not served by the stack: it is

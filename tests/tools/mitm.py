@@ -38,8 +38,8 @@ In the IMAP modes a literal's bytes are passed through as they are
   slow-dot    SMTP in clear, the server's answer to the end of the data
               (the line ".") held back MITM_DOT_DELAY seconds (130), as a
               server that scans content before it answers
-  end-idle    IMAP in clear, every IDLE ended by the server a second after
-              it began (the proxy sends the server DONE itself, so the
+  end-idle    IMAP in clear, every IDLE ended by the server MITM_IDLE_END
+              seconds (2) after it began (the proxy sends the server DONE itself, so the
               client gets the tagged answer without asking), as servers
               with their own IDLE time limit do
   refuse-list IMAP in clear, a LIST of a folder whose name starts with
@@ -75,7 +75,7 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
             if m:
                 idle["tag"] = m.group(1)
                 async def end_later(tag=m.group(1)):
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(float(os.environ.get("MITM_IDLE_END", "2")))
                     if idle.get("tag") == tag:
                         idle["tag"] = None
                         server_writer.write(b"DONE\r\n")
