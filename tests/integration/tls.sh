@@ -111,6 +111,23 @@ route_takes() {
     if wait_until 30 sql_at_least "$2" "SELECT count(*) FROM messages WHERE $r AND state <> 'fetched'"; then ok "$3"
     else not_ok "$3" "status $(route_status "$1"): $("$CM" route show "$1" --json | json 'j.get("last_error")')"; fi
 }
+# mailbox_gets USER N NAME: N corpus messages, made into $CM_WORK/tls-NAME,
+# put into USER's INBOX.
+mailbox_gets() {
+    python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$2" "$CM_WORK/tls-$3" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "$3" >/dev/null
+    "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" "$1" INBOX -d "$CM_WORK/tls-$3" >/dev/null
+}
+# via_mitm NAME USER N MODE [route options]: N messages for USER (as
+# mailbox_gets), a man in the middle in MODE before Dovecot's plain port
+# (its port in VIA_PORT, its log $CM_WORK/tls-NAME.log), and route NAME
+# through it, started.
+via_mitm() {
+    local name=$1 user=$2 n=$3 mode=$4; shift 4
+    mailbox_gets "$user" "$n" "$name"
+    VIA_PORT=$(free_port)
+    mitm "127.0.0.1:$VIA_PORT" "127.0.0.1:$CM_IMAP_PORT" "$mode" "$CM_WORK/tls-$name.log"
+    mitm_route "$name" "$user" "$VIA_PORT" "$@"
+}
 # file_shas DIR: SHA-256 of each file in DIR with CRLF line ends (as IMAP
 # sends it), sorted
 file_shas() {
@@ -132,11 +149,7 @@ check_eq "the route is RUNNING, no limit recorded" "RUNNING|" \
 # message is fetched twice the first time, the same bytes both times, and
 # kept; the route does not stop on it.
 src=$CM_WORK/tls-badsize
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 12 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix badsize >/dev/null
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u27 INBOX -d "$src" >/dev/null
-BP=$(free_port)
-mitm "127.0.0.1:$BP" "127.0.0.1:$CM_IMAP_PORT" bad-size "$CM_WORK/tls-badsize.log"
-mitm_route badsize u27 "$BP" --after-fetch seen
+via_mitm badsize u27 12 bad-size --after-fetch seen
 B="route_id = (SELECT id FROM routes WHERE name = 'badsize')"
 route_takes badsize 12 "a server announcing wrong sizes: its 12 messages come in"
 check_eq "each stored as the server sent it, not cut to the announced size" "$(file_shas "$src")" \
@@ -151,11 +164,7 @@ check_contains "the fetcher says the server's sizes are not its messages'" "anno
 # of it is committed, the route is FAILED naming the sizes, and the mail
 # stays in the mailbox unread. Straight to the server, it all comes in.
 src=$CM_WORK/tls-changing
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 6 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix changing >/dev/null
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u29 INBOX -d "$src" >/dev/null
-CP=$(free_port)
-mitm "127.0.0.1:$CP" "127.0.0.1:$CM_IMAP_PORT" changing "$CM_WORK/tls-changing.log"
-mitm_route changing u29 "$CP" --after-fetch seen
+via_mitm changing u29 6 changing --after-fetch seen
 C="route_id = (SELECT id FROM routes WHERE name = 'changing')"
 if wait_until 30 status_is changing FAILED; then ok "other bytes the second time: the route is FAILED"
 else not_ok "other bytes the second time: the route is FAILED" "status $(route_status changing)"; fi
@@ -170,12 +179,7 @@ check_eq "each as the server has it" "$(file_shas "$src")" "$(sql "SELECT raw_sh
 # Another client makes the processed folder between the move that found
 # it missing ([TRYCREATE]) and casemail's CREATE ([ALREADYEXISTS]): the
 # move is made again, into that folder.
-src=$CM_WORK/tls-race
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 5 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix race >/dev/null
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u30 INBOX -d "$src" >/dev/null
-RP=$(free_port)
-mitm "127.0.0.1:$RP" "127.0.0.1:$CM_IMAP_PORT" create-race "$CM_WORK/tls-race.log"
-mitm_route race u30 "$RP" --after-fetch move --processed-folder Handled
+via_mitm race u30 5 create-race --after-fetch move --processed-folder Handled
 route_takes race 5 "a processed folder another client made meanwhile: the 5 messages come in"
 count_in() { curl -s --cacert "$CM_CA_FILE" -u "u30@example.test:u30-pw-Secret1" "imaps://localhost:$CM_IMAPS_PORT/" -X "STATUS $1 (MESSAGES)" | tr -d '\r' | sed -n 's/.*MESSAGES \([0-9]*\).*/\1/p'; }
 moved() { [ "$(count_in Handled)" = 5 ] && [ "$(count_in INBOX)" = 0 ]; }
@@ -214,13 +218,9 @@ check_contains "... and is reported" "processed folder Handled exists" "$OUT"
 # read, and an answer without its UID item is settled by UID SEARCH: the
 # message is there, and is fetched without its size.
 odd_route() { # NAME USER MODE DESC
-    local src=$CM_WORK/tls-$1 port
-    python3 "$CM_TOP/tests/tools/mkmail.py" bulk 12 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "$1" >/dev/null
-    "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" "$2" INBOX -d "$src" >/dev/null
-    port=$(free_port)
-    mitm "127.0.0.1:$port" "127.0.0.1:$CM_IMAP_PORT" "$3" "$CM_WORK/tls-$1.log"
-    ODD_PORT=$port
-    mitm_route "$1" "$2" "$port" --after-fetch seen
+    local src=$CM_WORK/tls-$1
+    via_mitm "$1" "$2" 12 "$3" --after-fetch seen
+    ODD_PORT=$VIA_PORT
     route_takes "$1" 12 "$4: its 12 messages come in"
     check_eq "... each stored as the server holds it" "$(file_shas "$src")" \
         "$(sql "SELECT raw_sha256 FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = '$1') ORDER BY 1")"
@@ -240,18 +240,12 @@ check_contains "... the fetcher says it fetched them without their size" \
 # client did not ask for with DONE): the fetcher looks at the folder
 # again and idles anew, so mail that arrives later still comes in at
 # once, not after its own re-check a minute on.
-src=$CM_WORK/tls-endidle
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 3 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix endidle >/dev/null
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u33 INBOX -d "$src" >/dev/null
-EP=$(free_port)
-mitm "127.0.0.1:$EP" "127.0.0.1:$CM_IMAP_PORT" end-idle "$CM_WORK/tls-endidle.log"
-mitm_route endidle u33 "$EP"
+via_mitm endidle u33 3 end-idle
 route_takes endidle 3 "a server that ends IDLE itself: the folder's 3 messages come in"
 idles() { grep -c " IDLE" "$CM_WORK/tls-endidle.log"; }
 wait_until 20 sh -c "[ \$(grep -c ' IDLE' '$CM_WORK/tls-endidle.log') -ge 3 ]" \
     || not_ok "the fetcher idles again after the server ended IDLE" "IDLE commands: $(idles)"
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 1 "$src-late" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix endidle-late >/dev/null
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u33 INBOX -d "$src-late" >/dev/null
+mailbox_gets u33 1 endidle-late
 route_takes endidle 4 "... and a message that arrives later comes in"
 check_eq "... the route RUNNING, with no error" "RUNNING None" \
     "$("$CM" route show endidle --json | json '"%s %s" % (j["status"], j["last_error"])')"
@@ -261,18 +255,12 @@ check_contains "... the fetcher noted the server's end of IDLE" "127.0.0.1 ended
 # One that ends every IDLE at once: the fetcher polls that server instead
 # (a NOOP every 10 s), not a busy loop of IDLE and search; mail still
 # comes in.
-src=$CM_WORK/tls-idle0
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 2 "$src" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix idle0 >/dev/null
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u35 INBOX -d "$src" >/dev/null
-ZP=$(free_port)
 export MITM_IDLE_END=0
-mitm "127.0.0.1:$ZP" "127.0.0.1:$CM_IMAP_PORT" end-idle "$CM_WORK/tls-idle0.log"
+via_mitm idle0 u35 2 end-idle
 unset MITM_IDLE_END
-mitm_route idle0 u35 "$ZP"
 route_takes idle0 2 "a server that ends IDLE at once: the folder's 2 messages come in"
 sleep 8
 check_eq "... it is polled, not sent IDLE again and again" "yes" \
     "$([ "$(grep -c ' IDLE' "$CM_WORK/tls-idle0.log")" -le 3 ] && echo yes || echo "no: $(grep -c ' IDLE' "$CM_WORK/tls-idle0.log") IDLE commands")"
-python3 "$CM_TOP/tests/tools/mkmail.py" bulk 1 "$src-late" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix idle0-late >/dev/null
-"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u35 INBOX -d "$src-late" >/dev/null
+mailbox_gets u35 1 idle0-late
 route_takes idle0 3 "... and a message that arrives later comes in"
