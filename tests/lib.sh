@@ -70,10 +70,12 @@ trap cm_stop EXIT
 # free_port: a loopback port nothing listens on (bound then released).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # mitm LISTEN UPSTREAM MODE LOG: tests/tools/mitm.py in the background
-# (its modes are in its header), listening when this returns; cm_stop
+# (its modes are in its header), listening when this returns, its log
+# emptied first (the sanitizer pass runs in the same work folder); cm_stop
 # stops every one started.
 CM_MITM_PIDS=()
 mitm() {
+    : > "$4"
     python3 "$CM_TOP/tests/tools/mitm.py" --listen "$1" --upstream "$2" --mode "$3" --log "$4" &
     CM_MITM_PIDS+=($!)
     local port=${1##*:} host=${1%:*}

@@ -114,6 +114,7 @@ route_takes() {
 # mailbox_gets USER N NAME: N corpus messages, made into $CM_WORK/tls-NAME,
 # put into USER's INBOX.
 mailbox_gets() {
+    rm -rf "$CM_WORK/tls-$3"
     python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$2" "$CM_WORK/tls-$3" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "$3" >/dev/null
     "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" "$1" INBOX -d "$CM_WORK/tls-$3" >/dev/null
 }
