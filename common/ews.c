@@ -70,7 +70,6 @@ struct _cm_ews_t {
     char diag [512];            /* x-ms-diagnostics of the last answer */
     long backoff_ms;            /* the last fault's BackOffMilliseconds */
     long retry_after_ms;        /* Retry-After of the last answer (seconds form), 0 none */
-    volatile int *stop;         /* give a request up once non-zero (NULL: never) */
 };
 
 /* A parsed SOAP answer. */
@@ -1212,7 +1211,6 @@ cm_ews_set_stop (cm_ews_t *self, volatile int *stop)
 {
     if (!self || !self->h)
         return;
-    self->stop = stop;
     curl_easy_setopt (self->h, CURLOPT_XFERINFOFUNCTION, s_xfer_cb);
     curl_easy_setopt (self->h, CURLOPT_XFERINFODATA, (void *) stop);
     curl_easy_setopt (self->h, CURLOPT_NOPROGRESS, stop ? 0L : 1L);

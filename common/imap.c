@@ -1490,8 +1490,9 @@ s_fetch_meta (cm_imap_t *self, uint64_t uid, s_fetch_t *f, char *err,
     return r ? -1 : 0;
 }
 
-/* Is uid in the folder? Asked when no FETCH answer named it: expunged
-   meanwhile, or an answer this parser could not read. A SEARCH answer is
+/* Is uid in the folder (and does it match also, e.g. " SEEN")? Asked
+   when no FETCH answer named it: expunged meanwhile, or an answer this
+   parser could not read. A SEARCH answer is
    a plain list of numbers, so it settles which: a message is never taken
    for gone (and skipped) on the strength of a parse. 1 yes, 0 no, -1
    error with reason. */
@@ -1516,12 +1517,6 @@ s_uid_matches (cm_imap_t *self, uint64_t uid, const char *also, char *err, size_
         snprintf (err, errlen, "UID SEARCH UID %" PRIu64 "%s failed: %s", uid, also, why);
     }
     return r ? -1 : there;
-}
-
-static int
-s_uid_exists (cm_imap_t *self, uint64_t uid, char *err, size_t errlen)
-{
-    return s_uid_matches (self, uid, "", err, errlen);
 }
 
 static size_t
@@ -1810,7 +1805,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
     if (!s_cached_meta (self, uid, &meta) && s_fetch_meta (self, uid, &meta, err, errlen))
         goto done;
     if (!meta.found) {
-        int there = s_uid_exists (self, uid, err, errlen);
+        int there = s_uid_matches (self, uid, "", err, errlen);
         if (there <= 0) {
             rc = there < 0 ? -1 : 2;
             goto done;
@@ -1882,7 +1877,7 @@ cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
         if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen)
             || s_fetch_meta (self, uid, &meta, err, errlen))
             goto done;
-        int there = meta.found ? 1 : s_uid_exists (self, uid, err, errlen);
+        int there = meta.found ? 1 : s_uid_matches (self, uid, "", err, errlen);
         if (there <= 0) {
             rc = there < 0 ? -1 : 2;
             goto done;
