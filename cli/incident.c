@@ -585,6 +585,11 @@ s_wait_email (cli_api_t *api, json_int_t id, long timeout_s)
                 what = cli_json_str (reply, "message_id");
             printf ("email %s sent: %s\n", idtext,
                     cli_clean (what ? what : "-", false, text, sizeof text));
+            /* recipients the server refused while the others took it */
+            const char *refused = cli_json_str (reply, "last_error");
+            if (refused && *refused)
+                printf ("email %s %s\n", idtext,
+                        cli_clean (refused, false, text, sizeof text));
             json_decref (reply);
             return CLI_OK;
         }

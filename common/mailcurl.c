@@ -132,6 +132,7 @@ s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
             ctx->auth_offered = false;
             ctx->partial [0] = 0;
         }
+        snprintf (ctx->command, sizeof ctx->command, "%s", ctx->in_auth ? "AUTH" : line);
         return;
     }
     if (type != CURLINFO_HEADER_IN)
@@ -169,6 +170,9 @@ s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
         memcpy (ctx->reply, ctx->partial, sizeof ctx->reply);
         if (line [0] == '4' || line [0] == '5')
             memcpy (ctx->fail, ctx->partial, sizeof ctx->fail);
+        if (ctx->on_reply)
+            ctx->on_reply (ctx->on_reply_arg, ctx->command, ctx->partial);
+        ctx->command [0] = 0;       /* one reply per command */
         ctx->partial [0] = 0;
         if (strncmp (line, "235", 3) == 0)
             ctx->auth_ok = true;

@@ -22,6 +22,11 @@ typedef struct {
     char reply [1024];              /* last complete server reply (SMTP) */
     char fail [1024];               /* last SMTP reply with a 4xx/5xx code */
     char partial [1024];            /* multi-line SMTP reply in progress */
+    char command [400];             /* last SMTP command sent (AUTH redacted) */
+    /* SMTP: called with each complete reply and the command it answers,
+       for the client's own bookkeeping (recipients refused); may be NULL */
+    void (*on_reply) (void *arg, const char *command, const char *reply);
+    void *on_reply_arg;
     char errbuf [CURL_ERROR_SIZE];  /* CURLOPT_ERRORBUFFER */
 } cm_mailcurl_ctx_t;
 

@@ -200,7 +200,14 @@ const char *const cm_schema_migrations [] = {
    pass cut short (a restart, a dropped connection) goes on with the same
    limit, and mail that arrives later is taken whatever its date. NULL:
    no limit (no --since, or a cursor from before this version). */
-"ALTER TABLE route_cursors ADD COLUMN since_top bigint;"
+"ALTER TABLE route_cursors ADD COLUMN since_top bigint;",
+/* 7: an email's recipients are settled one by one: those that took it
+   (`delivered`) and those the server refused for good (`refused`, with
+   the server's answers in `refusals`, the lead of last_error). A
+   later attempt goes to the others alone, so one refused Cc neither
+   keeps the email from the rest nor sends it twice to anyone. */
+"ALTER TABLE outbox ADD COLUMN delivered text[] NOT NULL DEFAULT '{}',"
+"  ADD COLUMN refused text[] NOT NULL DEFAULT '{}', ADD COLUMN refusals text;"
 };
 
 const int cm_schema_count = sizeof cm_schema_migrations / sizeof cm_schema_migrations [0];

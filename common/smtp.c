@@ -237,10 +237,38 @@ s_read_msg (char *buf, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* The answers to RCPT TO, matched to the recipients by address (libcurl
+   sends them in order and waits for each answer). */
+typedef struct {
+    const char *const *rcpts;
+    size_t n;
+    cm_smtp_rcpt_t *each;
+} s_rcpts_t;
+
+static void
+s_on_reply (void *arg, const char *command, const char *reply)
+{
+    s_rcpts_t *r = arg;
+    if (strncasecmp (command, "RCPT TO:<", 9) != 0)
+        return;
+    const char *addr = command + 9;
+    const char *end = strrchr (addr, '>');
+    size_t len = end ? (size_t) (end - addr) : strlen (addr);
+    for (size_t i = 0; i < r->n; i++)
+        if (r->each [i].code == 0 && strlen (r->rcpts [i]) == len
+            && strncmp (r->rcpts [i], addr, len) == 0) {
+            int code = atoi (reply);
+            r->each [i].code = code > 0 ? code : 500;
+            snprintf (r->each [i].reply, sizeof r->each [i].reply, "%s", reply);
+            return;
+        }
+}
+
 cm_smtp_result_t
 cm_smtp_send (const cm_mailserver_t *srv, const char *from,
               const char *const *rcpts, size_t nrcpts, const char *msg,
-              size_t msglen, int *code, char *reply, size_t replylen)
+              size_t msglen, cm_smtp_rcpt_t *each, int *code, char *reply,
+              size_t replylen)
 {
     cm_mailcurl_ctx_t *ctx = calloc (1, sizeof *ctx);
     struct curl_slist *list = NULL;
@@ -285,6 +313,18 @@ cm_smtp_send (const cm_mailserver_t *srv, const char *from,
     result = CM_SMTP_TEMPFAIL;
     snprintf (path, sizeof path, "<%s>", from);
     s_source_t src = { msg, msglen };
+    s_rcpts_t answers = { rcpts, nrcpts, each };
+    if (each) {
+        memset (each, 0, nrcpts * sizeof *each);
+        ctx->on_reply = s_on_reply;
+        ctx->on_reply_arg = &answers;
+        /* a refused recipient does not keep the message from the others */
+#if LIBCURL_VERSION_NUM >= 0x080200
+        curl_easy_setopt (h, CURLOPT_MAIL_RCPT_ALLOWFAILS, 1L);
+#else
+        curl_easy_setopt (h, CURLOPT_MAIL_RCPT_ALLLOWFAILS, 1L);
+#endif
+    }
     curl_easy_setopt (h, CURLOPT_MAIL_FROM, path);
     curl_easy_setopt (h, CURLOPT_MAIL_RCPT, list);
     curl_easy_setopt (h, CURLOPT_UPLOAD, 1L);
@@ -378,12 +418,12 @@ cm_smtp_selftest (bool verbose)
     const char *bad [] = { "x@y\r\nDATA" };
     int code = -1;
     char reply [256];
-    CHECK (cm_smtp_send (&srv, "a@b.test", bad, 1, "x", 1, &code, reply,
+    CHECK (cm_smtp_send (&srv, "a@b.test", bad, 1, "x", 1, NULL, &code, reply,
                          sizeof reply) == CM_SMTP_PERMFAIL && code == 0
            && strstr (reply, "invalid recipient"));
     srv.protocol = "smtq";
     const char *good [] = { "x@y.test" };
-    CHECK (cm_smtp_send (&srv, "a@b.test", good, 1, "x", 1, &code, reply,
+    CHECK (cm_smtp_send (&srv, "a@b.test", good, 1, "x", 1, NULL, &code, reply,
                          sizeof reply) == CM_SMTP_PERMFAIL
            && strstr (reply, "unknown protocol"));
     char sum [128], err [256];
@@ -404,6 +444,29 @@ cm_smtp_selftest (bool verbose)
     CHECK (rl < sizeof ctx->reply && rl >= strlen (tail)
            && strcmp (ctx->reply + rl - strlen (tail), tail) == 0
            && strncmp (ctx->reply, "250-2.0.0 line 00", 17) == 0 && strstr (ctx->reply, " ... "));
+    /* each recipient gets the answer to its own RCPT TO, a multi-line one
+       whole; an AUTH exchange and other commands are not taken for one */
+    memset (ctx, 0, sizeof *ctx);
+    const char *two [] = { "a@x.test", "b@x.test", "c@x.test" };
+    cm_smtp_rcpt_t each [3] = { { 0, "" } };
+    s_rcpts_t answers = { two, 3, each };
+    ctx->on_reply = s_on_reply;
+    ctx->on_reply_arg = &answers;
+    static const char *const talk [][2] = {
+        { "O", "AUTH PLAIN AGFAYgBj" }, { "I", "235 2.7.0 Authentication successful" },
+        { "O", "MAIL FROM:<s@x.test>" }, { "I", "250 2.1.0 Ok" },
+        { "O", "RCPT TO:<b@x.test>" }, { "I", "550-5.1.1 <b@x.test>: Recipient" },
+        { "I", "550 5.1.1 address rejected" },
+        { "O", "RCPT TO:<a@x.test>" }, { "I", "250 2.1.5 Ok" },
+        { "O", "RCPT TO:<c@x.test>" }, { "I", "452 4.2.2 Mailbox full" },
+        { "O", "DATA" }, { "I", "354 End data with <CR><LF>.<CR><LF>" },
+    };
+    for (size_t i = 0; i < sizeof talk / sizeof talk [0]; i++)
+        cm_mailcurl_trace_line (ctx, talk [i][0][0] == 'O' ? CURLINFO_HEADER_OUT
+                                : CURLINFO_HEADER_IN, talk [i][1]);
+    CHECK (each [0].code == 250 && each [1].code == 550 && each [2].code == 452);
+    CHECK (strcmp (each [1].reply, "550-5.1.1 <b@x.test>: Recipient 550 5.1.1 address rejected") == 0
+           && strcmp (each [2].reply, "452 4.2.2 Mailbox full") == 0);
     free (ctx);
     return 0;
 }

@@ -30,16 +30,28 @@ typedef enum {
     CM_SMTP_PERMFAIL = 2        /* 5xx, bad arguments */
 } cm_smtp_result_t;
 
+/* What the server answered one RCPT TO: code 0 when it was never asked
+   (the send ended before), else the SMTP code and reply. */
+typedef struct {
+    int code;
+    char reply [256];
+} cm_smtp_rcpt_t;
+
 /* Sends msg (a full RFC 5322 message with CRLF line endings; libcurl does
-   the dot-stuffing) with MAIL FROM:<from> and one RCPT TO per rcpt; any
-   rejected recipient fails the whole send. *code gets the SMTP code of
-   the last answer (0 when there was none); reply gets that answer's text
-   (e.g. "250 2.0.0 Ok: queued as ABC") or, without an answer, the reason.
+   the dot-stuffing) with MAIL FROM:<from> and one RCPT TO per rcpt.
+   With each (nrcpts entries) a refused recipient does not stop the send:
+   the message goes to the recipients the server accepted, and each[i]
+   gets the answer to rcpts[i]; the send fails (with the last refusal)
+   only when every recipient was refused. Without each, any refused
+   recipient fails the whole send. *code gets the SMTP code of the last
+   answer (0 when there was none); reply gets that answer's text (e.g.
+   "250 2.0.0 Ok: queued as ABC") or, without an answer, the reason.
    Authentication failure is "authentication failed for <user>" with code
    535 (PERMFAIL; a 454 is TEMPFAIL). from may be "" for the null sender. */
 cm_smtp_result_t cm_smtp_send (const cm_mailserver_t *srv, const char *from,
                                const char *const *rcpts, size_t nrcpts,
-                               const char *msg, size_t msglen, int *code,
+                               const char *msg, size_t msglen,
+                               cm_smtp_rcpt_t *each, int *code,
                                char *reply, size_t replylen);
 /* Offline tests (address checks, reply classing); 0 ok. */
 int cm_smtp_selftest (bool verbose);

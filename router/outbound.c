@@ -91,6 +91,18 @@ s_base64 (const char *text, size_t *len)
     return out;
 }
 
+/* A JSON array of the database's array_to_json text; [] when absent. */
+static json_t *
+s_json_list (const char *text)
+{
+    json_t *a = text ? json_loads (text, 0, NULL) : NULL;
+    if (!json_is_array (a)) {
+        json_decref (a);
+        a = json_array ();
+    }
+    return a;
+}
+
 /* The incident's thread: In-Reply-To (latest) and References (first and
    newest, capped). */
 static void
@@ -355,7 +367,8 @@ outbound_list (cm_db_t *db, const char *id, const query_t *query, reply_t *r)
     PGresult *res = cm_db_query (db,
         "SELECT o.id, i.number, array_to_string(o.rcpt_to, ', '), o.subject, o.state,"
         " o.attempts, o.last_error, o.next_attempt_at, o.sent_at, o.message_id, o.smtp_reply,"
-        " array_to_string(o.cc, ', '), o.dsn_status, o.created_at"
+        " array_to_string(o.cc, ', '), o.dsn_status, o.created_at,"
+        " array_to_json(o.delivered), array_to_json(o.refused)"
         " FROM outbox o JOIN incidents i ON i.id = o.incident_id"
         " WHERE ($1::bigint IS NULL OR o.id = $1::bigint) AND ($2::text IS NULL OR o.state = $2)"
         " AND o.id > $3::bigint ORDER BY o.id LIMIT $4::int", 4, p);
@@ -379,6 +392,9 @@ outbound_list (cm_db_t *db, const char *id, const query_t *query, reply_t *r)
             "cc", cm_db_get (res, i, 11), "dsn_status", cm_db_get (res, i, 12),
             "created_at", json_time (cm_db_get (res, i, 13)));
         json_object_set (e, "reply", json_object_get (e, "smtp_reply"));
+        /* recipients settled so far: took it, refused it for good */
+        json_object_set_new (e, "delivered", s_json_list (cm_db_get (res, i, 14)));
+        json_object_set_new (e, "refused", s_json_list (cm_db_get (res, i, 15)));
         json_array_append_new (list, e);
     }
     if (id) {

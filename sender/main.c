@@ -7,7 +7,10 @@
     temporary failure back to `queued` with an exponential backoff
     (CASEMAIL_SEND_RETRY_BASE_MS, default 30 s, doubling, at most 1 h) up
     to CASEMAIL_SEND_MAX_ATTEMPTS (default 10); a permanent one `failed`
-    at once with the server's answer. An email left `sending` by a dead
+    at once with the server's answer. Over SMTP each recipient is settled
+    on its own (s_fold): a refused one does not keep the email from the
+    others, and a retry goes only to those still waiting. An email left
+    `sending` by a dead
     sender goes back to `queued` and is sent again with the same bytes and
     Message-ID: delivery is at least once. The main thread keeps the bus
     (heartbeats, wakes) and rescans every second. */
@@ -130,36 +133,132 @@ s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen
     return mime;
 }
 
+/* One attempt's outcome for the email as a whole. */
+typedef struct {
+    cm_smtp_result_t result;
+    char reply [1024];          /* the server's answer to the message, or the reason */
+    char refusals [1024];       /* recipients refused for good now; "" none */
+    char waiting [1024];        /* recipients refused for now; "" none */
+    cm_buf_t delivered;         /* text[] literals of the recipients that */
+    cm_buf_t refused;           /* took the message / refused it for good */
+} outcome_t;
+
+static long
+s_max_attempts (void)
+{
+    return cm_config_env ("CASEMAIL_SEND_MAX_ATTEMPTS", 10);
+}
+
+/* Appends addr to the text[] literal b ("{" ... "}" closed by the caller). */
+static void
+s_lit_add (cm_buf_t *b, const char *addr)
+{
+    if (b->len > 1)
+        cm_buf_append (b, ",", 1);
+    cm_buf_append (b, "\"", 1);
+    for (const char *p = addr; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            cm_buf_append (b, "\\", 1);
+        cm_buf_append (b, p, 1);
+    }
+    cm_buf_append (b, "\"", 1);
+}
+
+/* Appends "<lead>addr (reply)" to the list in to (1024 bytes). */
+static void
+s_error_add (char *to, const char *lead, const char *addr, const char *reply)
+{
+    size_t used = strlen (to);
+    snprintf (to + used, 1024 - used, "%s%s%s (%s)", used ? "; " : "", lead, addr, reply);
+}
+
+/* Folds the answers to each recipient into the email's outcome. The
+   recipients that took the message join `delivered`; those refused for
+   good (5xx, or 4xx at the last attempt) join `refused`; those refused
+   for now (4xx), or not reached because the send failed for a passing
+   cause, are tried again: the email stays queued until none is left, and
+   a later attempt goes to them alone. It ends `sent` when anyone took it,
+   `failed` when nobody did. */
+static void
+s_fold (outcome_t *o, const char *const *rcpts, size_t n, const cm_smtp_rcpt_t *each,
+        bool last_attempt, bool delivered_before)
+{
+    bool went = o->result == CM_SMTP_SENT;
+    size_t took = 0, waiting = 0;
+    for (size_t i = 0; i < n; i++) {
+        int code = each [i].code;
+        if (went && (code == 0 || code / 100 == 2)) {
+            s_lit_add (&o->delivered, rcpts [i]);
+            took++;
+        }
+        else if (code / 100 == 5 || (code / 100 == 4 && last_attempt)) {
+            s_lit_add (&o->refused, rcpts [i]);
+            s_error_add (o->refusals, "not delivered to ", rcpts [i], each [i].reply);
+        }
+        else if (code / 100 == 4) {
+            waiting++;
+            s_error_add (o->waiting, "not yet delivered to ", rcpts [i], each [i].reply);
+        }
+        else if (o->result == CM_SMTP_TEMPFAIL && !last_attempt)
+            waiting++;          /* not reached: the whole send is tried again */
+        else {
+            s_lit_add (&o->refused, rcpts [i]);
+            if (code)           /* accepted, but the message was refused */
+                s_error_add (o->refusals, "not delivered to ", rcpts [i], o->reply);
+        }
+    }
+    if (waiting)
+        o->result = CM_SMTP_TEMPFAIL;
+    else if (took || delivered_before)
+        o->result = CM_SMTP_SENT;
+    else
+        o->result = CM_SMTP_PERMFAIL;
+}
+
 /* Writes one attempt's outcome: only while the row is still this
    attempt's (a sender whose database session broke mid-send may find its
-   email queued again and claimed by another, whose outcome stands). 0 ok. */
+   email queued again and claimed by another, whose outcome stands). The
+   refusals for good of every attempt are kept (`refusals`) and lead the
+   last error; a permanent failure after some recipients took the email
+   leaves it `sent`. 0 ok. */
 static int
-s_write_outcome (cm_db_t *db, const char *id, cm_smtp_result_t result, const char *text,
-                 const char *delay, int attempts)
+s_write_outcome (cm_db_t *db, const char *id, const outcome_t *o, const char *reply,
+                 const char *refusals, const char *waiting, const char *delay, int attempts)
 {
     char n [16];
     snprintf (n, sizeof n, "%d", attempts);
-    const char *p [] = { id, text, delay, n };
-    if (result == CM_SMTP_SENT)
-        return cm_db_exec (db, "UPDATE outbox SET state = 'sent', smtp_reply = $2, sent_at = now(),"
-                           " last_error = NULL WHERE id = $1 AND $3::text IS NOT NULL"
-                           " AND attempts = $4::int", 4, p);
-    if (result == CM_SMTP_TEMPFAIL)
-        return cm_db_exec (db, "UPDATE outbox SET state = 'queued', last_error = $2,"
-                           " next_attempt_at = now() + $3::interval WHERE id = $1"
-                           " AND attempts = $4::int", 4, p);
-    return cm_db_exec (db, "UPDATE outbox SET state = 'failed', last_error = $2,"
-                       " smtp_reply = $2 WHERE id = $1 AND $3::text IS NOT NULL"
-                       " AND attempts = $4::int", 4, p);
+    const char *p [] = { id, reply, delay, n, *refusals ? refusals : NULL,
+                         o->delivered.data, o->refused.data, *waiting ? waiting : NULL };
+    if (o->result == CM_SMTP_SENT)
+        return cm_db_exec (db, "UPDATE outbox SET state = 'sent', smtp_reply = $2::text, sent_at = now(),"
+                           " refusals = nullif(concat_ws('; ', refusals, $5::text), ''),"
+                           " last_error = nullif(concat_ws('; ', refusals, $5::text), ''),"
+                           " delivered = delivered || $6::text[], refused = refused || $7::text[]"
+                           " WHERE id = $1 AND $3::text IS NOT NULL AND attempts = $4::int",
+                           7, p);
+    if (o->result == CM_SMTP_TEMPFAIL)
+        return cm_db_exec (db, "UPDATE outbox SET state = 'queued',"
+                           " refusals = nullif(concat_ws('; ', refusals, $5::text), ''),"
+                           " last_error = concat_ws('; ', refusals, $5::text, coalesce($8::text, $2::text)),"
+                           " next_attempt_at = now() + $3::interval,"
+                           " delivered = delivered || $6::text[], refused = refused || $7::text[],"
+                           " smtp_reply = CASE WHEN $6::text[] <> '{}' THEN $2::text ELSE smtp_reply END,"
+                           " sent_at = CASE WHEN $6::text[] <> '{}' THEN now() ELSE sent_at END"
+                           " WHERE id = $1 AND attempts = $4::int", 8, p);
+    return cm_db_exec (db, "UPDATE outbox SET delivered = delivered || $6::text[],"
+                       " refused = refused || $7::text[],"
+                       " refusals = nullif(concat_ws('; ', refusals, $5::text), ''),"
+                       " last_error = concat_ws('; ', refusals, coalesce($5::text, $8::text, $2::text)),"
+                       " state = CASE WHEN delivered || $6::text[] <> '{}' THEN 'sent' ELSE 'failed' END,"
+                       " smtp_reply = CASE WHEN delivered <> '{}' THEN smtp_reply ELSE $2::text END"
+                       " WHERE id = $1 AND $3::text IS NOT NULL AND attempts = $4::int", 8, p);
 }
 
 /* Records the outcome of one attempt and releases the email's lease. */
 static void
-s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
-          const char *reply, int attempts)
+s_record (sender_t *self, cm_db_t *db, const char *id, outcome_t *o, int attempts)
 {
     long base = cm_config_env ("CASEMAIL_SEND_RETRY_BASE_MS", 30000);
-    long max_attempts = cm_config_env ("CASEMAIL_SEND_MAX_ATTEMPTS", 10);
     char delay [32];
     long long ms = base;
     for (int i = 1; i < attempts && ms < 3600000; i++)
@@ -167,22 +266,38 @@ s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
     if (ms > 3600000)
         ms = 3600000;
     snprintf (delay, sizeof delay, "%lld milliseconds", ms);
-    if (result == CM_SMTP_TEMPFAIL && attempts >= max_attempts)
-        result = CM_SMTP_PERMFAIL;
-    atomic_fetch_add (result == CM_SMTP_SENT ? &self->sent
-                      : result == CM_SMTP_TEMPFAIL ? &self->retried : &self->failed, 1);
+    if (o->result == CM_SMTP_TEMPFAIL && attempts >= s_max_attempts ())
+        o->result = CM_SMTP_PERMFAIL;
+    atomic_fetch_add (o->result == CM_SMTP_SENT ? &self->sent
+                      : o->result == CM_SMTP_TEMPFAIL ? &self->retried : &self->failed, 1);
+    cm_buf_append (&o->delivered, "}", 1);
+    cm_buf_append (&o->refused, "}", 1);
     /* the server's words, storable as text whatever it sent */
-    char text [1024];
-    snprintf (text, sizeof text, "%s", reply ? reply : "");
-    cm_text_scrub (text);
-    if (s_write_outcome (db, id, result, text, delay, attempts)) {
+    cm_text_scrub (o->reply);
+    cm_text_scrub (o->refusals);
+    cm_text_scrub (o->waiting);
+    if (s_write_outcome (db, id, o, o->reply, o->refusals, o->waiting, delay, attempts)) {
         /* never leave the row sending while its lease goes: it would be
            queued again at once and sent again. Once more without the
            server's words, which are all this adds. */
         cm_error (NULL, "database: recording email %s: %s", id, cm_db_error (db));
-        if (s_write_outcome (db, id, result, "(the server's reply could not be stored)",
-                             delay, attempts))
+        if (s_write_outcome (db, id, o, "(the server's reply could not be stored)",
+                             *o->refusals ? "(the server's reply could not be stored)" : "",
+                             *o->waiting ? "(the server's reply could not be stored)" : "",
+                             delay, attempts)) {
             cm_error (NULL, "database: recording email %s again: %s", id, cm_db_error (db));
+            /* and last the state alone, from fixed text: an email the
+               server took is never left to be sent again every second */
+            char n [16];
+            snprintf (n, sizeof n, "%d", attempts);
+            const char *p [] = { id, n, o->result == CM_SMTP_SENT ? "sent"
+                                 : o->result == CM_SMTP_TEMPFAIL ? "queued" : "failed", delay };
+            if (cm_db_exec (db, "UPDATE outbox SET state = $3::text, last_error ="
+                            " '(the outcome could not be stored)', next_attempt_at = now()"
+                            " + $4::interval, sent_at = CASE WHEN $3::text = 'sent' THEN now() END"
+                            " WHERE id = $1::bigint AND attempts = $2::int", 4, p))
+                cm_error (NULL, "database: recording email %s's state: %s", id, cm_db_error (db));
+        }
     }
     char ns [16];
     snprintf (ns, sizeof ns, "%d", SEND_NAMESPACE);
@@ -197,8 +312,8 @@ s_record (sender_t *self, cm_db_t *db, const char *id, cm_smtp_result_t result,
    that can't be had is a temporary failure with the sign-in's reason. */
 static cm_smtp_result_t
 s_send_oauth (const json_t *config, const char *from, const char *const *rcpts,
-              size_t n, const char *mime, size_t mimelen, int *code,
-              char *reply, size_t replylen)
+              size_t n, const char *mime, size_t mimelen, cm_smtp_rcpt_t *each,
+              int *code, char *reply, size_t replylen)
 {
     cm_oauth_t *oauth = NULL;
     cm_smtp_result_t result = CM_SMTP_TEMPFAIL;
@@ -213,7 +328,8 @@ s_send_oauth (const json_t *config, const char *from, const char *const *rcpts,
             break;
         }
         srv.oauth_token = token;
-        result = cm_smtp_send (&srv, from, rcpts, n, mime, mimelen, code, reply, replylen);
+        result = cm_smtp_send (&srv, from, rcpts, n, mime, mimelen, each, code,
+                               reply, replylen);
         srv.oauth_token = NULL;
         free (token);
         if (result == CM_SMTP_SENT || !strstr (reply, "authentication failed"))
@@ -234,7 +350,8 @@ s_send_one (sender_t *self, cm_db_t *db)
     const char *np [] = { ns };
     PGresult *res = cm_db_query_binary (db,
         "SELECT o.id, o.message_id, o.mail_from, o.rcpt_to, o.cc, o.subject, o.body, o.html,"
-        " o.in_reply_to, o.refs, o.mime, o.attempts + 1, r.config, o.bcc"
+        " o.in_reply_to, o.refs, o.mime, o.attempts + 1, r.config, o.bcc,"
+        " o.delivered || o.refused, o.delivered <> '{}'"
         " FROM outbox o LEFT JOIN routes r ON r.id = o.route_id"
         " WHERE o.state = 'queued' AND o.next_attempt_at <= now() AND $1::int > 0"
         " ORDER BY o.next_attempt_at, o.id LIMIT 1 FOR NO KEY UPDATE OF o SKIP LOCKED",
@@ -284,6 +401,9 @@ s_send_one (sender_t *self, cm_db_t *db)
     char **to = s_split_array (PQgetvalue (res, 0, 3), &nto);
     char **cc = s_split_array (PQgetvalue (res, 0, 4), &ncc);
     char **bcc = s_split_array (PQgetvalue (res, 0, 13), &nbcc);
+    size_t ndone;
+    char **done = s_split_array (PQgetvalue (res, 0, 14), &ndone);
+    bool delivered_before = strcmp (PQgetvalue (res, 0, 15), "t") == 0;
     char from [320];
     snprintf (from, sizeof from, "%s", PQgetvalue (res, 0, 2));
     PQclear (res);
@@ -304,45 +424,67 @@ s_send_one (sender_t *self, cm_db_t *db)
         s_free_array (to); s_free_array (cc); s_free_array (bcc);
         return -1;
     }
-    cm_smtp_result_t result = CM_SMTP_PERMFAIL;
+    outcome_t o = { .result = CM_SMTP_PERMFAIL };
+    cm_buf_init (&o.delivered, 0);
+    cm_buf_init (&o.refused, 0);
+    cm_buf_append (&o.delivered, "{", 1);
+    cm_buf_append (&o.refused, "{", 1);
     int code = 0;
-    char reply [1024];
     const char *route = config ? cm_route_str (config, "name") : NULL;
+    /* the recipients still to take it: a later attempt goes to those an
+       earlier one could not reach, never again to one that took it */
+    const char *rcpts [512];
+    size_t n = 0;
+    char **lists [] = { to, cc, bcc };
+    for (size_t l = 0; l < 3; l++)
+        for (size_t i = 0; lists [l][i] && n < 512; i++) {
+            bool settled = false;
+            for (size_t k = 0; k < ndone && !settled; k++)
+                settled = strcmp (done [k], lists [l][i]) == 0;
+            if (!settled)
+                rcpts [n++] = lists [l][i];
+        }
+    cm_smtp_rcpt_t *each = calloc (n ? n : 1, sizeof *each);
+    bool smtp = false;
     if (!mime)
-        snprintf (reply, sizeof reply, "cannot build the message: %s", err);
+        snprintf (o.reply, sizeof o.reply, "cannot build the message: %s", err);
     else if (!config)
-        snprintf (reply, sizeof reply, "the incident's route was removed");
+        snprintf (o.reply, sizeof o.reply, "the incident's route was removed");
     else if (cm_route_unseal (config, cm_server_seal (self->srv)))
-        snprintf (reply, sizeof reply, "the route's password can't be opened with this"
+        snprintf (o.reply, sizeof o.reply, "the route's password can't be opened with this"
                   " install's key file");
     else if (cm_route_bool (config, "exchange"))
-        result = sender_ews_send (config, mime, mimelen, bcc, nbcc, reply, sizeof reply);
+        o.result = sender_ews_send (config, mime, mimelen, bcc, nbcc, o.reply, sizeof o.reply);
+    else if (!each)
+        snprintf (o.reply, sizeof o.reply, "out of memory");
+    else if (n == 0 && ndone > 0) {
+        o.result = delivered_before ? CM_SMTP_SENT : CM_SMTP_PERMFAIL;
+        snprintf (o.reply, sizeof o.reply, "every recipient was settled by an earlier attempt");
+    }
     else if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0) {
-        const char *rcpts [512];
-        size_t n = 0;
-        for (size_t i = 0; i < nto && n < 512; i++) rcpts [n++] = to [i];
-        for (size_t i = 0; i < ncc && n < 512; i++) rcpts [n++] = cc [i];
-        for (size_t i = 0; i < nbcc && n < 512; i++) rcpts [n++] = bcc [i];
-        result = s_send_oauth (config, from, rcpts, n, mime, mimelen, &code,
-                               reply, sizeof reply);
+        smtp = true;
+        o.result = s_send_oauth (config, from, rcpts, n, mime, mimelen, each, &code,
+                                 o.reply, sizeof o.reply);
     }
     else {
-        const char *rcpts [512];
-        size_t n = 0;
-        for (size_t i = 0; i < nto && n < 512; i++) rcpts [n++] = to [i];
-        for (size_t i = 0; i < ncc && n < 512; i++) rcpts [n++] = cc [i];
-        for (size_t i = 0; i < nbcc && n < 512; i++) rcpts [n++] = bcc [i];
+        smtp = true;
         cm_mailserver_t srv;
         cm_route_outbound (config, &srv);
-        result = cm_smtp_send (&srv, from, rcpts, n, mime, mimelen, &code, reply, sizeof reply);
+        o.result = cm_smtp_send (&srv, from, rcpts, n, mime, mimelen, each, &code,
+                                 o.reply, sizeof o.reply);
     }
-    cm_info (route, "email %s attempt %d: %s: %s", id, attempts,
-             result == CM_SMTP_SENT ? "sent" : result == CM_SMTP_TEMPFAIL ? "deferred" : "failed",
-             reply);
-    s_record (self, db, id, result, reply, attempts);
+    if (smtp)
+        s_fold (&o, rcpts, n, each, attempts >= s_max_attempts (), delivered_before);
+    cm_info (route, "email %s attempt %d: %s: %s%s%s", id, attempts,
+             o.result == CM_SMTP_SENT ? "sent" : o.result == CM_SMTP_TEMPFAIL ? "deferred" : "failed",
+             o.reply, *o.refusals ? "; " : "", o.refusals);
+    s_record (self, db, id, &o, attempts);
+    cm_buf_free (&o.delivered);
+    cm_buf_free (&o.refused);
+    free (each);
     free (mime);
     json_decref (config);
-    s_free_array (to); s_free_array (cc); s_free_array (bcc);
+    s_free_array (to); s_free_array (cc); s_free_array (bcc); s_free_array (done);
     return 1;
 }
 

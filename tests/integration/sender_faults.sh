@@ -9,7 +9,9 @@
 #      and again: every one ends `sent` and reaches the sink (none lost);
 #      duplicates (at-least-once) are reported, not failed;
 #   and a reply in Latin-1, and an answer to the end of the data after
-#   130 s (men in the middle before Postfix's relay port): sent once.
+#   130 s (men in the middle before Postfix's relay port): sent once; of
+#   three recipients, one refused for good and one for now: the email
+#   reaches the others, each once.
 # Uses the users u11 and u12 and the shared sink mailbox (messages found by
 # Message-ID or a subject token unique to this run).
 . "$CM_TOP/tests/lib.sh"
@@ -74,6 +76,15 @@ elif cmd == "tally":                # tally TOKEN: {message_id: [dates]} of sink
         if sys.argv[2] in (h.get("Subject") or ""):
             out.setdefault((h.get("Message-ID") or "").strip().strip("<>"), []).append(h.get("Date"))
     print(json.dumps(out))
+elif cmd == "envelopes":            # envelopes MSGID: each copy's envelope recipients, sorted
+    m = imap(); m.select("INBOX", readonly=True)
+    mid = sys.argv[2]
+    typ, data = m.uid("SEARCH", "HEADER", "Message-ID", '"<%s>"' % mid)
+    uids = data[0].split() if data and data[0] else []
+    hs = headers(m, uids, "MESSAGE-ID X-ENVELOPE-TO")
+    print(" ".join(sorted(",".join(sorted(h.get_all("X-Envelope-To") or []))
+                          for h in hs.values()
+                          if (h.get("Message-ID") or "").strip() == "<%s>" % mid)))
 PY
 sinkpy() { python3 "$T/sink.py" "$@"; }
 outbox_json() { "$CM" outbox list --json; }
@@ -191,6 +202,33 @@ check_eq "... at the first attempt" 1 "$(outbox_field "$E5" attempts)"
 MID5=$(outbox_field "$E5" message_id)
 wait_until 30 sink_count_is "$MID5" 1
 check_eq "... and it reaches the sink once" 1 "$(sinkpy count "$MID5")"
+
+# --- 4f. recipients settled one by one ----------------------------------
+# Of three recipients, Postfix refuses one for good (reject.test: 550)
+# and a proxy refuses another for now (its mailbox full: 452, once). The
+# third takes the email at the first attempt; the second attempt goes to
+# the waiting one alone; the refused one is never tried again.
+DRP=$(free_port)
+mitm "127.0.0.1:$DRP" "127.0.0.1:$CM_SMTP_NOTLS_PORT" defer-rcpt "$T/defer.log"
+"$CM" route set sfpw --outbound-port "$DRP" >/dev/null
+run_cm incident email "$INCPW" --to "first-$TOK@outside.test" --cc "nobody-$TOK@reject.test" \
+    --cc "later-$TOK@outside.test" --subject "Partial $TOK" --body "x" --wait --wait-timeout 60
+check_eq "one refused and one waiting recipient: incident email --wait exits 0" 0 "$RC"
+check_contains "... and prints the refused recipient" "not delivered to nobody-$TOK@reject.test (550" "$OUT"
+E6=$(email_id "$OUT")
+check_eq "... the email is sent, at the second attempt" "sent 2" \
+    "$(outbox_field "$E6" state) $(outbox_field "$E6" attempts)"
+check_eq "... delivered to the two that took it" "first-$TOK@outside.test later-$TOK@outside.test" \
+    "$(outbox_json | json "' '.join(sorted([e for e in j['emails'] if e['id']==$E6][0]['delivered']))")"
+check_eq "... refused for the one refused for good" "nobody-$TOK@reject.test" \
+    "$(outbox_json | json "' '.join([e for e in j['emails'] if e['id']==$E6][0]['refused'])")"
+check_contains "... its last error names the refusal" "Recipient rejected by the casemail test stack" \
+    "$(outbox_field "$E6" last_error)"
+check_eq "... the refused recipient was asked once" 1 "$(grep -c "^RCPT TO:<nobody-$TOK@reject.test>" "$T/defer.log")"
+MID6=$(outbox_field "$E6" message_id)
+wait_until 30 sink_count_is "$MID6" 2
+check_eq "... each recipient got one copy: the first at once, the waiting one later" \
+    "first-$TOK@outside.test later-$TOK@outside.test" "$(sinkpy envelopes "$MID6")"
 mitm_stop
 
 # --- 5. 500 emails, senders killed with kill -9 while sending ----------

@@ -38,6 +38,10 @@ In the IMAP modes a literal's bytes are passed through as they are
   slow-dot    SMTP in clear, the server's answer to the end of the data
               (the line ".") held back MITM_DOT_DELAY seconds (130), as a
               server that scans content before it answers
+  defer-rcpt  SMTP in clear, the first RCPT TO of each address that starts
+              with "later-" answered "452 4.2.2 Mailbox full" by the proxy
+              itself (the server never sees it); later ones pass, as a
+              recipient whose mailbox is full for a while
   end-idle    IMAP in clear, every IDLE ended by the server MITM_IDLE_END
               seconds (2) after it began (the proxy sends the server DONE itself, so the
               client gets the tagged answer without asking), as servers
@@ -53,6 +57,8 @@ import argparse, asyncio, os, re, signal, sys
 
 def strip_imap(line: bytes) -> bytes:
     return re.sub(rb" STARTTLS(?=[ \]\r])", b"", line)
+
+DEFERRED = set()       # defer-rcpt: the addresses refused once already
 
 async def pipe_client(reader, writer, log, mode, server_writer, inject, creates, idle):
     while True:
@@ -91,6 +97,11 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
         if mode == "refuse-list" and m:
             inject(m.group(1) + b" NO [SERVERBUG] LIST failed: internal error\r\n")
             continue
+        m = re.match(rb"^RCPT TO:<(later-[^>]*)>", line, re.I)
+        if mode == "defer-rcpt" and m and m.group(1).lower() not in DEFERRED:
+            DEFERRED.add(m.group(1).lower())
+            inject(b"452 4.2.2 Mailbox full, try again later\r\n")
+            continue
         if mode == "strip-smtp" and re.match(rb"^STARTTLS\r?\n$", line, re.I):
             inject(b"454 4.7.0 TLS not available\r\n")
             continue
@@ -113,7 +124,7 @@ async def handle(client_reader, client_writer, args):
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
     imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
-    # (latin1-smtp and slow-dot are SMTP: no literals)
+    # (latin1-smtp, slow-dot and defer-rcpt are SMTP: no literals)
     try:
         while True:
             line = await server_reader.readline()
@@ -180,7 +191,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()

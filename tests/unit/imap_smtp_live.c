@@ -547,25 +547,39 @@ s_smtp_tests (void)
     srv = s_srv ("smtp+starttls", "CM_SUBMISSION_PORT");
     const char *to [] = { "bob@example.test" };
     cm_smtp_result_t res = cm_smtp_send (&srv, "alice@example.test", to, 1,
-                                         msg, strlen (msg), &code, reply,
+                                         msg, strlen (msg), NULL, &code, reply,
                                          sizeof reply);
     EXPECT (res == CM_SMTP_SENT && code == 250, "send: %d %d %s", res, code,
             reply);
     const char *to2 [] = { "bob@example.test", "x@reject.test" };
     res = cm_smtp_send (&srv, "alice@example.test", to2, 2, msg, strlen (msg),
-                        &code, reply, sizeof reply);
+                        NULL, &code, reply, sizeof reply);
     EXPECT (res == CM_SMTP_PERMFAIL && code == 550, "rejected rcpt: %d %d %s",
             res, code, reply);
+    /* with the answers asked for, the refused recipient does not stop it */
+    cm_smtp_rcpt_t each [2];
+    res = cm_smtp_send (&srv, "alice@example.test", to2, 2, msg, strlen (msg),
+                        each, &code, reply, sizeof reply);
+    EXPECT (res == CM_SMTP_SENT && code == 250 && each [0].code == 250
+            && each [1].code == 550 && strstr (each [1].reply, "Recipient rejected"),
+            "one refused rcpt of two: %d %d %s / %d %s / %d %s", res, code, reply,
+            each [0].code, each [0].reply, each [1].code, each [1].reply);
+    const char *to3 [] = { "x@reject.test", "y@reject.test" };
+    res = cm_smtp_send (&srv, "alice@example.test", to3, 2, msg, strlen (msg),
+                        each, &code, reply, sizeof reply);
+    EXPECT (res == CM_SMTP_PERMFAIL && each [0].code == 550 && each [1].code == 550,
+            "every rcpt refused: %d %d %s / %d / %d", res, code, reply,
+            each [0].code, each [1].code);
     srv.password = "wrong-pw";
     res = cm_smtp_send (&srv, "alice@example.test", to, 1, msg, strlen (msg),
-                        &code, reply, sizeof reply);
+                        NULL, &code, reply, sizeof reply);
     EXPECT (res == CM_SMTP_PERMFAIL && code == 535
             && strncmp (reply, "authentication failed", 21) == 0,
             "send with wrong password: %d %d %s", res, code, reply);
     srv = s_srv ("smtps", "CM_SMTPS_PORT");
     srv.port = 1;
     res = cm_smtp_send (&srv, "alice@example.test", to, 1, msg, strlen (msg),
-                        &code, reply, sizeof reply);
+                        NULL, &code, reply, sizeof reply);
     EXPECT (res == CM_SMTP_TEMPFAIL && code == 0, "send to a closed port: "
             "%d %d %s", res, code, reply);
 
