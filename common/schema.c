@@ -207,7 +207,10 @@ const char *const cm_schema_migrations [] = {
    later attempt goes to the others alone, so one refused Cc neither
    keeps the email from the rest nor sends it twice to anyone. */
 "ALTER TABLE outbox ADD COLUMN delivered text[] NOT NULL DEFAULT '{}',"
-"  ADD COLUMN refused text[] NOT NULL DEFAULT '{}', ADD COLUMN refusals text;"
+"  ADD COLUMN refused text[] NOT NULL DEFAULT '{}', ADD COLUMN refusals text;",
+/* 8: a claim the database refused keeps its words, so that a message
+   refused at every try is rejected with them. */
+"ALTER TABLE parse_claims ADD COLUMN error text;"
 };
 
 const int cm_schema_count = sizeof cm_schema_migrations / sizeof cm_schema_migrations [0];

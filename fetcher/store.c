@@ -77,7 +77,8 @@ store_cursor_skip (cm_db_t *db, long long route_id, const char *folder,
 }
 
 /* The Message-ID header value of a raw message (first occurrence in the
-   header section), without <>; "" when absent. Bounded scan. */
+   header section), without <>, scrubbed to UTF-8 text; "" when absent.
+   Bounded scan. */
 void
 store_message_id (const char *raw, size_t len, char *out, size_t size)
 {
@@ -100,6 +101,9 @@ store_message_id (const char *raw, size_t len, char *out, size_t size)
             if (lt && gt && (size_t) (gt - lt - 1) < size) {
                 memcpy (out, lt + 1, (size_t) (gt - lt - 1));
                 out [gt - lt - 1] = 0;
+                /* storable as text: one Latin-1 byte here would fail the
+                   whole batch's statement, at every try */
+                cm_text_scrub (out);
             }
             return;
         }

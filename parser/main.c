@@ -8,6 +8,7 @@
     a route. Limits come from CASEMAIL_MAX_MESSAGE_BYTES, _MIME_DEPTH,
     _MIME_PARTS, _HEADER_BYTES. */
 #include "parser.h"
+#include "buf.h"
 #include "config.h"
 #include "log.h"
 #include "server.h"
@@ -77,6 +78,29 @@ s_forget_settled (parser_t *self, bool now)
 
 /* Claims and stores one batch. Returns messages handled, 0 when no
    work, -1 on database error. */
+/* Rolls a failed claim back. When the database refused a statement (the
+   session still answers: not a lost connection), the claim's row keeps
+   the database's words, so a message that fails every time is rejected
+   with them rather than as one that stopped the parser. */
+static void
+s_claim_failed (parser_t *self, cm_db_t *db, const char *claim)
+{
+    char why [400];
+    snprintf (why, sizeof why, "%s", cm_db_error (db));
+    cm_db_exec (db, "ROLLBACK", 0, NULL);
+    char *context = strstr (why, " CONTEXT:");  /* where in a function: not for a reason */
+    if (context)
+        *context = 0;
+    why [strcspn (why, "\n")] = 0;
+    if (!*claim || !*why || !self->side || !cm_db_intact (db))
+        return;
+    cm_text_scrub (why);
+    const char *p [] = { claim, why };
+    if (cm_db_exec (self->side, "UPDATE parse_claims SET error = $2 WHERE id = $1::bigint", 2, p))
+        cm_warn (NULL, "database: noting why claim %s failed: %s", claim,
+                 cm_db_error (self->side));
+}
+
 static int
 s_batch (cm_server_t *srv, parser_t *self)
 {
@@ -114,9 +138,9 @@ s_batch (cm_server_t *srv, parser_t *self)
         "  FOR NO KEY UPDATE OF m SKIP LOCKED),"
         " w AS (SELECT c.id, c.route_id, row_number () OVER (ORDER BY c.id) AS k,"
         "  sum(c.size) OVER (ORDER BY c.id) AS upto FROM c),"
-        " t AS (SELECT x.id, count(*) AS n FROM parse_claims p, unnest(p.message_ids) AS x (id)"
-        "  GROUP BY x.id)"
-        " SELECT w.id::text, w.route_id::text, m.raw, coalesce(t.n, 0)::text"
+        " t AS (SELECT x.id, count(*) AS n, max(p.error) AS error"
+        "  FROM parse_claims p, unnest(p.message_ids) AS x (id) GROUP BY x.id)"
+        " SELECT w.id::text, w.route_id::text, m.raw, coalesce(t.n, 0)::text, t.error"
         " FROM w JOIN messages m ON m.id = w.id LEFT JOIN t ON t.id = w.id"
         " WHERE w.k = 1 OR w.upto <= $3::bigint"
         " ORDER BY w.id", 3, p, NULL, NULL, 1);
@@ -187,7 +211,10 @@ s_batch (cm_server_t *srv, parser_t *self)
         int attempts = atoi (PQgetvalue (res, i, 3));
         char reason [512] = "";
         cm_message_t *msg = NULL;
-        if (attempts >= POISON_AT)
+        if (attempts >= POISON_AT && !PQgetisnull (res, i, 4))
+            snprintf (reason, sizeof reason, "the database refused to store this message"
+                      " %d times; it is kept unparsed: %.300s", attempts, PQgetvalue (res, i, 4));
+        else if (attempts >= POISON_AT)
             snprintf (reason, sizeof reason, "the parser stopped %d times while working on"
                       " this message; it is kept unparsed", attempts);
         else if (PQgetisnull (res, i, 2))
@@ -225,7 +252,7 @@ s_batch (cm_server_t *srv, parser_t *self)
 failed:
     PQclear (res);
     store_batch_reset (self->store);
-    cm_db_exec (db, "ROLLBACK", 0, NULL);
+    s_claim_failed (self, db, claim);
     self->from = 0;             /* the batch is back in the queue */
     return -1;
 }

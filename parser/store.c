@@ -14,6 +14,7 @@
     so threading always sees the incidents of earlier messages.
     Errors: -1 on a database error (the caller rolls back). */
 #include "parser.h"
+#include "buf.h"
 #include "log.h"
 #include <jansson.h>
 #include <stdio.h>
@@ -361,6 +362,7 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
         " th AS (INSERT INTO thread_ids (message_id, incident_id)"
         "  SELECT DISTINCT x.message_id, x.inc FROM x"
         "  WHERE x.inc IS NOT NULL AND coalesce(x.message_id, '') <> ''"
+        "   AND octet_length(x.message_id) <= 2000"     /* an index entry's limit */
         "  ON CONFLICT DO NOTHING),"
         " m AS (UPDATE messages SET state = 'parsed', subject = x.subject,"
         "  from_addr = x.from_addr, flags = x.flags::text[], incident_id = x.inc,"
@@ -524,9 +526,12 @@ store_add (store_batch_t *self, cm_db_t *db, long long message_row,
         char why [512];
         snprintf (why, sizeof why, "bounced: %s%s%s", msg->dsn_status ? msg->dsn_status : "failed",
                   msg->dsn_recipient ? " for " : "", msg->dsn_recipient ? msg->dsn_recipient : "");
+        cm_text_scrub (why);        /* not cut inside a character */
         const char *v [] = { msg->dsn_original_message_id, msg->dsn_status, why };
         if (cm_db_exec (db, "UPDATE outbox SET state = 'bounced', dsn_status = $2,"
                         " last_error = $3 WHERE message_id = $1", 3, v)) {
+            cm_error (NULL, "database: marking email %.200s bounced: %s",
+                      msg->dsn_original_message_id, cm_db_error (db));
             cm_message_destroy (&msg);
             return -1;
         }
@@ -543,6 +548,7 @@ store_add (store_batch_t *self, cm_db_t *db, long long message_row,
                   : msg->dsn ? "delivery status report" : "mail from the route's own address");
     else if (by)
         snprintf (note, sizeof note, "reply matched by %s", by);
+    cm_text_scrub (note);           /* an auto-reply's reason, cut */
     size_t rlen = strlen (msg->from_name) + strlen (msg->from_addr) + 4;
     p->reporter = malloc (rlen);
     p->reason = *note ? strdup (note) : NULL;

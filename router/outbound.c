@@ -118,7 +118,10 @@ s_thread (cm_db_t *db, const char *incident_id, char *irt, size_t irtlen, cm_buf
         if (i != 0 && i < n - (REFERENCES_MAX - 1))
             continue;
         const char *id = cm_db_get (res, i, 0);
-        if (s_has_control (id) || strchr (id, '>') || strchr (id, '<'))
+        /* one too long to name whole (a hostile sender's) is left out:
+           cut, it would name nothing, or end inside a character */
+        if (s_has_control (id) || strchr (id, '>') || strchr (id, '<')
+            || strlen (id) >= irtlen)
             continue;
         cm_buf_printf (refs, "%s<%s>", refs->len ? " " : "", id);
         snprintf (irt, irtlen, "%s", id);
@@ -321,7 +324,7 @@ outbound_queue (router_t *self, cm_db_t *db, const char *incident, json_t *body,
     }
     free (lens);
     if (!ok || cm_db_exec (db, "COMMIT", 0, NULL)) {
-        if (r->status < 400)
+        if (!r->body)               /* no answer yet: the database's failure */
             reply_error (r, 503, NULL, "email not queued: %s", cm_db_error (db));
         goto done;
     }

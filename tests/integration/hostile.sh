@@ -24,6 +24,28 @@ with open(sys.argv[1], "wb") as f:
             b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n")
     f.write(base64.encodebytes(os.urandom(30 * 1024 * 1024)))   # ~41 MB encoded: over 36 MiB
 PY
+# Values a database statement could refuse: a Latin-1 byte in the
+# Message-ID (the fetcher stores it: one such byte failed its whole batch
+# at every try, and the route stood still), Message-IDs too long for an
+# index entry or for In-Reply-To, and a bounce whose recipient is long
+# non-ASCII text (its reason was cut inside a character).
+python3 - "$src" <<'PY'
+import sys
+d = sys.argv[1]
+def put(name, headers, body=b"Body.\r\n"):
+    with open("%s/%s" % (d, name), "wb") as f:
+        f.write(b"From: a@outside.test\r\nTo: u23@example.test\r\n" + headers + b"\r\n" + body)
+put("x-latin1-msgid.eml", b"Subject: latin1 message-id\r\nMessage-ID: <caf\xe9-1@outside.test>\r\n")
+put("x-long-msgid.eml", b"Subject: long message-id\r\nMessage-ID: <" + b"x" * 4000 + b"@outside.test>\r\n")
+put("x-utf8-msgid.eml", b"Subject: utf8 long message-id\r\nMessage-ID: <" + "\u00e9".encode() * 300 + b"@outside.test>\r\n")
+put("x-bounce-long.eml",
+    b"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce-long@outside.test>\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n",
+    b"--B\r\nContent-Type: text/plain\r\n\r\nIt failed.\r\n"
+    b"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; outside.test\r\n\r\n"
+    b"Final-Recipient: rfc822; " + "\u00e9".encode() * 300 + b"@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+    b"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <orig-long@example.test>\r\nSubject: x\r\n\r\n--B--\r\n")
+PY
 total=$(ls "$src" | wc -l)
 "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u23 INBOX -d "$src" >/dev/null
 cm_start || exit 1
@@ -49,6 +71,15 @@ check_contains "MIME nested 10,000 deep is rejected with a reason" "nesting" \
     "$(sql "SELECT string_agg(reason, ' | ') FROM messages WHERE state = 'rejected'")"
 check_eq "the forged tagged OK did not desynchronise IMAP: its body is intact" "1" \
     "$(sql "SELECT count(*) FROM messages WHERE message_id = 'forged-ok@outside.test' AND position('A004 OK done' in convert_from(raw, 'UTF8')) > 0")"
+for subject in "latin1 message-id" "long message-id" "utf8 long message-id"; do
+    check_eq "a message with a $subject opened an incident" "parsed true" \
+        "$(sql "SELECT state || ' ' || (incident_id IS NOT NULL) FROM messages WHERE subject = '$subject'")"
+done
+check_eq "a bounce for a long non-ASCII recipient is stored as a bounce" "parsed {bounce}" \
+    "$(sql "SELECT state || ' ' || flags::text FROM messages WHERE subject = 'Undelivered Mail Returned to Sender'")"
+UTF8INC=$(sql "SELECT 'INC-' || i.number FROM messages m JOIN incidents i ON i.id = m.incident_id WHERE m.subject = 'utf8 long message-id'")
+run_cm incident email "$UTF8INC" --to "r@outside.test" --subject "about it" --body "x"
+check_eq "an incident whose Message-ID is long non-ASCII text can be emailed" 0 "$RC"
 echo "# rejections: $(sql "SELECT count(*) FROM messages WHERE state = 'rejected'") of $total"
 sql "SELECT '#   ' || left(reason, 100) FROM messages WHERE state = 'rejected' ORDER BY id"
 # hostile file names are stored as plain base names

@@ -74,7 +74,7 @@ sql "INSERT INTO parse_claims (message_ids) SELECT array_agg(id) FROM messages W
 if wait_until 30 drained; then ok "an idle parser deletes a claim whose messages are all settled"
 else not_ok "an idle parser deletes a claim whose messages are all settled" "$(sql "SELECT * FROM parse_claims" | tr '\n' ' ')"; fi
 
-# Schema 5 carries the counts of schema 4 (and 6 and 7 follow) (parse_attempts, a row per
+# Schema 5 carries the counts of schema 4 (and 6 to 8 follow) (parse_attempts, a row per
 # message) over: a message that had killed parsers 4 times is rejected
 # with the reason at once, one that had killed a parser once is parsed.
 "$CM" down >/dev/null 2>&1
@@ -95,8 +95,8 @@ carried 900001 "carried four" 4
 carried 900002 "carried one" 1
 carried 900003 "carried three $marker" 3     # kills the parser once more
 before=$(deaths)
-"$CM" up > "$CM_WORK/$CM_TEST.up2.log" 2>&1 || not_ok "casemail up migrates schema 4 to 7" "$(tail -3 "$CM_WORK/$CM_TEST.up2.log")"
-check_eq "casemail up migrated the database to schema version 7" 7 "$(sql "SELECT max(version) FROM schema_version")"
+"$CM" up > "$CM_WORK/$CM_TEST.up2.log" 2>&1 || not_ok "casemail up migrates schema 4 to 8" "$(tail -3 "$CM_WORK/$CM_TEST.up2.log")"
+check_eq "casemail up migrated the database to schema version 8" 8 "$(sql "SELECT max(version) FROM schema_version")"
 check_eq "parse_attempts is gone" "" "$(sql "SELECT to_regclass('parse_attempts')")"
 carried_done() { [ "$(sql "SELECT count(*) FROM messages WHERE uid > 900000 AND state <> 'fetched'")" = 3 ]; }
 if wait_until 60 carried_done; then ok "the three carried messages are settled"
@@ -178,3 +178,31 @@ check_eq "the parser was neither killed nor exited during the 4 s batch" 0 \
     "$(tail -n +$from "$rlog" | grep -c "parser-1 (pid [0-9]*) \(exited\|stopped heartbeating\|killed\)")"
 check_eq "its watchdog did not fire" "$stuck_before" \
     "$(cat "$CASEMAIL_HOME"/log/parser-*.log | grep -c "main loop stuck")"
+
+# A message the database refuses at every try (a trigger stands for a
+# value the store statement cannot take), in a batch of five: the other
+# four become incidents, and it is rejected with the database's words,
+# not as a message that stopped the parser.
+"$CM" down >/dev/null 2>&1
+unset CM_CRASH_SUBJECT CM_CRASH_HOW CM_CRASH_LOG
+refuse="casemail-refuse-$$"
+sql "CREATE FUNCTION cm_test_refuse () RETURNS trigger LANGUAGE plpgsql AS \$\$
+     BEGIN IF NEW.subject LIKE '%$refuse%' THEN
+       RAISE EXCEPTION 'cm_test_refuse: this value cannot be stored'; END IF;
+     RETURN NEW; END \$\$;
+     CREATE TRIGGER cm_test_refuse BEFORE INSERT ON timeline FOR EACH ROW EXECUTE FUNCTION cm_test_refuse ();
+     INSERT INTO messages (route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
+     SELECT r.id, 'INBOX', 1, 900200 + n, 'refuse-' || n || '-$$@outside.test', md5('refuse' || n), 100,
+            convert_to(E'From: r@outside.test\r\nSubject: report ' || n || CASE WHEN n = 3 THEN ' $refuse' ELSE '' END
+                       || E'\r\nMessage-ID: <refuse-' || n || E'-$$@outside.test>\r\n\r\nBody.\r\n', 'UTF8')
+     FROM routes r, generate_series(1, 5) n WHERE r.name = 'poison'" >/dev/null
+"$CM" up > "$CM_WORK/$CM_TEST.up5.log" 2>&1 || not_ok "casemail up after the trigger" "$(tail -3 "$CM_WORK/$CM_TEST.up5.log")"
+refused_done() { [ "$(sql "SELECT count(*) FROM messages WHERE uid > 900200 AND uid <= 900205 AND state <> 'fetched'")" = 5 ]; }
+if wait_until 60 refused_done; then ok "a batch with a message the database refuses is settled"
+else not_ok "a batch with a message the database refuses is settled" "$(sql "SELECT uid, state FROM messages WHERE uid > 900200" | tr '\n' ' ')"; fi
+check_eq "... its other four messages are incidents" 4 \
+    "$(sql "SELECT count(incident_id) FROM messages WHERE uid > 900200 AND uid <= 900205 AND state = 'parsed'")"
+check_eq "... the refused one is rejected with the database's words" \
+    "rejected|the database refused to store this message 4 times; it is kept unparsed: ERROR:  cm_test_refuse: this value cannot be stored" \
+    "$(sql "SELECT state, split_part(reason, E'\n', 1) FROM messages WHERE uid = 900203")"
+sql "DROP TRIGGER cm_test_refuse ON timeline; DROP FUNCTION cm_test_refuse ()" >/dev/null
