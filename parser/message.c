@@ -269,6 +269,15 @@ s_clean_trim (const char *s)
     return c;
 }
 
+/* NULL, empty or only white space (ASCII, as text/plain blank lines are). */
+static bool
+s_blank (const char *s)
+{
+    while (s && isspace ((unsigned char) *s))
+        s++;
+    return !s || !*s;
+}
+
 static void
 s_lower (char *s)
 {
@@ -535,6 +544,24 @@ s_base64_value (unsigned char c)
          : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
+/* Feeds one character to a lenient base64 decoder (state *acc, *bits,
+   both 0 at the start): true with a decoded byte in *out. Characters
+   outside the alphabet (padding, line breaks, junk) are passed over. */
+static bool
+s_base64_step (unsigned char ch, unsigned int *acc, int *bits, unsigned char *out)
+{
+    int v = s_base64_value (ch);
+    if (v < 0)
+        return false;
+    *acc = ((*acc << 6) | (unsigned int) v) & 0xFFFFFF;
+    *bits += 6;
+    if (*bits < 8)
+        return false;
+    *bits -= 8;
+    *out = (unsigned char) (*acc >> *bits);
+    return true;
+}
+
 /* GMime's base64 decoder drops a last quantum of 2 or 3 characters when
    the padding is missing ("AAAAAA" gives 3 bytes, not 4; Python's email
    package and RFC 4648 give 4). When the encoded text ends in such a
@@ -591,16 +618,9 @@ s_base64_tail (GMimeDataWrapper *content, const GByteArray *decoded)
     g_mime_stream_reset (src);
     while ((got = g_mime_stream_read (src, (char *) buf, sizeof buf)) > 0)
         for (ssize_t i = 0; i < got; i++) {
-            int v = s_base64_value (buf [i]);
-            if (v < 0)
-                continue;
-            acc = ((acc << 6) | (unsigned int) v) & 0xFFFFFF;
-            bits += 6;
-            if (bits >= 8) {
-                bits -= 8;
-                if (olen < out->len)
-                    out->data [olen++] = (guint8) (acc >> bits);
-            }
+            unsigned char c;
+            if (s_base64_step (buf [i], &acc, &bits, &c) && olen < out->len)
+                out->data [olen++] = c;
         }
     g_byte_array_set_size (out, (guint) olen);
     g_mime_stream_reset (src);
@@ -660,7 +680,243 @@ s_object_bytes (GMimeObject *object, unsigned char **data, size_t *size)
     return *data ? 0 : -1;
 }
 
-/* Text of a text part's decoded bytes in UTF-8, by its charset. */
+/* ------------------------------------------------------------ charsets */
+
+/* The charset a sender really used under a label: mail clients write
+   Windows code pages and extended CJK sets under the older standard
+   names (Outlook's "iso-8859-1" text with curly quotes and euro signs in
+   0x80-0x9F, Korean "ks_c_5601-1987" that is CP949). NULL: the label
+   stands. Each superset reads every text the label allows, except a few
+   bytes the label leaves as C1 controls (s_iconv_utf8 fails on those and
+   the label is used instead). */
+static const char *
+s_charset_superset (const char *label)
+{
+    static const struct { const char *label, *superset; } map [] = {
+        { "iso-8859-1", "CP1252" }, { "latin1", "CP1252" }, { "l1", "CP1252" },
+        { "us-ascii", "CP1252" }, { "ascii", "CP1252" },
+        { "iso-8859-9", "CP1254" }, { "latin5", "CP1254" }, { "l5", "CP1254" },
+        { "tis-620", "CP874" }, { "tis620", "CP874" },
+        { "ks_c_5601-1987", "CP949" }, { "ks_c_5601", "CP949" }, { "euc-kr", "CP949" },
+        { "shift_jis", "CP932" }, { "shift-jis", "CP932" }, { "x-sjis", "CP932" },
+        { "sjis", "CP932" },
+        { "gb2312", "GB18030" }, { "gbk", "GB18030" }, { "x-gbk", "GB18030" },
+        { "big5", "BIG5-HKSCS" }, { "x-big5", "BIG5-HKSCS" }, { "cn-big5", "BIG5-HKSCS" },
+        { NULL, NULL } };
+    if (!label || !*label)
+        return NULL;
+    const char *canon = g_mime_charset_canon_name (label);
+    for (int i = 0; map [i].label; i++)
+        if (!g_ascii_strcasecmp (label, map [i].label)
+        ||  (canon && !g_ascii_strcasecmp (canon, map [i].label)))
+            return map [i].superset;
+    return NULL;
+}
+
+/* data[0..len) converted from charset (an iconv name) to UTF-8, as
+   malloc'd bytes (*outlen, plus a NUL), or NULL when iconv does not know
+   the charset or a byte does not fit it: the caller then falls back. */
+static char *
+s_iconv_utf8 (const char *charset, const char *data, size_t len, size_t *outlen)
+{
+    iconv_t cd = iconv_open ("UTF-8", charset);
+    if (cd == (iconv_t) -1)
+        return NULL;
+    s_pin_charset (charset);    /* known names only: a label is input */
+    /* no charset here needs more than 3 bytes of UTF-8 per input byte */
+    size_t cap = len > (SIZE_MAX - 16) / 3 ? 0 : len * 3 + 16;
+    char *out = cap ? malloc (cap) : NULL;
+    char *in = (char *) data, *op = out;
+    size_t inleft = len, outleft = cap ? cap - 1 : 0;
+    bool ok = out && iconv (cd, &in, &inleft, &op, &outleft) != (size_t) -1
+           && iconv (cd, NULL, NULL, &op, &outleft) != (size_t) -1;
+    iconv_close (cd);
+    if (!ok) {
+        free (out);
+        return NULL;
+    }
+    *op = 0;
+    *outlen = (size_t) (op - out);
+    return out;
+}
+
+/* ------------------------------------------------------------ encoded words */
+
+/* One RFC 2047 encoded word "=?charset?e?text?=" in a raw header value. */
+typedef struct {
+    char charset [65];    /* the label, without a "*lang" suffix */
+    char enc;             /* 'B' or 'Q' */
+    const char *text;     /* the encoded text, textlen bytes */
+    size_t textlen;
+    const char *end;      /* just past the closing "?=" */
+} s_word_t;
+
+/* Reads an encoded word at p (which starts with "=?"); false if none. */
+static bool
+s_word_at (const char *p, s_word_t *w)
+{
+    const char *q = p + 2, *cs = q;
+    while (*q && *q != '?' && (unsigned char) *q > ' ' && (unsigned char) *q < 0x7F
+    && !strchr ("()<>@,;:\"/[]=", *q))
+        q++;
+    size_t cslen = (size_t) (q - cs);
+    if (*q != '?' || cslen == 0 || cslen >= sizeof w->charset)
+        return false;
+    const char *star = memchr (cs, '*', cslen);
+    size_t keep = star ? (size_t) (star - cs) : cslen;
+    if (keep == 0)
+        return false;
+    char enc = (char) toupper ((unsigned char) q [1]);
+    if ((enc != 'B' && enc != 'Q') || q [2] != '?')
+        return false;
+    const char *text = q + 3, *t = text;
+    while ((unsigned char) *t > ' ' && (unsigned char) *t < 0x7F && *t != '?')
+        t++;
+    if (t [0] != '?' || t [1] != '=')
+        return false;
+    memcpy (w->charset, cs, keep);
+    w->charset [keep] = 0;
+    w->enc = enc;
+    w->text = text;
+    w->textlen = (size_t) (t - text);
+    w->end = t + 2;
+    return true;
+}
+
+static int
+s_hex_value (unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Appends the bytes of one encoded word, decoded on its own: base64
+   leniently (padding anywhere, a missing pad), Q with "_" as space and a
+   broken "=" kept. */
+static int
+s_word_bytes (const s_word_t *w, cm_buf_t *out)
+{
+    const unsigned char *t = (const unsigned char *) w->text;
+    int rc = 0;
+    if (w->enc == 'B') {
+        unsigned int acc = 0;
+        int bits = 0;
+        for (size_t i = 0; i < w->textlen && rc == 0; i++) {
+            unsigned char c;
+            if (s_base64_step (t [i], &acc, &bits, &c))
+                rc = cm_buf_append (out, &c, 1);
+        }
+        return rc;
+    }
+    for (size_t i = 0; i < w->textlen && rc == 0; i++) {
+        unsigned char c = t [i];
+        if (c == '_')
+            c = ' ';
+        else
+        if (c == '=' && i + 2 < w->textlen
+        && s_hex_value (t [i + 1]) >= 0 && s_hex_value (t [i + 2]) >= 0) {
+            c = (unsigned char) (s_hex_value (t [i + 1]) * 16 + s_hex_value (t [i + 2]));
+            i += 2;
+        }
+        rc = cm_buf_append (out, &c, 1);
+    }
+    return rc;
+}
+
+/* Appends bytes as one Q-encoded word: no padding that GMime could join
+   to a neighbour, and nothing a quoted string or a phrase would mind. */
+static int
+s_q_word (cm_buf_t *out, const char *charset, const char *data, size_t len)
+{
+    int rc = cm_buf_printf (out, "=?%s?Q?", charset);
+    for (size_t i = 0; i < len && rc == 0; i++) {
+        unsigned char c = (unsigned char) data [i];
+        rc = isalnum (c) ? cm_buf_append (out, &c, 1)
+           : c == ' ' ? cm_buf_append (out, "_", 1) : cm_buf_printf (out, "=%02X", c);
+    }
+    return rc ? rc : cm_buf_append (out, "?=", 2);
+}
+
+/* The raw header value with the encoded words GMime would misread
+   spelled again, or NULL when there are none (or out of memory: GMime's
+   reading then stands). GMime decodes a run of adjacent words of one
+   charset as a single base64 stream, so a word padded with '=' ends the
+   text ("Re: Üb" of "Re: Überweisung [INC-42]"). A run with a base64
+   word is decoded here word by word and its bytes converted together (a
+   character split across words stays whole), a run under a label with a
+   superset (s_charset_superset) is read in that; either becomes one
+   UTF-8 word. A word counts only where text, a display name or a quoted
+   parameter can start it, never inside an address. */
+static char *
+s_fix_words (const char *value)
+{
+    if (!value || !strstr (value, "=?"))
+        return NULL;
+    cm_buf_t out, bytes;
+    cm_buf_init (&out, 0);
+    cm_buf_init (&bytes, 0);
+    const char *p = value, *copied = value;
+    int rc = 0;
+    while (rc == 0 && (p = strstr (p, "=?"))) {
+        s_word_t w, next;
+        if ((p > value && !strchr (" \t\r\n\"(,:;", p [-1])) || !s_word_at (p, &w)) {
+            p += 2;
+            continue;
+        }
+        /* the run: the same charset, nothing but white space between */
+        const char *end = w.end;
+        bool base64 = w.enc == 'B', join = false;
+        for (;;) {
+            const char *r = end + strspn (end, " \t\r\n");
+            if (r [0] != '=' || r [1] != '?' || !s_word_at (r, &next)
+            ||  g_ascii_strcasecmp (next.charset, w.charset) != 0)
+                break;
+            base64 = base64 || next.enc == 'B';
+            join = true;
+            end = next.end;
+        }
+        join = join && base64;
+        const char *super = s_charset_superset (w.charset);
+        if (!join && !super) {
+            p = end;
+            continue;
+        }
+        cm_buf_reset (&bytes);
+        for (const char *r = p; rc == 0 && r < end; r = next.end) {
+            r += strspn (r, " \t\r\n");
+            if (!s_word_at (r, &next))
+                break;      /* cannot happen: the run was read above */
+            rc = s_word_bytes (&next, &bytes);
+        }
+        const char *data = bytes.data ? bytes.data : "";
+        size_t n = 0;
+        char *utf8 = super && rc == 0 ? s_iconv_utf8 (super, data, bytes.len, &n) : NULL;
+        if (!utf8 && !join) {
+            p = end;        /* a byte the superset lacks: GMime reads the label */
+            continue;
+        }
+        if (!utf8 && rc == 0)
+            utf8 = s_iconv_utf8 (g_mime_charset_iconv_name (w.charset), data, bytes.len, &n);
+        if (rc == 0)
+            rc = cm_buf_append (&out, copied, (size_t) (p - copied));
+        if (rc == 0)
+            rc = utf8 ? s_q_word (&out, "UTF-8", utf8, n)
+                      : s_q_word (&out, w.charset, data, bytes.len);
+        free (utf8);
+        copied = p = end;
+    }
+    cm_buf_free (&bytes);
+    if (rc == 0 && copied > value)
+        rc = cm_buf_append (&out, copied, strlen (copied));
+    if (rc || copied == value) {
+        cm_buf_free (&out);
+        return NULL;
+    }
+    return cm_buf_take (&out, NULL);
+}
+
+/* Text of a text part's decoded bytes in UTF-8, by its charset (or the
+   superset senders mean by it). */
 static char *
 s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t size)
 {
@@ -671,6 +927,14 @@ s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t 
                 || !g_ascii_strcasecmp (canon, "ascii");
     if (is_utf8 && s_valid_utf8 ((const char *) data, size))
         return s_clean ((const char *) data, size, false);
+    const char *super = is_utf8 ? NULL : s_charset_superset (charset);
+    size_t n = 0;
+    char *converted = super ? s_iconv_utf8 (super, (const char *) data, size, &n) : NULL;
+    if (converted) {
+        char *text = s_clean (converted, n, false);
+        free (converted);
+        return text;
+    }
     if (!is_utf8) {
         s_pin_charset (charset);
         GMimeFilter *filter = g_mime_filter_charset_new (charset, "UTF-8");
@@ -694,7 +958,7 @@ s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t 
     char *copy = malloc (size + 1);
     if (!copy)
         return NULL;
-    size_t n = 0;
+    n = 0;
     for (size_t i = 0; i < size; i++)
         if (data [i])
             copy [n++] = (char) data [i];
@@ -734,6 +998,47 @@ s_header_bytes (GMimeObject *object)
         total += (name ? strlen (name) : 0) + (raw ? strlen (raw) : 0) + 2;
     }
     return total;
+}
+
+/* Raw value of header field i of list when it is called name, else NULL. */
+static const char *
+s_field_raw (GMimeHeaderList *list, int i, const char *name)
+{
+    GMimeHeader *h = g_mime_header_list_get_header_at (list, i);
+    const char *hn = h ? g_mime_header_get_name (h) : NULL;
+    return hn && !g_ascii_strcasecmp (hn, name) ? g_mime_header_get_raw_value (h) : NULL;
+}
+
+/* Raw value of the last header field called name (the one GMime's
+   reading of Subject, Content-Type and Content-Disposition keeps). */
+static const char *
+s_last_raw (GMimeObject *object, const char *name)
+{
+    GMimeHeaderList *list = g_mime_object_get_header_list (object);
+    const char *raw = NULL;
+    int n = list ? g_mime_header_list_get_count (list) : 0;
+    for (int i = 0; i < n; i++) {
+        const char *v = s_field_raw (list, i, name);
+        if (v)
+            raw = v;
+    }
+    return raw;
+}
+
+/* Clean decoded subject: GMime's, unless s_fix_words respells an encoded
+   word of the (last) Subject field. NULL out of memory. */
+static char *
+s_subject (s_ctx_t *ctx, GMimeMessage *gm)
+{
+    const char *subject = g_mime_message_get_subject (gm);
+    char *fixed = s_fix_words (s_last_raw ((GMimeObject *) gm, "Subject"));
+    char *unfolded = fixed ? g_mime_utils_header_unfold (fixed) : NULL;
+    char *decoded = unfolded ? g_mime_utils_header_decode_text (ctx->options, unfolded) : NULL;
+    char *clean = s_clean_trim (decoded ? decoded : subject ? subject : "");
+    g_free (decoded);
+    g_free (unfolded);
+    free (fixed);
+    return clean;
 }
 
 /* Message-ID from a header section given as text ("text/rfc822-headers"). */
@@ -844,7 +1149,27 @@ s_parse_dsn (cm_message_t *m, const char *text)
 
 /* ------------------------------------------------------------ attachments */
 
-/* A base name: UTF-8, no path, no controls, <= 255 bytes, or NULL. */
+/* Length of the UTF-8 bidi control at p, or 0: the embeddings,
+   overrides and isolates (U+202A-U+202E, U+2066-U+2069) and the marks
+   (U+200E, U+200F, U+061C). In a file name they only deceive:
+   "invoice<U+202E>fdp.exe" shows as "invoiceexe.pdf". */
+static size_t
+s_bidi_control (const char *s)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    if (p [0] == 0xD8 && p [1] == 0x9C)
+        return 2;
+    if (p [0] != 0xE2 || !p [1] || !p [2])
+        return 0;
+    if (p [1] == 0x80 && (p [2] == 0x8E || p [2] == 0x8F || (p [2] >= 0xAA && p [2] <= 0xAE)))
+        return 3;
+    if (p [1] == 0x81 && p [2] >= 0xA6 && p [2] <= 0xA9)
+        return 3;
+    return 0;
+}
+
+/* A base name: UTF-8, no path, no controls (bidi ones included),
+   <= 255 bytes, or NULL. */
 static char *
 s_sanitise_filename (const char *name)
 {
@@ -870,6 +1195,11 @@ s_sanitise_filename (const char *name)
             continue;
         if (c == 0xC2 && (unsigned char) p [1] >= 0x80 && (unsigned char) p [1] <= 0x9F) {
             p++;    /* C1 control */
+            continue;
+        }
+        size_t bidi = s_bidi_control (p);
+        if (bidi) {
+            p += bidi - 1;
             continue;
         }
         *w++ = *p;
@@ -982,18 +1312,30 @@ s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *file
     return a;
 }
 
+/* Sanitised file name of a part: the Content-Disposition filename, else
+   the Content-Type name (GMime's order), each read again from its raw
+   field when s_fix_words respells an encoded word in it. */
 static char *
-s_part_filename (GMimeObject *object)
+s_part_filename (s_ctx_t *ctx, GMimeObject *object)
 {
-    const char *name = NULL;
-    if (GMIME_IS_PART (object))
-        name = g_mime_part_get_filename ((GMimePart *) object);
-    else {
-        name = g_mime_object_get_content_disposition_parameter (object, "filename");
-        if (!name)
-            name = g_mime_object_get_content_type_parameter (object, "name");
-    }
-    return s_sanitise_filename (name);
+    char *disp_raw = s_fix_words (s_last_raw (object, "Content-Disposition"));
+    char *type_raw = s_fix_words (s_last_raw (object, "Content-Type"));
+    GMimeContentDisposition *disp = disp_raw
+        ? g_mime_content_disposition_parse (ctx->options, disp_raw) : NULL;
+    GMimeContentType *type = type_raw ? g_mime_content_type_parse (ctx->options, type_raw) : NULL;
+    const char *name = disp ? g_mime_content_disposition_get_parameter (disp, "filename")
+                     : g_mime_object_get_content_disposition_parameter (object, "filename");
+    if (!name)
+        name = type ? g_mime_content_type_get_parameter (type, "name")
+             : g_mime_object_get_content_type_parameter (object, "name");
+    char *clean = s_sanitise_filename (name);
+    if (type)
+        g_object_unref (type);
+    if (disp)
+        g_object_unref (disp);
+    free (type_raw);
+    free (disp_raw);
+    return clean;
 }
 
 /* ------------------------------------------------------------ the walk */
@@ -1006,6 +1348,7 @@ static cm_message_t *s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base);
 typedef struct {
     bool report_dsn;      /* multipart/report; report-type=delivery-status */
     bool dsn_part;        /* a message/delivery-status part was seen */
+    bool report_mdn;      /* multipart/report; report-type=disposition-notification */
     cm_buf_t text, html;  /* body parts so far (appending stays linear) */
     bool have_text, have_html;
 } s_walk_t;
@@ -1032,12 +1375,13 @@ s_add_nested (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object,
               char *filename, int depth)
 {
     if (!filename && inner) {
-        const char *subject = g_mime_message_get_subject (inner);
+        char *subject = s_subject (ctx, inner);
         if (subject && *subject) {
             char buf [128];
             snprintf (buf, sizeof buf, "%.100s.eml", subject);
             filename = s_sanitise_filename (buf);
         }
+        free (subject);
     }
     cm_attachment_t *a = s_add_attachment (ctx, m, object, filename, data, size);
     if (!a) {
@@ -1082,13 +1426,29 @@ s_add_nested (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object,
 static int s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
                    int depth, bool root, bool in_report, s_alt_t *alt);
 
+/* An S/MIME application/pkcs7-mime part, also under the generic type
+   some clients and gateways send it with (application/octet-stream
+   named smime.p7m or any .p7m). */
+static bool
+s_is_pkcs7_mime (GMimeObject *object, const char *type, const char *filename)
+{
+    if (strcmp (type, "application/pkcs7-mime") == 0
+    ||  strcmp (type, "application/x-pkcs7-mime") == 0)
+        return true;
+    if (strcmp (type, "application/octet-stream") != 0)
+        return false;
+    const char *name = g_mime_object_get_content_type_parameter (object, "name");
+    return (filename && s_ends_with_ci (filename, ".p7m"))
+        || (name && s_ends_with_ci (name, ".p7m"));
+}
+
 static int
 s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
              int depth, bool root, bool in_report, s_alt_t *alt)
 {
     GMimeObject *object = (GMimeObject *) part;
     char *type = s_mime_type (object);
-    char *filename = s_part_filename (object);
+    char *filename = s_part_filename (ctx, object);
     unsigned char *data = NULL;
     size_t size = 0;
     int rc = -1;
@@ -1142,17 +1502,16 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
         free (text);
     }
     const char *note = NULL;
-    if (strcmp (type, "application/pkcs7-mime") == 0
-    ||  strcmp (type, "application/x-pkcs7-mime") == 0) {
+    if (s_is_pkcs7_mime (object, type, filename)) {
         const char *st = g_mime_object_get_content_type_parameter (object, "smime-type");
         if (st && !g_ascii_strcasecmp (st, "signed-data")) {
             m->signed_ = true;
             note = "S/MIME opaque-signed content is kept as is, not unpacked";
         }
         else
-        if (root && (!st || !g_ascii_strcasecmp (st, "enveloped-data")
-                         || !g_ascii_strcasecmp (st, "authEnveloped-data")))
-            m->encrypted = true;
+        if (!st || !g_ascii_strcasecmp (st, "enveloped-data")
+                || !g_ascii_strcasecmp (st, "authEnveloped-data"))
+            m->encrypted = true;    /* anywhere in the tree, as in s_walk */
     }
     if (strcmp (type, "application/vnd.ms-outlook") == 0
     ||  (filename && s_ends_with_ci (filename, ".msg")))
@@ -1213,10 +1572,11 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
         GMimeContentType *ct = g_mime_object_get_content_type (object);
         const char *sub = ct ? g_mime_content_type_get_media_subtype (ct) : NULL;
         sub = sub ? sub : "";
-        if (GMIME_IS_MULTIPART_ENCRYPTED (object) || !g_ascii_strcasecmp (sub, "encrypted")) {
-            if (root)
-                m->encrypted = true;
-        }
+        /* anywhere in this message's own tree (an attached message is a
+           record of its own): a list footer or a gateway disclaimer
+           wrapped around the ciphertext does not make it readable */
+        if (GMIME_IS_MULTIPART_ENCRYPTED (object) || !g_ascii_strcasecmp (sub, "encrypted"))
+            m->encrypted = true;
         if (GMIME_IS_MULTIPART_SIGNED (object) || !g_ascii_strcasecmp (sub, "signed"))
             m->signed_ = true;
         bool report = false;
@@ -1228,6 +1588,9 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
                 if (root)
                     w->report_dsn = true;
             }
+            else
+            if (rt && root && !g_ascii_strcasecmp (rt, "disposition-notification"))
+                w->report_mdn = true;   /* a read receipt (RFC 8098) */
         }
         s_alt_t local = { false, false };
         s_alt_t *child_alt = !g_ascii_strcasecmp (sub, "alternative") ? &local : alt;
@@ -1248,7 +1611,7 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
             return -1;
         }
         if (!inner) {
-            cm_attachment_t *a = s_add_attachment (ctx, m, object, s_part_filename (object), data, size);
+            cm_attachment_t *a = s_add_attachment (ctx, m, object, s_part_filename (ctx, object), data, size);
             if (!a)
                 s_fail (ctx, "out of memory while reading an attached message");
             return a ? 0 : -1;
@@ -1259,7 +1622,7 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
                 m->dsn_original_message_id = s_clean_trim (id);
         }
         return s_add_nested (ctx, m, object, inner, data, size,
-                             s_part_filename (object), depth);
+                             s_part_filename (ctx, object), depth);
     }
     if (GMIME_IS_PART (object))
         return s_walk_leaf (ctx, m, w, (GMimePart *) object, depth, root, in_report, alt);
@@ -1270,7 +1633,7 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
         s_fail (ctx, "out of memory while reading a MIME part");
         return -1;
     }
-    if (!s_add_attachment (ctx, m, object, s_part_filename (object), data, size)) {
+    if (!s_add_attachment (ctx, m, object, s_part_filename (ctx, object), data, size)) {
         s_fail (ctx, "out of memory while reading a MIME part");
         return -1;
     }
@@ -1350,13 +1713,49 @@ s_header (GMimeMessage *gm, const char *name)
     return g_mime_object_get_header ((GMimeObject *) gm, name);
 }
 
-/* Automatic mail (RFC 3834 first). X-Auto-Response-Suppress alone does not
-   count: Exchange and many bulk senders put it on ordinary mail, and a lost
+/* The addresses of every field called name, as GMime joins them, parsed
+   again from the raw fields when s_fix_words respells an encoded word in
+   one. *owned: the caller unrefs the list (else it is GMime's). */
+static InternetAddressList *
+s_address_list (s_ctx_t *ctx, GMimeMessage *gm, const char *name,
+                InternetAddressList *parsed, bool *owned)
+{
+    *owned = false;
+    GMimeHeaderList *headers = g_mime_object_get_header_list ((GMimeObject *) gm);
+    int n = headers ? g_mime_header_list_get_count (headers) : 0;
+    bool fix = false;
+    for (int i = 0; i < n && !fix; i++) {
+        char *fixed = s_fix_words (s_field_raw (headers, i, name));
+        fix = fixed != NULL;
+        free (fixed);
+    }
+    if (!fix)
+        return parsed;
+    InternetAddressList *list = internet_address_list_new ();
+    for (int i = 0; i < n; i++) {
+        const char *raw = s_field_raw (headers, i, name);
+        if (!raw)
+            continue;
+        char *fixed = s_fix_words (raw);
+        InternetAddressList *one = internet_address_list_parse (ctx->options, fixed ? fixed : raw);
+        if (one) {
+            internet_address_list_append (list, one);
+            g_object_unref (one);
+        }
+        free (fixed);
+    }
+    *owned = true;
+    return list;
+}
+
+/* Automatic mail (RFC 3834 first; m->dsn is set before). A bounce is not
+   also an auto-reply. X-Auto-Response-Suppress alone does not count:
+   Exchange and many bulk senders put it on ordinary mail, and a lost
    incident report costs more than an auto-reply that opens one (our own
    automatic mail carries Auto-Submitted, so loops are still broken). It is
    only named in the reason next to a sign that counts on its own. */
 static void
-s_detect_auto (cm_message_t *m, GMimeMessage *gm)
+s_detect_auto (cm_message_t *m, GMimeMessage *gm, bool read_receipt)
 {
     char reason [256] = "";
     const char *v;
@@ -1404,6 +1803,12 @@ s_detect_auto (cm_message_t *m, GMimeMessage *gm)
                 break;
             }
     }
+    /* a read receipt, and a null return path on what is no bounce: RFC
+       5321 keeps <> for notifications, which never start a conversation */
+    if (!*reason && read_receipt)
+        snprintf (reason, sizeof reason, "read receipt (report-type=disposition-notification)");
+    if (!*reason && m->null_return_path && !m->dsn)
+        snprintf (reason, sizeof reason, "Return-Path: <>");
     if (!*reason)
         return;
     if ((v = s_header (gm, "X-Auto-Response-Suppress"))) {
@@ -1447,21 +1852,29 @@ s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base)
         s_fail_headers (ctx);
         goto fail;
     }
-    const char *subject = g_mime_message_get_subject (gm);
-    m->subject = s_clean_trim (subject ? subject : "");
+    m->subject = s_subject (ctx, gm);
+    bool own_from, own_to, own_cc;
+    InternetAddressList *from = s_address_list (ctx, gm, "From", g_mime_message_get_from (gm), &own_from);
+    InternetAddressList *to = s_address_list (ctx, gm, "To", g_mime_message_get_to (gm), &own_to);
+    InternetAddressList *cc = s_address_list (ctx, gm, "Cc", g_mime_message_get_cc (gm), &own_cc);
     char *from_list = NULL;
-    int from_rc = s_addresses (g_mime_message_get_from (gm), &from_list, NULL, NULL,
-                               &m->from_name, &m->from_addr);
+    int from_rc = s_addresses (from, &from_list, NULL, NULL, &m->from_name, &m->from_addr);
     free (from_list);
-    if (from_rc || !m->subject)
-        goto oom;
     if (!m->from_name)
         m->from_name = strdup ("");
     if (!m->from_addr)
         m->from_addr = strdup ("");
-    if (s_addresses (g_mime_message_get_to (gm), &m->to, &m->to_addrs, &m->nto, NULL, NULL)
-    ||  s_addresses (g_mime_message_get_cc (gm), &m->cc, &m->cc_addrs, &m->ncc, NULL, NULL)
-    ||  !m->from_name || !m->from_addr)
+    int addr_rc = from_rc || !m->subject
+               || s_addresses (to, &m->to, &m->to_addrs, &m->nto, NULL, NULL)
+               || s_addresses (cc, &m->cc, &m->cc_addrs, &m->ncc, NULL, NULL)
+               || !m->from_name || !m->from_addr;
+    if (own_from)
+        g_object_unref (from);
+    if (own_to)
+        g_object_unref (to);
+    if (own_cc)
+        g_object_unref (cc);
+    if (addr_rc)
         goto oom;
     const char *date = s_header (gm, "Date");
     m->date_text = s_clean_trim (date ? date : "");
@@ -1524,7 +1937,10 @@ s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base)
     if ((w.have_text && !m->text) || (w.have_html && !m->html))
         goto oom;
 
-    if (!m->text && m->html) {
+    /* a blank text/plain next to the HTML (an empty alternative some
+       senders add) must not hide what the HTML says */
+    if (m->html && s_blank (m->text)) {
+        free (m->text);
         m->text = cm_html_to_text (m->html, strlen (m->html));
         if (!m->text)
             goto oom;
@@ -1538,8 +1954,8 @@ s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base)
         m->encrypted = true;
     if (cm_quote_split (m->text, &m->new_text, &m->quoted_text))
         goto oom;
-    s_detect_auto (m, gm);
     m->dsn = w.report_dsn || (m->null_return_path && (w.dsn_part || s_looks_like_bounce (m)));
+    s_detect_auto (m, gm, w.report_mdn);
     if (m->dsn && !m->dsn_original_message_id && m->nnested && m->nested [0]->message_id)
         m->dsn_original_message_id = strdup (m->nested [0]->message_id);
     return m;
@@ -2082,6 +2498,140 @@ cm_message_selftest (bool verbose)
                        "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n--a--\n";
     m = cm_message_parse (deep, strlen (deep), &small, reason, sizeof reason);
     s_check (!m && strcmp (reason, "MIME nesting deeper than 2 levels") == 0, "depth limit", verbose);
+
+    /* RFC 2047: GMime decodes a run of same-charset words as one base64
+       stream, so a padded word used to end the text ("Re: Üb") */
+    m = s_parse_str ("From: =?UTF-8?B?SsO8cmc=?= =?UTF-8?B?ZW4gV2Vpw58=?= <jw@example.de>\n"
+                     "To: =?UTF-8?B?QW5u?= =?utf-8?q?=C3=A9?= <ann@x.org>, =?UTF-8?B?w5w=?=\n"
+                     " =?UTF-8?B?Yg==?= <b@x.org>\n"
+                     "Subject: =?UTF-8?B?UmU6IMOcYg==?=\n =?UTF-8?B?ZXJ3ZWlzdW5nIFtJTkMtNDJd?=\n"
+                     "Content-Type: multipart/mixed; boundary=W\n\n--W\n\nbody\n--W\n"
+                     "Content-Type: application/zip; name=\"=?UTF-8?B?w5xiZXJ3ZQ==?= =?UTF-8?B?aXN1bmcuemlw?=\"\n\n"
+                     "x\n--W--\n", reason, sizeof reason);
+    s_check (m && strcmp (m->subject, "Re: \xC3\x9c" "berweisung [INC-42]") == 0
+             && cm_subject_tag (m->subject, "INC") == 42, "2047 padded B word then another", verbose);
+    if (m && verbose)
+        printf ("selftest: subject [%s] from [%s] to [%s]\n", m->subject, m->from_name, m->to);
+    s_check (m && strcmp (m->from_name, "J\xC3\xBCrgen Wei\xC3\x9F") == 0
+             && strcmp (m->to, "Ann\xC3\xA9 <ann@x.org>, \xC3\x9c" "b <b@x.org>") == 0,
+             "2047 padded B words in display names", verbose);
+    s_check (m && m->nattachments == 1 && strcmp (m->attachments [0].filename, "\xC3\x9c" "berweisung.zip") == 0,
+             "2047 padded B words in a file name", verbose);
+    cm_message_destroy (&m);
+    /* a character split across words, a padded word and a Latin-1 one */
+    m = s_parse_str ("From: a@b.c\nSubject: =?UTF-8?B?aG51bmcg4g==?= =?UTF-8?B?gJMgc29mbw==?="
+                     " =?iso-8859-1?q?_gr=FC=DF?= =?utf-8?q?_=C3?= =?utf-8?q?=A9?=\n\nbody\n", reason, sizeof reason);
+    s_check (m && strcmp (m->subject, "hnung \xE2\x80\x93 sofo gr\xC3\xBC\xC3\x9F \xC3\xA9") == 0,
+             "2047 character split across padded words", verbose);
+    if (m && verbose)
+        printf ("selftest: subject [%s]\n", m->subject);
+    cm_message_destroy (&m);
+
+    /* a blank text/plain alternative does not hide the HTML */
+    m = s_parse_str ("From: a@b.c\nSubject: quota\nContent-Type: multipart/alternative; boundary=A\n\n"
+                     "--A\nContent-Type: text/plain\n\n \n\n--A\nContent-Type: text/html\n\n"
+                     "<p>Your mailbox is full. <a href=\"https://evil.example/q\">Click here</a></p>\n--A--\n",
+                     reason, sizeof reason);
+    s_check (m && strstr (m->text, "Your mailbox is full. Click here") && m->html,
+             "blank text/plain alternative: text rendered from HTML", verbose);
+    cm_message_destroy (&m);
+
+    /* encrypted content below the top-level part is rejected too */
+    static const char *const encrypted [][2] = {
+        { "pgp/mime inside multipart/mixed rejected",
+          "From: a@b.c\nSubject: s\nContent-Type: multipart/mixed; boundary=L\n\n"
+          "--L\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=E\n\n"
+          "--E\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--E\n"
+          "Content-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\n--E--\n"
+          "--L\nContent-Type: text/plain\n\nlist footer\n--L--\n" },
+        { "smime enveloped next to a disclaimer rejected",
+          "From: a@b.c\nSubject: s\nContent-Type: multipart/mixed; boundary=D\n\n"
+          "--D\nContent-Type: application/x-pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n"
+          "Content-Disposition: attachment; filename=smime.p7m\n\nAAAA\n"
+          "--D\nContent-Type: text/plain\n\ndisclaimer\n--D--\n" },
+        { "signed over enveloped rejected",
+          "From: a@b.c\nSubject: s\nContent-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; boundary=S\n\n"
+          "--S\nContent-Type: application/x-pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n\nAAAA\n"
+          "--S\nContent-Type: application/x-pkcs7-signature; name=smime.p7s\n\nAAAA\n--S--\n" },
+        { "smime.p7m as application/octet-stream rejected",
+          "From: a@b.c\nSubject: s\nContent-Type: application/octet-stream; name=smime.p7m\n"
+          "Content-Transfer-Encoding: base64\n\nAAAA\n" },
+    };
+    for (size_t i = 0; i < sizeof encrypted / sizeof encrypted [0]; i++) {
+        m = s_parse_str (encrypted [i][1], reason, sizeof reason);
+        s_check (!m && strcmp (reason, "encrypted email is not supported") == 0,
+                 encrypted [i][0], verbose);
+        cm_message_destroy (&m);
+    }
+    m = s_parse_str ("From: a@b.c\nSubject: s\nContent-Type: multipart/mixed; boundary=O\n\n--O\n\nsee\n"
+                     "--O\nContent-Type: application/octet-stream; smime-type=signed-data\n"
+                     "Content-Disposition: attachment; filename=\"report.p7m\"\n\nAAAA\n--O--\n",
+                     reason, sizeof reason);
+    s_check (m && !m->encrypted && m->signed_ && m->nattachments == 1 && m->attachments [0].note,
+             "octet-stream .p7m with smime-type=signed-data kept", verbose);
+    cm_message_destroy (&m);
+    m = s_parse_str ("From: a@b.c\nSubject: fw\nContent-Type: multipart/mixed; boundary=F\n\n--F\n\nlook\n"
+                     "--F\nContent-Type: message/rfc822\n\nFrom: x@y.z\nSubject: enc\n"
+                     "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n\nAAAA\n--F--\n",
+                     reason, sizeof reason);
+    s_check (m && !m->encrypted && m->nnested == 1 && m->nested [0]->encrypted,
+             "encrypted attached message kept, flagged inside", verbose);
+    cm_message_destroy (&m);
+
+    /* read receipts and a null return path are automatic */
+    m = s_parse_str ("Return-Path: <>\nFrom: b@x.org\nSubject: Read: [INC-42] x\n"
+                     "Content-Type: multipart/report; report-type=disposition-notification; boundary=M\n\n"
+                     "--M\nContent-Type: text/plain\n\nread\n--M\nContent-Type: message/disposition-notification\n\n"
+                     "Disposition: manual-action/MDN-sent-manually; displayed\n--M--\n", reason, sizeof reason);
+    s_check (m && m->auto_reply && !m->dsn && m->auto_reason
+             && strstr (m->auto_reason, "disposition-notification"), "read receipt is automatic", verbose);
+    cm_message_destroy (&m);
+    m = s_parse_str ("Return-Path: < >\nFrom: noreply@t.example\nSubject: Ticket #123 received\n\nbody\n",
+                     reason, sizeof reason);
+    s_check (m && m->auto_reply && m->auto_reason && strcmp (m->auto_reason, "Return-Path: <>") == 0,
+             "null return path is automatic", verbose);
+    cm_message_destroy (&m);
+    m = s_parse_str (dsn, reason, sizeof reason);
+    s_check (m && m->dsn && !m->auto_reply, "a bounce stays a bounce, not an auto-reply", verbose);
+    cm_message_destroy (&m);
+
+    /* bidi controls cannot disguise a file name */
+    m = s_parse_str ("From: a@b.c\nSubject: s\nContent-Type: multipart/mixed; boundary=N\n\n--N\n\nsee\n"
+                     "--N\nContent-Disposition: attachment; filename*=utf-8''invoice%E2%80%AEfdp.exe\n\nx\n"
+                     "--N\nContent-Disposition: attachment; filename*=utf-8''%E2%81%A6a%E2%80%8Eb%E2%80%8F%D8%9Cc%E2%81%A9%E2%80%AA.txt\n\nx\n"
+                     "--N--\n", reason, sizeof reason);
+    s_check (m && m->nattachments == 2 && strcmp (m->attachments [0].filename, "invoicefdp.exe") == 0
+             && strcmp (m->attachments [1].filename, "abc.txt") == 0, "bidi controls dropped from file names", verbose);
+    cm_message_destroy (&m);
+
+    /* charset labels read as the superset senders use */
+    m = s_parse_str ("From: a@b.c\nSubject: =?iso-8859-1?q?=80_5?= =?ks_c_5601-1987?b?gUE=?=\n"
+                     "Content-Type: text/plain; charset=iso-8859-1\n\nprice \x80 5 \x93q\x94\n",
+                     reason, sizeof reason);
+    s_check (m && strcmp (m->subject, "\xE2\x82\xAC 5\xEA\xB0\x82") == 0, "encoded words: latin-1 as cp1252, ks_c as cp949", verbose);
+    s_check (m && strcmp (m->text, "price \xE2\x82\xAC 5 \xE2\x80\x9Cq\xE2\x80\x9D\n") == 0, "body: latin-1 as cp1252", verbose);
+    if (m && verbose)
+        printf ("selftest: subject [%s] text [%s]\n", m->subject, m->text);
+    cm_message_destroy (&m);
+    static const struct { const char *label, *bytes, *utf8; } supersets [] = {
+        { "us-ascii", "\x80", "\xE2\x82\xAC" }, { "iso-8859-9", "\x80", "\xE2\x82\xAC" },
+        { "tis-620", "\x80", "\xE2\x82\xAC" }, { "euc-kr", "\x81\x41", "\xEA\xB0\x82" },
+        { "shift_jis", "\x87\x40", "\xE2\x91\xA0" }, { "x-sjis", "\x87\x40", "\xE2\x91\xA0" },
+        { "gb2312", "\x81\x30\x81\x30", "\xC2\x80" }, { "big5", "\x88\x56", "\xC4\x80" },
+    };
+    for (size_t i = 0; i < sizeof supersets / sizeof supersets [0]; i++) {
+        char raw [256], what [96];
+        snprintf (raw, sizeof raw, "From: a@b.c\nSubject: s\nContent-Type: text/plain; charset=%s\n\n%s\n",
+                  supersets [i].label, supersets [i].bytes);
+        snprintf (what, sizeof what, "body: %s read as its superset", supersets [i].label);
+        m = s_parse_str (raw, reason, sizeof reason);
+        char want [32];
+        snprintf (want, sizeof want, "%s\n", supersets [i].utf8);
+        s_check (m && strcmp (m->text, want) == 0, what, verbose);
+        if (m && verbose && strcmp (m->text, want) != 0)
+            printf ("selftest: %s -> [%s]\n", supersets [i].label, m->text);
+        cm_message_destroy (&m);
+    }
 #undef s_check
     return failures ? -1 : 0;
 }

@@ -25,7 +25,8 @@ typedef struct {
 void cm_limits_default (cm_limits_t *l);
 
 typedef struct cm_attachment_s {
-    char *filename;       /* sanitised UTF-8 base name, never empty */
+    char *filename;       /* sanitised UTF-8 base name (no controls, no
+                             bidi controls), never empty */
     char *content_type;   /* "type/subtype", lowercase */
     char *content_id;     /* without <>, or NULL */
     bool is_inline;       /* inline part referenced by Content-ID */
@@ -49,7 +50,8 @@ typedef struct cm_message_s {
     char *in_reply_to;    /* first msg-id without <>, or NULL */
     char **references;    /* msg-ids without <>: the root and the latest 99 */
     size_t nreferences;
-    char *text;           /* text body; rendered from HTML when only HTML; "" when none */
+    char *text;           /* text body; rendered from HTML when there is no
+                             text or it is blank; "" when none */
     char *html;           /* HTML body, or NULL */
     char *new_text;       /* text without quoted history */
     char *quoted_text;    /* the history cut off, or NULL */
@@ -57,9 +59,12 @@ typedef struct cm_message_s {
     size_t nattachments;
     struct cm_message_s **nested;  /* attached messages, parsed */
     size_t nnested;
-    bool encrypted;       /* S/MIME enveloped, PGP/MIME or inline PGP body */
+    bool encrypted;       /* S/MIME enveloped or PGP/MIME anywhere in its own
+                             MIME tree (not in attached messages), or an
+                             inline PGP body */
     bool signed_;         /* multipart/signed or S/MIME signed-data */
-    bool auto_reply;      /* automatic mail (RFC 3834 and friends) */
+    bool auto_reply;      /* automatic mail (RFC 3834 and friends, read
+                             receipts, a null return path on a non-bounce) */
     char *auto_reason;    /* e.g. "Auto-Submitted: auto-replied", or NULL */
     bool dsn;             /* delivery status notification (bounce) */
     char *dsn_status;     /* "5.1.1", or NULL */
