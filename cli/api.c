@@ -1,13 +1,15 @@
 /*  cli/api.c: HTTP client of the router's API over libcurl (see api.h).
     Replies are capped (CLI_API_MAX_REPLY) so a confused peer can't make
-    the CLI grow without bound; attachments stream to their file. The
-    token is sent only as an Authorization header and never printed. */
+    the CLI grow without bound; an attachment streams to a temporary
+    file that replaces its FILE only when complete. The token is sent
+    only as an Authorization header and never printed. */
 #include "api.h"
 #include "buf.h"
 #include "cli.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +123,7 @@ s_write_buf (char *data, size_t size, size_t nmemb, void *arg)
 }
 
 /* Sets what every request shares: URL, headers, timeouts, no proxy for
-   loopback, HTTP only, no redirects. */
+   loopback, HTTP only, no redirects, the path sent as given. */
 static void
 s_prepare (cli_api_t *self, const char *method, const char *path,
            struct curl_slist *headers, long timeout_s)
@@ -140,6 +142,9 @@ s_prepare (cli_api_t *self, const char *method, const char *path,
     curl_easy_setopt (c, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1");
     curl_easy_setopt (c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt (c, CURLOPT_FOLLOWLOCATION, 0L);
+    /* libcurl would remove "." and ".." segments (a route named "." would
+       become /v1/routes/, the list): the router says what they are */
+    curl_easy_setopt (c, CURLOPT_PATH_AS_IS, 1L);
 }
 
 /* Explains a transport failure. */
@@ -257,32 +262,103 @@ cli_api_call (cli_api_t *self, const char *method, const char *path,
     return CLI_OK;
 }
 
-/* Download state: the file is opened at the first byte of a 200. */
+/* Download state. A regular FILE (or a new one) is written through a
+   temporary file beside it, opened at the first byte of a 200 and
+   renamed onto FILE only once everything arrived and is on disk: a
+   failure leaves FILE as it was. Anything else (a device, a pipe, "-")
+   is written directly. */
 typedef struct {
     cli_api_t *api;
     const char *out_path;
     int fd;                     /* -1 until opened */
     bool to_stdout;
-    bool regular;               /* a regular file: removed on failure */
+    bool direct;                /* written in place: not a regular file */
+    char target [PATH_MAX];     /* FILE, its symlinks resolved */
+    char tmp [PATH_MAX + 32];   /* the temporary file, "" until made */
+    mode_t mode;                /* FILE's mode, or 0644 less the umask */
     bool write_error;
     int saved_errno;
     cm_buf_t error;             /* body of a non-200 answer */
 } s_download_t;
+
+/* Where and how to write: decided before the request, created later. */
+static int
+s_download_plan (s_download_t *d)
+{
+    struct stat st;
+    if (d->to_stdout)
+        return 0;
+    if (stat (d->out_path, &st) == 0) {
+        if (!S_ISREG (st.st_mode)) {
+            d->direct = true;
+            return 0;
+        }
+        if (!realpath (d->out_path, d->target))
+            return -1;
+        d->mode = st.st_mode & 0777;
+    }
+    else {
+        if (errno != ENOENT)
+            return -1;
+        snprintf (d->target, sizeof d->target, "%s", d->out_path);
+        mode_t mask = umask (0);
+        umask (mask);
+        d->mode = 0644 & ~mask;
+    }
+    return 0;
+}
 
 static int
 s_download_open (s_download_t *d)
 {
     if (d->fd >= 0)
         return 0;
-    d->fd = d->to_stdout ? STDOUT_FILENO
-          : open (d->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (d->to_stdout)
+        d->fd = STDOUT_FILENO;
+    else
+    if (d->direct)
+        d->fd = open (d->out_path, O_WRONLY | O_CLOEXEC);
+    else {
+        /* ".NAME.XXXXXX" in FILE's own folder, so rename () is atomic
+           (NAME cut so that a long one still makes a valid file name) */
+        const char *slash = strrchr (d->target, '/');
+        int dirlen = slash ? (int) (slash - d->target) + 1 : 0;
+        snprintf (d->tmp, sizeof d->tmp, "%.*s.%.200s.XXXXXX", dirlen, d->target,
+                  slash ? slash + 1 : d->target);
+        d->fd = mkostemp (d->tmp, O_CLOEXEC);
+        if (d->fd < 0)
+            d->tmp [0] = 0;
+    }
     if (d->fd < 0) {
         d->write_error = true;
         d->saved_errno = errno;
         return -1;
     }
-    struct stat st;
-    d->regular = !d->to_stdout && fstat (d->fd, &st) == 0 && S_ISREG (st.st_mode);
+    return 0;
+}
+
+/* Makes the temporary file FILE: mode, fsync, rename, fsync the folder.
+   0 or -1 with errno. */
+static int
+s_download_commit (s_download_t *d)
+{
+    if (fchmod (d->fd, d->mode) || fsync (d->fd))
+        return -1;
+    int fd = d->fd;
+    d->fd = -1;
+    if (close (fd) || rename (d->tmp, d->target))
+        return -1;
+    d->tmp [0] = 0;
+    /* the rename itself survives a crash once the folder is synced */
+    const char *slash = strrchr (d->target, '/');
+    char dir [PATH_MAX];
+    snprintf (dir, sizeof dir, "%.*s", slash ? (int) (slash - d->target) + 1 : 1,
+              slash ? d->target : ".");
+    int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync (dfd);
+        close (dfd);
+    }
     return 0;
 }
 
@@ -318,7 +394,12 @@ cli_api_download (cli_api_t *self, const char *path, const char *out_path)
     s_download_t d = { .api = self, .out_path = out_path, .fd = -1,
                        .to_stdout = strcmp (out_path, "-") == 0 };
     cm_buf_init (&d.error, 1024 * 1024);
-    struct curl_slist *headers = curl_slist_append (NULL, self->auth);
+    struct curl_slist *headers = NULL;
+    if (s_download_plan (&d)) {
+        cli_err ("cannot write %s: %s", out_path, strerror (errno));
+        goto done;
+    }
+    headers = curl_slist_append (NULL, self->auth);
     if (!headers)
         goto done;
     /* A large attachment may take long: fail on a stall, not on size. */
@@ -349,15 +430,19 @@ cli_api_download (cli_api_t *self, const char *path, const char *out_path)
         cli_err ("cannot write %s: %s", out_path, strerror (d.saved_errno));
         goto done;
     }
+    if (d.tmp [0] && s_download_commit (&d)) {
+        cli_err ("cannot write %s: %s", out_path, strerror (errno));
+        goto done;
+    }
     rc = CLI_OK;
 done:
     if (d.fd >= 0 && !d.to_stdout && close (d.fd) && rc == CLI_OK) {
         cli_err ("cannot write %s: %s", out_path, strerror (errno));
         rc = CLI_FAIL;
     }
-    /* Never leave a partial file that looks like the attachment. */
-    if (rc != CLI_OK && d.fd >= 0 && d.regular)
-        unlink (out_path);
+    /* Never leave a partial file; FILE itself is untouched. */
+    if (d.tmp [0])
+        unlink (d.tmp);
     curl_slist_free_all (headers);
     cm_buf_free (&d.error);
     return rc;

@@ -43,8 +43,11 @@ int cli_api_request (cli_api_t *self, const char *method, const char *path,
 int cli_api_call (cli_api_t *self, const char *method, const char *path,
                   json_t *body, long timeout_s, json_t **reply);
 
-/* GETs raw bytes into out_path, created or truncated with mode 0644
-   only once the router answered 200 ("-" = stdout). Exit code. */
+/* GETs raw bytes into out_path ("-" = stdout): into a temporary file
+   beside it, renamed onto it only once the whole answer (a 200) is in,
+   so a failed download leaves what was at out_path as it was. A new
+   file gets mode 0644 less the umask, an existing one keeps its mode.
+   Exit code. */
 int cli_api_download (cli_api_t *self, const char *path,
                       const char *out_path);
 

@@ -1,11 +1,14 @@
 /*  cli/args.c: the option scanner and small value checks every command
     uses (see cli.h). Errors are printed here as "casemail: ..." so a
-    command only returns CLI_USAGE. Nothing returned is owned by the
-    caller; cli_list_text () returns a static buffer. */
+    command only returns CLI_USAGE. What cli_read_file () and
+    cli_read_text () return is the caller's to free; nothing else
+    returned is owned by the caller; cli_list_text () returns a static
+    buffer. */
 #include "cli.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +86,13 @@ cli_scan_next (cli_scan_t *scan, const cli_opt_t *table,
 int
 cli_parse_int (const char *text, long min, long max, long *out)
 {
-    if (!text || !*text || text [0] == ' ' || text [0] == '+')
+    /* strtol would skip any leading white space (tab, newline...) and
+       take a '+': the text must start with a digit, or '-' and a digit
+       where negatives are allowed */
+    if (!text)
+        return -1;
+    const char *digits = text [0] == '-' && min < 0 ? text + 1 : text;
+    if (*digits < '0' || *digits > '9')
         return -1;
     char *end;
     errno = 0;
@@ -101,6 +110,20 @@ cli_in_list (const char *text, const char *const *values)
         if (strcmp (text, *values) == 0)
             return true;
     return false;
+}
+
+int
+cli_once (const char **given, const char *opt, const char *what)
+{
+    if (!*given) {
+        *given = opt;
+        return CLI_OK;
+    }
+    if (strcmp (*given, opt) == 0)
+        cli_err ("%s is given twice", opt);
+    else
+        cli_err ("%s and %s both set %s; use one", *given, opt, what);
+    return CLI_USAGE;
 }
 
 const char *
@@ -179,6 +202,72 @@ cli_read_file (const char *opt, const char *path, size_t cap, size_t *len)
     if (len)
         *len = used;
     return data;
+}
+
+/* True when text [0..len) is UTF-8 as jansson accepts it: no overlong
+   forms, no surrogates, nothing above U+10FFFF. */
+static bool
+s_utf8_valid (const unsigned char *text, size_t len)
+{
+    for (size_t i = 0; i < len; ) {
+        unsigned char c = text [i];
+        size_t size;
+        uint32_t v;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            size = 2;
+            v = c & 0x1F;
+        }
+        else
+        if (c >= 0xE0 && c <= 0xEF) {
+            size = 3;
+            v = c & 0x0F;
+        }
+        else
+        if (c >= 0xF0 && c <= 0xF4) {
+            size = 4;
+            v = c & 0x07;
+        }
+        else
+            return false;
+        if (len - i < size)
+            return false;
+        for (size_t k = 1; k < size; k++) {
+            if ((text [i + k] & 0xC0) != 0x80)
+                return false;
+            v = (v << 6) | (text [i + k] & 0x3F);
+        }
+        if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)
+        ||  (size == 3 && v < 0x800) || (size == 4 && v < 0x10000))
+            return false;
+        i += size;
+    }
+    return true;
+}
+
+char *
+cli_read_text (const char *opt, const char *path, size_t cap)
+{
+    size_t len;
+    char *text = cli_read_file (opt, path, cap, &len);
+    if (!text)
+        return NULL;
+    /* jansson's strings end at a NUL and refuse invalid UTF-8: either
+       would cut or lose the text, so neither is taken for text */
+    const char *name = strcmp (path, "-") == 0 ? "stdin" : path;
+    const char *problem = memchr (text, 0, len) ? "contains a NUL byte"
+                        : !s_utf8_valid ((const unsigned char *) text, len)
+                        ? "is not valid UTF-8" : NULL;
+    if (problem) {
+        cli_err ("%s: %s %s (not text)", opt, name, problem);
+        memset (text, 0, len);      /* may be a secret */
+        free (text);
+        return NULL;
+    }
+    return text;
 }
 
 void

@@ -57,15 +57,26 @@ int cli_scan_next (cli_scan_t *scan, const cli_opt_t *table,
 
 /* Prints "casemail: MESSAGE" on stderr. */
 void cli_err (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
-/* Parses a whole decimal number in [min, max]; 0 or -1. */
+/* Parses a whole decimal number in [min, max]: digits only, with a
+   leading '-' when min < 0 (no white space, no '+'); 0 or -1. */
 int cli_parse_int (const char *text, long min, long max, long *out);
 /* True when text is one of the NULL-terminated values. */
 bool cli_in_list (const char *text, const char *const *values);
+/* Refuses an option given a second time: *given holds the option
+   that set the value so far (NULL: none; options that set the same
+   thing share one). Records opt and returns CLI_OK, or prints
+   "--X is given twice" (or "--A and --B both set WHAT; use one") and
+   returns CLI_USAGE. */
+int cli_once (const char **given, const char *opt, const char *what);
 /* Formats values as "a|b|c" for messages. */
 const char *cli_list_text (const char *const *values);
 /* Reads a whole file ("-" = stdin) of at most cap bytes, NUL-terminated;
    caller frees. NULL with a message naming opt on error. */
 char *cli_read_file (const char *opt, const char *path, size_t cap, size_t *len);
+/* cli_read_file () for text: refuses (NULL, message naming opt) a
+   file with a NUL byte or invalid UTF-8, which would otherwise be cut
+   or refused later. The caller frees (and wipes a secret). */
+char *cli_read_text (const char *opt, const char *path, size_t cap);
 /* Removes one trailing "\n" or "\r\n". */
 void cli_chomp (char *text);
 #endif

@@ -66,6 +66,42 @@ s_scan_common (int what, const char *usage, const char *value,
     return -1;
 }
 
+/* True when text is an incident number as the router takes it: "INC-"
+   (any case) or nothing, then digits only, 1 to LLONG_MAX. Printed
+   and false otherwise, so that "", " 5" or "INC-+5" never reach a path. */
+static bool
+s_incident_arg (const char *text)
+{
+    const char *digits = strncasecmp (text, "INC-", 4) == 0 ? text + 4 : text;
+    long long n = 0;
+    bool ok = *digits != 0;
+    for (const char *p = digits; ok && *p; p++) {
+        ok = *p >= '0' && *p <= '9' && n <= (LLONG_MAX - (*p - '0')) / 10;
+        n = ok ? n * 10 + (*p - '0') : n;
+    }
+    if (ok && n > 0)
+        return true;
+    char clean [256];
+    cli_err ("'%s' is not an incident number (INC-n)",
+             cli_clean (text, false, clean, sizeof clean));
+    return false;
+}
+
+/* Takes --route NAME, given once and not empty. Exit code. */
+static int
+s_route_opt (const char **route, const char **given, const char *opt,
+             const char *value)
+{
+    if (cli_once (given, opt, "the route"))
+        return CLI_USAGE;
+    if (!*value) {
+        cli_err ("%s: the route NAME is empty", opt);
+        return CLI_USAGE;
+    }
+    *route = value;
+    return CLI_OK;
+}
+
 /* Appends "&key=escaped" (or "?key=...") to path. 0 or -1. */
 static int
 s_query (char *path, size_t size, const char *key, const char *value)
@@ -261,7 +297,7 @@ s_incident_list (int argc, char **argv)
     };
     cli_scan_t scan;
     cli_scan_init (&scan, argc, argv, 1);
-    const char *route = NULL, *value;
+    const char *route = NULL, *value, *route_given = NULL, *json_given = NULL;
     const cli_opt_t *opt;
     bool json = false;
     int what, nargs = 0;
@@ -271,10 +307,14 @@ s_incident_list (int argc, char **argv)
             return rc;
         if (what != CLI_SCAN_OPT)
             continue;
-        if (opt->id == S_JSON)
+        if (opt->id == S_JSON) {
+            if (cli_once (&json_given, opt->name, opt->name))
+                return CLI_USAGE;
             json = true;
+        }
         else
-            route = value;
+        if (s_route_opt (&route, &route_given, opt->name, value))
+            return CLI_USAGE;
     }
     char path [1024] = "/v1/incidents";
     if (s_query (path, sizeof path, "route", route)) {
@@ -432,7 +472,7 @@ s_incident_show (int argc, char **argv)
     static const cli_opt_t table [] = { { "--json", false, S_JSON }, { NULL, false, 0 } };
     cli_scan_t scan;
     cli_scan_init (&scan, argc, argv, 1);
-    const char *args [1] = { NULL }, *value;
+    const char *args [1] = { NULL }, *value, *json_given = NULL;
     const cli_opt_t *opt;
     bool json = false;
     int what, nargs = 0;
@@ -440,13 +480,18 @@ s_incident_show (int argc, char **argv)
         int rc = s_scan_common (what, s_incident_usage, value, args, 1, &nargs);
         if (rc >= 0)
             return rc;
-        if (what == CLI_SCAN_OPT)
+        if (what == CLI_SCAN_OPT) {
+            if (cli_once (&json_given, opt->name, opt->name))
+                return CLI_USAGE;
             json = true;
+        }
     }
     if (!args [0]) {
         cli_err ("missing incident number (usage: casemail incident show INC-n [--json])");
         return CLI_USAGE;
     }
+    if (!s_incident_arg (args [0]))
+        return CLI_USAGE;
     char path [512];
     if (s_object_path (path, sizeof path, "/v1/incidents", args [0], "")) {
         cli_err ("the incident number is too long");
@@ -626,7 +671,9 @@ s_incident_email (int argc, char **argv)
     json_t *body = json_object (), *to = json_array (), *cc = json_array ();
     json_t *atts = json_array (), *ids = json_array ();
     const char *args [1] = { NULL }, *value;
-    const char *text_opt = NULL;
+    /* the option that gave each single value (cli_once) */
+    const char *text_opt = NULL, *html_opt = NULL, *subject_opt = NULL;
+    const char *wait_opt = NULL, *timeout_opt = NULL;
     const cli_opt_t *opt;
     bool wait = false;
     long wait_timeout = 120, n;
@@ -654,6 +701,9 @@ s_incident_email (int argc, char **argv)
                 rc = s_add_header_text (opt->id == S_TO ? to : cc, opt->name, value);
                 break;
             case S_SUBJECT:
+                if (cli_once (&subject_opt, opt->name, "the subject"))
+                    rc = CLI_USAGE;
+                else
                 if (strpbrk (value, "\r\n")) {
                     cli_err ("--subject: line breaks are not allowed");
                     rc = CLI_USAGE;
@@ -668,20 +718,13 @@ s_incident_email (int argc, char **argv)
             case S_BODY_FILE:
             case S_HTML_FILE: {
                 const char *field = opt->id == S_HTML_FILE ? "html" : "body";
-                if (opt->id != S_HTML_FILE && text_opt) {
-                    cli_err ("%s and %s both give the body; use one", text_opt, opt->name);
+                if (cli_once (opt->id == S_HTML_FILE ? &html_opt : &text_opt,
+                              opt->name, opt->id == S_HTML_FILE ? "the HTML" : "the body")) {
                     rc = CLI_USAGE;
                     break;
                 }
-                if (opt->id == S_HTML_FILE && json_object_get (body, "html")) {
-                    cli_err ("--html-file is given twice");
-                    rc = CLI_USAGE;
-                    break;
-                }
-                if (opt->id != S_HTML_FILE)
-                    text_opt = opt->name;
                 char *text = opt->id == S_BODY ? strdup (value)
-                           : cli_read_file (opt->name, value, S_BODY_MAX, NULL);
+                           : cli_read_text (opt->name, value, S_BODY_MAX);
                 if (!text) {
                     rc = CLI_USAGE;
                     break;
@@ -710,9 +753,14 @@ s_incident_email (int argc, char **argv)
                     json_array_append_new (ids, json_integer (n));
                 break;
             case S_WAIT:
+                if (cli_once (&wait_opt, opt->name, opt->name))
+                    rc = CLI_USAGE;
                 wait = true;
                 break;
             case S_WAIT_TIMEOUT:
+                if (cli_once (&timeout_opt, opt->name, opt->name))
+                    rc = CLI_USAGE;
+                else
                 if (cli_parse_int (value, 1, 86400, &wait_timeout)) {
                     cli_err ("--wait-timeout: '%s' is not a number of seconds (1-86400)", value);
                     rc = CLI_USAGE;
@@ -724,6 +772,10 @@ s_incident_email (int argc, char **argv)
         goto done;
     if (!args [0]) {
         cli_err ("missing incident number (usage: casemail incident email INC-n --to ADDR ...)");
+        rc = CLI_USAGE;
+        goto done;
+    }
+    if (!s_incident_arg (args [0])) {
         rc = CLI_USAGE;
         goto done;
     }
@@ -866,6 +918,7 @@ s_list_filtered (int argc, char **argv, const char *usage, const char *base,
     cli_scan_t scan;
     cli_scan_init (&scan, argc - 1, argv + 1, 1);
     const char *route = NULL, *state = NULL, *value;
+    const char *route_given = NULL, *state_given = NULL, *json_given = NULL;
     const cli_opt_t *opt;
     bool json = false;
     int what, nargs = 0;
@@ -875,11 +928,19 @@ s_list_filtered (int argc, char **argv, const char *usage, const char *base,
             return rc;
         if (what != CLI_SCAN_OPT)
             continue;
-        if (opt->id == S_JSON)
+        if (opt->id == S_JSON) {
+            if (cli_once (&json_given, opt->name, opt->name))
+                return CLI_USAGE;
             json = true;
+        }
         else
-        if (opt->id == S_ROUTE)
-            route = value;
+        if (opt->id == S_ROUTE) {
+            if (s_route_opt (&route, &route_given, opt->name, value))
+                return CLI_USAGE;
+        }
+        else
+        if (cli_once (&state_given, opt->name, opt->name))
+            return CLI_USAGE;
         else
         if (!cli_in_list (value, states)) {
             cli_err ("--state: '%s' is not one of %s", value, cli_list_text (states));
@@ -973,15 +1034,18 @@ cli_attachment_main (int argc, char **argv)
     }
     cli_scan_t scan;
     cli_scan_init (&scan, argc - 1, argv + 1, 1);
-    const char *args [1] = { NULL }, *output = NULL, *value;
+    const char *args [1] = { NULL }, *output = NULL, *value, *output_given = NULL;
     const cli_opt_t *opt;
     int what, nargs = 0;
     while ((what = cli_scan_next (&scan, table, &opt, &value)) != CLI_SCAN_END) {
         int rc = s_scan_common (what, s_attachment_usage, value, args, 1, &nargs);
         if (rc >= 0)
             return rc;
-        if (what == CLI_SCAN_OPT)
+        if (what == CLI_SCAN_OPT) {
+            if (cli_once (&output_given, opt->name, "the output file"))
+                return CLI_USAGE;
             output = value;
+        }
     }
     long id;
     if (!args [0] || cli_parse_int (args [0], 1, LONG_MAX, &id)) {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -181,7 +182,7 @@ static char *
 s_secret_stdin (const char *opt)
 {
     if (!isatty (STDIN_FILENO)) {
-        char *text = cli_read_file (opt, "-", S_SECRET_MAX, NULL);
+        char *text = cli_read_text (opt, "-", S_SECRET_MAX);
         if (text)
             cli_chomp (text);
         return text;
@@ -206,6 +207,12 @@ s_secret_stdin (const char *opt)
         cli_err ("%s: no password on stdin", opt);
         return NULL;
     }
+    if (strlen (line) != (size_t) n) {
+        memset (line, 0, (size_t) n);
+        free (line);
+        cli_err ("%s: the password contains a NUL byte (not text)", opt);
+        return NULL;
+    }
     cli_chomp (line);
     return line;
 }
@@ -220,13 +227,12 @@ s_wipe (json_t *body, const char *field)
         memset ((char *) text, 0, strlen (text));
 }
 
-/* Adds one option's value to body; CLI_OK or CLI_USAGE (printed).
-   secret_opt remembers which option set each secret, to refuse two. */
+/* Adds one option's value to body; CLI_OK or CLI_USAGE (printed). */
 static int
-s_add_field (json_t *body, const s_field_t *f, const char *value,
-             const char **secret_opt)
+s_add_field (json_t *body, const s_field_t *f, const char *value)
 {
     long n;
+    struct stat st;
     char path [PATH_MAX];
     char *secret = NULL;
     json_t *v = NULL;
@@ -272,6 +278,10 @@ s_add_field (json_t *body, const s_field_t *f, const char *value,
                 cli_err ("%s: cannot read %s: %s", f->opt, value, strerror (errno));
                 return CLI_USAGE;
             }
+            if (stat (path, &st) || !S_ISREG (st.st_mode)) {
+                cli_err ("%s: %s is not a regular file", f->opt, value);
+                return CLI_USAGE;
+            }
             v = json_string (path);
             break;
         case S_TRUE:
@@ -281,12 +291,6 @@ s_add_field (json_t *body, const s_field_t *f, const char *value,
         case S_SECRET_ENV:
         case S_SECRET_FILE:
         case S_SECRET_STDIN:
-            if (*secret_opt) {
-                cli_err ("%s and %s both give the %s; use one", *secret_opt,
-                         f->opt, f->field);
-                return CLI_USAGE;
-            }
-            *secret_opt = f->opt;
             if (f->type == S_SECRET_ENV) {
                 const char *env = getenv (value);
                 if (!env || !*env) {
@@ -301,7 +305,7 @@ s_add_field (json_t *body, const s_field_t *f, const char *value,
                     cli_err ("%s: give a file (use --password-stdin for stdin)", f->opt);
                     return CLI_USAGE;
                 }
-                secret = cli_read_file (f->opt, value, S_SECRET_MAX, NULL);
+                secret = cli_read_text (f->opt, value, S_SECRET_MAX);
                 if (!secret)
                     return CLI_USAGE;
                 cli_chomp (secret);
@@ -343,7 +347,9 @@ s_parse (int argc, char **argv, bool fields, bool *json, json_t **body,
 {
     cli_opt_t table [S_NFIELDS + 2];
     s_opt_table (table, fields, json != NULL);
-    const char *secret_opt [2] = { NULL, NULL };
+    /* the option that set each API field (options setting the same
+       field share the slot of its first option), and --json */
+    const char *given [S_NFIELDS] = { NULL }, *json_given = NULL;
     cli_scan_t scan;
     cli_scan_init (&scan, argc, argv, 1);
     *body = NULL;
@@ -374,17 +380,29 @@ s_parse (int argc, char **argv, bool fields, bool *json, json_t **body,
                 rc = CLI_USAGE;
             }
             else
+            if (!*value) {
+                /* "" would ask for /v1/routes/, the list */
+                cli_err ("the route NAME is empty (usage: %s)", usage_line);
+                rc = CLI_USAGE;
+            }
+            else
                 args [(*nargs)++] = value;
         }
         else
-        if (opt->id == S_OPT_JSON)
+        if (opt->id == S_OPT_JSON) {
+            rc = cli_once (&json_given, opt->name, opt->name);
             *json = true;
+        }
         else {
             if (!*body && !(*body = json_object ()))
                 return CLI_FAIL;
             const s_field_t *f = &s_fields [opt->id];
-            const char **which = &secret_opt [strcmp (f->field, "password") == 0 ? 0 : 1];
-            rc = s_add_field (*body, f, value, f->type >= S_SECRET_ENV ? which : NULL);
+            size_t slot = 0;
+            while (strcmp (s_fields [slot].field, f->field))
+                slot++;
+            rc = cli_once (&given [slot], f->opt, f->field);
+            if (rc == CLI_OK)
+                rc = s_add_field (*body, f, value);
         }
     }
     if (rc != CLI_OK && *body) {

@@ -273,6 +273,11 @@ cm_route_apply (json_t *config, json_t *changes, bool creating,
     for (const char *p = name; *p; p++)
         if (!isalnum ((unsigned char) *p) && !strchr ("._-", *p))
             FAIL ("name", "name may only contain letters, digits, '.', '_' and '-'");
+    /* a route is addressed as /v1/routes/NAME, where "." and ".." are
+       path segments (the current and parent folder), not a name */
+    if (strcmp (name, ".") == 0 || strcmp (name, "..") == 0)
+        FAIL ("name", "name may not be '.' or '..' (they can't name a route in "
+              "the API's path /v1/routes/NAME)");
     (void) creating;
 
     bool exchange = cm_route_bool (config, "exchange");
@@ -487,6 +492,8 @@ cm_route_test (bool verbose)
         { "{\"auth\": \"oauth2\"}", "oauth_client_id" },
         { "{\"after_fetch\": \"move\"}", "processed_folder" },
         { "{\"outbound_host\": null}", "outbound_host" },
+        { "{\"name\": \".\"}", "name" },
+        { "{\"name\": \"..\"}", "name" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
         json_t *copy = json_deep_copy (config);

@@ -4,11 +4,29 @@
     incident email (router/outbound.c builds the queue entry). */
 #include "router.h"
 #include "log.h"
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* "INC-42" or "42" -> 42; 0 when not an incident number. */
+/* Digits only ("", " 5", "+5", "5x" are not) -> 1..LLONG_MAX; 0 when
+   not, or when too large for a bigint. strtoll would skip white space,
+   take a sign and clamp an overflow to LLONG_MAX. */
+static long long
+s_positive (const char *text)
+{
+    long long n = 0;
+    if (!text || !*text)
+        return 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9' || n > (LLONG_MAX - (*p - '0')) / 10)
+            return 0;
+        n = n * 10 + (*p - '0');
+    }
+    return n;
+}
+
+/* "INC-42" (any case) or "42" -> 42; 0 when not an incident number. */
 long long
 incident_number (const char *text)
 {
@@ -16,9 +34,7 @@ incident_number (const char *text)
         return 0;
     if (strncasecmp (text, "INC-", 4) == 0)
         text += 4;
-    char *end = NULL;
-    long long n = strtoll (text, &end, 10);
-    return (end && !*end && n > 0) ? n : 0;
+    return s_positive (text);
 }
 
 static json_t *
@@ -206,9 +222,8 @@ s_show (cm_db_t *db, const char *which, reply_t *r)
 static void
 s_attachment (cm_db_t *db, const char *which, reply_t *r)
 {
-    char *end = NULL;
-    long long id = strtoll (which, &end, 10);
-    if (!end || *end || id <= 0) {
+    long long id = s_positive (which);
+    if (!id) {
         reply_error (r, 400, NULL, "'%s' is not an attachment id", which);
         return;
     }

@@ -152,3 +152,145 @@ check_eq "after the restart: still 401 without the token" 401 "$CODE"
 http -H "Authorization: Bearer $TOKEN" "$URL/v1/routes/sneaky"
 check_eq "after the restart: 200 with the token" 200 "$CODE"
 check_eq "... and the route's password is still set" True "$(printf '%s' "$BODY" | json 'j["password_set"]')"
+
+# ---------------------------------------------------------------- incident numbers
+# An incident number is digits after an optional "INC-" (any case): no
+# sign, no space, no overflow clamped to the largest bigint. Anything else
+# is a 400 that names the text given (strtoll took "INC-+5" and " 5" for
+# INC-5, and "INC-99999999999999999999" for INC-9223372036854775807).
+for n in INC-+5 INC-%205 %205 +5 INC-5x INC-0 INC-99999999999999999999 99999999999999999999; do
+    http -H "Authorization: Bearer $TOKEN" "$URL/v1/incidents/$n"
+    check_eq "GET /v1/incidents/$n: 400" 400 "$CODE"
+done
+http -H "Authorization: Bearer $TOKEN" "$URL/v1/incidents/INC-99999999999999999999"
+check_contains "an incident number too large: the 400 names the text given" \
+    "'INC-99999999999999999999'" "$(printf '%s' "$BODY" | json 'j.get("error")')"
+check_lacks "... not the largest bigint instead" "9223372036854775807" "$BODY"
+http -H "Authorization: Bearer $TOKEN" "$URL/v1/incidents/INC-%205"
+check_contains "a space in the number: the 400 names the text given" \
+    "'INC- 5'" "$(printf '%s' "$BODY" | json 'j.get("error")')"
+for n in INC-5 inc-5 5 INC-005; do
+    http -H "Authorization: Bearer $TOKEN" "$URL/v1/incidents/$n"
+    check_eq "GET /v1/incidents/$n (a number, none such): 404 no incident INC-5" "404 no incident INC-5" \
+        "$CODE $(printf '%s' "$BODY" | json 'j.get("error")')"
+done
+http -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    --data-binary '{"to":["a@example.test"],"body":"x"}' "$URL/v1/incidents/INC-+5/email"
+check_eq "POST /v1/incidents/INC-+5/email: 400" 400 "$CODE"
+for n in +5 %205 99999999999999999999; do
+    http -H "Authorization: Bearer $TOKEN" "$URL/v1/attachments/$n"
+    check_eq "GET /v1/attachments/$n: 400" 400 "$CODE"
+done
+http -H "Authorization: Bearer $TOKEN" "$URL/v1/attachments/5"
+check_eq "GET /v1/attachments/5 (none such): 404" 404 "$CODE"
+
+# ---------------------------------------------------------------- CLI arguments
+# What the CLI refuses itself (exit 2) before a request: an empty or
+# malformed INC-n ("" asked for /v1/incidents/, the list, and exited 0),
+# a number with white space before it, a text file with a NUL byte (it
+# was sent cut at the NUL), an option given twice (the last one won).
+run_cm incident show ''
+check_eq "incident show '' exits 2 (not the incident list)" 2 "$RC"
+check_contains "... saying it is not an incident number" "is not an incident number" "$OUT"
+for n in 'INC- 5' 'INC-+5' ' 5' 'INC-99999999999999999999'; do
+    run_cm incident show "$n"
+    check_eq "incident show '$n' exits 2" 2 "$RC"
+    check_contains "... the CLI says it is not an incident number" "'$n' is not an incident number" "$OUT"
+done
+run_cm incident email '' --to a@example.test --body x
+check_eq "incident email '' exits 2" 2 "$RC"
+check_contains "... saying it is not an incident number" "is not an incident number" "$OUT"
+run_cm attachment get $'\t5' -o "$CM_WORK/api-tab.bin"
+check_eq "attachment get TAB5 exits 2" 2 "$RC"
+check_contains "... not an attachment ID (not attachment 5)" "is not an attachment ID" "$OUT"
+run_cm incident email INC-1 --to a@example.test --body x --attach-from $'\n5'
+check_contains "--attach-from LF5: not an attachment ID" "--attach-from: '" "$OUT"
+run_cm incident email INC-1 --to a@example.test --body x --wait --wait-timeout $'\r5'
+check_contains "--wait-timeout CR5: not a number of seconds" "is not a number of seconds" "$OUT"
+printf 'first part\0hidden part\n' > "$CM_WORK/api-nul.txt"
+for opt in --body-file --html-file; do
+    extra=(--body x); [ "$opt" = --body-file ] && extra=()
+    run_cm incident email INC-1 --to a@example.test "${extra[@]}" "$opt" "$CM_WORK/api-nul.txt"
+    check_eq "incident email $opt FILE-with-NUL exits 2" 2 "$RC"
+    check_contains "... saying FILE contains a NUL byte" \
+        "$opt: $CM_WORK/api-nul.txt contains a NUL byte (not text)" "$OUT"
+done
+printf 'caf\351\n' > "$CM_WORK/api-latin1.txt"
+run_cm incident email INC-1 --to a@example.test --body-file "$CM_WORK/api-latin1.txt"
+check_contains "incident email --body-file Latin-1: not valid UTF-8" "is not valid UTF-8 (not text)" "$OUT"
+run_cm incident email INC-1 --to a@example.test --subject a --subject b --body x
+check_eq "incident email --subject twice exits 2" 2 "$RC"
+check_contains "... saying --subject is given twice" "--subject is given twice" "$OUT"
+run_cm incident email INC-1 --to a@example.test --to b@example.test --cc c@example.test \
+    --cc d@example.test --body x
+check_contains "--to and --cc may repeat (the router is asked)" "no incident INC-1" "$OUT"
+run_cm incident email INC-1 --to a@example.test --body x --wait-timeout 5 --wait-timeout 6
+check_contains "--wait-timeout twice: refused" "--wait-timeout is given twice" "$OUT"
+run_cm attachment get 5 -o "$CM_WORK/api-a.bin" -o "$CM_WORK/api-b.bin"
+check_eq "attachment get -o twice exits 2" 2 "$RC"
+check_contains "... saying -o is given twice" "-o is given twice" "$OUT"
+run_cm attachment get 5 -o "$CM_WORK/api-a.bin" --output "$CM_WORK/api-b.bin"
+check_contains "-o and --output: refused" "-o and --output both set" "$OUT"
+run_cm inbox list --route a --route b
+check_eq "inbox list --route twice exits 2" 2 "$RC"
+check_contains "... saying --route is given twice" "--route is given twice" "$OUT"
+run_cm incident list --route a --route b
+check_eq "incident list --route twice exits 2" 2 "$RC"
+run_cm outbox list --state sent --state failed
+check_eq "outbox list --state twice exits 2" 2 "$RC"
+run_cm inbox list --route ''
+check_eq "inbox list --route '' exits 2" 2 "$RC"
+check_contains "... saying the route NAME is empty" "empty" "$OUT"
+run_cm inbox list --route a
+check_eq "inbox list --route once still exits 0" 0 "$RC"
+
+# ---------------------------------------------------------------- attachment get -o FILE
+# The attachment goes to a temporary file renamed onto FILE only when it
+# is complete: a transfer broken midway leaves an existing FILE as it was
+# (it was opened truncated, then removed) and no temporary file behind.
+# A stand-in router answers 200 with 10 of 1000 bytes (attachment 5) or
+# the whole attachment (6).
+cat > "$CM_WORK/api-fake.py" <<'PY'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/v1/attachments/5":
+            self.send_response(200); self.send_header("Content-Length", "1000"); self.end_headers()
+            self.wfile.write(b"0123456789"); self.wfile.flush(); self.close_connection = True
+        elif self.path == "/v1/attachments/6":
+            self.send_response(200); self.send_header("Content-Length", "9"); self.end_headers()
+            self.wfile.write(b"complete\n")
+        else:
+            self.send_response(404); self.send_header("Content-Length", "0"); self.end_headers()
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+FAKE_PORT=$(free_port)
+python3 "$CM_WORK/api-fake.py" "$FAKE_PORT" &
+FAKE_PID=$!
+CM_MITM_PIDS+=("$FAKE_PID")
+wait_until 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $FAKE_PORT), 1)"
+fake_get() {   # fake_get ID FILE: attachment get from the stand-in
+    OUT=$(CASEMAIL_API_URL="http://127.0.0.1:$FAKE_PORT" CASEMAIL_TOKEN=x "$CM" attachment get "$1" -o "$2" 2>&1); RC=$?
+}
+DL=$CM_WORK/api-dl
+rm -rf "$DL"; mkdir -p "$DL"
+printf 'before\n' > "$DL/keep.bin"
+chmod 600 "$DL/keep.bin"
+fake_get 5 "$DL/keep.bin"
+check_eq "a transfer broken midway exits 1" 1 "$RC"
+check_eq "... FILE, which existed, is as it was" before "$(cat "$DL/keep.bin" 2>&1)"
+check_eq "... and nothing else is left in its folder" keep.bin "$(ls -A "$DL")"
+fake_get 5 "$DL/new.bin"
+check_eq "a broken transfer to a new FILE exits 1" 1 "$RC"
+check_eq "... and leaves no file at all" keep.bin "$(ls -A "$DL")"
+fake_get 6 "$DL/keep.bin"
+check_eq "a whole transfer onto an existing FILE exits 0" 0 "$RC"
+check_eq "... FILE has the attachment" complete "$(cat "$DL/keep.bin")"
+check_eq "... FILE keeps its mode" 600 "$(stat -c %a "$DL/keep.bin")"
+check_eq "... no temporary file is left" keep.bin "$(ls -A "$DL")"
+check_eq "-o - still writes stdout" complete \
+    "$(CASEMAIL_API_URL="http://127.0.0.1:$FAKE_PORT" CASEMAIL_TOKEN=x "$CM" attachment get 6 -o - 2>&1)"
+kill "$FAKE_PID" 2>/dev/null
+wait "$FAKE_PID" 2>/dev/null || true   # its status is the kill's

@@ -187,13 +187,13 @@ without --inbound-host;      invalid "missing inbound host" "inbound_host" "${AR
 without --inbound-protocol;  invalid "missing inbound protocol" "inbound_protocol" "${ARGS[@]}"
 without --outbound-host;     invalid "missing outbound host" "outbound_host" "${ARGS[@]}"
 without --outbound-protocol; invalid "missing outbound protocol" "outbound_protocol" "${ARGS[@]}"
-invalid "inbound port 0" "inbound-port" "${BASE[@]}" --inbound-port 0
-invalid "inbound port 70000" "inbound-port" "${BASE[@]}" --inbound-port 70000
-invalid "outbound port 0" "outbound-port" "${BASE[@]}" --outbound-port 0
-invalid "outbound port 70000" "outbound-port" "${BASE[@]}" --outbound-port 70000
+without --inbound-port; invalid "inbound port 0" "inbound-port" "${ARGS[@]}" --inbound-port 0
+without --inbound-port; invalid "inbound port 70000" "inbound-port" "${ARGS[@]}" --inbound-port 70000
+without --outbound-port; invalid "outbound port 0" "outbound-port" "${ARGS[@]}" --outbound-port 0
+without --outbound-port; invalid "outbound port 70000" "outbound-port" "${ARGS[@]}" --outbound-port 70000
 invalid "exchange port 70000" "exchange-port" "${BASE[@]}" --exchange-port 70000
-invalid "unknown inbound protocol" "inbound-protocol" "${BASE[@]}" --inbound-protocol pop3
-invalid "unknown outbound protocol" "outbound-protocol" "${BASE[@]}" --outbound-protocol lmtp
+without --inbound-protocol; invalid "unknown inbound protocol" "inbound-protocol" "${ARGS[@]}" --inbound-protocol pop3
+without --outbound-protocol; invalid "unknown outbound protocol" "outbound-protocol" "${ARGS[@]}" --outbound-protocol lmtp
 invalid "unknown kind" "kind" "${BASE[@]}" --kind both
 invalid "unknown auth" "auth" "${BASE[@]}" --auth kerberos
 invalid "unknown exchange version" "exchange-version" "${BASE[@]}" --exchange-version 2013
@@ -206,12 +206,12 @@ invalid "oauth2 without client secret" "oauth_client_secret" "${BASE[@]}" --exch
 invalid "oauth2 without tenant id" "oauth_tenant_id" "${BASE[@]}" --exchange \
     --exchange-host ews.example.test --auth oauth2 --oauth-client-id c1 --oauth-client-secret-env OAUTH_SECRET
 invalid "CR/LF in the folder" "folder" "${BASE[@]}" --folder $'IN\r\nBOX'
-invalid "LF in the username" "username" "${BASE[@]}" --username $'dan@example.test\nX'
-invalid "CR in the inbound host" "inbound_host" "${BASE[@]}" --inbound-host $'localhost\r'
-invalid "malformed email (no @)" "email" "${BASE[@]}" --email "dan.example.test"
-invalid "malformed email (two @)" "email" "${BASE[@]}" --email "dan@@example.test"
-invalid "malformed email (angle bracket)" "email" "${BASE[@]}" --email "dan@example.test>"
-invalid "malformed email (space)" "email" "${BASE[@]}" --email "dan smith@example.test"
+without --username; invalid "LF in the username" "username" "${ARGS[@]}" --username $'dan@example.test\nX'
+without --inbound-host; invalid "CR in the inbound host" "inbound_host" "${ARGS[@]}" --inbound-host $'localhost\r'
+without --email; invalid "malformed email (no @)" "email" "${ARGS[@]}" --email "dan.example.test"
+without --email; invalid "malformed email (two @)" "email" "${ARGS[@]}" --email "dan@@example.test"
+without --email; invalid "malformed email (angle bracket)" "email" "${ARGS[@]}" --email "dan@example.test>"
+without --email; invalid "malformed email (space)" "email" "${ARGS[@]}" --email "dan smith@example.test"
 invalid "--password on the command line" "--password-env" "${BASE[@]}" --password hunter2
 check_lacks "--password refusal does not echo the secret" "hunter2" "$OUT"
 invalid "--password= on the command line" "--password-env" "${BASE[@]}" --password=hunter2
@@ -310,6 +310,79 @@ run_cm route test-outbound feed-ex
 check_eq "test-outbound of an Exchange route exits 1" 1 "$RC"
 check_contains "... with the failure prefix" "Failed to test Service connectivity:" "$OUT"
 check_lacks "the Exchange test does not echo the client secret" "$OAUTH_SECRET" "$OUT"
+
+# ---------------------------------------------------------------- names, repeats, files
+# "." and ".." are path segments, not route names: the router refuses to
+# save them, and the CLI sends /v1/routes/. as it is (libcurl made it
+# /v1/routes/, the route list, shown with "-" fields and exit 0).
+ROUTES0=$(total_routes)
+BAD=. invalid "route name ." "name" "${BASE[@]}"
+BAD=.. invalid "route name .." "name" "${BASE[@]}"
+api_invalid "name .." name '"name":".."'
+for n in . ..; do
+    run_cm route show "$n"
+    check_eq "route show $n exits 2 (not the route list)" 2 "$RC"
+    check_contains "... the router says there is no route $n" "no route named $n" "$OUT"
+    check_lacks "... and nothing of the list is shown" "feed-a" "$OUT"
+done
+empty_name() {   # empty_name VERB [OPTIONS...]: route VERB '' exits 2
+    run_cm route "$1" '' "${@:2}"
+    check_eq "route $1 '' exits 2" 2 "$RC"
+    check_contains "... saying the route NAME is empty" "the route NAME is empty" "$OUT"
+}
+empty_name show; empty_name rm; empty_name start; empty_name stop
+empty_name test-inbound; empty_name set --folder INBOX
+check_eq "... and every route is still there" "$ROUTES0" "$(total_routes)"
+
+# A single-value option given twice is refused (the last one won), and
+# so are two options for the same field; nothing is changed. (So the
+# checks above leave BASE's own option out when they give a bad one.)
+run_cm route set feed-a --kind ingest --kind two-way
+check_eq "route set --kind twice exits 2" 2 "$RC"
+check_contains "... saying --kind is given twice" "--kind is given twice" "$OUT"
+run_cm route set feed-a --kind ingest --kind ingest
+check_eq "route set --kind twice with the same value exits 2" 2 "$RC"
+run_cm route set feed-a --exchange --no-exchange
+check_eq "route set --exchange --no-exchange exits 2" 2 "$RC"
+check_contains "... naming both" "--exchange and --no-exchange both set exchange" "$OUT"
+run_cm route set feed-a --folder A --folder B
+check_contains "route set --folder twice is refused" "--folder is given twice" "$OUT"
+run_cm route show feed-a --json --json
+check_contains "route show --json twice is refused" "--json is given twice" "$OUT"
+check_fields feed-a 'kind="ingest"' 'exchange=false' 'folder="INBOX"'
+
+# A number starts with a digit: strtol skipped a tab, LF, CR, VT or FF.
+for ws in $'\t' $'\n' $'\r' $'\v' $'\f'; do
+    run_cm route set feed-a --poll-interval "${ws}19"
+    check_eq "route set --poll-interval $(printf '%q' "${ws}19") exits 2" 2 "$RC"
+    check_contains "... not a number of seconds" "is not a number of seconds" "$OUT"
+done
+run_cm route set feed-a --inbound-port $'\t993'
+check_eq "route set --inbound-port TAB993 exits 2" 2 "$RC"
+check_fields feed-a 'poll_interval=17' "inbound_port=$CM_IMAPS_PORT"
+
+# --ca-file is a regular file, not a folder.
+run_cm route set feed-a --ca-file "$CM_WORK"
+check_eq "route set --ca-file FOLDER exits 2" 2 "$RC"
+check_contains "... saying it is not a regular file" "is not a regular file" "$OUT"
+check_fields feed-a "ca_file=\"$CM_CA_FILE\""
+
+# A secret read from a file or stdin is text: a NUL byte is refused (the
+# secret was cut there, and the route saved with the password "pw").
+printf 'pw\0rest\n' > "$CM_WORK/nul.pw"
+without --password-env; invalid "a NUL byte in --password-file" "contains a NUL byte (not text)" \
+    "${ARGS[@]}" --password-file "$CM_WORK/nul.pw"
+invalid "a NUL byte in --oauth-client-secret-file" "contains a NUL byte" \
+    "${BASE[@]}" --exchange --exchange-host ews.example.test --auth oauth2 \
+    --oauth-client-id c1 --oauth-tenant-id t1 --oauth-client-secret-file "$CM_WORK/nul.pw"
+printf 'caf\351\n' > "$CM_WORK/latin1.pw"
+without --password-env; invalid "--password-file not UTF-8" "is not valid UTF-8 (not text)" \
+    "${ARGS[@]}" --password-file "$CM_WORK/latin1.pw"
+OUT=$(printf 'pw\0rest\n' | "$CM" route set feed-b2 --password-stdin 2>&1); RC=$?
+check_eq "a NUL byte on stdin for --password-stdin exits 2" 2 "$RC"
+check_contains "... saying stdin contains a NUL byte" "stdin contains a NUL byte" "$OUT"
+invalid "--password-env and --password-file" "--password-env and --password-file both set password" \
+    "${BASE[@]}" --password-file "$CM_WORK/bob.pw"
 
 # Final look at every log: no secret appeared later either.
 LOGS=$(cat "$CASEMAIL_HOME"/log/*.log)
