@@ -206,8 +206,9 @@ const char *const cm_schema_migrations [] = {
    the server's answers in `refusals`, the lead of last_error). A
    later attempt goes to the others alone, so one refused Cc neither
    keeps the email from the rest nor sends it twice to anyone. */
-"ALTER TABLE outbox ADD COLUMN delivered text[] NOT NULL DEFAULT '{}',"
-"  ADD COLUMN refused text[] NOT NULL DEFAULT '{}', ADD COLUMN refusals text;",
+"ALTER TABLE outbox ADD COLUMN delivered text[] NOT NULL DEFAULT '{}';"
+"ALTER TABLE outbox ADD COLUMN refused text[] NOT NULL DEFAULT '{}';"
+"ALTER TABLE outbox ADD COLUMN refusals text;",
 /* 8: a claim the database refused keeps its words, so that a message
    refused at every try is rejected with them. */
 "ALTER TABLE parse_claims ADD COLUMN error text;"
