@@ -81,11 +81,33 @@ s_text_array (const char *lit)
     return out;
 }
 
+/* A list filtered by route names one that exists: a typo in --route
+   must not look like a route without mail. 0, or -1 with r answered. */
+static int
+s_route_known (cm_db_t *db, const query_t *query, reply_t *r)
+{
+    if (!query->route)
+        return 0;
+    const char *p [] = { query->route };
+    PGresult *res = cm_db_query (db, "SELECT 1 FROM routes WHERE name = $1", 1, p);
+    int rc = 0;
+    if (!res) {
+        reply_error (r, 503, NULL, "database: %s", cm_db_error (db));
+        rc = -1;
+    }
+    else if (PQntuples (res) == 0) {
+        reply_error (r, 404, "route", "no route named '%s'", query->route);
+        rc = -1;
+    }
+    PQclear (res);
+    return rc;
+}
+
 static void
 s_list (cm_db_t *db, const query_t *query, reply_t *r)
 {
     page_t page;
-    if (page_parse (query, &page, r))
+    if (page_parse (query, &page, r) || s_route_known (db, query, r))
         return;
     const char *p [] = { query->route, page.after, page.limit_text };
     PGresult *res = cm_db_query (db,
@@ -262,7 +284,7 @@ s_inbox (cm_db_t *db, const query_t *query, reply_t *r)
         return;
     }
     page_t page;
-    if (page_parse (query, &page, r))
+    if (page_parse (query, &page, r) || s_route_known (db, query, r))
         return;
     const char *p [] = { query->route, state, page.after, page.limit_text };
     PGresult *res = cm_db_query (db,

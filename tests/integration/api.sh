@@ -241,8 +241,14 @@ check_eq "outbox list --state twice exits 2" 2 "$RC"
 run_cm inbox list --route ''
 check_eq "inbox list --route '' exits 2" 2 "$RC"
 check_contains "... saying the route NAME is empty" "empty" "$OUT"
-run_cm inbox list --route a
+run_cm inbox list --route sneaky
 check_eq "inbox list --route once still exits 0" 0 "$RC"
+# a route that does not exist is named, not shown as a route without mail
+for list in inbox incident; do
+    run_cm $list list --route nosuch-route
+    check_eq "$list list --route with no such route exits 2" 2 "$RC"
+    check_contains "... saying there is no such route" "no route named 'nosuch-route'" "$OUT"
+done
 
 # ---------------------------------------------------------------- attachment get -o FILE
 # The attachment goes to a temporary file renamed onto FILE only when it
