@@ -288,11 +288,10 @@ ews_run (worker_t *self, cm_db_t *db, const json_t *config)
         free (folder_id);
         free (processed_id);
         cm_route_ews_close (&oauth, &ews);
-        if (rc == -2 || (rc && !cm_db_intact (db))) {
-            cm_warn (self->name, "database session lost: giving up the lease");
+        int verdict = worker_db_verdict (self, db, rc, &backoff, retry_max);
+        if (verdict > 0)
             return;
-        }
-        if (rc && !s_stopping (self))
+        if (rc && verdict == 0 && !s_stopping (self))
             worker_session_lost (self, db, "Exchange connection", err, wait_ms, &backoff,
                                  retry_max);
     }

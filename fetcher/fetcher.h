@@ -80,6 +80,14 @@ int worker_session_up (worker_t *self, cm_db_t *db);
 #define WORKER_STEADY_MS 60000
 void worker_session_lost (worker_t *self, cm_db_t *db, const char *what,
                           const char *err, long wait_ms, long *backoff, long retry_max);
+/* What a session that ended with rc (-2: database error) means for the
+   database side. 1: the database session is gone, and the route's lease
+   with it: give the route up. -1: the database refused a statement while
+   the session still answers (the lease is held): the refusal is the
+   route's error (FAILED before the session worked) and the session is
+   tried again after the backoff, instead of the lease going round the
+   fetchers every second while the route looks RUNNING. 0: none. */
+int worker_db_verdict (worker_t *self, cm_db_t *db, int rc, long *backoff, long retry_max);
 
 /* store.c */
 typedef struct {

@@ -106,6 +106,21 @@ worker_session_lost (worker_t *self, cm_db_t *db, const char *what,
     *backoff = *backoff * 2 > retry_max ? retry_max : *backoff * 2;
 }
 
+int
+worker_db_verdict (worker_t *self, cm_db_t *db, int rc, long *backoff, long retry_max)
+{
+    if (rc && !cm_db_intact (db)) {
+        cm_warn (self->name, "database session lost: giving up the lease");
+        return 1;
+    }
+    if (rc != -2)
+        return 0;
+    char why [600];
+    snprintf (why, sizeof why, "the database refused a statement: %s", cm_db_error (db));
+    worker_session_lost (self, db, "database work", why, 0, backoff, retry_max);
+    return -1;
+}
+
 /* Acknowledges committed messages to the mailbox as the route says, in
    one command for the batch. */
 static int
@@ -517,11 +532,10 @@ s_run (void *arg)
                 self->stop = 1;
         }
         cm_imap_destroy (&imap);
-        if (rc == -2 || (rc && !cm_db_intact (db))) {
-            cm_warn (self->name, "database session lost: giving up the lease");
+        int verdict = worker_db_verdict (self, db, rc, &backoff, retry_max);
+        if (verdict > 0)
             goto done;
-        }
-        if (rc)
+        if (rc && verdict == 0)
             worker_session_lost (self, db, "mailbox connection", err, 0, &backoff,
                                  retry_max);
     }

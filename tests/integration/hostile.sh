@@ -95,6 +95,30 @@ CM_FROM=normal@outside.test deliver u23@example.test "normal after hostile"
 normal() { [ "$(sql "SELECT count(*) FROM messages WHERE subject = 'normal after hostile' AND incident_id IS NOT NULL")" = 1 ]; }
 if wait_until 30 normal; then ok "the next normal message became an incident"; else not_ok "the next normal message became an incident"; fi
 
+# A statement the database refuses while its session still answers (a
+# trigger stands for a value it cannot take): the route shows FAILED with
+# the database's words instead of handing its lease round the fetchers
+# every second while it looks RUNNING, and takes the message once the
+# database does.
+sql "CREATE FUNCTION cm_test_refuse_raw () RETURNS trigger LANGUAGE plpgsql AS \$\$
+     BEGIN IF position('cm-refuse-raw' in encode(NEW.raw, 'escape')) > 0 THEN
+       RAISE EXCEPTION 'cm_test_refuse_raw: not now'; END IF; RETURN NEW; END \$\$;
+     CREATE TRIGGER cm_test_refuse_raw BEFORE INSERT ON messages FOR EACH ROW
+       EXECUTE FUNCTION cm_test_refuse_raw ()" >/dev/null
+CM_FROM=normal@outside.test deliver u23@example.test "cm-refuse-raw"
+refusal_shown() { sql "SELECT status || ' ' || coalesce(last_error, '') FROM routes WHERE name = 'hostile'" | grep -q "^FAILED .*cm_test_refuse_raw: not now"; }
+if wait_until 60 refusal_shown; then ok "a batch the database refuses: the route is FAILED with the database's words"
+else not_ok "a batch the database refuses: the route is FAILED with the database's words" \
+    "$(sql "SELECT status, last_error FROM routes WHERE name = 'hostile'")"; fi
+check_lacks "... and the fetcher kept the route's lease (no session given up)" "giving up the lease" \
+    "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+sql "DROP TRIGGER cm_test_refuse_raw ON messages; DROP FUNCTION cm_test_refuse_raw ()" >/dev/null
+taken() { [ "$(sql "SELECT count(*) FROM messages WHERE subject = 'cm-refuse-raw' AND incident_id IS NOT NULL")" = 1 ]; }
+if wait_until 60 taken; then ok "... once the database takes it, the message becomes an incident"
+else not_ok "... once the database takes it, the message becomes an incident"; fi
+if wait_until 30 status_is hostile RUNNING; then ok "... and the route is RUNNING again"
+else not_ok "... and the route is RUNNING again" "$(route_status hostile)"; fi
+
 # peak memory of each stage (VmHWM), bounded
 for pid in $after; do
     kind=$(ps -o args= -p "$pid" | awk '{print $1}' | xargs basename)
