@@ -16,6 +16,9 @@
 #include <ctype.h>
 #include <gmime/gmime.h>
 #include <iconv.h>
+#include <limits.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -915,12 +918,63 @@ s_fix_words (const char *value)
     return cm_buf_take (&out, NULL);
 }
 
+#define S_META_SCAN 4096        /* HTML bytes searched for a <meta> charset */
+
+/* The charset an HTML page names in a <meta> tag in its first
+   S_META_SCAN bytes, <meta charset=X> or <meta http-equiv=Content-Type
+   content="text/html; charset=X"> (any case, quotes optional), copied
+   to label; false when there is none. UTF-16 is passed over: a page read
+   byte by byte is not UTF-16, whatever it says (HTML's own rule). */
+static bool
+s_meta_charset (const unsigned char *data, size_t size, char *label, size_t labellen)
+{
+    const char *p = (const char *) data;
+    size_t len = size < S_META_SCAN ? size : S_META_SCAN;
+    for (size_t i = 0; i + 5 < len; i++) {
+        if (p [i] != '<' || g_ascii_strncasecmp (p + i + 1, "meta", 4) != 0
+        ||  !p [i + 5] || !strchr (" \t\r\n/", p [i + 5]))
+            continue;
+        size_t end = i + 5;
+        while (end < len && p [end] != '>' && p [end] != '<')
+            end++;
+        for (size_t k = i + 5; k + 7 < end; k++) {
+            if (g_ascii_strncasecmp (p + k, "charset", 7) != 0)
+                continue;
+            size_t v = k + 7;
+            while (v < end && (p [v] == ' ' || p [v] == '\t'))
+                v++;
+            if (v >= end || p [v] != '=')
+                continue;
+            v++;
+            while (v < end && (p [v] == ' ' || p [v] == '\t' || p [v] == '"' || p [v] == '\''))
+                v++;
+            size_t n = 0;
+            while (v + n < end && n < labellen - 1
+            && (g_ascii_isalnum (p [v + n]) || (p [v + n] && strchr ("-_.:", p [v + n]))))
+                n++;
+            if (n == 0 || n == labellen - 1)
+                return false;
+            memcpy (label, p + v, n);
+            label [n] = 0;
+            return g_ascii_strncasecmp (label, "utf-16", 6) != 0;
+        }
+        i = end > i ? end - 1 : i;
+    }
+    return false;
+}
+
 /* Text of a text part's decoded bytes in UTF-8, by its charset (or the
-   superset senders mean by it). */
+   superset senders mean by it). HTML without a charset parameter that
+   is not UTF-8 is read in the charset its <meta> names. */
 static char *
-s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t size)
+s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t size,
+             bool html)
 {
     const char *charset = g_mime_object_get_content_type_parameter (part, "charset");
+    char meta [48];
+    if (!charset && html && !s_valid_utf8 ((const char *) data, size)
+    && s_meta_charset (data, size, meta, sizeof meta))
+        charset = meta;
     const char *canon = charset ? g_mime_charset_canon_name (charset) : NULL;
     bool is_utf8 = !canon || !g_ascii_strcasecmp (canon, "utf-8")
                 || !g_ascii_strcasecmp (canon, "us-ascii")
@@ -968,6 +1022,86 @@ s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t 
     char *text = s_clean_str (decoded, false);
     g_free (decoded);
     return text;
+}
+
+/* A format=flowed text (RFC 3676) with its soft line breaks undone:
+   lines ending in a space join the next line of the same quote depth
+   into one, with delsp=yes that space is deleted (it was only the break;
+   clients writing scripts without spaces break inside words). Quoted
+   lines come out as ">> text", space-stuffing is removed, and the
+   signature separator "-- " and a change of quote depth end a
+   paragraph. Each paragraph keeps the line end (LF or CRLF) of its last
+   line. One pass. NULL out of memory. */
+static char *
+s_unflow (const char *text, bool delsp)
+{
+    cm_buf_t b;
+    cm_buf_init (&b, 0);
+    size_t len = strlen (text);
+    if (cm_buf_reserve (&b, len))
+        return NULL;
+    b.data [0] = 0;
+    const char *p = text, *end = text + len;
+    bool open = false;          /* a paragraph of flowed lines goes on */
+    bool open_crlf = false;     /* its lines ended in CRLF */
+    int open_depth = 0;
+    int rc = 0;
+    while (p < end && rc == 0) {
+        const char *nl = memchr (p, '\n', (size_t) (end - p));
+        const char *next = nl ? nl + 1 : end;
+        bool crlf = nl && nl > p && nl [-1] == '\r';
+        const char *e = nl ? nl - crlf : end;
+        const char *s = p;
+        while (s < e && *s == '>')
+            s++;
+        int depth = (int) (s - p);
+        if (s < e && *s == ' ')
+            s++;                /* space-stuffing (RFC 3676 4.4) */
+        bool sig = e - s == 3 && memcmp (s, "-- ", 3) == 0;
+        bool flowed = !sig && e > s && e [-1] == ' ';
+        if (open && (depth != open_depth || sig)) {
+            /* improperly flowed: the paragraph ends where it stands */
+            rc = cm_buf_append (&b, open_crlf ? "\r\n" : "\n", open_crlf ? 2 : 1);
+            open = false;
+        }
+        if (!open && depth && rc == 0) {
+            for (int k = 0; k < depth && rc == 0; k++)
+                rc = cm_buf_append (&b, ">", 1);
+            if (s < e && rc == 0)
+                rc = cm_buf_append (&b, " ", 1);
+        }
+        const char *ce = flowed && delsp ? e - 1 : e;
+        if (rc == 0 && ce > s)
+            rc = cm_buf_append (&b, s, (size_t) (ce - s));
+        if (flowed) {
+            open = true;
+            open_depth = depth;
+            open_crlf = crlf;
+        }
+        else {
+            open = false;
+            if (nl && rc == 0)
+                rc = cm_buf_append (&b, crlf ? "\r\n" : "\n", crlf ? 2 : 1);
+        }
+        p = next;
+    }
+    if (rc == 0 && open && p > text && p [-1] == '\n')
+        rc = cm_buf_append (&b, open_crlf ? "\r\n" : "\n", open_crlf ? 2 : 1);
+    if (rc) {
+        cm_buf_free (&b);
+        return NULL;
+    }
+    return cm_buf_take (&b, NULL);
+}
+
+/* A text/plain part sent format=flowed, and with delsp=yes. */
+static bool
+s_is_flowed (GMimeObject *part, bool *delsp)
+{
+    const char *format = g_mime_object_get_content_type_parameter (part, "format");
+    const char *del = g_mime_object_get_content_type_parameter (part, "delsp");
+    *delsp = del && !g_ascii_strcasecmp (del, "yes");
+    return format && !g_ascii_strcasecmp (format, "flowed");
 }
 
 static char *
@@ -1254,22 +1388,32 @@ s_extension_for (const char *type)
     return ".bin";
 }
 
+/* Counts size decoded bytes against the message's budget; false (and
+   ctx->failed) when they go over it. Attached messages repeat their inner
+   attachments' bytes, and signed data its content, so nesting could
+   multiply memory; a message may decode to S_BYTES_FACTOR times the raw
+   size limit in all. */
+static bool
+s_charge (s_ctx_t *ctx, size_t size)
+{
+    size_t budget = ctx->lim.max_size > SIZE_MAX / S_BYTES_FACTOR
+                  ? SIZE_MAX : ctx->lim.max_size * S_BYTES_FACTOR;
+    ctx->bytes = size > SIZE_MAX - ctx->bytes ? SIZE_MAX : ctx->bytes + size;
+    if (ctx->bytes <= budget)
+        return true;
+    s_fail (ctx, "attachments decode to more than %zu bytes", budget);
+    return false;
+}
+
 /* Adds an attachment; takes ownership of data and filename (may be NULL).
    NULL when out of memory or over the decoded-bytes budget (ctx->failed). */
 static cm_attachment_t *
 s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *filename,
                   unsigned char *data, size_t size)
 {
-    /* Attached messages repeat their inner attachments' bytes, so nesting
-       could multiply memory; the record may hold S_BYTES_FACTOR times the
-       raw size limit in all. */
-    size_t budget = ctx->lim.max_size > SIZE_MAX / S_BYTES_FACTOR
-                  ? SIZE_MAX : ctx->lim.max_size * S_BYTES_FACTOR;
-    ctx->bytes = size > SIZE_MAX - ctx->bytes ? SIZE_MAX : ctx->bytes + size;
-    if (ctx->bytes > budget) {
+    if (!s_charge (ctx, size)) {
         free (filename);
         free (data);
-        s_fail (ctx, "attachments decode to more than %zu bytes", budget);
         return NULL;
     }
     cm_attachment_t *grown = realloc (m->attachments,
@@ -1343,6 +1487,7 @@ s_part_filename (s_ctx_t *ctx, GMimeObject *object)
 static cm_message_t *s_parse_raw (s_ctx_t *ctx, const char *raw, size_t len,
                                   int base, char *soft, size_t softlen);
 static cm_message_t *s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base);
+static char *s_fix_bare_cr (const char *raw, size_t len, bool *had);
 
 /* Per-message walk state. */
 typedef struct {
@@ -1442,6 +1587,92 @@ s_is_pkcs7_mime (GMimeObject *object, const char *type, const char *filename)
         || (name && s_ends_with_ci (name, ".p7m"));
 }
 
+/* Does data start like a MIME entity: a header field, or no header
+   fields at all? Signed data may hold any file (a signed PDF): such
+   content is not read as text. */
+static bool
+s_looks_like_entity (const unsigned char *data, size_t len)
+{
+    if (len && (data [0] == '\n' || (data [0] == '\r' && len > 1 && data [1] == '\n')))
+        return true;
+    size_t k = 0;
+    while (k < len && k < 80 && data [k] > ' ' && data [k] < 0x7F && data [k] != ':')
+        k++;
+    return k > 0 && k < len && data [k] == ':';
+}
+
+/* S/MIME opaque-signed data (RFC 8551 application/pkcs7-mime;
+   smime-type=signed-data): a CMS SignedData structure, DER or BER, whose
+   content is the MIME entity that was signed. When data is one,
+   *is_signed is set and, when the content is a MIME entity, it is
+   walked at depth + 1 in the part's place (its text joins the body, its
+   parts the attachments; *unpacked). The pre-scan, the depth, parts and
+   decoded-bytes limits apply to it as to the message's own body. The
+   signature is not verified. Anything that is not CMS SignedData
+   (garbage, enveloped data) leaves both false. -1 when a limit trips or
+   memory runs out (ctx->failed). */
+static int
+s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
+                    const unsigned char *data, size_t size, int depth, bool root,
+                    bool in_report, s_alt_t *alt, bool *is_signed, bool *unpacked)
+{
+    *is_signed = *unpacked = false;
+    if (size == 0 || size > LONG_MAX || data [0] != 0x30)
+        return 0;       /* a CMS structure is a DER/BER SEQUENCE */
+    const unsigned char *p = data;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo (NULL, &p, (long) size);
+    if (!cms) {
+        ERR_clear_error ();
+        return 0;
+    }
+    int rc = 0;
+    bool had_cr = false;
+    char *fixed = NULL;
+    GMimeStream *stream = NULL;
+    GMimeParser *parser = NULL;
+    GMimeObject *entity = NULL;
+    *is_signed = OBJ_obj2nid (CMS_get0_type (cms)) == NID_pkcs7_signed;
+    ASN1_OCTET_STRING **content = *is_signed ? CMS_get0_content (cms) : NULL;
+    const unsigned char *bytes = content && *content ? ASN1_STRING_get0_data (*content) : NULL;
+    size_t len = bytes ? (size_t) ASN1_STRING_length (*content) : 0;
+    if (!bytes || !s_looks_like_entity (bytes, len))
+        goto done;      /* detached, or not a MIME entity: kept as is */
+    rc = -1;
+    if (!s_charge (ctx, len))
+        goto done;
+    fixed = s_fix_bare_cr ((const char *) bytes, len, &had_cr);
+    if (had_cr && !fixed) {
+        s_fail (ctx, "out of memory while reading S/MIME signed data");
+        goto done;
+    }
+    if (fixed)
+        bytes = (const unsigned char *) fixed;
+    if (s_prescan (ctx, (const char *) bytes, len, depth))
+        goto done;
+    stream = g_mime_stream_mem_new_with_buffer ((const char *) bytes, len);
+    parser = g_mime_parser_new_with_stream (stream);
+    ctx->overflow = false;
+    entity = g_mime_parser_construct_part (parser, ctx->options);
+    if (ctx->overflow) {
+        s_fail_depth (ctx);
+        goto done;
+    }
+    if (entity && s_walk (ctx, m, w, entity, depth + 1, root, in_report, alt))
+        goto done;
+    *unpacked = entity != NULL;
+    rc = 0;
+done:
+    if (entity)
+        g_object_unref (entity);
+    if (parser)
+        g_object_unref (parser);
+    if (stream)
+        g_object_unref (stream);
+    free (fixed);
+    CMS_ContentInfo_free (cms);
+    return rc;
+}
+
 static int
 s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
              int depth, bool root, bool in_report, s_alt_t *alt)
@@ -1465,7 +1696,13 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
             rc = 0;     /* a second rendering of the same alternative */
             goto done;
         }
-        char *text = s_text_utf8 (ctx, object, data, size);
+        char *text = s_text_utf8 (ctx, object, data, size, is_html);
+        bool delsp = false;
+        if (text && is_plain && s_is_flowed (object, &delsp)) {
+            char *unflowed = s_unflow (text, delsp);
+            free (text);
+            text = unflowed;
+        }
         if (!text || (is_plain ? s_append_body (&w->text, &w->have_text, text)
                                : s_append_body (&w->html, &w->have_html, text))) {
             free (text);
@@ -1504,9 +1741,18 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
     const char *note = NULL;
     if (s_is_pkcs7_mime (object, type, filename)) {
         const char *st = g_mime_object_get_content_type_parameter (object, "smime-type");
-        if (st && !g_ascii_strcasecmp (st, "signed-data")) {
+        bool signed_label = st && !g_ascii_strcasecmp (st, "signed-data");
+        bool is_signed = false, unpacked = false;
+        /* a .p7m without smime-type is read to tell signed from encrypted */
+        if ((signed_label || !st)
+        &&  s_walk_signed_data (ctx, m, w, data, size, depth, root, in_report, alt,
+                                &is_signed, &unpacked))
+            goto done;
+        if (signed_label || is_signed) {
             m->signed_ = true;
-            note = "S/MIME opaque-signed content is kept as is, not unpacked";
+            note = unpacked ? "S/MIME opaque-signed: the signed content is read from it;"
+                              " the signature is not verified"
+                            : "S/MIME opaque-signed content is kept as is, not unpacked";
         }
         else
         if (!st || !g_ascii_strcasecmp (st, "enveloped-data")
@@ -2632,6 +2878,67 @@ cm_message_selftest (bool verbose)
             printf ("selftest: %s -> [%s]\n", supersets [i].label, m->text);
         cm_message_destroy (&m);
     }
+    /* text/html without a charset parameter: the page's <meta> names it */
+    static const struct { const char *what, *raw, *text; } metas [] = {
+        { "html meta http-equiv charset=shift_jis (read as CP932)",
+          "Content-Type: text/html\n\n<html><head><meta http-equiv=\"Content-Type\" "
+          "content=\"text/html; charset=shift_jis\"></head><body><p>\x82\xA8\x8B\x71\x97\x6C"
+          " \x87\x40</p></body></html>\n",
+          "\xE3\x81\x8A\xE5\xAE\xA2\xE6\xA7\x98 \xE2\x91\xA0" },
+        { "html meta charset, unquoted, upper case",
+          "Content-Type: text/html\n\n<HTML><HEAD><META CHARSET=Windows-1251></HEAD>"
+          "<BODY>\xCF\xF0\xE8\xE2\xE5\xF2</BODY></HTML>\n",
+          "\xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82" },
+        { "html meta charset: valid UTF-8 stays UTF-8",
+          "Content-Type: text/html\n\n<meta charset='windows-1251'><p>\xD0\x9F\xD1\x80</p>\n",
+          "\xD0\x9F\xD1\x80" },
+        { "html meta charset=utf-16 read as UTF-8 would be (HTML's rule)",
+          "Content-Type: text/html\n\n<meta charset=\"utf-16\"><p>caf\xE9</p>\n",
+          "caf\xC3\xA9" },
+    };
+    for (size_t i = 0; i < sizeof metas / sizeof metas [0]; i++) {
+        char raw [512];
+        snprintf (raw, sizeof raw, "From: a@b.c\nSubject: s\n%s", metas [i].raw);
+        m = s_parse_str (raw, reason, sizeof reason);
+        s_check (m && strcmp (m->text, metas [i].text) == 0, metas [i].what, verbose);
+        if (m && verbose && strcmp (m->text, metas [i].text) != 0)
+            printf ("selftest: text [%s]\n", m->text);
+        cm_message_destroy (&m);
+    }
+
+    /* HTML 4 named entities, HTML5's legacy forms without ';' */
+    html = "<p>&oacute;&ntilde;&Eacute;&aring; &hearts;&rarr;&times;&euro;&mdash; "
+           "&AMP;&LT;&GT;&QUOT; a&nbsp&amp;b &copy2024 &lt &notit; &Amp; &hearts "
+           "&thetasym;&Omega;&lceil;&#146;&#150 &frac12x</p>";
+    s = cm_html_to_text (html, strlen (html));
+    const char *want = "\xC3\xB3\xC3\xB1\xC3\x89\xC3\xA5 \xE2\x99\xA5\xE2\x86\x92\xC3\x97"
+                       "\xE2\x82\xAC\xE2\x80\x94 &<>\" a &b \xC2\xA9" "2024 < \xC2\xAC" "it; &Amp; &hearts "
+                       "\xCF\x91\xCE\xA9\xE2\x8C\x88\xE2\x80\x99\xE2\x80\x93 \xC2\xBDx";
+    s_check (s && strcmp (s, want) == 0, "html entities: HTML 4 names, legacy forms", verbose);
+    if (s && verbose && strcmp (s, want) != 0)
+        printf ("selftest: html -> [%s]\n", s);
+    free (s);
+
+    /* format=flowed (RFC 3676): soft breaks undone, delsp=yes and no */
+    m = s_parse_str ("From: a@b.c\nSubject: s\n"
+                     "Content-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\n\n"
+                     "It conti \nnues here, and  \nends.\n\n"
+                     "> a quoted line that was  \n> wrapped.\n>> deeper \n> back\n"
+                     " From stuffed\n-- \nsig\n", reason, sizeof reason);
+    s_check (m && strcmp (m->text, "It continues here, and ends.\n\n"
+                                   "> a quoted line that was wrapped.\n>> deeper\n> back\n"
+                                   "From stuffed\n-- \nsig\n") == 0,
+             "format=flowed; delsp=yes unwrapped", verbose);
+    if (m && verbose)
+        printf ("selftest: flowed [%s]\n", m->text);
+    cm_message_destroy (&m);
+    m = s_parse_str ("From: a@b.c\nSubject: s\nContent-Type: text/plain; format=flowed\n\n"
+                     "Hello \r\nworld.\r\n\r\n>Quoted \r\n>text\r\n", reason, sizeof reason);
+    s_check (m && strcmp (m->text, "Hello world.\r\n\r\n> Quoted text\r\n") == 0,
+             "format=flowed; delsp=no unwrapped, CRLF kept", verbose);
+    if (m && verbose)
+        printf ("selftest: flowed [%s]\n", m->text);
+    cm_message_destroy (&m);
 #undef s_check
     return failures ? -1 : 0;
 }

@@ -276,61 +276,198 @@ s_put_cp (s_render_t *r, uint32_t cp)
     s_put (r, u, n);
 }
 
-/* Decodes the entity at html[i] ('&'); returns bytes consumed (0: literal). */
+/* A named character reference: the 252 of HTML 4.01 (Latin-1, symbols
+   and Greek, special), &apos; and HTML5's upper-case &AMP; &COPY; &GT;
+   &LT; &QUOT; &REG;. legacy: HTML5 also reads it without the ';'
+   ("&nbsp", "&copy2024"). Sorted by name (bytewise) for bsearch. */
+typedef struct {
+    const char *name;
+    uint32_t cp;
+    bool legacy;
+} s_entity_t;
+
+static const s_entity_t s_entities [] = {
+        { "AElig", 0xC6, 1 }, { "AMP", 0x26, 1 }, { "Aacute", 0xC1, 1 },
+        { "Acirc", 0xC2, 1 }, { "Agrave", 0xC0, 1 }, { "Alpha", 0x391, 0 },
+        { "Aring", 0xC5, 1 }, { "Atilde", 0xC3, 1 }, { "Auml", 0xC4, 1 },
+        { "Beta", 0x392, 0 }, { "COPY", 0xA9, 1 }, { "Ccedil", 0xC7, 1 },
+        { "Chi", 0x3A7, 0 }, { "Dagger", 0x2021, 0 }, { "Delta", 0x394, 0 },
+        { "ETH", 0xD0, 1 }, { "Eacute", 0xC9, 1 }, { "Ecirc", 0xCA, 1 },
+        { "Egrave", 0xC8, 1 }, { "Epsilon", 0x395, 0 }, { "Eta", 0x397, 0 },
+        { "Euml", 0xCB, 1 }, { "GT", 0x3E, 1 }, { "Gamma", 0x393, 0 },
+        { "Iacute", 0xCD, 1 }, { "Icirc", 0xCE, 1 }, { "Igrave", 0xCC, 1 },
+        { "Iota", 0x399, 0 }, { "Iuml", 0xCF, 1 }, { "Kappa", 0x39A, 0 },
+        { "LT", 0x3C, 1 }, { "Lambda", 0x39B, 0 }, { "Mu", 0x39C, 0 },
+        { "Ntilde", 0xD1, 1 }, { "Nu", 0x39D, 0 }, { "OElig", 0x152, 0 },
+        { "Oacute", 0xD3, 1 }, { "Ocirc", 0xD4, 1 }, { "Ograve", 0xD2, 1 },
+        { "Omega", 0x3A9, 0 }, { "Omicron", 0x39F, 0 }, { "Oslash", 0xD8, 1 },
+        { "Otilde", 0xD5, 1 }, { "Ouml", 0xD6, 1 }, { "Phi", 0x3A6, 0 },
+        { "Pi", 0x3A0, 0 }, { "Prime", 0x2033, 0 }, { "Psi", 0x3A8, 0 },
+        { "QUOT", 0x22, 1 }, { "REG", 0xAE, 1 }, { "Rho", 0x3A1, 0 },
+        { "Scaron", 0x160, 0 }, { "Sigma", 0x3A3, 0 }, { "THORN", 0xDE, 1 },
+        { "Tau", 0x3A4, 0 }, { "Theta", 0x398, 0 }, { "Uacute", 0xDA, 1 },
+        { "Ucirc", 0xDB, 1 }, { "Ugrave", 0xD9, 1 }, { "Upsilon", 0x3A5, 0 },
+        { "Uuml", 0xDC, 1 }, { "Xi", 0x39E, 0 }, { "Yacute", 0xDD, 1 },
+        { "Yuml", 0x178, 0 }, { "Zeta", 0x396, 0 }, { "aacute", 0xE1, 1 },
+        { "acirc", 0xE2, 1 }, { "acute", 0xB4, 1 }, { "aelig", 0xE6, 1 },
+        { "agrave", 0xE0, 1 }, { "alefsym", 0x2135, 0 }, { "alpha", 0x3B1, 0 },
+        { "amp", 0x26, 1 }, { "and", 0x2227, 0 }, { "ang", 0x2220, 0 },
+        { "apos", 0x27, 0 }, { "aring", 0xE5, 1 }, { "asymp", 0x2248, 0 },
+        { "atilde", 0xE3, 1 }, { "auml", 0xE4, 1 }, { "bdquo", 0x201E, 0 },
+        { "beta", 0x3B2, 0 }, { "brvbar", 0xA6, 1 }, { "bull", 0x2022, 0 },
+        { "cap", 0x2229, 0 }, { "ccedil", 0xE7, 1 }, { "cedil", 0xB8, 1 },
+        { "cent", 0xA2, 1 }, { "chi", 0x3C7, 0 }, { "circ", 0x2C6, 0 },
+        { "clubs", 0x2663, 0 }, { "cong", 0x2245, 0 }, { "copy", 0xA9, 1 },
+        { "crarr", 0x21B5, 0 }, { "cup", 0x222A, 0 }, { "curren", 0xA4, 1 },
+        { "dArr", 0x21D3, 0 }, { "dagger", 0x2020, 0 }, { "darr", 0x2193, 0 },
+        { "deg", 0xB0, 1 }, { "delta", 0x3B4, 0 }, { "diams", 0x2666, 0 },
+        { "divide", 0xF7, 1 }, { "eacute", 0xE9, 1 }, { "ecirc", 0xEA, 1 },
+        { "egrave", 0xE8, 1 }, { "empty", 0x2205, 0 }, { "emsp", 0x2003, 0 },
+        { "ensp", 0x2002, 0 }, { "epsilon", 0x3B5, 0 }, { "equiv", 0x2261, 0 },
+        { "eta", 0x3B7, 0 }, { "eth", 0xF0, 1 }, { "euml", 0xEB, 1 },
+        { "euro", 0x20AC, 0 }, { "exist", 0x2203, 0 }, { "fnof", 0x192, 0 },
+        { "forall", 0x2200, 0 }, { "frac12", 0xBD, 1 }, { "frac14", 0xBC, 1 },
+        { "frac34", 0xBE, 1 }, { "frasl", 0x2044, 0 }, { "gamma", 0x3B3, 0 },
+        { "ge", 0x2265, 0 }, { "gt", 0x3E, 1 }, { "hArr", 0x21D4, 0 },
+        { "harr", 0x2194, 0 }, { "hearts", 0x2665, 0 }, { "hellip", 0x2026, 0 },
+        { "iacute", 0xED, 1 }, { "icirc", 0xEE, 1 }, { "iexcl", 0xA1, 1 },
+        { "igrave", 0xEC, 1 }, { "image", 0x2111, 0 }, { "infin", 0x221E, 0 },
+        { "int", 0x222B, 0 }, { "iota", 0x3B9, 0 }, { "iquest", 0xBF, 1 },
+        { "isin", 0x2208, 0 }, { "iuml", 0xEF, 1 }, { "kappa", 0x3BA, 0 },
+        { "lArr", 0x21D0, 0 }, { "lambda", 0x3BB, 0 }, { "lang", 0x2329, 0 },
+        { "laquo", 0xAB, 1 }, { "larr", 0x2190, 0 }, { "lceil", 0x2308, 0 },
+        { "ldquo", 0x201C, 0 }, { "le", 0x2264, 0 }, { "lfloor", 0x230A, 0 },
+        { "lowast", 0x2217, 0 }, { "loz", 0x25CA, 0 }, { "lrm", 0x200E, 0 },
+        { "lsaquo", 0x2039, 0 }, { "lsquo", 0x2018, 0 }, { "lt", 0x3C, 1 },
+        { "macr", 0xAF, 1 }, { "mdash", 0x2014, 0 }, { "micro", 0xB5, 1 },
+        { "middot", 0xB7, 1 }, { "minus", 0x2212, 0 }, { "mu", 0x3BC, 0 },
+        { "nabla", 0x2207, 0 }, { "nbsp", 0xA0, 1 }, { "ndash", 0x2013, 0 },
+        { "ne", 0x2260, 0 }, { "ni", 0x220B, 0 }, { "not", 0xAC, 1 },
+        { "notin", 0x2209, 0 }, { "nsub", 0x2284, 0 }, { "ntilde", 0xF1, 1 },
+        { "nu", 0x3BD, 0 }, { "oacute", 0xF3, 1 }, { "ocirc", 0xF4, 1 },
+        { "oelig", 0x153, 0 }, { "ograve", 0xF2, 1 }, { "oline", 0x203E, 0 },
+        { "omega", 0x3C9, 0 }, { "omicron", 0x3BF, 0 }, { "oplus", 0x2295, 0 },
+        { "or", 0x2228, 0 }, { "ordf", 0xAA, 1 }, { "ordm", 0xBA, 1 },
+        { "oslash", 0xF8, 1 }, { "otilde", 0xF5, 1 }, { "otimes", 0x2297, 0 },
+        { "ouml", 0xF6, 1 }, { "para", 0xB6, 1 }, { "part", 0x2202, 0 },
+        { "permil", 0x2030, 0 }, { "perp", 0x22A5, 0 }, { "phi", 0x3C6, 0 },
+        { "pi", 0x3C0, 0 }, { "piv", 0x3D6, 0 }, { "plusmn", 0xB1, 1 },
+        { "pound", 0xA3, 1 }, { "prime", 0x2032, 0 }, { "prod", 0x220F, 0 },
+        { "prop", 0x221D, 0 }, { "psi", 0x3C8, 0 }, { "quot", 0x22, 1 },
+        { "rArr", 0x21D2, 0 }, { "radic", 0x221A, 0 }, { "rang", 0x232A, 0 },
+        { "raquo", 0xBB, 1 }, { "rarr", 0x2192, 0 }, { "rceil", 0x2309, 0 },
+        { "rdquo", 0x201D, 0 }, { "real", 0x211C, 0 }, { "reg", 0xAE, 1 },
+        { "rfloor", 0x230B, 0 }, { "rho", 0x3C1, 0 }, { "rlm", 0x200F, 0 },
+        { "rsaquo", 0x203A, 0 }, { "rsquo", 0x2019, 0 }, { "sbquo", 0x201A, 0 },
+        { "scaron", 0x161, 0 }, { "sdot", 0x22C5, 0 }, { "sect", 0xA7, 1 },
+        { "shy", 0xAD, 1 }, { "sigma", 0x3C3, 0 }, { "sigmaf", 0x3C2, 0 },
+        { "sim", 0x223C, 0 }, { "spades", 0x2660, 0 }, { "sub", 0x2282, 0 },
+        { "sube", 0x2286, 0 }, { "sum", 0x2211, 0 }, { "sup", 0x2283, 0 },
+        { "sup1", 0xB9, 1 }, { "sup2", 0xB2, 1 }, { "sup3", 0xB3, 1 },
+        { "supe", 0x2287, 0 }, { "szlig", 0xDF, 1 }, { "tau", 0x3C4, 0 },
+        { "there4", 0x2234, 0 }, { "theta", 0x3B8, 0 }, { "thetasym", 0x3D1, 0 },
+        { "thinsp", 0x2009, 0 }, { "thorn", 0xFE, 1 }, { "tilde", 0x2DC, 0 },
+        { "times", 0xD7, 1 }, { "trade", 0x2122, 0 }, { "uArr", 0x21D1, 0 },
+        { "uacute", 0xFA, 1 }, { "uarr", 0x2191, 0 }, { "ucirc", 0xFB, 1 },
+        { "ugrave", 0xF9, 1 }, { "uml", 0xA8, 1 }, { "upsih", 0x3D2, 0 },
+        { "upsilon", 0x3C5, 0 }, { "uuml", 0xFC, 1 }, { "weierp", 0x2118, 0 },
+        { "xi", 0x3BE, 0 }, { "yacute", 0xFD, 1 }, { "yen", 0xA5, 1 },
+        { "yuml", 0xFF, 1 }, { "zeta", 0x3B6, 0 }, { "zwj", 0x200D, 0 },
+        { "zwnj", 0x200C, 0 },
+};
+
+#define S_ENTITY_MAX 8          /* longest name: "thetasym" */
+#define S_LEGACY_MAX 6          /* longest legacy name: "frac12" */
+
+typedef struct {
+    const char *s;
+    size_t n;
+} s_key_t;
+
+static int
+s_entity_cmp (const void *key, const void *elem)
+{
+    const s_key_t *k = key;
+    const char *name = ((const s_entity_t *) elem)->name;
+    size_t m = strlen (name);
+    int c = memcmp (k->s, name, k->n < m ? k->n : m);
+    return c ? c : k->n < m ? -1 : k->n > m ? 1 : 0;
+}
+
+static const s_entity_t *
+s_entity_find (const char *s, size_t n)
+{
+    s_key_t key = { s, n };
+    return bsearch (&key, s_entities, sizeof s_entities / sizeof s_entities [0],
+                    sizeof s_entities [0], s_entity_cmp);
+}
+
+/* Writes the character of a reference. Soft hyphens, zero-width joiners
+   and direction marks only hide or reorder text: dropped. Numeric
+   references to 0x80-0x9F mean Windows-1252, as in HTML5 ("&#146;" is a
+   right quote, not a C1 control). */
+static void
+s_put_ref (s_render_t *r, uint32_t cp)
+{
+    static const uint16_t cp1252 [32] = {
+        0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+        0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0,
+        0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+        0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178 };
+    if (cp >= 0x80 && cp <= 0x9F)
+        cp = cp1252 [cp - 0x80];    /* 0: a byte Windows-1252 leaves out */
+    if (cp == 0 || cp == 0xAD || (cp >= 0x200B && cp <= 0x200F))
+        return;
+    s_put_cp (r, cp);
+}
+
+/* Decodes the character reference at html[i] ('&') as HTML5 reads text:
+   "&name;" for every name above, the legacy names also without ';'
+   (longest match: "&notit;" is "¬it;"), "&#n;" / "&#xh;" with the ';'
+   optional. Returns bytes consumed (0: a literal '&'). */
 static size_t
 s_entity (s_render_t *r, const char *html, size_t len, size_t i)
 {
-    static const struct { const char *name; uint32_t cp; } names [] = {
-        { "amp", '&' }, { "lt", '<' }, { "gt", '>' }, { "quot", '"' },
-        { "apos", '\'' }, { "nbsp", 0xA0 }, { "copy", 0xA9 },
-        { "reg", 0xAE }, { "euro", 0x20AC }, { "ndash", 0x2013 },
-        { "mdash", 0x2014 }, { "hellip", 0x2026 }, { "lsquo", 0x2018 },
-        { "rsquo", 0x2019 }, { "ldquo", 0x201C }, { "rdquo", 0x201D },
-        { "bull", 0x2022 }, { "middot", 0xB7 }, { "trade", 0x2122 },
-        { "laquo", 0xAB }, { "raquo", 0xBB }, { "auml", 0xE4 },
-        { "ouml", 0xF6 }, { "uuml", 0xFC }, { "Auml", 0xC4 },
-        { "Ouml", 0xD6 }, { "Uuml", 0xDC }, { "szlig", 0xDF },
-        { "eacute", 0xE9 }, { "egrave", 0xE8 }, { "agrave", 0xE0 },
-        { "ccedil", 0xE7 }, { "shy", 0 }, { "zwnj", 0 }, { "zwj", 0 },
-        { NULL, 0 } };
     size_t j = i + 1;
-    size_t max = i + 12 < len ? i + 12 : len;
-    while (j < max && html [j] != ';' && html [j] != '&' && html [j] != '<'
-    && !isspace ((unsigned char) html [j]))
+    if (j < len && html [j] == '#') {
         j++;
-    if (j >= max || html [j] != ';' || j == i + 1)
-        return 0;
-    const char *e = html + i + 1;
-    size_t n = j - i - 1;
-    if (e [0] == '#') {
-        uint32_t cp = 0;
-        size_t k = 1;
-        bool hex = n > 1 && (e [1] == 'x' || e [1] == 'X');
+        bool hex = j < len && (html [j] == 'x' || html [j] == 'X');
         if (hex)
-            k = 2;
-        if (k >= n)
-            return 0;
-        for (; k < n; k++) {
-            int c = (unsigned char) e [k], d;
-            if (c >= '0' && c <= '9')
-                d = c - '0';
-            else
-            if (hex && isxdigit (c))
-                d = tolower (c) - 'a' + 10;
-            else
-                return 0;
-            cp = cp * (hex ? 16 : 10) + (uint32_t) d;
+            j++;
+        size_t digits = j;
+        uint32_t cp = 0;
+        while (j < len && (hex ? isxdigit ((unsigned char) html [j])
+                               : isdigit ((unsigned char) html [j]))) {
+            int c = (unsigned char) html [j];
+            uint32_t d = isdigit (c) ? (uint32_t) (c - '0') : (uint32_t) (tolower (c) - 'a' + 10);
+            cp = cp * (hex ? 16 : 10) + d;
             if (cp > 0x10FFFF)
-                cp = 0x110000;
+                cp = 0x110000;      /* stays out of range, no overflow */
+            j++;
         }
-        s_put_cp (r, cp);
-        return j - i + 1;
+        if (j == digits)
+            return 0;
+        if (j < len && html [j] == ';')
+            j++;
+        s_put_ref (r, cp == 0 ? 0xFFFD : cp);
+        return j - i;
     }
-    for (int k = 0; names [k].name; k++)
-        if (strlen (names [k].name) == n && memcmp (names [k].name, e, n) == 0) {
-            if (names [k].cp)
-                s_put_cp (r, names [k].cp);
-            return j - i + 1;
+    /* the name: letters and digits, as long as the longest known one */
+    while (j < len && j - i - 1 <= S_ENTITY_MAX && isalnum ((unsigned char) html [j]))
+        j++;
+    size_t n = j - i - 1;
+    if (n == 0)
+        return 0;
+    const s_entity_t *e = NULL;
+    if (j < len && html [j] == ';' && n <= S_ENTITY_MAX
+    && (e = s_entity_find (html + i + 1, n))) {
+        s_put_ref (r, e->cp);
+        return n + 2;
+    }
+    for (size_t k = n < S_LEGACY_MAX ? n : S_LEGACY_MAX; k >= 2; k--)
+        if ((e = s_entity_find (html + i + 1, k)) && e->legacy) {
+            s_put_ref (r, e->cp);
+            return k + 1;
         }
     return 0;
 }

@@ -1,7 +1,8 @@
 /*  tests/unit/message_test.c: tests of parser/message.c.
     Runs cm_message_selftest(), a set of hostile messages (each must give a
-    record or a reason, never crash or hang) and the hunnysoft corpus (every
-    file parsed and summarised, a few facts checked).
+    record or a reason, never crash or hang), S/MIME opaque-signed messages
+    (real CMS made with openssl, embedded below) and the hunnysoft corpus
+    (every file parsed and summarised, a few facts checked).
     Build (from the repo root):
       gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
           $(pkg-config --cflags gmime-3.0 openssl) \
@@ -688,6 +689,197 @@ s_hostile (void)
     s_case_free ("5,000-byte boundary with 900 near-miss lines", &t, S_RECORD, NULL);
 }
 
+/* --------------------------------------------------------- S/MIME signed data */
+
+/* CMS SignedData made with "openssl smime -sign -nodetach -binary" (EC
+   P-256 key, certificate /CN=t) over this MIME entity (CRLF lines):
+     Content-Type: multipart/mixed; boundary="in"
+     --in / text/plain; charset=utf-8: "Signed report: click
+     https://evil.example/x \u00fc" / --in / application/octet-stream,
+     attachment "ioc.txt": "evil.example" / --in--
+   s_smime_der is DER (with the certificate), s_smime_ber the same
+   content streamed (-stream -nocerts: indefinite lengths, the content as
+   a constructed OCTET STRING). s_smime_pdf signs a small "%PDF-1.4" file
+   (no MIME entity inside); s_smime_env is CMS EnvelopedData ("openssl
+   cms -encrypt") of a text entity. */
+static const char s_smime_der [] =
+    "MIIESgYJKoZIhvcNAQcCoIIEOzCCBDcCAQExDzANBglghkgBZQMEAgEFADCCAS8G\n"
+    "CSqGSIb3DQEHAaCCASAEggEcQ29udGVudC1UeXBlOiBtdWx0aXBhcnQvbWl4ZWQ7\n"
+    "IGJvdW5kYXJ5PSJpbiINCg0KLS1pbg0KQ29udGVudC1UeXBlOiB0ZXh0L3BsYWlu\n"
+    "OyBjaGFyc2V0PXV0Zi04DQoNClNpZ25lZCByZXBvcnQ6IGNsaWNrIGh0dHBzOi8v\n"
+    "ZXZpbC5leGFtcGxlL3ggw7wNCi0taW4NCkNvbnRlbnQtVHlwZTogYXBwbGljYXRp\n"
+    "b24vb2N0ZXQtc3RyZWFtOyBuYW1lPSJpb2MudHh0Ig0KQ29udGVudC1EaXNwb3Np\n"
+    "dGlvbjogYXR0YWNobWVudDsgZmlsZW5hbWU9ImlvYy50eHQiDQoNCmV2aWwuZXhh\n"
+    "bXBsZQ0KLS1pbi0tDQqgggFwMIIBbDCCAROgAwIBAgIUV1ebN6wRojGP8gwqHvWJ\n"
+    "dQe66H0wCgYIKoZIzj0EAwIwDDEKMAgGA1UEAwwBdDAeFw0yNjExMjkxNjEzNDda\n"
+    "Fw0yNjExMzAxNjEzNDdaMAwxCjAIBgNVBAMMAXQwWTATBgcqhkjOPQIBBggqhkjO\n"
+    "PQMBBwNCAAQiCRjk0koDA/IzGJV/Ch6a8ZymjH2d/gmOf37l+x4eYswGJKjbRBf8\n"
+    "4/qVjx2MxcsbL/C1QzzehRqN5g0iDQl6o1MwUTAdBgNVHQ4EFgQUIP03YVp4inKR\n"
+    "fdWvIJl4jv+Zn7gwHwYDVR0jBBgwFoAUIP03YVp4inKRfdWvIJl4jv+Zn7gwDwYD\n"
+    "VR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiA3yhPEQE6hYHayPBfhb+5O\n"
+    "eUAm7i1lJdO/9yr2Iz8W/QIgNvhssGT5KHB3IwvW62FTkz0YcKUvHYhhM0wZHkUa\n"
+    "16gxggF4MIIBdAIBATAkMAwxCjAIBgNVBAMMAXQCFFdXmzesEaIxj/IMKh71iXUH\n"
+    "uuh9MA0GCWCGSAFlAwQCAQUAoIHkMBgGCSqGSIb3DQEJAzELBgkqhkiG9w0BBwEw\n"
+    "HAYJKoZIhvcNAQkFMQ8XDTI2MTEyOTE2MTUwNVowLwYJKoZIhvcNAQkEMSIEIO3I\n"
+    "TEjDahX4ST6Mc2UlDMywePNSuhIJc1NuxMnEMKB4MHkGCSqGSIb3DQEJDzFsMGow\n"
+    "CwYJYIZIAWUDBAEqMAsGCWCGSAFlAwQBFjALBglghkgBZQMEAQIwCgYIKoZIhvcN\n"
+    "AwcwDgYIKoZIhvcNAwICAgCAMA0GCCqGSIb3DQMCAgFAMAcGBSsOAwIHMA0GCCqG\n"
+    "SIb3DQMCAgEoMAoGCCqGSM49BAMCBEcwRQIgYrLcvUUD3uFMU2DrbQlKa+4fAB9z\n"
+    "197BjeNEJDs0DlkCIQCst9n2WGJtIRLhUKzXDHUljSb7n4X8sWgSJfUzL7onyA==\n";
+static const char s_smime_ber [] =
+    "MIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0B\n"
+    "BwGggCSABIIBHENvbnRlbnQtVHlwZTogbXVsdGlwYXJ0L21peGVkOyBib3VuZGFy\n"
+    "eT0iaW4iDQoNCi0taW4NCkNvbnRlbnQtVHlwZTogdGV4dC9wbGFpbjsgY2hhcnNl\n"
+    "dD11dGYtOA0KDQpTaWduZWQgcmVwb3J0OiBjbGljayBodHRwczovL2V2aWwuZXhh\n"
+    "bXBsZS94IMO8DQotLWluDQpDb250ZW50LVR5cGU6IGFwcGxpY2F0aW9uL29jdGV0\n"
+    "LXN0cmVhbTsgbmFtZT0iaW9jLnR4dCINCkNvbnRlbnQtRGlzcG9zaXRpb246IGF0\n"
+    "dGFjaG1lbnQ7IGZpbGVuYW1lPSJpb2MudHh0Ig0KDQpldmlsLmV4YW1wbGUNCi0t\n"
+    "aW4tLQ0KAAAAAAAAMYIBeDCCAXQCAQEwJDAMMQowCAYDVQQDDAF0AhRXV5s3rBGi\n"
+    "MY/yDCoe9Yl1B7rofTANBglghkgBZQMEAgEFAKCB5DAYBgkqhkiG9w0BCQMxCwYJ\n"
+    "KoZIhvcNAQcBMBwGCSqGSIb3DQEJBTEPFw0yNjExMjkxNjE1MDVaMC8GCSqGSIb3\n"
+    "DQEJBDEiBCDtyExIw2oV+Ek+jHNlJQzMsHjzUroSCXNTbsTJxDCgeDB5BgkqhkiG\n"
+    "9w0BCQ8xbDBqMAsGCWCGSAFlAwQBKjALBglghkgBZQMEARYwCwYJYIZIAWUDBAEC\n"
+    "MAoGCCqGSIb3DQMHMA4GCCqGSIb3DQMCAgIAgDANBggqhkiG9w0DAgIBQDAHBgUr\n"
+    "DgMCBzANBggqhkiG9w0DAgIBKDAKBggqhkjOPQQDAgRHMEUCIQDzONjjALduxXgb\n"
+    "oQuQNRfedL+3LpMc/0u7G88agSpLggIgGzg/qx5xT/BRBpw0I1duS0iTxgV0V0uV\n"
+    "CyaD6spqSU4AAAAAAAA=\n";
+static const char s_smime_pdf [] =
+    "MIIB7QYJKoZIhvcNAQcCoIIB3jCCAdoCAQExDzANBglghkgBZQMEAgEFADBIBgkq\n"
+    "hkiG9w0BBwGgOwQ5JVBERi0xLjQKJeLjz9MKMSAwIG9iaiA8PCAvVHlwZSAvQ2F0\n"
+    "YWxvZyA+PiBlbmRvYmoKJSVFT0YKMYIBeDCCAXQCAQEwJDAMMQowCAYDVQQDDAF0\n"
+    "AhRXV5s3rBGiMY/yDCoe9Yl1B7rofTANBglghkgBZQMEAgEFAKCB5DAYBgkqhkiG\n"
+    "9w0BCQMxCwYJKoZIhvcNAQcBMBwGCSqGSIb3DQEJBTEPFw0yNjExMjkxNjE1MDVa\n"
+    "MC8GCSqGSIb3DQEJBDEiBCAYc5g5f8XZkHvTfkJb70BkgttI5+CwytVSNmxP2iDU\n"
+    "hjB5BgkqhkiG9w0BCQ8xbDBqMAsGCWCGSAFlAwQBKjALBglghkgBZQMEARYwCwYJ\n"
+    "YIZIAWUDBAECMAoGCCqGSIb3DQMHMA4GCCqGSIb3DQMCAgIAgDANBggqhkiG9w0D\n"
+    "AgIBQDAHBgUrDgMCBzANBggqhkiG9w0DAgIBKDAKBggqhkjOPQQDAgRHMEUCIQCx\n"
+    "y1O/XL01mmqWZ8klJrE15j2my0mZn+6moR8IDTN2MAIgYQajJRsKRwcwgaCJJl+x\n"
+    "f30GW8KoGl2SB6/FbHbC7Zg=\n";
+static const char s_smime_env [] =
+    "MIIBLgYJKoZIhvcNAQcDoIIBHzCCARsCAQIxgbehgbQCAQOgUaFPMAkGByqGSM49\n"
+    "AgEDQgAEff9tARG5Ytuns6Qs7pDPqYd+rQ/vUmg7Q6nVH1HyQZZ0qwxs9epoTcZK\n"
+    "1RJzi68NgOpfqezV3pC/6n+E2vLS3DAYBgkrgQUQhkg/AAIwCwYJYIZIAWUDBAEF\n"
+    "MEIwQDAkMAwxCjAIBgNVBAMMAXQCFFdXmzesEaIxj/IMKh71iXUHuuh9BBi4on6/\n"
+    "w8+p3yoGUqRGuZgWsXT+If9/3o4wXAYJKoZIhvcNAQcBMB0GCWCGSAFlAwQBAgQQ\n"
+    "rn+6+FM8Oj0IdEe7j5VyFIAwUpWWMNu+eyrXY2B6kcLKktwF4XpOkIjZ96u2nPFF\n"
+    "TeBCp7RG+ispqW4duh5gkPAj\n";
+
+/* Parses text with the given limits (NULL: the defaults); text is also
+   a fuzz seed (--write-hostile). */
+static cm_message_t *
+s_parse_with (const char *text, const cm_limits_t *limits, char *reason, size_t reasonlen)
+{
+    if (!limits)
+        s_write_seed (text, strlen (text));
+    return cm_message_parse (text, strlen (text), limits, reason, reasonlen);
+}
+
+/* Index of the attachment called name, or -1. */
+static int
+s_attachment (const cm_message_t *m, const char *name)
+{
+    for (size_t i = 0; m && i < m->nattachments; i++)
+        if (strcmp (m->attachments [i].filename, name) == 0)
+            return (int) i;
+    return -1;
+}
+
+/* S/MIME opaque-signed mail: the signed content inside the CMS structure
+   is the message's text and attachments; the .p7m stays as the
+   signature. Limits count what is inside. */
+static void
+s_smime (void)
+{
+    char reason [256] = "", why [128] = "";
+    s_text_t t = { 0 };
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: application/x-pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\n"
+                "Content-Disposition: attachment; filename=\"smime.p7m\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_adds (&t, s_smime_der);
+    cm_message_t *m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    int ioc = s_attachment (m, "ioc.txt"), p7m = s_attachment (m, "smime.p7m");
+    s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_ && !m->encrypted
+              && strcmp (m->text, "Signed report: click https://evil.example/x \xC3\xBC") == 0
+              && m->nattachments == 2 && ioc == 0 && p7m == 1
+              && m->attachments [ioc].size == 12
+              && memcmp (m->attachments [ioc].data, "evil.example", 12) == 0
+              && strcmp (m->attachments [p7m].content_type, "application/x-pkcs7-mime") == 0
+              && m->attachments [p7m].note,
+              "S/MIME opaque-signed (DER): signed text is the body, its attachment read, "
+              "smime.p7m kept (%s)", m ? m->text : reason);
+    cm_message_destroy (&m);
+
+    /* the content counts against the limits: depth and parts */
+    cm_limits_t lim;
+    cm_limits_default (&lim);
+    lim.max_depth = 2;
+    m = s_parse_with (t.data, &lim, reason, sizeof reason);
+    s_result (!m && strcmp (reason, "MIME nesting deeper than 2 levels") == 0,
+              "S/MIME opaque-signed: the signed entity's depth counts (%s)",
+              m ? "accepted" : reason);
+    cm_message_destroy (&m);
+    cm_limits_default (&lim);
+    lim.max_parts = 3;
+    m = s_parse_with (t.data, &lim, reason, sizeof reason);
+    s_result (!m && strcmp (reason, "more than 3 MIME parts") == 0,
+              "S/MIME opaque-signed: the signed entity's parts count (%s)",
+              m ? "accepted" : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    /* a .p7m sent as octet-stream without smime-type, BER-encoded, next to
+       a gateway's disclaimer: signed, not taken for encrypted */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=G\n\n--G\n"
+                "Content-Type: application/octet-stream; name=\"smime.p7m\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_adds (&t, s_smime_ber);
+    s_adds (&t, "--G\nContent-Type: text/plain\n\nScanned by the gateway.\n--G--\n");
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    ioc = s_attachment (m, "ioc.txt");
+    s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_ && !m->encrypted
+              && strcmp (m->text, "Signed report: click https://evil.example/x \xC3\xBC"
+                                  "\nScanned by the gateway.") == 0
+              && m->nattachments == 2 && ioc == 0
+              && strcmp (m->attachments [1].filename, "smime.p7m") == 0,
+              "S/MIME signed .p7m as octet-stream, BER, no smime-type: read, not rejected (%s)",
+              m ? m->text : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    /* signed data that holds no MIME entity (a signed PDF): kept whole */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=P\n\n--P\n\nSee the contract.\n--P\n"
+                "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"contract.pdf.p7m\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_adds (&t, s_smime_pdf);
+    s_adds (&t, "--P--\n");
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    s_result (m && m->signed_ && !m->encrypted && strcmp (m->text, "See the contract.") == 0
+              && m->nattachments == 1 && strcmp (m->attachments [0].filename, "contract.pdf.p7m") == 0
+              && m->attachments [0].note,
+              "S/MIME signed data holding a PDF: kept as the .p7m, not read as text (%s)",
+              m ? m->text : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    /* enveloped data without smime-type is still encrypted mail */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: application/pkcs7-mime; name=\"smime.p7m\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_adds (&t, s_smime_env);
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    s_result (!m && strcmp (reason, "encrypted email is not supported") == 0,
+              "S/MIME enveloped data without smime-type rejected (%s)", m ? "accepted" : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+}
+
 /* --------------------------------------------------------- corpus */
 
 static char *
@@ -859,6 +1051,7 @@ main (int argc, char **argv)
         else if (strcmp (argv [i], "--write-hostile") == 0 && i + 1 < argc) {
             s_write_dir = argv [++i];
             s_hostile ();
+            s_smime ();
             printf ("%d hostile messages written to %s\n", s_written, s_write_dir);
             return 0;
         }
@@ -867,6 +1060,7 @@ main (int argc, char **argv)
     }
     s_result (cm_message_selftest (s_verbose) == 0, "cm_message_selftest");
     s_hostile ();
+    s_smime ();
     s_corpus (dir);
     printf ("%d passed, %d failed\n", s_passed, s_failed);
     return s_failed ? 1 : 0;
