@@ -5,10 +5,10 @@
     returned is owned by the caller; cli_list_text () returns a static
     buffer. */
 #include "cli.h"
+#include "buf.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,50 +204,6 @@ cli_read_file (const char *opt, const char *path, size_t cap, size_t *len)
     return data;
 }
 
-/* True when text [0..len) is UTF-8 as jansson accepts it: no overlong
-   forms, no surrogates, nothing above U+10FFFF. */
-static bool
-s_utf8_valid (const unsigned char *text, size_t len)
-{
-    for (size_t i = 0; i < len; ) {
-        unsigned char c = text [i];
-        size_t size;
-        uint32_t v;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            size = 2;
-            v = c & 0x1F;
-        }
-        else
-        if (c >= 0xE0 && c <= 0xEF) {
-            size = 3;
-            v = c & 0x0F;
-        }
-        else
-        if (c >= 0xF0 && c <= 0xF4) {
-            size = 4;
-            v = c & 0x07;
-        }
-        else
-            return false;
-        if (len - i < size)
-            return false;
-        for (size_t k = 1; k < size; k++) {
-            if ((text [i + k] & 0xC0) != 0x80)
-                return false;
-            v = (v << 6) | (text [i + k] & 0x3F);
-        }
-        if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)
-        ||  (size == 3 && v < 0x800) || (size == 4 && v < 0x10000))
-            return false;
-        i += size;
-    }
-    return true;
-}
-
 char *
 cli_read_text (const char *opt, const char *path, size_t cap)
 {
@@ -259,7 +215,7 @@ cli_read_text (const char *opt, const char *path, size_t cap)
        would cut or lose the text, so neither is taken for text */
     const char *name = strcmp (path, "-") == 0 ? "stdin" : path;
     const char *problem = memchr (text, 0, len) ? "contains a NUL byte"
-                        : !s_utf8_valid ((const unsigned char *) text, len)
+                        : !cm_utf8_valid (text, len)
                         ? "is not valid UTF-8" : NULL;
     if (problem) {
         cli_err ("%s: %s %s (not text)", opt, name, problem);

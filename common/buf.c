@@ -117,6 +117,21 @@ s_utf8_len (const unsigned char *p)
     return n;
 }
 
+bool
+cm_utf8_valid (const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s, *end = p + len;
+    while (p < end) {
+        unsigned c = *p;
+        size_t want = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        size_t n = (size_t) (end - p) >= want ? s_utf8_len (p) : 0;
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
 char *
 cm_text_scrub (char *s)
 {
@@ -150,6 +165,11 @@ cm_buf_test (bool verbose)
     int rc = (len == 9 && strcmp (s, "hello1234") == 0 && b.len == 0) ? 0 : -1;
     free (s);
     cm_buf_free (&b);
+    /* UTF-8 as PostgreSQL and jansson take it, within the length given */
+    if (rc == 0 && (!cm_utf8_valid ("caf\xc3\xa9 \xf0\x9f\x98\x80", 10)
+                    || cm_utf8_valid ("caf\xe9", 4) || cm_utf8_valid ("\xed\xa0\x80", 3)
+                    || cm_utf8_valid ("\xc0\xaf", 2) || cm_utf8_valid ("caf\xc3\xa9", 4)))
+        rc = -1;
     /* room made once, exactly; appends within it keep the allocation;
        the cap holds for a reservation too */
     cm_buf_init (&b, 100);

@@ -31,5 +31,9 @@ void cm_buf_free (cm_buf_t *b);
    count) becomes '?', and every control character but TAB a space. In
    place; the length never changes. Returns s. */
 char *cm_text_scrub (char *s);
+/* True when s [0..len) is UTF-8 that PostgreSQL and jansson take: no
+   overlong forms, no surrogates, nothing past U+10FFFF, no sequence cut
+   by the end (a NUL is a character here). */
+bool cm_utf8_valid (const char *s, size_t len);
 int cm_buf_test (bool verbose);
 #endif

@@ -132,7 +132,8 @@ s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
             ctx->auth_offered = false;
             ctx->partial [0] = 0;
         }
-        snprintf (ctx->command, sizeof ctx->command, "%s", ctx->in_auth ? "AUTH" : line);
+        if (ctx->on_reply)          /* only a client that asks pays for it */
+            snprintf (ctx->command, sizeof ctx->command, "%s", ctx->in_auth ? "AUTH" : line);
         return;
     }
     if (type != CURLINFO_HEADER_IN)
