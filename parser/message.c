@@ -2212,20 +2212,21 @@ fail:
     return NULL;
 }
 
-/* Copy of raw with bare CRs turned into line feeds, or NULL if none. */
+/* Copy of raw with bare CRs turned into line feeds, or NULL if none or
+   raw does not end its lines with them. Only a message whose first line
+   ends in a bare CR (old Mac mail) is rewritten: elsewhere a bare CR is
+   a byte of content, and a binary part (raw DER of a .p7m, sent with
+   Content-Transfer-Encoding: binary) is full of them. */
 static char *
 s_fix_bare_cr (const char *raw, size_t len, bool *had)
 {
     *had = false;
     const char *p = raw;
     const char *end = raw + len;
-    while ((p = memchr (p, '\r', (size_t) (end - p)))) {
-        if (p + 1 >= end || p [1] != '\n') {
-            *had = true;
-            break;
-        }
-        p += 2;
-    }
+    while (p < end && *p != '\r' && *p != '\n')
+        p++;
+    if (p < end && *p == '\r' && (p + 1 >= end || p [1] != '\n'))
+        *had = true;
     if (!*had)
         return NULL;
     char *copy = malloc (len ? len : 1);

@@ -774,6 +774,36 @@ s_parse_with (const char *text, const cm_limits_t *limits, char *reason, size_t 
     return cm_message_parse (text, strlen (text), limits, reason, reasonlen);
 }
 
+/* Same, for len bytes that may hold NULs (a binary part). */
+static cm_message_t *
+s_parse_len (const char *data, size_t len, char *reason, size_t reasonlen)
+{
+    s_write_seed (data, len);
+    return cm_message_parse (data, len, NULL, reason, reasonlen);
+}
+
+/* Bytes of the base64 text b64 (line breaks and padding passed over),
+   as raw DER for a part sent with Content-Transfer-Encoding: binary. */
+static void
+s_add_unbase64 (s_text_t *t, const char *b64)
+{
+    unsigned int acc = 0;
+    int bits = 0;
+    for (const char *p = b64; *p; p++) {
+        const char *alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *hit = strchr (alphabet, *p);
+        if (!hit)
+            continue;
+        acc = ((acc << 6) | (unsigned int) (hit - alphabet)) & 0xFFFFFF;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            unsigned char c = (unsigned char) (acc >> bits);
+            s_add (t, &c, 1);
+        }
+    }
+}
+
 /* Index of the attachment called name, or -1. */
 static int
 s_attachment (const cm_message_t *m, const char *name)
@@ -866,6 +896,53 @@ s_smime (void)
     cm_message_destroy (&m);
     free (t.data);
     memset (&t, 0, sizeof t);
+
+    /* raw DER sent with Content-Transfer-Encoding: binary (its bytes hold
+       bare CRs and NULs) is read like base64: signed, the signed entity
+       read, the .p7m kept byte for byte */
+    s_text_t der = { 0 };
+    s_add_unbase64 (&der, s_smime_der);
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+                "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\r\n"
+                "Content-Transfer-Encoding: binary\r\n\r\n");
+    s_add (&t, der.data, der.len);
+    s_adds (&t, "\r\n--B--\r\n");
+    m = s_parse_len (t.data, t.len, reason, sizeof reason);
+    p7m = s_attachment (m, "smime.p7m");
+    s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_ && !m->encrypted
+              && strcmp (m->text, "Signed report: click https://evil.example/x \xC3\xBC") == 0
+              && s_attachment (m, "ioc.txt") == 0 && p7m == 1
+              && m->attachments [p7m].size == der.len
+              && memcmp (m->attachments [p7m].data, der.data, der.len) == 0,
+              "S/MIME signed .p7m as raw DER (Content-Transfer-Encoding: binary): read, "
+              "kept byte for byte (%s)", m ? m->text : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+    free (der.data);
+    memset (&der, 0, sizeof der);
+
+    /* the same for 8bit, LF line ends, a signed PDF */
+    s_add_unbase64 (&der, s_smime_pdf);
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=E\n\n--E\n\nSee the contract.\n--E\n"
+                "Content-Type: application/octet-stream; name=\"contract.pdf.p7m\"\n"
+                "Content-Transfer-Encoding: 8bit\n\n");
+    s_add (&t, der.data, der.len);
+    s_adds (&t, "\n--E--\n");
+    m = s_parse_len (t.data, t.len, reason, sizeof reason);
+    p7m = s_attachment (m, "contract.pdf.p7m");
+    s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_ && !m->encrypted
+              && p7m >= 0 && m->attachments [p7m].size == der.len
+              && memcmp (m->attachments [p7m].data, der.data, der.len) == 0,
+              "S/MIME signed .p7m as raw DER (8bit, no smime-type): signed, not taken for "
+              "encrypted (%s)", m ? m->text : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+    free (der.data);
+    memset (&der, 0, sizeof der);
 
     /* enveloped data without smime-type is still encrypted mail */
     s_adds (&t, s_head);
