@@ -1388,6 +1388,39 @@ s_extension_for (const char *type)
     return ".bin";
 }
 
+/* Content type of a file known only by its name (the file inside a
+   signed .p7m), by its extension; application/octet-stream when the
+   extension says nothing. Not s_extension_for's table read backwards:
+   that would make any ".dat" TNEF and any ".asc" a PGP signature. */
+static const char *
+s_type_for_name (const char *name)
+{
+    static const struct { const char *ext, *type; } map [] = {
+        { ".pdf", "application/pdf" }, { ".xml", "application/xml" },
+        { ".txt", "text/plain" }, { ".csv", "text/csv" },
+        { ".htm", "text/html" }, { ".html", "text/html" },
+        { ".rtf", "application/rtf" }, { ".json", "application/json" },
+        { ".doc", "application/msword" }, { ".xls", "application/vnd.ms-excel" },
+        { ".ppt", "application/vnd.ms-powerpoint" },
+        { ".docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document" },
+        { ".xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" },
+        { ".pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation" },
+        { ".odt", "application/vnd.oasis.opendocument.text" },
+        { ".ods", "application/vnd.oasis.opendocument.spreadsheet" },
+        { ".zip", "application/zip" }, { ".7z", "application/x-7z-compressed" },
+        { ".rar", "application/vnd.rar" }, { ".exe", "application/x-msdownload" },
+        { ".png", "image/png" }, { ".jpg", "image/jpeg" }, { ".jpeg", "image/jpeg" },
+        { ".gif", "image/gif" }, { ".tif", "image/tiff" }, { ".tiff", "image/tiff" },
+        { ".eml", "message/rfc822" }, { ".ics", "text/calendar" },
+        { ".p7m", "application/pkcs7-mime" }, { ".p7s", "application/pkcs7-signature" },
+        { NULL, NULL } };
+    const char *dot = name ? strrchr (name, '.') : NULL;
+    for (int i = 0; dot && map [i].ext; i++)
+        if (strcasecmp (dot, map [i].ext) == 0)
+            return map [i].type;
+    return "application/octet-stream";
+}
+
 /* Counts size decoded bytes against the message's budget; false (and
    ctx->failed) when they go over it. Attached messages repeat their inner
    attachments' bytes, and signed data its content, so nesting could
@@ -1601,18 +1634,124 @@ s_looks_like_entity (const unsigned char *data, size_t len)
     return k > 0 && k < len && data [k] == ':';
 }
 
+/* The name of the file a .p7m signs: its own name without ".p7m"
+   ("contract.pdf.p7m" -> "contract.pdf"), sanitised; NULL when the name
+   is not a .p7m's or nothing is left. */
+static char *
+s_p7m_inner_name (const char *filename)
+{
+    if (!filename || !s_ends_with_ci (filename, ".p7m"))
+        return NULL;
+    char *stem = strndup (filename, strlen (filename) - 4);
+    char *clean = stem ? s_sanitise_filename (stem) : NULL;
+    free (stem);
+    return clean;
+}
+
+/* Does the .p7m's inner name say it signs a file ("contract.pdf",
+   "fattura.xml"), not a MIME entity ("smime")? It has a short extension,
+   and not ".eml" (a signed message is read as one). A signed text file
+   that opens like a header ("Subject: ...") is then still a file. */
+static bool
+s_names_file (const char *inner)
+{
+    const char *dot = inner ? strrchr (inner, '.') : NULL;
+    if (!dot || dot == inner || !dot [1] || strlen (dot + 1) > 8)
+        return false;
+    for (const char *p = dot + 1; *p; p++)
+        if (!isalnum ((unsigned char) *p))
+            return false;
+    return strcasecmp (dot, ".eml") != 0;
+}
+
+#define S_SIGNED_READ "S/MIME opaque-signed: the signed content is read from it;" \
+                      " the signature is not verified"
+#define S_SIGNED_KEPT "S/MIME opaque-signed content is kept as is, not unpacked"
+
+static int s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
+                               GMimeObject *object, const char *filename,
+                               const unsigned char *data, size_t size, int depth,
+                               bool root, bool in_report, s_alt_t *alt,
+                               bool *is_signed, bool *unpacked);
+
+/* Adds the file a signed .p7m called filename holds (bytes[0..len),
+   copied) as an attachment of its own at depth + 1: named after the .p7m
+   without ".p7m", typed by that name, counted as a part and against the
+   decoded-bytes budget. A file that is a .p7m again (x.pdf.p7m.p7m) is
+   unwrapped in turn, each level one deeper, and comes after what it
+   holds, as a .p7m comes after the entity it holds. -1 when a limit
+   trips or memory runs out (ctx->failed). */
+static int
+s_add_signed_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
+                   const char *filename, const unsigned char *bytes, size_t len,
+                   int depth, bool root, bool in_report, s_alt_t *alt)
+{
+    if (depth + 1 > ctx->lim.max_depth) {
+        s_fail_depth (ctx);
+        return -1;
+    }
+    if (++ctx->parts > ctx->lim.max_parts) {
+        s_fail_parts (ctx);
+        return -1;
+    }
+    char *name = s_p7m_inner_name (filename);
+    if (!name) {
+        char buf [64];
+        snprintf (buf, sizeof buf, "attachment-%zu.bin", m->nattachments + 1);
+        name = strdup (buf);
+    }
+    bool is_signed = false, unpacked = false;
+    if (name && s_ends_with_ci (name, ".p7m")
+    &&  s_walk_signed_data (ctx, m, w, object, name, bytes, len, depth + 1, root,
+                            in_report, alt, &is_signed, &unpacked)) {
+        free (name);
+        return -1;
+    }
+    unsigned char *copy = name ? malloc (len + 1) : NULL;
+    if (copy) {
+        memcpy (copy, bytes, len);
+        copy [len] = 0;
+    }
+    const char *type = name ? s_type_for_name (name) : NULL;
+    cm_attachment_t *a = copy ? s_add_attachment (ctx, m, object, name, copy, len) : NULL;
+    if (!copy)
+        free (name);
+    if (!a) {
+        s_fail (ctx, "out of memory while reading S/MIME signed data");
+        return -1;
+    }
+    /* not the .p7m part's: the file has its own type and no Content-ID */
+    free (a->content_type);
+    free (a->content_id);
+    a->content_id = NULL;
+    a->is_inline = false;
+    a->content_type = strdup (type);
+    if (is_signed)
+        a->note = strdup (unpacked ? S_SIGNED_READ : S_SIGNED_KEPT);
+    if (!a->content_type || (is_signed && !a->note)) {
+        s_fail (ctx, "out of memory while reading S/MIME signed data");
+        return -1;
+    }
+    return 0;
+}
+
 /* S/MIME opaque-signed data (RFC 8551 application/pkcs7-mime;
    smime-type=signed-data): a CMS SignedData structure, DER or BER, whose
-   content is the MIME entity that was signed. When data is one,
-   *is_signed is set and, when the content is a MIME entity, it is
-   walked at depth + 1 in the part's place (its text joins the body, its
-   parts the attachments; *unpacked). The pre-scan, the depth, parts and
-   decoded-bytes limits apply to it as to the message's own body. The
-   signature is not verified. Anything that is not CMS SignedData
-   (garbage, enveloped data) leaves both false. -1 when a limit trips or
-   memory runs out (ctx->failed). */
+   content is what was signed: the MIME entity of a signed message, or a
+   file (Italian "firma digitale", e-signature tools: contract.pdf.p7m).
+   When data is one, *is_signed is set and its content is read in the
+   part's place (*unpacked): a MIME entity is walked at depth + 1 (its
+   text joins the body, its parts the attachments), a file becomes an
+   attachment of its own (s_add_signed_file). The content is a file when
+   it does not open like a MIME entity, or when the part's filename says
+   so (s_names_file). The pre-scan, the depth, parts and decoded-bytes
+   limits apply to it as to the message's own body. The signature is not
+   verified. Anything that is not CMS SignedData (garbage, enveloped
+   data) leaves both false. -1 when a limit trips or memory runs out
+   (ctx->failed). */
 static int
 s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
+                    GMimeObject *object, const char *filename,
                     const unsigned char *data, size_t size, int depth, bool root,
                     bool in_report, s_alt_t *alt, bool *is_signed, bool *unpacked)
 {
@@ -1628,6 +1767,7 @@ s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
     int rc = 0;
     bool had_cr = false;
     char *fixed = NULL;
+    char *inner = NULL;
     GMimeStream *stream = NULL;
     GMimeParser *parser = NULL;
     GMimeObject *entity = NULL;
@@ -1635,8 +1775,15 @@ s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
     ASN1_OCTET_STRING **content = *is_signed ? CMS_get0_content (cms) : NULL;
     const unsigned char *bytes = content && *content ? ASN1_STRING_get0_data (*content) : NULL;
     size_t len = bytes ? (size_t) ASN1_STRING_length (*content) : 0;
-    if (!bytes || !s_looks_like_entity (bytes, len))
-        goto done;      /* detached, or not a MIME entity: kept as is */
+    if (!bytes)
+        goto done;      /* detached: nothing inside */
+    inner = s_p7m_inner_name (filename);
+    if (!s_looks_like_entity (bytes, len) || s_names_file (inner)) {
+        rc = s_add_signed_file (ctx, m, w, object, filename, bytes, len, depth,
+                                root, in_report, alt);
+        *unpacked = rc == 0;
+        goto done;
+    }
     rc = -1;
     if (!s_charge (ctx, len))
         goto done;
@@ -1668,6 +1815,7 @@ done:
         g_object_unref (parser);
     if (stream)
         g_object_unref (stream);
+    free (inner);
     free (fixed);
     CMS_ContentInfo_free (cms);
     return rc;
@@ -1745,14 +1893,12 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
         bool is_signed = false, unpacked = false;
         /* a .p7m without smime-type is read to tell signed from encrypted */
         if ((signed_label || !st)
-        &&  s_walk_signed_data (ctx, m, w, data, size, depth, root, in_report, alt,
-                                &is_signed, &unpacked))
+        &&  s_walk_signed_data (ctx, m, w, object, filename, data, size, depth, root,
+                                in_report, alt, &is_signed, &unpacked))
             goto done;
         if (signed_label || is_signed) {
             m->signed_ = true;
-            note = unpacked ? "S/MIME opaque-signed: the signed content is read from it;"
-                              " the signature is not verified"
-                            : "S/MIME opaque-signed content is kept as is, not unpacked";
+            note = unpacked ? S_SIGNED_READ : S_SIGNED_KEPT;
         }
         else
         if (!st || !g_ascii_strcasecmp (st, "enveloped-data")

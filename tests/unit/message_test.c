@@ -701,7 +701,11 @@ s_hostile (void)
    content streamed (-stream -nocerts: indefinite lengths, the content as
    a constructed OCTET STRING). s_smime_pdf signs a small "%PDF-1.4" file
    (no MIME entity inside); s_smime_env is CMS EnvelopedData ("openssl
-   cms -encrypt") of a text entity. */
+   cms -encrypt") of a text entity. s_smime_pdf2 signs s_smime_pdf's DER
+   again (a contract.pdf.p7m.p7m: "openssl cms -sign -nodetach -binary
+   -nocerts -noattr", another throwaway P-256 key), s_smime_txt the same
+   way a text file that opens like a header field:
+   "Subject: quarterly figures\r\n\r\nRevenue up.\r\n". */
 static const char s_smime_der [] =
     "MIIESgYJKoZIhvcNAQcCoIIEOzCCBDcCAQExDzANBglghkgBZQMEAgEFADCCAS8G\n"
     "CSqGSIb3DQEHAaCCASAEggEcQ29udGVudC1UeXBlOiBtdWx0aXBhcnQvbWl4ZWQ7\n"
@@ -764,6 +768,33 @@ static const char s_smime_env [] =
     "rn+6+FM8Oj0IdEe7j5VyFIAwUpWWMNu+eyrXY2B6kcLKktwF4XpOkIjZ96u2nPFF\n"
     "TeBCp7RG+ispqW4duh5gkPAj\n";
 
+static const char s_smime_pdf2 [] =
+    "MIICvwYJKoZIhvcNAQcCoIICsDCCAqwCAQExDTALBglghkgBZQMEAgEwggIEBgkq\n"
+    "hkiG9w0BBwGgggH1BIIB8TCCAe0GCSqGSIb3DQEHAqCCAd4wggHaAgEBMQ8wDQYJ\n"
+    "YIZIAWUDBAIBBQAwSAYJKoZIhvcNAQcBoDsEOSVQREYtMS40CiXi48/TCjEgMCBv\n"
+    "YmogPDwgL1R5cGUgL0NhdGFsb2cgPj4gZW5kb2JqCiUlRU9GCjGCAXgwggF0AgEB\n"
+    "MCQwDDEKMAgGA1UEAwwBdAIUV1ebN6wRojGP8gwqHvWJdQe66H0wDQYJYIZIAWUD\n"
+    "BAIBBQCggeQwGAYJKoZIhvcNAQkDMQsGCSqGSIb3DQEHATAcBgkqhkiG9w0BCQUx\n"
+    "DxcNMjYxMTI5MTYxNTA1WjAvBgkqhkiG9w0BCQQxIgQgGHOYOX/F2ZB7035CW+9A\n"
+    "ZILbSOfgsMrVUjZsT9og1IYweQYJKoZIhvcNAQkPMWwwajALBglghkgBZQMEASow\n"
+    "CwYJYIZIAWUDBAEWMAsGCWCGSAFlAwQBAjAKBggqhkiG9w0DBzAOBggqhkiG9w0D\n"
+    "AgICAIAwDQYIKoZIhvcNAwICAUAwBwYFKw4DAgcwDQYIKoZIhvcNAwICASgwCgYI\n"
+    "KoZIzj0EAwIERzBFAiEAsctTv1y9NZpqlmfJJSaxNeY9pstJmZ/upqEfCA0zdjAC\n"
+    "IGEGoyUbCkcHMIGgiSZfsX99BlvCqBpdkgevxWx2wu2YMYGPMIGMAgEBMCQwDDEK\n"
+    "MAgGA1UEAwwBdAIUUgs8RyKEErdTpeC+mLaRblvLNWAwCwYJYIZIAWUDBAIBMAoG\n"
+    "CCqGSM49BAMCBEgwRgIhAOwebbD9LqFwZfPHW18Hu37DyosVss9FjQlFQJ/Itgef\n"
+    "AiEArUbp9pgsASZNyKJjFezKjvr7xWoEOP7CRNprvYmrh7w=\n";
+static const char s_smime_txt [] =
+    "MIHxBgkqhkiG9w0BBwKggeMwgeACAQExDTALBglghkgBZQMEAgEwOgYJKoZIhvcN\n"
+    "AQcBoC0EK1N1YmplY3Q6IHF1YXJ0ZXJseSBmaWd1cmVzDQoNClJldmVudWUgdXAu\n"
+    "DQoxgY8wgYwCAQEwJDAMMQowCAYDVQQDDAF0AhRSCzxHIoQSt1Ol4L6YtpFuW8s1\n"
+    "YDALBglghkgBZQMEAgEwCgYIKoZIzj0EAwIESDBGAiEAqdj9UfE3hum/Chsm+cVE\n"
+    "y+dcozC+KQXH/0R+UERHVu8CIQCcRjDzO7tGrXwCSQj6/MSo+j/h+1oZ22YtMe6R\n"
+    "DYfMww==\n";
+
+/* The signed PDF inside s_smime_pdf: 57 bytes, this SHA-256. */
+#define S_SIGNED_PDF_SHA256 "187398397fc5d9907bd37e425bef406482db48e7e0b0cad552366c4fda20d486"
+
 /* Parses text with the given limits (NULL: the defaults); text is also
    a fuzz seed (--write-hostile). */
 static cm_message_t *
@@ -802,6 +833,89 @@ s_add_unbase64 (s_text_t *t, const char *b64)
             s_add (t, &c, 1);
         }
     }
+}
+
+static cm_message_t *
+s_parse_len_with (const char *data, size_t len, const cm_limits_t *limits,
+                  char *reason, size_t reasonlen)
+{
+    return cm_message_parse (data, len, limits, reason, reasonlen);
+}
+
+/* Prepends a DER tag and length to t[from..). */
+static void
+s_der_wrap (s_text_t *t, size_t from, unsigned char tag)
+{
+    size_t len = t->len - from;
+    unsigned char head [6] = { tag };
+    size_t n = 1;
+    if (len < 0x80)
+        head [n++] = (unsigned char) len;
+    else {
+        int bytes = len > 0xFFFFFF ? 4 : len > 0xFFFF ? 3 : len > 0xFF ? 2 : 1;
+        head [n++] = (unsigned char) (0x80 | bytes);
+        for (int i = bytes - 1; i >= 0; i--)
+            head [n++] = (unsigned char) (len >> (8 * i));
+    }
+    s_add (t, head, n);     /* grow, then move the body behind the head */
+    memmove (t->data + from + n, t->data + from, len);
+    memcpy (t->data + from, head, n);
+}
+
+/* Wraps t in a CMS SignedData holding it as content, DER, with no
+   signers: enough for a parser that does not verify, and made here
+   so a test can nest it as deep as it likes. */
+static void
+s_der_signed (s_text_t *t)
+{
+    static const unsigned char data_oid [] = { 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x01 };
+    static const unsigned char signed_oid [] = { 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02 };
+    s_der_wrap (t, 0, 0x04);                    /* eContent OCTET STRING */
+    s_der_wrap (t, 0, 0xA0);                    /* [0] EXPLICIT */
+    s_text_t head = { 0 };
+    s_add (&head, data_oid, sizeof data_oid);   /* encapContentInfo */
+    s_add (&head, t->data, t->len);
+    s_der_wrap (&head, 0, 0x30);
+    s_text_t sd = { 0 };
+    s_add (&sd, "\x02\x01\x01\x31\x00", 5);   /* version 1, no digest algorithms */
+    s_add (&sd, head.data, head.len);
+    s_add (&sd, "\x31\x00", 2);                 /* no signers */
+    s_der_wrap (&sd, 0, 0x30);
+    s_der_wrap (&sd, 0, 0xA0);
+    t->len = 0;
+    s_add (t, signed_oid, sizeof signed_oid);
+    s_add (t, sd.data, sd.len);
+    s_der_wrap (t, 0, 0x30);
+    free (head.data);
+    free (sd.data);
+}
+
+/* A message with der attached base64-encoded as "x.pdf" plus levels
+   times ".p7m". */
+static void
+s_p7m_message (s_text_t *t, const s_text_t *der, int levels)
+{
+    s_adds (t, s_head);
+    s_adds (t, "Content-Type: multipart/mixed; boundary=C\n\n--C\n\nchain\n--C\n"
+               "Content-Type: application/octet-stream\n"
+               "Content-Disposition: attachment; filename=\"x.pdf");
+    for (int i = 0; i < levels; i++)
+        s_adds (t, ".p7m");
+    s_adds (t, "\"\nContent-Transfer-Encoding: base64\n\n");
+    static const char alphabet [] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *d = (const unsigned char *) der->data;
+    for (size_t i = 0; i < der->len; i += 3) {
+        unsigned v = (unsigned) d [i] << 16;
+        if (i + 1 < der->len) v |= (unsigned) d [i + 1] << 8;
+        if (i + 2 < der->len) v |= d [i + 2];
+        char quad [4] = { alphabet [v >> 18], alphabet [(v >> 12) & 63],
+                          i + 1 < der->len ? alphabet [(v >> 6) & 63] : '=',
+                          i + 2 < der->len ? alphabet [v & 63] : '=' };
+        s_add (t, quad, 4);
+        if (i % 57 == 54)
+            s_adds (t, "\n");
+    }
+    s_adds (t, "\n--C--\n");
 }
 
 /* Index of the attachment called name, or -1. */
@@ -880,7 +994,8 @@ s_smime (void)
     free (t.data);
     memset (&t, 0, sizeof t);
 
-    /* signed data that holds no MIME entity (a signed PDF): kept whole */
+    /* signed data that holds no MIME entity (a signed PDF, Italian "firma
+       digitale"): the PDF is an attachment of its own, the .p7m is kept */
     s_adds (&t, s_head);
     s_adds (&t, "Content-Type: multipart/mixed; boundary=P\n\n--P\n\nSee the contract.\n--P\n"
                 "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"contract.pdf.p7m\"\n"
@@ -888,11 +1003,134 @@ s_smime (void)
     s_adds (&t, s_smime_pdf);
     s_adds (&t, "--P--\n");
     m = s_parse_with (t.data, NULL, reason, sizeof reason);
-    s_result (m && m->signed_ && !m->encrypted && strcmp (m->text, "See the contract.") == 0
-              && m->nattachments == 1 && strcmp (m->attachments [0].filename, "contract.pdf.p7m") == 0
-              && m->attachments [0].note,
-              "S/MIME signed data holding a PDF: kept as the .p7m, not read as text (%s)",
-              m ? m->text : reason);
+    int pdf = s_attachment (m, "contract.pdf");
+    p7m = s_attachment (m, "contract.pdf.p7m");
+    s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_ && !m->encrypted
+              && strcmp (m->text, "See the contract.") == 0
+              && m->nattachments == 2 && pdf == 0 && p7m == 1
+              && strcmp (m->attachments [pdf].content_type, "application/pdf") == 0
+              && m->attachments [pdf].size == 57
+              && memcmp (m->attachments [pdf].data, "%PDF-1.4\n", 9) == 0
+              && strcmp (m->attachments [pdf].sha256, S_SIGNED_PDF_SHA256) == 0
+              && !m->attachments [pdf].note && m->attachments [pdf].nested_index == -1
+              && strcmp (m->attachments [p7m].content_type, "application/pkcs7-mime") == 0
+              && m->attachments [p7m].note && strstr (m->attachments [p7m].note, "is read"),
+              "S/MIME signed data holding a PDF: contract.pdf extracted (application/pdf), "
+              "the .p7m kept (%s)", m ? m->text : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    /* signed twice (contract.pdf.p7m.p7m): unwrapped to the PDF, each
+       level kept, within the depth limit */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=N\n\n--N\n\nSigned twice.\n--N\n"
+                "Content-Type: application/octet-stream\n"
+                "Content-Disposition: attachment; filename=\"Contract.PDF.p7m.P7M\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_adds (&t, s_smime_pdf2);
+    s_adds (&t, "--N--\n");
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    pdf = s_attachment (m, "Contract.PDF");
+    int mid = s_attachment (m, "Contract.PDF.p7m");
+    p7m = s_attachment (m, "Contract.PDF.p7m.P7M");
+    s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_ && !m->encrypted
+              && m->nattachments == 3 && pdf == 0 && mid == 1 && p7m == 2
+              && strcmp (m->attachments [pdf].content_type, "application/pdf") == 0
+              && strcmp (m->attachments [pdf].sha256, S_SIGNED_PDF_SHA256) == 0
+              && strcmp (m->attachments [mid].content_type, "application/pkcs7-mime") == 0
+              && m->attachments [mid].size == 497 && m->attachments [mid].note
+              && m->attachments [p7m].note,
+              "S/MIME signed twice (x.pdf.p7m.p7m): unwrapped to the PDF, the inner .p7m "
+              "kept (%s)", m ? m->text : reason);
+    cm_message_destroy (&m);
+    cm_limits_default (&lim);
+    lim.max_depth = 3;
+    m = s_parse_with (t.data, &lim, reason, sizeof reason);
+    s_result (!m && strcmp (reason, "MIME nesting deeper than 3 levels") == 0,
+              "S/MIME signed twice: each level counts against the depth limit (%s)",
+              m ? "accepted" : reason);
+    cm_message_destroy (&m);
+    lim.max_depth = 4;
+    m = s_parse_with (t.data, &lim, reason, sizeof reason);
+    s_result (m && m->nattachments == 3,
+              "S/MIME signed twice: read at the depth it needs (%s)", m ? "read" : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    /* deeper chains (unsigned SignedData made here): every level is a
+       part one deeper and its bytes count against the budget */
+    s_text_t chain = { 0 };
+    s_add (&chain, "%PDF-1.4\n", 9);
+    for (int i = 0; i < 33; i++)
+        s_der_signed (&chain);
+    s_p7m_message (&t, &chain, 33);
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    s_result (!m && strcmp (reason, "MIME nesting deeper than 32 levels") == 0,
+              "S/MIME signed 33 times: over the default depth limit (%s)", m ? "accepted" : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+    free (chain.data);
+    memset (&chain, 0, sizeof chain);
+    for (int levels = 4; levels <= 8; levels += 4) {
+        static const char pdf_head [] = "%PDF-1.4\n";
+        for (int i = 0; i < 64 * 1024; i++)
+            s_add (&chain, &pdf_head [i % 9], 1);
+        for (int i = 0; i < levels; i++)
+            s_der_signed (&chain);
+        s_p7m_message (&t, &chain, levels);
+        cm_limits_default (&lim);
+        lim.max_size = 100000;  /* 400,000 decoded bytes; 64 KiB per level */
+        m = s_parse_len_with (t.data, t.len, &lim, reason, sizeof reason);
+        if (levels == 4)
+            s_result (m && m->nattachments == 5 && s_attachment (m, "x.pdf") == 0,
+                      "S/MIME signed 4 times, 64 KiB: 5 copies within the decoded-bytes budget (%s)",
+                      m ? "read" : reason);
+        else
+            s_result (!m && strcmp (reason, "attachments decode to more than 400000 bytes") == 0,
+                      "S/MIME signed 8 times, 64 KiB: 9 copies over the decoded-bytes budget (%s)",
+                      m ? "accepted" : reason);
+        cm_message_destroy (&m);
+        free (t.data);
+        memset (&t, 0, sizeof t);
+        free (chain.data);
+        memset (&chain, 0, sizeof chain);
+    }
+
+    /* a signed text file that opens like a header field: its name says
+       it is a file, so it is not read as the body */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=T\n\n--T\n\nFigures attached.\n--T\n"
+                "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"figures.txt.p7m\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_adds (&t, s_smime_txt);
+    s_adds (&t, "--T--\n");
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    int txt = s_attachment (m, "figures.txt");
+    s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_
+              && strcmp (m->text, "Figures attached.") == 0
+              && m->nattachments == 2 && txt == 0
+              && strcmp (m->attachments [txt].content_type, "text/plain") == 0
+              && m->attachments [txt].size == 43
+              && memcmp (m->attachments [txt].data, "Subject: quarterly figures\r\n\r\nRevenue up.\r\n", 43) == 0,
+              "S/MIME signed text file (figures.txt.p7m) opening like a header: extracted, "
+              "not read as MIME (%s)", m ? m->text : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
+    /* an enveloped .p7m named like a signed file is still encrypted mail */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=V\n\n--V\n\nSee the contract.\n--V\n"
+                "Content-Type: application/octet-stream; name=\"contract.pdf.p7m\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_adds (&t, s_smime_env);
+    s_adds (&t, "--V--\n");
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    s_result (!m && strcmp (reason, "encrypted email is not supported") == 0,
+              "S/MIME enveloped contract.pdf.p7m still rejected (%s)", m ? "accepted" : reason);
     cm_message_destroy (&m);
     free (t.data);
     memset (&t, 0, sizeof t);
