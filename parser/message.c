@@ -1489,29 +1489,133 @@ s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *file
     return a;
 }
 
-/* Sanitised file name of a part: the Content-Disposition filename, else
-   the Content-Type name (GMime's order), each read again from its raw
-   field when s_fix_words respells an encoded word in it. */
+/* RFC 2231 parameter values name their charset (filename*=iso-8859-1''
+   %80uro.txt; a continued one in its first section, filename*0*=), and
+   GMime decodes them under that label: the Euro sign of Outlook's
+   "iso-8859-1" comes out as a C1 control, a CP932-only character of
+   "shift_jis" not at all. A copy of the raw field value with each such
+   label replaced by its superset (s_charset_superset), as encoded words
+   are read; NULL when no label has one. Quoted strings are passed over;
+   the value itself may be quoted. */
 static char *
-s_part_filename (s_ctx_t *ctx, GMimeObject *object)
+s_fix_2231 (const char *value)
 {
-    char *disp_raw = s_fix_words (s_last_raw (object, "Content-Disposition"));
-    char *type_raw = s_fix_words (s_last_raw (object, "Content-Type"));
-    GMimeContentDisposition *disp = disp_raw
-        ? g_mime_content_disposition_parse (ctx->options, disp_raw) : NULL;
-    GMimeContentType *type = type_raw ? g_mime_content_type_parse (ctx->options, type_raw) : NULL;
+    if (!value || !strchr (value, '\''))
+        return NULL;
+    cm_buf_t out;
+    cm_buf_init (&out, 0);
+    const char *p = value, *copied = value;
+    int rc = 0;
+    while (rc == 0 && *p) {
+        if (*p == '"') {            /* a quoted string: no parameter name in it */
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p [1])
+                    p++;
+            if (*p)
+                p++;
+            continue;
+        }
+        if (*p != '*' || p == value || !(isalnum ((unsigned char) p [-1]) || strchr ("-_.", p [-1]))) {
+            p++;
+            continue;
+        }
+        /* name*= or name*0*= (sections after the first carry no charset) */
+        const char *q = p + 1;
+        if (q [0] == '0' && q [1] == '*')
+            q += 2;
+        q += strspn (q, " \t\r\n");
+        if (*q != '=') {
+            p++;
+            continue;
+        }
+        q++;
+        q += strspn (q, " \t\r\n");
+        bool quoted = *q == '"';
+        const char *label = quoted ? q + 1 : q;
+        size_t n = strspn (label, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:");
+        p = label + n;
+        char charset [65];
+        const char *super = NULL;
+        if (n > 0 && n < sizeof charset && *p == '\'') {
+            memcpy (charset, label, n);
+            charset [n] = 0;
+            super = s_charset_superset (charset);
+        }
+        if (super) {
+            rc = cm_buf_append (&out, copied, (size_t) (label - copied));
+            if (rc == 0)
+                rc = cm_buf_append (&out, super, strlen (super));
+            copied = p;
+        }
+        if (quoted) {   /* go on after the quoted value */
+            for (; *p && *p != '"'; p++)
+                if (*p == '\\' && p [1])
+                    p++;
+            if (*p)
+                p++;
+        }
+    }
+    if (rc == 0 && copied > value)
+        rc = cm_buf_append (&out, copied, strlen (copied));
+    if (rc || copied == value) {
+        cm_buf_free (&out);
+        return NULL;
+    }
+    return cm_buf_take (&out, NULL);
+}
+
+/* Raw file name of a part as GMime reads it: the Content-Disposition
+   filename, else the Content-Type name (GMime's order), each read again
+   from its raw field when s_fix_words respells an encoded word in it
+   or, with supersets, s_fix_2231 a charset label (*fixed). NULL when
+   there is none; not yet valid UTF-8 when a byte did not fit. */
+static char *
+s_filename_raw (s_ctx_t *ctx, GMimeObject *object, bool supersets, bool *fixed)
+{
+    const char *fields [2] = { "Content-Disposition", "Content-Type" };
+    char *raw [2];
+    for (int i = 0; i < 2; i++) {
+        const char *field = s_last_raw (object, fields [i]);
+        raw [i] = s_fix_words (field);
+        char *charsets = supersets ? s_fix_2231 (raw [i] ? raw [i] : field) : NULL;
+        if (charsets) {
+            *fixed = true;
+            free (raw [i]);
+            raw [i] = charsets;
+        }
+    }
+    GMimeContentDisposition *disp = raw [0]
+        ? g_mime_content_disposition_parse (ctx->options, raw [0]) : NULL;
+    GMimeContentType *type = raw [1] ? g_mime_content_type_parse (ctx->options, raw [1]) : NULL;
     const char *name = disp ? g_mime_content_disposition_get_parameter (disp, "filename")
                      : g_mime_object_get_content_disposition_parameter (object, "filename");
     if (!name)
         name = type ? g_mime_content_type_get_parameter (type, "name")
              : g_mime_object_get_content_type_parameter (object, "name");
-    char *clean = s_sanitise_filename (name);
+    char *copy = name ? strdup (name) : NULL;
     if (type)
         g_object_unref (type);
     if (disp)
         g_object_unref (disp);
-    free (type_raw);
-    free (disp_raw);
+    free (raw [1]);
+    free (raw [0]);
+    return copy;
+}
+
+/* Sanitised file name of a part (s_filename_raw). An RFC 2231 value is
+   read in its charset's superset; when a byte does not fit that (GMime
+   then keeps the bytes), in the charset it names. */
+static char *
+s_part_filename (s_ctx_t *ctx, GMimeObject *object)
+{
+    bool fixed = false;
+    char *name = s_filename_raw (ctx, object, true, &fixed);
+    if (name && fixed && !s_valid_utf8 (name, strlen (name))) {
+        free (name);
+        name = s_filename_raw (ctx, object, false, &fixed);
+    }
+    char *clean = s_sanitise_filename (name);
+    free (name);
     return clean;
 }
 
@@ -2910,6 +3014,38 @@ cm_message_selftest (bool verbose)
              "2047 padded B words in display names", verbose);
     s_check (m && m->nattachments == 1 && strcmp (m->attachments [0].filename, "\xC3\x9c" "berweisung.zip") == 0,
              "2047 padded B words in a file name", verbose);
+    cm_message_destroy (&m);
+    /* RFC 2231 file names in the charset supersets, as encoded words:
+       Outlook's "iso-8859-1" Euro sign, CP932's circled one, CP949's
+       extended hangul; sections and a quoted value; a byte the superset
+       lacks (0x81 in CP1252) read under the label, as elsewhere */
+    m = s_parse_str ("From: a@b.c\nSubject: s\nContent-Type: multipart/mixed; boundary=R\n\n--R\n\nbody\n"
+                     "--R\nContent-Type: text/plain\n"
+                     "Content-Disposition: attachment; filename*=iso-8859-1''%80uro.txt\n\nx\n"
+                     "--R\nContent-Type: application/pdf\n"
+                     "Content-Disposition: attachment;\n filename*=shift_jis''%87%40%95%5C.pdf\n\nx\n"
+                     "--R\nContent-Type: application/pdf; name*=ks_c_5601-1987''%81%41.pdf\n\nx\n"
+                     "--R\nContent-Type: text/plain\nContent-Disposition: attachment;\n"
+                     " filename*0*=iso-8859-1''%80u; filename*1*=ro%E9;\n filename*2=\".t xt\"\n\nx\n"
+                     "--R\nContent-Type: text/plain\n"
+                     "Content-Disposition: attachment; filename*=\"Latin1'en'%80uro2.txt\"; size=1\n\nx\n"
+                     "--R\nContent-Type: text/plain\n"
+                     "Content-Disposition: attachment; filename*=iso-8859-1''%81x%80.txt\n\nx\n"
+                     "--R\nContent-Type: text/plain\n"
+                     "Content-Disposition: attachment; filename*=utf-8''%C3%A9t%C3%A9.txt\n\nx\n--R--\n",
+                     reason, sizeof reason);
+    static const char *const names_2231 [] = {
+        "\xE2\x82\xAC" "uro.txt", "\xE2\x91\xA0\xE8\xA1\xA8.pdf", "\xEA\xB0\x82.pdf",
+        "\xE2\x82\xAC" "uro\xC3\xA9.t xt", "\xE2\x82\xAC" "uro2.txt", "x.txt" /* C1 controls dropped */,
+        "\xC3\xA9t\xC3\xA9.txt" };
+    for (size_t i = 0; i < sizeof names_2231 / sizeof names_2231 [0]; i++) {
+        const char *got = m && i < m->nattachments ? m->attachments [i].filename : "(none)";
+        char what [160];
+        snprintf (what, sizeof what, "2231 file name %zu in its charset's superset", i);
+        s_check (strcmp (got, names_2231 [i]) == 0, what, verbose);
+        if (verbose && strcmp (got, names_2231 [i]) != 0)
+            printf ("selftest: 2231 name %zu [%s]\n", i, got);
+    }
     cm_message_destroy (&m);
     /* a character split across words, a padded word and a Latin-1 one */
     m = s_parse_str ("From: a@b.c\nSubject: =?UTF-8?B?aG51bmcg4g==?= =?UTF-8?B?gJMgc29mbw==?="
