@@ -1839,6 +1839,42 @@ s_add_signed_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *obje
     return 0;
 }
 
+/* DER of a .p7m saved as text, as some signing tools and gateways do:
+   PEM ("-----BEGIN PKCS7-----", "-----BEGIN CMS-----") or bare base64
+   (of a SEQUENCE with a long length: "MI..."). malloc'd (*outlen
+   bytes), or NULL when data is not such text. */
+static unsigned char *
+s_cms_text_der (const unsigned char *data, size_t size, size_t *outlen)
+{
+    const unsigned char *p = data, *end = data + size;
+    while (p < end && isspace (*p))
+        p++;
+    if (end - p > 11 && memcmp (p, "-----BEGIN ", 11) == 0) {
+        p = memchr (p, '\n', (size_t) (end - p));
+        const unsigned char *stop = p ? memmem (p, (size_t) (end - p), "-----END ", 9) : NULL;
+        if (!stop)
+            return NULL;
+        end = stop;
+    }
+    else
+    if (end - p < 2 || p [0] != 'M' || p [1] != 'I')
+        return NULL;
+    for (const unsigned char *q = p; q < end; q++)
+        if (s_base64_value (*q) < 0 && *q != '=' && !isspace (*q))
+            return NULL;
+    unsigned char *der = malloc ((size_t) (end - p) / 4 * 3 + 3);
+    if (!der)
+        return NULL;
+    size_t n = 0;
+    unsigned int acc = 0;
+    int bits = 0;
+    for (; p < end && *p != '='; p++)
+        if (s_base64_step (*p, &acc, &bits, der + n))
+            n++;
+    *outlen = n;
+    return der;
+}
+
 /* S/MIME opaque-signed data (RFC 8551 application/pkcs7-mime;
    smime-type=signed-data): a CMS SignedData structure, DER or BER, whose
    content is what was signed: the MIME entity of a signed message, or a
@@ -1860,12 +1896,20 @@ s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
                     bool in_report, s_alt_t *alt, bool *is_signed, bool *unpacked)
 {
     *is_signed = *unpacked = false;
-    if (size == 0 || size > LONG_MAX || data [0] != 0x30)
-        return 0;       /* a CMS structure is a DER/BER SEQUENCE */
+    size_t derlen = 0;
+    unsigned char *der = size && data [0] != 0x30 ? s_cms_text_der (data, size, &derlen) : NULL;
+    if (der) {
+        data = der;
+        size = derlen;
+    }
+    CMS_ContentInfo *cms = NULL;
     const unsigned char *p = data;
-    CMS_ContentInfo *cms = d2i_CMS_ContentInfo (NULL, &p, (long) size);
+    /* a CMS structure is a DER/BER SEQUENCE */
+    if (size > 0 && size <= LONG_MAX && data [0] == 0x30)
+        cms = d2i_CMS_ContentInfo (NULL, &p, (long) size);
     if (!cms) {
         ERR_clear_error ();
+        free (der);
         return 0;
     }
     int rc = 0;
@@ -1922,6 +1966,7 @@ done:
     free (inner);
     free (fixed);
     CMS_ContentInfo_free (cms);
+    free (der);
     return rc;
 }
 

@@ -890,6 +890,25 @@ s_der_signed (s_text_t *t)
     free (sd.data);
 }
 
+/* Appends data base64-encoded, in lines of 76. */
+static void
+s_p7m_base64 (s_text_t *t, const s_text_t *data)
+{
+    static const char alphabet [] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *d = (const unsigned char *) data->data;
+    for (size_t i = 0; i < data->len; i += 3) {
+        unsigned v = (unsigned) d [i] << 16;
+        if (i + 1 < data->len) v |= (unsigned) d [i + 1] << 8;
+        if (i + 2 < data->len) v |= d [i + 2];
+        char quad [4] = { alphabet [v >> 18], alphabet [(v >> 12) & 63],
+                          i + 1 < data->len ? alphabet [(v >> 6) & 63] : '=',
+                          i + 2 < data->len ? alphabet [v & 63] : '=' };
+        s_add (t, quad, 4);
+        if (i % 57 == 54)
+            s_adds (t, "\n");
+    }
+}
+
 /* A message with der attached base64-encoded as "x.pdf" plus levels
    times ".p7m". */
 static void
@@ -902,19 +921,7 @@ s_p7m_message (s_text_t *t, const s_text_t *der, int levels)
     for (int i = 0; i < levels; i++)
         s_adds (t, ".p7m");
     s_adds (t, "\"\nContent-Transfer-Encoding: base64\n\n");
-    static const char alphabet [] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *d = (const unsigned char *) der->data;
-    for (size_t i = 0; i < der->len; i += 3) {
-        unsigned v = (unsigned) d [i] << 16;
-        if (i + 1 < der->len) v |= (unsigned) d [i + 1] << 8;
-        if (i + 2 < der->len) v |= d [i + 2];
-        char quad [4] = { alphabet [v >> 18], alphabet [(v >> 12) & 63],
-                          i + 1 < der->len ? alphabet [(v >> 6) & 63] : '=',
-                          i + 2 < der->len ? alphabet [v & 63] : '=' };
-        s_add (t, quad, 4);
-        if (i % 57 == 54)
-            s_adds (t, "\n");
-    }
+    s_p7m_base64 (t, der);
     s_adds (t, "\n--C--\n");
 }
 
@@ -1181,6 +1188,37 @@ s_smime (void)
     memset (&t, 0, sizeof t);
     free (der.data);
     memset (&der, 0, sizeof der);
+
+    /* a .p7m file that is text: PEM, sent as 7bit; bare base64 (the
+       file's bytes are base64, and base64 again for the mail) */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=X\n\n--X\n\nSee the contract.\n--X\n"
+                "Content-Type: application/octet-stream; name=\"contract.pdf.p7m\"\n\n"
+                "-----BEGIN PKCS7-----\n");
+    s_adds (&t, s_smime_pdf);
+    s_adds (&t, "-----END PKCS7-----\n--X\n"
+                "Content-Type: application/octet-stream; name=\"again.pdf.p7m\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_text_t b64 = { 0 }, again = { 0 };
+    s_adds (&b64, s_smime_pdf);
+    s_p7m_base64 (&again, &b64);
+    s_adds (&t, again.data);
+    s_adds (&t, "\n--X--\n");
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    pdf = s_attachment (m, "contract.pdf");
+    int pdf2 = s_attachment (m, "again.pdf");
+    s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_ && !m->encrypted
+              && m->nattachments == 4 && pdf >= 0 && pdf2 >= 0
+              && strcmp (m->attachments [pdf].sha256, S_SIGNED_PDF_SHA256) == 0
+              && strcmp (m->attachments [pdf2].sha256, S_SIGNED_PDF_SHA256) == 0
+              && s_attachment (m, "contract.pdf.p7m") >= 0 && s_attachment (m, "again.pdf.p7m") >= 0,
+              "S/MIME signed .p7m saved as PEM or bare base64: read, not rejected as encrypted (%s)",
+              m ? m->text : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+    free (b64.data);
+    free (again.data);
 
     /* enveloped data without smime-type is still encrypted mail */
     s_adds (&t, s_head);
