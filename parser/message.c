@@ -3092,6 +3092,17 @@ cm_message_selftest (bool verbose)
             printf ("selftest: 2231 name %zu [%s]\n", i, got);
     }
     cm_message_destroy (&m);
+    /* a binary part keeps its bare CRs: they are line ends only in mail
+       whose first line ends with one */
+    static const char binary_mail [] =
+        "From: a@b.c\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=Y\r\n\r\n--Y\r\n\r\nbody\r\n"
+        "--Y\r\nContent-Type: application/octet-stream; name=a.bin\r\n"
+        "Content-Transfer-Encoding: binary\r\n\r\n\x01\r\x02\r\r\n\x03\r\n--Y--\r\n";
+    m = cm_message_parse (binary_mail, sizeof binary_mail - 1, NULL, reason, sizeof reason);
+    s_check (m && m->nattachments == 1 && m->attachments [0].size == 7
+             && memcmp (m->attachments [0].data, "\x01\r\x02\r\r\n\x03", 7) == 0,
+             "binary part keeps its bare CRs", verbose);
+    cm_message_destroy (&m);
     /* a character split across words, a padded word and a Latin-1 one */
     m = s_parse_str ("From: a@b.c\nSubject: =?UTF-8?B?aG51bmcg4g==?= =?UTF-8?B?gJMgc29mbw==?="
                      " =?iso-8859-1?q?_gr=FC=DF?= =?utf-8?q?_=C3?= =?utf-8?q?=A9?=\n\nbody\n", reason, sizeof reason);
