@@ -1782,9 +1782,10 @@ static int s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
    copied) as an attachment of its own at depth + 1: named after the .p7m
    without ".p7m", typed by that name, counted as a part and against the
    decoded-bytes budget. A file that is a .p7m again (x.pdf.p7m.p7m) is
-   unwrapped in turn, each level one deeper, and comes after what it
-   holds, as a .p7m comes after the entity it holds. -1 when a limit
-   trips or memory runs out (ctx->failed). */
+   unwrapped in turn, each level one deeper; each level is added (and its
+   bytes counted) before the next is decoded, so a chain of big files
+   stops at the budget instead of holding every level in memory. -1 when
+   a limit trips or memory runs out (ctx->failed). */
 static int
 s_add_signed_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
                    const char *filename, const unsigned char *bytes, size_t len,
@@ -1804,22 +1805,14 @@ s_add_signed_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *obje
         snprintf (buf, sizeof buf, "attachment-%zu.bin", m->nattachments + 1);
         name = strdup (buf);
     }
-    bool is_signed = false, unpacked = false;
-    if (name && s_ends_with_ci (name, ".p7m")
-    &&  s_walk_signed_data (ctx, m, w, object, name, bytes, len, depth + 1, root,
-                            in_report, alt, &is_signed, &unpacked)) {
-        free (name);
-        return -1;
-    }
     unsigned char *copy = name ? malloc (len + 1) : NULL;
     if (copy) {
         memcpy (copy, bytes, len);
         copy [len] = 0;
     }
-    const char *type = name ? s_type_for_name (name) : NULL;
-    cm_attachment_t *a = copy ? s_add_attachment (ctx, m, object, name, copy, len) : NULL;
-    if (!copy)
+    else
         free (name);
+    cm_attachment_t *a = copy ? s_add_attachment (ctx, m, object, name, copy, len) : NULL;
     if (!a) {
         s_fail (ctx, "out of memory while reading S/MIME signed data");
         return -1;
@@ -1829,10 +1822,21 @@ s_add_signed_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *obje
     free (a->content_id);
     a->content_id = NULL;
     a->is_inline = false;
-    a->content_type = strdup (type);
-    if (is_signed)
-        a->note = strdup (unpacked ? S_SIGNED_READ : S_SIGNED_KEPT);
-    if (!a->content_type || (is_signed && !a->note)) {
+    a->content_type = strdup (s_type_for_name (a->filename));
+    if (!a->content_type) {
+        s_fail (ctx, "out of memory while reading S/MIME signed data");
+        return -1;
+    }
+    if (!s_ends_with_ci (a->filename, ".p7m"))
+        return 0;
+    /* a and m->attachments move as attachments are added; the data not */
+    size_t index = m->nattachments - 1;
+    bool is_signed = false, unpacked = false;
+    if (s_walk_signed_data (ctx, m, w, object, a->filename, a->data, a->size, depth + 1,
+                            root, in_report, alt, &is_signed, &unpacked))
+        return -1;
+    if (is_signed
+    &&  !(m->attachments [index].note = strdup (unpacked ? S_SIGNED_READ : S_SIGNED_KEPT))) {
         s_fail (ctx, "out of memory while reading S/MIME signed data");
         return -1;
     }

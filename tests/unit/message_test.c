@@ -1042,7 +1042,7 @@ s_smime (void)
     int mid = s_attachment (m, "Contract.PDF.p7m");
     p7m = s_attachment (m, "Contract.PDF.p7m.P7M");
     s_result (m && s_record_ok (m, 0, why, sizeof why) && m->signed_ && !m->encrypted
-              && m->nattachments == 3 && pdf == 0 && mid == 1 && p7m == 2
+              && m->nattachments == 3 && mid == 0 && pdf == 1 && p7m == 2
               && strcmp (m->attachments [pdf].content_type, "application/pdf") == 0
               && strcmp (m->attachments [pdf].sha256, S_SIGNED_PDF_SHA256) == 0
               && strcmp (m->attachments [mid].content_type, "application/pkcs7-mime") == 0
@@ -1092,7 +1092,7 @@ s_smime (void)
         lim.max_size = 100000;  /* 400,000 decoded bytes; 64 KiB per level */
         m = s_parse_len_with (t.data, t.len, &lim, reason, sizeof reason);
         if (levels == 4)
-            s_result (m && m->nattachments == 5 && s_attachment (m, "x.pdf") == 0,
+            s_result (m && m->nattachments == 5 && s_attachment (m, "x.pdf") == 3,
                       "S/MIME signed 4 times, 64 KiB: 5 copies within the decoded-bytes budget (%s)",
                       m ? "read" : reason);
         else
