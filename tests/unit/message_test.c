@@ -1,7 +1,8 @@
 /*  tests/unit/message_test.c: tests of parser/message.c.
     Runs cm_message_selftest(), a set of hostile messages (each must give a
     record or a reason, never crash or hang), S/MIME opaque-signed messages
-    (real CMS made with openssl, embedded below) and the hunnysoft corpus
+    (real CMS made with openssl, embedded below, and unsigned SignedData
+    chains built here) and the hunnysoft corpus
     (every file parsed and summarised, a few facts checked).
     Build (from the repo root):
       gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
