@@ -12,6 +12,7 @@
     reported as a reason too. Nothing here logs or touches global state
     beyond GMime's one-time initialisation. */
 #include "message.h"
+#include "uuencode.h"
 #include "../common/buf.h"
 #include <ctype.h>
 #include <gmime/gmime.h>
@@ -1365,31 +1366,34 @@ s_sanitise_filename (const char *name)
     return clean;
 }
 
+/* File name extensions of the types parts arrive in; the first of a
+   type names a nameless part. */
+static const struct { const char *type, *ext; } s_ext_map [] = {
+    { "message/rfc822", ".eml" }, { "message/global", ".eml" },
+    { "text/plain", ".txt" }, { "text/html", ".html" },
+    { "text/calendar", ".ics" }, { "text/rfc822-headers", ".txt" },
+    { "message/delivery-status", ".txt" },
+    { "image/png", ".png" }, { "image/jpeg", ".jpg" },
+    { "image/gif", ".gif" }, { "application/pdf", ".pdf" },
+    { "application/pkcs7-signature", ".p7s" },
+    { "application/x-pkcs7-signature", ".p7s" },
+    { "application/pkcs7-mime", ".p7m" },
+    { "application/x-pkcs7-mime", ".p7m" },
+    { "application/pgp-signature", ".asc" },
+    { "application/pgp-encrypted", ".asc" },
+    { "application/ms-tnef", ".dat" }, { NULL, NULL } };
+
 static const char *
 s_extension_for (const char *type)
 {
-    static const struct { const char *type, *ext; } map [] = {
-        { "message/rfc822", ".eml" }, { "message/global", ".eml" },
-        { "text/plain", ".txt" }, { "text/html", ".html" },
-        { "text/calendar", ".ics" }, { "text/rfc822-headers", ".txt" },
-        { "message/delivery-status", ".txt" },
-        { "image/png", ".png" }, { "image/jpeg", ".jpg" },
-        { "image/gif", ".gif" }, { "application/pdf", ".pdf" },
-        { "application/pkcs7-signature", ".p7s" },
-        { "application/x-pkcs7-signature", ".p7s" },
-        { "application/pkcs7-mime", ".p7m" },
-        { "application/x-pkcs7-mime", ".p7m" },
-        { "application/pgp-signature", ".asc" },
-        { "application/pgp-encrypted", ".asc" },
-        { "application/ms-tnef", ".dat" }, { NULL, NULL } };
-    for (int i = 0; map [i].type; i++)
-        if (strcmp (type, map [i].type) == 0)
-            return map [i].ext;
+    for (int i = 0; s_ext_map [i].type; i++)
+        if (strcmp (type, s_ext_map [i].type) == 0)
+            return s_ext_map [i].ext;
     return ".bin";
 }
 
 /* Content type of a file known only by its name (the file inside a
-   signed .p7m), by its extension; application/octet-stream when the
+   signed .p7m, a file uuencoded in text), by its extension; application/octet-stream when the
    extension says nothing. Not s_extension_for's table read backwards:
    that would make any ".dat" TNEF and any ".asc" a PGP signature. */
 static const char *
@@ -1439,6 +1443,7 @@ s_charge (s_ctx_t *ctx, size_t size)
 }
 
 /* Adds an attachment; takes ownership of data and filename (may be NULL).
+   object NULL: a file found in text, typed by its name's extension.
    NULL when out of memory or over the decoded-bytes budget (ctx->failed). */
 static cm_attachment_t *
 s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *filename,
@@ -1462,7 +1467,7 @@ s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *file
     a->nested_index = -1;
     a->data = data;
     a->size = size;
-    a->content_type = s_mime_type (object);
+    a->content_type = object ? s_mime_type (object) : strdup (s_type_for_name (filename));
     if (!filename) {
         char buf [64];
         snprintf (buf, sizeof buf, "attachment-%zu%s", m->nattachments,
@@ -1470,10 +1475,10 @@ s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *file
         filename = strdup (buf);
     }
     a->filename = filename;
-    const char *cid = g_mime_object_get_content_id (object);
+    const char *cid = object ? g_mime_object_get_content_id (object) : NULL;
     if (cid && *cid)
         a->content_id = s_clean_trim (cid);
-    const char *disp = g_mime_object_get_disposition (object);
+    const char *disp = object ? g_mime_object_get_disposition (object) : NULL;
     bool disp_inline = disp && !g_ascii_strcasecmp (disp, "inline");
     bool disp_attach = disp && !g_ascii_strcasecmp (disp, "attachment");
     a->is_inline = a->content_id && (disp_inline
@@ -1617,6 +1622,56 @@ s_part_filename (s_ctx_t *ctx, GMimeObject *object)
     char *clean = s_sanitise_filename (name);
     free (name);
     return clean;
+}
+
+/* Files uuencoded in a text body (parser/uuencode.c) become attachments
+   named from their begin lines and typed by the names' extensions; each
+   counts as a MIME part and its bytes against the decoded-bytes budget.
+   In *text each block becomes one line "[attachment: NAME]". -1 when a
+   limit trips or memory runs out (ctx->failed). */
+static int
+s_take_uuencoded (s_ctx_t *ctx, cm_message_t *m, char **text)
+{
+    size_t len = strlen (*text), pos = 0, copied = 0;
+    cm_buf_t out;
+    cm_buf_init (&out, 0);
+    cm_uu_block_t block;
+    int found;
+    while ((found = cm_uu_next (*text, len, &pos, &block)) == 1) {
+        if (++ctx->parts > ctx->lim.max_parts) {
+            cm_uu_block_free (&block);
+            s_fail (ctx, "more than %d MIME parts and uuencoded files", ctx->lim.max_parts);
+            goto fail;
+        }
+        char *name = s_sanitise_filename (block.name);
+        cm_attachment_t *a = s_add_attachment (ctx, m, NULL, name, block.data, block.size);
+        block.data = NULL;
+        cm_uu_block_free (&block);
+        if (!a)
+            goto oom;
+        const char *eol = block.end >= 2 && (*text) [block.end - 1] == '\n'
+                       && (*text) [block.end - 2] == '\r' ? "\r\n" : "\n";
+        if (cm_buf_append (&out, *text + copied, block.start - copied)
+        ||  cm_buf_printf (&out, "[attachment: %s]%s", a->filename, eol))
+            goto oom;
+        copied = block.end;
+    }
+    if (found < 0)
+        goto oom;
+    if (copied == 0) {
+        cm_buf_free (&out);
+        return 0;       /* no block: the text stays as it is */
+    }
+    if (cm_buf_append (&out, *text + copied, len - copied))
+        goto oom;
+    free (*text);
+    *text = cm_buf_take (&out, NULL);
+    return 0;
+oom:
+    s_fail (ctx, "out of memory while decoding a uuencoded file");
+fail:
+    cm_buf_free (&out);
+    return -1;
 }
 
 /* ------------------------------------------------------------ the walk */
@@ -1998,6 +2053,10 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
             goto done;
         }
         char *text = s_text_utf8 (ctx, object, data, size, is_html);
+        if (text && is_plain && s_take_uuencoded (ctx, m, &text)) {
+            free (text);
+            goto done;
+        }
         bool delsp = false;
         if (text && is_plain && s_is_flowed (object, &delsp)) {
             char *unflowed = s_unflow (text, delsp);
@@ -3282,6 +3341,7 @@ cm_message_selftest (bool verbose)
     if (m && verbose)
         printf ("selftest: flowed [%s]\n", m->text);
     cm_message_destroy (&m);
+    failures += cm_uu_selftest (verbose);
 #undef s_check
     return failures ? -1 : 0;
 }

@@ -688,6 +688,48 @@ s_hostile (void)
         s_adds (&t, "\n\nx\n");
     }
     s_case_free ("5,000-byte boundary with 900 near-miss lines", &t, S_RECORD, NULL);
+
+    /* uuencoded files in a text body: the work stays linear, and nothing
+       that is not a whole block leaves the text */
+    static const char *full = "M````````````````````````````````````````````````````````````\n";
+    static const struct { const char *what, *unit; } uu_text [] = {
+        { "10 MB of uuencode begin lines", "begin 644 x.bin\n" },
+        { "10 MB of begin lines each before a full line, no end", "begin 644 x.bin\n%s" },
+        { "10 MB of begin-base64 lines each before a base64 line, no ====",
+          "begin-base64 644 x.bin\nQUJD\n" },
+    };
+    for (size_t i = 0; i < sizeof uu_text / sizeof uu_text [0]; i++) {
+        s_adds (&t, s_head);
+        s_adds (&t, "\n");
+        size_t body = t.len;
+        while (t.len < 10 * 1024 * 1024)
+            s_addf (&t, uu_text [i].unit, full);
+        m = s_case (uu_text [i].what, t.data, t.len, S_RECORD, NULL);
+        s_result (m && m->nattachments == 0 && strcmp (m->text, t.data + body) == 0,
+                  "%s: the text is kept whole", uu_text [i].what);
+        cm_message_destroy (&m);
+        free (t.data);
+        memset (&t, 0, sizeof t);
+    }
+    s_adds (&t, s_head);
+    s_adds (&t, "\nbig file:\nbegin 644 big.bin\n");
+    size_t lines = 0;
+    for (; t.len < 10 * 1024 * 1024; lines++)
+        s_adds (&t, full);
+    s_adds (&t, "`\nend\nbye\n");
+    m = s_case ("a 10 MB uuencoded file in a text body", t.data, t.len, S_RECORD, NULL);
+    s_result (m && m->nattachments == 1 && m->attachments [0].size == lines * 45
+              && strcmp (m->text, "big file:\n[attachment: big.bin]\nbye\n") == 0,
+              "a 10 MB uuencoded file becomes one attachment of %zu bytes", lines * 45);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+    s_adds (&t, s_head);
+    s_adds (&t, "\n");
+    for (int i = 0; i < 100000; i++)
+        s_adds (&t, "begin 644 empty\n`\nend\n");
+    s_case_free ("100,000 empty uuencoded files", &t, S_REJECT,
+                 "more than 1000 MIME parts and uuencoded files");
 }
 
 /* --------------------------------------------------------- S/MIME signed data */
@@ -1291,6 +1333,9 @@ static const s_fact_t s_facts [] = {
     /* 8-bit Latin-1 filename, binhex parts kept */
     { "m2011.txt", NULL, NULL, 2, "HasenundFr\xC3\xB6sche.txt", 0, NULL, NULL },
     { "m4009.txt", "Attachment", "meint@example.com", 1, "test10Mb.db", 0, NULL, NULL },
+    /* Outlook 2000 plain text with three files uuencoded in the body */
+    { "m0018.txt", "Test message from Microsoft Outlook 00", "doug@example.com", 3,
+      "greenball.png", 0, NULL, NULL },
     { NULL, NULL, NULL, 0, NULL, 0, NULL, NULL }
 };
 
