@@ -13,6 +13,7 @@
     beyond GMime's one-time initialisation. */
 #include "message.h"
 #include "uuencode.h"
+#include "calendar.h"
 #include "../common/buf.h"
 #include <ctype.h>
 #include <gmime/gmime.h>
@@ -1674,6 +1675,36 @@ fail:
     return -1;
 }
 
+/* Reads the event of a text/calendar part (parser/calendar.c) into
+   w->calendar, the description of a message with no text of its own:
+   folds joined on the bytes, then read in the part's charset. -1 out of
+   memory (ctx->failed). */
+static int
+s_read_calendar (s_ctx_t *ctx, char **calendar, GMimeObject *object,
+                 const unsigned char *data, size_t size)
+{
+    size_t n = size < CM_CALENDAR_MAX_BYTES ? size : CM_CALENDAR_MAX_BYTES;
+    char *bytes = malloc (n ? n : 1);
+    char *text = NULL, *event = NULL;
+    if (bytes) {
+        memcpy (bytes, data, n);
+        n = cm_calendar_unfold (bytes, n);
+        text = s_text_utf8 (ctx, object, (const unsigned char *) bytes, n, false);
+    }
+    const char *method = g_mime_object_get_content_type_parameter (object, "method");
+    int rc = text ? cm_calendar_text (text, strlen (text), method, &event) : -1;
+    if (event) {
+        *calendar = s_clean_str (event, false);
+        rc = *calendar ? 0 : -1;
+    }
+    free (event);
+    free (text);
+    free (bytes);
+    if (rc)
+        s_fail (ctx, "out of memory while reading a calendar invitation");
+    return rc;
+}
+
 /* ------------------------------------------------------------ the walk */
 
 static cm_message_t *s_parse_raw (s_ctx_t *ctx, const char *raw, size_t len,
@@ -1688,6 +1719,7 @@ typedef struct {
     bool report_mdn;      /* multipart/report; report-type=disposition-notification */
     cm_buf_t text, html;  /* body parts so far (appending stays linear) */
     bool have_text, have_html;
+    char *calendar;       /* the first text/calendar event as text, or NULL */
 } s_walk_t;
 
 /* Per multipart/alternative: which bodies it already gave. */
@@ -2079,6 +2111,9 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
         rc = 0;
         goto done;
     }
+    if (strcmp (type, "text/calendar") == 0 && !w->calendar
+    &&  s_read_calendar (ctx, &w->calendar, object, data, size))
+        goto done;
     /* Reports and the pieces of security mail. */
     if (strcmp (type, "message/delivery-status") == 0
     ||  strcmp (type, "message/global-delivery-status") == 0) {
@@ -2536,19 +2571,30 @@ s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base)
         m->html = cm_buf_take (&w.html, NULL);
     cm_buf_free (&w.text);
     cm_buf_free (&w.html);
-    if (walk_rc)
-        goto fail;
-    if ((w.have_text && !m->text) || (w.have_html && !m->html))
+    if (walk_rc || (w.have_text && !m->text) || (w.have_html && !m->html)) {
+        free (w.calendar);
+        if (walk_rc)
+            goto fail;
         goto oom;
+    }
 
     /* a blank text/plain next to the HTML (an empty alternative some
        senders add) must not hide what the HTML says */
     if (m->html && s_blank (m->text)) {
         free (m->text);
         m->text = cm_html_to_text (m->html, strlen (m->html));
-        if (!m->text)
+        if (!m->text) {
+            free (w.calendar);
             goto oom;
+        }
     }
+    /* an invitation with no text (Outlook, Teams): the event says it */
+    if (w.calendar && s_blank (m->text)) {
+        free (m->text);
+        m->text = w.calendar;
+    }
+    else
+        free (w.calendar);
     if (!m->text && !(m->text = strdup ("")))
         goto oom;
     const char *t = m->text;
@@ -3342,6 +3388,7 @@ cm_message_selftest (bool verbose)
         printf ("selftest: flowed [%s]\n", m->text);
     cm_message_destroy (&m);
     failures += cm_uu_selftest (verbose);
+    failures += cm_calendar_selftest (verbose);
 #undef s_check
     return failures ? -1 : 0;
 }

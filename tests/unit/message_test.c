@@ -730,6 +730,23 @@ s_hostile (void)
         s_adds (&t, "begin 644 empty\n`\nend\n");
     s_case_free ("100,000 empty uuencoded files", &t, S_REJECT,
                  "more than 1000 MIME parts and uuencoded files");
+
+    /* a calendar-only message: only the start of the part is read */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: text/calendar; method=REQUEST\n\nBEGIN:VEVENT\nSUMMARY:big\n");
+    while (t.len < 10 * 1024 * 1024)
+        s_adds (&t, "ATTENDEE;CN=\"a:b;c\";PARTSTAT=ACCEPTED:mailto:x@y.z\r\n \\n\\\r\n\tBEGIN:VALARM\n");
+    s_adds (&t, "END:VEVENT\n");
+    m = s_case ("10 MB text/calendar of attendees and folds", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strncmp (m->text, "Meeting invitation: big\nAttendees (", 35) == 0
+              && strlen (m->text) < 64 * 1024 && m->nattachments == 1
+              && m->attachments [0].size > 10 * 1000 * 1000,
+              "10 MB text/calendar: a bounded description, the whole .ics kept");
+    if (m && s_verbose)
+        printf ("# %.200s\n", m->text);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
 }
 
 /* --------------------------------------------------------- S/MIME signed data */
