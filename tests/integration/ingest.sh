@@ -5,7 +5,9 @@
 #     with a reason; subjects, senders, attachment names and sizes as
 #     Python's email package reads them (tests/tools/corpus_check.py);
 #  2. nested .eml with its own attachments, a marked .msg, S/MIME and
-#     PGP/MIME encrypted mail rejected, signed mail accepted;
+#     PGP/MIME encrypted mail rejected, signed mail accepted; a file
+#     uuencoded in a text body is an attachment, a calendar-only
+#     invitation has a description;
 #  3. replies by In-Reply-To, References only and subject tag only land on
 #     their incident of a two-way route; an auto-reply and a bounce open none;
 #  5. a 20 MB attachment comes back byte for byte; a message over the size
@@ -89,10 +91,12 @@ fi
 "${MK[@]}" smime "$T/smime.eml" --message-id smime.1@reporter.test
 "${MK[@]}" pgp "$T/pgp.eml" --message-id pgp.1@reporter.test
 "${MK[@]}" signed "$T/signed.eml" --message-id signed.1@reporter.test
+"${MK[@]}" uuencoded "$T/uu.eml" --message-id uu.1@reporter.test
+"${MK[@]}" invite "$T/invite.eml" --message-id invite.1@reporter.test
 route_add special u02 --kind ingest >/dev/null
-"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed}.eml >/dev/null
+"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed,uu,invite}.eml >/dev/null
 start_route special
-wait_until 60 settled special 5 || not_ok "special: 5 messages settled" "stored $(msgs special)"
+wait_until 60 settled special 7 || not_ok "special: 7 messages settled" "stored $(msgs special)"
 
 # nested .eml: the attached message and its own attachments, to depth 2
 inc=$(by_mid nested.1@reporter.test incident)
@@ -143,6 +147,27 @@ check_contains "signed: opens an incident" "INC-" "$inc"
 run_cm incident show "$inc" --json
 check_contains "signed: the signature is kept as an attachment" '"filename": "smime.p7s"' "$OUT"
 check_contains "signed: flagged signed" '"signed"' "$OUT"
+
+# a scanner's mail: the file uuencoded in the text body is an attachment
+# (the file's own bytes), and the description says where it was
+inc=$(by_mid uu.1@reporter.test incident)
+run_cm incident show "$inc" --json
+check_eq "uuencode: the file in the text is an attachment with the file's SHA-256" \
+    "scan-0042.pdf application/pdf $(sha256sum < "$T/uu.eml.bin" | cut -d' ' -f1)" \
+    "$(printf '%s' "$OUT" | json '" ".join("%s %s %s" % (a["filename"], a["content_type"], a["sha256"]) for t in j["timeline"] for a in t["attachments"])')"
+check_eq "uuencode: the description holds a marker, not the encoded lines" \
+    "Scanned by the copier on floor 3.|[attachment: scan-0042.pdf]|Do not reply." \
+    "$(printf '%s' "$OUT" | json '"|".join(l for l in j["description"].splitlines() if l.strip())')"
+
+# a calendar-only invitation: the event is the description, the .ics kept
+inc=$(by_mid invite.1@reporter.test incident)
+run_cm incident show "$inc"
+check_contains "invite: the description names the meeting" "Meeting invitation: Password renewal" "$OUT"
+check_contains "invite: ... its organizer" "Organizer: IT Helpdesk <helpdesk@phish.example>" "$OUT"
+check_contains "invite: ... and its description, unfolded and unescaped" \
+    "Your password expires today, renew it at https://phish.example/renew" "$OUT"
+run_cm incident show "$inc" --json
+check_contains "invite: the .ics stays an attachment" '"content_type": "text/calendar"' "$OUT"
 
 # ---------------------------------------------------------- 3. threading
 route_add tw u03 --kind two-way >/dev/null

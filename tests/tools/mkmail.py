@@ -24,6 +24,7 @@ Usage: mkmail.py bulk N OUTDIR --corpus DIR [--prefix P] [--sent-header]
   the subject suffixed with " #n". Fast: byte-level header rewrite.
 """
 import argparse
+import binascii
 import email.policy
 import mimetypes
 import os
@@ -159,6 +160,34 @@ def build(args):
                  "Message-ID: <never-sent.%d@example.test>\r\n\r\n--BOUNDARY--\r\n"
                  % (args.to, time.time_ns()))
         return text.encode()
+    if k == "uuencoded":
+        # a scanner's mail: the file uuencoded into the text body, no MIME
+        data = os.urandom(3000)
+        with open(args.out + ".bin", "wb") as fh:
+            fh.write(data)
+        lines = b"".join(binascii.b2a_uu(data[i:i + 45], backtick=True) for i in range(0, len(data), 45))
+        m = base(args, "Scanned document")
+        m.set_content("Scanned by the copier on floor 3.\n\nbegin 644 scan-0042.pdf\n"
+                      + lines.decode() + "`\nend\n\nDo not reply.\n", cte="7bit")
+        return m
+    if k == "invite":
+        # an Outlook invitation: text/calendar is the only part
+        ics = ("BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nPRODID:Microsoft Exchange Server 2010\r\n"
+               "VERSION:2.0\r\nBEGIN:VEVENT\r\n"
+               "ORGANIZER;CN=IT Helpdesk:mailto:helpdesk@phish.example\r\n"
+               "ATTENDEE;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CN=Victim:mailto:vic\r\n"
+               " tim@example.test\r\n"
+               "DESCRIPTION;LANGUAGE=en-US:Your password expires today\\, renew it at https://p\r\n"
+               " hish.example/renew\\nThe IT team\r\n"
+               "SUMMARY;LANGUAGE=en-US:Password renewal \u2013 mandatory\r\n"
+               "DTSTART;TZID=W. Europe Standard Time:20240115T100000\r\n"
+               "DTEND;TZID=W. Europe Standard Time:20240115T103000\r\n"
+               "LOCATION;LANGUAGE=en-US:Microsoft Teams Meeting\r\n"
+               "END:VEVENT\r\nEND:VCALENDAR\r\n")
+        m = base(args, "Password renewal \u2013 mandatory")
+        m.set_content(ics.encode(), maintype="text", subtype="calendar",
+                      params={"method": "REQUEST", "charset": "utf-8"}, cte="base64")
+        return m
     if k == "big":
         data = os.urandom(args.size)
         with open(args.out + ".bin", "wb") as fh:
