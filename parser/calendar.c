@@ -127,6 +127,7 @@ s_text (const char *v, size_t len, size_t max, bool oneline)
     cm_buf_init (&b, 0);
     if (cm_buf_reserve (&b, len < max + 4 ? len : max + 4))
         return NULL;
+    b.data [0] = 0;     /* a reservation alone leaves no terminator */
     for (size_t i = 0; i < len && b.len <= max; i++) {
         char c = v [i];
         if (c == '\\' && i + 1 < len) {
@@ -500,8 +501,9 @@ cm_calendar_selftest (bool verbose)
     }
     static const char *odd [] = {
         "BEGIN:VEVENT",
-        "BEGIN:VEVENT\nATTENDEE;CN=\"unterminated:mailto:x\nSUMMARY:\\\nORGANIZER;CN=\"\":\n"
-        "DTSTART;TZID=:\nBEGIN:VALARM\nEND:VEVENT\nDESCRIPTION:\\n\\\\\\x\n",
+        "BEGIN:VEVENT\nSUMMARY:\nLOCATION:\nDESCRIPTION:\nORGANIZER:\nATTENDEE:\nEND:VEVENT\n",
+        ("BEGIN:VEVENT\nATTENDEE;CN=\"unterminated:mailto:x\nSUMMARY:\\\nORGANIZER;CN=\"\":\n"
+         "DTSTART;TZID=:\nBEGIN:VALARM\nEND:VEVENT\nDESCRIPTION:\\n\\\\\\x\n"),
     };
     for (size_t i = 0; i < sizeof odd / sizeof odd [0]; i++) {
         m = s_parse ("Content-Type: text/calendar\n", odd [i]);
