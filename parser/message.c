@@ -1676,9 +1676,9 @@ fail:
 }
 
 /* Reads the event of a text/calendar part (parser/calendar.c) into
-   w->calendar, the description of a message with no text of its own:
-   folds joined on the bytes, then read in the part's charset. -1 out of
-   memory (ctx->failed). */
+   *calendar (left NULL when it has none), the description of a message
+   with no text of its own: folds joined on the bytes, then read in the
+   part's charset. -1 out of memory (ctx->failed). */
 static int
 s_read_calendar (s_ctx_t *ctx, char **calendar, GMimeObject *object,
                  const unsigned char *data, size_t size)
