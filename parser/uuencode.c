@@ -377,7 +377,7 @@ cm_uu_selftest (bool verbose)
     m = s_parse ("Content-Type: multipart/mixed; boundary=B\n", body, NULL, reason, sizeof reason);
     failures += s_check (m && m->nattachments == 2
                          && strcmp (m->attachments [0].filename, "scanfdp.exe") == 0
-                         && strcmp (m->attachments [0].content_type, "application/octet-stream") == 0
+                         && strcmp (m->attachments [0].content_type, "application/x-msdownload") == 0
                          && s_is_sample (m->attachments [0].data, m->attachments [0].size)
                          && strcmp (m->attachments [1].filename, "notes.txt") == 0
                          && strstr ((const char *) m->attachments [1].data, "begin 644 kept.bin"),
