@@ -6,6 +6,7 @@
 #include "api.h"
 #include "buf.h"
 #include "cli.h"
+#include "json.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -451,7 +452,7 @@ done:
 void
 cli_api_print_json (const json_t *reply)
 {
-    char *text = json_dumps (reply, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    char *text = cm_json_dumps (reply, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
     if (text) {
         puts (text);
         free (text);

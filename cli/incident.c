@@ -6,6 +6,7 @@
     user named, never to a name the server suggests. */
 #include "api.h"
 #include "cli.h"
+#include "json.h"
 #include "print.h"
 #include <limits.h>
 #include <stdint.h>
@@ -152,7 +153,7 @@ typedef struct {
 static int
 s_print_json_item (const char *key, const json_t *item, bool first)
 {
-    char *text = json_dumps (item, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    char *text = cm_json_dumps (item, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
     if (!text)
         return -1;
     if (first)

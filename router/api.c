@@ -5,6 +5,7 @@
     guarded publisher the handlers share. */
 #include "router.h"
 #include "bus.h"
+#include "json.h"
 #include "log.h"
 #include <errno.h>
 #include <limits.h>
@@ -184,7 +185,7 @@ s_send (struct MHD_Connection *conn, reply_t *r)
                                  r->raw_type ? r->raw_type : "application/octet-stream");
     }
     else {
-        char *text = json_dumps (r->body ? r->body : json_object (), JSON_INDENT (0) | JSON_COMPACT);
+        char *text = cm_json_dumps (r->body ? r->body : json_object (), JSON_COMPACT);
         if (!text)
             text = strdup ("{}");
         size_t len = strlen (text);

@@ -125,6 +125,28 @@ check_eq "?after=-5: from the first" "${ids[*]} next=None" "$(inbox after=-5)"
 check_eq "?state=rejected&limit=4: the filter and the page together" "${ids[*]:0:4} next=${ids[3]}" "$(inbox "state=rejected&limit=4")"
 sql "DELETE FROM messages" >/dev/null
 
+# ---------------------------------------------------------------- controls in JSON
+# Text from mail may carry C1 controls (U+009B is a CSI, like ESC [) and
+# bidi controls (U+202E turns "exe.txt" around); jansson escapes only
+# C0. The router's answers and the CLI's --json write them as \uXXXX:
+# the same data for a program, nothing a terminal acts on.
+sql "INSERT INTO messages (route_id, folder, uidvalidity, uid, raw_sha256, size, state, subject)
+     VALUES (NULL, 'INBOX', 1, 1, 'ctl', 1, 'rejected',
+             'a' || chr(155) || '2J' || chr(133) || chr(8238) || 'txt.exe' || chr(8294) || chr(8206) || chr(1564) || ' caf' || chr(233))" >/dev/null
+CTL_RAW=$(printf '\xc2\x9b|\xc2\x85|\xe2\x80\xae|\xe2\x81\xa6|\xe2\x80\x8e|\xd8\x9c')
+has_raw_ctl() { printf "%s" "$1" | LC_ALL=C grep -qaE "$CTL_RAW"; }
+http -H "Authorization: Bearer $TOKEN" "$URL/v1/inbox"
+if has_raw_ctl "$BODY"; then not_ok "the router's JSON has no raw C1 or bidi control" "$(printf '%s' "$BODY" | od -c | head -5)"
+else ok "the router's JSON has no raw C1 or bidi control"; fi
+check_contains "... it has them as \\uXXXX" '\u009B2J\u0085\u202Etxt.exe\u2066\u200E\u061C caf'$'\xc3\xa9' "$BODY"
+check_eq "... the same subject for a program" 1 "$(printf '%s' "$BODY" | json '1 if j["messages"][0]["subject"] == "a\x9b2J\x85\u202etxt.exe\u2066\u200e\u061c caf\xe9" else 0')"
+run_cm inbox list --json
+if has_raw_ctl "$OUT"; then not_ok "inbox list --json prints no raw C1 or bidi control" "$(printf '%s' "$OUT" | od -c | head -5)"
+else ok "inbox list --json prints no raw C1 or bidi control"; fi
+check_contains "... but \\uXXXX" '\u009B2J\u0085\u202Etxt.exe\u2066\u200E\u061C' "$OUT"
+check_eq "... the same subject for a program" 1 "$(printf '%s' "$OUT" | json '1 if j["messages"][0]["subject"] == "a\x9b2J\x85\u202etxt.exe\u2066\u200e\u061c caf\xe9" else 0')"
+sql "DELETE FROM messages" >/dev/null
+
 # ---------------------------------------------------------------- files
 mode() { stat -c %a "$1" 2>/dev/null; }
 check_eq "the token file is mode 0600" 600 "$(mode "$CASEMAIL_HOME/api.token")"

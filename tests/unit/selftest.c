@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "bus.h"
 #include "imap.h"
+#include "json.h"
 #include "log.h"
 #include "ews.h"
 #include "oauth.h"
@@ -23,6 +24,7 @@ typedef struct {
 
 static const selftest_t TESTS [] = {
     { "buf", cm_buf_test },
+    { "json", cm_json_test },
     { "log", cm_log_test },
     { "seal", cm_seal_test },
     { "route", cm_route_test },
