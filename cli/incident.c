@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define S_BODY_MAX    (4u * 1024 * 1024)    /* --body-file, --html-file */
 #define S_ATTACH_MAX  (32u * 1024 * 1024)   /* one --attach file */
@@ -35,13 +36,14 @@ static const char *s_incident_usage =
 static const char *s_inbox_usage =
     "usage: casemail inbox list [--route R] [--state fetched|parsed|rejected] [--json]\n";
 static const char *s_attachment_usage =
-    "usage: casemail attachment get ID -o FILE   (FILE '-' = stdout)\n";
+    "usage: casemail attachment get ID -o FILE   (FILE '-' = stdout, not a terminal\n"
+    "                                             unless --to-terminal)\n";
 static const char *s_outbox_usage =
     "usage: casemail outbox list [--state queued|sending|sent|failed|bounced] [--json]\n";
 
 enum {
     S_JSON = 1, S_ROUTE, S_STATE, S_OUTPUT, S_TO, S_CC, S_SUBJECT, S_BODY,
-    S_BODY_FILE, S_HTML_FILE, S_ATTACH, S_ATTACH_FROM, S_WAIT, S_WAIT_TIMEOUT
+    S_BODY_FILE, S_HTML_FILE, S_ATTACH, S_ATTACH_FROM, S_WAIT, S_WAIT_TIMEOUT, S_TO_TERMINAL
 };
 
 /* Shared handling of the scanner's answers for the simple commands:
@@ -1018,7 +1020,8 @@ int
 cli_attachment_main (int argc, char **argv)
 {
     static const cli_opt_t table [] = {
-        { "-o", true, S_OUTPUT }, { "--output", true, S_OUTPUT }, { NULL, false, 0 }
+        { "-o", true, S_OUTPUT }, { "--output", true, S_OUTPUT },
+        { "--to-terminal", false, S_TO_TERMINAL }, { NULL, false, 0 }
     };
     if (argc < 2 || strcmp (argv [1], "get") != 0) {
         if (argc >= 2 && (strcmp (argv [1], "--help") == 0 || strcmp (argv [1], "-h") == 0)) {
@@ -1036,12 +1039,18 @@ cli_attachment_main (int argc, char **argv)
     cli_scan_t scan;
     cli_scan_init (&scan, argc - 1, argv + 1, 1);
     const char *args [1] = { NULL }, *output = NULL, *value, *output_given = NULL;
+    const char *terminal_given = NULL;
     const cli_opt_t *opt;
     int what, nargs = 0;
     while ((what = cli_scan_next (&scan, table, &opt, &value)) != CLI_SCAN_END) {
         int rc = s_scan_common (what, s_attachment_usage, value, args, 1, &nargs);
         if (rc >= 0)
             return rc;
+        if (what == CLI_SCAN_OPT && opt->id == S_TO_TERMINAL) {
+            if (cli_once (&terminal_given, opt->name, opt->name))
+                return CLI_USAGE;
+        }
+        else
         if (what == CLI_SCAN_OPT) {
             if (cli_once (&output_given, opt->name, "the output file"))
                 return CLI_USAGE;
@@ -1059,6 +1068,13 @@ cli_attachment_main (int argc, char **argv)
     }
     if (!output || !*output) {
         cli_err ("give the file to write with -o FILE ('-o -' for stdout)");
+        return CLI_USAGE;
+    }
+    /* As curl does: an attachment's raw bytes (an executable, a file
+       with escape sequences) are not for a terminal to interpret. */
+    if (strcmp (output, "-") == 0 && !terminal_given && isatty (STDOUT_FILENO)) {
+        cli_err ("stdout is a terminal: not writing the attachment's raw bytes there;"
+                 " redirect stdout (> FILE or | COMMAND), use -o FILE, or add --to-terminal");
         return CLI_USAGE;
     }
     char path [64];

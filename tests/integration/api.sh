@@ -320,5 +320,38 @@ check_eq "... FILE keeps its mode" 600 "$(stat -c %a "$DL/keep.bin")"
 check_eq "... no temporary file is left" keep.bin "$(ls -A "$DL")"
 check_eq "-o - still writes stdout" complete \
     "$(CASEMAIL_API_URL="http://127.0.0.1:$FAKE_PORT" CASEMAIL_TOKEN=x "$CM" attachment get 6 -o - 2>&1)"
+# -o - on a terminal: refused (exit 2) before a request, as curl does,
+# unless --to-terminal; the check runs on a real pty (python3's pty).
+on_pty() {   # on_pty ARGS...: runs ARGS on a pseudo-terminal; output, then "rc=N"
+    python3 -c '
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b""
+while True:
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+sys.stdout.write(out.decode("utf-8", "replace").replace("\r\n", "\n"))
+print("rc=%d" % (os.waitpid(pid, 0)[1] >> 8))' "$@"
+}
+export CASEMAIL_API_URL="http://127.0.0.1:$FAKE_PORT" CASEMAIL_TOKEN=x
+OUT=$(on_pty "$CM" attachment get 6 -o -)
+check_contains "-o - with stdout on a terminal exits 2" "rc=2" "$OUT"
+check_contains "... saying how to get the bytes" "redirect stdout (> FILE or | COMMAND), use -o FILE, or add --to-terminal" "$OUT"
+check_lacks "... and writes none of them" complete "$OUT"
+OUT=$(on_pty "$CM" attachment get 6 -o - --to-terminal)
+check_contains "-o - --to-terminal on a terminal: the bytes" complete "$OUT"
+check_contains "... exit 0" "rc=0" "$OUT"
+OUT=$(on_pty "$CM" attachment get 6 -o "$DL/pty.bin")
+check_eq "-o FILE from a terminal still writes FILE" "complete rc=0" "$(cat "$DL/pty.bin" 2>&1) $(printf '%s' "$OUT" | tail -1)"
+OUT=$(on_pty "$CM" attachment get 6 -o - --to-terminal --to-terminal)
+check_contains "--to-terminal twice: refused" "--to-terminal is given twice" "$OUT"
+unset CASEMAIL_API_URL CASEMAIL_TOKEN
 kill "$FAKE_PID" 2>/dev/null
 wait "$FAKE_PID" 2>/dev/null || true   # its status is the kill's
