@@ -23,6 +23,8 @@
 
 typedef struct {
     cm_buf_t body;          /* request body gathered so far */
+    bool started;           /* the first call (headers only) was seen */
+    const char *bad_uri;    /* why the raw URI is refused, or NULL */
 } request_t;
 
 cm_db_t *
@@ -234,6 +236,50 @@ s_split (char *path, const char **parts)
     return n;
 }
 
+/* Opens a request's state with a look at its URI as sent: libmicrohttpd
+   decodes the path before s_handle sees it, so "%2F" would split a
+   name into two path parts ("/v1/routes/a%2Fstart" started route a)
+   and "%00" would end the path or a query value early
+   ("/v1/routes/a%00x" was route a). Neither is in any name the API
+   has. NULL out of memory (s_handle makes the state then). */
+static void *
+s_uri_seen (void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void) cls;
+    (void) conn;
+    request_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return NULL;
+    cm_buf_init (&req->body, BODY_MAX);
+    size_t pathlen = strcspn (uri, "?");
+    for (const char *p = uri; (p = strchr (p, '%')) != NULL; p++) {
+        if (p [1] == '0' && p [2] == '0') {
+            req->bad_uri = "the request's URI has a percent-encoded NUL (%00)";
+            break;
+        }
+        if ((size_t) (p - uri) < pathlen && p [1] == '2' && (p [2] == 'f' || p [2] == 'F')) {
+            req->bad_uri = "the path has a percent-encoded '/' (%2F); no name in the API"
+                           " holds one";
+            break;
+        }
+    }
+    return req;
+}
+
+/* MHD_KeyValueIterator: stops at a query argument that is not UTF-8
+   text (PostgreSQL would refuse it with an error, a reply would lose
+   the text quoting it), leaving its name in *cls if it is text. */
+static enum MHD_Result
+s_arg_utf8 (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void) kind;
+    const char **bad = cls;
+    if (cm_utf8_valid (key, strlen (key)) && (!value || cm_utf8_valid (value, strlen (value))))
+        return MHD_YES;
+    *bad = cm_utf8_valid (key, strlen (key)) ? key : "";
+    return MHD_NO;
+}
+
 static enum MHD_Result
 s_handle (void *cls, struct MHD_Connection *conn, const char *url,
           const char *method, const char *version, const char *upload,
@@ -248,6 +294,9 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
             return MHD_NO;
         cm_buf_init (&req->body, BODY_MAX);
         *con_cls = req;
+    }
+    if (!req->started) {
+        req->started = true;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -264,7 +313,28 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         reply_error (&r, 413, NULL, "request body over %u bytes", BODY_MAX);
         return s_send (conn, &r);
     }
+    if (req->bad_uri) {
+        reply_error (&r, 400, NULL, "%s", req->bad_uri);
+        return s_send (conn, &r);
+    }
+    const char *bad_arg = NULL;
+    if (!cm_utf8_valid (url, strlen (url))) {
+        reply_error (&r, 400, NULL, "the path is not valid UTF-8 once percent-decoded");
+        return s_send (conn, &r);
+    }
+    MHD_get_connection_values (conn, MHD_GET_ARGUMENT_KIND, s_arg_utf8, &bad_arg);
+    if (bad_arg) {
+        reply_error (&r, 400, *bad_arg ? bad_arg : NULL, "query argument %s is not valid UTF-8"
+                     " once percent-decoded", *bad_arg ? bad_arg : "(its name)");
+        return s_send (conn, &r);
+    }
+    /* a path cut to fit would be another path ("/v1/routes/a/////...x"
+       cut after the slashes was DELETE of route a) */
     char path [1024];
+    if (strlen (url) >= sizeof path) {
+        reply_error (&r, 414, NULL, "the path is longer than %zu bytes", sizeof path - 1);
+        return s_send (conn, &r);
+    }
     snprintf (path, sizeof path, "%s", url);
     const char *parts [PATH_PARTS] = { NULL };
     int nparts = s_split (path, parts);
@@ -364,6 +434,7 @@ router_api_start (router_t *self, char *err, size_t errlen)
         0, NULL, NULL, s_handle, self,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
         MHD_OPTION_NOTIFY_COMPLETED, s_completed, self,
+        MHD_OPTION_URI_LOG_CALLBACK, s_uri_seen, self,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned) 64,
         MHD_OPTION_END);
