@@ -345,8 +345,11 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     json_t *body = NULL;
     if (req->body.len) {
         json_error_t jerr;
+        /* a key given twice is refused: which one counts would depend
+           on the parser (jansson took the last "to", a proxy may check
+           the first) */
         body = json_loadb (req->body.data, req->body.len,
-                           route_call ? JSON_ALLOW_NUL : 0, &jerr);
+                           JSON_REJECT_DUPLICATES | (route_call ? JSON_ALLOW_NUL : 0), &jerr);
         if (!body) {
             reply_error (&r, 400, NULL, "request body is not valid JSON: %s", jerr.text);
             return s_send (conn, &r);
