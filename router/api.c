@@ -16,9 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define BODY_MAX (64u * 1024 * 1024)   /* email with attachments */
+#define REQUEST_SECONDS 30             /* default of CASEMAIL_API_REQUEST_SECONDS */
 #define PATH_PARTS 8
 
 typedef struct {
@@ -176,6 +179,72 @@ s_authorized (router_t *self, struct MHD_Connection *conn)
     return strlen (token) == len && CRYPTO_memcmp (token, self->token, len) == 0;
 }
 
+/* A connection opens or closes: it gets a slot whose deadline is for
+   its first request. Without one, 64 connections that send a byte now
+   and then (or nothing, for two minutes at a time) would hold every
+   thread libmicrohttpd may start, and the API would answer no one. */
+static void
+s_conn_notify (void *cls, struct MHD_Connection *conn, void **socket_context,
+               enum MHD_ConnectionNotificationCode code)
+{
+    router_t *self = cls;
+    pthread_mutex_lock (&self->conns_lock);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info (conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        for (int i = 0; info && i < ROUTER_API_CONNS; i++)
+            if (!self->conns [i].used) {
+                self->conns [i] = (api_conn_t) {
+                    true, info->connect_fd, time (NULL) + self->request_seconds
+                };
+                *socket_context = &self->conns [i];
+                break;
+            }
+    }
+    else if (*socket_context) {
+        /* before libmicrohttpd closes the socket: the tick never shuts
+           down a descriptor that is someone else's by then */
+        ((api_conn_t *) *socket_context)->used = false;
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock (&self->conns_lock);
+}
+
+/* Sets the deadline of conn's slot: 0 while a request is ours to
+   answer, seconds from now for the next one. */
+static void
+s_conn_deadline (router_t *self, struct MHD_Connection *conn, bool next)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info (conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    pthread_mutex_lock (&self->conns_lock);
+    if (info && info->socket_context)
+        ((api_conn_t *) info->socket_context)->deadline
+            = next ? time (NULL) + self->request_seconds : 0;
+    pthread_mutex_unlock (&self->conns_lock);
+}
+
+void
+router_api_tick (router_t *self)
+{
+    time_t now = time (NULL);
+    int closed = 0;
+    pthread_mutex_lock (&self->conns_lock);
+    for (int i = 0; i < ROUTER_API_CONNS; i++) {
+        api_conn_t *c = &self->conns [i];
+        if (c->used && c->deadline && now >= c->deadline) {
+            /* its thread reads the end of the stream and closes it */
+            shutdown (c->fd, SHUT_RDWR);
+            c->deadline = 0;
+            closed++;
+        }
+    }
+    pthread_mutex_unlock (&self->conns_lock);
+    if (closed)
+        cm_info (NULL, "api: closed %d connection%s that sent no whole request in %d s",
+                 closed, closed == 1 ? "" : "s", self->request_seconds);
+}
+
 static enum MHD_Result
 s_send (struct MHD_Connection *conn, reply_t *r)
 {
@@ -304,6 +373,8 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         *upload_size = 0;
         return MHD_YES;
     }
+    /* the whole request is in: the time from here on is ours */
+    s_conn_deadline (self, conn, false);
     reply_t r = { 404, NULL, NULL, 0, NULL };
     if (!s_authorized (self, conn)) {
         reply_error (&r, 401, NULL, "missing or wrong bearer token");
@@ -387,9 +458,8 @@ static void
 s_completed (void *cls, struct MHD_Connection *conn, void **con_cls,
              enum MHD_RequestTerminationCode code)
 {
-    (void) cls;
-    (void) conn;
     (void) code;
+    s_conn_deadline (cls, conn, true);
     request_t *req = *con_cls;
     if (req) {
         cm_buf_free (&req->body);
@@ -426,6 +496,7 @@ router_api_start (router_t *self, char *err, size_t errlen)
     const cm_config_t *cfg = cm_server_config (self->srv);
     if (s_load_token (self, cfg, err, errlen))
         return -1;
+    self->request_seconds = (int) cm_config_env ("CASEMAIL_API_REQUEST_SECONDS", REQUEST_SECONDS);
     struct sockaddr_in addr;
     memset (&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -438,8 +509,9 @@ router_api_start (router_t *self, char *err, size_t errlen)
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
         MHD_OPTION_NOTIFY_COMPLETED, s_completed, self,
         MHD_OPTION_URI_LOG_CALLBACK, s_uri_seen, self,
+        MHD_OPTION_NOTIFY_CONNECTION, s_conn_notify, self,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned) 64,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned) ROUTER_API_CONNS,
         MHD_OPTION_END);
     if (!self->httpd) {
         snprintf (err, errlen, "cannot listen on 127.0.0.1:%d for the API", cfg->api_port);

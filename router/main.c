@@ -15,6 +15,7 @@ static router_t s_router = {
     .pub_lock = PTHREAD_MUTEX_INITIALIZER,
     .pool_lock = PTHREAD_MUTEX_INITIALIZER,
     .stages_lock = PTHREAD_MUTEX_INITIALIZER,
+    .conns_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
 static int
@@ -53,6 +54,7 @@ static void
 s_tick (cm_server_t *srv)
 {
     router_t *self = cm_server_state (srv);
+    router_api_tick (self);
     routes_check_leases (self);
     stages_expire (self);
     if (self->supervisor)

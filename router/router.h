@@ -15,9 +15,18 @@
 #include "buf.h"
 
 #define ROUTER_POOL_MAX 16
+#define ROUTER_API_CONNS 64     /* open API connections at most */
 #define LEASE_NAMESPACE 25453   /* advisory lock class of route leases ("cm") */
 
 typedef struct _supervisor_t supervisor_t;
+
+/* An open API connection, so that one that sends no whole request in
+   time can be closed (router_api_tick). */
+typedef struct {
+    bool used;
+    int fd;                        /* its socket */
+    time_t deadline;               /* whole request by then; 0: none (ours to answer) */
+} api_conn_t;
 
 typedef struct {
     cm_server_t *srv;
@@ -32,6 +41,9 @@ typedef struct {
     pthread_mutex_t stages_lock;
     json_t *stages;                /* id -> stage object (heartbeats) */
     supervisor_t *supervisor;      /* local mode, or NULL */
+    pthread_mutex_t conns_lock;    /* HTTP threads and the tick */
+    api_conn_t conns [ROUTER_API_CONNS];
+    int request_seconds;           /* for a whole request (line, headers, body) */
 } router_t;
 
 /* An HTTP answer built by a handler. */
@@ -46,6 +58,8 @@ typedef struct {
 /* api.c */
 int router_api_start (router_t *self, char *err, size_t errlen);
 void router_api_stop (router_t *self);
+/* Closes the API connections past their deadline (the router's tick). */
+void router_api_tick (router_t *self);
 cm_db_t *router_db_get (router_t *self);          /* NULL: database down */
 void router_db_put (router_t *self, cm_db_t *db);
 void router_publish (router_t *self, const char *topic, json_t *payload);

@@ -4,6 +4,9 @@
 # 127.0.0.1 only, keeps its token and the sealing key in mode 0600 files,
 # and answers 404 to unknown paths.
 . tests/lib.sh
+# a request must be in within 5 s here (30 by default), so that the
+# slow clients below are closed soon
+export CASEMAIL_API_REQUEST_SECONDS=5
 cm_start || exit 1
 
 URL=$(cat "$CASEMAIL_HOME/run/api.url" 2>/dev/null)
@@ -141,6 +144,57 @@ while True:
     out += d
 print(out.count(b"HTTP/1.1 200 OK"))' "$PORT" "$TOKEN")
 check_eq "two pipelined requests: two answers" 2 "$PIPE"
+# Slow clients: 70 connections that sent part of a request line and
+# then nothing, and one that sends a byte a second (slowloris), held
+# every connection the router serves (64) for as long as they liked, and
+# a real request got no answer. A connection gets CASEMAIL_API_REQUEST_SECONDS
+# for a whole request; then it is closed and others are served.
+cat > "$CM_WORK/api-slow.py" <<'PY'
+import socket, sys, threading, time
+port, token, limit = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+held = []
+for i in range(70):
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.sendall(b"GET /v1/rou")
+    held.append(s)
+drip = socket.create_connection(("127.0.0.1", port), 5)
+closed = []
+def dribble():
+    for ch in b"GET /v1/routes HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200:
+        try:
+            drip.sendall(bytes([ch]))
+            time.sleep(1)
+            drip.setblocking(False)
+            try:
+                if drip.recv(1) == b"":
+                    break
+            except BlockingIOError:
+                continue
+            finally:
+                drip.setblocking(True)
+        except OSError:
+            break
+    else:
+        return
+    closed.append(True)
+th = threading.Thread(target=dribble, daemon=True)
+th.start()
+served = False
+c = socket.create_connection(("127.0.0.1", port), 5)
+c.settimeout(limit)
+c.sendall(("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           "Connection: close\r\n\r\n" % token).encode())
+try:
+    served = c.recv(100).startswith(b"HTTP/1.1 200")
+except OSError:
+    pass
+th.join(limit)
+print("served" if served else "not served", "slowloris closed" if closed else "slowloris open")
+PY
+check_eq "71 slow clients: a real request is still answered, the byte-a-second client is closed" \
+    "served slowloris closed" "$(python3 "$CM_WORK/api-slow.py" "$PORT" "$TOKEN" 40)"
+http "${AUTH[@]}" "$URL/v1/routes"
+check_eq "... and the API answers as before" 200 "$CODE"
 # A path longer than the router's buffer was cut to fit, and the cut
 # one could be another call: DELETE /v1/routes/sneaky/////...x lost its
 # "x" and deleted sneaky. 414, nothing done.
