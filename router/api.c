@@ -335,18 +335,35 @@ s_uri_seen (void *cls, const char *uri, struct MHD_Connection *conn)
     return req;
 }
 
+/* What s_arg_check finds in the query arguments. */
+typedef struct {
+    const char *bad;        /* a name not UTF-8 text ("" if the name isn't) */
+    const char *twice;      /* an argument the API reads, given twice */
+    int seen [4];           /* how often each of s_args came */
+} args_check_t;
+
+static const char *const s_args [4] = { "route", "state", "limit", "after" };
+
 /* MHD_KeyValueIterator: stops at a query argument that is not UTF-8
    text (PostgreSQL would refuse it with an error, a reply would lose
-   the text quoting it), leaving its name in *cls if it is text. */
+   the text quoting it), or at the second of an argument the API reads
+   (?route=a&route=b was route a: which one counts must not depend on
+   the server). */
 static enum MHD_Result
-s_arg_utf8 (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+s_arg_check (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void) kind;
-    const char **bad = cls;
-    if (cm_utf8_valid (key, strlen (key)) && (!value || cm_utf8_valid (value, strlen (value))))
-        return MHD_YES;
-    *bad = cm_utf8_valid (key, strlen (key)) ? key : "";
-    return MHD_NO;
+    args_check_t *check = cls;
+    if (!cm_utf8_valid (key, strlen (key)) || (value && !cm_utf8_valid (value, strlen (value)))) {
+        check->bad = cm_utf8_valid (key, strlen (key)) ? key : "";
+        return MHD_NO;
+    }
+    for (int i = 0; i < 4; i++)
+        if (strcmp (key, s_args [i]) == 0 && ++check->seen [i] > 1) {
+            check->twice = s_args [i];
+            return MHD_NO;
+        }
+    return MHD_YES;
 }
 
 static enum MHD_Result
@@ -388,15 +405,19 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         reply_error (&r, 400, NULL, "%s", req->bad_uri);
         return s_send (conn, &r);
     }
-    const char *bad_arg = NULL;
     if (!cm_utf8_valid (url, strlen (url))) {
         reply_error (&r, 400, NULL, "the path is not valid UTF-8 once percent-decoded");
         return s_send (conn, &r);
     }
-    MHD_get_connection_values (conn, MHD_GET_ARGUMENT_KIND, s_arg_utf8, &bad_arg);
-    if (bad_arg) {
-        reply_error (&r, 400, *bad_arg ? bad_arg : NULL, "query argument %s is not valid UTF-8"
-                     " once percent-decoded", *bad_arg ? bad_arg : "(its name)");
+    args_check_t args = { NULL, NULL, { 0 } };
+    MHD_get_connection_values (conn, MHD_GET_ARGUMENT_KIND, s_arg_check, &args);
+    if (args.bad) {
+        reply_error (&r, 400, *args.bad ? args.bad : NULL, "query argument %s is not valid UTF-8"
+                     " once percent-decoded", *args.bad ? args.bad : "(its name)");
+        return s_send (conn, &r);
+    }
+    if (args.twice) {
+        reply_error (&r, 400, args.twice, "query argument %s is given twice", args.twice);
         return s_send (conn, &r);
     }
     /* a path cut to fit would be another path ("/v1/routes/a/////...x"

@@ -115,6 +115,13 @@ check_eq "GET /v1/inbox?state=%FF: 400 naming state" "400 state" "$CODE $(printf
 http "${AUTH[@]}" "$URL/v1/routes/caf%C3%A9"
 check_eq "GET /v1/routes/caf%C3%A9 (UTF-8): still a plain 404" "404 no route named caf"$'\xc3\xa9' \
     "$CODE $(printf '%s' "$BODY" | json 'j.get("error")')"
+# A query argument given twice: the first counted (?route=sneaky&route=x
+# listed sneaky's mail). 400 naming it, as for a JSON key (below).
+for q in 'route=sneaky&route=nosuch' 'limit=1&limit=abc' 'state=parsed&state=rejected' 'after=1&after=2'; do
+    http "${AUTH[@]}" "$URL/v1/inbox?$q"
+    check_eq "GET /v1/inbox?$q: 400 naming ${q%%=*}" "400 ${q%%=*}" "$CODE $(printf '%s' "$BODY" | json 'j.get("field")')"
+done
+check_contains "... saying it is given twice" "query argument after is given twice" "$BODY"
 # A JSON key given twice: which one counts would depend on the parser
 # (jansson took the last). 400, nothing stored.
 DUP='{"name":"dup-a","email":"dup@example.test","username":"dup@example.test","password":"x","inbound_host":"localhost","inbound_protocol":"imaps","outbound_host":"localhost","outbound_protocol":"smtps","name":"dup-b"}'
