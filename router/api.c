@@ -443,7 +443,12 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         body = json_loadb (req->body.data, req->body.len,
                            JSON_REJECT_DUPLICATES | (route_call ? JSON_ALLOW_NUL : 0), &jerr);
         if (!body) {
-            reply_error (&r, 400, NULL, "request body is not valid JSON: %s", jerr.text);
+            /* jansson's text names its own flag, of no use to a client */
+            if (json_error_code (&jerr) == json_error_null_character)
+                reply_error (&r, 400, NULL, "request body: a string holds a NUL (\\u0000),"
+                             " which no field here takes");
+            else
+                reply_error (&r, 400, NULL, "request body is not valid JSON: %s", jerr.text);
             return s_send (conn, &r);
         }
     }

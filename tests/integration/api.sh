@@ -129,6 +129,13 @@ http -X POST "${AUTH[@]}" -H 'Content-Type: application/json' --data-binary "$DU
 check_eq "POST /v1/routes with \"name\" twice: 400" 400 "$CODE"
 check_contains "... saying a key is there twice" "duplicate object key" "$BODY"
 check_eq "... no route saved" 0 "$(sql "SELECT count(*) FROM routes WHERE name LIKE 'dup-%'")"
+# A NUL in a string (PostgreSQL text can't hold one): a 400 saying so,
+# not jansson's "without JSON_ALLOW_NUL", a flag of its own.
+http -X POST "${AUTH[@]}" --data-binary '{"to":["a@example.test"],"body":"x\u0000y"}' "$URL/v1/incidents/INC-1/email"
+check_eq "POST .../email with \\u0000 in body: 400 saying a string holds a NUL" \
+    '400 request body: a string holds a NUL (\u0000), which no field here takes' \
+    "$CODE $(printf '%s' "$BODY" | json 'j.get("error")')"
+check_lacks "... not naming jansson's flag" JSON_ALLOW_NUL "$BODY"
 # Already right, kept so: NUL in a value, invalid UTF-8, nesting, numbers
 # past the range, a chunked body, pipelined requests.
 for b in '{"name":"n\u0000ul"}' $'{"name":"\xc0\xaf"}' "$(printf '%*s' 5000 '' | tr ' ' '[')" \
