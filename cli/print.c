@@ -3,6 +3,7 @@
     similar text mail mostly carries; wide CJK glyphs may misalign a
     column but never break the output. */
 #include "print.h"
+#include "buf.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,7 @@ cli_clean (const char *text, bool multiline, char *out, size_t size)
                 out [o++] = ' ';
         }
         else
-        if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0))
+        if (cm_text_control (cp))
             out [o++] = '?';
         else {
             if (o + (size_t) n >= size)

@@ -132,6 +132,14 @@ cm_utf8_valid (const char *s, size_t len)
     return true;
 }
 
+bool
+cm_text_control (unsigned cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c
+        || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e)
+        || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 char *
 cm_text_scrub (char *s)
 {
@@ -180,6 +188,12 @@ cm_buf_test (bool verbose)
                     || cm_buf_reserve (&b, 61) == 0 || !b.overflow))
         rc = -1;
     cm_buf_free (&b);
+    /* what a terminal acts on; beside it, what it shows as it is */
+    if (!cm_text_control (0x1b) || !cm_text_control (0x7f) || !cm_text_control (0x9b)
+        || !cm_text_control (0x202e) || !cm_text_control (0x2066) || !cm_text_control (0x061c)
+        || cm_text_control (' ') || cm_text_control (0xa0) || cm_text_control (0x2010)
+        || cm_text_control (0x202f) || cm_text_control (0x206a))
+        rc = -1;
     /* server text: Latin-1, a cut sequence, an overlong form, controls */
     char t [] = "250 re\xe7u, \xc3\xa7" "a va \xe2\x82\xac \xc0\xaf\r\x01 \xc3";
     cm_text_scrub (t);

@@ -35,5 +35,10 @@ char *cm_text_scrub (char *s);
    overlong forms, no surrogates, nothing past U+10FFFF, no sequence cut
    by the end (a NUL is a character here). */
 bool cm_utf8_valid (const char *s, size_t len);
+/* True for a code point a terminal acts on, or that makes it show text
+   in another order than it is: C0 controls, DEL, C1 controls (U+0080
+   to U+009F; U+009B is a CSI) and the bidirectional controls (U+061C,
+   U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069). */
+bool cm_text_control (unsigned cp);
 int cm_buf_test (bool verbose);
 #endif

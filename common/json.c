@@ -1,35 +1,30 @@
 /*  common/json.c: jansson's text with C1 and bidi controls escaped
     (see json.h). */
 #include "json.h"
+#include "buf.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The code point of a control at p that must be escaped, and its
-   length in *n; 0 when p starts anything else. JSON text from jansson
-   is valid UTF-8, and these leads never occur inside a sequence, so a
-   byte match is a character match. */
+/* The code point of a control at p that must be escaped (C1, bidi:
+   cm_text_control; jansson escaped C0 already), and its length in *n;
+   0 when p starts anything else. JSON text from jansson is valid
+   UTF-8, and p is at the start of a character or at ASCII. */
 static unsigned
 s_control (const unsigned char *p, size_t *n)
 {
-    if (p [0] == 0xc2 && p [1] >= 0x80 && p [1] <= 0x9f) {
+    unsigned cp;
+    if ((p [0] & 0xe0) == 0xc0 && p [1]) {
+        cp = ((p [0] & 0x1fu) << 6) | (p [1] & 0x3fu);
         *n = 2;
-        return p [1];                                   /* C1 */
     }
-    if (p [0] == 0xd8 && p [1] == 0x9c) {
-        *n = 2;
-        return 0x061c;                                  /* ARABIC LETTER MARK */
+    else if ((p [0] & 0xf0) == 0xe0 && p [1] && p [2]) {
+        cp = ((p [0] & 0x0fu) << 12) | ((p [1] & 0x3fu) << 6) | (p [2] & 0x3fu);
+        *n = 3;
     }
-    if (p [0] == 0xe2 && p [1] && p [2]) {
-        unsigned cp = ((p [0] & 0x0fu) << 12) | ((p [1] & 0x3fu) << 6) | (p [2] & 0x3fu);
-        if (cp == 0x200e || cp == 0x200f                /* LRM, RLM */
-            || (cp >= 0x202a && cp <= 0x202e)           /* embeddings, overrides */
-            || (cp >= 0x2066 && cp <= 0x2069)) {        /* isolates */
-            *n = 3;
-            return cp;
-        }
-    }
-    return 0;
+    else
+        return 0;
+    return cp >= 0x80 && cm_text_control (cp) ? cp : 0;
 }
 
 char *

@@ -283,6 +283,11 @@ if has_raw_ctl "$OUT"; then not_ok "inbox list --json prints no raw C1 or bidi c
 else ok "inbox list --json prints no raw C1 or bidi control"; fi
 check_contains "... but \\uXXXX" '\u009B2J\u0085\u202Etxt.exe\u2066\u200E\u061C' "$OUT"
 check_eq "... the same subject for a program" 1 "$(printf '%s' "$OUT" | json '1 if j["messages"][0]["subject"] == "a\x9b2J\x85\u202etxt.exe\u2066\u200e\u061c caf\xe9" else 0')"
+# Tables show each of them as '?' (the bidi controls were printed raw).
+run_cm inbox list
+if has_raw_ctl "$OUT"; then not_ok "inbox list prints no raw C1 or bidi control" "$(printf '%s' "$OUT" | od -c | head -5)"
+else ok "inbox list prints no raw C1 or bidi control"; fi
+check_contains "... but '?' for each" "a?2J??txt.exe??? caf"$'\xc3\xa9' "$OUT"
 sql "DELETE FROM messages" >/dev/null
 
 # ---------------------------------------------------------------- files
