@@ -11,6 +11,7 @@
 #include "api.h"
 #include "cli.h"
 #include "print.h"
+#include "route.h"
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@ typedef enum {
     S_STR,          /* any text */
     S_ENUM,         /* one of values */
     S_PORT,         /* 1..65535 */
-    S_SECONDS,      /* 1..86400 */
+    S_SECONDS,      /* 1..3600, as the router takes them */
     S_DATE,         /* YYYY-MM-DD */
     S_PATH,         /* readable file, sent absolute */
     S_TRUE,         /* flag setting the field to true */
@@ -157,25 +158,6 @@ s_refused (const char *word)
     return false;
 }
 
-static bool
-s_valid_date (const char *text)
-{
-    int y, m, d, n = 0;
-    if (strlen (text) != 10 || text [4] != '-' || text [7] != '-')
-        return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (text [i] < '0' || text [i] > '9'))
-            return false;
-    if (sscanf (text, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || n != 10)
-        return false;
-    if (m < 1 || m > 12 || d < 1 || d > 31)
-        return false;
-    struct tm tm = { .tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_hour = 12 };
-    time_t t = timegm (&tm);
-    struct tm back;
-    return gmtime_r (&t, &back) && back.tm_mday == d && back.tm_mon == m - 1;
-}
-
 /* Reads a secret from stdin: one line without echo on a terminal, the
    whole input otherwise. Caller wipes and frees. */
 static char *
@@ -260,14 +242,14 @@ s_add_field (json_t *body, const s_field_t *f, const char *value)
             v = json_integer (n);
             break;
         case S_SECONDS:
-            if (cli_parse_int (value, 1, 86400, &n)) {
-                cli_err ("%s: '%s' is not a number of seconds (1-86400)", f->opt, value);
+            if (cli_parse_int (value, 1, 3600, &n)) {
+                cli_err ("%s: '%s' is not a number of seconds (1-3600)", f->opt, value);
                 return CLI_USAGE;
             }
             v = json_integer (n);
             break;
         case S_DATE:
-            if (!s_valid_date (value)) {
+            if (!cm_route_valid_date (value)) {
                 cli_err ("%s: '%s' is not a date YYYY-MM-DD", f->opt, value);
                 return CLI_USAGE;
             }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef enum { F_STR, F_INT, F_BOOL } ftype_t;
 
@@ -139,14 +140,24 @@ s_valid_host (const char *h)
     return true;
 }
 
-static bool
-s_valid_date (const char *s)
+bool
+cm_route_valid_date (const char *text)
 {
-    int y, m, d;
-    char tail;
-    if (strlen (s) != 10 || sscanf (s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
+    int y, m, d, n = 0;
+    if (strlen (text) != 10 || text [4] != '-' || text [7] != '-')
         return false;
-    return y >= 1970 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (text [i] < '0' || text [i] > '9'))
+            return false;
+    if (sscanf (text, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || n != 10)
+        return false;
+    if (y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
+        return false;
+    /* a day the month has: 2026-02-30 would be March 2nd */
+    struct tm tm = { .tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_hour = 12 };
+    time_t t = timegm (&tm);
+    struct tm back;
+    return gmtime_r (&t, &back) && back.tm_mday == d && back.tm_mon == m - 1;
 }
 
 #define FAIL(f, ...) do { snprintf (err, errlen, __VA_ARGS__); \
@@ -344,8 +355,8 @@ cm_route_apply (json_t *config, json_t *changes, bool creating,
     if (ca && ca [0] != '/')
         FAIL ("ca_file", "ca_file must be an absolute path");
     const char *since = cm_route_str (config, "since");
-    if (since && !s_valid_date (since))
-        FAIL ("since", "since '%s' is not a date (YYYY-MM-DD)", since);
+    if (since && !cm_route_valid_date (since))
+        FAIL ("since", "since '%s' is not a date (YYYY-MM-DD, from 1970)", since);
     if (strcmp (cm_route_str (config, "after_fetch"), "move") == 0
         && !s_present (config, "processed_folder"))
         FAIL ("processed_folder", "processed_folder is required when after_fetch is move");
@@ -494,6 +505,10 @@ cm_route_test (bool verbose)
         { "{\"outbound_host\": null}", "outbound_host" },
         { "{\"name\": \".\"}", "name" },
         { "{\"name\": \"..\"}", "name" },
+        { "{\"since\": \"2026-02-30\"}", "since" },
+        { "{\"since\": \"2026-13-01\"}", "since" },
+        { "{\"since\": \"1969-12-31\"}", "since" },
+        { "{\"since\": \"2026-1-011\"}", "since" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
         json_t *copy = json_deep_copy (config);

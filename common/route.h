@@ -44,5 +44,8 @@ bool cm_route_bool (const json_t *config, const char *key);
 /* True when an email address is syntactically acceptable (addr-spec,
    no display name, no control characters). */
 bool cm_route_valid_address (const char *addr);
+/* True for a calendar date YYYY-MM-DD from 1970 on that exists
+   (not 2026-02-30). */
+bool cm_route_valid_date (const char *text);
 int cm_route_test (bool verbose);
 #endif

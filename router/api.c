@@ -166,15 +166,18 @@ json_time (const char *pg_time)
     return json_string (out);
 }
 
-/* Constant-time comparison of the presented token. */
+/* Constant-time comparison of the presented token. The scheme's name
+   is case-insensitive (RFC 9110, 11.1): "bearer" is "Bearer". */
 static bool
 s_authorized (router_t *self, struct MHD_Connection *conn)
 {
     const char *auth = MHD_lookup_connection_value (conn, MHD_HEADER_KIND,
                                                     MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!auth || strncmp (auth, "Bearer ", 7) != 0)
+    if (!auth || strncasecmp (auth, "Bearer ", 7) != 0)
         return false;
     const char *token = auth + 7;
+    while (*token == ' ')
+        token++;
     size_t len = strlen (self->token);
     return strlen (token) == len && CRYPTO_memcmp (token, self->token, len) == 0;
 }
@@ -339,6 +342,7 @@ s_uri_seen (void *cls, const char *uri, struct MHD_Connection *conn)
 typedef struct {
     const char *bad;        /* a name not UTF-8 text ("" if the name isn't) */
     const char *twice;      /* an argument the API reads, given twice */
+    const char *bare;       /* an argument the API reads, given without a value */
     int seen [4];           /* how often each of s_args came */
 } args_check_t;
 
@@ -358,11 +362,18 @@ s_arg_check (void *cls, enum MHD_ValueKind kind, const char *key, const char *va
         check->bad = cm_utf8_valid (key, strlen (key)) ? key : "";
         return MHD_NO;
     }
-    for (int i = 0; i < 4; i++)
-        if (strcmp (key, s_args [i]) == 0 && ++check->seen [i] > 1) {
+    for (int i = 0; i < 4; i++) {
+        if (strcmp (key, s_args [i]) != 0)
+            continue;
+        if (++check->seen [i] > 1) {
             check->twice = s_args [i];
             return MHD_NO;
         }
+        if (!value) {       /* "?route" alone was no filter at all */
+            check->bare = s_args [i];
+            return MHD_NO;
+        }
+    }
     return MHD_YES;
 }
 
@@ -409,7 +420,7 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         reply_error (&r, 400, NULL, "the path is not valid UTF-8 once percent-decoded");
         return s_send (conn, &r);
     }
-    args_check_t args = { NULL, NULL, { 0 } };
+    args_check_t args = { NULL, NULL, NULL, { 0 } };
     MHD_get_connection_values (conn, MHD_GET_ARGUMENT_KIND, s_arg_check, &args);
     if (args.bad) {
         reply_error (&r, 400, *args.bad ? args.bad : NULL, "query argument %s is not valid UTF-8"
@@ -418,6 +429,11 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     }
     if (args.twice) {
         reply_error (&r, 400, args.twice, "query argument %s is given twice", args.twice);
+        return s_send (conn, &r);
+    }
+    if (args.bare) {
+        reply_error (&r, 400, args.bare, "query argument %s has no value (%s=...)",
+                     args.bare, args.bare);
         return s_send (conn, &r);
     }
     /* a path cut to fit would be another path ("/v1/routes/a/////...x"

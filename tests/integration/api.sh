@@ -122,6 +122,19 @@ for q in 'route=sneaky&route=nosuch' 'limit=1&limit=abc' 'state=parsed&state=rej
     check_eq "GET /v1/inbox?$q: 400 naming ${q%%=*}" "400 ${q%%=*}" "$CODE $(printf '%s' "$BODY" | json 'j.get("field")')"
 done
 check_contains "... saying it is given twice" "query argument after is given twice" "$BODY"
+# An argument the API reads, with no "=": it was no filter at all
+# (?route listed every route's mail).
+for q in route state limit after; do
+    http "${AUTH[@]}" "$URL/v1/inbox?$q"
+    check_eq "GET /v1/inbox?$q (no value): 400 naming $q" "400 $q" "$CODE $(printf '%s' "$BODY" | json 'j.get("field")')"
+done
+# The scheme of Authorization is case-insensitive (RFC 9110).
+http -H "Authorization: bearer $TOKEN" "$URL/v1/routes"
+check_eq "GET /v1/routes with 'bearer' in lower case: 200" 200 "$CODE"
+http -H "Authorization: BEARER  $TOKEN" "$URL/v1/routes"
+check_eq "... with 'BEARER' and two spaces: 200" 200 "$CODE"
+http -H "Authorization: Bearer ${TOKEN}x" "$URL/v1/routes"
+check_eq "... with a wrong token: still 401" 401 "$CODE"
 # A JSON key given twice: which one counts would depend on the parser
 # (jansson took the last). 400, nothing stored.
 DUP='{"name":"dup-a","email":"dup@example.test","username":"dup@example.test","password":"x","inbound_host":"localhost","inbound_protocol":"imaps","outbound_host":"localhost","outbound_protocol":"smtps","name":"dup-b"}'

@@ -248,6 +248,12 @@ api_invalid "unknown national cloud" national_cloud '"national_cloud":"mars"'
 api_invalid "CR LF in the folder" folder '"folder":"IN\r\nBOX"'
 api_invalid "NUL in the folder" folder '"folder":"IN\u0000BOX"'
 api_invalid "malformed email" email '"email":"dan@"'
+api_invalid "since 2026-02-30 (no such day)" since '"since":"2026-02-30"'
+api_invalid "since 2026-1-011" since '"since":"2026-1-011"'
+api_invalid "poll_interval 7200" poll_interval '"poll_interval":7200'
+run_cm route set feed-a --poll-interval 7200
+check_eq "route set --poll-interval 7200 exits 2" 2 "$RC"
+check_contains "... naming the range the router takes" "(1-3600)" "$OUT"
 
 # ---------------------------------------------------------------- one route per account
 run_cm route add feed-b2 --email "other@$D" --username "BOB@Example.TEST" --password-env BOB_PW \
