@@ -1233,54 +1233,124 @@ s_dsn_field (const char *text, const char *name)
     return NULL;
 }
 
-/* Fills dsn_status/action/recipient from a message/delivery-status body. */
+/* The status code of a Status field value ("5.1.1 (user unknown)" ->
+   "5.1.1"); takes v; NULL when none. */
+static char *
+s_dsn_status_of (char *v)
+{
+    if (!v)
+        return NULL;
+    size_t k = 0;
+    while (v [k] && (isdigit ((unsigned char) v [k]) || v [k] == '.'))
+        k++;
+    v [k] = 0;
+    if (*v)
+        return v;
+    free (v);
+    return NULL;
+}
+
+/* The lower-case word of an Action field value; takes v; NULL when none. */
+static char *
+s_dsn_action_of (char *v)
+{
+    if (!v)
+        return NULL;
+    size_t k = 0;
+    while (v [k] && !isspace ((unsigned char) v [k]) && v [k] != '(' && v [k] != ';')
+        k++;
+    v [k] = 0;
+    s_lower (v);
+    if (*v)
+        return v;
+    free (v);
+    return NULL;
+}
+
+/* The address of a Final-/Original-Recipient value ("rfc822; <a@b>" ->
+   "a@b"); takes v; NULL when none. */
+static char *
+s_dsn_address_of (char *v)
+{
+    if (!v)
+        return NULL;
+    char *addr = strchr (v, ';') ? strchr (v, ';') + 1 : v;
+    while (*addr == ' ' || *addr == '<')
+        addr++;
+    size_t k = strlen (addr);
+    while (k && (addr [k - 1] == ' ' || addr [k - 1] == '>'))
+        k--;
+    addr [k] = 0;
+    char *out = *addr ? strdup (addr) : NULL;
+    free (v);
+    return out;
+}
+
+#define S_DSN_RCPTS_MAX 1000    /* per-recipient blocks kept of one message */
+
+/* Appends each per-recipient block of a delivery-status text (blocks are
+   separated by blank lines; the first, per-message one names no
+   recipient) to m->dsn_rcpts. */
+static void
+s_parse_dsn_blocks (cm_message_t *m, const char *text)
+{
+    const char *p = text;
+    while (*p && m->ndsn_rcpts < S_DSN_RCPTS_MAX) {
+        /* one block: up to a line holding only blanks, or the end */
+        const char *q = p, *end = NULL;
+        while (*q) {
+            const char *eol = strchr (q, '\n');
+            const char *r = q;
+            while (r < (eol ? eol : q + strlen (q)) && (*r == ' ' || *r == '\t' || *r == '\r'))
+                r++;
+            if (r == (eol ? eol : q + strlen (q)) && (eol || r > q)) {
+                end = q;            /* blank line */
+                q = eol ? eol + 1 : r;
+                break;
+            }
+            q = eol ? eol + 1 : q + strlen (q);
+        }
+        char *block = strndup (p, (size_t) ((end ? end : q) - p));
+        p = q;
+        if (!block)
+            return;
+        char *final = s_dsn_address_of (s_dsn_field (block, "Final-Recipient"));
+        char *original = s_dsn_address_of (s_dsn_field (block, "Original-Recipient"));
+        if (final || original) {
+            cm_dsn_rcpt_t *grown = realloc (m->dsn_rcpts, (m->ndsn_rcpts + 1) * sizeof *grown);
+            if (!grown) {
+                free (final);
+                free (original);
+                free (block);
+                return;
+            }
+            m->dsn_rcpts = grown;
+            cm_dsn_rcpt_t *r = &m->dsn_rcpts [m->ndsn_rcpts++];
+            r->recipient = final;
+            r->original = original;
+            r->action = s_dsn_action_of (s_dsn_field (block, "Action"));
+            r->status = s_dsn_status_of (s_dsn_field (block, "Status"));
+        }
+        free (block);
+    }
+}
+
+/* Fills dsn_status/action/recipient (the first of each) and the
+   per-recipient blocks from a message/delivery-status body. */
 static void
 s_parse_dsn (cm_message_t *m, const char *text)
 {
-    if (!m->dsn_status) {
-        char *v = s_dsn_field (text, "Status");
-        if (v) {
-            size_t k = 0;
-            while (v [k] && (isdigit ((unsigned char) v [k]) || v [k] == '.'))
-                k++;
-            v [k] = 0;
-            if (*v)
-                m->dsn_status = v;
-            else
-                free (v);
-        }
-    }
-    if (!m->dsn_action) {
-        char *v = s_dsn_field (text, "Action");
-        if (v) {
-            size_t k = 0;
-            while (v [k] && !isspace ((unsigned char) v [k]) && v [k] != '(' && v [k] != ';')
-                k++;
-            v [k] = 0;
-            s_lower (v);
-            if (*v)
-                m->dsn_action = v;
-            else
-                free (v);
-        }
-    }
+    if (!m->dsn_status)
+        m->dsn_status = s_dsn_status_of (s_dsn_field (text, "Status"));
+    if (!m->dsn_action)
+        m->dsn_action = s_dsn_action_of (s_dsn_field (text, "Action"));
     if (!m->dsn_recipient) {
         char *v = s_dsn_field (text, "Final-Recipient");
         if (!v)
             v = s_dsn_field (text, "Original-Recipient");
-        if (v) {
-            char *addr = strchr (v, ';') ? strchr (v, ';') + 1 : v;
-            while (*addr == ' ' || *addr == '<')
-                addr++;
-            size_t k = strlen (addr);
-            while (k && (addr [k - 1] == ' ' || addr [k - 1] == '>'))
-                k--;
-            addr [k] = 0;
-            if (*addr)
-                m->dsn_recipient = strdup (addr);
-            free (v);
-        }
+        m->dsn_recipient = s_dsn_address_of (v);
     }
+    s_parse_dsn_blocks (m, text);
 }
 
 /* ------------------------------------------------------------ attachments */
@@ -2792,6 +2862,13 @@ cm_message_destroy (cm_message_t **self_p)
     free (m->dsn_action);
     free (m->dsn_recipient);
     free (m->dsn_original_message_id);
+    for (size_t i = 0; i < m->ndsn_rcpts; i++) {
+        free (m->dsn_rcpts [i].recipient);
+        free (m->dsn_rcpts [i].original);
+        free (m->dsn_rcpts [i].action);
+        free (m->dsn_rcpts [i].status);
+    }
+    free (m->dsn_rcpts);
     free (m);
     *self_p = NULL;
 }
@@ -3111,6 +3188,35 @@ cm_message_selftest (bool verbose)
              && m->dsn_recipient && strcmp (m->dsn_recipient, "nobody@example.org") == 0
              && m->dsn_original_message_id && strcmp (m->dsn_original_message_id, "orig-1@casemail") == 0,
              "dsn fields", verbose);
+    s_check (m && m->ndsn_rcpts == 1 && strcmp (m->dsn_rcpts [0].recipient, "nobody@example.org") == 0
+             && !m->dsn_rcpts [0].original && strcmp (m->dsn_rcpts [0].status, "5.1.1") == 0,
+             "dsn recipient block", verbose);
+    cm_message_destroy (&m);
+    /* every per-recipient block, CRLF and all: one delivered, one failed
+       (named by Original-Recipient too), one delayed */
+    m = s_parse_str ("Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.org\r\nSubject: Report\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=R\r\n\r\n"
+        "--R\r\nContent-Type: text/plain\r\n\r\nSome went.\r\n"
+        "--R\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.org\r\nArrival-Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n"
+        "Final-Recipient: rfc822; a@example.org\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n"
+        "Original-Recipient: rfc822;B@example.org\r\nFinal-Recipient: rfc822; <b@mail.example.org>\r\n"
+        "Action: FAILED\r\nStatus: 5.2.2 (mailbox full)\r\n \r\n"
+        "Final-Recipient: rfc822; c@example.org\r\nAction: delayed\r\nStatus: 4.4.1\r\n"
+        "--R\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <orig-2@casemail>\r\n\r\n--R--\r\n",
+        reason, sizeof reason);
+    s_check (m && m->dsn && m->ndsn_rcpts == 3, "dsn: three recipient blocks", verbose);
+    s_check (m && m->ndsn_rcpts == 3
+             && strcmp (m->dsn_rcpts [0].recipient, "a@example.org") == 0
+             && strcmp (m->dsn_rcpts [0].action, "delivered") == 0
+             && strcmp (m->dsn_rcpts [1].recipient, "b@mail.example.org") == 0
+             && strcmp (m->dsn_rcpts [1].original, "B@example.org") == 0
+             && strcmp (m->dsn_rcpts [1].action, "failed") == 0
+             && strcmp (m->dsn_rcpts [1].status, "5.2.2") == 0
+             && strcmp (m->dsn_rcpts [2].action, "delayed") == 0
+             && strcmp (m->dsn_rcpts [2].status, "4.4.1") == 0
+             && strcmp (m->dsn_status, "2.0.0") == 0,
+             "dsn: each block's recipient, action and status", verbose);
     cm_message_destroy (&m);
 
     /* encryption and signatures */

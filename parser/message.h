@@ -37,6 +37,14 @@ typedef struct cm_attachment_s {
     int nested_index;     /* index into msg->nested, or -1 */
 } cm_attachment_t;
 
+/* One per-recipient block of a delivery status report. */
+typedef struct cm_dsn_rcpt_s {
+    char *recipient;      /* Final-Recipient address, or NULL */
+    char *original;       /* Original-Recipient address (as we sent it), or NULL */
+    char *action;         /* "failed", "delayed", ... lower case, or NULL */
+    char *status;         /* "5.1.1", or NULL */
+} cm_dsn_rcpt_t;
+
 typedef struct cm_message_s {
     char *subject;        /* decoded, "" when absent */
     char *from_name;      /* first From mailbox, "" when absent */
@@ -71,6 +79,9 @@ typedef struct cm_message_s {
     char *dsn_action;     /* "failed", "delayed", ..., or NULL */
     char *dsn_recipient;  /* Final-Recipient address, or NULL */
     char *dsn_original_message_id; /* of the returned message, or NULL */
+    struct cm_dsn_rcpt_s *dsn_rcpts; /* every per-recipient block of the
+                             report(s), in order (RFC 3464 2.3) */
+    size_t ndsn_rcpts;
     bool null_return_path;/* Return-Path: <> */
 } cm_message_t;
 

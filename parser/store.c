@@ -4,9 +4,10 @@
     incident it answers, with attachments (attached mail to any depth,
     with its own attachments); automatic mail, delivery reports and mail
     from the route's own address are stored and flagged, linked where they
-    match, and never open an incident. A delivery report that says an
-    email we sent failed marks it bounced (a delay warning or a success
-    report does not). A batch is stored in one statement for its
+    match, and never open an incident. A delivery report settles each
+    recipient it says failed (s_bounce): refused, and the email bounced
+    once nobody is left who took it (a delay warning or a success report
+    changes nothing). A batch is stored in one statement for its
     rejections, one for its incidents, timeline entries, thread ids and
     message states, and one for all its attachments (threading lookups and
     bounce updates are made message by message as they are added). A
@@ -138,6 +139,103 @@ s_dsn_failed (const cm_message_t *msg)
     if (msg->dsn_status && *msg->dsn_status)
         return msg->dsn_status [0] == '5';
     return true;
+}
+
+/* Does one per-recipient block say delivery failed? Action "failed";
+   without an Action, a permanent status (5.x.x). */
+static bool
+s_rcpt_failed (const cm_dsn_rcpt_t *r)
+{
+    if (r->action && *r->action)
+        return strcasecmp (r->action, "failed") == 0;
+    return r->status && r->status [0] == '5';
+}
+
+/* The recipients a delivery report says failed leave `delivered` for
+   `refused`, their status joins `refusals`; the email becomes `bounced`
+   only when no recipient is left that took it or waits for it, and
+   otherwise keeps its state with the refusals as its last error. A
+   recipient is matched by its Original-Recipient or Final-Recipient
+   address, in any case; one already refused is not counted again, so the
+   same report stored twice, or a second one for the same recipient,
+   changes nothing more. A report that names no recipient we sent to but
+   says the email failed (no readable blocks, or an address rewritten on
+   the way) counts for the email's recipient when exactly one is left.
+   Delay warnings and success reports change nothing. One statement, in
+   the batch's transaction. 0, or -1 on a database error. */
+static int
+s_bounce (cm_db_t *db, const cm_message_t *msg)
+{
+    cm_db_array_t *addrs = cm_db_array_new (CM_DB_TEXT), *statuses = cm_db_array_new (CM_DB_TEXT);
+    bool any_failed = false;
+    const char *first_status = NULL;
+    for (size_t i = 0; i < msg->ndsn_rcpts; i++) {
+        const cm_dsn_rcpt_t *r = &msg->dsn_rcpts [i];
+        if (!s_rcpt_failed (r))
+            continue;
+        any_failed = true;
+        if (!first_status)
+            first_status = r->status;
+        const char *names [] = { r->original, r->recipient };
+        for (size_t k = 0; k < 2; k++)
+            if (names [k]) {
+                cm_db_array_add_text (addrs, names [k]);
+                cm_db_array_add (statuses, r->status, r->status ? strlen (r->status) : 0);
+            }
+    }
+    if (msg->ndsn_rcpts == 0 && s_dsn_failed (msg)) {
+        any_failed = true;
+        first_status = msg->dsn_status;
+    }
+    int rc = 0;
+    if (any_failed) {
+        const char *v [] = { msg->dsn_original_message_id, cm_db_array_data (addrs),
+                             cm_db_array_data (statuses), first_status };
+        int lens [] = { 0, cm_db_array_len (addrs), cm_db_array_len (statuses), 0 };
+        int fmts [] = { 0, 1, 1, 0 };
+        PGresult *res = v [1] && v [2] ? cm_db_query_binary (db,
+            "WITH o AS (SELECT id, rcpt_to || cc || bcc AS everyone, refused FROM outbox"
+            "  WHERE message_id = $1 AND state IN ('sent', 'queued', 'sending', 'bounced')),"
+            " f AS (SELECT lower (a) AS a, s FROM unnest ($2::text[], $3::text[]) AS t (a, s)),"
+            " live AS (SELECT o.id, r.addr, r.ord FROM o, unnest (o.everyone) WITH ORDINALITY AS r (addr, ord)"
+            "  WHERE NOT EXISTS (SELECT 1 FROM unnest (o.refused) x WHERE lower (x) = lower (r.addr))),"
+            " named AS (SELECT DISTINCT ON (l.id, lower (l.addr)) l.id, l.addr, l.ord, f.s"
+            "  FROM live l JOIN f ON f.a = lower (l.addr) ORDER BY l.id, lower (l.addr), l.ord),"
+            " sole AS (SELECT DISTINCT ON (l.id) l.id, l.addr, l.ord, $4::text AS s FROM live l"
+            "  WHERE NOT EXISTS (SELECT 1 FROM named n WHERE n.id = l.id)"
+            "  AND (SELECT count (DISTINCT lower (k.addr)) FROM live k WHERE k.id = l.id) = 1"
+            "  ORDER BY l.id, l.ord),"
+            " hit AS (SELECT * FROM named UNION ALL SELECT * FROM sole),"
+            " agg AS (SELECT h.id, array_agg (h.addr ORDER BY h.ord) AS addrs,"
+            "  string_agg (h.addr || ' bounced (' || coalesce (h.s, 'failed') || ')', '; '"
+            "   ORDER BY h.ord) AS why,"
+            "  (array_agg (h.s ORDER BY h.ord) FILTER (WHERE h.s IS NOT NULL)) [1] AS status,"
+            "  (SELECT count (*) FROM live l WHERE l.id = h.id AND NOT EXISTS (SELECT 1 FROM hit k"
+            "   WHERE k.id = l.id AND lower (k.addr) = lower (l.addr))) AS left_n"
+            "  FROM hit h GROUP BY h.id)"
+            " UPDATE outbox SET refused = outbox.refused || agg.addrs,"
+            " delivered = ARRAY (SELECT d.a FROM unnest (outbox.delivered) WITH ORDINALITY AS d (a, n)"
+            "  WHERE lower (d.a) <> ALL (SELECT lower (x) FROM unnest (agg.addrs) x) ORDER BY d.n),"
+            " refusals = concat_ws ('; ', outbox.refusals, agg.why),"
+            " last_error = concat_ws ('; ', outbox.refusals, agg.why),"
+            " dsn_status = coalesce (agg.status, outbox.dsn_status),"
+            " state = CASE WHEN agg.left_n = 0 AND outbox.state IN ('sent', 'queued')"
+            "  THEN 'bounced' ELSE outbox.state END"
+            " FROM agg WHERE outbox.id = agg.id RETURNING outbox.id, outbox.state, agg.why",
+            4, v, lens, fmts, 0) : NULL;
+        if (!res) {
+            cm_error (NULL, "database: recording the bounce of email %.200s: %s",
+                      msg->dsn_original_message_id, v [1] && v [2] ? cm_db_error (db) : "out of memory");
+            rc = -1;
+        }
+        else if (PQntuples (res) > 0)
+            cm_info (NULL, "email %s: %s%s", cm_db_get (res, 0, 0), cm_db_get (res, 0, 2),
+                     strcmp (cm_db_get (res, 0, 1), "bounced") == 0 ? "; nobody is left: bounced" : "");
+        PQclear (res);
+    }
+    cm_db_array_destroy (&addrs);
+    cm_db_array_destroy (&statuses);
+    return rc;
 }
 
 /* One message waiting in the batch. */
@@ -522,19 +620,9 @@ store_add (store_batch_t *self, cm_db_t *db, long long message_row,
     }
     if (incident)
         flags [nflags++] = "reply";
-    if (msg->dsn && msg->dsn_original_message_id && s_dsn_failed (msg)) {
-        char why [512];
-        snprintf (why, sizeof why, "bounced: %s%s%s", msg->dsn_status ? msg->dsn_status : "failed",
-                  msg->dsn_recipient ? " for " : "", msg->dsn_recipient ? msg->dsn_recipient : "");
-        cm_text_scrub (why);        /* not cut inside a character */
-        const char *v [] = { msg->dsn_original_message_id, msg->dsn_status, why };
-        if (cm_db_exec (db, "UPDATE outbox SET state = 'bounced', dsn_status = $2,"
-                        " last_error = $3 WHERE message_id = $1", 3, v)) {
-            cm_error (NULL, "database: marking email %.200s bounced: %s",
-                      msg->dsn_original_message_id, cm_db_error (db));
-            cm_message_destroy (&msg);
-            return -1;
-        }
+    if (msg->dsn && msg->dsn_original_message_id && s_bounce (db, msg)) {
+        cm_message_destroy (&msg);
+        return -1;
     }
     p->open = !incident && !automatic;
     p->automatic = automatic;

@@ -10,6 +10,9 @@
 #      the same incident, quoted history kept apart from the new text;
 #   3. an out-of-office answer is flagged and opens nothing, sends nothing;
 #      a bounce for an unknown recipient marks the email bounced (5.1.1);
+#      a report failing one recipient of three refuses that one alone and
+#      leaves the email sent (the same report again changes nothing), and
+#      the email is bounced once every recipient bounced;
 #   6. CR/LF in a subject or an address is refused (CLI exit 2, API 400)
 #      and nothing is queued.
 # Uses only the user u10 and the shared sink mailbox (messages found by
@@ -105,11 +108,20 @@ elif cmd == "dsn":                   # dsn OUT KEY=VALUE...: a delivery status r
         'Content-Type: multipart/report; report-type=delivery-status; boundary="B-dsn"', "",
         "--B-dsn", "Content-Type: text/plain", "", kv["text"], "",
         "--B-dsn", "Content-Type: message/delivery-status", "",
-        "Reporting-MTA: dns; mx.outside.test", "",
-        "Final-Recipient: rfc822; %s" % kv["recipient"], "Action: %s" % kv["action"],
-        "Status: %s" % kv["status"], "",
+        "Reporting-MTA: dns; mx.outside.test", ""]
+    # blocks=ADDR|ACTION|STATUS;... (ADDR may be ORIGINAL>FINAL): one
+    # per-recipient block each; else recipient=, action=, status=
+    blocks = [b.split("|") for b in kv["blocks"].split(";")] if "blocks" in kv \
+        else [[kv["recipient"], kv["action"], kv["status"]]]
+    for addr, action, status in blocks:
+        if ">" in addr:
+            orig, addr = addr.split(">", 1)
+            lines.append("Original-Recipient: rfc822;%s" % orig)
+        lines += ["Final-Recipient: rfc822; %s" % addr, "Action: %s" % action,
+                  "Status: %s" % status, ""]
+    lines += [
         "--B-dsn", "Content-Type: text/rfc822-headers", "",
-        "From: %s" % kv["to"], "To: %s" % kv["recipient"], "Subject: returned",
+        "From: %s" % kv["to"], "To: %s" % kv.get("recipient", blocks[0][0]), "Subject: returned",
         "Message-ID: <%s>" % kv["original"], "",
         "--B-dsn--", ""]
     open(out, "wb").write("\r\n".join(lines).encode())
@@ -386,6 +398,61 @@ check_eq "the delivery report is attached to $INC, flagged bounce" "$INC bounce"
     "$("$CM" inbox list --json | json "' '.join([(m['incident'] or 'None')+' '+('bounce' if 'bounce' in m['flags'] else '-') for m in j['messages'] if 'bounce' in m['flags'] or 'multipart/report' in (m.get('subject') or '')][:1])")"
 check_eq "the bounce opens no incident" "$INCIDENTS1" "$(incident_count)"
 check_eq "the bounce triggers no email" $((OUTBOX0 + 1)) "$(outbox_count)"
+
+# --- 3b. a delivery report about some of an email's recipients ---------
+# One report, a block per recipient: P1 delivered, P2 failed (5.1.1), P3
+# delayed. P2 moves from delivered to refused, the email stays sent and
+# its last error names P2; the same report again, and a second report
+# for P2, change nothing more; a last report fails P1 and P3 (P3 named
+# by its Original-Recipient, in capitals, its Final-Recipient rewritten
+# on the way): nobody is left, the email is bounced.
+P1="p1-$TOK@outside.test"; P2="p2-$TOK@outside.test"; P3="p3-$TOK@outside.test"
+run_cm incident email "$INC" --to "$P1" --cc "$P2" --cc "$P3" --subject "Three $TOK" \
+    --body "To three." --wait --wait-timeout 60
+E4=$(printf '%s' "$OUT" | sed -n 's/^queued email \([0-9]*\) .*/\1/p' | head -1)
+lists4() { outbox_json | json "' '.join(['|'.join(sorted(e[k])) for e in j['emails'] if e['id']==$E4 for k in ('delivered','refused')])"; }
+check_eq "an email to three recipients is sent to all three" "sent $P1|$P2|$P3 " \
+    "$(outbox_field "$E4" state) $(lists4)"
+E4_MID=$(outbox_field "$E4" message_id)
+inbox_copies() { "$CM" inbox list --json | json "sum(1 for m in j['messages'] if (m.get('message_id') or '').strip('<>')=='$1' and m['state']=='parsed')"; }
+copies_are() { [ "$(inbox_copies "$1")" = "$2" ]; }
+PART_ID="part-$TOK@mx.outside.test"
+mailpy dsn "$T/part.eml" to="$ROUTE_ADDR" subject="Delivery Status Notification (Failure)" \
+    message_id="$PART_ID" original="$E4_MID" blocks="$P1|delivered|2.0.0;$P2|failed|5.1.1;$P3|delayed|4.4.1" \
+    text="Delivery to one of the recipients failed."
+send_raw "$T/part.eml" "<>" "$ROUTE_ADDR"
+wait_until 60 parsed "$PART_ID" || not_ok "the partial report is parsed" "$("$CM" inbox list | tail -3)"
+check_eq "a report failing one of three recipients leaves the email sent" sent "$(outbox_field "$E4" state)"
+check_eq "... the failed recipient moves from delivered to refused" "$P1|$P3 $P2" "$(lists4)"
+check_contains "... its last error names who bounced, with the status" "$P2 bounced (5.1.1)" \
+    "$(outbox_field "$E4" last_error)"
+check_eq "... its dsn_status is the failed recipient's" "5.1.1" "$(outbox_field "$E4" dsn_status)"
+check_contains "incident show gives the email's last error" "$P2 bounced (5.1.1)" \
+    "$("$CM" incident show "$INC" | grep -A12 "subject: *\[$INC\] Three $TOK" | grep 'last error:')"
+ERR4=$(outbox_field "$E4" last_error)
+# the same report delivered again, then another report for P2 alone
+send_raw "$T/part.eml" "<>" "$ROUTE_ADDR"
+wait_until 60 copies_are "$PART_ID" 2 || not_ok "the same report again is parsed" "copies: $(inbox_copies "$PART_ID")"
+AGAIN_ID="again-$TOK@mx.outside.test"
+mailpy dsn "$T/again.eml" to="$ROUTE_ADDR" subject="Undelivered Mail Returned to Sender" \
+    message_id="$AGAIN_ID" original="$E4_MID" blocks="$P2|failed|5.1.1" text="Again."
+send_raw "$T/again.eml" "<>" "$ROUTE_ADDR"
+wait_until 60 parsed "$AGAIN_ID" || not_ok "the second report for P2 is parsed" "$("$CM" inbox list | tail -3)"
+check_eq "the same report twice and a second one for P2 change nothing more" \
+    "sent $P1|$P3 $P2 $ERR4" "$(outbox_field "$E4" state) $(lists4) $(outbox_field "$E4" last_error)"
+LAST_ID="last-$TOK@mx.outside.test"
+P3UP=$(printf '%s' "$P3" | tr a-z A-Z)
+mailpy dsn "$T/last.eml" to="$ROUTE_ADDR" subject="Undelivered Mail Returned to Sender" \
+    message_id="$LAST_ID" original="$E4_MID" \
+    blocks="$P1|failed|5.2.2;$P3UP>p3-$TOK@mx.forward.test|failed|5.4.7" text="The others."
+send_raw "$T/last.eml" "<>" "$ROUTE_ADDR"
+wait_until 60 parsed "$LAST_ID" || not_ok "the last report is parsed" "$("$CM" inbox list | tail -3)"
+check_eq "once every recipient bounced the email is bounced" bounced "$(outbox_field "$E4" state)"
+check_eq "... nobody left delivered, all three refused" " $P1|$P2|$P3" "$(lists4)"
+check_contains "... its last error names each" "$P1 bounced (5.2.2); $P3 bounced (5.4.7)" \
+    "$(outbox_field "$E4" last_error)"
+run_cm outbox list --state bounced
+check_contains "outbox list --state bounced lists it" "Three $TOK" "$OUT"
 
 # --- 6. CR/LF in a header value is refused, nothing queued --------------
 OUTBOX1=$(outbox_count)
