@@ -158,9 +158,10 @@ s_rcpt_failed (const cm_dsn_rcpt_t *r)
    recipient is matched by its Original-Recipient or Final-Recipient
    address, in any case; one already refused is not counted again, so the
    same report stored twice, or a second one for the same recipient,
-   changes nothing more. A report that names no recipient we sent to but
-   says the email failed (no readable blocks, or an address rewritten on
-   the way) counts for the email's recipient when exactly one is left.
+   changes nothing more. A report that names none of the email's
+   recipients (refused ones included) but says it failed (no readable
+   blocks, or an address rewritten on the way) counts for the email's
+   recipient when exactly one is left.
    Delay warnings and success reports change nothing. One statement, in
    the batch's transaction. 0, or -1 on a database error. */
 static int
@@ -201,8 +202,9 @@ s_bounce (cm_db_t *db, const cm_message_t *msg)
             "  WHERE NOT EXISTS (SELECT 1 FROM unnest (o.refused) x WHERE lower (x) = lower (r.addr))),"
             " named AS (SELECT DISTINCT ON (l.id, lower (l.addr)) l.id, l.addr, l.ord, f.s"
             "  FROM live l JOIN f ON f.a = lower (l.addr) ORDER BY l.id, lower (l.addr), l.ord),"
-            " sole AS (SELECT DISTINCT ON (l.id) l.id, l.addr, l.ord, $4::text AS s FROM live l"
-            "  WHERE NOT EXISTS (SELECT 1 FROM named n WHERE n.id = l.id)"
+            " sole AS (SELECT DISTINCT ON (l.id) l.id, l.addr, l.ord, $4::text AS s"
+            "  FROM live l JOIN o ON o.id = l.id"
+            "  WHERE NOT EXISTS (SELECT 1 FROM unnest (o.everyone) e JOIN f ON f.a = lower (e))"
             "  AND (SELECT count (DISTINCT lower (k.addr)) FROM live k WHERE k.id = l.id) = 1"
             "  ORDER BY l.id, l.ord),"
             " hit AS (SELECT * FROM named UNION ALL SELECT * FROM sole),"

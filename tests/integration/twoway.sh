@@ -402,10 +402,9 @@ check_eq "the bounce triggers no email" $((OUTBOX0 + 1)) "$(outbox_count)"
 # --- 3b. a delivery report about some of an email's recipients ---------
 # One report, a block per recipient: P1 delivered, P2 failed (5.1.1), P3
 # delayed. P2 moves from delivered to refused, the email stays sent and
-# its last error names P2; the same report again, and a second report
-# for P2, change nothing more; a last report fails P1 and P3 (P3 named
-# by its Original-Recipient, in capitals, its Final-Recipient rewritten
-# on the way): nobody is left, the email is bounced.
+# its last error names P2; the same report again changes nothing; P3
+# fails; a second report for P2 changes nothing; once P1 fails too
+# nobody is left and the email is bounced.
 P1="p1-$TOK@outside.test"; P2="p2-$TOK@outside.test"; P3="p3-$TOK@outside.test"
 run_cm incident email "$INC" --to "$P1" --cc "$P2" --cc "$P3" --subject "Three $TOK" \
     --body "To three." --wait --wait-timeout 60
@@ -430,26 +429,39 @@ check_eq "... its dsn_status is the failed recipient's" "5.1.1" "$(outbox_field 
 check_contains "incident show gives the email's last error" "$P2 bounced (5.1.1)" \
     "$("$CM" incident show "$INC" | grep -A12 "subject: *\[$INC\] Three $TOK" | grep 'last error:')"
 ERR4=$(outbox_field "$E4" last_error)
-# the same report delivered again, then another report for P2 alone
+# the same report delivered again changes nothing
 send_raw "$T/part.eml" "<>" "$ROUTE_ADDR"
 wait_until 60 copies_are "$PART_ID" 2 || not_ok "the same report again is parsed" "copies: $(inbox_copies "$PART_ID")"
+check_eq "the same report twice changes nothing more" \
+    "sent $P1|$P3 $P2 $ERR4" "$(outbox_field "$E4" state) $(lists4) $(outbox_field "$E4" last_error)"
+# P3 fails, named by its Original-Recipient (in capitals; its
+# Final-Recipient was rewritten on the way): P1 is left, still sent
+P3_ID="p3-$TOK@mx.outside.test"
+P3UP=$(printf '%s' "$P3" | tr a-z A-Z)
+mailpy dsn "$T/p3.eml" to="$ROUTE_ADDR" subject="Undelivered Mail Returned to Sender" \
+    message_id="$P3_ID" original="$E4_MID" blocks="$P3UP>p3-$TOK@mx.forward.test|failed|5.4.7" text="P3."
+send_raw "$T/p3.eml" "<>" "$ROUTE_ADDR"
+wait_until 60 parsed "$P3_ID" || not_ok "the report for P3 is parsed" "$("$CM" inbox list | tail -3)"
+check_eq "a report naming P3 by its Original-Recipient refuses P3; P1 is left, the email sent" \
+    "sent $P1 $P2|$P3" "$(outbox_field "$E4" state) $(lists4)"
+ERR5=$(outbox_field "$E4" last_error)
+check_eq "... its last error names both bounces" "$P2 bounced (5.1.1); $P3 bounced (5.4.7)" "$ERR5"
+# a second report for P2, with one recipient left: it is not that one's
 AGAIN_ID="again-$TOK@mx.outside.test"
 mailpy dsn "$T/again.eml" to="$ROUTE_ADDR" subject="Undelivered Mail Returned to Sender" \
     message_id="$AGAIN_ID" original="$E4_MID" blocks="$P2|failed|5.1.1" text="Again."
 send_raw "$T/again.eml" "<>" "$ROUTE_ADDR"
 wait_until 60 parsed "$AGAIN_ID" || not_ok "the second report for P2 is parsed" "$("$CM" inbox list | tail -3)"
-check_eq "the same report twice and a second one for P2 change nothing more" \
-    "sent $P1|$P3 $P2 $ERR4" "$(outbox_field "$E4" state) $(lists4) $(outbox_field "$E4" last_error)"
+check_eq "a second report for P2 changes nothing (P1, the one left, is not taken for it)" \
+    "sent $P1 $P2|$P3 $ERR5" "$(outbox_field "$E4" state) $(lists4) $(outbox_field "$E4" last_error)"
 LAST_ID="last-$TOK@mx.outside.test"
-P3UP=$(printf '%s' "$P3" | tr a-z A-Z)
 mailpy dsn "$T/last.eml" to="$ROUTE_ADDR" subject="Undelivered Mail Returned to Sender" \
-    message_id="$LAST_ID" original="$E4_MID" \
-    blocks="$P1|failed|5.2.2;$P3UP>p3-$TOK@mx.forward.test|failed|5.4.7" text="The others."
+    message_id="$LAST_ID" original="$E4_MID" blocks="$P1|failed|5.2.2" text="The last one."
 send_raw "$T/last.eml" "<>" "$ROUTE_ADDR"
 wait_until 60 parsed "$LAST_ID" || not_ok "the last report is parsed" "$("$CM" inbox list | tail -3)"
 check_eq "once every recipient bounced the email is bounced" bounced "$(outbox_field "$E4" state)"
 check_eq "... nobody left delivered, all three refused" " $P1|$P2|$P3" "$(lists4)"
-check_contains "... its last error names each" "$P1 bounced (5.2.2); $P3 bounced (5.4.7)" \
+check_eq "... its last error names each" "$P2 bounced (5.1.1); $P3 bounced (5.4.7); $P1 bounced (5.2.2)" \
     "$(outbox_field "$E4" last_error)"
 run_cm outbox list --state bounced
 check_contains "outbox list --state bounced lists it" "Three $TOK" "$OUT"
