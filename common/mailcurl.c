@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define DEFAULT_TIMEOUT 15000
 
@@ -224,6 +225,13 @@ static int
 s_debug (CURL *h, curl_infotype type, char *data, size_t size, void *userp)
 {
     (void) h;
+    if (type != CURLINFO_TEXT) {
+        /* bytes moved either way: the SMTP client's stall watch */
+        struct timespec ts;
+        clock_gettime (CLOCK_MONOTONIC, &ts);
+        ((cm_mailcurl_ctx_t *) userp)->last_io_ms
+            = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
     cm_mailcurl_debug_lines (type, data, size, s_debug_each, userp);
     return 0;
 }

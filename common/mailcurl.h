@@ -5,6 +5,7 @@
 #define CM_MAILCURL_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <curl/curl.h>
 #include "mailserver.h"
 
@@ -27,6 +28,8 @@ typedef struct {
        for the client's own bookkeeping (recipients refused); may be NULL */
     void (*on_reply) (void *arg, const char *command, const char *reply);
     void *on_reply_arg;
+    int64_t last_io_ms;             /* CLOCK_MONOTONIC ms of the last bytes
+                                       in or out (0 none yet) */
     char errbuf [CURL_ERROR_SIZE];  /* CURLOPT_ERRORBUFFER */
 } cm_mailcurl_ctx_t;
 

@@ -16,6 +16,9 @@ typedef struct {
     const char *oauth_token;/* bearer token for XOAUTH2/OAUTHBEARER, or NULL */
     const char *ca_file;    /* extra trusted CA bundle, NULL = system store */
     long timeout_ms;        /* connect timeout; 0 = 15000 */
+    long stall_ms;          /* SMTP send: give up when no byte has moved
+                               for this long (except while the server
+                               answers the end of the data); 0 = 60000 */
     bool verbose;           /* route log level "verbose": protocol traces */
     const char *route;      /* route name for log lines, may be NULL */
     const char *helo;       /* SMTP EHLO name, NULL = "localhost" */

@@ -21,6 +21,7 @@
 #define ADDR_MAX        320     /* RFC 5321 path limits, with margin */
 #define DEFAULT_TIMEOUT 15000
 #define DATA_END_SECS   600L    /* RFC 5321 4.5.3.2.6: the answer to the final dot */
+#define STALL_MS        60000L  /* default: no byte moving this long ends a send */
 
 /* The EHLO name goes into the URL path: a host name or address literal. */
 static bool
@@ -237,6 +238,57 @@ s_read_msg (char *buf, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* The stall watch of one send: libcurl calls s_watch about once a
+   second in every phase (greeting, TLS, EHLO, AUTH, MAIL, RCPT, DATA and
+   the upload). When no byte has moved either way for stall_ms, it ends
+   the transfer and names the phase. The answer to the end of the data is
+   exempt: RFC 5321 gives the server 10 minutes there (content scanning),
+   and a message given up then may have been delivered. */
+typedef struct {
+    cm_mailcurl_ctx_t *ctx;
+    const s_source_t *src;
+    size_t msglen;
+    long stall_ms;
+    int64_t start_ms;           /* when the send began */
+    char why [400];             /* the stall and its phase, once seen */
+} s_watch_t;
+
+/* The phase of a send, from the last command and answer the trace saw. */
+static void
+s_phase (const s_watch_t *w, char *out, size_t outlen)
+{
+    const cm_mailcurl_ctx_t *ctx = w->ctx;
+    if (!ctx->command [0] && !ctx->reply [0])
+        snprintf (out, outlen, "before the server's greeting");
+    else if (!ctx->command [0] || strcmp (ctx->command, ".") == 0)
+        snprintf (out, outlen, "waiting for the answer to the end of the data");
+    else if (strcasecmp (ctx->command, "DATA") == 0 && strncmp (ctx->reply, "354", 3) == 0)
+        snprintf (out, outlen, "while the message was sent (%zu of %zu bytes taken)",
+                  w->msglen - w->src->left, w->msglen);
+    else
+        snprintf (out, outlen, "waiting for the answer to %.300s", ctx->command);
+}
+
+static int
+s_watch (void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+         curl_off_t ulnow)
+{
+    (void) dltotal; (void) dlnow; (void) ultotal;
+    s_watch_t *w = arg;
+    const cm_mailcurl_ctx_t *ctx = w->ctx;
+    if (w->src->left == 0 && ulnow >= (curl_off_t) w->msglen)
+        return 0;               /* all sent: the end of the data, DATA_END_SECS rules */
+    int64_t now = s_now_ms ();
+    int64_t last = ctx->last_io_ms > w->start_ms ? ctx->last_io_ms : w->start_ms;
+    if (now - last < w->stall_ms)
+        return 0;
+    char phase [360];
+    s_phase (w, phase, sizeof phase);
+    snprintf (w->why, sizeof w->why, "the server stalled: no byte moved for %ld s %s",
+              (w->stall_ms + 999) / 1000, phase);
+    return 1;                   /* CURLE_ABORTED_BY_CALLBACK */
+}
+
 /* The answers to RCPT TO, matched to the recipients by address (libcurl
    sends them in order and waits for each answer). */
 typedef struct {
@@ -338,6 +390,12 @@ cm_smtp_send (const cm_mailserver_t *srv, const char *from,
     curl_easy_setopt (h, CURLOPT_SERVER_RESPONSE_TIMEOUT, DATA_END_SECS);
     curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, DATA_END_SECS);
+    /* every other wait ends after the stall time (s_watch) */
+    s_watch_t watch = { ctx, &src, msglen, srv->stall_ms > 0 ? srv->stall_ms : STALL_MS,
+                        s_now_ms (), "" };
+    curl_easy_setopt (h, CURLOPT_XFERINFOFUNCTION, s_watch);
+    curl_easy_setopt (h, CURLOPT_XFERINFODATA, &watch);
+    curl_easy_setopt (h, CURLOPT_NOPROGRESS, 0L);
     CURLcode crc = curl_easy_perform (h);
     long rcode = 0;
     curl_easy_getinfo (h, CURLINFO_RESPONSE_CODE, &rcode);
@@ -345,6 +403,11 @@ cm_smtp_send (const cm_mailserver_t *srv, const char *from,
         *code = (int) rcode;
         snprintf (reply, replylen, "%s", ctx->reply);
         result = CM_SMTP_SENT;
+    }
+    else if (crc == CURLE_ABORTED_BY_CALLBACK && watch.why [0]) {
+        /* a stall is the server's passing trouble: tried again later */
+        snprintf (reply, replylen, "%s", watch.why);
+        result = CM_SMTP_TEMPFAIL;
     }
     else if (crc == CURLE_LOGIN_DENIED) {
         char why [300];

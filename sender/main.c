@@ -12,7 +12,10 @@
     others, and a retry goes only to those still waiting. An email left
     `sending` by a dead
     sender goes back to `queued` and is sent again with the same bytes and
-    Message-ID: delivery is at least once. The main thread keeps the bus
+    Message-ID: delivery is at least once. A server that stalls (no byte
+    moving for CASEMAIL_SEND_STALL_MS, default 60 s, outside the wait for
+    the answer to the end of the data) ends the attempt as a temporary
+    failure naming the phase. The main thread keeps the bus
     (heartbeats, wakes) and rescans every second. */
 #include "sender.h"
 #include "buf.h"
@@ -305,7 +308,14 @@ s_record (sender_t *self, cm_db_t *db, const char *id, outcome_t *o, int attempt
     cm_db_exec (db, "SELECT pg_advisory_unlock($1::int, $2::int)", 2, up);
 }
 
-/* Claims, sends and records one email. 1 done, 0 nothing to do, -1 db. */
+/* The route's outbound server, with the sender's stall time. */
+static void
+s_outbound (const json_t *config, cm_mailserver_t *srv)
+{
+    cm_route_outbound (config, srv);
+    srv->stall_ms = cm_config_env ("CASEMAIL_SEND_STALL_MS", 60000);
+}
+
 /* SMTP with SASL XOAUTH2/OAUTHBEARER for an auth oauth2 route (not
    Exchange): a token from the route's token endpoint (one cache per send),
    and once more with a fresh token when the server refuses it. A token
@@ -318,7 +328,7 @@ s_send_oauth (const json_t *config, const char *from, const char *const *rcpts,
     cm_oauth_t *oauth = NULL;
     cm_smtp_result_t result = CM_SMTP_TEMPFAIL;
     cm_mailserver_t srv;
-    cm_route_outbound (config, &srv);
+    s_outbound (config, &srv);
     for (int attempt = 0; attempt < 2; attempt++) {
         char err [512];
         char *token = cm_route_oauth_token (config, &oauth, err, sizeof err);
@@ -340,6 +350,7 @@ s_send_oauth (const json_t *config, const char *from, const char *const *rcpts,
     return result;
 }
 
+/* Claims, sends and records one email. 1 done, 0 nothing to do, -1 db. */
 static int
 s_send_one (sender_t *self, cm_db_t *db)
 {
@@ -469,7 +480,7 @@ s_send_one (sender_t *self, cm_db_t *db)
     else {
         smtp = true;
         cm_mailserver_t srv;
-        cm_route_outbound (config, &srv);
+        s_outbound (config, &srv);
         o.result = cm_smtp_send (&srv, from, rcpts, n, mime, mimelen, each, &code,
                                  o.reply, sizeof o.reply);
     }

@@ -11,12 +11,15 @@
 #   and a reply in Latin-1, and an answer to the end of the data after
 #   130 s (men in the middle before Postfix's relay port): sent once; of
 #   three recipients, one refused for good and one for now: the email
-#   reaches the others, each once.
+#   reaches the others, each once; a server that stops answering (at
+#   RCPT TO, at DATA): the attempt ends after the stall time naming it,
+#   the email is sent at a later attempt, each recipient once.
 # Uses the users u11 and u12 and the shared sink mailbox (messages found by
 # Message-ID or a subject token unique to this run).
 . "$CM_TOP/tests/lib.sh"
 export CASEMAIL_SEND_RETRY_BASE_MS=500
 export CASEMAIL_SEND_MAX_ATTEMPTS=30
+export CASEMAIL_SEND_STALL_MS=4000
 export CASEMAIL_SENDERS=2
 export CASEMAIL_SENDER_THREADS=3
 
@@ -230,6 +233,54 @@ wait_until 30 sink_count_is "$MID6" 2
 check_eq "... each recipient got one copy: the first at once, the waiting one later" \
     "first-$TOK@outside.test later-$TOK@outside.test" "$(sinkpy envelopes "$MID6")"
 mitm_stop
+
+# --- 4g. a server that stops answering ----------------------------------
+# (CASEMAIL_SEND_STALL_MS=4000 here.) A proxy holds back commands, as a
+# stalled server: each attempt it holds ends after the stall time, names
+# the stall and its phase, and leaves the email queued; the next attempt
+# goes on. Of two recipients, one takes the email at the first attempt
+# and the other is refused for now (452); the next two attempts, for the
+# waiting one alone, stall at its RCPT TO; the fourth delivers it. Each
+# recipient gets one copy. A second email stalls once at DATA.
+STP=$(free_port)
+mitm "127.0.0.1:$STP" "127.0.0.1:$CM_SMTP_NOTLS_PORT" stall-smtp "$T/stall.log"
+"$CM" route set sfpw --outbound-port "$STP" >/dev/null
+run_cm incident email "$INCPW" --to "first-$TOK-s@outside.test" --cc "hold-$TOK@outside.test" \
+    --subject "Stall $TOK" --body "x"
+E7=$(email_id "$OUT")
+last_error_has() { case "$(outbox_field "$1" last_error)" in *"$2"*) return 0 ;; esac; return 1; }
+if wait_until 60 last_error_has "$E7" "stalled"; then ok "a stalled RCPT TO: the email waits, its last error names the stall"
+else not_ok "a stalled RCPT TO: the email waits, its last error names the stall" \
+    "state $(outbox_field "$E7" state): $(outbox_field "$E7" last_error)"; fi
+ERR7=$(outbox_field "$E7" last_error)
+echo "# last_error after a stall: $ERR7"
+check_contains "... and the phase: the answer to RCPT TO of the waiting recipient" \
+    "the server stalled: no byte moved for 4 s waiting for the answer to RCPT TO:<hold-$TOK@outside.test>" "$ERR7"
+if wait_until 90 outbox_state_is "$E7" sent; then ok "... the email is sent once the server answers again"
+else not_ok "... the email is sent once the server answers again" "state $(outbox_field "$E7" state): $(outbox_field "$E7" last_error)"; fi
+check_eq "... at the fourth attempt (452, stall, stall, delivered)" 4 "$(outbox_field "$E7" attempts)"
+check_eq "... delivered to both" "first-$TOK-s@outside.test hold-$TOK@outside.test" \
+    "$(outbox_json | json "' '.join(sorted([e for e in j['emails'] if e['id']==$E7][0]['delivered']))")"
+MID7=$(outbox_field "$E7" message_id)
+wait_until 30 sink_count_is "$MID7" 2
+check_eq "... each recipient got one copy: nothing delivered was sent again" \
+    "first-$TOK-s@outside.test hold-$TOK@outside.test" "$(sinkpy envelopes "$MID7")"
+check_eq "... the first recipient was asked once" 1 "$(grep -c "^RCPT TO:<first-$TOK-s@outside.test>" "$T/stall.log")"
+check_contains "the sender's log names the stall of the email" \
+    "email $E7 attempt 2: deferred: the server stalled" "$(cat "$CASEMAIL_HOME"/log/sender*.log)"
+run_cm incident email "$INCPW" --to "stalldata-$TOK@outside.test" --subject "Stall data $TOK" --body "x" \
+    --wait --wait-timeout 60
+check_eq "a stalled DATA: incident email --wait exits 0 once the retry went through" 0 "$RC"
+E8=$(email_id "$OUT")
+check_eq "... sent at the second attempt" "sent 2" "$(outbox_field "$E8" state) $(outbox_field "$E8" attempts)"
+check_contains "... the first attempt named the stall at DATA" \
+    "email $E8 attempt 1: deferred: the server stalled: no byte moved for 4 s waiting for the answer to DATA" \
+    "$(cat "$CASEMAIL_HOME"/log/sender*.log)"
+MID8=$(outbox_field "$E8" message_id)
+wait_until 30 sink_count_is "$MID8" 1
+check_eq "... and it reaches the sink once" 1 "$(sinkpy count "$MID8")"
+mitm_stop
+
 
 # --- 5. 500 emails, senders killed with kill -9 while sending ----------
 # stage_sender_pids: the live senders the router reports (stage list);

@@ -42,6 +42,13 @@ In the IMAP modes a literal's bytes are passed through as they are
               with "later-" answered "452 4.2.2 Mailbox full" by the proxy
               itself (the server never sees it); later ones pass, as a
               recipient whose mailbox is full for a while
+  stall-smtp  SMTP in clear, a server that stops answering: the proxy
+              holds back commands (neither forwarded nor answered, the
+              connection left open). RCPT TO of an address that starts with
+              "hold-": answered "452 4.2.2 Mailbox full" the first time,
+              held back the second and third time, passed on after that;
+              DATA of a transaction with a recipient that starts with
+              "stalldata-": held back the first time, passed on after that
   end-idle    IMAP in clear, every IDLE ended by the server MITM_IDLE_END
               seconds (2) after it began (the proxy sends the server DONE itself, so the
               client gets the tagged answer without asking), as servers
@@ -59,6 +66,7 @@ def strip_imap(line: bytes) -> bytes:
     return re.sub(rb" STARTTLS(?=[ \]\r])", b"", line)
 
 DEFERRED = set()       # defer-rcpt: the addresses refused once already
+STALLS = {}            # stall-smtp: RCPT TO per address; DATA held per address
 
 async def pipe_client(reader, writer, log, mode, server_writer, inject, creates, idle):
     while True:
@@ -102,6 +110,26 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
             DEFERRED.add(m.group(1).lower())
             inject(b"452 4.2.2 Mailbox full, try again later\r\n")
             continue
+        if mode == "stall-smtp":
+            if re.match(rb"^MAIL FROM:", line, re.I):
+                idle["rcpts"] = []
+            m = re.match(rb"^RCPT TO:<([^>]*)>", line, re.I)
+            if m:
+                addr = m.group(1).lower()
+                idle.setdefault("rcpts", []).append(addr)
+                if addr.startswith(b"hold-"):
+                    STALLS[addr] = STALLS.get(addr, 0) + 1
+                    if STALLS[addr] == 1:
+                        inject(b"452 4.2.2 Mailbox full, try again later\r\n")
+                        continue
+                    if STALLS[addr] <= 3:
+                        continue    # held back: the client waits for an answer
+            if re.match(rb"^DATA\r?\n$", line, re.I):
+                held = [a for a in idle.get("rcpts", []) if a.startswith(b"stalldata-")
+                        and (b"DATA " + a) not in STALLS]
+                if held:
+                    STALLS[b"DATA " + held[0]] = 1
+                    continue
         if mode == "strip-smtp" and re.match(rb"^STARTTLS\r?\n$", line, re.I):
             inject(b"454 4.7.0 TLS not available\r\n")
             continue
@@ -124,7 +152,7 @@ async def handle(client_reader, client_writer, args):
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
     imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
-    # (latin1-smtp, slow-dot and defer-rcpt are SMTP: no literals)
+    # (latin1-smtp, slow-dot, defer-rcpt and stall-smtp are SMTP: no literals)
     try:
         while True:
             line = await server_reader.readline()
@@ -191,7 +219,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
