@@ -15,7 +15,8 @@
 #include <string.h>
 
 #define REFERENCES_MAX 20
-#define RECIPIENTS_MAX 100   /* per field; the sender takes up to 512 in all */
+#define RECIPIENTS_MAX 100   /* per field (to, cc, bcc); the sender takes
+                                every recipient of an email, none is cut */
 
 static bool
 s_has_control (const char *s)
@@ -45,7 +46,9 @@ s_addresses (json_t *list, const char *field, bool required, cm_buf_t *literal,
         return -1;
     }
     if (json_array_size (list) > RECIPIENTS_MAX) {
-        reply_error (r, 400, field, "more than %d %s addresses", RECIPIENTS_MAX, field);
+        reply_error (r, 400, field, "more than %d %s addresses (%zu given): the limit"
+                     " is %d for each of to, cc and bcc", RECIPIENTS_MAX, field,
+                     json_array_size (list), RECIPIENTS_MAX);
         return -1;
     }
     cm_buf_append (literal, "{", 1);

@@ -443,12 +443,15 @@ s_send_one (sender_t *self, cm_db_t *db)
     int code = 0;
     const char *route = config ? cm_route_str (config, "name") : NULL;
     /* the recipients still to take it: a later attempt goes to those an
-       earlier one could not reach, never again to one that took it */
-    const char *rcpts [512];
+       earlier one could not reach, never again to one that took it. All
+       of them: the API limits how many an email has, the sender cuts
+       none (a server that takes fewer answers 452 to the rest, who wait
+       for the next attempt). */
+    const char **rcpts = calloc (nto + ncc + nbcc + 1, sizeof *rcpts);
     size_t n = 0;
     char **lists [] = { to, cc, bcc };
-    for (size_t l = 0; l < 3; l++)
-        for (size_t i = 0; lists [l][i] && n < 512; i++) {
+    for (size_t l = 0; l < 3 && rcpts; l++)
+        for (size_t i = 0; lists [l][i]; i++) {
             bool settled = false;
             for (size_t k = 0; k < ndone && !settled; k++)
                 settled = strcmp (done [k], lists [l][i]) == 0;
@@ -466,7 +469,7 @@ s_send_one (sender_t *self, cm_db_t *db)
                   " install's key file");
     else if (cm_route_bool (config, "exchange"))
         o.result = sender_ews_send (config, mime, mimelen, bcc, nbcc, o.reply, sizeof o.reply);
-    else if (!each)
+    else if (!each || !rcpts)
         snprintf (o.reply, sizeof o.reply, "out of memory");
     else if (n == 0 && ndone > 0) {
         o.result = delivered_before ? CM_SMTP_SENT : CM_SMTP_PERMFAIL;
@@ -493,6 +496,7 @@ s_send_one (sender_t *self, cm_db_t *db)
     cm_buf_free (&o.delivered);
     cm_buf_free (&o.refused);
     free (each);
+    free (rcpts);
     free (mime);
     json_decref (config);
     s_free_array (to); s_free_array (cc); s_free_array (bcc); s_free_array (done);

@@ -13,7 +13,8 @@
 #   three recipients, one refused for good and one for now: the email
 #   reaches the others, each once; a server that stops answering (at
 #   RCPT TO, at DATA): the attempt ends after the stall time naming it,
-#   the email is sent at a later attempt, each recipient once.
+#   the email is sent at a later attempt, each recipient once; an email
+#   to 520 recipients reaches every one.
 # Uses the users u11 and u12 and the shared sink mailbox (messages found by
 # Message-ID or a subject token unique to this run).
 . "$CM_TOP/tests/lib.sh"
@@ -281,6 +282,29 @@ wait_until 30 sink_count_is "$MID8" 1
 check_eq "... and it reaches the sink once" 1 "$(sinkpy count "$MID8")"
 mitm_stop
 
+
+# --- 4h. every recipient of an email is asked, none cut -----------------
+# The API takes at most 100 addresses in each of to, cc and bcc; an email
+# row with more (written by another client of the database, or an older
+# version) is still sent to every one: 520 recipients, one in To and 519
+# in Bcc, the last ones beyond the 512 the sender once cut silently.
+BIGMID="big-$TOK@example.test"
+sql "INSERT INTO outbox (incident_id, route_id, message_id, mail_from, rcpt_to, bcc, subject, body)
+     SELECT incident_id, route_id, '$BIGMID', mail_from, ARRAY['big000-$TOK@outside.test'],
+            ARRAY(SELECT 'big' || lpad(g::text, 3, '0') || '-$TOK@outside.test' FROM generate_series(1, 519) g),
+            'Many $TOK', 'To 520.' FROM outbox WHERE id = $E1" >/dev/null
+E9=$(sql "SELECT id FROM outbox WHERE message_id = '$BIGMID'")
+if wait_until 90 outbox_state_is "$E9" sent; then ok "an email to 520 recipients is sent"
+else not_ok "an email to 520 recipients is sent" "state $(outbox_field "$E9" state): $(outbox_field "$E9" last_error)"; fi
+check_eq "... delivered to all 520, none refused" "520 0" \
+    "$(sql "SELECT cardinality(delivered), cardinality(refused) FROM outbox WHERE id = $E9" | tr "|" " ")"
+big_seen() { sinkpy envelopes "$BIGMID" | tr ' ,' '\n\n' | grep "^big[0-9]*-$TOK@outside.test$" | sort -u; }
+big_arrived() { [ "$(big_seen | wc -l)" -ge 520 ]; }
+wait_until 60 big_arrived
+check_eq "... at the first attempt" 1 "$(outbox_field "$E9" attempts)"
+check_eq "... and the sink saw each of the 520 as an envelope recipient (the last is big519)" \
+    "520 big519-$TOK@outside.test" "$(big_seen | wc -l) $(big_seen | tail -1)"
+echo "# copies of the 520-recipient email in the sink: $(sinkpy count "$BIGMID")"
 
 # --- 5. 500 emails, senders killed with kill -9 while sending ----------
 # stage_sender_pids: the live senders the router reports (stage list);

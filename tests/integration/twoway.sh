@@ -13,8 +13,8 @@
 #      a report failing one recipient of three refuses that one alone and
 #      leaves the email sent (the same report again changes nothing), and
 #      the email is bounced once every recipient bounced;
-#   6. CR/LF in a subject or an address is refused (CLI exit 2, API 400)
-#      and nothing is queued.
+#   6. CR/LF in a subject or an address, and more addresses than the limit,
+#      are refused (CLI exit 2, API 400) and nothing is queued.
 # Uses only the user u10 and the shared sink mailbox (messages found by
 # Message-ID or by a subject token unique to this run).
 . "$CM_TOP/tests/lib.sh"
@@ -486,6 +486,18 @@ api_crlf '"\r\n" in a to address' '{"to":["a@outside.test\r\nBcc: evil@outside.t
 api_crlf '"\r\n" in a cc address' '{"to":["a@outside.test"],"cc":["c@outside.test\r\n"],"body":"x"}'
 api_crlf '"\r\n" in a bcc address' '{"to":["a@outside.test"],"bcc":["\r\nd@outside.test"],"body":"x"}'
 api_crlf '"\r\n" in an attachment file name' '{"to":["a@outside.test"],"body":"x","attachments":[{"filename":"a\r\nb.txt","data_base64":"eA=="}]}'
+# more recipients than the limit (100 in each of to, cc and bcc): refused
+# naming the limit, never cut
+MANY=()
+for i in $(seq 1 101); do MANY+=(--to "m$i-$TOK@outside.test"); done
+run_cm incident email "$INC" "${MANY[@]}" --body x
+check_eq "CLI: 101 --to addresses exit 2" 2 "$RC"
+check_contains "... printing the limit" "more than 100 to addresses (101 given): the limit is 100 for each of to, cc and bcc" "$OUT"
+python3 -c 'import json, sys; t = sys.argv[1]; print(json.dumps({"to": ["t%d-%s@outside.test" % (i, t) for i in range(100)],
+    "cc": ["c%d-%s@outside.test" % (i, t) for i in range(100)], "bcc": ["b%d-%s@outside.test" % (i, t) for i in range(101)],
+    "body": "x"}))' "$TOK" > "$T/many.json"
+check_eq "API: 100 to, 100 cc and 101 bcc addresses answer 400" 400 "$(api_post "/v1/incidents/$INC/email" "$T/many.json")"
+check_contains "... naming the limit" "more than 100 bcc addresses (101 given): the limit is 100" "$(cat "$T/api.out")"
 check_eq "nothing was queued by the refused emails" "$OUTBOX1" "$(outbox_count)"
 # control: the same request without the line break is accepted
 printf '%s' '{"to":["ctl-'"$TOK"'@outside.test"],"subject":"Hi there","body":"x"}' > "$T/ok.json"
