@@ -50,14 +50,17 @@ static sender_t s_sender = {
     .wake = PTHREAD_COND_INITIALIZER,
 };
 
-/* Parses a text[] literal of plain addresses into a NULL-ended array. */
+static void s_free_array (char **a);
+
+/* Parses a text[] literal of plain addresses into a NULL-ended array;
+   NULL when memory runs out. */
 static char **
 s_split_array (const char *lit, size_t *n)
 {
     *n = 0;
     size_t cap = 8;
     char **out = calloc (cap + 1, sizeof *out);
-    if (!lit || *lit != '{')
+    if (!out || !lit || *lit != '{')
         return out;
     const char *p = lit + 1;
     while (*p && *p != '}') {
@@ -77,11 +80,19 @@ s_split_array (const char *lit, size_t *n)
             p++;
         item [k] = 0;
         if (*n == cap) {
+            char **grown = realloc (out, (cap * 2 + 1) * sizeof *out);
+            if (!grown) {
+                s_free_array (out);
+                return NULL;
+            }
+            out = grown;
             cap *= 2;
-            out = realloc (out, (cap + 1) * sizeof *out);
         }
-        out [(*n)++] = strdup (item);
-        out [*n] = NULL;
+        if (!(out [*n] = strdup (item))) {
+            s_free_array (out);
+            return NULL;
+        }
+        out [++*n] = NULL;
         if (*p == ',')
             p++;
     }
@@ -126,9 +137,11 @@ s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen
         .html = PQgetisnull (row, 0, 7) ? NULL : PQgetvalue (row, 0, 7),
         .attachments = atts, .nattachments = natt,
     };
-    char *mime = ar ? mime_build (&mail, len, err, errlen) : NULL;
+    char *mime = ar && to && cc && atts ? mime_build (&mail, len, err, errlen) : NULL;
     if (!ar)
         snprintf (err, errlen, "database: %s", cm_db_error (db));
+    else if (!to || !cc || !atts)
+        snprintf (err, errlen, "out of memory");
     PQclear (ar);
     free (atts);
     s_free_array (to);
@@ -397,13 +410,16 @@ s_send_one (sender_t *self, cm_db_t *db)
     if (!PQgetisnull (res, 0, 10)) {
         size_t n = 0;
         unsigned char *raw = PQunescapeBytea ((const unsigned char *) PQgetvalue (res, 0, 10), &n);
-        if (raw) {
-            mime = malloc (n + 1);
+        mime = raw ? malloc (n + 1) : NULL;
+        if (mime) {
             memcpy (mime, raw, n);
             mime [n] = 0;
             mimelen = n;
-            PQfreemem (raw);
         }
+        else
+            snprintf (err, sizeof err, "out of memory");
+        if (raw)
+            PQfreemem (raw);
     }
     else
         mime = s_build (db, res, &mimelen, err, sizeof err);
@@ -447,7 +463,8 @@ s_send_one (sender_t *self, cm_db_t *db)
        of them: the API limits how many an email has, the sender cuts
        none (a server that takes fewer answers 452 to the rest, who wait
        for the next attempt). */
-    const char **rcpts = calloc (nto + ncc + nbcc + 1, sizeof *rcpts);
+    bool lists_ok = to && cc && bcc && done;
+    const char **rcpts = lists_ok ? calloc (nto + ncc + nbcc + 1, sizeof *rcpts) : NULL;
     size_t n = 0;
     char **lists [] = { to, cc, bcc };
     for (size_t l = 0; l < 3 && rcpts; l++)
@@ -460,7 +477,12 @@ s_send_one (sender_t *self, cm_db_t *db)
         }
     cm_smtp_rcpt_t *each = calloc (n ? n : 1, sizeof *each);
     bool smtp = false;
-    if (!mime)
+    if (!each || !rcpts || (!mime && strcmp (err, "out of memory") == 0)) {
+        /* the sender's trouble, not the email's: tried again later */
+        o.result = CM_SMTP_TEMPFAIL;
+        snprintf (o.reply, sizeof o.reply, "out of memory in the sender");
+    }
+    else if (!mime)
         snprintf (o.reply, sizeof o.reply, "cannot build the message: %s", err);
     else if (!config)
         snprintf (o.reply, sizeof o.reply, "the incident's route was removed");
@@ -469,8 +491,6 @@ s_send_one (sender_t *self, cm_db_t *db)
                   " install's key file");
     else if (cm_route_bool (config, "exchange"))
         o.result = sender_ews_send (config, mime, mimelen, bcc, nbcc, o.reply, sizeof o.reply);
-    else if (!each || !rcpts)
-        snprintf (o.reply, sizeof o.reply, "out of memory");
     else if (n == 0 && ndone > 0) {
         o.result = delivered_before ? CM_SMTP_SENT : CM_SMTP_PERMFAIL;
         snprintf (o.reply, sizeof o.reply, "every recipient was settled by an earlier attempt");
