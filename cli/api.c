@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "json.h"
+#include "print.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -230,8 +231,9 @@ static int
 s_error_answer (long status, const json_t *reply)
 {
     const char *error = json_string_value (json_object_get (reply, "error"));
+    char clean [4096];      /* it may quote a mail server or a name: no controls */
     if (error)
-        cli_err ("%s", error);
+        cli_err ("%s", cli_clean (error, false, clean, sizeof clean));
     else
         cli_err ("the router answered HTTP %ld", status);
     if (status == 401)

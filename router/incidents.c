@@ -12,8 +12,8 @@
 /* Digits only ("", " 5", "+5", "5x" are not) -> 1..LLONG_MAX; 0 when
    not, or when too large for a bigint. strtoll would skip white space,
    take a sign and clamp an overflow to LLONG_MAX. */
-static long long
-s_positive (const char *text)
+long long
+api_id (const char *text)
 {
     long long n = 0;
     if (!text || !*text)
@@ -34,7 +34,7 @@ incident_number (const char *text)
         return 0;
     if (strncasecmp (text, "INC-", 4) == 0)
         text += 4;
-    return s_positive (text);
+    return api_id (text);
 }
 
 static json_t *
@@ -244,7 +244,7 @@ s_show (cm_db_t *db, const char *which, reply_t *r)
 static void
 s_attachment (cm_db_t *db, const char *which, reply_t *r)
 {
-    long long id = s_positive (which);
+    long long id = api_id (which);
     if (!id) {
         reply_error (r, 400, NULL, "'%s' is not an attachment id", which);
         return;

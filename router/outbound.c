@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define REFERENCES_MAX 20
+#define TEXT_MAX (4u * 1024 * 1024)   /* body, html: as the CLI's files */
 #define RECIPIENTS_MAX 100   /* per field (to, cc, bcc); the sender takes
                                 every recipient of an email, none is cut */
 
@@ -201,6 +202,14 @@ outbound_queue (router_t *self, cm_db_t *db, const char *incident, json_t *body,
         reply_error (r, 400, "body", "body is required (the text of the email)");
         goto done;
     }
+    /* as the CLI's --body-file and --html-file: a text that size is a
+       file to attach, not a message to read */
+    if (strlen (text) > TEXT_MAX || (html && strlen (html) > TEXT_MAX)) {
+        const char *field = strlen (text) > TEXT_MAX ? "body" : "html";
+        reply_error (r, 400, field, "%s is longer than %u bytes (4 MiB); attach it as a file",
+                     field, TEXT_MAX);
+        goto done;
+    }
     /* the tag once: not again when the subject already carries it */
     char tag [40];
     snprintf (tag, sizeof tag, "[INC-%lld]", number);
@@ -353,6 +362,11 @@ done:
 void
 outbound_list (cm_db_t *db, const char *id, const query_t *query, reply_t *r)
 {
+    if (id && !api_id (id)) {
+        /* PostgreSQL would read " 5" and "+5" as 5 */
+        reply_error (r, 400, NULL, "'%s' is not an email id", id);
+        return;
+    }
     const char *state = query->state;
     static const char *const states [] = { "queued", "sending", "sent", "failed", "bounced", NULL };
     if (state) {

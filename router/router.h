@@ -106,6 +106,9 @@ int page_parse (const query_t *query, page_t *page, reply_t *r);
 void page_reply (reply_t *r, const char *key, json_t *list, const PGresult *res,
                  int keycol, const page_t *page);
 
+/* An id in a path: digits only ("", " 5", "+5", "5x" are not) ->
+   1..LLONG_MAX; 0 when not, or when too large for a bigint. */
+long long api_id (const char *text);
 /* "INC-42" or "42" -> 42; 0 when not an incident number. */
 long long incident_number (const char *text);
 

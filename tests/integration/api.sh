@@ -302,6 +302,12 @@ if has_raw_ctl "$OUT"; then not_ok "inbox list prints no raw C1 or bidi control"
 else ok "inbox list prints no raw C1 or bidi control"; fi
 check_contains "... but '?' for each" "a?2J??txt.exe??? caf"$'\xc3\xa9' "$OUT"
 sql "DELETE FROM messages" >/dev/null
+# The router's error quotes what it was given; the CLI prints it cleaned.
+run_cm route show $'x\xc2\x9b2J\xe2\x80\xaey'
+check_eq "route show NAME-WITH-CONTROLS exits 2" 2 "$RC"
+if has_raw_ctl "$OUT"; then not_ok "... its error has no raw C1 or bidi control" "$(printf '%s' "$OUT" | od -c | head -5)"
+else ok "... its error has no raw C1 or bidi control"; fi
+check_contains "... but '?' for each" "no route named x?2J?y" "$OUT"
 
 # ---------------------------------------------------------------- files
 mode() { stat -c %a "$1" 2>/dev/null; }
@@ -358,6 +364,9 @@ check_eq "POST /v1/incidents/INC-+5/email: 400" 400 "$CODE"
 for n in +5 %205 99999999999999999999; do
     http -H "Authorization: Bearer $TOKEN" "$URL/v1/attachments/$n"
     check_eq "GET /v1/attachments/$n: 400" 400 "$CODE"
+    # PostgreSQL reads " 5" and "+5" as 5: the outbox was asked for email 5
+    http -H "Authorization: Bearer $TOKEN" "$URL/v1/outbox/$n"
+    check_eq "GET /v1/outbox/$n: 400 (not an email id)" 400 "$CODE"
 done
 http -H "Authorization: Bearer $TOKEN" "$URL/v1/attachments/5"
 check_eq "GET /v1/attachments/5 (none such): 404" 404 "$CODE"

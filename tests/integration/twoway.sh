@@ -498,6 +498,14 @@ python3 -c 'import json, sys; t = sys.argv[1]; print(json.dumps({"to": ["t%d-%s@
     "body": "x"}))' "$TOK" > "$T/many.json"
 check_eq "API: 100 to, 100 cc and 101 bcc addresses answer 400" 400 "$(api_post "/v1/incidents/$INC/email" "$T/many.json")"
 check_contains "... naming the limit" "more than 100 bcc addresses (101 given): the limit is 100" "$(cat "$T/api.out")"
+# a body or html over 4 MiB (the CLI's limit for its files): 400 naming it
+for f in body html; do
+    python3 -c 'import json, sys; t = sys.argv[1]; f = sys.argv[2]; big = "x" * (4 * 1024 * 1024 + 1)
+print(json.dumps({"to": ["big-%s@outside.test" % t], "body": big if f == "body" else "x",
+                  **({"html": big} if f == "html" else {})}))' "$TOK" "$f" > "$T/big.json"
+    check_eq "API: a $f of 4 MiB and a byte answers 400" 400 "$(api_post "/v1/incidents/$INC/email" "$T/big.json")"
+    check_eq "... naming $f" "$f" "$(json 'j.get("field")' < "$T/api.out" 2>/dev/null)"
+done
 check_eq "nothing was queued by the refused emails" "$OUTBOX1" "$(outbox_count)"
 # control: the same request without the line break is accepted
 printf '%s' '{"to":["ctl-'"$TOK"'@outside.test"],"subject":"Hi there","body":"x"}' > "$T/ok.json"
