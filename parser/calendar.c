@@ -461,6 +461,20 @@ cm_calendar_selftest (bool verbose)
         printf ("selftest: calendar text [%s]\n", m->text);
     cm_message_destroy (&m);
 
+    /* labelled application/ics, as some clients and servers send it */
+    m = s_parse ("Content-Type: multipart/mixed; boundary=A\n",
+                 "--A\nContent-Type: text/plain\n\n\n"
+                 "--A\nContent-Type: application/ics; name=invite.ics\n"
+                 "Content-Disposition: attachment; filename=invite.ics\n\n"
+                 "BEGIN:VCALENDAR\nMETHOD:REQUEST\nBEGIN:VEVENT\nSUMMARY:Review\n"
+                 "DTSTART:20240301T100000Z\nEND:VEVENT\nEND:VCALENDAR\n--A--\n");
+    failures += s_check (m && strstr (m->text, "Review") && strstr (m->text, "20240301T100000Z")
+                         && m->nattachments == 1,
+                         "calendar: an application/ics invitation is described too", verbose);
+    if (m && verbose)
+        printf ("selftest: calendar text [%s]\n", m->text);
+    cm_message_destroy (&m);
+
     /* a body with text keeps it */
     m = s_parse ("Content-Type: multipart/mixed; boundary=A\n",
                  "--A\nContent-Type: text/plain\n\nAgenda below.\n"

@@ -2181,8 +2181,10 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
         rc = 0;
         goto done;
     }
-    if (strcmp (type, "text/calendar") == 0 && !w->calendar
-    &&  s_read_calendar (ctx, &w->calendar, object, data, size))
+    /* application/ics: what some clients and calendar servers label
+       the same invitation */
+    if ((strcmp (type, "text/calendar") == 0 || strcmp (type, "application/ics") == 0)
+    &&  !w->calendar && s_read_calendar (ctx, &w->calendar, object, data, size))
         goto done;
     /* Reports and the pieces of security mail. */
     if (strcmp (type, "message/delivery-status") == 0
