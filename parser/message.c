@@ -1925,6 +1925,23 @@ s_names_file (const char *inner)
     return strcasecmp (dot, ".eml") != 0;
 }
 
+/* An extension for a signed file whose name gives none ("smime.p7m"
+   holding a PDF), by the bytes it opens with; ".bin" when they say
+   nothing known. */
+static const char *
+s_extension_by_magic (const unsigned char *data, size_t len)
+{
+    static const struct { const char *magic; size_t len; const char *ext; } map [] = {
+        { "%PDF-", 5, ".pdf" }, { "\x89PNG\r\n\x1a\n", 8, ".png" },
+        { "\xff\xd8\xff", 3, ".jpg" }, { "GIF8", 4, ".gif" },
+        { "PK\x03\x04", 4, ".zip" }, { "<?xml", 5, ".xml" },
+        { "{\\rtf", 5, ".rtf" }, { NULL, 0, NULL } };
+    for (int i = 0; map [i].magic; i++)
+        if (len >= map [i].len && memcmp (data, map [i].magic, map [i].len) == 0)
+            return map [i].ext;
+    return ".bin";
+}
+
 #define S_SIGNED_READ "S/MIME opaque-signed: the signed content is read from it;" \
                       " the signature is not verified"
 #define S_SIGNED_KEPT "S/MIME opaque-signed content is kept as is, not unpacked"
@@ -1959,8 +1976,17 @@ s_add_signed_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *obje
     char *name = s_p7m_inner_name (filename);
     if (!name) {
         char buf [64];
-        snprintf (buf, sizeof buf, "attachment-%zu.bin", m->nattachments + 1);
+        snprintf (buf, sizeof buf, "attachment-%zu%s", m->nattachments + 1,
+                  s_extension_by_magic (bytes, len));
         name = strdup (buf);
+    }
+    else if (!strchr (name, '.')) {
+        /* "smime.p7m" holding a file: "smime.pdf", typed by its bytes */
+        char *named = NULL;
+        if (asprintf (&named, "%s%s", name, s_extension_by_magic (bytes, len)) < 0)
+            named = NULL;
+        free (name);
+        name = named;
     }
     unsigned char *copy = name ? malloc (len + 1) : NULL;
     if (copy) {

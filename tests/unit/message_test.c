@@ -1088,6 +1088,25 @@ s_smime (void)
     free (t.data);
     memset (&t, 0, sizeof t);
 
+    /* the same signed PDF named smime.p7m: the file is named by its
+       bytes (smime.pdf), not left without an extension */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=P\n\n--P\n\nSee the contract.\n--P\n"
+                "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    s_adds (&t, s_smime_pdf);
+    s_adds (&t, "--P--\n");
+    m = s_parse_with (t.data, NULL, reason, sizeof reason);
+    pdf = s_attachment (m, "smime.pdf");
+    s_result (m && pdf >= 0 && strcmp (m->attachments [pdf].content_type, "application/pdf") == 0
+              && strcmp (m->attachments [pdf].sha256, S_SIGNED_PDF_SHA256) == 0
+              && s_attachment (m, "smime.p7m") >= 0,
+              "S/MIME smime.p7m holding a PDF: smime.pdf, typed application/pdf (%s)",
+              m ? (m->nattachments ? m->attachments [0].filename : m->text) : reason);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
+
     /* signed twice (contract.pdf.p7m.p7m): unwrapped to the PDF, each
        level kept, within the depth limit */
     s_adds (&t, s_head);
