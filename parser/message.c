@@ -1925,6 +1925,23 @@ s_names_file (const char *inner)
     return strcasecmp (dot, ".eml") != 0;
 }
 
+/* Is this DER a CMS EnvelopedData or AuthEnvelopedData (ciphertext)? */
+static bool
+s_cms_enveloped (const unsigned char *data, size_t len)
+{
+    if (len == 0 || len > LONG_MAX || data [0] != 0x30)
+        return false;
+    const unsigned char *p = data;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo (NULL, &p, (long) len);
+    if (!cms) {
+        ERR_clear_error ();
+        return false;
+    }
+    int nid = OBJ_obj2nid (CMS_get0_type (cms));
+    CMS_ContentInfo_free (cms);
+    return nid == NID_pkcs7_enveloped || nid == NID_id_smime_ct_authEnvelopedData;
+}
+
 /* An extension for a signed file whose name gives none ("smime.p7m"
    holding a PDF), by the bytes it opens with; ".bin" when they say
    nothing known. */
@@ -2112,6 +2129,12 @@ s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
     size_t len = bytes ? (size_t) ASN1_STRING_length (*content) : 0;
     if (!bytes)
         goto done;      /* detached: nothing inside */
+    if (s_cms_enveloped (bytes, len)) {
+        /* encrypted, then signed (a gateway's triple wrap): the content
+           is as unreadable as any ciphertext, anywhere in the tree */
+        m->encrypted = true;
+        goto done;
+    }
     inner = s_p7m_inner_name (filename);
     if (!s_looks_like_entity (bytes, len) || s_names_file (inner)) {
         rc = s_add_signed_file (ctx, m, w, object, filename, bytes, len, depth,

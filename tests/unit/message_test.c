@@ -1145,6 +1145,45 @@ s_smime (void)
     free (t.data);
     memset (&t, 0, sizeof t);
 
+    /* encrypted, then signed: SignedData around an EnvelopedData (made
+       here: no recipients, 16 bytes of "ciphertext") is encrypted mail,
+       rejected as such, not an attachment of unreadable bytes */
+    {
+        static const unsigned char enveloped_oid [] = { 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03 };
+        static const unsigned char data_oid [] = { 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x01 };
+        static const unsigned char aes_oid [] = { 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02 };
+        s_text_t alg = { 0 }, eci = { 0 }, env = { 0 };
+        s_add (&alg, aes_oid, sizeof aes_oid);
+        s_add (&alg, "\x04\x10" "0123456789abcdef", 18);      /* IV */
+        s_der_wrap (&alg, 0, 0x30);
+        s_add (&eci, data_oid, sizeof data_oid);
+        s_add (&eci, alg.data, alg.len);
+        s_add (&eci, "\x80\x10" "fedcba9876543210", 18);      /* [0] ciphertext */
+        s_der_wrap (&eci, 0, 0x30);
+        s_add (&env, "\x02\x01\x00\x31\x00", 5);           /* version 0, no recipients */
+        s_add (&env, eci.data, eci.len);
+        s_der_wrap (&env, 0, 0x30);
+        s_der_wrap (&env, 0, 0xA0);
+        s_text_t ci = { 0 };
+        s_add (&ci, enveloped_oid, sizeof enveloped_oid);
+        s_add (&ci, env.data, env.len);
+        s_der_wrap (&ci, 0, 0x30);
+        s_der_signed (&ci);
+        s_adds (&t, s_head);
+        s_adds (&t, "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\n"
+                    "Content-Transfer-Encoding: base64\n\n");
+        s_p7m_base64 (&t, &ci);
+        s_adds (&t, "\n");
+        m = s_parse_with (t.data, NULL, reason, sizeof reason);
+        s_result (!m && strstr (reason, "ncrypted"),
+                  "S/MIME encrypted, then signed: rejected as encrypted (%s)",
+                  m ? (m->nattachments ? m->attachments [0].filename : "accepted") : reason);
+        cm_message_destroy (&m);
+        free (t.data);
+        memset (&t, 0, sizeof t);
+        free (alg.data); free (eci.data); free (env.data); free (ci.data);
+    }
+
     /* deeper chains (unsigned SignedData made here): every level is a
        part one deeper and its bytes count against the budget */
     s_text_t chain = { 0 };
