@@ -140,6 +140,13 @@ cm_text_control (unsigned cp)
         || (cp >= 0x2066 && cp <= 0x2069);
 }
 
+int
+cm_base64_value (unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+         : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
 char *
 cm_text_scrub (char *s)
 {
@@ -188,6 +195,10 @@ cm_buf_test (bool verbose)
                     || cm_buf_reserve (&b, 61) == 0 || !b.overflow))
         rc = -1;
     cm_buf_free (&b);
+    if (cm_base64_value ('A') != 0 || cm_base64_value ('z') != 51 || cm_base64_value ('9') != 61
+        || cm_base64_value ('+') != 62 || cm_base64_value ('/') != 63
+        || cm_base64_value ('=') != -1 || cm_base64_value ('-') != -1 || cm_base64_value (0xC3) != -1)
+        rc = -1;
     /* what a terminal acts on; beside it, what it shows as it is */
     if (!cm_text_control (0x1b) || !cm_text_control (0x7f) || !cm_text_control (0x9b)
         || !cm_text_control (0x202e) || !cm_text_control (0x2066) || !cm_text_control (0x061c)

@@ -40,5 +40,7 @@ bool cm_utf8_valid (const char *s, size_t len);
    to U+009F; U+009B is a CSI) and the bidirectional controls (U+061C,
    U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069). */
 bool cm_text_control (unsigned cp);
+/* The value of a base64 digit (RFC 4648: A-Z a-z 0-9 + /), or -1. */
+int cm_base64_value (unsigned char c);
 int cm_buf_test (bool verbose);
 #endif

@@ -154,18 +154,6 @@ s_b64_encode (cm_buf_t *b, const unsigned char *in, size_t len)
     return o ? cm_buf_append (b, chunk, o) : 0;
 }
 
-static int
-s_b64_value (unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 /* Decodes base64 (whitespace ignored) into a malloc'd NUL-terminated
    buffer. -1 on bad input. */
 static int
@@ -185,7 +173,7 @@ s_b64_decode (const char *in, size_t inlen, char **out, size_t *outlen)
             pad++;
             continue;
         }
-        int v = s_b64_value (c);
+        int v = cm_base64_value (c);
         if (pad || v < 0) {
             free (buf);
             return -1;

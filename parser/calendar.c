@@ -377,27 +377,12 @@ cm_calendar_text (const char *ics, size_t len, const char *method, char **out)
 
 /* ------------------------------------------------------------ self-test */
 
-static int
-s_check (bool ok, const char *what, bool verbose)
-{
-    if (!ok)
-        fprintf (stderr, "selftest: FAILED: %s\n", what);
-    else
-    if (verbose)
-        printf ("selftest: ok: %s\n", what);
-    return ok ? 0 : 1;
-}
+#define s_check cm_message_check
 
 static cm_message_t *
 s_parse (const char *head, const char *body)
 {
-    cm_buf_t b;
-    cm_buf_init (&b, 0);
-    cm_buf_printf (&b, "From: a@b.c\nSubject: s\n%s\n%s", head, body);
-    char reason [256];
-    cm_message_t *m = b.data ? cm_message_parse (b.data, b.len, NULL, reason, sizeof reason) : NULL;
-    cm_buf_free (&b);
-    return m;
+    return cm_message_parse_parts (head, body, NULL, NULL, 0);
 }
 
 /* An Outlook invitation: a time zone before the event, an alarm inside

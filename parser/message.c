@@ -542,20 +542,13 @@ s_warning_cb (gint64 offset, GMimeParserWarning code, const gchar *item,
         ((s_ctx_t *) user_data)->overflow = true;
 }
 
-static int
-s_base64_value (unsigned char c)
-{
-    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
-         : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 /* Feeds one character to a lenient base64 decoder (state *acc, *bits,
    both 0 at the start): true with a decoded byte in *out. Characters
    outside the alphabet (padding, line breaks, junk) are passed over. */
 static bool
 s_base64_step (unsigned char ch, unsigned int *acc, int *bits, unsigned char *out)
 {
-    int v = s_base64_value (ch);
+    int v = cm_base64_value (ch);
     if (v < 0)
         return false;
     *acc = ((*acc << 6) | (unsigned int) v) & 0xFFFFFF;
@@ -2064,7 +2057,7 @@ s_cms_text_der (const unsigned char *data, size_t size, size_t *outlen)
     if (end - p < 2 || p [0] != 'M' || p [1] != 'I')
         return NULL;
     for (const unsigned char *q = p; q < end; q++)
-        if (s_base64_value (*q) < 0 && *q != '=' && !isspace (*q))
+        if (cm_base64_value (*q) < 0 && *q != '=' && !isspace (*q))
             return NULL;
     unsigned char *der = malloc ((size_t) (end - p) / 4 * 3 + 3);
     if (!der)
@@ -3014,13 +3007,35 @@ cm_subject_tag (const char *subject, const char *prefix)
 static void
 s_check_at (int *failures, bool ok, const char *what, bool verbose)
 {
-    if (!ok) {
-        (*failures)++;
+    *failures += cm_message_check (ok, what, verbose);
+}
+
+int
+cm_message_check (bool ok, const char *what, bool verbose)
+{
+    if (!ok)
         fprintf (stderr, "selftest: FAILED: %s\n", what);
-    }
     else
     if (verbose)
         printf ("selftest: ok: %s\n", what);
+    return ok ? 0 : 1;
+}
+
+cm_message_t *
+cm_message_parse_parts (const char *head, const char *body, const cm_limits_t *limits,
+                        char *reason, size_t reasonlen)
+{
+    char own [256];
+    if (!reason) {
+        reason = own;
+        reasonlen = sizeof own;
+    }
+    cm_buf_t b;
+    cm_buf_init (&b, 0);
+    cm_buf_printf (&b, "From: a@b.c\nSubject: s\n%s\n%s", head, body);
+    cm_message_t *m = b.data ? cm_message_parse (b.data, b.len, limits, reason, reasonlen) : NULL;
+    cm_buf_free (&b);
+    return m;
 }
 
 static cm_message_t *

@@ -113,4 +113,13 @@ char *cm_html_to_text (const char *html, size_t len);
 
 /* Offline unit tests; returns 0 when all pass. */
 int cm_message_selftest (bool verbose);
+/* For the parser's self-tests (message.c, calendar.c, uuencode.c): prints
+   a check's outcome (a failure always, a pass when verbose); 1 when it
+   failed, else 0. */
+int cm_message_check (bool ok, const char *what, bool verbose);
+/* Parses "From: a@b.c", "Subject: s", the header lines head, a blank
+   line and body; reason may be NULL. */
+cm_message_t *cm_message_parse_parts (const char *head, const char *body,
+                                      const cm_limits_t *limits,
+                                      char *reason, size_t reasonlen);
 #endif

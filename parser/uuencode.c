@@ -161,22 +161,6 @@ s_decode_uu (const char *text, size_t len, size_t *pos, cm_buf_t *out)
     return 0;   /* the text ended inside the block */
 }
 
-static int
-s_b64 (unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* GNU uuencode -m: base64 lines of four-character groups, all but the
    last the same length, '=' padding only at the end of the last, then
    "====". 1 decoded, 0 not a block, -1 out of memory. */
@@ -208,7 +192,7 @@ s_decode_b64 (const char *text, size_t len, size_t *pos, cm_buf_t *out)
                     pad++;
                     continue;
                 }
-                if (pad || (v [j] = s_b64 (c)) < 0)
+                if (pad || (v [j] = cm_base64_value (c)) < 0)
                     return 0;
             }
             unsigned char bytes [3] = {
@@ -302,28 +286,8 @@ s_is_sample (const unsigned char *data, size_t size)
     return memcmp (data + 100, "%PDF tail\n", 10) == 0;
 }
 
-static int
-s_check (bool ok, const char *what, bool verbose)
-{
-    if (!ok)
-        fprintf (stderr, "selftest: FAILED: %s\n", what);
-    else
-    if (verbose)
-        printf ("selftest: ok: %s\n", what);
-    return ok ? 0 : 1;
-}
-
-static cm_message_t *
-s_parse (const char *head, const char *body, const cm_limits_t *limits,
-         char *reason, size_t reasonlen)
-{
-    cm_buf_t b;
-    cm_buf_init (&b, 0);
-    cm_buf_printf (&b, "From: a@b.c\nSubject: s\n%s\n%s", head, body);
-    cm_message_t *m = b.data ? cm_message_parse (b.data, b.len, limits, reason, reasonlen) : NULL;
-    cm_buf_free (&b);
-    return m;
-}
+#define s_check cm_message_check
+#define s_parse cm_message_parse_parts
 
 int
 cm_uu_selftest (bool verbose)
