@@ -253,20 +253,22 @@ typedef struct {
     char why [400];             /* the stall and its phase, once seen */
 } s_watch_t;
 
-/* The phase of a send, from the last command and answer the trace saw. */
+/* The phase of a send, from the upload and the last command and answer
+   the trace saw (mailcurl forgets a command once it is answered). The
+   wait for the answer to the end of the data never gets here (s_watch). */
 static void
 s_phase (const s_watch_t *w, char *out, size_t outlen)
 {
     const cm_mailcurl_ctx_t *ctx = w->ctx;
-    if (!ctx->command [0] && !ctx->reply [0])
-        snprintf (out, outlen, "before the server's greeting");
-    else if (!ctx->command [0] || strcmp (ctx->command, ".") == 0)
-        snprintf (out, outlen, "waiting for the answer to the end of the data");
-    else if (strcasecmp (ctx->command, "DATA") == 0 && strncmp (ctx->reply, "354", 3) == 0)
+    if (w->src->left < w->msglen)
         snprintf (out, outlen, "while the message was sent (%zu of %zu bytes taken)",
                   w->msglen - w->src->left, w->msglen);
-    else
+    else if (ctx->command [0])
         snprintf (out, outlen, "waiting for the answer to %.300s", ctx->command);
+    else if (ctx->reply [0])
+        snprintf (out, outlen, "after the server's answer '%.200s'", ctx->reply);
+    else
+        snprintf (out, outlen, "before the server's greeting");
 }
 
 static int

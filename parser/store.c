@@ -220,7 +220,7 @@ s_bounce (cm_db_t *db, const cm_message_t *msg)
             "  WHERE lower (d.a) <> ALL (SELECT lower (x) FROM unnest (agg.addrs) x) ORDER BY d.n),"
             " refusals = concat_ws ('; ', outbox.refusals, agg.why),"
             " last_error = concat_ws ('; ', outbox.refusals, agg.why),"
-            " dsn_status = coalesce (agg.status, outbox.dsn_status),"
+            " dsn_status = coalesce (agg.status, outbox.dsn_status, '5.0.0'),"
             " state = CASE WHEN agg.left_n = 0 AND outbox.state IN ('sent', 'queued')"
             "  THEN 'bounced' ELSE outbox.state END"
             " FROM agg WHERE outbox.id = agg.id RETURNING outbox.id, outbox.state, agg.why",

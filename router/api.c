@@ -182,6 +182,16 @@ s_authorized (router_t *self, struct MHD_Connection *conn)
     return strlen (token) == len && CRYPTO_memcmp (token, self->token, len) == 0;
 }
 
+/* Seconds on a clock that a change of the wall clock does not move (a
+   step forward would close every open connection). */
+static time_t
+s_now (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
 /* A connection opens or closes: it gets a slot whose deadline is for
    its first request. Without one, 64 connections that send a byte now
    and then (or nothing, for two minutes at a time) would hold every
@@ -198,7 +208,7 @@ s_conn_notify (void *cls, struct MHD_Connection *conn, void **socket_context,
         for (int i = 0; info && i < ROUTER_API_CONNS; i++)
             if (!self->conns [i].used) {
                 self->conns [i] = (api_conn_t) {
-                    true, info->connect_fd, time (NULL) + self->request_seconds
+                    true, info->connect_fd, s_now () + self->request_seconds
                 };
                 *socket_context = &self->conns [i];
                 break;
@@ -223,14 +233,14 @@ s_conn_deadline (router_t *self, struct MHD_Connection *conn, bool next)
     pthread_mutex_lock (&self->conns_lock);
     if (info && info->socket_context)
         ((api_conn_t *) info->socket_context)->deadline
-            = next ? time (NULL) + self->request_seconds : 0;
+            = next ? s_now () + self->request_seconds : 0;
     pthread_mutex_unlock (&self->conns_lock);
 }
 
 void
 router_api_tick (router_t *self)
 {
-    time_t now = time (NULL);
+    time_t now = s_now ();
     int closed = 0;
     pthread_mutex_lock (&self->conns_lock);
     for (int i = 0; i < ROUTER_API_CONNS; i++) {

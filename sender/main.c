@@ -107,9 +107,13 @@ s_free_array (char **a)
     free (a);
 }
 
-/* Builds the MIME of outbox row id from its columns and attachments. */
+/* Builds the MIME of outbox row id from its columns and attachments.
+   NULL with err, and *retry set when the trouble is the sender's or
+   the database's (out of memory, a statement that failed), not the
+   email's. */
 static char *
-s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen)
+s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen,
+         bool *retry)
 {
     size_t nto, ncc;
     char **to = s_split_array (PQgetvalue (row, 0, 3), &nto);
@@ -119,7 +123,7 @@ s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen
         " FROM attachments WHERE outbox_id = $1 ORDER BY id", 1, p, NULL, NULL, 1);
     size_t natt = ar ? (size_t) PQntuples (ar) : 0;
     out_attachment_t *atts = calloc (natt + 1, sizeof *atts);
-    for (size_t i = 0; i < natt; i++) {
+    for (size_t i = 0; atts && i < natt; i++) {
         atts [i].filename = PQgetvalue (ar, (int) i, 0);
         atts [i].content_type = PQgetvalue (ar, (int) i, 1);
         atts [i].data = (const unsigned char *) PQgetvalue (ar, (int) i, 2);
@@ -142,6 +146,7 @@ s_build (cm_db_t *db, const PGresult *row, size_t *len, char *err, size_t errlen
         snprintf (err, errlen, "database: %s", cm_db_error (db));
     else if (!to || !cc || !atts)
         snprintf (err, errlen, "out of memory");
+    *retry = !ar || !to || !cc || !atts;
     PQclear (ar);
     free (atts);
     s_free_array (to);
@@ -236,7 +241,8 @@ s_fold (outcome_t *o, const char *const *rcpts, size_t n, const cm_smtp_rcpt_t *
    email queued again and claimed by another, whose outcome stands). The
    refusals for good of every attempt are kept (`refusals`) and lead the
    last error; a permanent failure after some recipients took the email
-   leaves it `sent`. 0 ok. */
+   leaves it `sent`, and one after a delivery report took back the last
+   who had (dsn_status set) `bounced`. 0 ok. */
 static int
 s_write_outcome (cm_db_t *db, const char *id, const outcome_t *o, const char *reply,
                  const char *refusals, const char *waiting, const char *delay, int attempts)
@@ -265,7 +271,8 @@ s_write_outcome (cm_db_t *db, const char *id, const outcome_t *o, const char *re
                        " refused = refused || $7::text[],"
                        " refusals = nullif(concat_ws('; ', refusals, $5::text), ''),"
                        " last_error = concat_ws('; ', refusals, coalesce($5::text, $8::text, $2::text)),"
-                       " state = CASE WHEN delivered || $6::text[] <> '{}' THEN 'sent' ELSE 'failed' END,"
+                       " state = CASE WHEN delivered || $6::text[] <> '{}' THEN 'sent'"
+                       "  WHEN dsn_status IS NOT NULL THEN 'bounced' ELSE 'failed' END,"
                        " smtp_reply = CASE WHEN delivered <> '{}' THEN smtp_reply ELSE $2::text END"
                        " WHERE id = $1 AND $3::text IS NOT NULL AND attempts = $4::int", 8, p);
 }
@@ -405,6 +412,7 @@ s_send_one (sender_t *self, cm_db_t *db)
     }
     int attempts = atoi (PQgetvalue (res, 0, 11));
     char err [1024] = "";
+    bool retry = false;         /* no MIME, for a reason of the moment */
     size_t mimelen = 0;
     char *mime = NULL;
     if (!PQgetisnull (res, 0, 10)) {
@@ -416,13 +424,15 @@ s_send_one (sender_t *self, cm_db_t *db)
             mime [n] = 0;
             mimelen = n;
         }
-        else
+        else {
             snprintf (err, sizeof err, "out of memory");
+            retry = true;
+        }
         if (raw)
             PQfreemem (raw);
     }
     else
-        mime = s_build (db, res, &mimelen, err, sizeof err);
+        mime = s_build (db, res, &mimelen, err, sizeof err, &retry);
     json_t *config = PQgetisnull (res, 0, 12) ? NULL : json_loads (PQgetvalue (res, 0, 12), 0, NULL);
     size_t nto, ncc, nbcc;
     char **to = s_split_array (PQgetvalue (res, 0, 3), &nto);
@@ -448,7 +458,7 @@ s_send_one (sender_t *self, cm_db_t *db)
         cm_db_exec (db, "SELECT pg_advisory_unlock($1::int, $2::int)", 2, lp);
         free (mime);
         json_decref (config);
-        s_free_array (to); s_free_array (cc); s_free_array (bcc);
+        s_free_array (to); s_free_array (cc); s_free_array (bcc); s_free_array (done);
         return -1;
     }
     outcome_t o = { .result = CM_SMTP_PERMFAIL };
@@ -477,10 +487,12 @@ s_send_one (sender_t *self, cm_db_t *db)
         }
     cm_smtp_rcpt_t *each = calloc (n ? n : 1, sizeof *each);
     bool smtp = false;
-    if (!each || !rcpts || (!mime && strcmp (err, "out of memory") == 0)) {
-        /* the sender's trouble, not the email's: tried again later */
+    if (!each || !rcpts || (!mime && retry)) {
+        /* the sender's or the database's trouble, not the email's:
+           tried again later */
         o.result = CM_SMTP_TEMPFAIL;
-        snprintf (o.reply, sizeof o.reply, "out of memory in the sender");
+        snprintf (o.reply, sizeof o.reply, "cannot build the message now: %s",
+                  !mime && retry ? err : "out of memory in the sender");
     }
     else if (!mime)
         snprintf (o.reply, sizeof o.reply, "cannot build the message: %s", err);

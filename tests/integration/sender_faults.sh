@@ -306,6 +306,26 @@ check_eq "... and the sink saw each of the 520 as an envelope recipient (the las
     "520 big519-$TOK@outside.test" "$(big_seen | wc -l) $(big_seen | tail -1)"
 echo "# copies of the 520-recipient email in the sink: $(sinkpy count "$BIGMID")"
 
+# --- 4i. a bounce, then the last waiting recipient refused --------------
+# An email whose one delivered recipient a delivery report took back (the
+# parser left it queued: another recipient still waited) and whose
+# waiting recipient is then refused for good reached nobody because of a
+# bounce: it ends bounced, not failed.
+BNCMID="bnc-$TOK@example.test"
+sql "INSERT INTO outbox (incident_id, route_id, message_id, mail_from, rcpt_to, subject, body,
+                         refused, refusals, dsn_status, attempts)
+     SELECT incident_id, route_id, '$BNCMID', mail_from,
+            ARRAY['gone-$TOK@outside.test', 'nobody2-$TOK@reject.test'], 'Bounced $TOK', 'x',
+            ARRAY['gone-$TOK@outside.test'], 'gone-$TOK@outside.test bounced (5.1.1)', '5.1.1', 1
+     FROM outbox WHERE id = $E1" >/dev/null
+E10=$(sql "SELECT id FROM outbox WHERE message_id = '$BNCMID'")
+bnc_settled() { case "$(outbox_field "$E10" state)" in bounced|failed|sent) true ;; *) false ;; esac; }
+wait_until 90 bnc_settled
+check_eq "an email bounced for one recipient and refused by the server for the other ends bounced" \
+    bounced "$(outbox_field "$E10" state)"
+check_contains "... its last error names both" "gone-$TOK@outside.test bounced (5.1.1)" "$(outbox_field "$E10" last_error)"
+check_contains "... the refusal too" "nobody2-$TOK@reject.test" "$(outbox_field "$E10" last_error)"
+
 # --- 5. 500 emails, senders killed with kill -9 while sending ----------
 # stage_sender_pids: the live senders the router reports (stage list);
 # child_sender_pids: the router's sender children right now (no stale
