@@ -323,7 +323,8 @@ s_split (char *path, const char **parts)
    name into two path parts ("/v1/routes/a%2Fstart" started route a)
    and "%00" would end the path or a query value early
    ("/v1/routes/a%00x" was route a). Neither is in any name the API
-   has. NULL out of memory (s_handle makes the state then). */
+   has. NULL out of memory (s_handle then closes the connection: a
+   request whose URI was not looked at is never answered). */
 static void *
 s_uri_seen (void *cls, const char *uri, struct MHD_Connection *conn)
 {
@@ -395,13 +396,8 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     (void) version;
     router_t *self = cls;
     request_t *req = *con_cls;
-    if (!req) {
-        req = calloc (1, sizeof *req);
-        if (!req)
-            return MHD_NO;
-        cm_buf_init (&req->body, BODY_MAX);
-        *con_cls = req;
-    }
+    if (!req)
+        return MHD_NO;      /* s_uri_seen ran out of memory: the connection closes */
     if (!req->started) {
         req->started = true;
         return MHD_YES;
