@@ -126,29 +126,20 @@ s_parse_ids (const char *text, long long *ids, size_t want)
     return p && *p == '}' && n == want ? 0 : -1;
 }
 
-/* Does a delivery report say the email failed? RFC 3464: Action "failed"
-   is a bounce; "delayed", "delivered", "relayed" and "expanded" are not
-   (a delay warning must not mark a sent email bounced). Without an
-   Action field, a permanent status (5.x.x) counts as a failure; a report
-   with neither (a bounce whose details we couldn't read) still does. */
+/* Does a delivery report (or one of its recipient blocks) say delivery
+   failed? RFC 3464: Action "failed" is a bounce; "delayed", "delivered",
+   "relayed" and "expanded" are not (a delay warning must not mark a sent
+   email bounced). Without an Action, a permanent status (5.x.x) counts
+   as a failure; with neither, otherwise decides (a report whose details
+   we couldn't read still bounces; a block without them does not). */
 static bool
-s_dsn_failed (const cm_message_t *msg)
+s_says_failed (const char *action, const char *status, bool otherwise)
 {
-    if (msg->dsn_action && *msg->dsn_action)
-        return strcasecmp (msg->dsn_action, "failed") == 0;
-    if (msg->dsn_status && *msg->dsn_status)
-        return msg->dsn_status [0] == '5';
-    return true;
-}
-
-/* Does one per-recipient block say delivery failed? Action "failed";
-   without an Action, a permanent status (5.x.x). */
-static bool
-s_rcpt_failed (const cm_dsn_rcpt_t *r)
-{
-    if (r->action && *r->action)
-        return strcasecmp (r->action, "failed") == 0;
-    return r->status && r->status [0] == '5';
+    if (action && *action)
+        return strcasecmp (action, "failed") == 0;
+    if (status && *status)
+        return status [0] == '5';
+    return otherwise;
 }
 
 /* The recipients a delivery report says failed leave `delivered` for
@@ -172,7 +163,7 @@ s_bounce (cm_db_t *db, const cm_message_t *msg)
     const char *first_status = NULL;
     for (size_t i = 0; i < msg->ndsn_rcpts; i++) {
         const cm_dsn_rcpt_t *r = &msg->dsn_rcpts [i];
-        if (!s_rcpt_failed (r))
+        if (!s_says_failed (r->action, r->status, false))
             continue;
         any_failed = true;
         if (!first_status)
@@ -184,7 +175,7 @@ s_bounce (cm_db_t *db, const cm_message_t *msg)
                 cm_db_array_add (statuses, r->status, r->status ? strlen (r->status) : 0);
             }
     }
-    if (msg->ndsn_rcpts == 0 && s_dsn_failed (msg)) {
+    if (msg->ndsn_rcpts == 0 && s_says_failed (msg->dsn_action, msg->dsn_status, true)) {
         any_failed = true;
         first_status = msg->dsn_status;
     }
