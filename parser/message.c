@@ -14,6 +14,7 @@
 #include "message.h"
 #include "uuencode.h"
 #include "calendar.h"
+#include "tnef.h"
 #include "../common/buf.h"
 #include <ctype.h>
 #include <gmime/gmime.h>
@@ -1529,6 +1530,7 @@ s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *file
     cm_attachment_t *a = &grown [m->nattachments++];
     memset (a, 0, sizeof *a);
     a->nested_index = -1;
+    a->parent_index = -1;
     a->data = data;
     a->size = size;
     a->content_type = object ? s_mime_type (object) : strdup (s_type_for_name (filename));
@@ -1783,6 +1785,7 @@ typedef struct {
     cm_buf_t text, html;  /* body parts so far (appending stays linear) */
     bool have_text, have_html;
     char *calendar;       /* the first text/calendar event as text, or NULL */
+    char *tnef_body;      /* the first winmail.dat's attBody as UTF-8, or NULL */
 } s_walk_t;
 
 /* Per multipart/alternative: which bodies it already gave. */
@@ -2173,6 +2176,140 @@ done:
     return rc;
 }
 
+/* 8-bit text from a TNEF stream as UTF-8: as it is when it is UTF-8,
+   else in the stream's code page (attOemCodepage), else in CP1252, which
+   reads every byte Outlook writes in the west; NULL out of memory. */
+static char *
+s_tnef_text (const char *s, size_t len, unsigned codepage)
+{
+    if (s_valid_utf8 (s, len))
+        return s_clean (s, len, false);
+    char cp [16] = "CP1252";
+    if (codepage == 65001)
+        return s_clean (s, len, false);   /* broken UTF-8: s_clean mends it */
+    if (codepage && codepage != 20127 && codepage < 100000)
+        snprintf (cp, sizeof cp, "CP%u", codepage);
+    size_t n = 0;
+    char *utf8 = s_iconv_utf8 (cp, s, len, &n);
+    if (!utf8 && strcmp (cp, "CP1252") != 0)
+        utf8 = s_iconv_utf8 ("CP1252", s, len, &n);
+    if (!utf8)
+        return s_clean (s, len, false);   /* the bytes CP1252 leaves out */
+    char *text = s_clean (utf8, n, false);
+    free (utf8);
+    return text;
+}
+
+/* Bytes the decoded-bytes budget still allows (s_charge). */
+static size_t
+s_budget_left (const s_ctx_t *ctx)
+{
+    size_t budget = ctx->lim.max_size > SIZE_MAX / S_BYTES_FACTOR
+                  ? SIZE_MAX : ctx->lim.max_size * S_BYTES_FACTOR;
+    return ctx->bytes < budget ? budget - ctx->bytes : 0;
+}
+
+/* The files in the winmail.dat that is attachment index (parser/tnef.c)
+   become attachments under it, each counted as a MIME part and against
+   the decoded-bytes budget, named by the long name (else the short one),
+   typed by the MIME tag (else by the name). A damaged stream or a limit
+   never rejects the message: the winmail.dat stays, its note saying how
+   many files came out and what stopped the reading. The first attBody is
+   kept for a message without text. -1 out of memory (ctx->failed). */
+static int
+s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index)
+{
+    const unsigned char *bytes = m->attachments [index].data;
+    size_t size = m->attachments [index].size;
+    size_t files = ctx->parts < ctx->lim.max_parts ? (size_t) (ctx->lim.max_parts - ctx->parts) : 0;
+    cm_tnef_t t;
+    if (cm_tnef_read (bytes, size, files, s_budget_left (ctx), &t))
+        goto oom;
+    if (strncmp (t.problem, "more than ", 10) == 0)
+        snprintf (t.problem, sizeof t.problem, "more than %d MIME parts and files in TNEF",
+                  ctx->lim.max_parts);
+    size_t taken = 0;
+    for (size_t i = 0; i < t.nfiles; i++) {
+        cm_tnef_file_t *f = &t.files [i];
+        char *raw = NULL, *name = NULL;
+        if (f->name)
+            raw = f->name_utf8 ? strdup (f->name) : s_tnef_text (f->name, strlen (f->name), t.codepage);
+        if (f->name && !raw)
+            goto oom_t;
+        if (f->embedded) {
+            /* an attached Outlook message: kept as its TNEF stream */
+            char *named = NULL;
+            if (asprintf (&named, "%s.tnef", raw && *raw ? raw : "attached-message") < 0)
+                named = NULL;
+            free (raw);
+            raw = named;
+            if (!raw)
+                goto oom_t;
+        }
+        name = raw ? s_sanitise_filename (raw) : NULL;
+        free (raw);
+        ctx->parts++;
+        cm_attachment_t *a = s_add_attachment (ctx, m, NULL, name, f->data, f->size);
+        f->data = NULL;
+        if (!a)
+            goto oom_t;
+        a->parent_index = (int) index;
+        const char *tag = f->embedded ? "application/vnd.ms-tnef" : f->mime_type;
+        char *type = NULL;
+        if (tag && (type = s_clean_trim (tag))) {
+            s_lower (type);
+            const char *slash = strchr (type, '/');
+            bool ok = slash && slash > type && slash [1] && !strpbrk (type, " \t;\"");
+            for (const char *p = type; ok && *p; p++)
+                ok = (unsigned char) *p > 0x20 && (unsigned char) *p < 0x7F;
+            if (ok) {
+                free (a->content_type);
+                a->content_type = type;
+                type = NULL;
+            }
+        }
+        free (type);
+        if (f->embedded
+        &&  !(a->note = strdup ("an Outlook message attached in TNEF is not read; "
+                                "kept as its TNEF stream")))
+            goto oom_t;
+        taken++;
+    }
+    cm_buf_t note;
+    cm_buf_init (&note, 0);
+    int rc = 0;
+    if (t.problem [0] && !taken)
+        rc = cm_buf_printf (&note, "TNEF (winmail.dat) kept as is: %s", t.problem);
+    else {
+        rc = cm_buf_printf (&note, "TNEF (winmail.dat): %zu file%s taken out", taken,
+                            taken == 1 ? "" : "s");
+        if (rc == 0 && t.skipped)
+            rc = cm_buf_printf (&note, "; %zu attachment%s without bytes left out", t.skipped,
+                                t.skipped == 1 ? "" : "s");
+        if (rc == 0 && t.bad_checksums)
+            rc = cm_buf_printf (&note, "; %d attribute checksum%s wrong", t.bad_checksums,
+                                t.bad_checksums == 1 ? "" : "s");
+        if (rc == 0 && t.problem [0])
+            rc = cm_buf_printf (&note, "; reading stopped: %s", t.problem);
+    }
+    char *text = rc == 0 ? cm_buf_take (&note, NULL) : NULL;
+    cm_buf_free (&note);
+    if (!text)
+        goto oom_t;
+    free (m->attachments [index].note);
+    m->attachments [index].note = text;
+    if (t.body && !w->tnef_body && !(w->tnef_body = s_tnef_text (t.body, t.body_len, t.codepage)))
+        goto oom_t;
+    cm_tnef_free (&t);
+    return ctx->failed ? -1 : 0;
+oom_t:
+    cm_tnef_free (&t);
+oom:
+    if (!ctx->failed)
+        s_fail (ctx, "out of memory while reading a TNEF attachment");
+    return -1;
+}
+
 static int
 s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
              int depth, bool root, bool in_report, s_alt_t *alt)
@@ -2269,10 +2406,9 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
     if (strcmp (type, "application/vnd.ms-outlook") == 0
     ||  (filename && s_ends_with_ci (filename, ".msg")))
         note = "MSG attachments are not supported; attach the message as EML";
-    if (strcmp (type, "application/ms-tnef") == 0
-    ||  strcmp (type, "application/vnd.ms-tnef") == 0
-    ||  (filename && strcasecmp (filename, "winmail.dat") == 0))
-        note = "TNEF (winmail.dat) is kept as is; its contents are not extracted";
+    bool tnef = strcmp (type, "application/ms-tnef") == 0
+             || strcmp (type, "application/vnd.ms-tnef") == 0
+             || (filename && strcasecmp (filename, "winmail.dat") == 0);
     bool eml = (filename && s_ends_with_ci (filename, ".eml"))
             || strcmp (type, "message/rfc822") == 0
             || strcmp (type, "application/x-eml") == 0
@@ -2294,6 +2430,8 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
         s_fail (ctx, "out of memory while reading an attachment");
         goto done;
     }
+    if (tnef && s_take_tnef (ctx, m, w, m->nattachments - 1))
+        goto done;
     rc = 0;
 done:
     free (type);
@@ -2687,10 +2825,18 @@ s_convert (s_ctx_t *ctx, GMimeMessage *gm, int base)
     cm_buf_free (&w.html);
     if (walk_rc || (w.have_text && !m->text) || (w.have_html && !m->html)) {
         free (w.calendar);
+        free (w.tnef_body);
         if (walk_rc)
             goto fail;
         goto oom;
     }
+    /* no text of its own: the plain text Outlook put into winmail.dat */
+    if (w.tnef_body && s_blank (m->text) && !s_blank (w.tnef_body)) {
+        free (m->text);
+        m->text = w.tnef_body;
+        w.tnef_body = NULL;
+    }
+    free (w.tnef_body);
 
     /* a blank text/plain next to the HTML (an empty alternative some
        senders add) must not hide what the HTML says */
@@ -3561,6 +3707,7 @@ cm_message_selftest (bool verbose)
     cm_message_destroy (&m);
     failures += cm_uu_selftest (verbose);
     failures += cm_calendar_selftest (verbose);
+    failures += cm_tnef_selftest (verbose);
 #undef s_check
     return failures ? -1 : 0;
 }

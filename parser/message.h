@@ -35,6 +35,9 @@ typedef struct cm_attachment_s {
     char sha256 [65];     /* lowercase hex of data */
     char *note;           /* why the part is only kept, or NULL */
     int nested_index;     /* index into msg->nested, or -1 */
+    int parent_index;     /* index into msg->attachments of the attachment
+                             holding this one (a file taken out of a
+                             winmail.dat), always an earlier one, or -1 */
 } cm_attachment_t;
 
 /* One per-recipient block of a delivery status report. */
@@ -113,7 +116,7 @@ char *cm_html_to_text (const char *html, size_t len);
 
 /* Offline unit tests; returns 0 when all pass. */
 int cm_message_selftest (bool verbose);
-/* For the parser's self-tests (message.c, calendar.c, uuencode.c): prints
+/* For the parser's self-tests (message.c, calendar.c, uuencode.c, tnef.c): prints
    a check's outcome (a failure always, a pass when verbose); 1 when it
    failed, else 0. */
 int cm_message_check (bool ok, const char *what, bool verbose);

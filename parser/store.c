@@ -68,16 +68,29 @@ enum { A_ID, A_INCIDENT, A_TIMELINE, A_PARENT, A_DEPTH, A_FILENAME, A_CTYPE, A_C
 
 /* Adds the attachments of msg (under parent, 0 for none) to the arrays,
    each with the next of the ids drawn for the batch, then those of each
-   attached message under it. */
+   attached message under it. A file taken out of a winmail.dat hangs
+   under it (parent_index, an earlier attachment), one level deeper. */
 static void
 s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long incident,
            long long timeline, long long parent, int depth, const long long *ids,
            size_t nids, size_t *next)
 {
+    long long *own = msg->nattachments ? calloc (msg->nattachments, sizeof *own) : NULL;
+    int *own_depth = msg->nattachments ? calloc (msg->nattachments, sizeof *own_depth) : NULL;
     for (size_t i = 0; i < msg->nattachments && *next < nids; i++) {
         const cm_attachment_t *a = &msg->attachments [i];
         const cm_message_t *nested = s_nested (msg, a);
         long long id = ids [(*next)++];
+        long long holder = parent;
+        int level = depth;
+        if (own && own_depth && a->parent_index >= 0 && (size_t) a->parent_index < i) {
+            holder = own [a->parent_index];
+            level = own_depth [a->parent_index] + 1;
+        }
+        if (own && own_depth) {
+            own [i] = id;
+            own_depth [i] = level;
+        }
         char *headers = NULL;
         if (nested) {
             json_t *h = s_headers_json (nested);
@@ -87,11 +100,11 @@ s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long incident,
         cm_db_array_add_int8 (col [A_ID], id);
         cm_db_array_add_int8 (col [A_INCIDENT], incident);
         cm_db_array_add_int8 (col [A_TIMELINE], timeline);
-        if (parent)
-            cm_db_array_add_int8 (col [A_PARENT], parent);
+        if (holder)
+            cm_db_array_add_int8 (col [A_PARENT], holder);
         else
             cm_db_array_add (col [A_PARENT], NULL, 0);
-        cm_db_array_add_int8 (col [A_DEPTH], depth);
+        cm_db_array_add_int8 (col [A_DEPTH], level);
         cm_db_array_add_text (col [A_FILENAME], a->filename);
         cm_db_array_add_text (col [A_CTYPE], a->content_type);
         cm_db_array_add_text (col [A_CID], a->content_id);
@@ -105,8 +118,10 @@ s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long incident,
         cm_db_array_add (col [A_DATA], a->data ? (const void *) a->data : "", a->size);
         free (headers);
         if (nested)
-            s_flatten (col, nested, incident, timeline, id, depth + 1, ids, nids, next);
+            s_flatten (col, nested, incident, timeline, id, level + 1, ids, nids, next);
     }
+    free (own_depth);
+    free (own);
 }
 
 /* The ids of a PostgreSQL bigint[] in text form ("{1,2,3}"); -1 when it

@@ -165,6 +165,10 @@ s_record_ok (const cm_message_t *m, int level, char *why, size_t whylen)
             snprintf (why, whylen, "nested_index out of range");
             return false;
         }
+        if (a->parent_index < -1 || a->parent_index >= (int) i) {
+            snprintf (why, whylen, "parent_index not an earlier attachment");
+            return false;
+        }
     }
     if (m->nreferences > 100) {
         snprintf (why, whylen, "too many references");
@@ -1401,8 +1405,9 @@ static const s_fact_t s_facts [] = {
     { "github-115.txt", "Test message from Microsoft Outlook 00", "doug@example.com", 3,
       "redball.png", 0, NULL, NULL },
     { "m3001.txt", "Test message from PINE", "doug@penguin.example.com", 2, "blueball.png", 0, NULL, NULL },
-    /* TNEF kept with a note */
-    { "m4006.txt", "Read: invitation", "sender@email.test", 1, "winmail.dat", 0, NULL, "TNEF" },
+    /* a winmail.dat that is really a PNG: kept, with a note saying why */
+    { "m4006.txt", "Read: invitation", "sender@email.test", 1, "winmail.dat", 0, NULL,
+      "TNEF (winmail.dat) kept as is: not TNEF: bad signature" },
     /* message/rfc822 body holding a multipart/digest */
     { "m4007.txt", "Test multipart-digest", "sender@email.test", 1, "submsg.eml", 1, NULL, NULL },
     /* 8-bit Latin-1 filename, binhex parts kept */

@@ -1,0 +1,774 @@
+/*  parser/tnef.c: the files inside a TNEF stream ([MS-OXTNEF]).
+    Outlook and Exchange sending "Rich Text" wrap every attachment and the
+    message's properties into one application/ms-tnef part, winmail.dat.
+    The stream is a signature (0x223E9F78), a legacy key, then attributes:
+    a level byte (1 message, 2 attachment), a 4-byte id whose high word is
+    its type, a 4-byte length, the data and a 2-byte checksum (the sum of
+    the data bytes mod 65536). attAttachRendData starts an attachment;
+    attAttachTitle names it (8.3), attAttachData holds its bytes and
+    attAttachment a MAPI property list with its long name, MIME tag and,
+    for an attached Outlook message, the message as a TNEF stream of its
+    own (PR_ATTACH_DATA_OBJ). attBody is the plain text body.
+    Hostile input: every length is checked against what remains before it
+    is read; the first damage stops the reading (what was read before it
+    stands); files and their bytes stop at the caller's limits; a property
+    list is read to at most CM_TNEF_MAX_PROPS properties. A wrong checksum
+    is counted, not fatal: the lengths, not the checksum, keep reads in
+    bounds. RTF bodies (PR_RTF_COMPRESSED) are not read.
+    Ownership: see parser/tnef.h. Errors: -1 only out of memory. */
+#include "tnef.h"
+#include "message.h"
+#include "../common/buf.h"
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_SIGNATURE      0x223E9F78u
+#define S_LVL_MESSAGE    1
+#define S_LVL_ATTACHMENT 2
+#define S_ATT_BODY       0x0006800Cu   /* attBody: text */
+#define S_ATT_RENDDATA   0x00069002u   /* attAttachRendData: an attachment starts */
+#define S_ATT_TITLE      0x00018010u   /* attAttachTitle: short name */
+#define S_ATT_DATA       0x0006800Fu   /* attAttachData: the bytes */
+#define S_ATT_ATTACHMENT 0x00069005u   /* attAttachment: MAPI properties */
+#define S_ATT_CODEPAGE   0x00069007u   /* attOemCodepage */
+
+#define S_PR_ATTACH_DATA_OBJ      0x3701
+#define S_PR_ATTACH_FILENAME      0x3704
+#define S_PR_ATTACH_METHOD        0x3705
+#define S_PR_ATTACH_LONG_FILENAME 0x3707
+#define S_PR_ATTACH_MIME_TAG      0x370E
+#define S_ATTACH_EMBEDDED_MSG     5
+
+#define S_PT_STRING8 0x001E
+#define S_PT_UNICODE 0x001F
+#define S_PT_BINARY  0x0102
+#define S_PT_OBJECT  0x000D
+#define S_PT_LONG    0x0003
+#define S_MV_FLAG    0x1000
+
+/* IID_IMessage {00020307-0000-0000-C000-000000000046} as stored */
+static const unsigned char s_iid_message [16] = {
+    0x07, 0x03, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46 };
+
+/* What remains to be read. */
+typedef struct {
+    const unsigned char *p;
+    size_t left;
+} s_rd_t;
+
+static bool
+s_take (s_rd_t *rd, size_t n, const unsigned char **out)
+{
+    if (n > rd->left)
+        return false;
+    if (out)
+        *out = rd->p;
+    rd->p += n;
+    rd->left -= n;
+    return true;
+}
+
+static bool
+s_u32 (s_rd_t *rd, uint32_t *v)
+{
+    const unsigned char *b;
+    if (!s_take (rd, 4, &b))
+        return false;
+    *v = (uint32_t) b [0] | (uint32_t) b [1] << 8 | (uint32_t) b [2] << 16 | (uint32_t) b [3] << 24;
+    return true;
+}
+
+/* The attachment being read. */
+typedef struct {
+    bool open;
+    char *title;          /* attAttachTitle or PR_ATTACH_FILENAME (8-bit) */
+    char *long_name;      /* PR_ATTACH_LONG_FILENAME */
+    bool long_utf8;
+    char *mime_type;
+    unsigned char *data;
+    size_t size;
+    bool have_data;
+    bool embedded;
+    uint32_t method;
+} s_att_t;
+
+static void
+s_att_clear (s_att_t *a)
+{
+    free (a->title);
+    free (a->long_name);
+    free (a->mime_type);
+    free (a->data);
+    memset (a, 0, sizeof *a);
+}
+
+typedef struct {
+    cm_tnef_t *t;
+    s_att_t att;
+    size_t max_files, max_bytes, bytes;
+    bool stop;            /* damage or a limit: read no further */
+    bool oom;
+} s_state_t;
+
+static void
+s_stop (s_state_t *s, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+static void
+s_stop (s_state_t *s, const char *fmt, ...)
+{
+    if (s->stop)
+        return;
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (s->t->problem, sizeof s->t->problem, fmt, ap);
+    va_end (ap);
+    s->stop = true;
+}
+
+/* 8-bit text up to its first NUL, as a C string. */
+static char *
+s_string8 (const unsigned char *b, size_t n)
+{
+    const unsigned char *nul = memchr (b, 0, n);
+    return strndup ((const char *) b, nul ? (size_t) (nul - b) : n);
+}
+
+/* UTF-16LE up to its first NUL as UTF-8; a lone surrogate becomes
+   U+FFFD. */
+static char *
+s_utf16 (const unsigned char *b, size_t n)
+{
+    cm_buf_t out;
+    cm_buf_init (&out, 0);
+    int rc = 0;
+    for (size_t i = 0; i + 1 < n && rc == 0; i += 2) {
+        uint32_t c = (uint32_t) b [i] | (uint32_t) b [i + 1] << 8;
+        if (c == 0)
+            break;
+        if (c >= 0xD800 && c < 0xDC00 && i + 3 < n) {
+            uint32_t lo = (uint32_t) b [i + 2] | (uint32_t) b [i + 3] << 8;
+            if (lo >= 0xDC00 && lo < 0xE000) {
+                c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+                i += 2;
+            }
+        }
+        if (c >= 0xD800 && c < 0xE000)
+            c = 0xFFFD;
+        char u [4];
+        size_t k;
+        if (c < 0x80) { u [0] = (char) c; k = 1; }
+        else if (c < 0x800) { u [0] = (char) (0xC0 | c >> 6); u [1] = (char) (0x80 | (c & 0x3F)); k = 2; }
+        else if (c < 0x10000) { u [0] = (char) (0xE0 | c >> 12); u [1] = (char) (0x80 | (c >> 6 & 0x3F));
+                                u [2] = (char) (0x80 | (c & 0x3F)); k = 3; }
+        else { u [0] = (char) (0xF0 | c >> 18); u [1] = (char) (0x80 | (c >> 12 & 0x3F));
+               u [2] = (char) (0x80 | (c >> 6 & 0x3F)); u [3] = (char) (0x80 | (c & 0x3F)); k = 4; }
+        rc = cm_buf_append (&out, u, k);
+    }
+    if (rc == 0 && cm_buf_append (&out, "", 1) == 0) {
+        char *s = cm_buf_take (&out, NULL);
+        return s;
+    }
+    cm_buf_free (&out);
+    return NULL;
+}
+
+/* A copy of n bytes counted against the limit on the files' bytes;
+   NULL (and s->stop or s->oom) when it goes over or memory runs out. */
+static unsigned char *
+s_copy_bytes (s_state_t *s, const unsigned char *b, size_t n)
+{
+    if (n > s->max_bytes - s->bytes) {
+        s_stop (s, "the files' bytes go over the message's decoded-bytes budget");
+        return NULL;
+    }
+    unsigned char *copy = malloc (n ? n : 1);
+    if (!copy) {
+        s->oom = true;
+        return NULL;
+    }
+    memcpy (copy, b, n);
+    s->bytes += n;
+    return copy;
+}
+
+/* Ends the attachment being read: with bytes it becomes a file. */
+static void
+s_flush (s_state_t *s)
+{
+    s_att_t *a = &s->att;
+    if (!a->open)
+        return;
+    if (!a->have_data) {
+        s->t->skipped++;
+        s_att_clear (a);
+        return;
+    }
+    if (s->t->nfiles >= s->max_files) {
+        s_stop (s, "more than %zu files", s->max_files);
+        s_att_clear (a);
+        return;
+    }
+    cm_tnef_file_t *grown = realloc (s->t->files, (s->t->nfiles + 1) * sizeof *grown);
+    if (!grown) {
+        s->oom = true;
+        s_att_clear (a);
+        return;
+    }
+    s->t->files = grown;
+    cm_tnef_file_t *f = &grown [s->t->nfiles++];
+    memset (f, 0, sizeof *f);
+    if (a->long_name && *a->long_name) {
+        f->name = a->long_name;
+        f->name_utf8 = a->long_utf8;
+        a->long_name = NULL;
+    }
+    else {
+        f->name = a->title;
+        a->title = NULL;
+    }
+    f->mime_type = a->mime_type;
+    f->data = a->data;
+    f->size = a->size;
+    f->embedded = a->embedded;
+    a->mime_type = NULL;
+    a->data = NULL;
+    s_att_clear (a);
+}
+
+/* Fixed size of a value of a MAPI type in a property list (2-byte types
+   padded to 4), 0 for a type of variable length, -1 unknown. */
+static int
+s_fixed_size (unsigned type)
+{
+    switch (type) {
+        case 0x0001: case 0x0002: case 0x0003: case 0x0004: case 0x000A: case 0x000B:
+            return 4;
+        case 0x0005: case 0x0006: case 0x0007: case 0x0014: case 0x0040:
+            return 8;
+        case 0x0048:
+            return 16;
+        case S_PT_STRING8: case S_PT_UNICODE: case S_PT_BINARY: case S_PT_OBJECT:
+            return 0;
+        default:
+            return -1;
+    }
+}
+
+/* Takes what the attachment needs from one property's first value. */
+static void
+s_attach_prop (s_state_t *s, unsigned id, unsigned type, const unsigned char *v, size_t n)
+{
+    s_att_t *a = &s->att;
+    if (id == S_PR_ATTACH_LONG_FILENAME && (type == S_PT_STRING8 || type == S_PT_UNICODE)
+    &&  !a->long_name) {
+        a->long_name = type == S_PT_UNICODE ? s_utf16 (v, n) : s_string8 (v, n);
+        a->long_utf8 = type == S_PT_UNICODE;
+        s->oom = s->oom || !a->long_name;
+    }
+    else
+    if (id == S_PR_ATTACH_FILENAME && type == S_PT_STRING8 && !a->title) {
+        a->title = s_string8 (v, n);
+        s->oom = s->oom || !a->title;
+    }
+    else
+    if (id == S_PR_ATTACH_MIME_TAG && (type == S_PT_STRING8 || type == S_PT_UNICODE)
+    &&  !a->mime_type) {
+        a->mime_type = type == S_PT_UNICODE ? s_utf16 (v, n) : s_string8 (v, n);
+        s->oom = s->oom || !a->mime_type;
+    }
+    else
+    if (id == S_PR_ATTACH_METHOD && type == S_PT_LONG && n >= 4)
+        a->method = (uint32_t) v [0] | (uint32_t) v [1] << 8 | (uint32_t) v [2] << 16
+                  | (uint32_t) v [3] << 24;
+    else
+    if (id == S_PR_ATTACH_DATA_OBJ && !a->have_data
+    &&  ((type == S_PT_OBJECT && n >= 16) || type == S_PT_BINARY)) {
+        /* an object's value starts with its interface id; an attached
+           Outlook message (IID_IMessage) follows as a TNEF stream */
+        bool object = type == S_PT_OBJECT;
+        if (object && memcmp (v, s_iid_message, 16) != 0)
+            return;     /* an OLE storage or stream: not a file we read */
+        const unsigned char *bytes = object ? v + 16 : v;
+        size_t size = object ? n - 16 : n;
+        if ((a->data = s_copy_bytes (s, bytes, size))) {
+            a->size = size;
+            a->have_data = true;
+            a->embedded = object;
+        }
+    }
+}
+
+/* Reads a MAPI property list (attAttachment, attMAPIProps); for_att: its
+   values describe the attachment being read. false when it does not add
+   up (s->stop and the problem set). */
+static bool
+s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
+{
+    s_rd_t rd = { data, len };
+    uint32_t count;
+    if (!s_u32 (&rd, &count)) {
+        s_stop (s, "a property list cut short");
+        return false;
+    }
+    if (count > CM_TNEF_MAX_PROPS) {
+        s_stop (s, "a property list of %u properties (more than %d)", count, CM_TNEF_MAX_PROPS);
+        return false;
+    }
+    for (uint32_t i = 0; i < count && !s->oom && !s->stop; i++) {
+        uint32_t tag, kind, v32;
+        if (!s_u32 (&rd, &tag))
+            goto short_;
+        unsigned type = tag & 0xFFFF, id = tag >> 16;
+        if (id >= 0x8000) {
+            /* a named property: GUID, kind, then a number or a name */
+            if (!s_take (&rd, 16, NULL) || !s_u32 (&rd, &kind))
+                goto short_;
+            if (kind == 0) {
+                if (!s_u32 (&rd, &v32))
+                    goto short_;
+            }
+            else
+            if (kind == 1) {
+                if (!s_u32 (&rd, &v32) || v32 > rd.left || !s_take (&rd, v32, NULL))
+                    goto short_;
+                s_take (&rd, (4 - v32 % 4) % 4 < rd.left ? (4 - v32 % 4) % 4 : rd.left, NULL);
+            }
+            else {
+                s_stop (s, "a named property of unknown kind %u", kind);
+                return false;
+            }
+        }
+        bool mv = (type & S_MV_FLAG) != 0;
+        unsigned base = type & ~(unsigned) (S_MV_FLAG | 0x2000);
+        int fixed = s_fixed_size (base);
+        if (fixed < 0) {
+            s_stop (s, "a property of unknown type 0x%04x", type);
+            return false;
+        }
+        uint32_t nvalues = 1;
+        if ((mv || fixed == 0) && !s_u32 (&rd, &nvalues))
+            goto short_;
+        /* every value takes 4 bytes at least: a count beyond that lies */
+        if (nvalues > rd.left / 4 + 1)
+            goto short_;
+        for (uint32_t k = 0; k < nvalues; k++) {
+            const unsigned char *v;
+            size_t n = (size_t) fixed;
+            if (fixed == 0) {
+                if (!s_u32 (&rd, &v32))
+                    goto short_;
+                n = v32;
+            }
+            if (!s_take (&rd, n, &v))
+                goto short_;
+            if (fixed == 0)
+                s_take (&rd, (4 - n % 4) % 4 < rd.left ? (4 - n % 4) % 4 : rd.left, NULL);
+            if (for_att && k == 0 && !mv)
+                s_attach_prop (s, id, base, v, n);
+        }
+    }
+    return !s->stop;
+short_:
+    s_stop (s, "a property list cut short");
+    return false;
+}
+
+bool
+cm_tnef_signature (const unsigned char *data, size_t len)
+{
+    return len >= 4 && data [0] == 0x78 && data [1] == 0x9F && data [2] == 0x3E
+        && data [3] == 0x22;
+}
+
+int
+cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
+              size_t max_bytes, cm_tnef_t *tnef)
+{
+    memset (tnef, 0, sizeof *tnef);
+    s_state_t s = { .t = tnef, .max_files = max_files, .max_bytes = max_bytes };
+    s_rd_t rd = { data, len };
+    if (!cm_tnef_signature (data, len)) {
+        s_stop (&s, "not TNEF: bad signature");
+        return 0;
+    }
+    s_take (&rd, 4, NULL);
+    if (!s_take (&rd, 2, NULL)) {
+        s_stop (&s, "cut short after the signature");
+        return 0;
+    }
+    while (rd.left && !s.stop && !s.oom) {
+        size_t at = len - rd.left;
+        const unsigned char *lvl, *body, *sum;
+        uint32_t id, n;
+        if (!s_take (&rd, 1, &lvl) || !s_u32 (&rd, &id) || !s_u32 (&rd, &n)) {
+            s_stop (&s, "an attribute cut short at byte %zu", at);
+            break;
+        }
+        if (*lvl != S_LVL_MESSAGE && *lvl != S_LVL_ATTACHMENT) {
+            s_stop (&s, "an attribute of unknown level %u at byte %zu", *lvl, at);
+            break;
+        }
+        if (!s_take (&rd, n, &body) || !s_take (&rd, 2, &sum)) {
+            s_stop (&s, "an attribute longer than the stream at byte %zu", at);
+            break;
+        }
+        unsigned check = 0;
+        for (uint32_t i = 0; i < n; i++)
+            check = (check + body [i]) & 0xFFFF;
+        if (check != ((unsigned) sum [0] | (unsigned) sum [1] << 8))
+            tnef->bad_checksums++;
+        s_att_t *a = &s.att;
+        switch (id) {
+            case S_ATT_RENDDATA:
+                s_flush (&s);
+                a->open = !s.stop && !s.oom;
+                break;
+            case S_ATT_TITLE:
+                if (a->open && !a->title && !(a->title = s_string8 (body, n)))
+                    s.oom = true;
+                break;
+            case S_ATT_DATA:
+                if (a->open && !a->have_data && (a->data = s_copy_bytes (&s, body, n))) {
+                    a->size = n;
+                    a->have_data = true;
+                }
+                break;
+            case S_ATT_ATTACHMENT:
+                if (a->open)
+                    s_props (&s, body, n, true);
+                break;
+            case S_ATT_BODY:
+                if (*lvl == S_LVL_MESSAGE && !tnef->body) {
+                    if (!(tnef->body = s_string8 (body, n)))
+                        s.oom = true;
+                    else
+                        tnef->body_len = strlen (tnef->body);
+                }
+                break;
+            case S_ATT_CODEPAGE:
+                if (n >= 4)
+                    tnef->codepage = (unsigned) body [0] | (unsigned) body [1] << 8
+                                   | (unsigned) body [2] << 16 | (unsigned) body [3] << 24;
+                break;
+            default:
+                break;
+        }
+    }
+    /* the last attachment, or the one the damage cut: its bytes stand */
+    if (!s.oom && !s.stop)
+        s_flush (&s);
+    else
+    if (!s.oom && s.att.have_data && tnef->nfiles < max_files) {
+        s.stop = false;
+        s_flush (&s);
+        s.stop = true;
+    }
+    s_att_clear (&s.att);
+    if (s.oom) {
+        cm_tnef_free (tnef);
+        return -1;
+    }
+    return 0;
+}
+
+void
+cm_tnef_free (cm_tnef_t *tnef)
+{
+    for (size_t i = 0; i < tnef->nfiles; i++) {
+        free (tnef->files [i].name);
+        free (tnef->files [i].mime_type);
+        free (tnef->files [i].data);
+    }
+    free (tnef->files);
+    free (tnef->body);
+    memset (tnef, 0, sizeof *tnef);
+}
+
+/* ------------------------------------------------------------ self-test */
+
+#include <openssl/evp.h>
+
+/* A TNEF writer for the tests: attributes with their checksums. */
+static void
+s_put32 (cm_buf_t *b, uint32_t v)
+{
+    unsigned char x [4] = { (unsigned char) v, (unsigned char) (v >> 8),
+                            (unsigned char) (v >> 16), (unsigned char) (v >> 24) };
+    cm_buf_append (b, x, 4);
+}
+
+static void
+s_attr (cm_buf_t *b, int level, uint32_t id, const void *data, size_t n)
+{
+    unsigned char lvl = (unsigned char) level;
+    unsigned sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += ((const unsigned char *) data) [i];
+    unsigned char ck [2] = { (unsigned char) sum, (unsigned char) (sum >> 8) };
+    cm_buf_append (b, &lvl, 1);
+    s_put32 (b, id);
+    s_put32 (b, (uint32_t) n);
+    cm_buf_append (b, data, n);
+    cm_buf_append (b, ck, 2);
+}
+
+/* One variable-length value: size, bytes, padding to 4. */
+static void
+s_value (cm_buf_t *b, const void *data, size_t n)
+{
+    s_put32 (b, (uint32_t) n);
+    cm_buf_append (b, data, n);
+    cm_buf_append (b, "\0\0\0", (4 - n % 4) % 4);
+}
+
+/* "Rechnung März.pdf" in UTF-16LE with its NUL */
+static const char s_long_utf16 [] =
+    "R\0e\0c\0h\0n\0u\0n\0g\0 \0M\0\xE4\0r\0z\0.\0p\0d\0f\0\0";
+
+/* A stream of an Outlook "Rich Text" mail: a PDF with a long Unicode
+   name and a MIME tag (after a multi-valued and a named property), a
+   file known by its 8.3 name only, an attached Outlook message, the
+   plain text body. */
+static void
+s_sample (cm_buf_t *b)
+{
+    s_put32 (b, S_SIGNATURE);
+    cm_buf_append (b, "\x01\x00", 2);
+    s_attr (b, S_LVL_MESSAGE, 0x00089006, "\0\0\1\0", 4);           /* attTnefVersion */
+    s_attr (b, S_LVL_MESSAGE, S_ATT_CODEPAGE, "\xE4\x04\0\0\0\0\0\0", 8);   /* 1252 */
+    s_attr (b, S_LVL_MESSAGE, S_ATT_BODY, "Please pay the attached invoice.\r\n", 34);
+    /* the PDF */
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0\xFF\xFF\xFF\xFF\0\0\0\0\0\0\0\0", 14);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_TITLE, "RECHNU~1.PDF", 13);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_DATA, "%PDF-1.4 invoice\n", 17);
+    cm_buf_t p;
+    cm_buf_init (&p, 0);
+    s_put32 (&p, 5);
+    s_put32 (&p, 0x3705u << 16 | S_PT_LONG);            /* PR_ATTACH_METHOD 1 */
+    s_put32 (&p, 1);
+    s_put32 (&p, 0x1003u << 16 | 0x1003);               /* PT_MV_LONG, 2 values */
+    s_put32 (&p, 2);
+    s_put32 (&p, 7);
+    s_put32 (&p, 9);
+    s_put32 (&p, 0x8005u << 16 | S_PT_UNICODE);         /* named, by string */
+    cm_buf_append (&p, "0123456789abcdef", 16);
+    s_put32 (&p, 1);
+    s_value (&p, "K\0e\0y\0\0", 8);
+    s_put32 (&p, 1);
+    s_value (&p, "v\0\0", 3);
+    s_put32 (&p, (uint32_t) S_PR_ATTACH_LONG_FILENAME << 16 | S_PT_UNICODE);
+    s_put32 (&p, 1);
+    s_value (&p, s_long_utf16, sizeof s_long_utf16);
+    s_put32 (&p, (uint32_t) S_PR_ATTACH_MIME_TAG << 16 | S_PT_STRING8);
+    s_put32 (&p, 1);
+    s_value (&p, "Application/PDF", 16);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_ATTACHMENT, p.data, p.len);
+    cm_buf_reset (&p);
+    /* the 8.3 name only, in CP1252 */
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0\xFF\xFF\xFF\xFF\0\0\0\0\0\0\0\0", 14);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_TITLE, "CAF\xC9.TXT", 9);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_DATA, "menu\n", 5);
+    /* an attached Outlook message */
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0\xFF\xFF\xFF\xFF\0\0\0\0\0\0\0\0", 14);
+    s_put32 (&p, 3);
+    s_put32 (&p, 0x3705u << 16 | S_PT_LONG);
+    s_put32 (&p, S_ATTACH_EMBEDDED_MSG);
+    s_put32 (&p, 0x3001u << 16 | S_PT_STRING8);         /* PR_DISPLAY_NAME */
+    s_put32 (&p, 1);
+    s_value (&p, "Fwd: login", 11);
+    s_put32 (&p, (uint32_t) S_PR_ATTACH_DATA_OBJ << 16 | S_PT_OBJECT);
+    s_put32 (&p, 1);
+    s_put32 (&p, 16 + 10);
+    cm_buf_append (&p, s_iid_message, 16);
+    cm_buf_append (&p, "\x78\x9F\x3E\x22\1\0\1\0\0\0", 10);
+    cm_buf_append (&p, "\0\0", 2);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_ATTACHMENT, p.data, p.len);
+    cm_buf_free (&p);
+}
+
+/* A message whose only part is the stream as winmail.dat. */
+static cm_message_t *
+s_mail (const unsigned char *tnef, size_t len, const cm_limits_t *limits, char *reason,
+        size_t reasonlen)
+{
+    char *b64 = malloc (4 * (len / 3 + 1) + 1);
+    if (!b64)
+        return NULL;
+    EVP_EncodeBlock ((unsigned char *) b64, tnef, (int) len);
+    cm_buf_t body;
+    cm_buf_init (&body, 0);
+    cm_buf_printf (&body, "--B\nContent-Type: application/ms-tnef; name=\"winmail.dat\"\n"
+                   "Content-Transfer-Encoding: base64\n\n");
+    for (size_t i = 0, n = strlen (b64); i < n; i += 76)
+        cm_buf_printf (&body, "%.76s\n", b64 + i);
+    cm_buf_printf (&body, "--B--\n");
+    free (b64);
+    cm_message_t *m = cm_message_parse_parts ("Content-Type: multipart/mixed; boundary=B\n",
+                                              body.data ? body.data : "", limits, reason, reasonlen);
+    cm_buf_free (&body);
+    return m;
+}
+
+#define s_check cm_message_check
+
+int
+cm_tnef_selftest (bool verbose)
+{
+    int failures = 0;
+    char reason [256] = "";
+    cm_buf_t b;
+    cm_buf_init (&b, 0);
+    s_sample (&b);
+    const unsigned char *sample = (const unsigned char *) b.data;
+
+    /* the reader alone */
+    cm_tnef_t t;
+    int rc = cm_tnef_read (sample, b.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 3 && !t.problem [0] && !t.bad_checksums
+                         && t.codepage == 1252 && t.skipped == 0, "tnef: three files, no problem",
+                         verbose);
+    failures += s_check (rc == 0 && t.nfiles == 3 && t.files [0].name_utf8
+                         && strcmp (t.files [0].name, "Rechnung M\xC3\xA4rz.pdf") == 0
+                         && strcmp (t.files [0].mime_type, "Application/PDF") == 0
+                         && t.files [0].size == 17 && memcmp (t.files [0].data, "%PDF-1.4", 8) == 0,
+                         "tnef: the long Unicode name and the MIME tag, past a multi-valued "
+                         "and a named property", verbose);
+    failures += s_check (rc == 0 && t.nfiles == 3 && !t.files [1].name_utf8
+                         && strcmp (t.files [1].name, "CAF\xC9.TXT") == 0 && t.files [1].size == 5
+                         && !t.files [1].mime_type,
+                         "tnef: a file with its 8.3 name only", verbose);
+    failures += s_check (rc == 0 && t.nfiles == 3 && t.files [2].embedded && t.files [2].size == 10
+                         && cm_tnef_signature (t.files [2].data, t.files [2].size),
+                         "tnef: an attached message is its TNEF stream", verbose);
+    failures += s_check (rc == 0 && t.body && strcmp (t.body, "Please pay the attached invoice.\r\n") == 0,
+                         "tnef: attBody", verbose);
+    cm_tnef_free (&t);
+
+    /* limits: files, bytes */
+    rc = cm_tnef_read (sample, b.len, 1, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 1 && strcmp (t.problem, "more than 1 files") == 0,
+                         "tnef: files stop at the limit", verbose);
+    cm_tnef_free (&t);
+    rc = cm_tnef_read (sample, b.len, 100, 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 1 && strstr (t.problem, "decoded-bytes budget"),
+                         "tnef: bytes stop at the budget", verbose);
+    cm_tnef_free (&t);
+
+    /* every cut of the stream reads within bounds and says why it stopped */
+    bool cuts_ok = true;
+    for (size_t n = 0; n < b.len; n++) {
+        unsigned char *cut = malloc (n ? n : 1);    /* exact size: ASan sees overreads */
+        memcpy (cut, sample, n);
+        if (cm_tnef_read (cut, n, 100, 1 << 20, &t) || t.nfiles > 3)
+            cuts_ok = false;
+        cm_tnef_free (&t);
+        free (cut);
+    }
+    failures += s_check (cuts_ok, "tnef: every truncation is read within bounds", verbose);
+
+    /* a wrong checksum is counted, the files still come out */
+    unsigned char *bad = malloc (b.len);
+    memcpy (bad, sample, b.len);
+    bad [6 + 9 + 4] ^= 1;      /* a byte of attTnefVersion's data */
+    rc = cm_tnef_read (bad, b.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 3 && t.bad_checksums == 1 && !t.problem [0],
+                         "tnef: a wrong checksum is counted, not fatal", verbose);
+    cm_tnef_free (&t);
+    free (bad);
+
+    /* a property count that lies */
+    cm_buf_t h;
+    cm_buf_init (&h, 0);
+    s_put32 (&h, S_SIGNATURE);
+    cm_buf_append (&h, "\1\0", 2);
+    s_attr (&h, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+    s_attr (&h, S_LVL_ATTACHMENT, S_ATT_DATA, "x", 1);
+    s_attr (&h, S_LVL_ATTACHMENT, S_ATT_ATTACHMENT, "\xFF\xFF\xFF\x7F", 4);
+    rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 1 && strstr (t.problem, "more than 4096"),
+                         "tnef: a property count over the cap stops the reading", verbose);
+    cm_tnef_free (&t);
+    cm_buf_reset (&h);
+    s_put32 (&h, S_SIGNATURE);
+    cm_buf_append (&h, "\1\0", 2);
+    s_attr (&h, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+    s_attr (&h, S_LVL_ATTACHMENT, S_ATT_ATTACHMENT,
+            "\1\0\0\0\x1E\0\x07\x37\xFF\xFF\0\0", 12);     /* 65535 values in 0 bytes */
+    rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 0
+                         && strcmp (t.problem, "a property list cut short") == 0,
+                         "tnef: a value count beyond the list stops the reading", verbose);
+    cm_tnef_free (&t);
+    cm_buf_free (&h);
+
+    /* through the parser: files under the winmail.dat, attBody as text */
+    cm_message_t *m = s_mail (sample, b.len, NULL, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 4
+                         && strcmp (m->attachments [0].filename, "winmail.dat") == 0
+                         && m->attachments [0].parent_index == -1
+                         && m->attachments [1].parent_index == 0
+                         && m->attachments [2].parent_index == 0
+                         && m->attachments [3].parent_index == 0,
+                         "tnef: winmail.dat kept, three files under it", verbose);
+    failures += s_check (m && m->nattachments == 4 && m->attachments [0].note
+                         && strcmp (m->attachments [0].note, "TNEF (winmail.dat): 3 files taken out") == 0,
+                         "tnef: winmail.dat's note counts the files", verbose);
+    failures += s_check (m && m->nattachments == 4
+                         && strcmp (m->attachments [1].filename, "Rechnung M\xC3\xA4rz.pdf") == 0
+                         && strcmp (m->attachments [1].content_type, "application/pdf") == 0
+                         && m->attachments [1].size == 17 && !m->attachments [1].note
+                         && strcmp (m->attachments [1].sha256,
+                                    "51ab41ce8e86e2830dddfc47fb304b62721840cd9062a309ff8407c8adfc4d00") == 0,
+                         "tnef: the PDF by its long name and MIME tag", verbose);
+    failures += s_check (m && m->nattachments == 4
+                         && strcmp (m->attachments [2].filename, "CAF\xC3\x89.TXT") == 0
+                         && strcmp (m->attachments [2].content_type, "text/plain") == 0,
+                         "tnef: an 8.3 name read in CP1252, typed by its name", verbose);
+    failures += s_check (m && m->nattachments == 4
+                         && strcmp (m->attachments [3].filename, "attached-message.tnef") == 0
+                         && strcmp (m->attachments [3].content_type, "application/vnd.ms-tnef") == 0
+                         && m->attachments [3].note && strstr (m->attachments [3].note, "not read"),
+                         "tnef: an attached Outlook message kept with a note", verbose);
+    failures += s_check (m && strcmp (m->text, "Please pay the attached invoice.\r\n") == 0,
+                         "tnef: attBody is the text of a message without one", verbose);
+    if (m && verbose)
+        for (size_t i = 0; i < m->nattachments; i++)
+            printf ("selftest: tnef [%s] %s %zu %s\n", m->attachments [i].filename,
+                    m->attachments [i].content_type, m->attachments [i].size,
+                    m->attachments [i].note ? m->attachments [i].note : "-");
+    cm_message_destroy (&m);
+
+    /* the parts limit stops the files, not the message */
+    cm_limits_t limits;
+    cm_limits_default (&limits);
+    limits.max_parts = 4;   /* the multipart, winmail.dat and two files */
+    m = s_mail (sample, b.len, &limits, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 3 && m->attachments [0].note
+                         && strcmp (m->attachments [0].note, "TNEF (winmail.dat): 2 files taken out; "
+                                    "reading stopped: more than 4 MIME parts and files in TNEF") == 0,
+                         "tnef: the parts limit stops the files, the message is kept", verbose);
+    if (m && verbose)
+        printf ("selftest: tnef note [%s]\n", m->attachments [0].note);
+    cm_message_destroy (&m);
+
+    /* not TNEF at all, and cut short */
+    m = s_mail ((const unsigned char *) "\x89PNG\r\n\x1a\n", 8, NULL, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 1 && m->attachments [0].note
+                         && strcmp (m->attachments [0].note,
+                                    "TNEF (winmail.dat) kept as is: not TNEF: bad signature") == 0,
+                         "tnef: a winmail.dat that is no TNEF is kept with a note", verbose);
+    cm_message_destroy (&m);
+    m = s_mail (sample, 100, NULL, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 1 && m->attachments [0].note
+                         && strstr (m->attachments [0].note, "kept as is: an attribute")
+                         && strcmp (m->text, "Please pay the attached invoice.\r\n") == 0,
+                         "tnef: a cut stream is kept with a note; what was read stands", verbose);
+    if (m && verbose)
+        printf ("selftest: tnef cut note [%s]\n", m->attachments [0].note);
+    cm_message_destroy (&m);
+    cm_buf_free (&b);
+    return failures;
+}

@@ -1,0 +1,55 @@
+/*  parser/tnef.h: the files inside a TNEF stream (winmail.dat), which
+    Outlook and Exchange send in "Rich Text" format (parser/tnef.c).
+    Ownership: cm_tnef_read() fills a cm_tnef_t whose names, types, bytes
+    and body are malloc'd; the caller frees them with cm_tnef_free().
+    Errors: -1 only when memory runs out; a damaged stream is no error,
+    its problem says what is wrong. */
+#ifndef CM_TNEF_H
+#define CM_TNEF_H
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Properties read of one MAPI property list at most. */
+#define CM_TNEF_MAX_PROPS 4096
+
+typedef struct {
+    char *name;           /* long name (PR_ATTACH_LONG_FILENAME), else the
+                             short one (attAttachTitle); not cleaned, or NULL */
+    bool name_utf8;       /* name was PT_UNICODE, now UTF-8; else 8-bit text
+                             in the stream's code page */
+    char *mime_type;      /* PR_ATTACH_MIME_TAG as given, or NULL */
+    unsigned char *data;  /* the file's bytes (never NULL) */
+    size_t size;
+    bool embedded;        /* an attached Outlook message: data is its own
+                             TNEF stream (PR_ATTACH_DATA_OBJ), not read */
+} cm_tnef_file_t;
+
+typedef struct {
+    cm_tnef_file_t *files;
+    size_t nfiles;
+    size_t skipped;       /* attachments without bytes (links, OLE objects
+                             with nothing readable) */
+    char *body;           /* attBody, 8-bit text in the code page, or NULL */
+    size_t body_len;
+    unsigned codepage;    /* attOemCodepage, 0 when not given */
+    int bad_checksums;    /* attributes whose checksum was wrong (read anyway) */
+    char problem [160];   /* why reading stopped early; "" when it did not */
+} cm_tnef_t;
+
+/* True when data starts with the TNEF signature. */
+bool cm_tnef_signature (const unsigned char *data, size_t len);
+
+/* Reads the TNEF stream data[0..len): the files of its attachments, in
+   order, and its plain text body. Stops at the first damage (bad
+   signature, an attribute longer than what remains, a property list that
+   does not add up) or at a limit: more than max_files files, or their
+   bytes over max_bytes; problem says which, and the files read before it
+   are kept. Every length is checked against what remains.
+   0, or -1 out of memory (*tnef is then freed). */
+int cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
+                  size_t max_bytes, cm_tnef_t *tnef);
+void cm_tnef_free (cm_tnef_t *tnef);
+
+/* Offline unit tests; returns the failures. */
+int cm_tnef_selftest (bool verbose);
+#endif
