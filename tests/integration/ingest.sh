@@ -7,7 +7,9 @@
 #  2. nested .eml with its own attachments, a marked .msg, S/MIME and
 #     PGP/MIME encrypted mail rejected, signed mail accepted; a file
 #     uuencoded in a text body is an attachment, a calendar-only
-#     invitation has a description;
+#     invitation has a description; the files inside an Outlook
+#     winmail.dat (TNEF) are attachments under it, as Debian's tnef
+#     reads them;
 #  3. replies by In-Reply-To, References only and subject tag only land on
 #     their incident of a two-way route; an auto-reply and a bounce open none;
 #  5. a 20 MB attachment comes back byte for byte; a message over the size
@@ -93,10 +95,11 @@ fi
 "${MK[@]}" signed "$T/signed.eml" --message-id signed.1@reporter.test
 "${MK[@]}" uuencoded "$T/uu.eml" --message-id uu.1@reporter.test
 "${MK[@]}" invite "$T/invite.eml" --message-id invite.1@reporter.test
+"${MK[@]}" tnef "$T/tnef.eml" --message-id tnef.1@reporter.test
 route_add special u02 --kind ingest >/dev/null
-"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed,uu,invite}.eml >/dev/null
+"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed,uu,invite,tnef}.eml >/dev/null
 start_route special
-wait_until 60 settled special 7 || not_ok "special: 7 messages settled" "stored $(msgs special)"
+wait_until 60 settled special 8 || not_ok "special: 8 messages settled" "stored $(msgs special)"
 
 # nested .eml: the attached message and its own attachments, to depth 2
 inc=$(by_mid nested.1@reporter.test incident)
@@ -158,6 +161,48 @@ check_eq "uuencode: the file in the text is an attachment with the file's SHA-25
 check_eq "uuencode: the description holds a marker, not the encoded lines" \
     "Scanned by the copier on floor 3.|[attachment: scan-0042.pdf]|Do not reply." \
     "$(printf '%s' "$OUT" | json '"|".join(l for l in j["description"].splitlines() if l.strip())')"
+
+# Outlook "Rich Text" mail: the files inside winmail.dat are attachments
+# under it, with the names, sizes and SHA-256 Debian's tnef reads
+inc=$(by_mid tnef.1@reporter.test incident)
+run_cm incident show "$inc" --json
+printf '%s' "$OUT" > "$T/tnef.json"
+tree=$(python3 - "$T/tnef.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+atts = [a for t in j["timeline"] for a in t["attachments"]]
+by_id = {a["id"]: a for a in atts}
+for a in atts:
+    parent = by_id.get(a["parent_id"], {}).get("filename", "-")
+    print("%s|depth=%d|parent=%s|%s|%d|%s|%s" % (a["filename"], a["depth"], parent, a["content_type"],
+                                                a["size"], a["sha256"], a["note"] or "-"))
+PY
+)
+dat_sha=$(sha256sum < "$T/tnef.eml.dat" | cut -d' ' -f1)
+check_contains "tnef: winmail.dat kept, its note counts the files" \
+    "winmail.dat|depth=0|parent=-|application/ms-tnef|$(stat -c %s "$T/tnef.eml.dat")|$dat_sha|TNEF (winmail.dat): 2 files taken out" "$tree"
+if command -v tnef >/dev/null; then
+    mkdir -p "$T/tnef.out"
+    tnef -C "$T/tnef.out" "$T/tnef.eml.dat"
+    check_eq "tnef: Debian's tnef reads the generator's stream (two files)" \
+        "SETUP.EXE|Zahlungsavis – März.pdf" "$(tnef -t "$T/tnef.eml.dat" | cut -f1 | sort | paste -sd'|')"
+    pdf=$T/tnef.out/$(cd "$T/tnef.out" && ls | grep -v -x SETUP.EXE | head -1)
+    check_contains "tnef: the PDF by its long Unicode name and MIME tag, under winmail.dat, as tnef reads it" \
+        "Zahlungsavis – März.pdf|depth=1|parent=winmail.dat|application/pdf|$(stat -c %s "$pdf")|$(sha256sum < "$pdf" | cut -d' ' -f1)|-" "$tree"
+    check_contains "tnef: the .exe by its 8.3 name, typed by it, as tnef reads it" \
+        "SETUP.EXE|depth=1|parent=winmail.dat|application/x-msdownload|$(stat -c %s "$T/tnef.out/SETUP.EXE")|$(sha256sum < "$T/tnef.out/SETUP.EXE" | cut -d' ' -f1)|-" "$tree"
+else
+    not_ok "tnef: Debian's tnef installed (make deps)" "no tnef in PATH"
+fi
+aid=$(json '[a["id"] for t in j["timeline"] for a in t["attachments"] if a["filename"].endswith(".pdf")][0]' < "$T/tnef.json" 2>/dev/null)
+rm -f "$T/tnef.pdf"
+check_exit "tnef: attachment get ${aid:-?} -o FILE" 0 attachment get "${aid:-0}" -o "$T/tnef.pdf"
+check_eq "tnef: attachment get returns the PDF's bytes" \
+    "$(json '[a["sha256"] for t in j["timeline"] for a in t["attachments"] if a["filename"].endswith(".pdf")][0]' < "$T/tnef.json" 2>/dev/null)" \
+    "$(sha256sum < "$T/tnef.pdf" 2>/dev/null | cut -d' ' -f1)"
+check_eq "tnef: a message with no text of its own has the TNEF's text" \
+    "Please find the payment advice attached.|Accounts" \
+    "$(json '"|".join(l for l in j["description"].splitlines() if l.strip())' < "$T/tnef.json")"
 
 # a calendar-only invitation: the event is the description, the .ics kept
 inc=$(by_mid invite.1@reporter.test incident)

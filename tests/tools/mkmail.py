@@ -12,6 +12,10 @@ Usage: mkmail.py KIND OUT [options]     writes one message (RFC 5322, CRLF) to O
         signed     S/MIME signed (multipart/signed, application/pkcs7-signature)
         autoreply  an out-of-office reply (Auto-Submitted: auto-replied)
         bounce     a delivery status report (multipart/report; report-type=delivery-status)
+        tnef       Outlook "Rich Text" mail: its only part winmail.dat
+                   (application/ms-tnef, tests/tools/mktnef.py) holding a PDF
+                   with a long Unicode name, an .exe known by its 8.3 name and
+                   the plain text body; the winmail.dat is also written to OUT.dat
         big        a message with one attachment of --size bytes (random; the
                    attachment's bytes are also written to OUT.bin)
   options: --from ADDR --to ADDR --subject TEXT --message-id ID (without <>)
@@ -187,6 +191,21 @@ def build(args):
         m = base(args, "Password renewal \u2013 mandatory")
         m.set_content(ics.encode(), maintype="text", subtype="calendar",
                       params={"method": "REQUEST", "charset": "utf-8"}, cte="base64")
+        return m
+    if k == "tnef":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import mktnef
+        pdf = b"%PDF-1.7\n" + os.urandom(4000) + b"\n%%EOF\n"
+        exe = b"MZ\x90\0" + os.urandom(2000)
+        dat = mktnef.tnef([
+            {"title": b"ZAHLUN~1.PDF", "long": "Zahlungsavis \u2013 M\u00e4rz.pdf",
+             "mime": "application/pdf", "data": pdf, "extra_props": True},
+            {"title": b"SETUP.EXE", "data": exe}],
+            body=b"Please find the payment advice attached.\r\nAccounts\r\n")
+        with open(args.out + ".dat", "wb") as fh:
+            fh.write(dat)
+        m = base(args, "Payment advice")
+        m.set_content(dat, maintype="application", subtype="ms-tnef", filename="winmail.dat")
         return m
     if k == "big":
         data = os.urandom(args.size)

@@ -1355,6 +1355,114 @@ s_smime (void)
     memset (&t, 0, sizeof t);
 }
 
+/* --------------------------------------------------------- TNEF */
+
+/* "\r" and "\n" as the .expect files write them, undone in place. */
+static void
+s_unescape (char *s)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (p [0] == '\\' && (p [1] == 'r' || p [1] == 'n')) {
+            *o++ = p [1] == 'r' ? '\r' : '\n';
+            p++;
+        }
+        else
+            *o++ = *p;
+    }
+    *o = 0;
+}
+
+static char *s_read_file (const char *path, size_t *len);
+
+/* The streams tests/tools/mktnef.py writes (tests/unit/tnef), each sent
+   as a message's winmail.dat: the files under it, the winmail.dat's
+   note and the text must be what NAME.expect says. */
+static void
+s_tnef (const char *dir)
+{
+    static const char *names [] = { "outlook", "checksum", "truncated", "nodata", "png" };
+    for (size_t n = 0; n < sizeof names / sizeof names [0]; n++) {
+        char path [4096];
+        size_t len = 0, elen = 0;
+        snprintf (path, sizeof path, "%s/%s.tnef", dir, names [n]);
+        char *stream = s_read_file (path, &len);
+        snprintf (path, sizeof path, "%s/%s.expect", dir, names [n]);
+        char *expect = s_read_file (path, &elen);
+        if (!stream || !expect) {
+            s_result (false, "tnef %s: %s.tnef and .expect found in %s", names [n], names [n], dir);
+            free (stream);
+            free (expect);
+            continue;
+        }
+        s_text_t data = { stream, len, len }, t = { 0 };
+        s_adds (&t, s_head);
+        s_adds (&t, "Content-Type: multipart/mixed; boundary=T\n\n--T\n"
+                    "Content-Type: application/ms-tnef; name=\"winmail.dat\"\n"
+                    "Content-Disposition: attachment; filename=\"winmail.dat\"\n"
+                    "Content-Transfer-Encoding: base64\n\n");
+        s_p7m_base64 (&t, &data);
+        s_adds (&t, "\n--T--\n");
+        char reason [256] = "", why [128] = "";
+        cm_message_t *m = s_parse_len (t.data, t.len, reason, sizeof reason);
+        bool ok = m && m->nattachments >= 1 && s_record_ok (m, 0, why, sizeof why)
+               && strcmp (m->attachments [0].filename, "winmail.dat") == 0
+               && m->attachments [0].size == len;
+        size_t k = 1;
+        char *save = NULL;
+        for (char *line = strtok_r (expect, "\n", &save); ok && line; line = strtok_r (NULL, "\n", &save)) {
+            s_unescape (line);
+            char *f [6] = { 0 };
+            int nf = 0;
+            for (char *q = line; nf < 6 && q; nf++) {
+                f [nf] = q;
+                q = strchr (q, '\t');
+                if (q)
+                    *q++ = 0;
+            }
+            if (strcmp (f [0], "note") == 0 && nf == 2) {
+                ok = m->attachments [0].note && strcmp (m->attachments [0].note, f [1]) == 0;
+                if (!ok)
+                    snprintf (why, sizeof why, "note [%.80s]", m->attachments [0].note ? m->attachments [0].note : "");
+            }
+            else
+            if (strcmp (f [0], "text") == 0 && nf == 2) {
+                ok = strcmp (m->text, f [1]) == 0;
+                if (!ok)
+                    snprintf (why, sizeof why, "text [%.80s]", m->text);
+            }
+            else
+            if (strcmp (f [0], "file") == 0 && nf == 6) {
+                const cm_attachment_t *a = k < m->nattachments ? &m->attachments [k] : NULL;
+                ok = a && a->parent_index == 0 && strcmp (a->filename, f [1]) == 0
+                  && strcmp (a->content_type, f [2]) == 0 && a->size == strtoull (f [3], NULL, 10)
+                  && strcmp (a->sha256, f [4]) == 0
+                  && (strcmp (f [5], "-") == 0 ? !a->note : a->note && strcmp (a->note, f [5]) == 0);
+                if (!ok)
+                    snprintf (why, sizeof why, "file %zu: %.40s %.30s %zu", k, a ? a->filename : "(none)",
+                              a ? a->content_type : "", a ? a->size : 0);
+                k++;
+            }
+            else {
+                ok = false;
+                snprintf (why, sizeof why, "bad .expect line");
+            }
+        }
+        if (ok && k != (m ? m->nattachments : 0)) {
+            ok = false;
+            snprintf (why, sizeof why, "%zu attachments, %zu expected", m->nattachments, k);
+        }
+        s_result (ok, "tnef %s: files under winmail.dat as mktnef.py wrote them%s%s%s",
+                  names [n], m ? "" : " (rejected: ", m ? "" : reason, *why ? ": " : "");
+        if (!ok && *why)
+            printf ("#   %s\n", why);
+        cm_message_destroy (&m);
+        free (t.data);
+        free (stream);
+        free (expect);
+    }
+}
+
 /* --------------------------------------------------------- corpus */
 
 static char *
@@ -1520,6 +1628,20 @@ s_corpus (const char *dir)
     s_result (count > 0, "corpus has files");
 }
 
+/* tests/unit/tnef of the tree the binary was built in (BIN/..), or of
+   the working folder. */
+static const char *
+s_tnef_dir (const char *argv0)
+{
+    static char dir [4096];
+    const char *slash = strrchr (argv0, '/');
+    snprintf (dir, sizeof dir, "%.*s/../tests/unit/tnef", slash ? (int) (slash - argv0) : 1,
+              slash ? argv0 : ".");
+    if (access (dir, R_OK) != 0)
+        snprintf (dir, sizeof dir, "tests/unit/tnef");
+    return dir;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1531,6 +1653,7 @@ main (int argc, char **argv)
             s_write_dir = argv [++i];
             s_hostile ();
             s_smime ();
+            s_tnef (s_tnef_dir (argv [0]));
             printf ("%d hostile messages written to %s\n", s_written, s_write_dir);
             return 0;
         }
@@ -1540,6 +1663,7 @@ main (int argc, char **argv)
     s_result (cm_message_selftest (s_verbose) == 0, "cm_message_selftest");
     s_hostile ();
     s_smime ();
+    s_tnef (s_tnef_dir (argv [0]));
     s_corpus (dir);
     printf ("%d passed, %d failed\n", s_passed, s_failed);
     return s_failed ? 1 : 0;
