@@ -42,6 +42,20 @@ start_route() {
     "$CM" route start "$1" >/dev/null
     wait_until 30 status_is "$1" RUNNING || not_ok "route $1 RUNNING" "status: $(route_status "$1")"
 }
+# att_tree JSON EXPR: a line per attachment of an incident (incident show
+# --json saved in JSON), EXPR a Python expression of a (the attachment)
+# and parent (the file name of the one holding it, "-" for none).
+att_tree() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+atts = [a for t in j["timeline"] for a in t["attachments"]]
+by_id = {a["id"]: a for a in atts}
+for a in atts:
+    parent = by_id.get(a["parent_id"], {}).get("filename", "-")
+    print(eval(sys.argv[2]))
+PY
+}
 incidents_of() { sql "SELECT count(*) FROM incidents i JOIN routes r ON r.id = i.route_id WHERE r.name = '$1'"; }
 
 # ---------------------------------------------------------------- 1. corpus
@@ -105,17 +119,8 @@ wait_until 60 settled special 8 || not_ok "special: 8 messages settled" "stored 
 inc=$(by_mid nested.1@reporter.test incident)
 run_cm incident show "$inc" --json
 printf '%s' "$OUT" > "$T/nested.json"
-tree=$(python3 - "$T/nested.json" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1]))
-atts = [a for t in j["timeline"] for a in t["attachments"]]
-by_id = {a["id"]: a for a in atts}
-for a in atts:
-    parent = by_id.get(a["parent_id"], {}).get("filename", "-")
-    subj = (a.get("headers") or {}).get("subject", "")
-    print("%s depth=%d nested=%s parent=%s %s" % (a["filename"], a["depth"], a["nested"], parent, subj))
-PY
-)
+tree=$(att_tree "$T/nested.json" '"%s depth=%d nested=%s parent=%s %s" % (a["filename"], a["depth"],
+    a["nested"], parent, (a.get("headers") or {}).get("subject", ""))')
 check_contains "nested: the attached .eml is listed as a nested message" \
     "suspicious.eml depth=0 nested=True parent=- Invoice 4711 overdue" "$tree"
 check_contains "nested: the attached message's own attachment is under it" \
@@ -167,17 +172,8 @@ check_eq "uuencode: the description holds a marker, not the encoded lines" \
 inc=$(by_mid tnef.1@reporter.test incident)
 run_cm incident show "$inc" --json
 printf '%s' "$OUT" > "$T/tnef.json"
-tree=$(python3 - "$T/tnef.json" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1]))
-atts = [a for t in j["timeline"] for a in t["attachments"]]
-by_id = {a["id"]: a for a in atts}
-for a in atts:
-    parent = by_id.get(a["parent_id"], {}).get("filename", "-")
-    print("%s|depth=%d|parent=%s|%s|%d|%s|%s" % (a["filename"], a["depth"], parent, a["content_type"],
-                                                a["size"], a["sha256"], a["note"] or "-"))
-PY
-)
+tree=$(att_tree "$T/tnef.json" '"%s|depth=%d|parent=%s|%s|%d|%s|%s" % (a["filename"], a["depth"],
+    parent, a["content_type"], a["size"], a["sha256"], a["note"] or "-")')
 dat_sha=$(sha256sum < "$T/tnef.eml.dat" | cut -d' ' -f1)
 check_contains "tnef: winmail.dat kept, its note counts the files" \
     "winmail.dat|depth=0|parent=-|application/ms-tnef|$(stat -c %s "$T/tnef.eml.dat")|$dat_sha|TNEF (winmail.dat): 2 files taken out" "$tree"
@@ -198,8 +194,7 @@ aid=$(json '[a["id"] for t in j["timeline"] for a in t["attachments"] if a["file
 rm -f "$T/tnef.pdf"
 check_exit "tnef: attachment get ${aid:-?} -o FILE" 0 attachment get "${aid:-0}" -o "$T/tnef.pdf"
 check_eq "tnef: attachment get returns the PDF's bytes" \
-    "$(json '[a["sha256"] for t in j["timeline"] for a in t["attachments"] if a["filename"].endswith(".pdf")][0]' < "$T/tnef.json" 2>/dev/null)" \
-    "$(sha256sum < "$T/tnef.pdf" 2>/dev/null | cut -d' ' -f1)"
+    "$(sha256sum < "$T/tnef.eml.pdf" | cut -d' ' -f1)" "$(sha256sum < "$T/tnef.pdf" 2>/dev/null | cut -d' ' -f1)"
 check_eq "tnef: a message with no text of its own has the TNEF's text" \
     "Please find the payment advice attached.|Accounts" \
     "$(json '"|".join(l for l in j["description"].splitlines() if l.strip())' < "$T/tnef.json")"

@@ -15,7 +15,8 @@ Usage: mkmail.py KIND OUT [options]     writes one message (RFC 5322, CRLF) to O
         tnef       Outlook "Rich Text" mail: its only part winmail.dat
                    (application/ms-tnef, tests/tools/mktnef.py) holding a PDF
                    with a long Unicode name, an .exe known by its 8.3 name and
-                   the plain text body; the winmail.dat is also written to OUT.dat
+                   the plain text body; the winmail.dat is also written to OUT.dat,
+                   the PDF to OUT.pdf
         big        a message with one attachment of --size bytes (random; the
                    attachment's bytes are also written to OUT.bin)
   options: --from ADDR --to ADDR --subject TEXT --message-id ID (without <>)
@@ -202,8 +203,9 @@ def build(args):
              "mime": "application/pdf", "data": pdf, "extra_props": True},
             {"title": b"SETUP.EXE", "data": exe}],
             body=b"Please find the payment advice attached.\r\nAccounts\r\n")
-        with open(args.out + ".dat", "wb") as fh:
-            fh.write(dat)
+        for ext, data in ((".dat", dat), (".pdf", pdf)):
+            with open(args.out + ext, "wb") as fh:
+                fh.write(data)
         m = base(args, "Payment advice")
         m.set_content(dat, maintype="application", subtype="ms-tnef", filename="winmail.dat")
         return m
