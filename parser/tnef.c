@@ -8,7 +8,8 @@
     attAttachTitle names it (8.3), attAttachData holds its bytes and
     attAttachment a MAPI property list with its long name, MIME tag and,
     for an attached Outlook message, the message as a TNEF stream of its
-    own (PR_ATTACH_DATA_OBJ). attBody is the plain text body.
+    own (PR_ATTACH_DATA_OBJ). attBody is the plain text body, else
+    PR_BODY among the message's properties (attMAPIProps).
     Hostile input: every length is checked against what remains before it
     is read; the first damage stops the reading (what was read before it
     stands); files and their bytes stop at the caller's limits; a property
@@ -34,7 +35,9 @@
 #define S_ATT_DATA       0x0006800Fu   /* attAttachData: the bytes */
 #define S_ATT_ATTACHMENT 0x00069005u   /* attAttachment: MAPI properties */
 #define S_ATT_CODEPAGE   0x00069007u   /* attOemCodepage */
+#define S_ATT_MAPIPROPS  0x00069003u   /* attMAPIProps: the message's properties */
 
+#define S_PR_BODY                 0x1000
 #define S_PR_ATTACH_DATA_OBJ      0x3701
 #define S_PR_ATTACH_FILENAME      0x3704
 #define S_PR_ATTACH_METHOD        0x3705
@@ -302,8 +305,9 @@ s_attach_prop (s_state_t *s, unsigned id, unsigned type, const unsigned char *v,
 }
 
 /* Reads a MAPI property list (attAttachment, attMAPIProps); for_att: its
-   values describe the attachment being read. false when it does not add
-   up (s->stop and the problem set). */
+   values describe the attachment being read, else the message's (its
+   PR_BODY, when there is no attBody). false when it does not add up
+   (s->stop and the problem set). */
 static bool
 s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
 {
@@ -368,6 +372,13 @@ s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
                 s_take (&rd, (4 - n % 4) % 4 < rd.left ? (4 - n % 4) % 4 : rd.left, NULL);
             if (for_att && k == 0 && !mv)
                 s_attach_prop (s, id, base, v, n);
+            else
+            if (!for_att && k == 0 && !mv && id == S_PR_BODY && !s->t->body
+            &&  (base == S_PT_STRING8 || base == S_PT_UNICODE)) {
+                s->t->body = base == S_PT_UNICODE ? s_utf16 (v, n) : s_string8 (v, n);
+                s->oom = s->oom || !s->t->body;
+                s->t->body_len = s->t->body ? strlen (s->t->body) : 0;
+            }
         }
     }
     return !s->stop;
@@ -446,6 +457,15 @@ cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
                         s.oom = true;
                     else
                         tnef->body_len = strlen (tnef->body);
+                }
+                break;
+            case S_ATT_MAPIPROPS:
+                /* read only for PR_BODY: damage there is no reason to
+                   stop before the attachments */
+                if (*lvl == S_LVL_MESSAGE && !tnef->body && !s_props (&s, body, n, false)
+                &&  !s.oom) {
+                    s.stop = false;
+                    tnef->problem [0] = 0;
                 }
                 break;
             case S_ATT_CODEPAGE:
@@ -702,6 +722,37 @@ cm_tnef_selftest (bool verbose)
                          && strcmp (t.problem, "a property list cut short") == 0,
                          "tnef: a value count beyond the list stops the reading", verbose);
     cm_tnef_free (&t);
+    cm_buf_free (&h);
+
+    /* no attBody: PR_BODY (here PT_UNICODE) of the message's properties;
+       a message property list that does not add up stops nothing */
+    cm_buf_init (&h, 0);
+    for (int round = 0; round < 2; round++) {
+        cm_buf_reset (&h);
+        s_put32 (&h, S_SIGNATURE);
+        cm_buf_append (&h, "\1\0", 2);
+        cm_buf_t p;
+        cm_buf_init (&p, 0);
+        s_put32 (&p, 2);
+        s_put32 (&p, 0x0E07u << 16 | S_PT_LONG);
+        s_put32 (&p, 1);
+        s_put32 (&p, (uint32_t) S_PR_BODY << 16 | (round ? 0x0999 : S_PT_UNICODE));
+        s_put32 (&p, 1);
+        s_value (&p, "H\0i\0\r\0\n\0\0", 10);
+        s_attr (&h, S_LVL_MESSAGE, S_ATT_MAPIPROPS, p.data, p.len);
+        cm_buf_free (&p);
+        s_attr (&h, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+        s_attr (&h, S_LVL_ATTACHMENT, S_ATT_DATA, "x", 1);
+        rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+        if (round == 0)
+            failures += s_check (rc == 0 && t.nfiles == 1 && t.body && strcmp (t.body, "Hi\r\n") == 0
+                                 && !t.problem [0], "tnef: PR_BODY of attMAPIProps when there is "
+                                 "no attBody", verbose);
+        else
+            failures += s_check (rc == 0 && t.nfiles == 1 && !t.body && !t.problem [0],
+                                 "tnef: damaged message properties do not stop the files", verbose);
+        cm_tnef_free (&t);
+    }
     cm_buf_free (&h);
 
     /* through the parser: files under the winmail.dat, attBody as text */

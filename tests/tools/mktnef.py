@@ -9,7 +9,8 @@ Usage: mktnef.py OUTDIR   writes the message-test cases: OUTDIR/NAME.tnef and
                           for the message's text, then one "file<TAB>name<TAB>
                           type<TAB>size<TAB>sha256<TAB>note" line per file taken
                           out, in order, with "-" for no note)
-As a module: tnef(files, body=None, codepage=1252) -> bytes, where files are
+As a module: tnef(files, body=None, codepage=1252, body_w=None) -> bytes
+(body: attBody bytes; body_w: PR_BODY_W among the message's properties), where files are
 dicts: data, title (8.3 name, bytes), long (str, PT_UNICODE long name),
 long8 (bytes, PT_STRING8 long name), mime (MIME tag), embedded (bytes: an
 attached Outlook message as its own stream), extra_props (bool: add a
@@ -77,17 +78,20 @@ def utf16z(s):
     return s.encode("utf-16-le") + b"\0\0"
 
 
-def tnef(files, body=None, codepage=1252):
+def tnef(files, body=None, codepage=1252, body_w=None):
     out = struct.pack("<IH", SIGNATURE, 0x0001)
     out += attr(LVL_MESSAGE, ATT_TNEF_VERSION, struct.pack("<I", 0x00010000))
     out += attr(LVL_MESSAGE, ATT_OEM_CODEPAGE, struct.pack("<II", codepage, 0))
     out += attr(LVL_MESSAGE, ATT_MESSAGE_CLASS, b"IPM.Microsoft Mail.Note\0")
     if body is not None:
         out += attr(LVL_MESSAGE, ATT_BODY, body)
-    # message properties: PR_SUBJECT (PT_UNICODE), PR_MESSAGE_FLAGS
-    out += attr(LVL_MESSAGE, ATT_MAPI_PROPS, props([
-        prop(PT_UNICODE, 0x0037, var([utf16z("Invoice")])),
-        prop(PT_LONG, 0x0E07, struct.pack("<I", 1))]))
+    # message properties: PR_SUBJECT (PT_UNICODE), PR_MESSAGE_FLAGS, and
+    # PR_BODY_W when given
+    items = [prop(PT_UNICODE, 0x0037, var([utf16z("Invoice")])),
+             prop(PT_LONG, 0x0E07, struct.pack("<I", 1))]
+    if body_w is not None:
+        items.append(prop(PT_UNICODE, 0x1000, var([utf16z(body_w)])))
+    out += attr(LVL_MESSAGE, ATT_MAPI_PROPS, props(items))
     for f in files:
         out += attr(LVL_ATTACHMENT, ATT_ATTACH_REND_DATA,
                     struct.pack("<HiIIH", 1, -1, 0, 0, 1))
@@ -167,6 +171,12 @@ def cases():
     out.append(("nodata", s, [
         "note\tTNEF (winmail.dat): 1 file taken out; 1 attachment without bytes left out",
         "file\tB.BIN\tapplication/octet-stream\t2\t%s\t-" % sha(b"\0\1")]))
+    # no attBody: the text is PR_BODY_W of the message's properties
+    s = tnef([{"title": b"Z.ZIP", "data": b"PK\5\6" + b"\0" * 18}], body_w="Gr\u00fc\u00dfe aus K\u00f6ln\r\n")
+    out.append(("mapibody", s, [
+        "note\tTNEF (winmail.dat): 1 file taken out",
+        "text\tGr\u00fc\u00dfe aus K\u00f6ln\r\n",
+        "file\tZ.ZIP\tapplication/zip\t22\t%s\t-" % sha(b"PK\5\6" + b"\0" * 18)]))
     # a PNG sent as winmail.dat
     out.append(("png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", [
         "note\tTNEF (winmail.dat) kept as is: not TNEF: bad signature"]))
