@@ -1490,6 +1490,14 @@ s_type_for_name (const char *name)
     return "application/octet-stream";
 }
 
+/* The decoded bytes a message may hold in all (s_charge). */
+static size_t
+s_budget (const s_ctx_t *ctx)
+{
+    return ctx->lim.max_size > SIZE_MAX / S_BYTES_FACTOR
+         ? SIZE_MAX : ctx->lim.max_size * S_BYTES_FACTOR;
+}
+
 /* Counts size decoded bytes against the message's budget; false (and
    ctx->failed) when they go over it. Attached messages repeat their inner
    attachments' bytes, and signed data its content, so nesting could
@@ -1498,8 +1506,7 @@ s_type_for_name (const char *name)
 static bool
 s_charge (s_ctx_t *ctx, size_t size)
 {
-    size_t budget = ctx->lim.max_size > SIZE_MAX / S_BYTES_FACTOR
-                  ? SIZE_MAX : ctx->lim.max_size * S_BYTES_FACTOR;
+    size_t budget = s_budget (ctx);
     ctx->bytes = size > SIZE_MAX - ctx->bytes ? SIZE_MAX : ctx->bytes + size;
     if (ctx->bytes <= budget)
         return true;
@@ -1785,7 +1792,7 @@ typedef struct {
     cm_buf_t text, html;  /* body parts so far (appending stays linear) */
     bool have_text, have_html;
     char *calendar;       /* the first text/calendar event as text, or NULL */
-    char *tnef_body;      /* the first winmail.dat's attBody as UTF-8, or NULL */
+    char *tnef_body;      /* the first winmail.dat's text body as UTF-8, or NULL */
 } s_walk_t;
 
 /* Per multipart/alternative: which bodies it already gave. */
@@ -2200,30 +2207,22 @@ s_tnef_text (const char *s, size_t len, unsigned codepage)
     return text;
 }
 
-/* Bytes the decoded-bytes budget still allows (s_charge). */
-static size_t
-s_budget_left (const s_ctx_t *ctx)
-{
-    size_t budget = ctx->lim.max_size > SIZE_MAX / S_BYTES_FACTOR
-                  ? SIZE_MAX : ctx->lim.max_size * S_BYTES_FACTOR;
-    return ctx->bytes < budget ? budget - ctx->bytes : 0;
-}
-
 /* The files in the winmail.dat that is attachment index (parser/tnef.c)
    become attachments under it, each counted as a MIME part and against
    the decoded-bytes budget, named by the long name (else the short one),
    typed by the MIME tag (else by the name). A damaged stream or a limit
    never rejects the message: the winmail.dat stays, its note saying how
-   many files came out and what stopped the reading. The first attBody is
-   kept for a message without text. -1 out of memory (ctx->failed). */
+   many files came out and what stopped the reading. The first TNEF text
+   body is kept for a message without text. -1 out of memory (ctx->failed). */
 static int
 s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index)
 {
     const unsigned char *bytes = m->attachments [index].data;
     size_t size = m->attachments [index].size;
     size_t files = ctx->parts < ctx->lim.max_parts ? (size_t) (ctx->lim.max_parts - ctx->parts) : 0;
+    size_t budget = s_budget (ctx);
     cm_tnef_t t;
-    if (cm_tnef_read (bytes, size, files, s_budget_left (ctx), &t))
+    if (cm_tnef_read (bytes, size, files, ctx->bytes < budget ? budget - ctx->bytes : 0, &t))
         goto oom;
     if (strncmp (t.problem, "more than ", 10) == 0)
         snprintf (t.problem, sizeof t.problem, "more than %d MIME parts and files in TNEF",
