@@ -279,6 +279,8 @@ s_send (struct MHD_Connection *conn, reply_t *r)
         resp = MHD_create_response_from_buffer (len + 1, text, MHD_RESPMEM_MUST_FREE);
         MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     }
+    if (r->allow)
+        MHD_add_response_header (resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     enum MHD_Result ret = MHD_queue_response (conn, (unsigned) r->status, resp);
     MHD_destroy_response (resp);
     json_decref (r->body);
@@ -316,6 +318,70 @@ s_split (char *path, const char **parts)
     while ((tok = strtok_r (NULL, "/", &save)) != NULL && n < PATH_PARTS)
         parts [n++] = tok;
     return n;
+}
+
+/* The API's paths (parts after /v1, "*" for a name or number) and the
+   methods each takes, as its Allow: header says them. HEAD is GET
+   without the body (RFC 9110, 9.3.2): libmicrohttpd sends GET's
+   headers, Content-Length included, and no body. */
+static const struct {
+    const char *path;
+    const char *allow;
+} s_paths [] = {
+    { "routes",                 "GET, HEAD, POST" },
+    { "routes/*",               "GET, HEAD, PATCH, DELETE" },
+    { "routes/*/start",         "POST" },
+    { "routes/*/stop",          "POST" },
+    { "routes/*/test-inbound",  "POST" },
+    { "routes/*/test-outbound", "POST" },
+    { "test-inbound",           "POST" },
+    { "test-outbound",          "POST" },
+    { "stages",                 "GET, HEAD" },
+    { "incidents",              "GET, HEAD" },
+    { "incidents/*",            "GET, HEAD" },
+    { "incidents/*/email",      "POST" },
+    { "attachments/*",          "GET, HEAD" },
+    { "inbox",                  "GET, HEAD" },
+    { "outbox",                 "GET, HEAD" },
+    { "outbox/*",               "GET, HEAD" },
+};
+
+/* The Allow list of the path in parts, or NULL if the API has no such
+   path (a 404 whatever the method). */
+static const char *
+s_path_allow (const char **parts, int nparts)
+{
+    for (size_t i = 0; i < sizeof s_paths / sizeof s_paths [0]; i++) {
+        const char *p = s_paths [i].path;
+        int n = 0;
+        for (; n < nparts && *p; n++) {
+            size_t len = strcspn (p, "/");
+            if (!(len == 1 && *p == '*')
+                && (strlen (parts [n]) != len || strncmp (parts [n], p, len)))
+                break;
+            p += len + (p [len] == '/');
+        }
+        if (n == nparts && !*p)
+            return s_paths [i].allow;
+    }
+    return NULL;
+}
+
+/* Whether method is one of an Allow list ("GET, HEAD, POST"). Methods
+   are case-sensitive (RFC 9110, 9.1). */
+static bool
+s_method_allowed (const char *allow, const char *method)
+{
+    size_t len = strlen (method);
+    for (const char *p = allow; *p; ) {
+        size_t n = strcspn (p, ",");
+        if (n == len && strncmp (p, method, len) == 0)
+            return true;
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return false;
 }
 
 /* Opens a request's state with a look at its URI as sent: libmicrohttpd
@@ -409,7 +475,7 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     }
     /* the whole request is in: the time from here on is ours */
     s_conn_deadline (self, conn, false);
-    reply_t r = { 404, NULL, NULL, 0, NULL };
+    reply_t r = { 404, NULL, NULL, 0, NULL, NULL };
     if (!s_authorized (self, conn)) {
         reply_error (&r, 401, NULL, "missing or wrong bearer token");
         return s_send (conn, &r);
@@ -452,6 +518,18 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     snprintf (path, sizeof path, "%s", url);
     const char *parts [PATH_PARTS] = { NULL };
     int nparts = s_split (path, parts);
+    const char *allow = nparts >= 1 ? s_path_allow (parts, nparts) : NULL;
+    if (!allow) {
+        reply_error (&r, 404, NULL, "no such API path %s", url);
+        return s_send (conn, &r);
+    }
+    if (!s_method_allowed (allow, method)) {
+        r.allow = allow;
+        reply_error (&r, 405, NULL, "%s is not a method of %s: it takes %s", method, url, allow);
+        return s_send (conn, &r);
+    }
+    if (strcmp (method, "HEAD") == 0)
+        method = "GET";     /* libmicrohttpd leaves the body out */
     /* Route fields may carry a \u0000 so that common/route.c refuses it
        naming the field (CR, LF, NUL); elsewhere it stays a JSON error. */
     bool route_call = nparts >= 1 && (strcmp (parts [0], "routes") == 0
@@ -474,20 +552,13 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
             return s_send (conn, &r);
         }
     }
-    if (nparts < 1)
-        reply_error (&r, 404, NULL, "no such API path %s", url);
-    else if (route_call)
+    /* the path and its method are known (s_paths) from here on */
+    if (route_call)
         routes_handle (self, method, parts, nparts, body, &r);
-    else if (strcmp (parts [0], "stages") == 0 && nparts == 1) {
-        if (strcmp (method, "GET"))
-            reply_error (&r, 405, NULL, "use GET");
-        else
-            reply_json (&r, 200, json_pack ("{s:o, s:o}", "stages", stages_list (self),
-                                            "pending", s_pending (self)));
-    }
-    else if (strcmp (parts [0], "incidents") == 0 || strcmp (parts [0], "inbox") == 0
-             || strcmp (parts [0], "attachments") == 0 || strcmp (parts [0], "outbox") == 0)
-    {
+    else if (strcmp (parts [0], "stages") == 0)
+        reply_json (&r, 200, json_pack ("{s:o, s:o}", "stages", stages_list (self),
+                                        "pending", s_pending (self)));
+    else {
         query_t query = {
             MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "route"),
             MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "state"),
@@ -496,8 +567,6 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         };
         incidents_handle (self, method, parts, nparts, &query, body, &r);
     }
-    else
-        reply_error (&r, 404, NULL, "no such API path %s", url);
     json_decref (body);
     return s_send (conn, &r);
 }

@@ -53,6 +53,7 @@ typedef struct {
     char *raw;                     /* raw bytes answer (owned), or NULL */
     size_t rawlen;
     const char *raw_type;          /* content type of raw */
+    const char *allow;             /* methods of the path, sent as Allow: (405) */
 } reply_t;
 
 /* api.c */

@@ -81,6 +81,66 @@ check_contains "a 404 says what was not found" "error" "$BODY"
 run_cm route show nosuch
 check_eq "the CLI on a 404 exits 2" 2 "$RC"
 
+# ---------------------------------------------------------------- methods
+# A method a known path does not take was a 404, as if the path did not
+# exist; it is a 405 with an Allow: header naming the path's methods
+# (RFC 9110, 15.5.6). An unknown path stays a 404 whatever the method.
+# allow METHOD PATH: "CODE ALLOW" of the answer (ALLOW empty if none).
+allow() {
+    curl -sS -o /dev/null -D - -X "$1" -H "Authorization: Bearer $TOKEN" "$URL$2" 2>&1 \
+        | tr -d '\r' | awk 'NR == 1 { code = $2 } tolower($1) == "allow:" { sub(/^[^:]*: */, ""); a = $0 }
+                            END { print code, a }'
+}
+while read -r method path methods; do
+    check_eq "$method $path: 405, Allow: $methods" "405 $methods" "$(allow "$method" "$path")"
+done <<'PATHS'
+PUT /v1/routes GET, HEAD, POST
+PATCH /v1/routes GET, HEAD, POST
+FOO /v1/routes/sneaky GET, HEAD, PATCH, DELETE
+POST /v1/routes/sneaky GET, HEAD, PATCH, DELETE
+GET /v1/routes/sneaky/start POST
+DELETE /v1/routes/sneaky/stop POST
+PUT /v1/routes/sneaky/test-inbound POST
+GET /v1/test-inbound POST
+OPTIONS /v1/test-outbound POST
+POST /v1/stages GET, HEAD
+OPTIONS /v1/incidents GET, HEAD
+DELETE /v1/incidents/INC-1 GET, HEAD
+GET /v1/incidents/INC-1/email POST
+POST /v1/attachments/1 GET, HEAD
+PUT /v1/inbox GET, HEAD
+PATCH /v1/outbox GET, HEAD
+DELETE /v1/outbox/1 GET, HEAD
+PATHS
+http -X PUT -H "Authorization: Bearer $TOKEN" "$URL/v1/routes/sneaky"
+check_contains "a 405 says which methods the path takes" "GET, HEAD, PATCH, DELETE" "$BODY"
+check_eq "... and sneaky is still there" 1 "$(sql "SELECT count(*) FROM routes WHERE name = 'sneaky'")"
+for mp in "PUT /v1/nosuch" "FOO /v1/routes/sneaky/nosuch" "DELETE /v1/attachments" \
+          "OPTIONS /v1/test-nosuch" "PATCH /v2/routes"; do
+    check_eq "$mp (no such path): 404, no Allow" "404 " "$(allow "${mp%% *}" "${mp#* }")"
+done
+# HEAD of a GET path: GET's status and headers (Content-Length too), no body.
+HEAD=$(python3 -c '
+import socket, sys
+def ask(method):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+    s.sendall(("%s /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Connection: close\r\n\r\n" % (method, sys.argv[2])).encode())
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d: break
+        out += d
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    length = [l.split(":", 1)[1].strip() for l in lines if l.lower().startswith("content-length:")]
+    return lines[0].split()[1], length, body
+gs, gl, gb = ask("GET")
+hs, hl, hb = ask("HEAD")
+print(hs, "same-length" if hl == gl == [str(len(gb))] else "length %s vs %s" % (hl, gl),
+      "no-body" if hb == b"" else "body %r" % hb[:40])' "$PORT" "$TOKEN")
+check_eq "HEAD /v1/routes: 200, GET's Content-Length, no body" "200 same-length no-body" "$HEAD"
+
 # ---------------------------------------------------------------- hostile requests
 # The path is percent-decoded before the router sees it: "%2F" split a
 # name into two path parts (POST /v1/routes/sneaky%2Fstart started
