@@ -454,6 +454,20 @@ s_arg_check (void *cls, enum MHD_ValueKind kind, const char *key, const char *va
     return MHD_YES;
 }
 
+/* Whether the request announces a body over BODY_MAX (Content-Length);
+   libmicrohttpd has refused a Content-Length that is not a number. */
+static bool
+s_body_too_big (struct MHD_Connection *conn)
+{
+    const char *length = MHD_lookup_connection_value (conn, MHD_HEADER_KIND,
+                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!length)
+        return false;
+    errno = 0;
+    unsigned long long n = strtoull (length, NULL, 10);
+    return errno == ERANGE || n > BODY_MAX;
+}
+
 static enum MHD_Result
 s_handle (void *cls, struct MHD_Connection *conn, const char *url,
           const char *method, const char *version, const char *upload,
@@ -466,10 +480,28 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         return MHD_NO;      /* s_uri_seen ran out of memory: the connection closes */
     if (!req->started) {
         req->started = true;
+        if (s_body_too_big (conn)) {
+            /* answered before the body: no "100 Continue", nothing of
+               it read, and libmicrohttpd closes the connection after */
+            s_conn_deadline (self, conn, false);
+            reply_t r = { 413, NULL, NULL, 0, NULL, NULL };
+            if (!s_authorized (self, conn))
+                reply_error (&r, 401, NULL, "missing or wrong bearer token");
+            else
+                reply_error (&r, 413, NULL, "request body over %u bytes", BODY_MAX);
+            return s_send (conn, &r);
+        }
         return MHD_YES;
     }
     if (*upload_size) {
-        cm_buf_append (&req->body, upload, *upload_size);
+        /* a chunked body has no length to refuse it by: it is cut at
+           the cap, the connection closed without an answer (while the
+           body comes in libmicrohttpd queues none) */
+        if (cm_buf_append (&req->body, upload, *upload_size)) {
+            cm_info (NULL, "api: closed a connection whose chunked body went over %u bytes",
+                     BODY_MAX);
+            return MHD_NO;
+        }
         *upload_size = 0;
         return MHD_YES;
     }
@@ -478,10 +510,6 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     reply_t r = { 404, NULL, NULL, 0, NULL, NULL };
     if (!s_authorized (self, conn)) {
         reply_error (&r, 401, NULL, "missing or wrong bearer token");
-        return s_send (conn, &r);
-    }
-    if (req->body.overflow) {
-        reply_error (&r, 413, NULL, "request body over %u bytes", BODY_MAX);
         return s_send (conn, &r);
     }
     if (req->bad_uri) {

@@ -219,6 +219,57 @@ done
 http -X POST "${AUTH[@]}" -H 'Transfer-Encoding: chunked' --data-binary '{"name":"chunked"}' "$URL/v1/routes"
 check_eq "a chunked body is read (400 for the missing fields, not for the body)" "400 email" \
     "$CODE $(printf '%s' "$BODY" | json 'j.get("field")')"
+# A body over the cap was read whole (64 MiB, or as much as a client
+# announced and sent) before the 413. A Content-Length over it is
+# answered once the headers are in: a client that sends the headers of
+# a 1 TB body and no byte of it gets the 413 (no "100 Continue" when
+# it asks for one) and the connection is closed. A chunked body is cut
+# at the cap: the connection closes while the client is still sending.
+cat > "$CM_WORK/api-big.py" <<'PY'
+import socket, sys
+port, token, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port), 5)
+s.settimeout(20)    # the answer comes before any body byte, or never
+head = "POST /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n" % token
+if mode != "chunked":
+    head += "Content-Length: %d\r\n" % 10**12
+    if mode == "expect":
+        head += "Expect: 100-continue\r\n"
+    s.sendall((head + "\r\n").encode())
+    out = b""
+    try:
+        while b"\r\n\r\n" not in out:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+        first = (out.split(b"\r\n")[0].split() + [b"", b"closed without an answer"])[1].decode()
+        while s.recv(65536):
+            pass
+        print(first, "/ closed")
+    except socket.timeout:
+        print("no answer before the body")
+else:
+    s.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
+    chunk = b"100000\r\n" + b" " * (1 << 20) + b"\r\n"
+    sent = 0
+    try:
+        while sent < 1024:          # 1 GiB, 16 times the cap
+            s.sendall(chunk)
+            sent += 1
+        print("all of 1 GiB read")
+    except OSError:
+        print("cut")
+PY
+for mode in length expect; do
+    check_eq "the headers of a 1 TB body, $mode: 413 before any body byte, then closed" \
+        "413 / closed" "$(python3 "$CM_WORK/api-big.py" "$PORT" "$TOKEN" $mode)"
+done
+check_eq "a wrong token with them: 401, as early" "401 / closed" \
+    "$(python3 "$CM_WORK/api-big.py" "$PORT" wrong length)"
+check_eq "a chunked body of 1 GiB: cut at the cap" cut "$(python3 "$CM_WORK/api-big.py" "$PORT" "$TOKEN" chunked)"
+http "${AUTH[@]}" "$URL/v1/routes"
+check_eq "... and the API answers as before" 200 "$CODE"
 PIPE=$(python3 -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
