@@ -7,7 +7,9 @@
     be lost: a block is taken only when its begin line is exactly the
     keyword, 3-4 octal digits and a name, every line decodes with the
     length its first character announces (all lines but the last the same
-    length), and the end line follows; anything else stays text.
+    length), and the end line follows; anything else stays text. A line
+    shorter than its length character says is read with the missing
+    characters as zero: they were spaces that transit stripped.
     Bounded work: an attempt stops at its first bad line, a begin line is
     never a valid data line, so each line is read by at most one attempt
     and the scan is linear in the text.
@@ -93,8 +95,9 @@ s_begin_line (const s_line_t *line, bool *base64, char **name)
 
 /* Classic uuencode: each line is a length character (32 + n, n <= 63,
    '`' for 0) and ceil(n / 3) groups of four characters in 0x20-0x60.
-   Encoders that do not pad the last group and those that add a checksum
-   character are both read. The block ends with a zero-length line ("`",
+   Encoders that do not pad the last group, those that add a checksum
+   character and lines whose trailing spaces (zeros) were stripped are
+   all read. The block ends with a zero-length line ("`",
    or a space that transport may have stripped) and "end". 1 decoded, 0
    not a block, -1 out of memory. */
 static int
@@ -126,7 +129,12 @@ s_decode_uu (const char *text, size_t len, size_t *pos, cm_buf_t *out)
         size_t chars = line.len - 1;
         size_t least = ((size_t) n * 4 + 2) / 3;    /* the bits of n bytes */
         size_t groups = ((size_t) n + 2) / 3 * 4;   /* padded to groups of 4 */
-        if (chars < least || chars > groups + 1)
+        /* shorter than n needs: old encoders wrote zero as a space, and
+           transit strips trailing spaces; the missing characters are
+           read as zero (as binascii.a2b_uu and uudecode do), but only
+           when they could be stripped spaces, so the line must not end
+           in one */
+        if (chars > groups + 1 || (chars < least && line.s [line.len - 1] == ' '))
             return 0;
         if (full < 0)
             full = n;
@@ -273,6 +281,14 @@ static const char s_uu_lines [] =
 static const char s_b64_lines [] =
     "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4\n"
     "OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiYyVQREYgdGFpbAo=\n";
+/* 55 bytes ("PK\3\4", 0x01-0x1d, 12 zeros, "tail", 6 zeros) written
+   with spaces for zero, trailing spaces stripped. */
+static const char *const s_uu_stripped [2] = {
+    "M4$L#! $\" P0%!@<(\"0H+# T.#Q 1$A,4%187&!D:&QP=",
+    "*=&%I;"
+};
+static const char s_uu_stripped_sha [] =
+    "7ea49437965b88deeda845f397841c8e9e1394b1744b87f312c2c3d229aee7e1";
 static const char s_uu_sha [] = "9ab918ea6e566c798df4e9c30b7e0683cdd84b5492493523d01f41b65bb302d6";
 
 static bool
@@ -387,7 +403,7 @@ cm_uu_selftest (bool verbose)
     broken [0].what = "uuencode: truncated block (no end) stays text";
     snprintf (broken [1].text, sizeof broken [1].text, "Hi\nbegin 644 r.pdf\n%.*s%s end\n",
               (int) (third - s_uu_lines - 2), s_uu_lines, third);
-    broken [1].what = "uuencode: a line shorter than its length character stays text";
+    broken [1].what = "uuencode: two lines run together stay text";
     snprintf (broken [2].text, sizeof broken [2].text, "Hi\nbegin 644 r.pdf\n%s%.*send\n",
               third, (int) lines, s_uu_lines);
     broken [2].what = "uuencode: a short line before full ones stays text";
@@ -397,6 +413,35 @@ cm_uu_selftest (bool verbose)
                              broken [i].what, verbose);
         cm_message_destroy (&m);
     }
+
+    /* spaces for zero (old encoders, binascii.b2a_uu (backtick=False)),
+       and the trailing ones stripped in transit: lines shorter than
+       their length character says, the zero-length line empty */
+    snprintf (body, sizeof body, "Scan:\nbegin 644 stripped.zip\n%s\n%s\n\nend\nBye\n",
+              s_uu_stripped [0], s_uu_stripped [1]);
+    m = s_parse ("", body, NULL, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 1 && m->attachments [0].size == 55
+                         && strcmp (m->attachments [0].filename, "stripped.zip") == 0
+                         && strcmp (m->attachments [0].sha256, s_uu_stripped_sha) == 0
+                         && strcmp (m->text, "Scan:\n[attachment: stripped.zip]\nBye\n") == 0,
+                         "uuencode: trailing spaces stripped, the missing characters read as zero",
+                         verbose);
+    cm_message_destroy (&m);
+    /* a short line that still ends in a space lost no trailing spaces:
+       damaged, the block stays text */
+    snprintf (body, sizeof body, "begin 644 stripped.zip\n%s\n%s \n\nend\n",
+              s_uu_stripped [0], s_uu_stripped [1]);
+    m = s_parse ("", body, NULL, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 0 && strcmp (m->text, body) == 0,
+                         "uuencode: a short line ending in a space stays text", verbose);
+    cm_message_destroy (&m);
+    /* a short line with a character uuencode does not write stays text */
+    snprintf (body, sizeof body, "begin 644 stripped.zip\n%s\n%sa\n\nend\n",
+              s_uu_stripped [0], s_uu_stripped [1]);
+    m = s_parse ("", body, NULL, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 0 && strcmp (m->text, body) == 0,
+                         "uuencode: a short line that is not uuencode stays text", verbose);
+    cm_message_destroy (&m);
 
     /* a quoted begin line before a real block does not hide it */
     snprintf (body, sizeof body, "begin 644 see below\nbegin 644 a.gif\n%send\n", s_uu_lines);

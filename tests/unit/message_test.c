@@ -728,6 +728,48 @@ s_hostile (void)
     cm_message_destroy (&m);
     free (t.data);
     memset (&t, 0, sizeof t);
+    /* an old encoder's spaces for zero, the trailing ones stripped in
+       transit (CRLF lines): each line ends in a run of zero bytes, so
+       most are shorter than their length character says */
+    {
+        enum { FILE_SIZE = 45 * 400 + 17 };
+        unsigned char *file = malloc (FILE_SIZE);
+        for (size_t i = 0; i < FILE_SIZE; i++)
+            file [i] = i % 45 >= 45 - (i / 45) % 46 ? 0 : (unsigned char) (i * 7 + 1);
+        s_adds (&t, s_head);
+        s_adds (&t, "\r\nthe log:\r\nbegin 644 log.bin\r\n");
+        for (size_t at = 0; at < FILE_SIZE; at += 45) {
+            size_t n = FILE_SIZE - at < 45 ? FILE_SIZE - at : 45;
+            char line [64];
+            size_t len = 0;
+            line [len++] = (char) (0x20 + n);
+            for (size_t g = 0; g < n; g += 3) {
+                unsigned char b [3] = { 0, 0, 0 };
+                memcpy (b, file + at + g, n - g < 3 ? n - g : 3);
+                unsigned char q [4] = { (unsigned char) (b [0] >> 2),
+                    (unsigned char) ((b [0] & 3) << 4 | b [1] >> 4),
+                    (unsigned char) ((b [1] & 15) << 2 | b [2] >> 6), (unsigned char) (b [2] & 63) };
+                for (int k = 0; k < 4; k++)
+                    line [len++] = (char) (0x20 + q [k]);     /* zero: a space */
+            }
+            while (len > 1 && line [len - 1] == ' ')
+                len--;
+            s_add (&t, line, len);
+            s_adds (&t, "\r\n");
+        }
+        s_adds (&t, "\r\nend\r\nbye\r\n");
+        m = s_case ("a uuencoded file whose trailing spaces were stripped", t.data, t.len,
+                    S_RECORD, NULL);
+        s_result (m && m->nattachments == 1 && m->attachments [0].size == FILE_SIZE
+                  && memcmp (m->attachments [0].data, file, FILE_SIZE) == 0
+                  && strcmp (m->text, "the log:\r\n[attachment: log.bin]\r\nbye\r\n") == 0,
+                  "stripped uuencode: the file decoded whole (%d bytes, the missing"
+                  " characters as zero), the text around it kept", FILE_SIZE);
+        cm_message_destroy (&m);
+        free (file);
+        free (t.data);
+        memset (&t, 0, sizeof t);
+    }
     s_adds (&t, s_head);
     s_adds (&t, "\n");
     for (int i = 0; i < 100000; i++)
