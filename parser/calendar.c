@@ -1,8 +1,8 @@
 /*  parser/calendar.c: a calendar invitation as readable text.
     Outlook, Google Calendar and Teams send invitations whose only content
     is a text/calendar part (RFC 5545, method=REQUEST); the incident would
-    have no description. cm_calendar_text() renders the first VEVENT as a
-    few labelled lines: folded lines joined (CRLF + space or tab), text
+    have no description. cm_calendar_text() renders the first VEVENT (or
+    VTODO, a task request) as a few labelled lines: folded lines joined (CRLF + space or tab), text
     values unescaped (\n \, \; \\), mailto: dropped from people.
     Bounded: at most CM_CALENDAR_MAX_BYTES and S_MAX_LINES content lines
     are read, each value is cut at a byte limit, and the attendees listed
@@ -31,9 +31,11 @@ typedef struct {
     size_t valuelen;
 } s_prop_t;
 
-/* What is kept of the event. */
+/* What is kept of the event (or task). */
 typedef struct {
+    bool todo;            /* a VTODO: due, status and priority are shown */
     char *method, *summary, *start, *end, *location, *organizer, *description;
+    char *due, *status, *priority;
     cm_buf_t attendees;   /* "a, b, c" of the first S_MAX_LISTED */
     size_t nattendees;
 } s_event_t;
@@ -205,6 +207,31 @@ s_time (const s_prop_t *p)
     return s;
 }
 
+/* A STATUS as words: "NEEDS-ACTION" is "needs action". */
+static char *
+s_status (const s_prop_t *p)
+{
+    char *s = s_text (p->value, p->valuelen, 32, true);
+    for (char *c = s; c && *c; c++)
+        *c = *c == '-' ? ' ' : *c >= 'A' && *c <= 'Z' ? (char) (*c - 'A' + 'a') : *c;
+    return s;
+}
+
+/* A PRIORITY with its meaning (RFC 5545, 3.8.1.9): 1-4 high, 5 medium,
+   6-9 low; 0 is none (an empty string). Anything else as given. */
+static char *
+s_priority (const s_prop_t *p)
+{
+    if (p->valuelen == 1 && p->value [0] >= '0' && p->value [0] <= '9') {
+        int n = p->value [0] - '0';
+        char text [16] = "";
+        if (n)
+            snprintf (text, sizeof text, "%d (%s)", n, n < 5 ? "high" : n == 5 ? "medium" : "low");
+        return strdup (text);
+    }
+    return s_text (p->value, p->valuelen, 32, true);
+}
+
 /* Sets *field to the value made by make (first one wins). -1 out of memory. */
 #define S_KEEP(field, make) \
     do { if (!(field) && !((field) = (make))) return -1; } while (0)
@@ -227,6 +254,15 @@ s_event_prop (s_event_t *e, const s_prop_t *p)
     else
     if (s_is (p->name, p->namelen, "DTEND"))
         S_KEEP (e->end, s_time (p));
+    else
+    if (s_is (p->name, p->namelen, "DUE"))
+        S_KEEP (e->due, s_time (p));
+    else
+    if (s_is (p->name, p->namelen, "STATUS"))
+        S_KEEP (e->status, s_status (p));
+    else
+    if (s_is (p->name, p->namelen, "PRIORITY"))
+        S_KEEP (e->priority, s_priority (p));
     else
     if (s_is (p->name, p->namelen, "ORGANIZER"))
         S_KEEP (e->organizer, s_person (p));
@@ -263,30 +299,38 @@ cm_calendar_unfold (char *s, size_t len)
     return w;
 }
 
+/* What the message is, by METHOD: for an event and for a task. */
+static const struct {
+    const char *method, *event, *task;
+} s_kinds [] = {
+    { "REQUEST", "Meeting invitation", "Task request" },
+    { "CANCEL", "Meeting cancelled", "Task cancelled" },
+    { "REPLY", "Meeting reply", "Task reply" },
+    { "COUNTER", "Meeting counter-proposal", "Task counter-proposal" },
+    { NULL, "Calendar event", "Task" },
+};
+
 static int
 s_render (const s_event_t *e, char **out)
 {
-    const char *kind = "Calendar event";
-    if (e->method && !strcasecmp (e->method, "REQUEST"))
-        kind = "Meeting invitation";
-    else
-    if (e->method && !strcasecmp (e->method, "CANCEL"))
-        kind = "Meeting cancelled";
-    else
-    if (e->method && !strcasecmp (e->method, "REPLY"))
-        kind = "Meeting reply";
-    else
-    if (e->method && !strcasecmp (e->method, "COUNTER"))
-        kind = "Meeting counter-proposal";
+    size_t k = 0;
+    while (s_kinds [k].method && !(e->method && !strcasecmp (e->method, s_kinds [k].method)))
+        k++;
     cm_buf_t b;
     cm_buf_init (&b, 0);
-    int rc = cm_buf_printf (&b, "%s", kind);
+    int rc = cm_buf_printf (&b, "%s", e->todo ? s_kinds [k].task : s_kinds [k].event);
     if (!rc && e->summary && *e->summary)
         rc = cm_buf_printf (&b, ": %s", e->summary);
     if (!rc && e->start && *e->start)
         rc = cm_buf_printf (&b, "\nStart: %s", e->start);
     if (!rc && e->end && *e->end)
         rc = cm_buf_printf (&b, "\nEnd: %s", e->end);
+    if (!rc && e->todo && e->due && *e->due)
+        rc = cm_buf_printf (&b, "\nDue: %s", e->due);
+    if (!rc && e->todo && e->status && *e->status)
+        rc = cm_buf_printf (&b, "\nStatus: %s", e->status);
+    if (!rc && e->todo && e->priority && *e->priority)
+        rc = cm_buf_printf (&b, "\nPriority: %s", e->priority);
     if (!rc && e->location && *e->location)
         rc = cm_buf_printf (&b, "\nLocation: %s", e->location);
     if (!rc && e->organizer && *e->organizer)
@@ -335,7 +379,8 @@ cm_calendar_text (const char *ics, size_t len, const char *method, char **out)
         bool begin = s_is (p.name, p.namelen, "BEGIN");
         if (begin || s_is (p.name, p.namelen, "END")) {
             if (!in_event) {
-                if (begin && s_is (p.value, p.valuelen, "VEVENT"))
+                e.todo = begin && s_is (p.value, p.valuelen, "VTODO");
+                if (e.todo || (begin && s_is (p.value, p.valuelen, "VEVENT")))
                     in_event = found = true;
             }
             else
@@ -370,6 +415,9 @@ cm_calendar_text (const char *ics, size_t len, const char *method, char **out)
     free (e.location);
     free (e.organizer);
     free (e.description);
+    free (e.due);
+    free (e.status);
+    free (e.priority);
     cm_buf_free (&e.attendees);
     free (copy);
     return rc;
@@ -469,6 +517,51 @@ cm_calendar_selftest (bool verbose)
                          "calendar: a body with text is left as it is", verbose);
     cm_message_destroy (&m);
 
+    /* a task request (VTODO): due, status and priority too; an alarm's
+       description is not the task's */
+    m = s_parse ("Content-Type: text/calendar; charset=utf-8\n",
+                 "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VTODO\r\n"
+                 "ORGANIZER;CN=Ann:mailto:ann@example.org\r\n"
+                 "ATTENDEE;PARTSTAT=IN-PROCESS;CN=Bob:mailto:bob@example.org\r\n"
+                 "SUMMARY:Rotate the VPN keys\r\nDTSTART:20240110T090000Z\r\n"
+                 "DUE;TZID=Europe/Berlin:20240112T170000\r\nSTATUS:NEEDS-ACTION\r\n"
+                 "PRIORITY:1\r\nDESCRIPTION:Old keys leaked\\, see INC-4.\r\n"
+                 "BEGIN:VALARM\r\nTRIGGER:-PT1H\r\nDESCRIPTION:ALARM\r\nEND:VALARM\r\n"
+                 "END:VTODO\r\nBEGIN:VEVENT\r\nSUMMARY:later\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n");
+    want = "Task request: Rotate the VPN keys\nStart: 20240110T090000Z\n"
+           "Due: 20240112T170000 (Europe/Berlin)\nStatus: needs action\nPriority: 1 (high)\n"
+           "Organizer: Ann <ann@example.org>\nAttendees (1): Bob <bob@example.org> (in-process)\n\n"
+           "Old keys leaked, see INC-4.\n";
+    failures += s_check (m && strcmp (m->text, want) == 0 && m->nattachments == 1,
+                         "calendar: a task request (VTODO) is described", verbose);
+    if (m && verbose && strcmp (m->text, want) != 0)
+        printf ("selftest: calendar text [%s]\n", m->text);
+    cm_message_destroy (&m);
+    static const struct { const char *method, *ics, *want; } tasks [] = {
+        { "CANCEL", "BEGIN:VTODO\nSUMMARY:x\nSTATUS:CANCELLED\nPRIORITY:0\nEND:VTODO\n",
+          "Task cancelled: x\nStatus: cancelled\n" },
+        { "REPLY", "BEGIN:VTODO\nSUMMARY:y\nSTATUS:COMPLETED\nPRIORITY:7\nDUE;VALUE=DATE:20240301\n"
+          "END:VTODO\n", "Task reply: y\nDue: 20240301\nStatus: completed\nPriority: 7 (low)\n" },
+        { "PUBLISH", "BEGIN:VTODO\nPRIORITY:5\nEND:VTODO\n", "Task\nPriority: 5 (medium)\n" },
+        { NULL, "BEGIN:VTODO\nPRIORITY:urgent\nSTATUS:\nEND:VTODO\n", "Task\nPriority: urgent\n" },
+        /* an event's STATUS and PRIORITY are not shown, as before */
+        { "REQUEST", "BEGIN:VEVENT\nSUMMARY:z\nSTATUS:CONFIRMED\nPRIORITY:1\nEND:VEVENT\n"
+          "BEGIN:VTODO\nSUMMARY:t\nEND:VTODO\n", "Meeting invitation: z\n" },
+    };
+    for (size_t i = 0; i < sizeof tasks / sizeof tasks [0]; i++) {
+        char head [128];
+        snprintf (head, sizeof head, "Content-Type: text/calendar%s%s\n",
+                  tasks [i].method ? "; method=" : "", tasks [i].method ? tasks [i].method : "");
+        m = s_parse (head, tasks [i].ics);
+        char what [96];
+        snprintf (what, sizeof what, "calendar: task %zu (%s) described", i,
+                  tasks [i].method ? tasks [i].method : "no method");
+        failures += s_check (m && strcmp (m->text, tasks [i].want) == 0, what, verbose);
+        if (m && verbose && strcmp (m->text, tasks [i].want) != 0)
+            printf ("selftest: calendar text [%s]\n", m->text);
+        cm_message_destroy (&m);
+    }
+
     /* many attendees: all counted, the first 50 named */
     cm_buf_t b;
     cm_buf_init (&b, 0);
@@ -488,7 +581,7 @@ cm_calendar_selftest (bool verbose)
         "",
         "\xFF\xFE\x00garbage ::::;;;;\"\"\"\n",
         "BEGIN:VCALENDAR\nSUMMARY:not in an event\nEND:VCALENDAR\n",
-        "END:VEVENT\nEND:VEVENT\nBEGIN:VTODO\nSUMMARY:x\nEND:VTODO\n",
+        "END:VEVENT\nEND:VTODO\nBEGIN:VJOURNAL\nSUMMARY:x\nEND:VJOURNAL\n",
         ":\n;\n;:\n:VEVENT\nBEGIN\nBEGIN;X=\"a:b\n",
     };
     for (size_t i = 0; i < sizeof garbage / sizeof garbage [0]; i++) {

@@ -793,6 +793,30 @@ s_hostile (void)
     cm_message_destroy (&m);
     free (t.data);
     memset (&t, 0, sizeof t);
+
+    /* a task request (VTODO) alone gets the same description, under the
+       same caps: a 100 KB summary and 10 MB of statuses and attendees */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/alternative; boundary=A\n\n--A\nContent-Type: text/plain\n\n"
+                "\n--A\nContent-Type: text/calendar; method=REQUEST\n\nBEGIN:VCALENDAR\n"
+                "BEGIN:VTODO\nDUE:20240112T170000Z\nPRIORITY:2\nSTATUS:IN-PROCESS\nSUMMARY:");
+    while (t.len < 100 * 1024)
+        s_adds (&t, "patch ");
+    s_adds (&t, "\n");
+    while (t.len < 10 * 1024 * 1024)
+        s_adds (&t, "STATUS:COMPLETED\nATTENDEE;CN=Bob:mailto:bob@y.z\nPRIORITY:9\n");
+    s_adds (&t, "END:VTODO\nEND:VCALENDAR\n--A--\n");
+    m = s_case ("10 MB task request (VTODO)", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strncmp (m->text, "Task request: patch patch", 25) == 0
+              && strstr (m->text, "...\nDue: 20240112T170000Z\nStatus: in process\n"
+                                  "Priority: 2 (high)\nAttendees (")
+              && strlen (m->text) < 64 * 1024 && m->nattachments == 1,
+              "10 MB task request: described (due, status, priority), bounded");
+    if (m && s_verbose)
+        printf ("# %.200s\n", m->text);
+    cm_message_destroy (&m);
+    free (t.data);
+    memset (&t, 0, sizeof t);
 }
 
 /* --------------------------------------------------------- S/MIME signed data */
