@@ -221,16 +221,17 @@ s_debug_each (curl_infotype type, const char *line, size_t n, void *ctx)
         s_debug_line (ctx, type, line);
 }
 
-static int
-s_debug (CURL *h, curl_infotype type, char *data, size_t size, void *userp)
+int
+cm_mailcurl_debug (CURL *h, curl_infotype type, char *data, size_t size, void *userp)
 {
     (void) h;
-    if (type != CURLINFO_TEXT) {
-        /* bytes moved either way: the SMTP client's stall watch */
+    cm_mailcurl_ctx_t *ctx = userp;
+    if (ctx->watch_io && type != CURLINFO_TEXT) {
+        /* bytes moved either way: the SMTP client's stall watch (only a
+           client that asks reads the clock on every chunk) */
         struct timespec ts;
         clock_gettime (CLOCK_MONOTONIC, &ts);
-        ((cm_mailcurl_ctx_t *) userp)->last_io_ms
-            = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        ctx->last_io_ms = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     }
     cm_mailcurl_debug_lines (type, data, size, s_debug_each, userp);
     return 0;
@@ -279,9 +280,9 @@ cm_mailcurl_setup (CURL *h, const cm_mailserver_t *srv, const char *url,
         SET (CURLOPT_LOGIN_OPTIONS, "AUTH=PLAIN;AUTH=LOGIN");
     }
     SET (CURLOPT_ERRORBUFFER, ctx->errbuf);
-    SET (CURLOPT_DEBUGFUNCTION, s_debug);
+    SET (CURLOPT_DEBUGFUNCTION, cm_mailcurl_debug);
     SET (CURLOPT_DEBUGDATA, ctx);
-    SET (CURLOPT_VERBOSE, 1L);   /* feeds s_debug; traced only if verbose */
+    SET (CURLOPT_VERBOSE, 1L);   /* feeds cm_mailcurl_debug; traced only if verbose */
 #undef SET
     if (rc) {
         snprintf (err, errlen, "libcurl option refused: %s",

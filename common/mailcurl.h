@@ -28,8 +28,10 @@ typedef struct {
        for the client's own bookkeeping (recipients refused); may be NULL */
     void (*on_reply) (void *arg, const char *command, const char *reply);
     void *on_reply_arg;
+    bool watch_io;                  /* keep last_io_ms (the SMTP stall watch);
+                                       set after cm_mailcurl_setup */
     int64_t last_io_ms;             /* CLOCK_MONOTONIC ms of the last bytes
-                                       in or out (0 none yet) */
+                                       in or out (0 none yet), if watch_io */
     char errbuf [CURL_ERROR_SIZE];  /* CURLOPT_ERRORBUFFER */
 } cm_mailcurl_ctx_t;
 
@@ -49,6 +51,10 @@ int cm_mailcurl_setup (CURL *h, const cm_mailserver_t *srv, const char *url,
 /* Writes the person-readable reason for a libcurl failure. */
 void cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
                          const cm_mailserver_t *srv, char *err, size_t errlen);
+/* The libcurl debug callback cm_mailcurl_setup installs (userp is the
+   cm_mailcurl_ctx_t): traces the chunk's lines and, if the context's
+   watch_io is set, notes when bytes moved. */
+int cm_mailcurl_debug (CURL *h, curl_infotype type, char *data, size_t size, void *userp);
 /* Feeds one protocol line to the trace and bookkeeping of ctx, as the
    libcurl debug callback does (for self-tests). */
 void cm_mailcurl_trace_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line);

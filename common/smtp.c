@@ -393,6 +393,7 @@ cm_smtp_send (const cm_mailserver_t *srv, const char *from,
     curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, DATA_END_SECS);
     /* every other wait ends after the stall time (s_watch) */
+    ctx->watch_io = true;
     s_watch_t watch = { ctx, &src, msglen, srv->stall_ms > 0 ? srv->stall_ms : STALL_MS,
                         s_now_ms (), "" };
     curl_easy_setopt (h, CURLOPT_XFERINFOFUNCTION, s_watch);
@@ -532,6 +533,15 @@ cm_smtp_selftest (bool verbose)
     CHECK (each [0].code == 250 && each [1].code == 550 && each [2].code == 452);
     CHECK (strcmp (each [1].reply, "550-5.1.1 <b@x.test>: Recipient 550 5.1.1 address rejected") == 0
            && strcmp (each [2].reply, "452 4.2.2 Mailbox full") == 0);
+    /* the trace reads the clock for the stall watch only when asked:
+       the SMTP send asks, the other clients do not */
+    memset (ctx, 0, sizeof *ctx);
+    char greeting [] = "220 mx.example.test ESMTP\r\n";
+    cm_mailcurl_debug (NULL, CURLINFO_HEADER_IN, greeting, strlen (greeting), ctx);
+    CHECK (ctx->last_io_ms == 0 && strncmp (ctx->reply, "220 ", 4) == 0);
+    ctx->watch_io = true;
+    cm_mailcurl_debug (NULL, CURLINFO_HEADER_IN, greeting, strlen (greeting), ctx);
+    CHECK (ctx->last_io_ms > 0);
     free (ctx);
     return 0;
 }
