@@ -427,21 +427,21 @@ cm_uu_selftest (bool verbose)
                          "uuencode: trailing spaces stripped, the missing characters read as zero",
                          verbose);
     cm_message_destroy (&m);
-    /* a short line that still ends in a space lost no trailing spaces:
-       damaged, the block stays text */
-    snprintf (body, sizeof body, "begin 644 stripped.zip\n%s\n%s \n\nend\n",
-              s_uu_stripped [0], s_uu_stripped [1]);
-    m = s_parse ("", body, NULL, reason, sizeof reason);
-    failures += s_check (m && m->nattachments == 0 && strcmp (m->text, body) == 0,
-                         "uuencode: a short line ending in a space stays text", verbose);
-    cm_message_destroy (&m);
-    /* a short line with a character uuencode does not write stays text */
-    snprintf (body, sizeof body, "begin 644 stripped.zip\n%s\n%sa\n\nend\n",
-              s_uu_stripped [0], s_uu_stripped [1]);
-    m = s_parse ("", body, NULL, reason, sizeof reason);
-    failures += s_check (m && m->nattachments == 0 && strcmp (m->text, body) == 0,
-                         "uuencode: a short line that is not uuencode stays text", verbose);
-    cm_message_destroy (&m);
+    /* damaged, the block stays text: a short line that still ends in a
+       space (it lost no trailing spaces), one with a character uuencode
+       does not write */
+    static const struct { const char *tail, *what; } damaged [] = {
+        { " ", "uuencode: a short line ending in a space stays text" },
+        { "a", "uuencode: a short line that is not uuencode stays text" },
+    };
+    for (size_t i = 0; i < sizeof damaged / sizeof damaged [0]; i++) {
+        snprintf (body, sizeof body, "begin 644 stripped.zip\n%s\n%s%s\n\nend\n",
+                  s_uu_stripped [0], s_uu_stripped [1], damaged [i].tail);
+        m = s_parse ("", body, NULL, reason, sizeof reason);
+        failures += s_check (m && m->nattachments == 0 && strcmp (m->text, body) == 0,
+                             damaged [i].what, verbose);
+        cm_message_destroy (&m);
+    }
 
     /* a quoted begin line before a real block does not hide it */
     snprintf (body, sizeof body, "begin 644 see below\nbegin 644 a.gif\n%send\n", s_uu_lines);

@@ -247,6 +247,18 @@ static const char *s_head =
     "From: Eve <eve@evil.example>\nTo: soc@example.org\nSubject: hostile\n"
     "Date: Mon, 1 Jan 2024 00:00:00 +0000\nMIME-Version: 1.0\n";
 
+/* After a calendar case: its description shown with -v, the message
+   and the text freed. */
+static void
+s_calendar_done (cm_message_t **m, s_text_t *t)
+{
+    if (*m && s_verbose)
+        printf ("# %.200s\n", (*m)->text);
+    cm_message_destroy (m);
+    free (t->data);
+    memset (t, 0, sizeof *t);
+}
+
 static void
 s_hostile (void)
 {
@@ -788,11 +800,7 @@ s_hostile (void)
               && strlen (m->text) < 64 * 1024 && m->nattachments == 1
               && m->attachments [0].size > 10 * 1000 * 1000,
               "10 MB text/calendar: a bounded description, the whole .ics kept");
-    if (m && s_verbose)
-        printf ("# %.200s\n", m->text);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_calendar_done (&m, &t);
 
     /* a task request (VTODO) alone gets the same description, under the
        same caps: a 100 KB summary and 10 MB of statuses and attendees */
@@ -812,11 +820,7 @@ s_hostile (void)
                                   "Priority: 2 (high)\nAttendees (")
               && strlen (m->text) < 64 * 1024 && m->nattachments == 1,
               "10 MB task request: described (due, status, priority), bounded");
-    if (m && s_verbose)
-        printf ("# %.200s\n", m->text);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_calendar_done (&m, &t);
 }
 
 /* --------------------------------------------------------- S/MIME signed data */
