@@ -12,9 +12,9 @@
 #   130 s (men in the middle before Postfix's relay port): sent once; of
 #   three recipients, one refused for good and one for now: the email
 #   reaches the others, each once; a server that stops answering (at
-#   RCPT TO, at DATA): the attempt ends after the stall time naming it,
-#   the email is sent at a later attempt, each recipient once; an email
-#   to 520 recipients reaches every one.
+#   RCPT TO, at DATA, while the data is sent): the attempt ends after the
+#   stall time naming it, the email is sent at a later attempt, each
+#   recipient once; an email to 520 recipients reaches every one.
 # Uses the users u11 and u12 and the shared sink mailbox (messages found by
 # Message-ID or a subject token unique to this run).
 . "$CM_TOP/tests/lib.sh"
@@ -97,6 +97,17 @@ outbox_state_is() { [ "$(outbox_field "$1" state)" = "$2" ]; }
 attempts_at_least() { [ "$(outbox_field "$1" attempts)" -ge "$2" ]; }
 sink_count_is() { [ "$(sinkpy count "$1")" = "$2" ]; }
 email_id() { printf '%s' "$1" | sed -n 's/.*email \([0-9][0-9]*\).*/\1/p' | head -1; }
+# sent_within SECONDS EMAIL WHAT: the email is sent within SECONDS.
+sent_within() {
+    if wait_until "$1" outbox_state_is "$2" sent; then ok "$3"
+    else not_ok "$3" "state $(outbox_field "$2" state): $(outbox_field "$2" last_error)"; fi
+}
+# sink_once EMAIL: its one copy reaches the sink.
+sink_once() {
+    local mid; mid=$(outbox_field "$1" message_id)
+    wait_until 30 sink_count_is "$mid" 1
+    check_eq "... and it reaches the sink once" 1 "$(sinkpy count "$mid")"
+}
 # open_incident ROUTE USER SUBJECT: delivers a message; prints the INC-n it opened
 open_incident() {
     deliver "$2@$CM_MAIL_DOMAIN" "$3" --body "opening $3"
@@ -200,12 +211,9 @@ mitm "127.0.0.1:$SDP" "127.0.0.1:$CM_SMTP_NOTLS_PORT" slow-dot "$T/slow.log"
 "$CM" route set sfpw --outbound-port "$SDP" >/dev/null
 run_cm incident email "$INCPW" --to "slow-$TOK@outside.test" --subject "Slow $TOK" --body "x"
 E5=$(email_id "$OUT")
-if wait_until 200 outbox_state_is "$E5" sent; then ok "an answer to the end of the data after 130 s: the email is sent"
-else not_ok "an answer to the end of the data after 130 s: the email is sent" "state $(outbox_field "$E5" state): $(outbox_field "$E5" last_error)"; fi
+sent_within 200 "$E5" "an answer to the end of the data after 130 s: the email is sent"
 check_eq "... at the first attempt" 1 "$(outbox_field "$E5" attempts)"
-MID5=$(outbox_field "$E5" message_id)
-wait_until 30 sink_count_is "$MID5" 1
-check_eq "... and it reaches the sink once" 1 "$(sinkpy count "$MID5")"
+sink_once "$E5"
 
 # --- 4f. recipients settled one by one ----------------------------------
 # Of three recipients, Postfix refuses one for good (reject.test: 550)
@@ -242,7 +250,8 @@ mitm_stop
 # goes on. Of two recipients, one takes the email at the first attempt
 # and the other is refused for now (452); the next two attempts, for the
 # waiting one alone, stall at its RCPT TO; the fourth delivers it. Each
-# recipient gets one copy. A second email stalls once at DATA.
+# recipient gets one copy. A second email stalls once at DATA, a third
+# twice while its data is sent.
 STP=$(free_port)
 mitm "127.0.0.1:$STP" "127.0.0.1:$CM_SMTP_NOTLS_PORT" stall-smtp "$T/stall.log"
 "$CM" route set sfpw --outbound-port "$STP" >/dev/null
@@ -250,9 +259,13 @@ run_cm incident email "$INCPW" --to "first-$TOK-s@outside.test" --cc "hold-$TOK@
     --subject "Stall $TOK" --body "x"
 E7=$(email_id "$OUT")
 last_error_has() { case "$(outbox_field "$1" last_error)" in *"$2"*) return 0 ;; esac; return 1; }
-if wait_until 60 last_error_has "$E7" "stalled"; then ok "a stalled RCPT TO: the email waits, its last error names the stall"
-else not_ok "a stalled RCPT TO: the email waits, its last error names the stall" \
-    "state $(outbox_field "$E7" state): $(outbox_field "$E7" last_error)"; fi
+# stall_named EMAIL WHAT: within 60 s the email waits, its last error naming a stall.
+stall_named() {
+    if wait_until 60 last_error_has "$1" "stalled"; then ok "$2: the email waits, its last error names the stall"
+    else not_ok "$2: the email waits, its last error names the stall" \
+        "state $(outbox_field "$1" state): $(outbox_field "$1" last_error)"; fi
+}
+stall_named "$E7" "a stalled RCPT TO"
 ERR7=$(outbox_field "$E7" last_error)
 echo "# last_error after a stall: $ERR7"
 check_contains "... and the phase: the answer to RCPT TO of the waiting recipient" \
@@ -277,9 +290,27 @@ check_eq "... sent at the second attempt" "sent 2" "$(outbox_field "$E8" state) 
 check_contains "... the first attempt named the stall at DATA" \
     "email $E8 attempt 1: deferred: the server stalled: no byte moved for 4 s waiting for the answer to DATA" \
     "$(cat "$CASEMAIL_HOME"/log/sender*.log)"
-MID8=$(outbox_field "$E8" message_id)
-wait_until 30 sink_count_is "$MID8" 1
-check_eq "... and it reaches the sink once" 1 "$(sinkpy count "$MID8")"
+sink_once "$E8"
+# A stall while the message is sent: the proxy passes DATA on, then
+# stops reading (the first two times), so of an email of some 8 MB (a
+# 6 MiB attachment) no more than the socket buffers can take goes out.
+# The attempt ends after the stall time naming that phase; the third
+# attempt delivers it, once.
+head -c $((6 * 1024 * 1024)) /dev/urandom > "$T/stallbody.bin"
+run_cm incident email "$INCPW" --to "stallbody-$TOK@outside.test" --subject "Stall body $TOK" \
+    --body "x" --attach "$T/stallbody.bin"
+E10=$(email_id "$OUT")
+stall_named "$E10" "a stall while the message is sent"
+ERR10=$(outbox_field "$E10" last_error)
+echo "# last_error after a stall in the data: $ERR10"
+check_contains "... and the phase: while the message was sent" \
+    "the server stalled: no byte moved for 4 s while the message was sent (" "$ERR10"
+check_contains "... the first attempt named it in the sender's log" \
+    "email $E10 attempt 1: deferred: the server stalled: no byte moved for 4 s while the message was sent (" \
+    "$(cat "$CASEMAIL_HOME"/log/sender*.log)"
+sent_within 120 "$E10" "... the email is sent once the server reads again"
+check_eq "... at the third attempt (stall, stall, delivered)" 3 "$(outbox_field "$E10" attempts)"
+sink_once "$E10"
 mitm_stop
 
 

@@ -48,7 +48,13 @@ In the IMAP modes a literal's bytes are passed through as they are
               "hold-": answered "452 4.2.2 Mailbox full" the first time,
               held back the second and third time, passed on after that;
               DATA of a transaction with a recipient that starts with
-              "stalldata-": held back the first time, passed on after that
+              "stalldata-": held back the first time, passed on after that;
+              DATA of one with a recipient that starts with "stallbody-":
+              passed on, but the first two times the proxy then stops reading
+              from the client (its receive buffer cut to 64 KB), so a
+              message bigger than the socket buffers cannot be sent; after
+              MITM_BODY_HOLD seconds (30) it drops that connection, the
+              server never having had the end of the data
   end-idle    IMAP in clear, every IDLE ended by the server MITM_IDLE_END
               seconds (2) after it began (the proxy sends the server DONE itself, so the
               client gets the tagged answer without asking), as servers
@@ -60,7 +66,7 @@ Every byte the client sends is appended to the log file, so a test can
 prove that nothing (no LOGIN, no AUTH, no mail) went out in clear.
 Stops on SIGTERM. Writes its pid to --pid FILE when given.
 """
-import argparse, asyncio, os, re, signal, sys
+import argparse, asyncio, os, re, signal, socket, sys
 
 def strip_imap(line: bytes) -> bytes:
     return re.sub(rb" STARTTLS(?=[ \]\r])", b"", line)
@@ -130,6 +136,15 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
                 if held:
                     STALLS[b"DATA " + held[0]] = 1
                     continue
+                body = [a for a in idle.get("rcpts", []) if a.startswith(b"stallbody-")
+                        and STALLS.get(b"BODY " + a, 0) < 2]
+                if body:
+                    STALLS[b"BODY " + body[0]] = STALLS.get(b"BODY " + body[0], 0) + 1
+                    idle["sock"].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                    server_writer.write(line)       # the 354 comes back
+                    await server_writer.drain()
+                    await asyncio.sleep(float(os.environ.get("MITM_BODY_HOLD", "30")))
+                    break                           # nothing more read: dropped
         if mode == "strip-smtp" and re.match(rb"^STARTTLS\r?\n$", line, re.I):
             inject(b"454 4.7.0 TLS not available\r\n")
             continue
@@ -148,7 +163,8 @@ async def handle(client_reader, client_writer, args):
     pending = []
     creates = set()        # tags of the client's CREATE commands
     bodies = 0             # BODY[] literals seen on this connection
-    state = {}             # shared with the client side (IDLE, the end of data)
+    state = {"sock": client_writer.get_extra_info("socket")}   # shared with the client side
+                                                               # (IDLE, the end of data)
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
     imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
@@ -211,6 +227,8 @@ async def handle(client_reader, client_writer, args):
             await client_writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
+    except asyncio.CancelledError:
+        pass                # stopped (SIGTERM) while a stallbody- hold sleeps
     finally:
         client_writer.close()
         task.cancel()
