@@ -553,7 +553,11 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     }
     if (!s_method_allowed (allow, method)) {
         r.allow = allow;
-        reply_error (&r, 405, NULL, "%s is not a method of %s: it takes %s", method, url, allow);
+        /* a method is a token (RFC 9110, 5.6.2); quoted only if it is one */
+        bool token = *method && method [strspn (method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            "abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~")] == 0 && strlen (method) <= 32;
+        reply_error (&r, 405, NULL, "%s is not a method of %s: it takes %s",
+                     token ? method : "that", url, allow);
         return s_send (conn, &r);
     }
     if (strcmp (method, "HEAD") == 0)
