@@ -27,6 +27,7 @@
 
 #define LINE_CAP        (64 * 1024)         /* one ordinary response line */
 #define SEARCH_CAP      (16 * 1024 * 1024)  /* one SEARCH answer */
+#define ESEARCH_MAX     (1u << 20)          /* UIDs kept of one ESEARCH set */
 #define RECV_CHUNK      16384               /* one TLS record at most */
 #define SLICE_MS        200                 /* how often *stop is checked */
 #define IDLE_MIN_MS     1000                /* an IDLE the server ends sooner: poll */
@@ -458,11 +459,116 @@ s_resp_code (const char *text, char *code, size_t codelen, char *arg,
     }
 }
 
-/* Parses "* SEARCH n n ..." numbers >= from into the growing array. */
+/* Appends v to the growing array. -1 out of memory. */
+static int
+s_add_uid (uint64_t v, uint64_t **uids, size_t *count, size_t *alloc)
+{
+    if (*count == *alloc) {
+        size_t want = *alloc ? *alloc * 2 : 256;
+        uint64_t *grown = realloc (*uids, want * sizeof (uint64_t));
+        if (!grown)
+            return -1;
+        *uids = grown;
+        *alloc = want;
+    }
+    (*uids) [(*count)++] = v;
+    return 0;
+}
+
+static int
+s_cmp_range (const void *a, const void *b)
+{
+    uint64_t x = ((const uint64_t *) a) [0], y = ((const uint64_t *) b) [0];
+    return x < y ? -1 : x > y;
+}
+
+/* The ALL set of "* ESEARCH (TAG "t") UID ALL 3:5,9" (RFC 4731), the
+   answer to every SEARCH of a server that speaks IMAP4rev2 only (RFC
+   9051): its UIDs >= from, lowest first, at most ESEARCH_MAX of them (a
+   set is compact, "1:4294967295" is one range): those left out are all
+   higher than those kept, so the next search from the cursor finds them. */
+static int
+s_parse_esearch (const char *p, uint64_t from, uint64_t **uids, size_t *count,
+                 size_t *alloc)
+{
+    char tok [64];
+    const char *save = p;
+    if (s_token (&p, tok, sizeof tok) == T_LP) {      /* (TAG "t") */
+        p = save;
+        if (s_skip_value (&p))
+            return 0;
+    }
+    else
+        p = save;
+    while (1) {
+        s_tok_t t = s_token (&p, tok, sizeof tok);
+        if (t == T_END || t == T_ERR)
+            return 0;               /* nothing matched: no ALL */
+        if (t == T_ATOM && strcasecmp (tok, "UID") == 0)
+            continue;
+        if (t == T_ATOM && strcasecmp (tok, "ALL") == 0)
+            break;
+        if (s_skip_value (&p))      /* MIN, MAX, COUNT, MODSEQ ... */
+            return 0;
+    }
+    while (*p == ' ')
+        p++;
+    size_t n = 0, cap = 0;
+    uint64_t (*ranges) [2] = NULL;
+    int rc = 0;
+    while (1) {
+        uint64_t lo, hi;
+        if (s_number (&p, &lo))
+            break;
+        hi = lo;
+        if (*p == ':') {
+            p++;
+            if (s_number (&p, &hi))
+                break;
+        }
+        if (hi < lo) {
+            uint64_t swap = lo;
+            lo = hi;
+            hi = swap;
+        }
+        if (n == cap) {
+            size_t want = cap ? cap * 2 : 64;
+            void *grown = realloc (ranges, want * sizeof *ranges);
+            if (!grown) {
+                free (ranges);
+                return -1;
+            }
+            ranges = grown;
+            cap = want;
+        }
+        ranges [n][0] = lo;
+        ranges [n++][1] = hi;
+        if (*p != ',')
+            break;
+        p++;
+    }
+    if (n)
+        qsort (ranges, n, sizeof *ranges, s_cmp_range);
+    size_t added = 0;
+    for (size_t i = 0; i < n && rc == 0 && added < ESEARCH_MAX; i++)
+        for (uint64_t v = ranges [i][0] < from ? from : ranges [i][0];
+             v <= ranges [i][1] && v > 0 && added < ESEARCH_MAX; v++, added++)
+            if (s_add_uid (v, uids, count, alloc)) {
+                rc = -1;
+                break;
+            }
+    free (ranges);
+    return rc;
+}
+
+/* Parses "* SEARCH n n ..." numbers >= from into the growing array, or
+   the ALL set of an ESEARCH answer. */
 static int
 s_parse_search (const char *line, uint64_t from, uint64_t **uids,
                 size_t *count, size_t *alloc)
 {
+    if (strncasecmp (line, "* ESEARCH", 9) == 0 && (line [9] == ' ' || !line [9]))
+        return s_parse_esearch (line + 9, from, uids, count, alloc);
     if (strncasecmp (line, "* SEARCH", 8) != 0)
         return 0;
     const char *p = line + 8;
@@ -474,15 +580,8 @@ s_parse_search (const char *line, uint64_t from, uint64_t **uids,
             break;               /* end, or "(MODSEQ n)" of CONDSTORE */
         if (v < from || v == 0)
             continue;
-        if (*count == *alloc) {
-            size_t want = *alloc ? *alloc * 2 : 256;
-            uint64_t *grown = realloc (*uids, want * sizeof (uint64_t));
-            if (!grown)
-                return -1;
-            *uids = grown;
-            *alloc = want;
-        }
-        (*uids) [(*count)++] = v;
+        if (s_add_uid (v, uids, count, alloc))
+            return -1;
     }
     return 0;
 }
@@ -2450,6 +2549,24 @@ cm_imap_selftest (bool verbose)
     CHECK (count == 2 && uids [0] == 7 && uids [1] == 9);
     CHECK (s_parse_search ("* SEARCH", 1, &uids, &count, &alloc) == 0
            && count == 2);
+    /* ESEARCH (IMAP4rev2): the ALL set, ranges in any order, from on */
+    count = 0;
+    CHECK (s_parse_search ("* ESEARCH (TAG \"C7\") UID ALL 12,3:5,9", 4, &uids,
+                           &count, &alloc) == 0);
+    CHECK (count == 4 && uids [0] == 4 && uids [1] == 5 && uids [2] == 9
+           && uids [3] == 12);
+    count = 0;
+    CHECK (s_parse_search ("* ESEARCH (TAG \"C8\") UID", 1, &uids, &count,
+                           &alloc) == 0 && count == 0);
+    CHECK (s_parse_search ("* ESEARCH (TAG \"C9\") UID COUNT 2 ALL 4294967294:"
+                           "4294967295", 1, &uids, &count, &alloc) == 0
+           && count == 2 && uids [1] == 4294967295u);
+    count = 0;
+    CHECK (s_parse_search ("* ESEARCH UID ALL 4294967295:20,7:1", 1, &uids,
+                           &count, &alloc) == 0 && count == ESEARCH_MAX
+           && uids [0] == 1 && uids [6] == 7 && uids [7] == 20
+           && uids [ESEARCH_MAX - 1] == ESEARCH_MAX + 12);
+    count = 2;
 
     /* FETCH */
     s_fetch_t f = { false, 42, false, false, 0 };

@@ -59,6 +59,13 @@ In the IMAP modes a literal's bytes are passed through as they are
               seconds (2) after it began (the proxy sends the server DONE itself, so the
               client gets the tagged answer without asking), as servers
               with their own IDLE time limit do
+  rev2        IMAP in clear, a server that speaks IMAP4rev2 only (RFC 9051):
+              IMAP4rev1 in its capabilities made IMAP4rev2, every SEARCH
+              answer an ESEARCH one ("* ESEARCH (TAG "t") UID ALL 3:5,9",
+              no ALL when nothing matched) and no RECENT answers
+  login-only  IMAP in clear, the AUTH= capabilities (SASL) taken out and
+              AUTHENTICATE answered NO by the proxy itself: a server that
+              takes only the LOGIN command
   refuse-list IMAP in clear, a LIST of a folder whose name starts with
               "Refused" answered NO by the proxy itself (the server never
               sees it), as a server that will not list a folder
@@ -70,6 +77,16 @@ import argparse, asyncio, os, re, signal, socket, sys
 
 def strip_imap(line: bytes) -> bytes:
     return re.sub(rb" STARTTLS(?=[ \]\r])", b"", line)
+
+def uid_set(uids):
+    """rev2: UIDs as a compact IMAP set, in the server's order ("3:5,9")."""
+    nums, out = sorted(int(u) for u in uids), []
+    for n in nums:
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return b",".join(b"%d" % a if a == b else b"%d:%d" % (a, b) for a, b in out)
 
 DEFERRED = set()       # defer-rcpt: the addresses refused once already
 STALLS = {}            # stall-smtp: RCPT TO per address; DATA held per address
@@ -106,6 +123,13 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
         if mode == "strip-imap" and re.match(rb"^\S+ STARTTLS\r?\n$", line, re.I):
             tag = line.split(b" ")[0]
             inject(tag + b" BAD STARTTLS not available\r\n")
+            continue
+        m = re.match(rb"^(\S+) UID SEARCH ", line, re.I)
+        if mode == "rev2" and m:
+            idle["search"] = m.group(1)
+        m = re.match(rb"^(\S+) AUTHENTICATE ", line, re.I)
+        if mode == "login-only" and m:
+            inject(m.group(1) + b" NO [CANNOT] AUTHENTICATE not offered\r\n")
             continue
         m = re.match(rb'^(\S+) LIST "[^"]*" "?Refused', line, re.I)
         if mode == "refuse-list" and m:
@@ -167,7 +191,7 @@ async def handle(client_reader, client_writer, args):
                                                                # (IDLE, the end of data)
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
-    imap = args.mode in ("huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
+    imap = args.mode in ("rev2", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
     # (latin1-smtp, slow-dot, defer-rcpt and stall-smtp are SMTP: no literals)
     try:
         while True:
@@ -177,6 +201,17 @@ async def handle(client_reader, client_writer, args):
             change = False     # the literal this line announces is a body to change
             if args.mode == "strip-imap":
                 line = strip_imap(line)
+            elif args.mode == "rev2":
+                line = re.sub(rb"\bIMAP4rev1\b", b"IMAP4rev2", line)
+                if re.match(rb"^\* \d+ RECENT\r?\n$", line, re.I):
+                    continue
+                m = re.match(rb"^\* SEARCH((?: \d+)*)\r?\n$", line, re.I)
+                if m:
+                    line = (b'* ESEARCH (TAG "' + state.get("search", b"*") + b'") UID'
+                            + (b" ALL " + uid_set(m.group(1).split()) if m.group(1) else b"")
+                            + b"\r\n")
+            elif args.mode == "login-only":
+                line = re.sub(rb" AUTH=[^ \]\r]+", b"", line)
             elif args.mode == "huge-uidnext":
                 line = re.sub(rb"\[UIDNEXT \d+\]", b"[UIDNEXT 18446744073709551615]", line)
             elif args.mode in ("bad-size", "changing") and line.startswith(b"* "):
@@ -237,7 +272,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()

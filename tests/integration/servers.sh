@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# IMAP servers set up unlike the stack's Dovecot: a second, private Dovecot
+# (tests/stack/dovecot-alt.sh) with mbox storage and "." as the hierarchy
+# separator, and men in the middle (tests/tools/mitm.py) for what Dovecot
+# 2.3 cannot be made to do. Checked:
+# - a password with spaces, quotes, a backslash, a brace and non-ASCII:
+#   by SASL PLAIN, and by the LOGIN command of a server that offers no SASL
+#   (mitm login-only), where it goes as a quoted string;
+# - a route folder and a processed folder with spaces, non-ASCII (modified
+#   UTF-7 on the wire), quotes and a backslash on mbox, the processed one
+#   made by the first move; new mail while the route runs;
+# - UIDVALIDITY 2^32 - 1 and UIDs just below 2^32 - 1;
+# - a server that speaks IMAP4rev2 only (mitm rev2): every SEARCH answered
+#   by ESEARCH, on the route folder named "inbox" (INBOX in lower case).
+. "$(dirname "$0")/../lib.sh"
+cm_start || exit 1
+
+DA=$CM_WORK/$CM_TEST.dovecot          # its own per run (make test runs each test twice)
+"$CM_TOP/tests/stack/dovecot-alt.sh" "$DA" stop >/dev/null 2>&1
+rm -rf "$DA"
+mkdir -p "$DA"
+chmod 755 "$DA"
+NASTY='pä ss"w\{3}rd'
+printf '%s\n' "carol $NASTY" "dave dave-Secret1" "erin erin-Secret1" >"$DA/users"
+P=$(free_port)
+alt() { "$CM_TOP/tests/stack/dovecot-alt.sh" "$DA" "$@"; }
+trap 'alt stop >/dev/null 2>&1; cm_stop' EXIT
+if out=$(alt start "$P" mbox . 2>&1); then ok "a second Dovecot starts ($out)"
+else not_ok "a second Dovecot starts" "$out"; exit 1; fi
+
+src=$CM_WORK/$CM_TEST-mail
+rm -rf "$src"
+# mkbulk N NAME: N messages cycled from the corpus in $src/NAME
+mkbulk() { python3 "$CM_TOP/tests/tools/mkmail.py" bulk "$1" "$src/$2" --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "$2-$CM_TEST" >/dev/null; }
+# put USER FOLDER FILE...: each file into FOLDER as a delivery would
+put() { local u=$1 f=$2 m; shift 2; for m in "$@"; do alt doveadm save -u "$u" -m "$f" <"$m" || return 1; done; }
+count() { alt doveadm mailbox status -u "$1" messages "$2" 2>/dev/null | sed -n 's/.*messages=//p'; }
+stored() { sql "SELECT count(*) FROM messages m JOIN routes r ON r.id = m.route_id WHERE r.name = '$1'"; }
+settled() { sql "SELECT count(*) FROM messages m JOIN routes r ON r.id = m.route_id WHERE r.name = '$1' AND m.state <> 'fetched'"; }
+# alt_route NAME USER PASSWORD PORT [OPTIONS...]: an ingest route on the second Dovecot
+alt_route() {
+    local name=$1 user=$2 pw=$3 port=$4; shift 4
+    CM_PW=$pw "$CM" route add "$name" --kind ingest --email "$user@alt.test" --username "$user" \
+        --password-env CM_PW --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$port" \
+        --outbound-host localhost --outbound-protocol smtp+starttls \
+        --outbound-port "$CM_SUBMISSION_PORT" --ca-file "$CM_CA_FILE" "$@" >/dev/null
+}
+fetcher_log() { grep -h "$1" "$CASEMAIL_HOME"/log/fetcher-*.log 2>/dev/null | tail -3; }
+
+# ------------------------------------------- passwords
+PW=$NASTY run_cm route test-inbound --email carol@alt.test --username carol --password-env PW \
+    --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$P"
+check_eq "a password with spaces, quotes, a backslash, a brace, non-ASCII: SASL PLAIN" 0 "$RC"
+LP=$(free_port)
+mitm "127.0.0.1:$LP" "127.0.0.1:$P" login-only "$CM_WORK/$CM_TEST.login.log"
+PW=$NASTY run_cm route test-inbound --email carol@alt.test --username carol --password-env PW \
+    --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$LP"
+check_eq "the same password by LOGIN, where the server offers no SASL" 0 "$RC"
+check_contains "sent as one quoted string" 'LOGIN carol "pä ss\"w\\{3}rd"' \
+    "$(cat "$CM_WORK/$CM_TEST.login.log")"
+PW=wrong-pw run_cm route test-inbound --email carol@alt.test --username carol --password-env PW \
+    --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$LP"
+check "a wrong password by LOGIN fails" test "$RC" -ne 0
+
+# ------------------------------------------- mbox, ".", odd folder names
+IN='Berichte 2026 ü'
+DONE='Erledigt "alt" \ é'
+mkbulk 12 odd
+alt doveadm mailbox create -u dave "$IN"
+put dave "$IN" "$src"/odd/* && ok "12 messages in \"$IN\" (mbox)" || not_ok "12 messages in \"$IN\" (mbox)"
+alt_route odd dave dave-Secret1 "$P" --folder "$IN" --after-fetch move --processed-folder "$DONE"
+"$CM" route start odd >/dev/null
+if wait_until 60 eval '[ "$(settled odd)" -ge 12 ] && [ "$(count dave "$IN")" = 0 ]'; then
+    ok "the route takes the 12 and moves them into \"$DONE\", made by the first move"
+else not_ok "the route takes the 12 and moves them into \"$DONE\", made by the first move" \
+    "settled $(settled odd), left $(count dave "$IN"), status $(route_status odd)" "$(fetcher_log odd)"; fi
+check_eq "the processed folder holds the 12" 12 "$(count dave "$DONE")"
+mkbulk 3 late
+put dave "$IN" "$src"/late/*
+if wait_until 40 eval '[ "$(settled odd)" -ge 15 ] && [ "$(count dave "$DONE")" = 15 ]'; then
+    ok "3 messages that come while the route runs are taken and moved"
+else not_ok "3 messages that come while the route runs are taken and moved" \
+    "settled $(settled odd), moved $(count dave "$DONE")" "$(fetcher_log odd)"; fi
+check_eq "each once" "15 15" "$(sql "SELECT count(*) || ' ' || count(DISTINCT message_id) FROM messages m
+    JOIN routes r ON r.id = m.route_id WHERE r.name = 'odd'")"
+check_eq "the route is RUNNING" RUNNING "$(route_status odd)"
+route_stop odd
+
+# ------------------------------------------- UIDs at the top of 32 bits
+# (mbox: Dovecot 2.3 itself fails when a UID would reach 2^32 - 1)
+mkbulk 6 top
+alt doveadm mailbox create -u erin Top
+alt doveadm mailbox update -u erin --uid-validity 4294967295 --min-next-uid 4294967286 Top
+put erin Top "$src"/top/*
+check_eq "6 messages with UIDs 4294967286 to 4294967291, UIDVALIDITY 2^32 - 1" \
+    "4294967291 4294967295" "$(alt doveadm fetch -u erin uid mailbox Top | sed -n 's/^uid: //p' | tail -1) $(
+    alt doveadm mailbox status -u erin uidvalidity Top | sed -n 's/.*uidvalidity=//p')"
+alt_route top erin erin-Secret1 "$P" --folder Top --after-fetch seen
+"$CM" route start top >/dev/null
+if wait_until 40 eval '[ "$(settled top)" -ge 6 ]'; then ok "the route takes the 6"
+else not_ok "the route takes the 6" "settled $(settled top), status $(route_status top)" "$(fetcher_log top)"; fi
+check_eq "its cursor: UIDVALIDITY 4294967295, the last UID 4294967291" "4294967295|4294967291" \
+    "$(sql "SELECT c.uidvalidity || '|' || c.last_uid FROM route_cursors c JOIN routes r ON r.id = c.route_id WHERE r.name = 'top'")"
+mkbulk 1 top2
+put erin Top "$src"/top2/*
+if wait_until 30 eval '[ "$(settled top)" -ge 7 ]'; then ok "and the one that comes after, UID 4294967292"
+else not_ok "and the one that comes after, UID 4294967292" "settled $(settled top)" "$(fetcher_log top)"; fi
+check_eq "each once" 7 "$(stored top)"
+route_stop top
+
+# ------------------------------------------- IMAP4rev2 only: ESEARCH
+mkbulk 5 rev2
+put carol INBOX "$src"/rev2/*
+RP=$(free_port)
+mitm "127.0.0.1:$RP" "127.0.0.1:$P" rev2 "$CM_WORK/$CM_TEST.rev2.log"
+alt_route rev2 carol "$NASTY" "$RP" --folder inbox --after-fetch seen
+"$CM" route start rev2 >/dev/null
+if wait_until 40 eval '[ "$(settled rev2)" -ge 5 ]'; then
+    ok "a server that answers every SEARCH by ESEARCH (IMAP4rev2 only): the 5 come in"
+else not_ok "a server that answers every SEARCH by ESEARCH (IMAP4rev2 only): the 5 come in" \
+    "settled $(settled rev2), status $(route_status rev2)" "$(fetcher_log rev2)"; fi
+check_eq "and are \\Seen on the server" 5 \
+    "$(alt doveadm search -u carol mailbox INBOX SEEN | grep -c .)"
+mkbulk 2 rev2b
+put carol INBOX "$src"/rev2b/*
+if wait_until 30 eval '[ "$(settled rev2)" -ge 7 ]'; then ok "and the 2 that come after (ESEARCH from the cursor on)"
+else not_ok "and the 2 that come after (ESEARCH from the cursor on)" "settled $(settled rev2)" "$(fetcher_log rev2)"; fi
+check_eq "each once" 7 "$(stored rev2)"
+route_stop rev2
