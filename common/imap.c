@@ -1217,6 +1217,23 @@ done:
     return rc;
 }
 
+/* True when libcurl's IMAP LOGIN sends password unquoted (it quotes only
+   for "(){ %*]", a quote or a backslash) although it holds bytes outside
+   ASCII or controls, which an atom may not (RFC 3501): servers refuse it. */
+static bool
+s_login_bare_8bit (const char *password)
+{
+    bool odd = false;
+    if (!password)
+        return false;
+    for (const unsigned char *p = (const unsigned char *) password; *p; p++) {
+        if (strchr ("(){ %*]\"\\", *p))
+            return false;
+        odd = odd || *p >= 0x7F || *p < 0x20;
+    }
+    return odd;
+}
+
 /* ---------------------------------------------------------------------- */
 /*  Public API                                                            */
 /* ---------------------------------------------------------------------- */
@@ -1279,6 +1296,7 @@ cm_imap_open (const cm_mailserver_t *srv, const char *folder, char *err,
     curl_easy_setopt (self->ctl, CURLOPT_CONNECT_ONLY, 1L);
     curl_easy_setopt (self->ctl, CURLOPT_TIMEOUT_MS, self->timeout_ms);
     CURLcode rc = curl_easy_perform (self->ctl);
+    bool fallback = false;
     if (rc == CURLE_LOGIN_DENIED && !self->ctl_ctx.auth_sent
         && !srv->oauth_token && !self->ctl_ctx.login_disabled) {
         /* no SASL PLAIN/LOGIN offered: let libcurl choose (IMAP LOGIN) */
@@ -1286,9 +1304,16 @@ cm_imap_open (const cm_mailserver_t *srv, const char *folder, char *err,
         curl_easy_setopt (self->body, CURLOPT_LOGIN_OPTIONS, NULL);
         memset (self->ctl_ctx.errbuf, 0, sizeof self->ctl_ctx.errbuf);
         rc = curl_easy_perform (self->ctl);
+        fallback = true;
     }
     if (rc) {
         cm_mailcurl_reason (rc, &self->ctl_ctx, srv, err, errlen);
+        size_t used = strlen (err);
+        if (fallback && rc == CURLE_LOGIN_DENIED && s_login_bare_8bit (srv->password))
+            snprintf (err + used, errlen - used, " (%s:%d offers no SASL PLAIN or LOGIN, "
+                      "and libcurl's LOGIN command sends this non-ASCII password as a "
+                      "bare atom, which servers refuse: offer AUTH=PLAIN, or add a "
+                      "space or quote to the password)", self->host, self->port);
         goto fail;
     }
     if (curl_easy_getinfo (self->ctl, CURLINFO_ACTIVESOCKET, &self->sock)
@@ -2549,6 +2574,11 @@ cm_imap_selftest (bool verbose)
     CHECK (count == 2 && uids [0] == 7 && uids [1] == 9);
     CHECK (s_parse_search ("* SEARCH", 1, &uids, &count, &alloc) == 0
            && count == 2);
+    /* libcurl's LOGIN: a non-ASCII password it would send bare */
+    CHECK (s_login_bare_8bit ("p\xc3\xa4sswort") && !s_login_bare_8bit ("p\xc3\xa4 ss")
+           && !s_login_bare_8bit ("p\xc3\xa4\"") && !s_login_bare_8bit ("plain")
+           && !s_login_bare_8bit (NULL));
+
     /* ESEARCH (IMAP4rev2): the ALL set, ranges in any order, from on */
     count = 0;
     CHECK (s_parse_search ("* ESEARCH (TAG \"C7\") UID ALL 12,3:5,9", 4, &uids,
