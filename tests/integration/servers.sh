@@ -12,7 +12,9 @@
 #   made by the first move; new mail while the route runs;
 # - UIDVALIDITY 2^32 - 1 and UIDs just below 2^32 - 1;
 # - a server that speaks IMAP4rev2 only (mitm rev2): every SEARCH answered
-#   by ESEARCH, on the route folder named "inbox" (INBOX in lower case).
+#   by ESEARCH, on the route folder named "inbox" (INBOX in lower case);
+# - a server that sends flag changes and EXISTS in the middle of answers
+#   (mitm chatty), even before message bodies.
 . "$(dirname "$0")/../lib.sh"
 cm_start || exit 1
 
@@ -23,7 +25,7 @@ mkdir -p "$DA"
 chmod 755 "$DA"
 NASTY='pä ss"w\{3}rd'
 printf '%s\n' "carol $NASTY" "dave dave-Secret1" "erin erin-Secret1" \
-    "frank pässwort" >"$DA/users"
+    "frank pässwort" "gina gina-Secret1" >"$DA/users"
 P=$(free_port)
 alt() { "$CM_TOP/tests/stack/dovecot-alt.sh" "$DA" "$@"; }
 trap 'alt stop >/dev/null 2>&1; cm_stop' EXIT
@@ -142,3 +144,21 @@ else not_ok "and the 2 that come after (ESEARCH from the cursor on)" "settled $(
 check_eq "each once" 7 "$(stored rev2)"
 route_stop rev2
 
+# ------------------------------------------- news in the middle of answers
+# Flag changes and EXISTS before tagged answers, and a flag change of
+# another message before every second message body: libcurl can't parse
+# that inside its FETCH and drops the body session, which logs in again.
+mkbulk 10 chat
+put gina INBOX "$src"/chat/*
+CP=$(free_port)
+mitm "127.0.0.1:$CP" "127.0.0.1:$P" chatty "$CM_WORK/$CM_TEST.chatty.log"
+alt_route chatty gina gina-Secret1 "$CP" --after-fetch seen
+"$CM" route start chatty >/dev/null
+if wait_until 60 eval '[ "$(settled chatty)" -ge 10 ]'; then
+    ok "a server that sends flag news in the middle of answers: the 10 come in"
+else not_ok "a server that sends flag news in the middle of answers: the 10 come in" \
+    "settled $(settled chatty), status $(route_status chatty)" "$(fetcher_log chatty)"; fi
+check_eq "each once, \\Seen on the server" "10 10" \
+    "$(stored chatty) $(alt doveadm search -u gina mailbox INBOX SEEN | grep -c .)"
+check_eq "the route is RUNNING" RUNNING "$(route_status chatty)"
+route_stop chatty

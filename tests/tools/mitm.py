@@ -63,6 +63,12 @@ In the IMAP modes a literal's bytes are passed through as they are
               IMAP4rev1 in its capabilities made IMAP4rev2, every SEARCH
               answer an ESEARCH one ("* ESEARCH (TAG "t") UID ALL 3:5,9",
               no ALL when nothing matched) and no RECENT answers
+  chatty      IMAP in clear, untagged news in the middle of answers, as a
+              server sends what other clients did: before every second
+              message body (BODY[] literal) of all connections a flag change
+              of message 1 ("* 1 FETCH (FLAGS (\\Seen \\Flagged))"), and before
+              every tagged answer to UID SEARCH or UID FETCH "* 1 FETCH
+              (FLAGS (\\Seen))" and the EXISTS count again
   login-only  IMAP in clear, the AUTH= capabilities (SASL) taken out and
               AUTHENTICATE answered NO by the proxy itself: a server that
               takes only the LOGIN command
@@ -88,6 +94,7 @@ def uid_set(uids):
             out.append([n, n])
     return b",".join(b"%d" % a if a == b else b"%d:%d" % (a, b) for a, b in out)
 
+CHATTY = [0]           # chatty: message bodies seen on all connections
 DEFERRED = set()       # defer-rcpt: the addresses refused once already
 STALLS = {}            # stall-smtp: RCPT TO per address; DATA held per address
 
@@ -124,6 +131,9 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
             tag = line.split(b" ")[0]
             inject(tag + b" BAD STARTTLS not available\r\n")
             continue
+        m = re.match(rb"^(\S+) UID (SEARCH|FETCH) ", line, re.I)
+        if mode == "chatty" and m:
+            idle.setdefault("uidcmds", set()).add(m.group(1))
         m = re.match(rb"^(\S+) UID SEARCH ", line, re.I)
         if mode == "rev2" and m:
             idle["search"] = m.group(1)
@@ -191,7 +201,7 @@ async def handle(client_reader, client_writer, args):
                                                                # (IDLE, the end of data)
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
-    imap = args.mode in ("rev2", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
+    imap = args.mode in ("chatty", "rev2", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
     # (latin1-smtp, slow-dot, defer-rcpt and stall-smtp are SMTP: no literals)
     try:
         while True:
@@ -210,6 +220,18 @@ async def handle(client_reader, client_writer, args):
                     line = (b'* ESEARCH (TAG "' + state.get("search", b"*") + b'") UID'
                             + (b" ALL " + uid_set(m.group(1).split()) if m.group(1) else b"")
                             + b"\r\n")
+            elif args.mode == "chatty":
+                m = re.match(rb"^\* (\d+) EXISTS\r?\n$", line, re.I)
+                if m:
+                    state["exists"] = m.group(1)
+                if re.search(rb"BODY\[\] \{\d+\}\r\n$", line):
+                    CHATTY[0] += 1
+                    if CHATTY[0] % 2 == 0:
+                        line = b"* 1 FETCH (FLAGS (\\Seen \\Flagged))\r\n" + line
+                tag = line.split(b" ", 1)[0]
+                if tag in state.get("uidcmds", ()) and state.get("exists"):
+                    line = (b"* 1 FETCH (FLAGS (\\Seen))\r\n* " + state["exists"]
+                            + b" EXISTS\r\n" + line)
             elif args.mode == "login-only":
                 line = re.sub(rb" AUTH=[^ \]\r]+", b"", line)
             elif args.mode == "huge-uidnext":
@@ -272,7 +294,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "chatty", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
