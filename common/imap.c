@@ -71,6 +71,8 @@ struct _cm_imap_t {
     bool cap_move;
     bool cap_uidplus;
     bool cap_namespace;
+    char personal [256];        /* the personal namespace's prefix when
+                                   every one has one ("INBOX."), else "" */
     uint64_t uidvalidity;       /* from SELECT */
     uint64_t uidnext;
     uint64_t exists;            /* EXISTS count, kept up to date */
@@ -1138,6 +1140,25 @@ s_on_namespace (cm_imap_t *self, const char *line, void *arg)
         memset (arg, 0, sizeof (s_ns_t));
 }
 
+/* A folder name outside the personal namespace where every personal
+   folder has a prefix (Courier-style and cPanel Dovecot, Cyrus: "INBOX."):
+   the server refuses it or has no such folder. hint gets " (the
+   server's own folders are under "INBOX.": INBOX.Done?)", else "". The
+   name is not changed for the user: another namespace may be meant. */
+static void
+s_outside_hint (cm_imap_t *self, const char *name, const char *wire, char *hint,
+                size_t hintlen)
+{
+    hint [0] = 0;
+    size_t plen = strlen (self->personal);
+    if (!plen || strcasecmp (wire, "INBOX") == 0
+        || strncmp (wire, self->personal, plen) == 0
+        || (strlen (wire) == plen - 1 && strncmp (wire, self->personal, plen - 1) == 0))
+        return;
+    snprintf (hint, hintlen, " (the server's own folders are under \"%s\": %s%s?)",
+              self->personal, self->personal, name);
+}
+
 /* The route's folder rules: not shared, not a subfolder, exists, writable;
    then SELECT. 0 ok, -1 with reason. */
 static int
@@ -1165,6 +1186,15 @@ s_check_and_select (cm_imap_t *self, const char *quoted, char *err,
     if (r < 0)
         goto done;
     char sep = root.found ? root.info.sep : 0;
+    self->personal [0] = 0;
+    for (int i = 0; i < ns->n [0]; i++) {
+        if (!ns->prefix [0][i][0]) {
+            self->personal [0] = 0;
+            break;
+        }
+        if (!self->personal [0])
+            snprintf (self->personal, sizeof self->personal, "%s", ns->prefix [0][i]);
+    }
     for (int kind = 1; kind < 3; kind++)
         for (int i = 0; i < ns->n [kind]; i++)
             if (s_in_namespace (wire, ns->prefix [kind][i], sep)) {
@@ -1190,7 +1220,9 @@ s_check_and_select (cm_imap_t *self, const char *quoted, char *err,
     if (r < 0)
         goto done;
     if (r == 0) {
-        snprintf (err, errlen, "folder %s does not exist", name);
+        char hint [300];
+        s_outside_hint (self, name, wire, hint, sizeof hint);
+        snprintf (err, errlen, "folder %s does not exist%s", name, hint);
         goto done;
     }
     snprintf (cmd, sizeof cmd, "SELECT %s", quoted);
@@ -1362,7 +1394,15 @@ cm_imap_test_route (const cm_mailserver_t *srv, const char *folder, const char *
                                   why, sizeof why)
                     ? LIST_BROKEN : s_list_state (self, wire, quoted, why, sizeof why);
         size_t used = strlen (summary);
-        if (state == LIST_SELECTABLE || state == LIST_ABSENT)
+        char hint [300] = "";
+        if (state == LIST_ABSENT)
+            s_outside_hint (self, processed, wire, hint, sizeof hint);
+        if (hint [0]) {
+            snprintf (err, errlen, "processed folder %s does not exist, and the first move"
+                      " would not make it%s", processed, hint);
+            rc = -1;
+        }
+        else if (state == LIST_SELECTABLE || state == LIST_ABSENT)
             snprintf (summary + used, sumlen - used, state == LIST_SELECTABLE
                       ? "; processed folder %s exists"
                       : "; processed folder %s does not exist yet: the first move"
@@ -2201,8 +2241,11 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
         r = s_ctl (self, cmd, err, errlen);
     }
     if (r > 0) {
+        char hint [300];
+        s_outside_hint (self, folder, wire, hint, sizeof hint);
         snprintf (why, sizeof why, "%s", err);
-        snprintf (err, errlen, "moving %zu message(s) to %s failed: %s", n, folder, why);
+        snprintf (err, errlen, "moving %zu message(s) to %s failed: %s%s", n, folder,
+                  why, hint);
     }
     if (r || self->cap_move)
         goto done;

@@ -14,7 +14,10 @@
 # - a server that speaks IMAP4rev2 only (mitm rev2): every SEARCH answered
 #   by ESEARCH, on the route folder named "inbox" (INBOX in lower case);
 # - a server that sends flag changes and EXISTS in the middle of answers
-#   (mitm chatty), even before message bodies.
+#   (mitm chatty), even before message bodies;
+# - a third Dovecot (Maildir++) whose folders are under "INBOX.": a route
+#   or processed folder named without it is refused by route test-inbound
+#   and FAILED at the move, the reason offering the name under INBOX.
 . "$(dirname "$0")/../lib.sh"
 cm_start || exit 1
 
@@ -28,7 +31,14 @@ printf '%s\n' "carol $NASTY" "dave dave-Secret1" "erin erin-Secret1" \
     "frank pässwort" "gina gina-Secret1" >"$DA/users"
 P=$(free_port)
 alt() { "$CM_TOP/tests/stack/dovecot-alt.sh" "$DA" "$@"; }
-trap 'alt stop >/dev/null 2>&1; cm_stop' EXIT
+DB=$CM_WORK/$CM_TEST.dovecot2        # a second one, folders under "INBOX."
+"$CM_TOP/tests/stack/dovecot-alt.sh" "$DB" stop >/dev/null 2>&1
+rm -rf "$DB"
+mkdir -p "$DB"
+chmod 755 "$DB"
+echo "hank hank-Secret1" >"$DB/users"
+alt2() { "$CM_TOP/tests/stack/dovecot-alt.sh" "$DB" "$@"; }
+trap 'alt stop >/dev/null 2>&1; alt2 stop >/dev/null 2>&1; cm_stop' EXIT
 if out=$(alt start "$P" mbox . 2>&1); then ok "a second Dovecot starts ($out)"
 else not_ok "a second Dovecot starts" "$out"; exit 1; fi
 
@@ -125,13 +135,20 @@ check_eq "each once" 7 "$(stored top)"
 route_stop top
 
 # ------------------------------------------- IMAP4rev2 only: ESEARCH
-mkbulk 5 rev2
-put carol INBOX "$src"/rev2/*
-RP=$(free_port)
-mitm "127.0.0.1:$RP" "127.0.0.1:$P" rev2 "$CM_WORK/$CM_TEST.rev2.log"
-alt_route rev2 carol "$NASTY" "$RP" --folder inbox --after-fetch seen
-"$CM" route start rev2 >/dev/null
-if wait_until 40 eval '[ "$(settled rev2)" -ge 5 ]'; then
+# via_mitm MODE NAME USER PASSWORD N [OPTIONS...]: N messages put in USER's
+# INBOX and a route NAME on it through mitm.py MODE, started; true once
+# the N are stored and settled
+via_mitm() {
+    local mode=$1 name=$2 user=$3 pw=$4 n=$5 port; shift 5
+    mkbulk "$n" "$name"
+    put "$user" INBOX "$src/$name"/*
+    port=$(free_port)
+    mitm "127.0.0.1:$port" "127.0.0.1:$P" "$mode" "$CM_WORK/$CM_TEST.$mode.log"
+    alt_route "$name" "$user" "$pw" "$port" "$@"
+    "$CM" route start "$name" >/dev/null
+    wait_until 60 eval '[ "$(settled "$name")" -ge "$n" ]'
+}
+if via_mitm rev2 rev2 carol "$NASTY" 5 --folder inbox --after-fetch seen; then
     ok "a server that answers every SEARCH by ESEARCH (IMAP4rev2 only): the 5 come in"
 else not_ok "a server that answers every SEARCH by ESEARCH (IMAP4rev2 only): the 5 come in" \
     "settled $(settled rev2), status $(route_status rev2)" "$(fetcher_log rev2)"; fi
@@ -148,13 +165,7 @@ route_stop rev2
 # Flag changes and EXISTS before tagged answers, and a flag change of
 # another message before every second message body: libcurl can't parse
 # that inside its FETCH and drops the body session, which logs in again.
-mkbulk 10 chat
-put gina INBOX "$src"/chat/*
-CP=$(free_port)
-mitm "127.0.0.1:$CP" "127.0.0.1:$P" chatty "$CM_WORK/$CM_TEST.chatty.log"
-alt_route chatty gina gina-Secret1 "$CP" --after-fetch seen
-"$CM" route start chatty >/dev/null
-if wait_until 60 eval '[ "$(settled chatty)" -ge 10 ]'; then
+if via_mitm chatty chatty gina gina-Secret1 10 --after-fetch seen; then
     ok "a server that sends flag news in the middle of answers: the 10 come in"
 else not_ok "a server that sends flag news in the middle of answers: the 10 come in" \
     "settled $(settled chatty), status $(route_status chatty)" "$(fetcher_log chatty)"; fi
@@ -162,3 +173,38 @@ check_eq "each once, \\Seen on the server" "10 10" \
     "$(stored chatty) $(alt doveadm search -u gina mailbox INBOX SEEN | grep -c .)"
 check_eq "the route is RUNNING" RUNNING "$(route_status chatty)"
 route_stop chatty
+
+# ------------------------------------------- folders under "INBOX."
+# Courier-style and cPanel Dovecot: the personal namespace's prefix is
+# "INBOX." ("." between levels, Maildir++). A folder named without it is
+# no folder of the user's: the server refuses to make it.
+P2=$(free_port)
+if out=$(alt2 start "$P2" maildir . INBOX. 2>&1); then ok "a third Dovecot starts ($out)"
+else not_ok "a third Dovecot starts" "$out"; exit 1; fi
+mkbulk 4 pfx
+alt2 doveadm mailbox create -u hank INBOX.Reports
+for m in "$src"/pfx/*; do alt2 doveadm save -u hank -m INBOX.Reports <"$m"; done
+PW=hank-Secret1 run_cm route test-inbound --email hank@alt.test --username hank --password-env PW \
+    --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$P2" --folder Reports
+check_contains "route test-inbound on Reports: no such folder, and its name under INBOX. is offered" \
+    'folder Reports does not exist (the server'"'"'s own folders are under "INBOX.": INBOX.Reports?)' "$OUT"
+alt_route pfx hank hank-Secret1 "$P2" --folder INBOX.Reports --after-fetch move --processed-folder Done
+run_cm route test-inbound pfx
+why=$OUT
+check "route test-inbound of a route whose processed folder is Done fails" test "$RC" -ne 0
+check_contains "saying the first move would not make it, and offering INBOX.Done" \
+    "processed folder Done does not exist, and the first move would not make it (the server's own folders are under \"INBOX.\": INBOX.Done?)" "$why"
+"$CM" route start pfx >/dev/null
+if wait_until 40 eval '[ "$(settled pfx)" -ge 4 ] && status_is pfx FAILED'; then
+    ok "started anyway: the 4 are stored, the move fails, the route is FAILED"
+else not_ok "started anyway: the 4 are stored, the move fails, the route is FAILED" \
+    "settled $(settled pfx), status $(route_status pfx)" "$(fetcher_log pfx)"; fi
+check_contains "its error offers INBOX.Done" "INBOX.Done?)" "$("$CM" route show pfx --json | json "j['last_error']")"
+"$CM" route set pfx --processed-folder INBOX.Done >/dev/null
+pcount() { alt2 doveadm mailbox status -u hank messages "$1" 2>/dev/null | sed -n 's/.*messages=//p'; }
+if wait_until 40 eval '[ "$(pcount INBOX.Done)" = 4 ] && status_is pfx RUNNING'; then
+    ok "with INBOX.Done the 4 are moved there and the route is RUNNING"
+else not_ok "with INBOX.Done the 4 are moved there and the route is RUNNING" \
+    "in INBOX.Done $(pcount INBOX.Done), status $(route_status pfx)" "$(fetcher_log pfx)"; fi
+check_eq "each once" 4 "$(stored pfx)"
+route_stop pfx

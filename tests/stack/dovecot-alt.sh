@@ -3,8 +3,9 @@
 # unlike the stack's (tests/stack/lib.sh): another mail storage and another
 # hierarchy separator, plain IMAP only, all its state under DIR.
 #
-# Usage: tests/stack/dovecot-alt.sh DIR start PORT STORAGE SEPARATOR
-#          STORAGE: mbox (one file a folder, INBOX in ~/mail/inbox), sdbox,
+# Usage: tests/stack/dovecot-alt.sh DIR start PORT STORAGE SEPARATOR [PREFIX]
+#          PREFIX: the personal namespace's (default none), e.g. "INBOX."
+#          as Courier-style and cPanel servers have it. STORAGE: mbox (one file a folder, INBOX in ~/mail/inbox), sdbox,
 #          mdbox or maildir (Maildir++: folders ".Name" in ~/Maildir).
 #          Users from DIR/users, one "NAME PASSWORD" a line (a password
 #          may hold spaces, quotes, backslashes, braces, non-ASCII; no
@@ -25,8 +26,8 @@ pid_of() { cm_read_pid "$D/run/master.pid"; }
 
 case $cmd in
 start)
-    [ $# -eq 3 ] || cm_die "usage: $0 DIR start PORT STORAGE SEPARATOR"
-    port=$1 storage=$2 sep=$3
+    [ $# -eq 3 ] || [ $# -eq 4 ] || cm_die "usage: $0 DIR start PORT STORAGE SEPARATOR [PREFIX]"
+    port=$1 storage=$2 sep=$3 prefix=${4:-}
     case $storage in
     mbox)    loc='mbox:~/mail:INBOX=~/mail/inbox' ;;
     sdbox)   loc='sdbox:~/dbox' ;;
@@ -73,7 +74,7 @@ userdb {
 namespace inbox {
   inbox = yes
   separator = $sep
-  prefix =
+  prefix = $prefix
 }
 service imap-login {
   inet_listener imap {
@@ -98,7 +99,7 @@ CONF
     rm -f "$D/run/master.pid"
     dovecot -c "$conf" 2>>"$D/log" || { cm_tail_log "$D/log"; cm_die "Dovecot did not start"; }
     cm_wait_listen 20 "$port" || { cm_tail_log "$D/log"; cm_die "Dovecot does not listen"; }
-    echo "Dovecot ($storage, separator $sep) on 127.0.0.1:$port"
+    echo "Dovecot ($storage, separator $sep${prefix:+, folders under $prefix}) on 127.0.0.1:$port"
     ;;
 doveadm)
     doveadm -c "$conf" "$@"
