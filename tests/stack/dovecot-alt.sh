@@ -85,16 +85,7 @@ service imap-login {
     port = 0
   }
 }
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-service stats {
-  unix_listener stats-writer {
-    mode = 0666
-  }
-}
+$(cm_dovecot_test_services)
 CONF
     rm -f "$D/run/master.pid"
     dovecot -c "$conf" 2>>"$D/log" || { cm_tail_log "$D/log"; cm_die "Dovecot did not start"; }

@@ -434,6 +434,24 @@ cm_gen_maildirs() {
     if cm_is_root; then chown -R "$CM_VMAIL_USER:$CM_VMAIL_USER" "${new[@]}"; fi
 }
 
+# cm_dovecot_test_services: the service blocks every test Dovecot needs: no
+# slow-down after failed logins (see STACK-NOTES), stats open to the mail
+# processes.
+cm_dovecot_test_services() {
+    cat <<'CONF'
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+service stats {
+  unix_listener stats-writer {
+    mode = 0666
+  }
+}
+CONF
+}
+
 cm_gen_dovecot() {
     local uid gid
     mkdir -p "$DC_DIR" "$DC_RUN" "$DC_DIR/state" "$DC_DIR/shared"
@@ -595,16 +613,7 @@ service auth {
     port = $PORT_AUTH
   }
 }
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-service stats {
-  unix_listener stats-writer {
-    mode = 0666
-  }
-}
+$(cm_dovecot_test_services)
 
 local 127.0.0.2 {
   ssl = no
