@@ -1484,6 +1484,30 @@ s_on_last_uid (cm_imap_t *self, const char *line, void *arg)
         *last = f.uid;
 }
 
+int
+cm_imap_top_uid (cm_imap_t *self, uint64_t *top, char *err, size_t errlen)
+{
+    *top = 0;
+    if (self->uidnext > 0 && self->uidnext <= (uint64_t) UINT32_MAX + 1) {
+        *top = self->uidnext - 1;
+        return 0;
+    }
+    if (s_command (self, "NOOP", LINE_CAP, NULL, NULL, err, errlen) < 0)
+        return -1;
+    if (self->exists == 0)
+        return 0;
+    size_t news = self->body_news;     /* our own FETCH's answer is no news */
+    int r = s_command (self, "FETCH * (UID)", LINE_CAP, s_on_last_uid, top, err, errlen);
+    self->body_news = news;
+    if (r < 0)
+        return -1;
+    if (r > 0 || *top == 0 || *top > UINT32_MAX) {
+        *top = 0;
+        return 1;
+    }
+    return 0;
+}
+
 /* One UID SEARCH over UIDs from:to (to 0: "from:*"): the UIDs of the
    answer in that range are added to *s. 0 ok, -1 with reason. */
 static int

@@ -51,6 +51,11 @@ int cm_imap_test_route (const cm_mailserver_t *srv, const char *folder,
 /* What the last SELECT (and later untagged answers) said; 0 if unknown. */
 uint64_t cm_imap_uidvalidity (cm_imap_t *self);
 uint64_t cm_imap_uidnext (cm_imap_t *self);
+/* The highest UID the folder holds now: UIDNEXT - 1 of the SELECT, or,
+   from a server that gave none (or one over 2^32), the last message's UID
+   (FETCH *); 0 for an empty folder. 0 ok, 1 not known (the server refused
+   FETCH *), -1 connection broken (reason in err). */
+int cm_imap_top_uid (cm_imap_t *self, uint64_t *top, char *err, size_t errlen);
 uint64_t cm_imap_exists (cm_imap_t *self);
 
 /* UID SEARCH UNDELETED for UIDs >= from_uid, and <= to_uid unless that

@@ -264,16 +264,18 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
        later is taken whatever its date (mail moved in keeps its old
        one); so is all mail of a folder empty at the first start (0
        recorded). A server that gives no UIDNEXT, or one over 2^32: the
+       last message's UID instead; one that will not tell that either: the
        limit holds while the cursor is empty. */
     const char *since = cm_route_str (config, "since"), *first_since = NULL;
     if (!since || !*since)
         since_top = 0;
     else if (last_uid == 0 && !since_recorded) {
-        uint64_t next = cm_imap_uidnext (imap);
-        if (next > (uint64_t) UINT32_MAX + 1)
-            next = 0;           /* not an IMAP UIDNEXT (RFC 3501: 32 bits) */
-        if (next > 0) {
-            since_top = next - 1;
+        uint64_t top;
+        int known = cm_imap_top_uid (imap, &top, err, errlen);
+        if (known < 0)
+            return -1;
+        if (known == 0) {
+            since_top = top;
             if (store_since_top (db, self->route_id, folder, uv, since_top))
                 return -2;
         }

@@ -14,7 +14,8 @@
 # - a server that speaks IMAP4rev2 only (mitm rev2): every SEARCH answered
 #   by ESEARCH, on the route folder named "inbox" (INBOX in lower case);
 # - a server that sends flag changes and EXISTS in the middle of answers
-#   (mitm chatty), even before message bodies;
+#   (mitm chatty), even before message bodies; one that sends no UIDNEXT
+#   (mitm no-uidnext): --since still records its limit;
 # - a third Dovecot (Maildir++) whose folders are under "INBOX.": a route
 #   or processed folder named without it is refused by route test-inbound
 #   and FAILED at the move, the reason offering the name under INBOX.
@@ -28,7 +29,7 @@ mkdir -p "$DA"
 chmod 755 "$DA"
 NASTY='pä ss"w\{3}rd'
 printf '%s\n' "carol $NASTY" "dave dave-Secret1" "erin erin-Secret1" \
-    "frank pässwort" "gina gina-Secret1" >"$DA/users"
+    "frank pässwort" "gina gina-Secret1" "hank2 hank2-Secret1" >"$DA/users"
 P=$(free_port)
 alt() { "$CM_TOP/tests/stack/dovecot-alt.sh" "$DA" "$@"; }
 DB=$CM_WORK/$CM_TEST.dovecot2        # a second one, folders under "INBOX."
@@ -160,6 +161,26 @@ if wait_until 30 eval '[ "$(settled rev2)" -ge 7 ]'; then ok "and the 2 that com
 else not_ok "and the 2 that come after (ESEARCH from the cursor on)" "settled $(settled rev2)" "$(fetcher_log rev2)"; fi
 check_eq "each once" 7 "$(stored rev2)"
 route_stop rev2
+
+# ------------------------------------------- no UIDNEXT at SELECT
+# --since limits the mail in the folder at the first pass, up to a UID
+# recorded with the cursor so that a pass cut short keeps the limit: with
+# no UIDNEXT, the last message's UID.
+ictl() { PW=$2 python3 "$CM_TOP/tests/tools/imapctl.py" --host 127.0.0.1 --port "$P" --user "$1" \
+             --password-env PW "${@:3}"; }
+mkbulk 2 old
+mkbulk 3 new
+ictl hank2 hank2-Secret1 append Since "$src"/old/* --date "15-Mar-2020 10:00:00 +0000" >/dev/null
+ictl hank2 hank2-Secret1 append Since "$src"/new/* >/dev/null
+NP=$(free_port)
+mitm "127.0.0.1:$NP" "127.0.0.1:$P" no-uidnext "$CM_WORK/$CM_TEST.no-uidnext.log"
+alt_route since hank2 hank2-Secret1 "$NP" --folder Since --since 2024-01-01 --after-fetch keep
+"$CM" route start since >/dev/null
+if wait_until 40 eval '[ "$(settled since)" -ge 3 ]'; then ok "no UIDNEXT, --since: the 3 new messages come in"
+else not_ok "no UIDNEXT, --since: the 3 new messages come in" "settled $(settled since), status $(route_status since)" "$(fetcher_log since)"; fi
+check_eq "the 2 of 2020 do not; the limit recorded is the last message's UID" "3|5" \
+    "$(stored since)|$(sql "SELECT since_top FROM route_cursors c JOIN routes r ON r.id = c.route_id WHERE r.name = 'since'")"
+route_stop since
 
 # ------------------------------------------- news in the middle of answers
 # Flag changes and EXISTS before tagged answers, and a flag change of

@@ -87,8 +87,8 @@ check_contains "the smtps reason names the certificate" "certificate" "$OUT"
 
 # Not TLS, but this file's man in the middle: a server whose UIDNEXT is
 # not a 32-bit number (2^64 - 1) does not stop a route started with
-# --since: no limit is recorded, the date holds for the first pass while
-# the cursor is empty, and the mail in the folder comes in.
+# --since: the limit recorded is the last message's UID instead, and the
+# mail in the folder comes in.
 deliver u21@example.test "huge uidnext one" >/dev/null
 deliver u21@example.test "huge uidnext two" >/dev/null
 wait_until 20 eval '[ "$(curl -s --cacert "$CM_CA_FILE" -u "u21@example.test:$PW21" "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "STATUS INBOX (MESSAGES)" | grep -o "MESSAGES [0-9]*")" = "MESSAGES 2" ]'
@@ -141,8 +141,8 @@ unseen() { curl -s --cacert "$CM_CA_FILE" -u "$1@example.test:$1-pw-Secret1" "im
 mitm_route huge u21 "$HP" --since 2024-01-01
 H="route_id = (SELECT id FROM routes WHERE name = 'huge')"
 route_takes huge 2 "a UIDNEXT over 2^32 with --since: the folder's 2 messages come in"
-check_eq "the route is RUNNING, no limit recorded" "RUNNING|" \
-    "$(route_status huge)|$(sql "SELECT since_top FROM route_cursors WHERE $H")"
+check_eq "the route is RUNNING, the limit recorded the last message's UID" "RUNNING|t" \
+    "$(route_status huge)|$(sql "SELECT since_top = last_uid FROM route_cursors WHERE $H")"
 
 
 # A server whose announced sizes (RFC822.SIZE) are not its messages'

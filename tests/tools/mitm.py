@@ -69,6 +69,8 @@ In the IMAP modes a literal's bytes are passed through as they are
               of message 1 ("* 1 FETCH (FLAGS (\\Seen \\Flagged))"), and before
               every tagged answer to UID SEARCH or UID FETCH "* 1 FETCH
               (FLAGS (\\Seen))" and the EXISTS count again
+  no-uidnext  IMAP in clear, the "* OK [UIDNEXT n]" answer to SELECT and
+              EXAMINE taken out, as a server that does not predict UIDs
   login-only  IMAP in clear, the AUTH= capabilities (SASL) taken out and
               AUTHENTICATE answered NO by the proxy itself: a server that
               takes only the LOGIN command
@@ -201,7 +203,7 @@ async def handle(client_reader, client_writer, args):
                                                                # (IDLE, the end of data)
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
-    imap = args.mode in ("chatty", "rev2", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
+    imap = args.mode in ("no-uidnext", "chatty", "rev2", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
     # (latin1-smtp, slow-dot, defer-rcpt and stall-smtp are SMTP: no literals)
     try:
         while True:
@@ -232,6 +234,8 @@ async def handle(client_reader, client_writer, args):
                 if tag in state.get("uidcmds", ()) and state.get("exists"):
                     line = (b"* 1 FETCH (FLAGS (\\Seen))\r\n* " + state["exists"]
                             + b" EXISTS\r\n" + line)
+            elif args.mode == "no-uidnext" and re.match(rb"^\* OK \[UIDNEXT \d+\]", line, re.I):
+                continue
             elif args.mode == "login-only":
                 line = re.sub(rb" AUTH=[^ \]\r]+", b"", line)
             elif args.mode == "huge-uidnext":
@@ -294,7 +298,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "chatty", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "chatty", "no-uidnext", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
