@@ -61,6 +61,18 @@ alt_route() {
         --outbound-port "$CM_SUBMISSION_PORT" --ca-file "$CM_CA_FILE" "$@" >/dev/null
 }
 fetcher_log() { grep -h "$1" "$CASEMAIL_HOME"/log/fetcher-*.log 2>/dev/null | tail -3; }
+# comes_after ROUTE USER FOLDER N TOTAL DESC: N more messages put in FOLDER
+# while the route runs: ok once it has TOTAL settled; then each once, and
+# the route stopped
+comes_after() {
+    local r=$1 u=$2 f=$3 n=$4 total=$5 desc=$6
+    mkbulk "$n" "$r-more"
+    put "$u" "$f" "$src/$r-more"/*
+    if wait_until 30 eval '[ "$(settled "$r")" -ge "$total" ]'; then ok "$desc"
+    else not_ok "$desc" "settled $(settled "$r")" "$(fetcher_log "$r")"; fi
+    check_eq "each once" "$total" "$(stored "$r")"
+    route_stop "$r"
+}
 
 # ------------------------------------------- passwords
 PW=$NASTY run_cm route test-inbound --email carol@alt.test --username carol --password-env PW \
@@ -128,12 +140,7 @@ if wait_until 40 eval '[ "$(settled top)" -ge 6 ]'; then ok "the route takes the
 else not_ok "the route takes the 6" "settled $(settled top), status $(route_status top)" "$(fetcher_log top)"; fi
 check_eq "its cursor: UIDVALIDITY 4294967295, the last UID 4294967291" "4294967295|4294967291" \
     "$(sql "SELECT c.uidvalidity || '|' || c.last_uid FROM route_cursors c JOIN routes r ON r.id = c.route_id WHERE r.name = 'top'")"
-mkbulk 1 top2
-put erin Top "$src"/top2/*
-if wait_until 30 eval '[ "$(settled top)" -ge 7 ]'; then ok "and the one that comes after, UID 4294967292"
-else not_ok "and the one that comes after, UID 4294967292" "settled $(settled top)" "$(fetcher_log top)"; fi
-check_eq "each once" 7 "$(stored top)"
-route_stop top
+comes_after top erin Top 1 7 "and the one that comes after, UID 4294967292"
 
 # ------------------------------------------- IMAP4rev2 only: ESEARCH
 # via_mitm MODE NAME USER PASSWORD N [OPTIONS...]: N messages put in USER's
@@ -155,12 +162,7 @@ else not_ok "a server that answers every SEARCH by ESEARCH (IMAP4rev2 only): the
     "settled $(settled rev2), status $(route_status rev2)" "$(fetcher_log rev2)"; fi
 check_eq "and are \\Seen on the server" 5 \
     "$(alt doveadm search -u carol mailbox INBOX SEEN | grep -c .)"
-mkbulk 2 rev2b
-put carol INBOX "$src"/rev2b/*
-if wait_until 30 eval '[ "$(settled rev2)" -ge 7 ]'; then ok "and the 2 that come after (ESEARCH from the cursor on)"
-else not_ok "and the 2 that come after (ESEARCH from the cursor on)" "settled $(settled rev2)" "$(fetcher_log rev2)"; fi
-check_eq "each once" 7 "$(stored rev2)"
-route_stop rev2
+comes_after rev2 carol INBOX 2 7 "and the 2 that come after (ESEARCH from the cursor on)"
 
 # ------------------------------------------- no UIDNEXT at SELECT
 # --since limits the mail in the folder at the first pass, up to a UID
