@@ -135,6 +135,8 @@ typedef struct {
     int parts;            /* MIME objects walked so far, all levels */
     int nested;           /* attached messages parsed so far */
     size_t bytes;         /* decoded attachment bytes kept so far */
+    size_t tnef_files;    /* files taken out of TNEF so far, all levels */
+    size_t tnef_bytes;    /* and their bytes (s_take_tnef) */
     bool overflow;        /* GMime warned about nesting overflow */
     bool failed;          /* a limit tripped: the whole message is rejected */
     char reason [256];    /* why, when failed */
@@ -1514,6 +1516,10 @@ s_charge (s_ctx_t *ctx, size_t size)
     return false;
 }
 
+static cm_attachment_t *
+s_append_attachment (cm_message_t *m, GMimeObject *object, char *filename,
+                     unsigned char *data, size_t size);
+
 /* Adds an attachment; takes ownership of data and filename (may be NULL).
    object NULL: a file found in text, typed by its name's extension.
    NULL when out of memory or over the decoded-bytes budget (ctx->failed). */
@@ -1526,6 +1532,15 @@ s_add_attachment (s_ctx_t *ctx, cm_message_t *m, GMimeObject *object, char *file
         free (data);
         return NULL;
     }
+    return s_append_attachment (m, object, filename, data, size);
+}
+
+/* s_add_attachment without the charge: for files whose count and bytes
+   have a budget of their own (s_take_tnef). NULL out of memory. */
+static cm_attachment_t *
+s_append_attachment (cm_message_t *m, GMimeObject *object, char *filename,
+                     unsigned char *data, size_t size)
+{
     cm_attachment_t *grown = realloc (m->attachments,
                                       (m->nattachments + 1) * sizeof *grown);
     if (!grown) {
@@ -2208,25 +2223,31 @@ s_tnef_text (const char *s, size_t len, unsigned codepage)
 }
 
 /* The files in the winmail.dat that is attachment index (parser/tnef.c)
-   become attachments under it, each counted as a MIME part and against
-   the decoded-bytes budget, named by the long name (else the short one),
-   typed by the MIME tag (else by the name). A damaged stream or a limit
-   never rejects the message: the winmail.dat stays, its note saying how
-   many files came out and what stopped the reading. The first TNEF text
-   body is kept for a message without text. -1 out of memory (ctx->failed). */
+   become attachments under it, named by the long name (else the short
+   one), typed by the MIME tag (else by the name). A damaged stream or a
+   limit never rejects the message: the winmail.dat stays, its note saying
+   how many files came out and what stopped the reading. So the files do
+   not count as MIME parts or against the decoded-bytes budget, where they
+   could push a later part of the message over a limit and reject it:
+   they have limits of their own, as many files and as many bytes in all
+   the message's TNEF streams as the message may have parts and decoded
+   bytes (their bytes are inside the winmail.dat, already counted once).
+   The first TNEF text body is kept for a message without text. -1 out of
+   memory (ctx->failed). */
 static int
 s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index)
 {
     const unsigned char *bytes = m->attachments [index].data;
     size_t size = m->attachments [index].size;
-    size_t files = ctx->parts < ctx->lim.max_parts ? (size_t) (ctx->lim.max_parts - ctx->parts) : 0;
-    size_t budget = s_budget (ctx);
+    size_t max_files = (size_t) ctx->lim.max_parts, budget = s_budget (ctx);
+    size_t files = ctx->tnef_files < max_files ? max_files - ctx->tnef_files : 0;
     cm_tnef_t t;
-    if (cm_tnef_read (bytes, size, files, ctx->bytes < budget ? budget - ctx->bytes : 0, &t))
+    if (cm_tnef_read (bytes, size, files,
+                      ctx->tnef_bytes < budget ? budget - ctx->tnef_bytes : 0, &t))
         goto oom;
     if (strncmp (t.problem, "more than ", 10) == 0)
-        snprintf (t.problem, sizeof t.problem, "more than %d MIME parts and files in TNEF",
-                  ctx->lim.max_parts);
+        snprintf (t.problem, sizeof t.problem, "more than %zu files in the message's TNEF"
+                  " attachments", max_files);
     size_t taken = 0;
     for (size_t i = 0; i < t.nfiles; i++) {
         cm_tnef_file_t *f = &t.files [i];
@@ -2247,8 +2268,9 @@ s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index)
         }
         name = raw ? s_sanitise_filename (raw) : NULL;
         free (raw);
-        ctx->parts++;
-        cm_attachment_t *a = s_add_attachment (ctx, m, NULL, name, f->data, f->size);
+        ctx->tnef_files++;
+        ctx->tnef_bytes += f->size;     /* within the budget: cm_tnef_read */
+        cm_attachment_t *a = s_append_attachment (m, NULL, name, f->data, f->size);
         f->data = NULL;
         if (!a)
             goto oom_t;

@@ -610,9 +610,10 @@ s_sample (cm_buf_t *b)
 }
 
 /* A message whose only part is the stream as winmail.dat. */
+/* The same with one more part after the winmail.dat (NULL: none). */
 static cm_message_t *
-s_mail (const unsigned char *tnef, size_t len, const cm_limits_t *limits, char *reason,
-        size_t reasonlen)
+s_mail_then (const unsigned char *tnef, size_t len, const char *then,
+             const cm_limits_t *limits, char *reason, size_t reasonlen)
 {
     char *b64 = malloc (4 * (len / 3 + 1) + 1);
     if (!b64)
@@ -624,12 +625,21 @@ s_mail (const unsigned char *tnef, size_t len, const cm_limits_t *limits, char *
                    "Content-Transfer-Encoding: base64\n\n");
     for (size_t i = 0, n = strlen (b64); i < n; i += 76)
         cm_buf_printf (&body, "%.76s\n", b64 + i);
+    if (then)
+        cm_buf_printf (&body, "--B\n%s", then);
     cm_buf_printf (&body, "--B--\n");
     free (b64);
     cm_message_t *m = cm_message_parse_parts ("Content-Type: multipart/mixed; boundary=B\n",
                                               body.data ? body.data : "", limits, reason, reasonlen);
     cm_buf_free (&body);
     return m;
+}
+
+static cm_message_t *
+s_mail (const unsigned char *tnef, size_t len, const cm_limits_t *limits, char *reason,
+        size_t reasonlen)
+{
+    return s_mail_then (tnef, len, NULL, limits, reason, reasonlen);
 }
 
 #define s_check cm_message_check
@@ -795,14 +805,29 @@ cm_tnef_selftest (bool verbose)
     /* the parts limit stops the files, not the message */
     cm_limits_t limits;
     cm_limits_default (&limits);
-    limits.max_parts = 4;   /* the multipart, winmail.dat and two files */
+    limits.max_parts = 2;   /* the multipart and winmail.dat; two files */
     m = s_mail (sample, b.len, &limits, reason, sizeof reason);
     failures += s_check (m && m->nattachments == 3 && m->attachments [0].note
                          && strcmp (m->attachments [0].note, "TNEF (winmail.dat): 2 files taken out; "
-                                    "reading stopped: more than 4 MIME parts and files in TNEF") == 0,
+                                    "reading stopped: more than 2 files in the message's TNEF"
+                                    " attachments") == 0,
                          "tnef: the parts limit stops the files, the message is kept", verbose);
     if (m && verbose)
         printf ("selftest: tnef note [%s]\n", m->attachments [0].note);
+    cm_message_destroy (&m);
+
+    /* the files take nothing from the parts and bytes a later part needs:
+       with the parts limit at what the MIME parts use, a part after the
+       winmail.dat is kept and the files still come out */
+    static const char *then = "Content-Type: text/plain; name=\"after.txt\"\n"
+                              "Content-Disposition: attachment\n\nafter the winmail.dat\n";
+    limits.max_parts = 3;   /* the multipart, winmail.dat and after.txt */
+    m = s_mail_then (sample, b.len, then, &limits, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 5
+                         && strcmp (m->attachments [4].filename, "after.txt") == 0,
+                         "tnef: a part after a winmail.dat is not pushed over a limit", verbose);
+    if (!m && verbose)
+        printf ("selftest: tnef rejected: %s\n", reason);
     cm_message_destroy (&m);
 
     /* not TNEF at all, and cut short */
