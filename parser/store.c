@@ -69,33 +69,35 @@ enum { A_ID, A_INCIDENT, A_TIMELINE, A_PARENT, A_DEPTH, A_FILENAME, A_CTYPE, A_C
 /* Adds the attachments of msg (under parent, 0 for none) to the arrays,
    each with the next of the ids drawn for the batch, then those of each
    attached message under it. A file taken out of a winmail.dat hangs
-   under it (parent_index, an earlier attachment), one level deeper. */
-static void
+   under it (parent_index, an earlier attachment), one level deeper.
+   -1 out of memory (the batch is not stored: no file loses its place). */
+static int
 s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long incident,
            long long timeline, long long parent, int depth, const long long *ids,
            size_t nids, size_t *next)
 {
     long long *own = msg->nattachments ? calloc (msg->nattachments, sizeof *own) : NULL;
     int *own_depth = msg->nattachments ? calloc (msg->nattachments, sizeof *own_depth) : NULL;
-    for (size_t i = 0; i < msg->nattachments && *next < nids; i++) {
+    int rc = msg->nattachments && !(own && own_depth) ? -1 : 0;
+    for (size_t i = 0; rc == 0 && i < msg->nattachments && *next < nids; i++) {
         const cm_attachment_t *a = &msg->attachments [i];
         const cm_message_t *nested = s_nested (msg, a);
         long long id = ids [(*next)++];
         long long holder = parent;
         int level = depth;
-        if (own && own_depth && a->parent_index >= 0 && (size_t) a->parent_index < i) {
+        if (a->parent_index >= 0 && (size_t) a->parent_index < i) {
             holder = own [a->parent_index];
             level = own_depth [a->parent_index] + 1;
         }
-        if (own && own_depth) {
-            own [i] = id;
-            own_depth [i] = level;
-        }
+        own [i] = id;
+        own_depth [i] = level;
         char *headers = NULL;
         if (nested) {
             json_t *h = s_headers_json (nested);
             headers = json_dumps (h, JSON_COMPACT);
             json_decref (h);
+            if (!headers)
+                rc = -1;
         }
         cm_db_array_add_int8 (col [A_ID], id);
         cm_db_array_add_int8 (col [A_INCIDENT], incident);
@@ -117,11 +119,12 @@ s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long incident,
         /* an empty part is an empty value, not NULL */
         cm_db_array_add (col [A_DATA], a->data ? (const void *) a->data : "", a->size);
         free (headers);
-        if (nested)
-            s_flatten (col, nested, incident, timeline, id, level + 1, ids, nids, next);
+        if (nested && rc == 0)
+            rc = s_flatten (col, nested, incident, timeline, id, level + 1, ids, nids, next);
     }
     free (own_depth);
     free (own);
+    return rc;
 }
 
 /* The ids of a PostgreSQL bigint[] in text form ("{1,2,3}"); -1 when it
@@ -502,6 +505,7 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
     for (int c = 0; c < A_COLUMNS; c++)
         acol [c] = cm_db_array_new (atypes [c]);
     size_t next = 0, want = 0;
+    bool flat = true;
     if (natt)
         cm_db_array_reserve (acol [A_DATA], natt, abytes);
     int r = 0;
@@ -514,7 +518,8 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
         r++;
         if (timeline && p->natt) {
             want += p->natt;
-            s_flatten (acol, p->msg, incident, timeline, 0, 0, ids, natt, &next);
+            flat = s_flatten (acol, p->msg, incident, timeline, 0, 0, ids, natt, &next) == 0
+                   && flat;
         }
     }
     PQclear (res);
@@ -523,7 +528,7 @@ s_flush_parsed (store_batch_t *self, cm_db_t *db, size_t nparsed)
     if (want) {
         const char *av [A_COLUMNS];
         int alen [A_COLUMNS], afmt [A_COLUMNS];
-        ok = next == want;
+        ok = next == want && flat;
         for (int c = 0; c < A_COLUMNS; c++) {
             av [c] = cm_db_array_data (acol [c]);
             alen [c] = cm_db_array_len (acol [c]);
