@@ -9,7 +9,8 @@
     length its first character announces (all lines but the last the same
     length), and the end line follows; anything else stays text. A line
     shorter than its length character says is read with the missing
-    characters as zero: they were spaces that transit stripped.
+    characters as zero (spaces that transit stripped), but only in a
+    block that such an encoder and such stripping explain as a whole.
     Bounded work: an attempt stops at its first bad line, a begin line is
     never a valid data line, so each line is read by at most one attempt
     and the scan is linear in the text.
@@ -99,25 +100,61 @@ s_begin_line (const s_line_t *line, bool *base64, char **name)
    character and lines whose trailing spaces (zeros) were stripped are
    all read. The block ends with a zero-length line ("`",
    or a space that transport may have stripped) and "end". 1 decoded, 0
-   not a block, -1 out of memory. */
+   not a block, -1 out of memory.
+   A line shorter than its length character says is read with the
+   missing characters as zero (as binascii.a2b_uu and uudecode do): an
+   old encoder wrote zero as a space and transit stripped the trailing
+   ones. Then a length character and a few capitals are all that a line
+   of prose needs to pass, so a block with such a line is taken only
+   when all of it is what that encoder and that stripping leave
+   (s_stripped_ok). */
+typedef struct {
+    int lines;          /* data lines */
+    int full;           /* the length of the lines before the last */
+    bool short_line;    /* a line shorter than its length says */
+    bool whole_line;    /* a line exactly as long as its length says */
+    bool backquote;     /* a '`' anywhere: zero was not written as a space */
+    size_t expected;    /* characters the data lines should have */
+    size_t present;     /* characters they have */
+} s_uu_shape_t;
+
+/* Whether a block with short lines is one that stripping explains:
+   45-byte lines (the width of the encoders that write zero as a space;
+   the last line 1-45), no '`' (an encoder that writes it for zero
+   leaves no trailing space to strip), the zero-length line there as a
+   space or empty (terminator: ' ' so, '`' a backquote, 0 none), and
+   the encoding still shows: a 45-byte line is whole, or less than half
+   of the characters are missing. Blocks without short lines pass. */
+static bool
+s_stripped_ok (const s_uu_shape_t *shape, int terminator)
+{
+    if (!shape->short_line)
+        return true;
+    if (shape->backquote || terminator != ' ' || shape->full > 45
+    ||  (shape->lines > 1 && shape->full != 45))
+        return false;
+    return shape->whole_line || 2 * (shape->expected - shape->present) < shape->expected;
+}
+
 static int
 s_decode_uu (const char *text, size_t len, size_t *pos, cm_buf_t *out)
 {
     s_line_t line;
-    int full = -1;      /* the length of the lines before the last */
+    s_uu_shape_t shape = { .full = -1 };
     bool last = false;  /* a shorter line was read: only the end may follow */
     while (s_line_at (text, len, *pos, &line)) {
         *pos = line.next;
         if ((line.len == 1 && (line.s [0] == '`' || line.s [0] == ' '))
-        ||  (line.len == 0 && full >= 0)) {
+        ||  (line.len == 0 && shape.full >= 0)) {
             /* the zero-length line: "end" must follow at once */
+            int terminator = line.len && line.s [0] == '`' ? '`' : ' ';
             if (!s_line_at (text, len, *pos, &line) || !s_line_is (&line, "end"))
                 return 0;
             *pos = line.next;
-            return 1;
+            return s_stripped_ok (&shape, terminator);
         }
-        if (s_line_is (&line, "end") && full >= 0)
-            return 1;   /* some encoders leave the zero-length line out */
+        if (s_line_is (&line, "end") && shape.full >= 0)
+            return s_stripped_ok (&shape, 0);   /* some encoders leave the zero-length line out */
         if (last || line.len == 0)
             return 0;
         unsigned char c = (unsigned char) line.s [0];
@@ -129,19 +166,26 @@ s_decode_uu (const char *text, size_t len, size_t *pos, cm_buf_t *out)
         size_t chars = line.len - 1;
         size_t least = ((size_t) n * 4 + 2) / 3;    /* the bits of n bytes */
         size_t groups = ((size_t) n + 2) / 3 * 4;   /* padded to groups of 4 */
-        /* shorter than n needs: old encoders wrote zero as a space, and
-           transit strips trailing spaces; the missing characters are
-           read as zero (as binascii.a2b_uu and uudecode do), but only
-           when they could be stripped spaces, so the line must not end
-           in one */
+        /* a short line could have lost trailing spaces only if it does
+           not end in one */
         if (chars > groups + 1 || (chars < least && line.s [line.len - 1] == ' '))
             return 0;
-        if (full < 0)
-            full = n;
-        if (n > full)
+        if (shape.full < 0)
+            shape.full = n;
+        if (n > shape.full)
             return 0;
-        if (n < full)
+        if (n < shape.full)
             last = true;
+        shape.lines++;
+        if (chars < least)
+            shape.short_line = true;
+        else
+        if (n == shape.full)
+            shape.whole_line = true;
+        if (memchr (line.s, '`', line.len))
+            shape.backquote = true;
+        shape.expected += groups;
+        shape.present += chars < groups ? chars : groups;
         unsigned char quad [4], bytes [3];
         int have = 0;
         for (size_t i = 0; i < groups; i += 4) {
@@ -381,6 +425,19 @@ cm_uu_selftest (bool verbose)
         "begin-base64 644 x.bin\nQUJD\nQUJDRA==\nQUJD\n====\n",
         "begin-base64 644 x.bin\nQUJDRA=\n====\n",
         "begin-base64 644 x.bin\nQUJDRA==\n",
+        /* prose: capitals, digits and punctuation are all uuencode
+           characters and a line's first one reads as a length, so a
+           short line is as good as stripped; none of these is a block
+           that a space-for-zero encoder and stripping explain */
+        "Steps:\nbegin 644 plan.txt\nOK\nend\nThanks\n",
+        "begin 644 plan.txt\nMOVE DB TO HOST B\nEND\nend\n",
+        "begin 644 plan.txt\nMOVE DB TO HOST B\nEND\n\nend\n",
+        "begin 644 plan.txt\nOK\n\nend\n",
+        "To unpack:\nbegin 644 backup.tar\nTHEN RUN IT\n\nend\n",
+        "begin 644 notes.txt\nMAKE SURE THE BACKUP IS DONE BEFORE THE MOVE\nDONE\n\nend\n",
+        "begin 644 n.txt\nMAKE SURE THE BACKUP IS DONE BEFORE THE MOVE\nDONE\n`\nend\n",
+        "begin 644 list.txt\nCHECK LOGS\nA\n\nend\n",
+        "begin 644 a.txt\nNOTE: SEE 1.2\n \nend\n",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts [0]; i++) {
         m = s_parse ("", texts [i], NULL, reason, sizeof reason);
