@@ -243,12 +243,20 @@ if mode != "chunked":
             if not d:
                 break
             out += d
-        first = (out.split(b"\r\n")[0].split() + [b"", b"closed without an answer"])[1].decode()
+    except socket.timeout:
+        print("no answer before the body")
+        sys.exit()
+    first = (out.split(b"\r\n")[0].split() + [b"", b"closed without an answer"])[1].decode()
+    # socket.timeout is an OSError: an answer and an open connection is
+    # not "closed"
+    try:
         while s.recv(65536):
             pass
         print(first, "/ closed")
     except socket.timeout:
-        print("no answer before the body")
+        print(first, "/ still open after 20 s")
+    except ConnectionResetError:
+        print(first, "/ closed")
 else:
     s.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
     chunk = b"100000\r\n" + b" " * (1 << 20) + b"\r\n"
@@ -258,7 +266,11 @@ else:
             s.sendall(chunk)
             sent += 1
         print("all of 1 GiB read")
-    except OSError:
+    except socket.timeout:
+        # an OSError too: a router that stops reading and keeps the
+        # connection open did not cut it
+        print("stalled: not read for 20 s, not closed")
+    except (BrokenPipeError, ConnectionResetError):
         print("cut")
 PY
 for mode in length expect; do
