@@ -484,49 +484,80 @@ s_cmp_range (const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* A UID of a search answer: a number 1 to 2^32 - 1 (RFC 3501: a UID is
+   a nonzero 32-bit number). -1, p unmoved, for anything else ("*" too: a
+   search answers the UIDs it found, not "the highest"). */
+static int
+s_search_uid (const char **p, uint64_t *value)
+{
+    const char *s = *p;
+    uint64_t v;
+    if (s_number (&s, &v) || v == 0 || v > UINT32_MAX)
+        return -1;
+    *p = s;
+    *value = v;
+    return 0;
+}
+
 /* The ALL set of "* ESEARCH (TAG "t") UID ALL 3:5,9" (RFC 4731), the
    answer to every SEARCH of a server that speaks IMAP4rev2 only (RFC
    9051): its UIDs >= from, lowest first, at most ESEARCH_MAX of them (a
    set is compact, "1:4294967295" is one range): those left out are all
-   higher than those kept, so the next search from the cursor finds them. */
+   higher than those kept, so the next search from the cursor finds them.
+   The set ends at the end of the line or at the SP before the next
+   return item ("ALL 2:5 COUNT 4"). 0 ok, -1 out of memory, 1 a damaged
+   answer: an ALL without the UID marker (sequence numbers, not UIDs), or
+   a set that does not parse to its end (kept in part, the cursor would
+   pass the UIDs after the damage). */
 static int
 s_parse_esearch (const char *p, uint64_t from, uint64_t **uids, size_t *count,
                  size_t *alloc)
 {
     char tok [64];
     const char *save = p;
+    bool uid = false;
     if (s_token (&p, tok, sizeof tok) == T_LP) {      /* (TAG "t") */
         p = save;
         if (s_skip_value (&p))
-            return 0;
+            return 1;
     }
+    else
+        p = save;
+    save = p;
+    if (s_token (&p, tok, sizeof tok) == T_ATOM && strcasecmp (tok, "UID") == 0)
+        uid = true;
     else
         p = save;
     while (1) {
         s_tok_t t = s_token (&p, tok, sizeof tok);
-        if (t == T_END || t == T_ERR)
+        if (t == T_END)
             return 0;               /* nothing matched: no ALL */
-        if (t == T_ATOM && strcasecmp (tok, "UID") == 0)
-            continue;
-        if (t == T_ATOM && strcasecmp (tok, "ALL") == 0)
+        if (t != T_ATOM)
+            return 1;
+        if (strcasecmp (tok, "ALL") == 0)
             break;
         if (s_skip_value (&p))      /* MIN, MAX, COUNT, MODSEQ ... */
-            return 0;
+            return 1;
     }
-    while (*p == ' ')
-        p++;
+    if (!uid || *p != ' ')
+        return 1;
+    p++;
     size_t n = 0, cap = 0;
     uint64_t (*ranges) [2] = NULL;
     int rc = 0;
     while (1) {
         uint64_t lo, hi;
-        if (s_number (&p, &lo))
-            break;
+        if (s_search_uid (&p, &lo)) {
+            free (ranges);
+            return 1;
+        }
         hi = lo;
         if (*p == ':') {
             p++;
-            if (s_number (&p, &hi))
-                break;
+            if (s_search_uid (&p, &hi)) {
+                free (ranges);
+                return 1;
+            }
         }
         if (hi < lo) {
             uint64_t swap = lo;
@@ -549,12 +580,15 @@ s_parse_esearch (const char *p, uint64_t from, uint64_t **uids, size_t *count,
             break;
         p++;
     }
-    if (n)
-        qsort (ranges, n, sizeof *ranges, s_cmp_range);
+    if (*p && *p != ' ') {          /* "12,3:*", "20,x": not the set's end */
+        free (ranges);
+        return 1;
+    }
+    qsort (ranges, n, sizeof *ranges, s_cmp_range);
     size_t added = 0;
     for (size_t i = 0; i < n && rc == 0 && added < ESEARCH_MAX; i++)
         for (uint64_t v = ranges [i][0] < from ? from : ranges [i][0];
-             v <= ranges [i][1] && v > 0 && added < ESEARCH_MAX; v++, added++)
+             v <= ranges [i][1] && added < ESEARCH_MAX; v++, added++)
             if (s_add_uid (v, uids, count, alloc)) {
                 rc = -1;
                 break;
@@ -564,28 +598,50 @@ s_parse_esearch (const char *p, uint64_t from, uint64_t **uids, size_t *count,
 }
 
 /* Parses "* SEARCH n n ..." numbers >= from into the growing array, or
-   the ALL set of an ESEARCH answer. */
+   the ALL set of an ESEARCH answer. 0 ok (or not a search answer), -1
+   out of memory, 1 a damaged answer: a number that is no UID, or
+   anything but "(MODSEQ n)" of CONDSTORE after the numbers. */
 static int
 s_parse_search (const char *line, uint64_t from, uint64_t **uids,
                 size_t *count, size_t *alloc)
 {
     if (strncasecmp (line, "* ESEARCH", 9) == 0 && (line [9] == ' ' || !line [9]))
         return s_parse_esearch (line + 9, from, uids, count, alloc);
-    if (strncasecmp (line, "* SEARCH", 8) != 0)
+    if (strncasecmp (line, "* SEARCH", 8) != 0 || (line [8] != ' ' && line [8]))
         return 0;
     const char *p = line + 8;
+    size_t before = *count;
     while (1) {
         while (*p == ' ')
             p++;
+        if (!*p)
+            return 0;
+        if (*p == '(')
+            break;                  /* "(MODSEQ n)" of CONDSTORE */
         uint64_t v;
-        if (s_number (&p, &v))
-            break;               /* end, or "(MODSEQ n)" of CONDSTORE */
-        if (v < from || v == 0)
+        if (s_search_uid (&p, &v) || (*p && *p != ' '))
+            goto damaged;
+        if (v < from)
             continue;
         if (s_add_uid (v, uids, count, alloc))
             return -1;
     }
-    return 0;
+    char tok [32];
+    uint64_t modseq;
+    if (s_token (&p, tok, sizeof tok) != T_LP
+        || s_token (&p, tok, sizeof tok) != T_ATOM || strcasecmp (tok, "MODSEQ")
+        || *p != ' ')
+        goto damaged;
+    p++;
+    if (s_number (&p, &modseq) || s_token (&p, tok, sizeof tok) != T_RP)
+        goto damaged;
+    while (*p == ' ')
+        p++;
+    if (!*p)
+        return 0;
+damaged:
+    *count = before;                /* none of it kept */
+    return 1;
 }
 
 typedef struct {
@@ -1453,6 +1509,7 @@ typedef struct {
     size_t count;
     size_t alloc;
     bool oom;
+    char bad [120];             /* the start of a damaged answer, or "" */
 } s_search_t;
 
 static void
@@ -1460,8 +1517,11 @@ s_on_search (cm_imap_t *self, const char *line, void *arg)
 {
     (void) self;
     s_search_t *s = (s_search_t *) arg;
-    if (s_parse_search (line, s->from, &s->uids, &s->count, &s->alloc))
+    int r = s_parse_search (line, s->from, &s->uids, &s->count, &s->alloc);
+    if (r < 0)
         s->oom = true;
+    else if (r > 0 && !s->bad [0])
+        snprintf (s->bad, sizeof s->bad, "%s", line);
 }
 
 static int
@@ -1526,6 +1586,12 @@ s_search_range (cm_imap_t *self, uint64_t from, uint64_t to, const char *date,
     int r = s_command (self, cmd, SEARCH_CAP, s_on_search, s, err, errlen);
     if (r == 0 && s->oom) {
         snprintf (err, errlen, "out of memory");
+        r = -1;
+    }
+    if (r == 0 && s->bad [0]) {
+        /* kept in part, the cursor would pass what came after the damage */
+        snprintf (err, errlen, "UID SEARCH answer damaged (not one UID set): %.100s%s",
+                  s->bad, strlen (s->bad) > 100 ? "..." : "");
         r = -1;
     }
     if (r) {
@@ -1603,7 +1669,7 @@ cm_imap_search (cm_imap_t *self, uint64_t from_uid, uint64_t to_uid,
             last = to_uid;
     }
     bool open_end = r > 0 && !to_uid;
-    s_search_t s = { from_uid, NULL, 0, 0, false };
+    s_search_t s = { from_uid, NULL, 0, 0, false, "" };
     int rc = 0;
     /* a window's answer stays within SEARCH_CAP: at most 11 bytes a UID */
     uint64_t widest = (uint64_t) max_uids * 64;
@@ -1689,7 +1755,7 @@ s_uid_matches (cm_imap_t *self, uint64_t uid, const char *also, char *err, size_
 {
     char cmd [96];
     snprintf (cmd, sizeof cmd, "UID SEARCH UID %" PRIu64 "%s", uid, also);
-    s_search_t s = { uid, NULL, 0, 0, false };
+    s_search_t s = { uid, NULL, 0, 0, false, "" };
     int r = s_command (self, cmd, LINE_CAP, s_on_search, &s, err, errlen);
     bool there = false;
     for (size_t i = 0; i < s.count; i++)
@@ -1697,6 +1763,11 @@ s_uid_matches (cm_imap_t *self, uint64_t uid, const char *also, char *err, size_
     free (s.uids);
     if (r == 0 && s.oom) {
         snprintf (err, errlen, "out of memory");
+        r = -1;
+    }
+    if (r == 0 && s.bad [0]) {
+        snprintf (err, errlen, "UID SEARCH UID %" PRIu64 "%s: answer damaged (not one"
+                  " UID set): %.100s%s", uid, also, s.bad, strlen (s.bad) > 100 ? "..." : "");
         r = -1;
     }
     if (r > 0) {
@@ -2663,6 +2734,58 @@ cm_imap_selftest (bool verbose)
                            &count, &alloc) == 0 && count == ESEARCH_MAX
            && uids [0] == 1 && uids [6] == 7 && uids [7] == 20
            && uids [ESEARCH_MAX - 1] == ESEARCH_MAX + 12);
+    /* other return items around ALL (RFC 4731: MIN 2 ALL 2:5 COUNT 4) */
+    count = 0;
+    CHECK (s_parse_search ("* ESEARCH (TAG \"D1\") UID MIN 2 ALL 2:5 COUNT 4", 3,
+                           &uids, &count, &alloc) == 0
+           && count == 3 && uids [0] == 3 && uids [2] == 5);
+    CHECK (s_parse_search ("* esearch uid max 9 all 9,7 modseq 12", 1, &uids,
+                           &count, &alloc) == 0
+           && count == 5 && uids [3] == 7 && uids [4] == 9);
+    /* a damaged answer fails whole, nothing of it kept: a part would move
+       the cursor past the UIDs after the damage */
+    count = 0;
+    CHECK (s_parse_search ("* ESEARCH (TAG \"x\") UID ALL 12,3:*", 1, &uids,
+                           &count, &alloc) == 1 && count == 0);
+    CHECK (s_parse_search ("* ESEARCH (TAG \"x\") UID ALL 20,99999999999999999999999,5",
+                           1, &uids, &count, &alloc) == 1 && count == 0);
+    CHECK (s_parse_search ("* ESEARCH UID ALL 4294967295:4294967298", 1, &uids,
+                           &count, &alloc) == 1 && count == 0);
+    CHECK (s_parse_search ("* ESEARCH UID ALL 4294967296", 1, &uids, &count,
+                           &alloc) == 1 && count == 0);
+    CHECK (s_parse_search ("* ESEARCH UID ALL *", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* ESEARCH UID ALL 0:3", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* ESEARCH UID ALL 3,", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* ESEARCH UID ALL 3:", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* ESEARCH UID ALL 3x", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* ESEARCH UID ALL", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* ESEARCH UID ALL  3", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* ESEARCH (TAG \"x\" UID ALL 3", 1, &uids, &count,
+                           &alloc) == 1);
+    CHECK (count == 0);
+    /* without UID it holds sequence numbers, not UIDs */
+    CHECK (s_parse_search ("* ESEARCH (TAG \"x\") ALL 1:3", 1, &uids, &count,
+                           &alloc) == 1 && count == 0);
+    CHECK (s_parse_search ("* ESEARCH (TAG \"x\") COUNT 3 UID ALL 1:3", 1, &uids,
+                           &count, &alloc) == 1 && count == 0);
+    CHECK (s_parse_search ("* ESEARCH (TAG \"x\")", 1, &uids, &count, &alloc) == 0
+           && count == 0);
+    /* so does a damaged SEARCH: a number that is no UID, anything but
+       (MODSEQ n) after the numbers */
+    CHECK (s_parse_search ("* SEARCH 7 4294967296 9", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* SEARCH 7 99999999999999999999999 9", 1, &uids, &count,
+                           &alloc) == 1);
+    CHECK (s_parse_search ("* SEARCH 7 x 9", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* SEARCH 7 9x", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* SEARCH 0 7", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* SEARCH 7 (MODSEQ 12) 9", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* SEARCH 7 (MODSEQ x)", 1, &uids, &count, &alloc) == 1);
+    CHECK (s_parse_search ("* SEARCH 7 *", 1, &uids, &count, &alloc) == 1);
+    CHECK (count == 0);
+    CHECK (s_parse_search ("* SEARCH 4294967295 7 ", 1, &uids, &count, &alloc) == 0
+           && count == 2 && uids [0] == 4294967295u && uids [1] == 7);
+    CHECK (s_parse_search ("* SEARCHED 7", 1, &uids, &count, &alloc) == 0
+           && count == 2);
     count = 2;
 
     /* FETCH */

@@ -18,7 +18,9 @@
 #   (mitm no-uidnext): --since still records its limit;
 # - a third Dovecot (Maildir++) whose folders are under "INBOX.": a route
 #   or processed folder named without it is refused by route test-inbound
-#   and FAILED at the move, the reason offering the name under INBOX.
+#   and FAILED at the move, the reason offering the name under INBOX.;
+# - a damaged ESEARCH answer (mitm bad-esearch): the search fails, naming
+#   it, nothing taken; once the answers are whole, each message once.
 . "$(dirname "$0")/../lib.sh"
 cm_start || exit 1
 
@@ -29,7 +31,7 @@ mkdir -p "$DA"
 chmod 755 "$DA"
 NASTY='pä ss"w\{3}rd'
 printf '%s\n' "carol $NASTY" "dave dave-Secret1" "erin erin-Secret1" \
-    "frank pässwort" "gina gina-Secret1" "hank2 hank2-Secret1" >"$DA/users"
+    "frank pässwort" "gina gina-Secret1" "hank2 hank2-Secret1" "ivan ivan-Secret1" >"$DA/users"
 P=$(free_port)
 alt() { "$CM_TOP/tests/stack/dovecot-alt.sh" "$DA" "$@"; }
 DB=$CM_WORK/$CM_TEST.dovecot2        # a second one, folders under "INBOX."
@@ -163,6 +165,32 @@ else not_ok "a server that answers every SEARCH by ESEARCH (IMAP4rev2 only): the
 check_eq "and are \\Seen on the server" 5 \
     "$(alt doveadm search -u carol mailbox INBOX SEEN | grep -c .)"
 comes_after rev2 carol INBOX 2 7 "and the 2 that come after (ESEARCH from the cursor on)"
+
+# A damaged ESEARCH answer ("ALL 12,3:*": read up to the "*", UID 12
+# alone, the cursor went past 3 to 11) fails the search, naming it;
+# once the server answers whole sets, every message comes in once.
+export MITM_DAMAGE=$CM_WORK/$CM_TEST.damage
+touch "$MITM_DAMAGE"
+mkbulk 6 damaged
+put ivan INBOX "$src"/damaged/*
+BP=$(free_port)
+mitm "127.0.0.1:$BP" "127.0.0.1:$P" bad-esearch "$CM_WORK/$CM_TEST.bad-esearch.log"
+alt_route damaged ivan ivan-Secret1 "$BP" --after-fetch keep
+"$CM" route start damaged >/dev/null
+last_error() { "$CM" route show "$1" --json | json "j['last_error']"; }
+if wait_until 30 eval '[ -n "$(last_error damaged)" ]'; then
+    check_contains "a damaged ESEARCH set fails the search, the route showing it" \
+        'UID SEARCH answer damaged (not one UID set): * ESEARCH (TAG "' "$(last_error damaged)"
+else not_ok "a damaged ESEARCH set fails the search, the route showing it" \
+    "status $(route_status damaged), stored $(stored damaged)" "$(fetcher_log damaged)"; fi
+check_eq "nothing taken from it, the route FAILED" "0 FAILED" "$(stored damaged) $(route_status damaged)"
+rm -f "$MITM_DAMAGE"
+if wait_until 30 eval '[ "$(settled damaged)" -ge 6 ] && status_is damaged RUNNING'; then
+    ok "once the server answers whole sets, the 6 come in and the route is RUNNING"
+else not_ok "once the server answers whole sets, the 6 come in and the route is RUNNING" \
+    "settled $(settled damaged), status $(route_status damaged)" "$(fetcher_log damaged)"; fi
+check_eq "each once" 6 "$(stored damaged)"
+route_stop damaged
 
 # ------------------------------------------- no UIDNEXT at SELECT
 # --since limits the mail in the folder at the first pass, up to a UID

@@ -63,6 +63,10 @@ In the IMAP modes a literal's bytes are passed through as they are
               IMAP4rev1 in its capabilities made IMAP4rev2, every SEARCH
               answer an ESEARCH one ("* ESEARCH (TAG "t") UID ALL 3:5,9",
               no ALL when nothing matched) and no RECENT answers
+  bad-esearch as rev2, but while the file MITM_DAMAGE names exists, each
+              ALL set is damaged: its highest UID, then its lowest and
+              "*" ("* ESEARCH (TAG "t") UID ALL 12,3:*"), which a parser
+              that keeps what it read before "*" takes for UID 12 alone
   chatty      IMAP in clear, untagged news in the middle of answers, as a
               server sends what other clients did: before every second
               message body (BODY[] literal) of all connections a flag change
@@ -137,7 +141,7 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
         if mode == "chatty" and m:
             idle.setdefault("uidcmds", set()).add(m.group(1))
         m = re.match(rb"^(\S+) UID SEARCH ", line, re.I)
-        if mode == "rev2" and m:
+        if mode in ("rev2", "bad-esearch") and m:
             idle["search"] = m.group(1)
         m = re.match(rb"^(\S+) AUTHENTICATE ", line, re.I)
         if mode == "login-only" and m:
@@ -203,7 +207,7 @@ async def handle(client_reader, client_writer, args):
                                                                # (IDLE, the end of data)
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
-    imap = args.mode in ("no-uidnext", "chatty", "rev2", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
+    imap = args.mode in ("no-uidnext", "chatty", "rev2", "bad-esearch", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
     # (latin1-smtp, slow-dot, defer-rcpt and stall-smtp are SMTP: no literals)
     try:
         while True:
@@ -213,15 +217,20 @@ async def handle(client_reader, client_writer, args):
             change = False     # the literal this line announces is a body to change
             if args.mode == "strip-imap":
                 line = strip_imap(line)
-            elif args.mode == "rev2":
+            elif args.mode in ("rev2", "bad-esearch"):
                 line = re.sub(rb"\bIMAP4rev1\b", b"IMAP4rev2", line)
                 if re.match(rb"^\* \d+ RECENT\r?\n$", line, re.I):
                     continue
                 m = re.match(rb"^\* SEARCH((?: \d+)*)\r?\n$", line, re.I)
                 if m:
+                    found = m.group(1).split()
+                    uids = uid_set(found)
+                    if (found and args.mode == "bad-esearch"
+                            and os.path.exists(os.environ.get("MITM_DAMAGE", ""))):
+                        nums = [int(u) for u in found]
+                        uids = b"%d,%d:*" % (max(nums), min(nums))
                     line = (b'* ESEARCH (TAG "' + state.get("search", b"*") + b'") UID'
-                            + (b" ALL " + uid_set(m.group(1).split()) if m.group(1) else b"")
-                            + b"\r\n")
+                            + (b" ALL " + uids if found else b"") + b"\r\n")
             elif args.mode == "chatty":
                 m = re.match(rb"^\* (\d+) EXISTS\r?\n$", line, re.I)
                 if m:
@@ -298,7 +307,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "chatty", "no-uidnext", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "bad-esearch", "chatty", "no-uidnext", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
