@@ -815,13 +815,34 @@ s_parse_list (const char *line, s_list_t *l)
     return 0;
 }
 
-/* Mailbox names compare exactly, except INBOX which is case-insensitive. */
+/* Mailbox names compare exactly, except INBOX which is case-insensitive,
+   as the INBOX part of its children's names with the separator sep
+   (Dovecot lists "inbox.Done" as "INBOX.Done"). */
 static bool
-s_name_eq (const char *a, const char *b)
+s_name_eq (const char *a, const char *b, char sep)
 {
     if (strcasecmp (a, "INBOX") == 0 && strcasecmp (b, "INBOX") == 0)
         return true;
+    if (sep && strncasecmp (a, "INBOX", 5) == 0 && strncasecmp (b, "INBOX", 5) == 0
+        && a [5] == sep && b [5] == sep)
+        return strcmp (a + 6, b + 6) == 0;
     return strcmp (a, b) == 0;
+}
+
+/* Does name start with the first n bytes of a namespace prefix? Exactly,
+   but for a prefix under INBOX ("INBOX."): INBOX is any case (RFC 9051
+   5.1), so "inbox.Done" lies under it too. */
+static bool
+s_prefix_eq (const char *name, const char *prefix, size_t n)
+{
+    size_t head = 0;
+    if (n >= 5 && strncasecmp (prefix, "INBOX", 5) == 0
+        && (!prefix [5] || !isalnum ((unsigned char) prefix [5]))) {
+        if (strncasecmp (name, prefix, 5))
+            return false;
+        head = 5;
+    }
+    return strncmp (name + head, prefix + head, n - head) == 0;
 }
 
 /* True when name lies in the namespace with this prefix. */
@@ -1148,7 +1169,7 @@ s_on_list (cm_imap_t *self, const char *line, void *arg)
        (RFC 3501 6.3.8): its one answer gives the separator whatever the
        name; a wildcard in a folder name may list others: only the exact
        name counts */
-    if (q->want [0] == 0 ? !q->found : s_name_eq (got.name, q->want)) {
+    if (q->want [0] == 0 ? !q->found : s_name_eq (got.name, q->want, got.sep)) {
         q->found = true;
         q->info = got;
     }
@@ -1208,8 +1229,8 @@ s_outside_hint (cm_imap_t *self, const char *name, const char *wire, char *hint,
     hint [0] = 0;
     size_t plen = strlen (self->personal);
     if (!plen || strcasecmp (wire, "INBOX") == 0
-        || strncmp (wire, self->personal, plen) == 0
-        || (strlen (wire) == plen - 1 && strncmp (wire, self->personal, plen - 1) == 0))
+        || s_prefix_eq (wire, self->personal, plen)
+        || (strlen (wire) == plen - 1 && s_prefix_eq (wire, self->personal, plen - 1)))
         return;
     snprintf (hint, hintlen, " (the server's own folders are under \"%s\": %s%s?)",
               self->personal, self->personal, name);
@@ -1262,7 +1283,7 @@ s_check_and_select (cm_imap_t *self, const char *quoted, char *err,
     const char *local = wire;
     for (int i = 0; i < ns->n [0]; i++) {
         size_t plen = strlen (ns->prefix [0][i]);
-        if (plen && strncmp (wire, ns->prefix [0][i], plen) == 0
+        if (plen && s_prefix_eq (wire, ns->prefix [0][i], plen)
             && wire [plen]) {
             local = wire + plen;
             break;
@@ -2788,6 +2809,29 @@ cm_imap_selftest (bool verbose)
            && count == 2);
     count = 2;
 
+    /* the hint for a folder outside the personal prefix "INBOX.": INBOX in
+       any case lies under it (RFC 9051 5.1) */
+    cm_imap_t *probe = calloc (1, sizeof *probe);
+    CHECK (probe);
+    char offer [300];
+    snprintf (probe->personal, sizeof probe->personal, "INBOX.");
+    s_outside_hint (probe, "Done", "Done", offer, sizeof offer);
+    bool offered = strstr (offer, "INBOX.Done?") != NULL;
+    s_outside_hint (probe, "inbox.Done", "inbox.Done", offer, sizeof offer);
+    bool lower = offer [0] != 0;
+    s_outside_hint (probe, "Inbox", "Inbox", offer, sizeof offer);
+    bool alone = offer [0] != 0;
+    s_outside_hint (probe, "inboxes.Done", "inboxes.Done", offer, sizeof offer);
+    bool other = strstr (offer, "INBOX.inboxes.Done?") != NULL;
+    snprintf (probe->personal, sizeof probe->personal, "Mail/");
+    s_outside_hint (probe, "mail/Done", "mail/Done", offer, sizeof offer);
+    bool exact = strstr (offer, "Mail/mail/Done?") != NULL;
+    free (probe);
+    CHECK (offered && !lower && !alone && other && exact);
+    CHECK (s_prefix_eq ("inbox.Done", "INBOX.", 6) && s_prefix_eq ("InBox", "INBOX.", 5)
+           && !s_prefix_eq ("inbox/Done", "INBOX.", 6)
+           && !s_prefix_eq ("inboxes", "INBOXES/", 8));
+
     /* FETCH */
     s_fetch_t f = { false, 42, false, false, 0 };
     s_parse_fetch ("* 3 FETCH (FLAGS (\\Seen) UID 41)", &f);
@@ -2824,7 +2868,9 @@ cm_imap_selftest (bool verbose)
                               "((\"#users.\" \".\")) NIL", &ns) == 0
            && ns.n [1] == 1 && strcmp (ns.prefix [1][0], "#users.") == 0);
     CHECK (s_parse_namespace ("* NAMESPACE ((\"\" \"/\"", &ns) == -1);
-    CHECK (s_name_eq ("inbox", "INBOX") && !s_name_eq ("Archive", "archive"));
+    CHECK (s_name_eq ("inbox", "INBOX", 0) && !s_name_eq ("Archive", "archive", '.'));
+    CHECK (s_name_eq ("INBOX.Done", "inbox.Done", '.') && !s_name_eq ("INBOX.Done", "inbox.done", '.')
+           && !s_name_eq ("INBOX.Done", "inbox.Done", '/') && !s_name_eq ("INBOX.Done", "inbox.Done", 0));
 
     /* response codes and tokens */
     char code [32], arg [64];

@@ -19,6 +19,7 @@
 # - a third Dovecot (Maildir++) whose folders are under "INBOX.": a route
 #   or processed folder named without it is refused by route test-inbound
 #   and FAILED at the move, the reason offering the name under INBOX.;
+#   one named under "inbox." (INBOX in lower case) is taken as under it;
 # - a damaged ESEARCH answer (mitm bad-esearch): the search fails, naming
 #   it, nothing taken; once the answers are whole, each message once.
 . "$(dirname "$0")/../lib.sh"
@@ -239,6 +240,13 @@ PW=hank-Secret1 run_cm route test-inbound --email hank@alt.test --username hank 
     --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$P2" --folder Reports
 check_contains "route test-inbound on Reports: no such folder, and its name under INBOX. is offered" \
     'folder Reports does not exist (the server'"'"'s own folders are under "INBOX.": INBOX.Reports?)' "$OUT"
+# INBOX is any case (RFC 9051 5.1): "inbox.Reports" lies under "INBOX."
+PW=hank-Secret1 run_cm route test-inbound --email hank@alt.test --username hank --password-env PW \
+    --inbound-host 127.0.0.1 --inbound-protocol imap --inbound-port "$P2" --folder inbox.Reports \
+    --after-fetch move --processed-folder inbox.Done
+check_eq "route test-inbound on inbox.Reports, processed folder inbox.Done: no INBOX.inbox. offered" \
+    "0" "$RC$([ "$RC" = 0 ] || printf ' %s' "$OUT")"
+check_lacks "(and offers no INBOX.inbox.)" "INBOX.inbox." "$OUT"
 alt_route pfx hank hank-Secret1 "$P2" --folder INBOX.Reports --after-fetch move --processed-folder Done
 run_cm route test-inbound pfx
 why=$OUT
