@@ -69,28 +69,32 @@ enum { A_ID, A_INCIDENT, A_TIMELINE, A_PARENT, A_DEPTH, A_FILENAME, A_CTYPE, A_C
 /* Adds the attachments of msg (under parent, 0 for none) to the arrays,
    each with the next of the ids drawn for the batch, then those of each
    attached message under it. A file taken out of a winmail.dat hangs
-   under it (parent_index, an earlier attachment), one level deeper.
-   -1 out of memory (the batch is not stored: no file loses its place). */
+   under it (parent_index, an earlier attachment of the same message),
+   one level deeper; only a message with such files needs the table of
+   its attachments' ids. -1 out of memory (the batch is not stored: no
+   file loses its place). */
 static int
 s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long incident,
            long long timeline, long long parent, int depth, const long long *ids,
            size_t nids, size_t *next)
 {
-    long long *own = msg->nattachments ? calloc (msg->nattachments, sizeof *own) : NULL;
-    int *own_depth = msg->nattachments ? calloc (msg->nattachments, sizeof *own_depth) : NULL;
-    int rc = msg->nattachments && !(own && own_depth) ? -1 : 0;
+    bool children = false;
+    for (size_t i = 0; i < msg->nattachments && !children; i++)
+        children = msg->attachments [i].parent_index >= 0;
+    long long *own = children ? calloc (msg->nattachments, sizeof *own) : NULL;
+    int rc = children && !own ? -1 : 0;
     for (size_t i = 0; rc == 0 && i < msg->nattachments && *next < nids; i++) {
         const cm_attachment_t *a = &msg->attachments [i];
         const cm_message_t *nested = s_nested (msg, a);
         long long id = ids [(*next)++];
         long long holder = parent;
         int level = depth;
-        if (a->parent_index >= 0 && (size_t) a->parent_index < i) {
+        if (own && a->parent_index >= 0 && (size_t) a->parent_index < i) {
             holder = own [a->parent_index];
-            level = own_depth [a->parent_index] + 1;
+            level = depth + 1;
         }
-        own [i] = id;
-        own_depth [i] = level;
+        if (own)
+            own [i] = id;
         char *headers = NULL;
         if (nested) {
             json_t *h = s_headers_json (nested);
@@ -122,7 +126,6 @@ s_flatten (cm_db_array_t **col, const cm_message_t *msg, long long incident,
         if (nested && rc == 0)
             rc = s_flatten (col, nested, incident, timeline, id, level + 1, ids, nids, next);
     }
-    free (own_depth);
     free (own);
     return rc;
 }
