@@ -299,18 +299,18 @@ sink_once "$E8"
 head -c $((6 * 1024 * 1024)) /dev/urandom > "$T/stallbody.bin"
 run_cm incident email "$INCPW" --to "stallbody-$TOK@outside.test" --subject "Stall body $TOK" \
     --body "x" --attach "$T/stallbody.bin"
-E10=$(email_id "$OUT")
-stall_named "$E10" "a stall while the message is sent"
-ERR10=$(outbox_field "$E10" last_error)
-echo "# last_error after a stall in the data: $ERR10"
+E_STALL=$(email_id "$OUT")
+stall_named "$E_STALL" "a stall while the message is sent"
+ERR_STALL=$(outbox_field "$E_STALL" last_error)
+echo "# last_error after a stall in the data: $ERR_STALL"
 check_contains "... and the phase: while the message was sent" \
-    "the server stalled: no byte moved for 4 s while the message was sent (" "$ERR10"
+    "the server stalled: no byte moved for 4 s while the message was sent (" "$ERR_STALL"
 check_contains "... the first attempt named it in the sender's log" \
-    "email $E10 attempt 1: deferred: the server stalled: no byte moved for 4 s while the message was sent (" \
+    "email $E_STALL attempt 1: deferred: the server stalled: no byte moved for 4 s while the message was sent (" \
     "$(cat "$CASEMAIL_HOME"/log/sender*.log)"
-sent_within 120 "$E10" "... the email is sent once the server reads again"
-check_eq "... at the third attempt (stall, stall, delivered)" 3 "$(outbox_field "$E10" attempts)"
-sink_once "$E10"
+sent_within 120 "$E_STALL" "... the email is sent once the server reads again"
+check_eq "... at the third attempt (stall, stall, delivered)" 3 "$(outbox_field "$E_STALL" attempts)"
+sink_once "$E_STALL"
 mitm_stop
 
 
