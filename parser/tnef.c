@@ -610,26 +610,37 @@ s_sample (cm_buf_t *b)
 }
 
 /* A message whose only part is the stream as winmail.dat. */
+/* Appends a winmail.dat part holding tnef, base64, to b. -1 out of
+   memory. */
+static int
+s_winmail_part (cm_buf_t *b, const unsigned char *tnef, size_t len)
+{
+    char *b64 = malloc (4 * (len / 3 + 1) + 1);
+    if (!b64)
+        return -1;
+    EVP_EncodeBlock ((unsigned char *) b64, tnef, (int) len);
+    int rc = cm_buf_printf (b, "Content-Type: application/ms-tnef; name=\"winmail.dat\"\n"
+                            "Content-Transfer-Encoding: base64\n\n");
+    for (size_t i = 0, n = strlen (b64); rc == 0 && i < n; i += 76)
+        rc = cm_buf_printf (b, "%.76s\n", b64 + i);
+    free (b64);
+    return rc;
+}
+
 /* The same with one more part after the winmail.dat (NULL: none). */
 static cm_message_t *
 s_mail_then (const unsigned char *tnef, size_t len, const char *then,
              const cm_limits_t *limits, char *reason, size_t reasonlen)
 {
-    char *b64 = malloc (4 * (len / 3 + 1) + 1);
-    if (!b64)
-        return NULL;
-    EVP_EncodeBlock ((unsigned char *) b64, tnef, (int) len);
     cm_buf_t body;
     cm_buf_init (&body, 0);
-    cm_buf_printf (&body, "--B\nContent-Type: application/ms-tnef; name=\"winmail.dat\"\n"
-                   "Content-Transfer-Encoding: base64\n\n");
-    for (size_t i = 0, n = strlen (b64); i < n; i += 76)
-        cm_buf_printf (&body, "%.76s\n", b64 + i);
+    cm_buf_printf (&body, "--B\n");
+    bool ok = s_winmail_part (&body, tnef, len) == 0;
     if (then)
         cm_buf_printf (&body, "--B\n%s", then);
     cm_buf_printf (&body, "--B--\n");
-    free (b64);
-    cm_message_t *m = cm_message_parse_parts ("Content-Type: multipart/mixed; boundary=B\n",
+    cm_message_t *m = !ok ? NULL
+                    : cm_message_parse_parts ("Content-Type: multipart/mixed; boundary=B\n",
                                               body.data ? body.data : "", limits, reason, reasonlen);
     cm_buf_free (&body);
     return m;
@@ -841,6 +852,27 @@ cm_tnef_selftest (bool verbose)
     if (!m && verbose)
         printf ("selftest: tnef rejected: %s\n", reason);
     cm_message_destroy (&m);
+
+    /* the allowance is the message's, shared by all its TNEF streams:
+       of a second winmail.dat, only what the first left comes out */
+    cm_buf_t second;
+    cm_buf_init (&second, 0);
+    bool made = s_winmail_part (&second, sample, b.len) == 0;
+    limits.max_parts = 4;   /* the multipart and two winmail.dat; four files */
+    m = made ? s_mail_then (sample, b.len, second.data, &limits, reason, sizeof reason)
+                    : NULL;
+    failures += s_check (m && m->nattachments == 6 && m->attachments [4].note
+                         && strcmp (m->attachments [4].note, "TNEF (winmail.dat): 1 file taken out;"
+                                    " reading stopped: more than 4 files in the message's TNEF"
+                                    " attachments") == 0,
+                         "tnef: the files' allowance is shared by the message's TNEF streams",
+                         verbose);
+    if (m && verbose)
+        for (size_t i = 0; i < m->nattachments; i++)
+            printf ("selftest: tnef two [%s] %s\n", m->attachments [i].filename,
+                    m->attachments [i].note ? m->attachments [i].note : "-");
+    cm_message_destroy (&m);
+    cm_buf_free (&second);
 
     /* not TNEF at all, and cut short */
     m = s_mail ((const unsigned char *) "\x89PNG\r\n\x1a\n", 8, NULL, reason, sizeof reason);
