@@ -247,16 +247,22 @@ static const char *s_head =
     "From: Eve <eve@evil.example>\nTo: soc@example.org\nSubject: hostile\n"
     "Date: Mon, 1 Jan 2024 00:00:00 +0000\nMIME-Version: 1.0\n";
 
-/* After a calendar case: its description shown with -v, the message
-   and the text freed. */
+/* After a case built in t: the message and the text freed. */
+static void
+s_case_done (cm_message_t **m, s_text_t *t)
+{
+    cm_message_destroy (m);
+    free (t->data);
+    memset (t, 0, sizeof *t);
+}
+
+/* After a calendar case: its description shown with -v, then freed. */
 static void
 s_calendar_done (cm_message_t **m, s_text_t *t)
 {
     if (*m && s_verbose)
         printf ("# %.200s\n", (*m)->text);
-    cm_message_destroy (m);
-    free (t->data);
-    memset (t, 0, sizeof *t);
+    s_case_done (m, t);
 }
 
 static void
@@ -345,9 +351,7 @@ s_hostile (void)
     m = s_case ("15,000 RFC 2231 parameters (under the header limit)", t.data, t.len, S_RECORD, NULL);
     s_result (m && m->nattachments == 1 && strlen (m->attachments [0].filename) <= 255,
               "RFC 2231 continuation filename capped at 255 bytes");
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_adds (&t, "Subject: colons\nFrom: ");
     for (int i = 0; i < 50000; i++)
@@ -367,9 +371,7 @@ s_hostile (void)
     m = s_case ("broken encoded words", t.data, t.len, S_RECORD, NULL);
     if (s_verbose && m)
         printf ("# subject: [%s]\n", m->subject);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_adds (&t, "Subject: ");
     for (int i = 0; i < 14000; i++)
@@ -385,9 +387,7 @@ s_hostile (void)
         s_result (all, "14,000 padded encoded words decode to 14,000 characters (got %zu bytes)",
                   m ? strlen (m->subject) : 0);
     }
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_adds (&t, "From: \"=?iso-8859-1?q?M=FCller?=\" <=?iso-8859-1?q?a?=@x.org>\n"
                 "To: =?UTF-8?B?w5w=?= =?UTF-8?B?Yg==?= <b@x.org>, c@y.org\n"
@@ -399,9 +399,7 @@ s_hostile (void)
               && strcmp (m->subject, "\xC3\x9C" "ber\xC3\xA9") == 0,
               "encoded words decoded in names and text, addresses left as sent [%s] [%s] [%s]",
               m ? m->from_addr : "", m ? m->to : "", m ? m->subject : "");
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_adds (&t, s_head);
     s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n--b\n"
@@ -474,18 +472,14 @@ s_hostile (void)
     m = s_case ("bare CR line ends", t.data, t.len, S_RECORD, NULL);
     s_result (m && strcmp (m->subject, "bare cr") == 0 && strcmp (m->from_addr, "ann@x.org") == 0
               && strstr (m->text, "line 2"), "bare CR read as line breaks");
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_adds (&t, "Subject: caf\xE9 \xFF\xFE \xC3\x28 \xED\xA0\x80 \xF4\x90\x80\x80\nFrom: J\xF6rg <j@x.org>\n"
                 "Content-Type: text/plain; charset=utf-8\n\n\xC3\xA9t\xE9 \xC0\xAF \xF8\x88\x80\x80\x80\n");
     m = s_case ("invalid UTF-8 and 8-bit headers", t.data, t.len, S_RECORD, NULL);
     if (s_verbose && m)
         printf ("# subject: [%s] from: [%s] text: [%s]\n", m->subject, m->from_name, m->text);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_adds (&t, s_head);
     s_adds (&t, "Content-Type: text/plain; charset=x-no-such-charset\n\nh\xE9llo\n");
@@ -520,9 +514,7 @@ s_hostile (void)
     else
         s_result (false, "hostile filenames sanitised to base names (got %zu attachments)",
                   m ? m->nattachments : 0);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_case ("empty message", "", 0, S_REJECT, "not an email message: no header fields");
     s_case ("NULL input", NULL, 0, S_REJECT, "not an email message: no header fields");
@@ -574,9 +566,7 @@ s_hostile (void)
     m = s_case ("16 MB base64 attachment", t.data, t.len, S_RECORD, NULL);
     s_result (m && m->nattachments == 1 && m->attachments [0].size == 12000000,
               "16 MB base64 attachment decodes to 12,000,000 bytes");
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_adds (&t, s_head);
     s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nsixty messages\n");
@@ -587,9 +577,7 @@ s_hostile (void)
     s_result (m && m->nnested == 50 && m->nattachments == 60 && m->attachments [59].note
               && m->attachments [59].nested_index == -1,
               "only the first 50 attached messages are parsed, the rest noted");
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     /* .eml inside .eml inside ...: each level base64-encodes the previous */
     {
@@ -637,9 +625,7 @@ s_hostile (void)
     s_result (m && m->nreferences == 100 && strcmp (m->references [0], "0@x") == 0
               && strcmp (m->references [99], "19999@x") == 0,
               "references capped at 100: root and latest 99");
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     s_adds (&t, s_head);
     s_adds (&t, "Content-Type: text/html\n\n");
@@ -737,9 +723,7 @@ s_hostile (void)
     s_result (m && m->nattachments == 1 && m->attachments [0].size == lines * 45
               && strcmp (m->text, "big file:\n[attachment: big.bin]\nbye\n") == 0,
               "a 10 MB uuencoded file becomes one attachment of %zu bytes", lines * 45);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
     /* an old encoder's spaces for zero, the trailing ones stripped in
        transit (CRLF lines): each line ends in a run of zero bytes, so
        most are shorter than their length character says */
@@ -1110,9 +1094,7 @@ s_smime (void)
     s_result (!m && strcmp (reason, "more than 3 MIME parts") == 0,
               "S/MIME opaque-signed: the signed entity's parts count (%s)",
               m ? "accepted" : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     /* a .p7m sent as octet-stream without smime-type, BER-encoded, next to
        a gateway's disclaimer: signed, not taken for encrypted */
@@ -1131,9 +1113,7 @@ s_smime (void)
               && strcmp (m->attachments [1].filename, "smime.p7m") == 0,
               "S/MIME signed .p7m as octet-stream, BER, no smime-type: read, not rejected (%s)",
               m ? m->text : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     /* signed data that holds no MIME entity (a signed PDF, Italian "firma
        digitale"): the PDF is an attachment of its own, the .p7m is kept */
@@ -1158,9 +1138,7 @@ s_smime (void)
               && m->attachments [p7m].note && strstr (m->attachments [p7m].note, "is read"),
               "S/MIME signed data holding a PDF: contract.pdf extracted (application/pdf), "
               "the .p7m kept (%s)", m ? m->text : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     /* the same signed PDF named smime.p7m: the file is named by its
        bytes (smime.pdf), not left without an extension */
@@ -1177,9 +1155,7 @@ s_smime (void)
               && s_attachment (m, "smime.p7m") >= 0,
               "S/MIME smime.p7m holding a PDF: smime.pdf, typed application/pdf (%s)",
               m ? (m->nattachments ? m->attachments [0].filename : m->text) : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     /* signed twice (contract.pdf.p7m.p7m): unwrapped to the PDF, each
        level kept, within the depth limit */
@@ -1215,9 +1191,7 @@ s_smime (void)
     m = s_parse_with (t.data, &lim, reason, sizeof reason);
     s_result (m && m->nattachments == 3,
               "S/MIME signed twice: read at the depth it needs (%s)", m ? "read" : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     /* encrypted, then signed: SignedData around an EnvelopedData (made
        here: no recipients, 16 bytes of "ciphertext") is encrypted mail,
@@ -1268,9 +1242,7 @@ s_smime (void)
     m = s_parse_with (t.data, NULL, reason, sizeof reason);
     s_result (!m && strcmp (reason, "MIME nesting deeper than 32 levels") == 0,
               "S/MIME signed 33 times: over the default depth limit (%s)", m ? "accepted" : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
     free (chain.data);
     memset (&chain, 0, sizeof chain);
     for (int levels = 4; levels <= 8; levels += 4) {
@@ -1316,9 +1288,7 @@ s_smime (void)
               && memcmp (m->attachments [txt].data, "Subject: quarterly figures\r\n\r\nRevenue up.\r\n", 43) == 0,
               "S/MIME signed text file (figures.txt.p7m) opening like a header: extracted, "
               "not read as MIME (%s)", m ? m->text : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     /* an enveloped .p7m named like a signed file is still encrypted mail */
     s_adds (&t, s_head);
@@ -1330,9 +1300,7 @@ s_smime (void)
     m = s_parse_with (t.data, NULL, reason, sizeof reason);
     s_result (!m && strcmp (reason, "encrypted email is not supported") == 0,
               "S/MIME enveloped contract.pdf.p7m still rejected (%s)", m ? "accepted" : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 
     /* raw DER sent with Content-Transfer-Encoding: binary (its bytes hold
        bare CRs and NULs) is read like base64: signed, the signed entity
@@ -1354,9 +1322,7 @@ s_smime (void)
               && memcmp (m->attachments [p7m].data, der.data, der.len) == 0,
               "S/MIME signed .p7m as raw DER (Content-Transfer-Encoding: binary): read, "
               "kept byte for byte (%s)", m ? m->text : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
     free (der.data);
     memset (&der, 0, sizeof der);
 
@@ -1375,9 +1341,7 @@ s_smime (void)
               && memcmp (m->attachments [p7m].data, der.data, der.len) == 0,
               "S/MIME signed .p7m as raw DER (8bit, no smime-type): signed, not taken for "
               "encrypted (%s)", m ? m->text : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
     free (der.data);
     memset (&der, 0, sizeof der);
 
@@ -1406,9 +1370,7 @@ s_smime (void)
               && s_attachment (m, "contract.pdf.p7m") >= 0 && s_attachment (m, "again.pdf.p7m") >= 0,
               "S/MIME signed .p7m saved as PEM or bare base64: read, not rejected as encrypted (%s)",
               m ? m->text : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
     free (b64.data);
     free (again.data);
 
@@ -1420,9 +1382,7 @@ s_smime (void)
     m = s_parse_with (t.data, NULL, reason, sizeof reason);
     s_result (!m && strcmp (reason, "encrypted email is not supported") == 0,
               "S/MIME enveloped data without smime-type rejected (%s)", m ? "accepted" : reason);
-    cm_message_destroy (&m);
-    free (t.data);
-    memset (&t, 0, sizeof t);
+    s_case_done (&m, &t);
 }
 
 /* --------------------------------------------------------- TNEF */
