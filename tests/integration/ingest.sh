@@ -56,6 +56,8 @@ for a in atts:
     print(eval(sys.argv[2]))
 PY
 }
+# SHA-256 of a file, as the API gives it; empty when there is no file
+sha() { sha256sum < "$1" 2>/dev/null | cut -d' ' -f1; }
 incidents_of() { sql "SELECT count(*) FROM incidents i JOIN routes r ON r.id = i.route_id WHERE r.name = '$1'"; }
 
 # ---------------------------------------------------------------- 1. corpus
@@ -161,7 +163,7 @@ check_contains "signed: flagged signed" '"signed"' "$OUT"
 inc=$(by_mid uu.1@reporter.test incident)
 run_cm incident show "$inc" --json
 check_eq "uuencode: the file in the text is an attachment with the file's SHA-256" \
-    "scan-0042.pdf application/pdf $(sha256sum < "$T/uu.eml.bin" | cut -d' ' -f1)" \
+    "scan-0042.pdf application/pdf $(sha "$T/uu.eml.bin")" \
     "$(printf '%s' "$OUT" | json '" ".join("%s %s %s" % (a["filename"], a["content_type"], a["sha256"]) for t in j["timeline"] for a in t["attachments"])')"
 check_eq "uuencode: the description holds a marker, not the encoded lines" \
     "Scanned by the copier on floor 3.|[attachment: scan-0042.pdf]|Do not reply." \
@@ -174,7 +176,7 @@ run_cm incident show "$inc" --json
 printf '%s' "$OUT" > "$T/tnef.json"
 tree=$(att_tree "$T/tnef.json" '"%s|depth=%d|parent=%s|%s|%d|%s|%s" % (a["filename"], a["depth"],
     parent, a["content_type"], a["size"], a["sha256"], a["note"] or "-")')
-dat_sha=$(sha256sum < "$T/tnef.eml.dat" | cut -d' ' -f1)
+dat_sha=$(sha "$T/tnef.eml.dat")
 check_contains "tnef: winmail.dat kept, its note counts the files" \
     "winmail.dat|depth=0|parent=-|application/ms-tnef|$(stat -c %s "$T/tnef.eml.dat")|$dat_sha|TNEF (winmail.dat): 2 files taken out" "$tree"
 if command -v tnef >/dev/null; then
@@ -184,9 +186,9 @@ if command -v tnef >/dev/null; then
         "SETUP.EXE|Zahlungsavis – März.pdf" "$(tnef -t "$T/tnef.eml.dat" | cut -f1 | sort | paste -sd'|')"
     pdf=$T/tnef.out/$(cd "$T/tnef.out" && ls | grep -v -x SETUP.EXE | head -1)
     check_contains "tnef: the PDF by its long Unicode name and MIME tag, under winmail.dat, as tnef reads it" \
-        "Zahlungsavis – März.pdf|depth=1|parent=winmail.dat|application/pdf|$(stat -c %s "$pdf")|$(sha256sum < "$pdf" | cut -d' ' -f1)|-" "$tree"
+        "Zahlungsavis – März.pdf|depth=1|parent=winmail.dat|application/pdf|$(stat -c %s "$pdf")|$(sha "$pdf")|-" "$tree"
     check_contains "tnef: the .exe by its 8.3 name, typed by it, as tnef reads it" \
-        "SETUP.EXE|depth=1|parent=winmail.dat|application/x-msdownload|$(stat -c %s "$T/tnef.out/SETUP.EXE")|$(sha256sum < "$T/tnef.out/SETUP.EXE" | cut -d' ' -f1)|-" "$tree"
+        "SETUP.EXE|depth=1|parent=winmail.dat|application/x-msdownload|$(stat -c %s "$T/tnef.out/SETUP.EXE")|$(sha "$T/tnef.out/SETUP.EXE")|-" "$tree"
 else
     not_ok "tnef: Debian's tnef installed (make deps)" "no tnef in PATH"
 fi
@@ -194,7 +196,7 @@ aid=$(json '[a["id"] for t in j["timeline"] for a in t["attachments"] if a["file
 rm -f "$T/tnef.pdf"
 check_exit "tnef: attachment get ${aid:-?} -o FILE" 0 attachment get "${aid:-0}" -o "$T/tnef.pdf"
 check_eq "tnef: attachment get returns the PDF's bytes" \
-    "$(sha256sum < "$T/tnef.eml.pdf" | cut -d' ' -f1)" "$(sha256sum < "$T/tnef.pdf" 2>/dev/null | cut -d' ' -f1)"
+    "$(sha "$T/tnef.eml.pdf")" "$(sha "$T/tnef.pdf")"
 check_eq "tnef: a message with no text of its own has the TNEF's text" \
     "Please find the payment advice attached.|Accounts" \
     "$(json '"|".join(l for l in j["description"].splitlines() if l.strip())' < "$T/tnef.json")"
@@ -288,13 +290,13 @@ check_eq "big: parsed" parsed "$(by_mid big.1@reporter.test state)"
 inc=$(by_mid big.1@reporter.test incident)
 run_cm incident show "$inc" --json
 aid=$(printf '%s' "$OUT" | json '[a["id"] for t in j["timeline"] for a in t["attachments"] if a["filename"] == "capture.pcap"][0]' 2>/dev/null)
-want=$(sha256sum < "$T/big.eml.bin" | cut -d' ' -f1)
+want=$(sha "$T/big.eml.bin")
 check_eq "big: stored SHA-256 is the original's" "$want" \
     "$(printf '%s' "$OUT" | json '[a["sha256"] for t in j["timeline"] for a in t["attachments"] if a["filename"] == "capture.pcap"][0]' 2>/dev/null)"
 rm -f "$T/got.bin"
 check_exit "big: attachment get ${aid:-?} -o FILE" 0 attachment get "${aid:-0}" -o "$T/got.bin"
 check_eq "big: the downloaded 20 MB file has the original's SHA-256" "$want" \
-    "$(sha256sum < "$T/got.bin" 2>/dev/null | cut -d' ' -f1)"
+    "$(sha "$T/got.bin")"
 check_eq "big: size" 20000000 "$(stat -c %s "$T/got.bin" 2>/dev/null)"
 
 # The size limit is the parser's (CASEMAIL_MAX_MESSAGE_BYTES): restart with 2 MB.
