@@ -473,17 +473,27 @@ cm_uu_selftest (bool verbose)
 
     /* spaces for zero (old encoders, binascii.b2a_uu (backtick=False)),
        and the trailing ones stripped in transit: lines shorter than
-       their length character says, the zero-length line empty */
-    snprintf (body, sizeof body, "Scan:\nbegin 644 stripped.zip\n%s\n%s\n\nend\nBye\n",
-              s_uu_stripped [0], s_uu_stripped [1]);
-    m = s_parse ("", body, NULL, reason, sizeof reason);
-    failures += s_check (m && m->nattachments == 1 && m->attachments [0].size == 55
-                         && strcmp (m->attachments [0].filename, "stripped.zip") == 0
-                         && strcmp (m->attachments [0].sha256, s_uu_stripped_sha) == 0
-                         && strcmp (m->text, "Scan:\n[attachment: stripped.zip]\nBye\n") == 0,
-                         "uuencode: trailing spaces stripped, the missing characters read as zero",
-                         verbose);
-    cm_message_destroy (&m);
+       their length character says, the zero-length line empty or the
+       space it is; without it, the block is not one such an encoder
+       writes and stays text */
+    static const struct { const char *zero, *what; bool taken; } ends [] = {
+        { "\n", "uuencode: trailing spaces stripped, the missing characters read as zero", true },
+        { " \n", "uuencode: ... the zero-length line a space", true },
+        { "", "uuencode: ... no zero-length line: text", false },
+    };
+    for (size_t i = 0; i < sizeof ends / sizeof ends [0]; i++) {
+        snprintf (body, sizeof body, "Scan:\nbegin 644 stripped.zip\n%s\n%s\n%send\nBye\n",
+                  s_uu_stripped [0], s_uu_stripped [1], ends [i].zero);
+        m = s_parse ("", body, NULL, reason, sizeof reason);
+        failures += s_check (m && (ends [i].taken
+                             ? m->nattachments == 1 && m->attachments [0].size == 55
+                               && strcmp (m->attachments [0].filename, "stripped.zip") == 0
+                               && strcmp (m->attachments [0].sha256, s_uu_stripped_sha) == 0
+                               && strcmp (m->text, "Scan:\n[attachment: stripped.zip]\nBye\n") == 0
+                             : m->nattachments == 0 && strcmp (m->text, body) == 0),
+                             ends [i].what, verbose);
+        cm_message_destroy (&m);
+    }
     /* damaged, the block stays text: a short line that still ends in a
        space (it lost no trailing spaces), one with a character uuencode
        does not write */
