@@ -1483,7 +1483,7 @@ s_tnef (const char *dir)
             snprintf (why, sizeof why, "%zu attachments, %zu expected", m->nattachments, k);
         }
         s_result (ok, "tnef %s: files under winmail.dat as mktnef.py wrote them%s%s%s",
-                  names [n], m ? "" : " (rejected: ", m ? "" : reason, *why ? ": " : "");
+                  names [n], m ? "" : " (rejected: ", m ? "" : reason, m ? "" : ")");
         if (!ok && *why)
             printf ("#   %s\n", why);
         cm_message_destroy (&m);
