@@ -70,6 +70,14 @@ struct _cm_ews_t {
     char diag [512];            /* x-ms-diagnostics of the last answer */
     long backoff_ms;            /* the last fault's BackOffMilliseconds */
     long retry_after_ms;        /* Retry-After of the last answer (seconds form), 0 none */
+    volatile int *stop;         /* cm_ews_set_stop */
+    long stall_ms;              /* cm_ews_set_stall: 0 none */
+    struct {                    /* the stall watch of the request in flight */
+        int64_t last_move_ms;   /* when a byte last moved (or the call began) */
+        curl_off_t ul, dl;      /* the counts seen then */
+        bool answering;         /* the server's answer has begun */
+        char why [200];         /* the stall and its phase, once seen */
+    } watch;
 };
 
 /* A parsed SOAP answer. */
@@ -658,6 +666,14 @@ s_item_ref (cm_buf_t *b, const cm_ews_item_t *item, bool with_key)
     return rc;
 }
 
+static int64_t
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static size_t
 s_write_cb (char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -677,6 +693,10 @@ s_header_cb (char *data, size_t size, size_t nmemb, void *userp)
     memcpy (line, data, l);
     line [l] = 0;
     line [strcspn (line, "\r\n")] = 0;
+    if (self->stall_ms > 0) {
+        self->watch.answering = true;
+        self->watch.last_move_ms = s_now_ms ();
+    }
     if (strncmp (line, "HTTP/", 5) == 0) {
         self->www_auth [0] = 0;
         self->diag [0] = 0;
@@ -880,6 +900,8 @@ s_call (cm_ews_t *self, const char *body, size_t bodylen, size_t cap, s_answer_t
         curl_easy_setopt (self->h, CURLOPT_POSTFIELDS, req.data);
         curl_easy_setopt (self->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req.len);
         s_trace_xml (self, "request", req.data, req.len);
+        memset (&self->watch, 0, sizeof self->watch);
+        self->watch.last_move_ms = s_now_ms ();
         CURLcode cc = curl_easy_perform (self->h);
         curl_easy_setopt (self->h, CURLOPT_HTTPHEADER, NULL);
         long http = 0;
@@ -887,6 +909,11 @@ s_call (cm_ews_t *self, const char *body, size_t bodylen, size_t cap, s_answer_t
         if (cc == CURLE_WRITE_ERROR && self->answer.overflow) {
             *overflow = true;
             snprintf (err, errlen, "answer from %s larger than %zu bytes", self->url, cap);
+            goto done;
+        }
+        if (cc == CURLE_ABORTED_BY_CALLBACK && self->watch.why [0]) {
+            snprintf (err, errlen, "%s", self->watch.why);
+            *transient = true;      /* the server's passing trouble: tried again later */
             goto done;
         }
         if (cc) {
@@ -1185,13 +1212,55 @@ cm_ews_destroy (cm_ews_t **self_p)
     *self_p = NULL;
 }
 
+/* libcurl calls this about once a second while a request is in flight.
+   It ends the request when the route stops (cm_ews_set_stop), and, with
+   a stall time (cm_ews_set_stall), when no byte has moved for that long
+   while the request was being sent or the answer read. The wait between
+   the two is exempt, as SMTP's answer to the end of the data: Exchange
+   may scan a message before it answers, and a send given up then may
+   have gone out (the 10-minute low-speed limit rules there). */
 static int
 s_xfer_cb (void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
            curl_off_t ulnow)
 {
-    (void) dltotal; (void) dlnow; (void) ultotal; (void) ulnow;
-    volatile int *stop = userp;
-    return stop && *stop;           /* non-zero: libcurl aborts the transfer */
+    (void) dltotal;
+    cm_ews_t *self = userp;
+    if (self->stop && *self->stop)
+        return 1;                   /* non-zero: libcurl aborts the transfer */
+    if (self->stall_ms <= 0)
+        return 0;
+    int64_t now = s_now_ms ();
+    if (ulnow != self->watch.ul || dlnow != self->watch.dl) {
+        if (ulnow != self->watch.ul)
+            self->watch.answering = false;  /* a request goes out: any answer was interim */
+        self->watch.ul = ulnow;
+        self->watch.dl = dlnow;
+        self->watch.last_move_ms = now;
+        return 0;
+    }
+    bool sending = ultotal > 0 && ulnow < ultotal;
+    if ((!sending && !self->watch.answering) || now - self->watch.last_move_ms < self->stall_ms)
+        return 0;
+    long secs = (self->stall_ms + 999) / 1000;
+    if (sending)
+        snprintf (self->watch.why, sizeof self->watch.why, "the server stalled: no byte moved"
+                  " for %ld s while the request was sent (%lld of %lld bytes taken)", secs,
+                  (long long) ulnow, (long long) ultotal);
+    else
+        snprintf (self->watch.why, sizeof self->watch.why, "the server stalled: no byte moved"
+                  " for %ld s while its answer was read (%lld bytes in)", secs,
+                  (long long) dlnow);
+    return 1;
+}
+
+/* The progress callback serves both the stop and the stall watch. */
+static void
+s_progress (cm_ews_t *self)
+{
+    bool on = (self->stop != NULL) || self->stall_ms > 0;
+    curl_easy_setopt (self->h, CURLOPT_XFERINFOFUNCTION, s_xfer_cb);
+    curl_easy_setopt (self->h, CURLOPT_XFERINFODATA, (void *) self);
+    curl_easy_setopt (self->h, CURLOPT_NOPROGRESS, on ? 0L : 1L);
 }
 
 void
@@ -1199,9 +1268,17 @@ cm_ews_set_stop (cm_ews_t *self, volatile int *stop)
 {
     if (!self || !self->h)
         return;
-    curl_easy_setopt (self->h, CURLOPT_XFERINFOFUNCTION, s_xfer_cb);
-    curl_easy_setopt (self->h, CURLOPT_XFERINFODATA, (void *) stop);
-    curl_easy_setopt (self->h, CURLOPT_NOPROGRESS, stop ? 0L : 1L);
+    self->stop = stop;
+    s_progress (self);
+}
+
+void
+cm_ews_set_stall (cm_ews_t *self, long stall_ms)
+{
+    if (!self || !self->h)
+        return;
+    self->stall_ms = stall_ms > 0 ? stall_ms : 0;
+    s_progress (self);
 }
 
 void

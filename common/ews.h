@@ -49,6 +49,11 @@ void cm_ews_set_sender (cm_ews_t *self, const char *email);
 /* A request in flight is given up (an error) once *stop is non-zero: a
    route that stops does not wait out a silent server. */
 void cm_ews_set_stop (cm_ews_t *self, volatile int *stop);
+/* A request is given up (a temporary failure naming the stall and its
+   phase) when no byte has moved for stall_ms while it was being sent or
+   its answer read; the wait for the answer in between is exempt (the
+   server may scan a message first). 0: no watch (the default). */
+void cm_ews_set_stall (cm_ews_t *self, long stall_ms);
 /* The schema version in use ("Exchange2010_SP2", ...); while negotiating
    and before the first answer, the value that will be tried next. */
 const char *cm_ews_version (cm_ews_t *self);

@@ -5,6 +5,7 @@
     Exchange strips from what it transmits. EWS returns no item id: the
     message is correlated by its own Message-ID, already in the MIME. */
 #include "sender.h"
+#include "config.h"
 #include "log.h"
 #include "route.h"
 #include "route_ews.h"
@@ -41,6 +42,8 @@ sender_ews_send (const json_t *config, const char *mime, size_t len,
             return CM_SMTP_PERMFAIL;
         }
         s_key = key;
+        /* the stall time SMTP sends have (CASEMAIL_SEND_STALL_MS) */
+        cm_ews_set_stall (s_ews, cm_config_env ("CASEMAIL_SEND_STALL_MS", 60000));
     }
     else
         free (key);

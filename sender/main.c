@@ -14,8 +14,8 @@
     sender goes back to `queued` and is sent again with the same bytes and
     Message-ID: delivery is at least once. A server that stalls (no byte
     moving for CASEMAIL_SEND_STALL_MS, default 60 s, outside the wait for
-    the answer to the end of the data) ends the attempt as a temporary
-    failure naming the phase. The main thread keeps the bus
+    the answer to the end of the data, or over EWS for the answer to the
+    request) ends the attempt as a temporary failure naming the phase. The main thread keeps the bus
     (heartbeats, wakes) and rescans every second. */
 #include "sender.h"
 #include "buf.h"

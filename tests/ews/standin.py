@@ -1666,6 +1666,8 @@ class EwsHandler(BaseHandler):
         if urllib.parse.urlsplit(self.path).path.lower() != "/ews/exchange.asmx":
             self.body_or_error()
             return self.send(404, "not found")
+        if self.stall_upload():
+            return
         body = self.body_or_error()
         if body is None:
             return
@@ -1692,6 +1694,32 @@ class EwsHandler(BaseHandler):
         self.send(status, payload, "text/xml; charset=utf-8")
         if app.verbose:
             app.log("EWS %s %s by %s (%s) -> %d" % (op, self.server.kind, principal.name, principal.scheme, status))
+
+    def stall_upload(self):
+        """A stall asked for (c_stall) and this request big enough: reads
+        AFTER bytes of its body, then nothing more for HOLD seconds, and
+        drops the connection (a server that stops reading in the middle of
+        a send; it never has the whole request, so nothing is sent)."""
+        app = self.server.app
+        n = int(self.headers.get("Content-Length") or 0)
+        with app.inject_lock:
+            s = app.stall
+            if not s or s["count"] <= 0 or n < s["min_body"]:
+                return False
+            s["count"] -= 1
+        app.stats.inc("stalled", "upload")
+        self.rfile.read(min(n, s["after"]))
+        try:    # (after the read: a small buffer would make that read crawl)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        except OSError:
+            pass
+        time.sleep(s["hold"])
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return True
 
     # ------------------------------------------------------------- SOAP
     def soap(self, body, principal):
@@ -2310,6 +2338,18 @@ class ControlHandler(BaseHandler):
             app.inject_hang[op] = float(q.get("hang", "0"))
         return {"inject": dict(app.inject)}
 
+    def c_stall(self, method, q, body):
+        """The next COUNT EWS requests with a body of MIN_BODY bytes or more
+        are read for AFTER bytes only; then the server reads nothing more
+        for HOLD seconds and drops the connection."""
+        app = self.server.app
+        with app.inject_lock:
+            app.stall = {"count": int(q.get("count", "1")),
+                         "min_body": int(q.get("min_body", "1000000")),
+                         "after": int(q.get("after", "262144")),
+                         "hold": float(q.get("hold", "30"))}
+        return {"stall": dict(app.stall)}
+
     def c_stats(self, method, q, body):
         return self.server.app.stats.snapshot()
 
@@ -2325,6 +2365,7 @@ class ControlHandler(BaseHandler):
             app.tokens.tokens.clear()
         with app.inject_lock:
             app.inject.clear()
+            app.stall = None
         return {"ok": True}
 
 
@@ -2354,6 +2395,7 @@ class App:
         self.inject = {}
         self.inject_backoff = {}
         self.inject_hang = {}
+        self.stall = None           # c_stall: a stall while a request is read
         self.inject_lock = threading.Lock()
         self.servers = []
 

@@ -15,6 +15,7 @@
 #   6. no token, client secret or password in any log, API answer or dump.
 . "$CM_TOP/tests/lib.sh"
 export CASEMAIL_SEND_RETRY_BASE_MS=500
+export CASEMAIL_SEND_STALL_MS=4000      # the sender's stall time (section 3)
 E=$CM_WORK/ews
 T=$CM_WORK/$CM_TEST.d
 rm -rf "$T"; mkdir -p "$T"
@@ -225,6 +226,47 @@ ctl POST "deliver?mailbox=ews1@contoso.test&folder=inbox" --data-binary @"$T/rep
 reply_inc() { sql "SELECT 'INC-' || i.number FROM timeline t JOIN incidents i ON i.id = t.incident_id WHERE t.message_id IN ('$RMID', '<$RMID>')"; }
 wait_until 20 sh -c "[ -n \"\$(psql -X -q -t -A \"$CASEMAIL_DB\" -c \"SELECT 1 FROM timeline WHERE message_id IN ('$RMID', '<$RMID>')\")\" ]"
 check_eq "a reply dropped into the mailbox lands on $INC" "$INC" "$(reply_inc)"
+
+# A server that stops reading in the middle of a send (a 12 MB file): no
+# byte moves for the stall time (4 s here), the attempt ends as a
+# temporary failure naming the phase, twice, and the email goes out once
+# at the third attempt. A server that is silent before it answers (as
+# Exchange scanning a message) is waited for: that is no stall.
+stalled() { ctl GET stats | json 'j.get("stalled", {}).get("upload", 0)'; }
+sender_log() { cat "$CASEMAIL_HOME"/log/sender*.log; }
+sent_copies() {     # sent_copies MESSAGE-ID: copies in the stand-in's sent items
+    ctl GET "sent?mailbox=ews1@contoso.test" | python3 -c '
+import base64, email, json, sys
+mid = sys.argv[1].strip("<>"); n = 0
+for s in json.load(sys.stdin)["sent"]:
+    m = email.message_from_bytes(base64.b64decode(s["mime_b64"]))
+    n += (m.get("Message-ID") or "").strip().strip("<>") == mid
+print(n)' "$1"
+}
+head -c 12000000 /dev/urandom > "$T/big.bin"
+ST0=$(stalled)
+ctl POST "stall?min_body=8000000&count=2&after=1000000&hold=30" >/dev/null
+run_cm incident email "$INC" --to rep0@outside.test --subject "Big evidence" --body "Attached." \
+    --attach "$T/big.bin" --wait --wait-timeout 120
+check_eq "a send the server stops reading: incident email still exits 0" 0 "$RC"
+BIGID=$(sql "SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
+BIGMID=$(sql "SELECT message_id FROM outbox WHERE id = $BIGID")
+check_eq "... the server stopped reading twice" 2 "$(( $(stalled) - ST0 ))"
+check_eq "... sent at the third attempt" "sent 3" "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $BIGID")"
+check_eq "... and once" 1 "$(sent_copies "$BIGMID")"
+check_contains "... each stalled attempt names the stall and its phase" \
+    "email $BIGID attempt 2: deferred: the server stalled: no byte moved for 4 s while the request was sent (" \
+    "$(sender_log)"
+ctl POST "inject?operation=CreateItem&count=1&hang=8&backoff=500" >/dev/null
+run_cm incident email "$INC" --to rep0@outside.test --subject "Scanned" --body "Slow answer." \
+    --wait --wait-timeout 60
+check_eq "a server silent for 8 s before it answers a send: incident email exits 0" 0 "$RC"
+SLOWID=$(sql "SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
+SLOWLOG=$(sender_log | grep "email $SLOWID attempt 1:")
+check_contains "... its answer was waited for (the server's busy fault, 8 s later)" "ErrorServerBusy" "$SLOWLOG"
+check_lacks "... no stall in the wait for the answer" "stalled" "$SLOWLOG"
+check_eq "... sent once, at the second attempt" "sent 2 1" \
+    "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $SLOWID") $(sent_copies "$(sql "SELECT message_id FROM outbox WHERE id = $SLOWID")")"
 
 # A request that fails after a whole pass (the server busy once, asking
 # for 4 s): the route waits that long, signs in again and stays RUNNING,
