@@ -8,7 +8,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config libzmq3-dev libczmq-dev libgmime-3.0-dev \
       libcurl4-openssl-dev libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev \
-      libxml2-dev \
+      libxml2-dev libidn2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -19,7 +19,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates libczmq4 libzmq5 libgmime-3.0-0 libcurl4 libpq5 libssl3 \
-      libmicrohttpd12 libjansson4 libxml2 \
+      libmicrohttpd12 libjansson4 libxml2 libidn2-0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/casemail --create-home casemail \
  && mkdir -p /var/lib/casemail/key /var/lib/casemail/state /etc/casemail/certs \

@@ -2,7 +2,7 @@
 # bin/; common/ is a static library every binary links. Header
 # dependencies are generated (-MMD).
 
-PKGS     := libczmq libzmq gmime-3.0 libcurl libpq libmicrohttpd jansson openssl libxml-2.0
+PKGS     := libczmq libzmq gmime-3.0 libcurl libpq libmicrohttpd jansson openssl libxml-2.0 libidn2
 CC       ?= cc
 OPTFLAGS ?= -O2 -g
 SANFLAGS ?=
@@ -58,7 +58,7 @@ $(PROGRAMS):
 # is missing.
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libzmq3-dev libczmq-dev libgmime-3.0-dev libcurl4-openssl-dev \
-            libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev libxml2-dev \
+            libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev libxml2-dev libidn2-dev \
             postgresql dovecot-imapd dovecot-lmtpd postfix swaks \
             libnet-ssleay-perl openssl curl iproute2 procps valgrind python3 python3-yaml \
             docker-compose cyrus-common sasl2-bin tnef

@@ -3,6 +3,7 @@
     knows every setting; the API, the CLI and the database all carry the
     same names. */
 #include "route.h"
+#include <idn2.h>
 #include "log.h"
 #include <ctype.h>
 #include <stdio.h>
@@ -127,6 +128,46 @@ cm_route_valid_address (const char *addr)
         if (!isalnum ((unsigned char) *p) && *p != '-' && *p != '.')
             return false;
     return true;
+}
+
+int
+cm_route_ascii_address (const char *addr, char *out, size_t outlen, char *why, size_t whylen)
+{
+    *out = 0;
+    *why = 0;
+    const char *at = addr ? strrchr (addr, '@') : NULL;
+    bool ascii = true;
+    for (const char *p = addr; p && *p && ascii; p++)
+        ascii = (unsigned char) *p < 0x80;
+    if (ascii || !at) {
+        if (!addr || strlen (addr) >= outlen) {
+            snprintf (why, whylen, "it is too long");
+            return -1;
+        }
+        strcpy (out, addr);
+        return 0;
+    }
+    for (const char *p = addr; p < at; p++)
+        if ((unsigned char) *p >= 0x80) {
+            snprintf (why, whylen, "the part before the @ is not ASCII, and mail to such an"
+                      " address needs SMTPUTF8 (RFC 6531), which casemail does not send");
+            return -1;
+        }
+    char *domain = NULL;
+    int rc = idn2_to_ascii_8z (at + 1, &domain, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+    if (rc != IDN2_OK) {
+        snprintf (why, whylen, "its domain is not a valid internationalised domain name"
+                  " (IDNA2008: %s)", idn2_strerror (rc));
+        return -1;
+    }
+    int n = snprintf (out, outlen, "%.*s@%s", (int) (at - addr), addr, domain);
+    idn2_free (domain);
+    if (n < 0 || (size_t) n >= outlen) {
+        *out = 0;
+        snprintf (why, whylen, "it is too long");
+        return -1;
+    }
+    return 0;
 }
 
 static bool
@@ -536,6 +577,27 @@ cm_route_test (bool verbose)
     if (!cm_route_valid_address ("a.b+c@x-y.example") || cm_route_valid_address ("a@b")
         || cm_route_valid_address ("a b@c.d") || cm_route_valid_address ("@c.d"))
         goto done;
+    /* a Unicode domain becomes its A-label; a Unicode local part and a
+       domain IDNA2008 refuses are named; ASCII passes unchanged */
+    static const struct { const char *in, *out, *why; } idn [] = {
+        { "hans@b\xc3\xbc" "cher.example", "hans@xn--bcher-kva.example", NULL },
+        { "Ops@M\xc3\x9cLLER.example", "Ops@xn--mller-kva.example", NULL },
+        { "a@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a", "a@xn--fsqu00a.xn--4rr70v", NULL },
+        { "a.b+c@x-y.example", "a.b+c@x-y.example", NULL },
+        { "j\xc3\xb6rg@example.test", NULL, "not ASCII" },
+        { "x@\xe2\x98\x83\xe2\x80\x8d.example", NULL, "IDNA2008" },
+        { "x@b\xc3\xbc\xff.example", NULL, "IDNA2008" },
+    };
+    for (size_t i = 0; i < sizeof idn / sizeof idn [0]; i++) {
+        char out [320], why [200];
+        int r = cm_route_ascii_address (idn [i].in, out, sizeof out, why, sizeof why);
+        bool good = idn [i].out ? r == 0 && strcmp (out, idn [i].out) == 0
+                                : r == -1 && strstr (why, idn [i].why) != NULL;
+        if (verbose)
+            printf ("  address %s -> %s%s\n", idn [i].in, r ? "refused: " : "", r ? why : out);
+        if (!good)
+            goto done;
+    }
     rc = 0;
 done:
     json_decref (config);

@@ -44,6 +44,13 @@ bool cm_route_bool (const json_t *config, const char *key);
 /* True when an email address is syntactically acceptable (addr-spec,
    no display name, no control characters). */
 bool cm_route_valid_address (const char *addr);
+/* An address in the form mail can carry without SMTPUTF8: a domain in
+   Unicode (bücher.example) becomes its A-label (xn--bcher-kva.example,
+   IDNA2008); ASCII is copied as it is. -1 with why filled when it can't
+   be: a non-ASCII part before the @, a domain IDNA refuses, or longer
+   than outlen. The result still needs cm_route_valid_address. */
+int cm_route_ascii_address (const char *addr, char *out, size_t outlen, char *why,
+                            size_t whylen);
 /* True for a calendar date YYYY-MM-DD from 1970 on that exists
    (not 2026-02-30). */
 bool cm_route_valid_date (const char *text);

@@ -62,13 +62,18 @@ s_addresses (json_t *list, const char *field, bool required, cm_buf_t *literal,
                          " (CR, LF or NUL)", field, i + 1);
             return -1;
         }
-        if (!cm_route_valid_address (addr)) {
+        char ascii [320], why [200];
+        if (cm_route_ascii_address (addr, ascii, sizeof ascii, why, sizeof why)) {
+            reply_error (r, 400, field, "%s address '%s' can't be used: %s", field, addr, why);
+            return -1;
+        }
+        if (!cm_route_valid_address (ascii)) {
             reply_error (r, 400, field, "%s address '%s' is not a valid email address",
                          field, addr);
             return -1;
         }
-        cm_buf_printf (literal, "%s\"%s\"", i ? "," : "", addr);
-        cm_buf_printf (display, "%s%s", display->len ? ", " : "", addr);
+        cm_buf_printf (literal, "%s\"%s\"", i ? "," : "", ascii);
+        cm_buf_printf (display, "%s%s", display->len ? ", " : "", ascii);
     }
     cm_buf_append (literal, "}", 1);
     return 0;

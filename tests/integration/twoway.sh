@@ -14,7 +14,9 @@
 #      leaves the email sent (the same report again changes nothing), and
 #      the email is bounced once every recipient bounced;
 #   6. CR/LF in a subject or an address, and more addresses than the limit,
-#      are refused (CLI exit 2, API 400) and nothing is queued.
+#      are refused (CLI exit 2, API 400) and nothing is queued;
+#   7. a recipient on an internationalised domain gets the email at the
+#      domain's A-label; a non-ASCII local part is refused, naming SMTPUTF8.
 # Uses only the user u10 and the shared sink mailbox (messages found by
 # Message-ID or by a subject token unique to this run).
 . "$CM_TOP/tests/lib.sh"
@@ -511,5 +513,27 @@ check_eq "nothing was queued by the refused emails" "$OUTBOX1" "$(outbox_count)"
 printf '%s' '{"to":["ctl-'"$TOK"'@outside.test"],"subject":"Hi there","body":"x"}' > "$T/ok.json"
 check_eq "API: the same email without CR/LF answers 201" 201 "$(api_post "/v1/incidents/$INC/email" "$T/ok.json")"
 check_eq "and it is queued" $((OUTBOX1 + 1)) "$(outbox_count)"
+
+# 7. a recipient on an internationalised domain (RFC 5890): sent to the
+# domain's A-label, in the envelope and in To; a non-ASCII part before
+# the @ (which needs SMTPUTF8) is refused, naming why, and nothing is queued.
+IDN_TO="idn-$TOK@bücher.example"
+IDN_ASCII="idn-$TOK@xn--bcher-kva.example"
+run_cm incident email "$INC" --to "$IDN_TO" --subject "IDN $TOK" --body "x" --wait --wait-timeout 60
+check_eq "incident email to $IDN_TO exits 0 (sent)" 0 "$RC"
+E_IDN=$(outbox_json | json 'max(e["id"] for e in j["emails"])')
+check_eq "... the outbox keeps the A-label" "$IDN_ASCII" "$(outbox_field "$E_IDN" to)"
+E_IDN_MID=$(outbox_field "$E_IDN" message_id)
+if wait_until 30 sink_has "$E_IDN_MID" "$T/idn.eml"; then ok "... it arrives in the sink"
+else not_ok "... it arrives in the sink" "no <$E_IDN_MID>"; fi
+mailpy inspect "$T/idn.eml" > "$T/idn.json" 2>/dev/null || echo '{}' > "$T/idn.json"
+check_eq "... To is the A-label" "$IDN_ASCII" "$(json 'j["to"]' < "$T/idn.json")"
+check_contains "... the envelope recipient is the A-label" "$IDN_ASCII" \
+    "$(json '" ".join(j["envelope_to"])' < "$T/idn.json")"
+N_OUT=$(outbox_count)
+run_cm incident email "$INC" --to "jörg-$TOK@outside.test" --subject "EAI $TOK" --body "x"
+check_eq "incident email to a non-ASCII local part fails with exit code 2" 2 "$RC"
+check_contains "... naming SMTPUTF8" "needs SMTPUTF8" "$OUT"
+check_eq "... and queues nothing" "$N_OUT" "$(outbox_count)"
 
 cm_stop
