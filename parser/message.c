@@ -1885,7 +1885,8 @@ static int s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *obje
 
 /* An S/MIME application/pkcs7-mime part, also under the generic type
    some clients and gateways send it with (application/octet-stream
-   named smime.p7m or any .p7m). */
+   named smime.p7m or any .p7m). object NULL: a file known by its name
+   and bytes only (uuencoded in a text body). */
 static bool
 s_is_pkcs7_mime (GMimeObject *object, const char *type, const char *filename)
 {
@@ -1894,7 +1895,7 @@ s_is_pkcs7_mime (GMimeObject *object, const char *type, const char *filename)
         return true;
     if (strcmp (type, "application/octet-stream") != 0)
         return false;
-    const char *name = g_mime_object_get_content_type_parameter (object, "name");
+    const char *name = object ? g_mime_object_get_content_type_parameter (object, "name") : NULL;
     return (filename && s_ends_with_ci (filename, ".p7m"))
         || (name && s_ends_with_ci (name, ".p7m"));
 }
@@ -2331,6 +2332,67 @@ oom:
     return -1;
 }
 
+/* A file the message carries, known by its type, name and bytes: a MIME
+   leaf part that is not a body (object is the part), or a file uuencoded
+   in a text body (object NULL, type from its name: s_type_for_name). The
+   same rules read both: an attached message (message/rfc822, a name
+   ending in .eml) is parsed as a nested message (s_add_nested); a .p7m
+   has its signed content read or its signed file taken out
+   (s_walk_signed_data) or, enveloped, makes the message encrypted; the
+   files in a winmail.dat are taken out (s_take_tnef); an .msg is kept
+   with a note; anything else is kept as it is. depth is the file's own
+   MIME depth. Takes ownership of filename (may be NULL) and data. -1
+   when a limit trips or memory runs out (ctx->failed). */
+static int
+s_take_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
+             const char *type, char *filename, unsigned char *data, size_t size,
+             int depth, bool root, bool in_report, s_alt_t *alt)
+{
+    const char *note = NULL;
+    if (s_is_pkcs7_mime (object, type, filename)) {
+        const char *st = object ? g_mime_object_get_content_type_parameter (object, "smime-type")
+                                : NULL;
+        bool signed_label = st && !g_ascii_strcasecmp (st, "signed-data");
+        bool is_signed = false, unpacked = false;
+        /* a .p7m without smime-type is read to tell signed from encrypted */
+        if ((signed_label || !st)
+        &&  s_walk_signed_data (ctx, m, w, object, filename, data, size, depth, root,
+                                in_report, alt, &is_signed, &unpacked)) {
+            free (filename);
+            free (data);
+            return -1;
+        }
+        if (signed_label || is_signed) {
+            m->signed_ = true;
+            note = unpacked ? S_SIGNED_READ : S_SIGNED_KEPT;
+        }
+        else
+        if (!st || !g_ascii_strcasecmp (st, "enveloped-data")
+                || !g_ascii_strcasecmp (st, "authEnveloped-data"))
+            m->encrypted = true;    /* anywhere in the tree, as in s_walk */
+    }
+    if (strcmp (type, "application/vnd.ms-outlook") == 0
+    ||  (filename && s_ends_with_ci (filename, ".msg")))
+        note = "MSG attachments are not supported; attach the message as EML";
+    bool tnef = strcmp (type, "application/ms-tnef") == 0
+             || strcmp (type, "application/vnd.ms-tnef") == 0
+             || (filename && strcasecmp (filename, "winmail.dat") == 0);
+    bool eml = (filename && s_ends_with_ci (filename, ".eml"))
+            || strcmp (type, "message/rfc822") == 0
+            || strcmp (type, "application/x-eml") == 0
+            || strcmp (type, "application/eml") == 0;
+    if (eml && !in_report)
+        return s_add_nested (ctx, m, object, NULL, data, size, filename, depth);
+    cm_attachment_t *a = s_add_attachment (ctx, m, object, filename, data, size);
+    if (!a || (note && !(a->note = strdup (note)))) {
+        s_fail (ctx, "out of memory while reading an attachment");
+        return -1;
+    }
+    if (tnef && s_take_tnef (ctx, m, w, m->nattachments - 1))
+        return -1;
+    return 0;
+}
+
 static int
 s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
              int depth, bool root, bool in_report, s_alt_t *alt)
@@ -2405,55 +2467,10 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
             m->dsn_original_message_id = s_msgid_from_headers (text);
         free (text);
     }
-    const char *note = NULL;
-    if (s_is_pkcs7_mime (object, type, filename)) {
-        const char *st = g_mime_object_get_content_type_parameter (object, "smime-type");
-        bool signed_label = st && !g_ascii_strcasecmp (st, "signed-data");
-        bool is_signed = false, unpacked = false;
-        /* a .p7m without smime-type is read to tell signed from encrypted */
-        if ((signed_label || !st)
-        &&  s_walk_signed_data (ctx, m, w, object, filename, data, size, depth, root,
-                                in_report, alt, &is_signed, &unpacked))
-            goto done;
-        if (signed_label || is_signed) {
-            m->signed_ = true;
-            note = unpacked ? S_SIGNED_READ : S_SIGNED_KEPT;
-        }
-        else
-        if (!st || !g_ascii_strcasecmp (st, "enveloped-data")
-                || !g_ascii_strcasecmp (st, "authEnveloped-data"))
-            m->encrypted = true;    /* anywhere in the tree, as in s_walk */
-    }
-    if (strcmp (type, "application/vnd.ms-outlook") == 0
-    ||  (filename && s_ends_with_ci (filename, ".msg")))
-        note = "MSG attachments are not supported; attach the message as EML";
-    bool tnef = strcmp (type, "application/ms-tnef") == 0
-             || strcmp (type, "application/vnd.ms-tnef") == 0
-             || (filename && strcasecmp (filename, "winmail.dat") == 0);
-    bool eml = (filename && s_ends_with_ci (filename, ".eml"))
-            || strcmp (type, "message/rfc822") == 0
-            || strcmp (type, "application/x-eml") == 0
-            || strcmp (type, "application/eml") == 0;
-    if (eml && !in_report) {
-        rc = s_add_nested (ctx, m, object, NULL, data, size, filename, depth);
-        data = NULL;
-        filename = NULL;
-        goto done;
-    }
-    cm_attachment_t *a = s_add_attachment (ctx, m, object, filename, data, size);
-    data = NULL;
+    rc = s_take_file (ctx, m, w, object, type, filename, data, size, depth, root,
+                      in_report, alt);
     filename = NULL;
-    if (!a) {
-        s_fail (ctx, "out of memory while reading an attachment");
-        goto done;
-    }
-    if (note && !(a->note = strdup (note))) {
-        s_fail (ctx, "out of memory while reading an attachment");
-        goto done;
-    }
-    if (tnef && s_take_tnef (ctx, m, w, m->nattachments - 1))
-        goto done;
-    rc = 0;
+    data = NULL;
 done:
     free (type);
     free (filename);
