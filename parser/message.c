@@ -1712,13 +1712,42 @@ s_part_filename (s_ctx_t *ctx, GMimeObject *object)
     return clean;
 }
 
-/* Files uuencoded in a text body (parser/uuencode.c) become attachments
-   named from their begin lines and typed by the names' extensions; each
-   counts as a MIME part and its bytes against the decoded-bytes budget.
-   In *text each block becomes one line "[attachment: NAME]". -1 when a
+/* Files found uuencoded in one text body, waiting to be taken
+   (s_take_uu_files) once the text holding them is in the body. */
+typedef struct {
+    char *name;           /* sanitised, never NULL */
+    unsigned char *data;
+    size_t size;
+} s_uu_file_t;
+
+typedef struct {
+    s_uu_file_t *files;
+    size_t n;
+} s_uu_files_t;
+
+static void
+s_uu_files_free (s_uu_files_t *uu)
+{
+    for (size_t i = 0; i < uu->n; i++) {
+        free (uu->files [i].name);
+        free (uu->files [i].data);
+    }
+    free (uu->files);
+    uu->files = NULL;
+    uu->n = 0;
+}
+
+/* Takes the files uuencoded in a text body (parser/uuencode.c) out of
+   *text into *uu, named from their begin lines. A file sits in the text
+   part at depth, so it is a part one deeper: each counts as a MIME part
+   and against the depth limit here, its bytes against the decoded-bytes
+   budget when it is taken. In *text each block becomes one line
+   "[attachment: NAME]", NAME the attachment's name (a name that cleans
+   to nothing gets the one s_append_attachment would give it). -1 when a
    limit trips or memory runs out (ctx->failed). */
 static int
-s_take_uuencoded (s_ctx_t *ctx, cm_message_t *m, char **text)
+s_take_uuencoded (s_ctx_t *ctx, cm_message_t *m, char **text, int depth,
+                  s_uu_files_t *uu)
 {
     size_t len = strlen (*text), pos = 0, copied = 0;
     cm_buf_t out;
@@ -1731,16 +1760,28 @@ s_take_uuencoded (s_ctx_t *ctx, cm_message_t *m, char **text)
             s_fail (ctx, "more than %d MIME parts and uuencoded files", ctx->lim.max_parts);
             goto fail;
         }
+        if (depth + 1 > ctx->lim.max_depth) {
+            cm_uu_block_free (&block);
+            s_fail_depth (ctx);
+            goto fail;
+        }
         char *name = s_sanitise_filename (block.name);
-        cm_attachment_t *a = s_add_attachment (ctx, m, NULL, name, block.data, block.size);
+        if (!name && asprintf (&name, "attachment-%zu.bin", m->nattachments + uu->n + 1) < 0)
+            name = NULL;
+        s_uu_file_t *grown = name ? realloc (uu->files, (uu->n + 1) * sizeof *grown) : NULL;
+        if (!grown) {
+            free (name);
+            cm_uu_block_free (&block);
+            goto oom;
+        }
+        uu->files = grown;
+        grown [uu->n++] = (s_uu_file_t) { name, block.data, block.size };
         block.data = NULL;
         cm_uu_block_free (&block);
-        if (!a)
-            goto oom;
         const char *eol = block.end >= 2 && (*text) [block.end - 1] == '\n'
                        && (*text) [block.end - 2] == '\r' ? "\r\n" : "\n";
         if (cm_buf_append (&out, *text + copied, block.start - copied)
-        ||  cm_buf_printf (&out, "[attachment: %s]%s", a->filename, eol))
+        ||  cm_buf_printf (&out, "[attachment: %s]%s", name, eol))
             goto oom;
         copied = block.end;
     }
@@ -2393,6 +2434,28 @@ s_take_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
     return 0;
 }
 
+/* The files s_take_uuencoded found in a text part at depth, in order,
+   each read as a MIME part of the same name would be (s_take_file), one
+   level deeper: a uuencoded .eml is an attached message, a .p7m gives
+   its signed file, a winmail.dat its files. Their content is not an
+   alternative rendering of the text, so no s_alt_t. Empties *uu. -1 when
+   a limit trips or memory runs out (ctx->failed). */
+static int
+s_take_uu_files (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, s_uu_files_t *uu,
+                 int depth, bool root, bool in_report)
+{
+    int rc = 0;
+    for (size_t i = 0; i < uu->n && rc == 0; i++) {
+        s_uu_file_t *f = &uu->files [i];
+        rc = s_take_file (ctx, m, w, NULL, s_type_for_name (f->name), f->name, f->data,
+                          f->size, depth + 1, root, in_report, NULL);
+        f->name = NULL;
+        f->data = NULL;
+    }
+    s_uu_files_free (uu);
+    return rc;
+}
+
 static int
 s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
              int depth, bool root, bool in_report, s_alt_t *alt)
@@ -2402,6 +2465,7 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
     char *filename = s_part_filename (ctx, object);
     unsigned char *data = NULL;
     size_t size = 0;
+    s_uu_files_t uu = { NULL, 0 };
     int rc = -1;
     if (!type || s_part_bytes (part, &data, &size)) {
         s_fail (ctx, "out of memory while decoding a MIME part");
@@ -2417,7 +2481,7 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
             goto done;
         }
         char *text = s_text_utf8 (ctx, object, data, size, is_html);
-        if (text && is_plain && s_take_uuencoded (ctx, m, &text)) {
+        if (text && is_plain && s_take_uuencoded (ctx, m, &text, depth, &uu)) {
             free (text);
             goto done;
         }
@@ -2440,7 +2504,8 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
             else
                 alt->html = true;
         }
-        rc = 0;
+        /* the files after the text that held them, as parts after it */
+        rc = s_take_uu_files (ctx, m, w, &uu, depth, root, in_report);
         goto done;
     }
     /* application/ics: what some clients and calendar servers label
@@ -2472,6 +2537,7 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
     filename = NULL;
     data = NULL;
 done:
+    s_uu_files_free (&uu);
     free (type);
     free (filename);
     free (data);

@@ -2,8 +2,10 @@
     Runs cm_message_selftest(), a set of hostile messages (each must give a
     record or a reason, never crash or hang), S/MIME opaque-signed messages
     (real CMS made with openssl, embedded below, and unsigned SignedData
-    chains built here) and the hunnysoft corpus
-    (every file parsed and summarised, a few facts checked).
+    chains built here), the TNEF streams and uuencoded-file messages
+    tests/tools/mktnef.py and mkuu.py wrote (tests/unit/tnef, tests/unit/uu)
+    and the hunnysoft corpus (every file parsed and summarised, a few facts
+    checked).
     Build (from the repo root):
       gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
           $(pkg-config --cflags gmime-3.0 openssl) \
@@ -1493,6 +1495,131 @@ s_tnef (const char *dir)
     }
 }
 
+/* The message at PATH ("." the message, "0" its first attached message,
+   "0.1" that one's second ...) of m, or NULL. */
+static const cm_message_t *
+s_at_path (const cm_message_t *m, const char *path)
+{
+    if (strcmp (path, ".") == 0)
+        return m;
+    for (const char *p = path; m && *p; ) {
+        char *end;
+        unsigned long i = strtoul (p, &end, 10);
+        if (end == p || i >= m->nnested)
+            return NULL;
+        m = m->nested [i];
+        p = *end == '.' ? end + 1 : end;
+    }
+    return m;
+}
+
+/* The messages tests/tools/mkuu.py writes (tests/unit/uu): files
+   uuencoded in a text body read as the same files attached in MIME
+   would be (an .eml as an attached message, a .p7m's signed file taken
+   out, a winmail.dat's files, an .msg marked), as NAME.expect says. */
+static void
+s_uu_files (const char *dir)
+{
+    static const char *names [] = { "eml", "p7m", "entity", "legacy", "chain15", "chain16" };
+    for (size_t n = 0; n < sizeof names / sizeof names [0]; n++) {
+        char path [4096];
+        size_t len = 0, elen = 0;
+        snprintf (path, sizeof path, "%s/%s.eml", dir, names [n]);
+        char *raw = s_read_file (path, &len);
+        snprintf (path, sizeof path, "%s/%s.expect", dir, names [n]);
+        char *expect = s_read_file (path, &elen);
+        if (!raw || !expect) {
+            s_result (false, "uuencoded %s: %s.eml and .expect found in %s", names [n], names [n], dir);
+            free (raw);
+            free (expect);
+            continue;
+        }
+        char reason [256] = "", why [256] = "";
+        cm_message_t *m = s_parse_len (raw, len, reason, sizeof reason);
+        bool ok = true;
+        char *save = NULL;
+        for (char *line = strtok_r (expect, "\n", &save); ok && line; line = strtok_r (NULL, "\n", &save)) {
+            s_unescape (line);
+            char *f [10] = { 0 };
+            int nf = 0;
+            for (char *q = line; nf < 10 && q; nf++) {
+                f [nf] = q;
+                q = strchr (q, '\t');
+                if (q)
+                    *q++ = 0;
+            }
+            if (strcmp (f [0], "reason") == 0 && nf == 2) {
+                ok = !m && strcmp (reason, f [1]) == 0;
+                snprintf (why, sizeof why, "%s", m ? "accepted" : reason);
+                continue;
+            }
+            if (!m) {
+                ok = false;
+                snprintf (why, sizeof why, "rejected: %s", reason);
+                break;
+            }
+            if (strcmp (f [0], "levels") == 0 && nf == 2) {
+                int levels = 0;
+                for (const cm_message_t *p = m; p->nnested; p = p->nested [0])
+                    levels++;
+                ok = levels == atoi (f [1]);
+                snprintf (why, sizeof why, "%d levels", levels);
+                continue;
+            }
+            const cm_message_t *at = nf >= 3 ? s_at_path (m, f [0]) : NULL;
+            if (!at) {
+                ok = false;
+                snprintf (why, sizeof why, "no message at %s", f [0]);
+            }
+            else
+            if (strcmp (f [1], "subject") == 0 || strcmp (f [1], "from") == 0
+            ||  strcmp (f [1], "text") == 0) {
+                const char *v = f [1][0] == 's' ? at->subject : f [1][0] == 'f' ? at->from_addr : at->text;
+                ok = nf == 3 && strcmp (v, f [2]) == 0;
+                snprintf (why, sizeof why, "%s %s [%.120s]", f [0], f [1], v);
+            }
+            else
+            if (strcmp (f [1], "signed") == 0 && nf == 3) {
+                ok = at->signed_ == (atoi (f [2]) == 1);
+                snprintf (why, sizeof why, "%s signed %d", f [0], at->signed_);
+            }
+            else
+            if (strcmp (f [1], "count") == 0 && nf == 4) {
+                ok = at->nattachments == strtoull (f [2], NULL, 10)
+                  && at->nnested == strtoull (f [3], NULL, 10);
+                snprintf (why, sizeof why, "%s: %zu attachments, %zu attached messages",
+                          f [0], at->nattachments, at->nnested);
+            }
+            else
+            if (strcmp (f [1], "file") == 0 && nf == 10) {
+                size_t i = strtoull (f [2], NULL, 10);
+                const cm_attachment_t *a = i < at->nattachments ? &at->attachments [i] : NULL;
+                ok = a && strcmp (a->filename, f [3]) == 0 && strcmp (a->content_type, f [4]) == 0
+                  && a->size == strtoull (f [5], NULL, 10) && strcmp (a->sha256, f [6]) == 0
+                  && a->nested_index == atoi (f [7]) && a->parent_index == atoi (f [8])
+                  && (strcmp (f [9], "-") == 0 ? !a->note : a->note && strcmp (a->note, f [9]) == 0);
+                snprintf (why, sizeof why, "%s file %zu: %.40s %.30s %zu nested %d parent %d note [%.80s]",
+                          f [0], i, a ? a->filename : "(none)", a ? a->content_type : "",
+                          a ? a->size : 0, a ? a->nested_index : 0, a ? a->parent_index : 0,
+                          a && a->note ? a->note : "-");
+            }
+            else {
+                ok = false;
+                snprintf (why, sizeof why, "bad .expect line");
+            }
+        }
+        if (m && ok && !s_record_ok (m, 0, why, sizeof why))
+            ok = false;
+        s_result (ok, "uuencoded %s: read as the same file attached in MIME, as mkuu.py expects",
+                  names [n]);
+        if (!ok && *why)
+            printf ("#   %s\n", why);
+        cm_message_destroy (&m);
+        free (raw);
+        free (expect);
+    }
+}
+
 /* --------------------------------------------------------- corpus */
 
 static char *
@@ -1658,17 +1785,17 @@ s_corpus (const char *dir)
     s_result (count > 0, "corpus has files");
 }
 
-/* tests/unit/tnef of the tree the binary was built in (BIN/..), or of
-   the working folder. */
+/* tests/unit/NAME (the fixtures: tnef, uu) of the tree the binary was
+   built in (BIN/..), or of the working folder. */
 static const char *
-s_tnef_dir (const char *argv0)
+s_fixture_dir (const char *argv0, const char *name)
 {
     static char dir [4096];
     const char *slash = strrchr (argv0, '/');
-    snprintf (dir, sizeof dir, "%.*s/../tests/unit/tnef", slash ? (int) (slash - argv0) : 1,
-              slash ? argv0 : ".");
+    snprintf (dir, sizeof dir, "%.*s/../tests/unit/%s", slash ? (int) (slash - argv0) : 1,
+              slash ? argv0 : ".", name);
     if (access (dir, R_OK) != 0)
-        snprintf (dir, sizeof dir, "tests/unit/tnef");
+        snprintf (dir, sizeof dir, "tests/unit/%s", name);
     return dir;
 }
 
@@ -1683,7 +1810,8 @@ main (int argc, char **argv)
             s_write_dir = argv [++i];
             s_hostile ();
             s_smime ();
-            s_tnef (s_tnef_dir (argv [0]));
+            s_tnef (s_fixture_dir (argv [0], "tnef"));
+            s_uu_files (s_fixture_dir (argv [0], "uu"));
             printf ("%d hostile messages written to %s\n", s_written, s_write_dir);
             return 0;
         }
@@ -1693,7 +1821,8 @@ main (int argc, char **argv)
     s_result (cm_message_selftest (s_verbose) == 0, "cm_message_selftest");
     s_hostile ();
     s_smime ();
-    s_tnef (s_tnef_dir (argv [0]));
+    s_tnef (s_fixture_dir (argv [0], "tnef"));
+    s_uu_files (s_fixture_dir (argv [0], "uu"));
     s_corpus (dir);
     printf ("%d passed, %d failed\n", s_passed, s_failed);
     return s_failed ? 1 : 0;
