@@ -6,7 +6,8 @@
 #     Python's email package reads them (tests/tools/corpus_check.py);
 #  2. nested .eml with its own attachments, a marked .msg, S/MIME and
 #     PGP/MIME encrypted mail rejected, signed mail accepted; a file
-#     uuencoded in a text body is an attachment, a calendar-only
+#     uuencoded in a text body is an attachment (a uuencoded .eml an
+#     attached message with its own attachment), a calendar-only
 #     invitation has a description; the files inside an Outlook
 #     winmail.dat (TNEF) are attachments under it, as Debian's tnef
 #     reads them;
@@ -110,12 +111,13 @@ fi
 "${MK[@]}" pgp "$T/pgp.eml" --message-id pgp.1@reporter.test
 "${MK[@]}" signed "$T/signed.eml" --message-id signed.1@reporter.test
 "${MK[@]}" uuencoded "$T/uu.eml" --message-id uu.1@reporter.test
+"${MK[@]}" uueml "$T/uueml.eml" --message-id uueml.1@reporter.test
 "${MK[@]}" invite "$T/invite.eml" --message-id invite.1@reporter.test
 "${MK[@]}" tnef "$T/tnef.eml" --message-id tnef.1@reporter.test
 route_add special u02 --kind ingest >/dev/null
-"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed,uu,invite,tnef}.eml >/dev/null
+"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed,uu,uueml,invite,tnef}.eml >/dev/null
 start_route special
-wait_until 60 settled special 8 || not_ok "special: 8 messages settled" "stored $(msgs special)"
+wait_until 60 settled special 9 || not_ok "special: 9 messages settled" "stored $(msgs special)"
 
 # nested .eml: the attached message and its own attachments, to depth 2
 inc=$(by_mid nested.1@reporter.test incident)
@@ -168,6 +170,23 @@ check_eq "uuencode: the file in the text is an attachment with the file's SHA-25
 check_eq "uuencode: the description holds a marker, not the encoded lines" \
     "Scanned by the copier on floor 3.|[attachment: scan-0042.pdf]|Do not reply." \
     "$(printf '%s' "$OUT" | json '"|".join(l for l in j["description"].splitlines() if l.strip())')"
+
+# a gateway's forward: the reported message uuencoded in the text is an
+# attached message like a MIME .eml, its own attachment under it
+inc=$(by_mid uueml.1@reporter.test incident)
+run_cm incident show "$inc" --json
+printf '%s' "$OUT" > "$T/uueml.json"
+tree=$(att_tree "$T/uueml.json" '"%s depth=%d nested=%s parent=%s %s" % (a["filename"], a["depth"],
+    a["nested"], parent, (a.get("headers") or {}).get("subject", ""))')
+check_contains "uuencoded .eml: listed as a nested message with its subject" \
+    "reported.eml depth=0 nested=True parent=- Urgent wire transfer" "$tree"
+check_contains "uuencoded .eml: its own attachment is under it, with the file's SHA-256" \
+    "bank-details.txt depth=1 nested=False parent=reported.eml $(sha "$T/uueml.eml.att")" \
+    "$(att_tree "$T/uueml.json" '"%s depth=%d nested=%s parent=%s %s" % (a["filename"], a["depth"],
+        a["nested"], parent, a["sha256"])')"
+check_eq "uuencoded .eml: the description holds a marker, not the encoded lines" \
+    "Reported by a user, forwarded by the gateway.|[attachment: reported.eml]|End of report." \
+    "$(json '"|".join(l for l in j["description"].splitlines() if l.strip())' < "$T/uueml.json")"
 
 # Outlook "Rich Text" mail: the files inside winmail.dat are attachments
 # under it, with the names, sizes and SHA-256 Debian's tnef reads

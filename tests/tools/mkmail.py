@@ -17,6 +17,9 @@ Usage: mkmail.py KIND OUT [options]     writes one message (RFC 5322, CRLF) to O
                    with a long Unicode name, an .exe known by its 8.3 name and
                    the plain text body; the winmail.dat is also written to OUT.dat,
                    the PDF to OUT.pdf
+        uueml      a gateway's forward: the reported message (with its own
+                   attachment bank-details.txt, also written to OUT.att)
+                   uuencoded as reported.eml in the text body
         big        a message with one attachment of --size bytes (random; the
                    attachment's bytes are also written to OUT.bin)
   options: --from ADDR --to ADDR --subject TEXT --message-id ID (without <>)
@@ -174,6 +177,18 @@ def build(args):
         m = base(args, "Scanned document")
         m.set_content("Scanned by the copier on floor 3.\n\nbegin 644 scan-0042.pdf\n"
                       + lines.decode() + "`\nend\n\nDo not reply.\n", cte="7bit")
+        return m
+    if k == "uueml":
+        # a forwarding gateway's mail: the reported message uuencoded into
+        # the text body, with its own (MIME) attachment
+        note = b"IBAN DE00 1234 5678 9000 0000 00, by Friday\n"
+        with open(args.out + ".att", "wb") as fh:
+            fh.write(note)
+        inner = inner_message("Urgent wire transfer", "bank-details.txt", note).as_bytes(policy=POLICY)
+        lines = b"".join(binascii.b2a_uu(inner[i:i + 45], backtick=True) for i in range(0, len(inner), 45))
+        m = base(args, "Fwd: Urgent wire transfer")
+        m.set_content("Reported by a user, forwarded by the gateway.\n\nbegin 644 reported.eml\n"
+                      + lines.decode() + "`\nend\n\nEnd of report.\n", cte="7bit")
         return m
     if k == "invite":
         # an Outlook invitation: text/calendar is the only part
