@@ -19,6 +19,7 @@
 
 #define S_BODY_MAX    (4u * 1024 * 1024)    /* --body-file, --html-file */
 #define S_ATTACH_MAX  (32u * 1024 * 1024)   /* one --attach file */
+#define S_TREE_LEVELS 16    /* attachment levels indented; deeper ones say their level */
 
 static const char *const s_inbox_states [] = { "fetched", "parsed", "rejected", NULL };
 static const char *const s_outbox_states [] = {
@@ -357,8 +358,11 @@ s_line (const char *key, const json_t *value)
     printf ("%-13s %s\n", key, cli_json_text (value, text, sizeof text));
 }
 
+/* Prints one attachment's line at a level of the tree (0: a file of the
+   mail itself), then, for an attached message, its subject and sender
+   just under it, where its own files follow. */
 static void
-s_print_attachment (const json_t *a)
+s_print_attachment (const json_t *a, size_t level)
 {
     char id [32], name [512], type [256], size [32], sha [16], note [1024];
     cli_json_text (json_object_get (a, "id"), id, sizeof id);
@@ -371,7 +375,13 @@ s_print_attachment (const json_t *a)
         snprintf (size, sizeof size, "-");
     cli_clean (cli_json_str (a, "sha256"), false, sha, 13);
     cli_json_text (json_object_get (a, "note"), note, sizeof note);
-    printf ("    #%s  %s  %s  %s  sha256:%s", id, name, type, size, *sha ? sha : "-");
+    /* the indent stops growing, so a chain of any length prints in
+       lines of bounded width; the level it stands for is then written */
+    int indent = 4 + 2 * (int) (level < S_TREE_LEVELS ? level : S_TREE_LEVELS);
+    printf ("%*s", indent, "");
+    if (level > S_TREE_LEVELS)
+        printf ("[level %zu] ", level);
+    printf ("#%s  %s  %s  %s  sha256:%s", id, name, type, size, *sha ? sha : "-");
     if (json_is_true (json_object_get (a, "inline")))
         printf ("  inline");
     if (json_is_true (json_object_get (a, "nested")))
@@ -379,6 +389,147 @@ s_print_attachment (const json_t *a)
     if (strcmp (note, "-") != 0)
         printf ("  (%s)", note);
     putchar ('\n');
+    const json_t *h = json_object_get (a, "headers");
+    if (!json_is_object (h))
+        return;
+    char subject [1024], from [1040], from_name [512], from_addr [512];
+    cli_json_text (json_object_get (h, "subject"), subject, sizeof subject);
+    cli_clean (cli_json_str (h, "from_name"), false, from_name, sizeof from_name);
+    cli_clean (cli_json_str (h, "from"), false, from_addr, sizeof from_addr);
+    if (*from_name && *from_addr)
+        snprintf (from, sizeof from, "%s <%s>", from_name, from_addr);
+    else
+        snprintf (from, sizeof from, "%s", *from_addr ? from_addr : *from_name ? from_name : "-");
+    printf ("%*ssubject: %s\n", indent + 2, "", *subject ? subject : "-");
+    printf ("%*sfrom:    %s\n", indent + 2, "", from);
+}
+
+/* One attachment of an entry while they are put in tree order. */
+typedef struct {
+    const json_t *json;         /* the attachment, owned by the reply */
+    size_t index;               /* its place in the reply */
+    bool has_id;                /* "id" is an integer */
+    json_int_t id;
+    size_t parent;              /* holder's node, S_NONE: top level */
+    size_t child;               /* first child (id order), S_NONE */
+    size_t last;                /* last child so far, S_NONE */
+    size_t next;                /* next sibling, S_NONE */
+    bool done;                  /* printed */
+} att_node_t;
+
+#define S_NONE SIZE_MAX
+
+/* Id order; attachments without an integer id after those with one;
+   ties in the reply's order. */
+static int
+s_node_cmp (const void *x, const void *y)
+{
+    const att_node_t *a = x, *b = y;
+    if (a->has_id != b->has_id)
+        return a->has_id ? -1 : 1;
+    if (a->has_id && a->id != b->id)
+        return a->id < b->id ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* The first node (in id order) with the id, or S_NONE. */
+static size_t
+s_node_find (const att_node_t *nodes, size_t n, json_int_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (nodes [mid].has_id && nodes [mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && nodes [lo].has_id && nodes [lo].id == id ? lo : S_NONE;
+}
+
+/* Prints root and, depth first, what hangs under it that is not printed
+   yet, each child under its parent one level deeper. Iterative (stack
+   holds at most every node once), so no depth of nesting can exhaust the
+   call stack. */
+static void
+s_print_subtree (att_node_t *nodes, size_t *stack, size_t root)
+{
+    size_t top = 0;
+    nodes [root].done = true;
+    s_print_attachment (nodes [root].json, 0);
+    stack [top++] = root;
+    while (top) {
+        att_node_t *cur = &nodes [stack [top - 1]];
+        size_t c = cur->child;
+        while (c != S_NONE && nodes [c].done)
+            c = nodes [c].next;
+        if (c == S_NONE) {
+            cur->child = S_NONE;
+            top--;
+            continue;
+        }
+        cur->child = nodes [c].next;        /* the child cursor moves on */
+        nodes [c].done = true;
+        s_print_attachment (nodes [c].json, top);
+        stack [top++] = c;
+    }
+}
+
+/* Prints an entry's attachments as the tree that parent_id makes: each
+   one followed by those it holds (the files of an attached message, those
+   taken out of a winmail.dat), indented a level deeper, siblings in id
+   order, whatever order the reply has. None is lost to data that makes
+   no tree: one whose parent is not in the list, or is itself, prints at
+   the top level, and a loop of parents is broken at its lowest id. Out
+   of memory, they print in the reply's order, at the top level. */
+static void
+s_print_attachments (const json_t *atts)
+{
+    size_t n = json_array_size (atts);
+    att_node_t *nodes = n ? calloc (n, sizeof *nodes) : NULL;
+    size_t *stack = n ? calloc (n, sizeof *stack) : NULL;
+    if (!nodes || !stack) {
+        for (size_t i = 0; i < n; i++)
+            s_print_attachment (json_array_get (atts, i), 0);
+        free (nodes);
+        free (stack);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *a = json_array_get (atts, i);
+        const json_t *id = json_object_get (a, "id");
+        nodes [i].json = a;
+        nodes [i].index = i;
+        nodes [i].has_id = json_is_integer (id);
+        nodes [i].id = json_integer_value (id);
+    }
+    qsort (nodes, n, sizeof *nodes, s_node_cmp);
+    for (size_t i = 0; i < n; i++) {
+        nodes [i].child = nodes [i].last = nodes [i].next = S_NONE;
+        const json_t *parent = json_object_get (nodes [i].json, "parent_id");
+        size_t p = json_is_integer (parent)
+                 ? s_node_find (nodes, n, json_integer_value (parent)) : S_NONE;
+        nodes [i].parent = p == i ? S_NONE : p;
+    }
+    /* children are linked in id order, as i runs */
+    for (size_t i = 0; i < n; i++) {
+        size_t p = nodes [i].parent;
+        if (p == S_NONE)
+            continue;
+        if (nodes [p].last == S_NONE)
+            nodes [p].child = i;
+        else
+            nodes [nodes [p].last].next = i;
+        nodes [p].last = i;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (nodes [i].parent == S_NONE)
+            s_print_subtree (nodes, stack, i);
+    for (size_t i = 0; i < n; i++)         /* what only a loop holds */
+        if (!nodes [i].done)
+            s_print_subtree (nodes, stack, i);
+    free (stack);
+    free (nodes);
 }
 
 /* True when a member is worth a line: not absent, null, "" or []. */
@@ -433,10 +584,7 @@ s_print_entry (size_t index, const json_t *e)
     const json_t *atts = json_object_get (e, "attachments");
     if (json_is_array (atts) && json_array_size (atts)) {
         printf ("attachments:\n");
-        size_t i;
-        json_t *a;
-        json_array_foreach (atts, i, a)
-            s_print_attachment (a);
+        s_print_attachments (atts);
     }
 }
 

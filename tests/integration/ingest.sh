@@ -47,7 +47,7 @@ start_route() {
 # --json saved in JSON), EXPR a Python expression of a (the attachment)
 # and parent (the file name of the one holding it, "-" for none).
 att_tree() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$@" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 atts = [a for t in j["timeline"] for a in t["attachments"]]
@@ -57,6 +57,25 @@ for a in atts:
     print(eval(sys.argv[2]))
 PY
 }
+# shown_tree: the attachment lines of incident show's output in OUT, in
+# the order and at the indentation printed, each file's line cut after
+# "#ID  NAME"; an attached message's subject and sender lines as they are
+shown_tree() {
+    printf '%s\n' "$OUT" | python3 -c '
+import re, sys
+on = False
+for line in sys.stdin.read().split("\n"):
+    if line == "attachments:":
+        on = True
+        continue
+    on = on and line.startswith(" ")
+    if on:
+        m = re.match(r"( *#\S+  .*?)(  |$)", line)
+        print(m.group(1) if m else line)'
+}
+# att_id JSON NAME: the id of the attachment named NAME (incident show
+# --json saved in JSON)
+att_id() { att_tree "$1" 'a["id"] if a["filename"] == sys.argv[3] else ""' "$2" | grep -v '^$'; }
 # SHA-256 of a file, as the API gives it; empty when there is no file
 sha() { sha256sum < "$1" 2>/dev/null | cut -d' ' -f1; }
 incidents_of() { sql "SELECT count(*) FROM incidents i JOIN routes r ON r.id = i.route_id WHERE r.name = '$1'"; }
@@ -135,6 +154,18 @@ check_contains "nested: its attachment at depth 2" "deepest.txt depth=2 nested=F
 run_cm incident show "$inc"
 check_contains "nested: incident show lists the nested message" "suspicious.eml" "$OUT"
 check_contains "nested: incident show lists its attachment" "inner-note.txt" "$OUT"
+# ... as a tree: each file under the message holding it, a level (two
+# spaces) deeper, just after that message's own subject and sender
+from="from:    Original Sender <original@phish.example>"
+check_eq "nested: incident show prints each file under the message holding it" \
+"    #$(att_id "$T/nested.json" suspicious.eml)  suspicious.eml
+      subject: Invoice 4711 overdue
+      $from
+      #$(att_id "$T/nested.json" inner-note.txt)  inner-note.txt
+      #$(att_id "$T/nested.json" deeper.eml)  deeper.eml
+        subject: Deepest message
+        $from
+        #$(att_id "$T/nested.json" deepest.txt)  deepest.txt" "$(shown_tree)"
 
 # MSG attachment: kept and marked
 inc=$(by_mid msg.1@reporter.test incident)
@@ -211,6 +242,12 @@ if command -v tnef >/dev/null; then
 else
     not_ok "tnef: Debian's tnef installed (make deps)" "no tnef in PATH"
 fi
+# incident show: the two files under winmail.dat, a level deeper, in id order
+run_cm incident show "$inc"
+check_eq "tnef: incident show prints the files under winmail.dat" \
+"    #$(att_id "$T/tnef.json" winmail.dat)  winmail.dat
+$(att_tree "$T/tnef.json" '"%d       #%d  %s" % (a["id"], a["id"], a["filename"]) if parent == "winmail.dat" else ""' \
+    | grep -v '^$' | sort -n | sed 's/^[0-9]* //')" "$(shown_tree)"
 aid=$(json '[a["id"] for t in j["timeline"] for a in t["attachments"] if a["filename"].endswith(".pdf")][0]' < "$T/tnef.json" 2>/dev/null)
 rm -f "$T/tnef.pdf"
 check_exit "tnef: attachment get ${aid:-?} -o FILE" 0 attachment get "${aid:-0}" -o "$T/tnef.pdf"
