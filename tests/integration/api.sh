@@ -588,14 +588,38 @@ done
 # is complete: a transfer broken midway leaves an existing FILE as it was
 # (it was opened truncated, then removed) and no temporary file behind.
 # A stand-in router answers 200 with 10 of 1000 bytes (attachment 5) or
-# the whole attachment (6).
+# the whole attachment (6); and, for incident show, INC-9 with
+# attachments no parser stores (in no order, a parent missing, itself or
+# in a loop) and INC-10 with a chain of 3000 files each inside the one
+# before, listed deepest first.
 cat > "$CM_WORK/api-fake.py" <<'PY'
-import http.server, sys
+import http.server, json, sys
+def att(i, name, parent, **more):
+    a = {"id": i, "filename": name, "content_type": "text/plain", "size": 1, "sha256": "0" * 64,
+         "note": None, "inline": False, "nested": False, "parent_id": parent, "depth": 0, "headers": None}
+    a.update(more)
+    return a
+def incident(atts):
+    return json.dumps({"number": "INC-9", "title": "tree", "route": "r", "status": "open",
+        "reporter": "x@example.test", "created_at": "2026-01-01T00:00:00Z",
+        "timeline": [{"id": 1, "direction": "in", "kind": "message", "attachments": atts}]}).encode()
+TREE = incident([att(14, "loop-b.txt", 13), att(8, "deep.txt", 7),
+    att(7, "fwd.eml", 3, nested=True, headers={"subject": "Invoice\x1b[2J 4711",
+        "from_name": "Billing", "from": "billing@phish.example"}),
+    att(9, "orphan.txt", 999), att(3, "report.pdf", None), att(13, "loop-a.txt", 14),
+    att(4, "winmail.dat", None), att(6, "SETUP.EXE", 4), att(5, "invoice.pdf", 4),
+    att(12, "self.txt", 12)])
+CHAIN = incident([att(k, "c%d" % k, k - 1 if k > 1 else None) for k in range(3000, 0, -1)])
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a): pass
     def do_GET(self):
-        if self.path == "/v1/attachments/5":
+        body = {"/v1/incidents/INC-9": TREE, "/v1/incidents/INC-10": CHAIN}.get(self.path)
+        if body:
+            self.send_response(200); self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/v1/attachments/5":
             self.send_response(200); self.send_header("Content-Length", "1000"); self.end_headers()
             self.wfile.write(b"0123456789"); self.wfile.flush(); self.close_connection = True
         elif self.path == "/v1/attachments/6":
@@ -663,6 +687,42 @@ OUT=$(on_pty "$CM" attachment get 6 -o "$DL/pty.bin")
 check_eq "-o FILE from a terminal still writes FILE" "complete rc=0" "$(cat "$DL/pty.bin" 2>&1) $(printf '%s' "$OUT" | tail -1)"
 OUT=$(on_pty "$CM" attachment get 6 -o - --to-terminal --to-terminal)
 check_contains "--to-terminal twice: refused" "--to-terminal is given twice" "$OUT"
+# ---------------------------------------------------------------- incident show: the attachment tree
+# Each file under the one holding it, a level (two spaces) deeper, in id
+# order whatever order the router gives; a file whose parent is missing,
+# is itself, or is in a loop still prints, once.
+show_atts() { sed -n '/^attachments:$/,$p' | sed -e 1d -e 's/  text\/plain  1 B  sha256:000000000000//'; }
+run_cm incident show INC-9
+check_eq "incident show: attachments as a tree, in id order, none lost" \
+"    #3  report.pdf
+      #7  fwd.eml  nested
+        subject: Invoice?[2J 4711
+        from:    Billing <billing@phish.example>
+        #8  deep.txt
+    #4  winmail.dat
+      #5  invoice.pdf
+      #6  SETUP.EXE
+    #9  orphan.txt
+    #12  self.txt
+    #13  loop-a.txt
+      #14  loop-b.txt" "$(printf '%s\n' "$OUT" | show_atts)"
+check_eq "... exit 0" 0 "$RC"
+run_cm incident show INC-9 --json
+check_eq "incident show --json: the attachments as the router gave them" \
+    "[14, 8, 7, 9, 3, 13, 4, 6, 5, 12]" \
+    "$(printf '%s' "$OUT" | json '[a["id"] for a in j["timeline"][0]["attachments"]]')"
+check_eq "... parent_id and depth untouched" "[13, 7, 3, 999, None, 14, None, 4, 4, 12] 0" \
+    "$(printf '%s' "$OUT" | json '[a["parent_id"] for a in j["timeline"][0]["attachments"]], max(a["depth"] for a in j["timeline"][0]["attachments"])')"
+run_cm incident show INC-10
+check_eq "incident show: a chain of 3000 nested files prints each once, in order" \
+    "3000 lines, #1 to #3000 in order" \
+    "$(printf '%s\n' "$OUT" | show_atts | sed -E 's/^ *(\[level [0-9]+\] )?#([0-9]+).*/\2/' \
+       | awk '!bad && $1 != NR { bad = "line " NR " is #" $1 }
+              END { print bad ? bad : NR " lines, #1 to #" NR " in order" }')"
+check_eq "... the indentation stops growing, at 16 levels (4 + 2 x 16 spaces)" 36 \
+    "$(printf '%s\n' "$OUT" | show_atts | awk '{ match($0, /^ */); if (RLENGTH > m) m = RLENGTH } END { print m }')"
+check_contains "... a deeper line says its level" "    [level 2999] #3000  c3000" "$OUT"
+check_eq "... exit 0" 0 "$RC"
 unset CASEMAIL_API_URL CASEMAIL_TOKEN
 kill "$FAKE_PID" 2>/dev/null
 wait "$FAKE_PID" 2>/dev/null || true   # its status is the kill's
