@@ -414,6 +414,7 @@ typedef struct {
     size_t child;               /* first child (id order), S_NONE */
     size_t last;                /* last child so far, S_NONE */
     size_t next;                /* next sibling, S_NONE */
+    size_t walk;                /* the loop search that passed it, + 1 */
     bool done;                  /* printed */
 } att_node_t;
 
@@ -475,12 +476,35 @@ s_print_subtree (att_node_t *nodes, size_t *stack, size_t root)
     }
 }
 
+/* Where to break the loop of parents that node i, printed under no
+   top-level node, hangs from: the loop's first node in id order. The
+   walk up from i marks what it passes, and meets a node twice only on
+   the loop; no node is walked twice in all, since what a loop holds is
+   printed with it. */
+static size_t
+s_loop_start (att_node_t *nodes, size_t n, size_t i)
+{
+    size_t x = i;
+    for (size_t steps = 0; nodes [x].walk != i + 1 && steps < n; steps++) {
+        nodes [x].walk = i + 1;
+        if (nodes [x].parent == S_NONE)
+            return x;                   /* not a loop after all */
+        x = nodes [x].parent;
+    }
+    size_t first = x;
+    for (size_t y = nodes [x].parent; y != x && y != S_NONE; y = nodes [y].parent)
+        if (y < first)
+            first = y;
+    return first;
+}
+
 /* Prints an entry's attachments as the tree that parent_id makes: each
    one followed by those it holds (the files of an attached message, those
    taken out of a winmail.dat), indented a level deeper, siblings in id
    order, whatever order the reply has. None is lost to data that makes
    no tree: one whose parent is not in the list, or is itself, prints at
-   the top level, and a loop of parents is broken at its lowest id. Out
+   the top level, and so does the lowest id of a loop of parents, with the
+   rest of the loop and what hangs from it under it, after the rest. Out
    of memory, they print in the reply's order, at the top level. */
 static void
 s_print_attachments (const json_t *atts)
@@ -527,7 +551,7 @@ s_print_attachments (const json_t *atts)
             s_print_subtree (nodes, stack, i);
     for (size_t i = 0; i < n; i++)         /* what only a loop holds */
         if (!nodes [i].done)
-            s_print_subtree (nodes, stack, i);
+            s_print_subtree (nodes, stack, s_loop_start (nodes, n, i));
     free (stack);
     free (nodes);
 }

@@ -590,7 +590,7 @@ done
 # A stand-in router answers 200 with 10 of 1000 bytes (attachment 5) or
 # the whole attachment (6); and, for incident show, INC-9 with
 # attachments no parser stores (in no order, a parent missing, itself or
-# in a loop) and INC-10 with a chain of 3000 files each inside the one
+# in a loop, one hanging from the loop) and INC-10 with a chain of 3000 files each inside the one
 # before, listed deepest first.
 cat > "$CM_WORK/api-fake.py" <<'PY'
 import http.server, json, sys
@@ -608,7 +608,7 @@ TREE = incident([att(14, "loop-b.txt", 13), att(8, "deep.txt", 7),
         "from_name": "Billing", "from": "billing@phish.example"}),
     att(9, "orphan.txt", 999), att(3, "report.pdf", None), att(13, "loop-a.txt", 14),
     att(4, "winmail.dat", None), att(6, "SETUP.EXE", 4), att(5, "invoice.pdf", 4),
-    att(12, "self.txt", 12)])
+    att(12, "self.txt", 12), att(10, "on-loop.txt", 14)])
 CHAIN = incident([att(k, "c%d" % k, k - 1 if k > 1 else None) for k in range(3000, 0, -1)])
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -705,13 +705,14 @@ check_eq "incident show: attachments as a tree, in id order, none lost" \
     #9  orphan.txt
     #12  self.txt
     #13  loop-a.txt
-      #14  loop-b.txt" "$(printf '%s\n' "$OUT" | show_atts)"
+      #14  loop-b.txt
+        #10  on-loop.txt" "$(printf '%s\n' "$OUT" | show_atts)"
 check_eq "... exit 0" 0 "$RC"
 run_cm incident show INC-9 --json
 check_eq "incident show --json: the attachments as the router gave them" \
-    "[14, 8, 7, 9, 3, 13, 4, 6, 5, 12]" \
+    "[14, 8, 7, 9, 3, 13, 4, 6, 5, 12, 10]" \
     "$(printf '%s' "$OUT" | json '[a["id"] for a in j["timeline"][0]["attachments"]]')"
-check_eq "... parent_id and depth untouched" "[13, 7, 3, 999, None, 14, None, 4, 4, 12] 0" \
+check_eq "... parent_id and depth untouched" "[13, 7, 3, 999, None, 14, None, 4, 4, 12, 14] 0" \
     "$(printf '%s' "$OUT" | json '[a["parent_id"] for a in j["timeline"][0]["attachments"]], max(a["depth"] for a in j["timeline"][0]["attachments"])')"
 run_cm incident show INC-10
 check_eq "incident show: a chain of 3000 nested files prints each once, in order" \
