@@ -20,7 +20,8 @@ PARSER_SRC  := $(wildcard parser/*.c)
 SENDER_SRC  := $(wildcard sender/*.c)
 CLI_SRC     := $(wildcard cli/*.c)
 # parser/message.c is the parsing library: the self-test runner links it too.
-PARSERLIB_SRC := parser/message.c parser/quote.c parser/uuencode.c parser/calendar.c parser/tnef.c
+PARSERLIB_SRC := parser/message.c parser/quote.c parser/uuencode.c parser/calendar.c parser/tnef.c \
+                 parser/rtf.c
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
