@@ -15,10 +15,14 @@
     stands); files and their bytes stop at the caller's limits; a property
     list is read to at most CM_TNEF_MAX_PROPS properties. A wrong checksum
     is counted, not fatal: the lengths, not the checksum, keep reads in
-    bounds. RTF bodies (PR_RTF_COMPRESSED) are not read.
+    bounds. The RTF body (PR_RTF_COMPRESSED among the message's
+    properties) is decompressed (parser/rtf.c) once the attachments are
+    read, within the bytes they left: the files come first; its damage,
+    a wrong CRC or the budget is told in rtf_note, never fatal.
     Ownership: see parser/tnef.h. Errors: -1 only out of memory. */
 #include "tnef.h"
 #include "message.h"
+#include "rtf.h"
 #include "../common/buf.h"
 #include <stdarg.h>
 #include <stdint.h>
@@ -38,6 +42,7 @@
 #define S_ATT_MAPIPROPS  0x00069003u   /* attMAPIProps: the message's properties */
 
 #define S_PR_BODY                 0x1000
+#define S_PR_RTF_COMPRESSED       0x1009
 #define S_PR_ATTACH_DATA_OBJ      0x3701
 #define S_PR_ATTACH_FILENAME      0x3704
 #define S_PR_ATTACH_METHOD        0x3705
@@ -115,6 +120,8 @@ typedef struct {
     size_t max_files, max_bytes, bytes;
     bool stop;            /* damage or a limit: read no further */
     bool oom;
+    const unsigned char *rtf;   /* PR_RTF_COMPRESSED's value in the stream */
+    size_t rtf_len;
 } s_state_t;
 
 static void
@@ -306,7 +313,7 @@ s_attach_prop (s_state_t *s, unsigned id, unsigned type, const unsigned char *v,
 
 /* Reads a MAPI property list (attAttachment, attMAPIProps); for_att: its
    values describe the attachment being read, else the message's (its
-   PR_BODY, when there is no attBody). false when it does not add up
+   PR_BODY, when there is no attBody, and PR_RTF_COMPRESSED). false when it does not add up
    (s->stop and the problem set). */
 static bool
 s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
@@ -379,12 +386,47 @@ s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
                 s->oom = s->oom || !s->t->body;
                 s->t->body_len = s->t->body ? strlen (s->t->body) : 0;
             }
+            else
+            if (!for_att && k == 0 && !mv && id == S_PR_RTF_COMPRESSED && base == S_PT_BINARY
+            &&  !s->rtf) {
+                s->rtf = v;     /* decompressed after the files (s_rtf) */
+                s->rtf_len = n;
+            }
         }
     }
     return !s->stop;
 short_:
     s_stop (s, "a property list cut short");
     return false;
+}
+
+/* Decompresses the RTF body within the bytes the files left, and says
+   in rtf_note what came of it. */
+static void
+s_rtf (s_state_t *s)
+{
+    cm_tnef_t *t = s->t;
+    cm_rtf_t r;
+    if (cm_rtf_decompress (s->rtf, s->rtf_len, s->max_bytes - s->bytes, &r)) {
+        s->oom = true;
+        return;
+    }
+    if (r.len) {
+        t->rtf = r.data;
+        t->rtf_len = r.len;
+        s->bytes += r.len;
+        r.data = NULL;
+    }
+    const char *crc = r.crc_wrong ? ", its CRC wrong" : "";
+    if (!t->rtf)
+        snprintf (t->rtf_note, sizeof t->rtf_note, "RTF body not read: %s",
+                  r.problem [0] ? r.problem : "empty");
+    else
+    if (r.problem [0])
+        snprintf (t->rtf_note, sizeof t->rtf_note, "RTF body read in part (%s)%s", r.problem, crc);
+    else
+        snprintf (t->rtf_note, sizeof t->rtf_note, "RTF body read%s", crc);
+    cm_rtf_free (&r);
 }
 
 bool
@@ -460,9 +502,9 @@ cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
                 }
                 break;
             case S_ATT_MAPIPROPS:
-                /* read only for PR_BODY: damage there is no reason to
-                   stop before the attachments */
-                if (*lvl == S_LVL_MESSAGE && !tnef->body && !s_props (&s, body, n, false)
+                /* read only for PR_BODY and the RTF body: damage there
+                   is no reason to stop before the attachments */
+                if (*lvl == S_LVL_MESSAGE && !s_props (&s, body, n, false)
                 &&  !s.oom) {
                     s.stop = false;
                     tnef->problem [0] = 0;
@@ -487,6 +529,8 @@ cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
         s.stop = true;
     }
     s_att_clear (&s.att);
+    if (!s.oom && s.rtf)
+        s_rtf (&s);
     if (s.oom) {
         cm_tnef_free (tnef);
         return -1;
@@ -504,6 +548,7 @@ cm_tnef_free (cm_tnef_t *tnef)
     }
     free (tnef->files);
     free (tnef->body);
+    free (tnef->rtf);
     memset (tnef, 0, sizeof *tnef);
 }
 
@@ -653,12 +698,125 @@ s_mail (const unsigned char *tnef, size_t len, const cm_limits_t *limits, char *
     return s_mail_then (tnef, len, NULL, limits, reason, reasonlen);
 }
 
+/* A stream with an RTF body (PR_RTF_COMPRESSED, the value given) among
+   the message's properties, attBody when body, and files files "x". */
+static void
+s_rtf_sample (cm_buf_t *h, const void *rtf, size_t n, const char *body, int files)
+{
+    cm_buf_reset (h);
+    s_put32 (h, S_SIGNATURE);
+    cm_buf_append (h, "\1\0", 2);
+    if (body)
+        s_attr (h, S_LVL_MESSAGE, S_ATT_BODY, body, strlen (body));
+    cm_buf_t p;
+    cm_buf_init (&p, 0);
+    s_put32 (&p, 1);
+    s_put32 (&p, (uint32_t) S_PR_RTF_COMPRESSED << 16 | S_PT_BINARY);
+    s_put32 (&p, 1);
+    s_value (&p, rtf, n);
+    s_attr (h, S_LVL_MESSAGE, S_ATT_MAPIPROPS, p.data, p.len);
+    cm_buf_free (&p);
+    for (int i = 0; i < files; i++) {
+        s_attr (h, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+        s_attr (h, S_LVL_ATTACHMENT, S_ATT_TITLE, "X.TXT", 6);
+        s_attr (h, S_LVL_ATTACHMENT, S_ATT_DATA, "x", 1);
+    }
+}
+
+/* [MS-OXRTFCP] 3.1.1's example: "{\rtf1\ansi\ansicpg1252\pard hello world}\r\n" */
+static const unsigned char s_rtf_hello [] = {
+    0x2d, 0x00, 0x00, 0x00, 0x2b, 0x00, 0x00, 0x00, 0x4c, 0x5a, 0x46, 0x75, 0xf1, 0xc5, 0xc7, 0xa7,
+    0x03, 0x00, 0x0a, 0x00, 0x72, 0x63, 0x70, 0x67, 0x31, 0x32, 0x35, 0x42, 0x32, 0x0a, 0xf3, 0x20,
+    0x68, 0x65, 0x6c, 0x09, 0x00, 0x20, 0x62, 0x77, 0x05, 0xb0, 0x6c, 0x64, 0x7d, 0x0a, 0x80, 0x0f,
+    0xa0 };
+
 #define s_check cm_message_check
+
+/* The RTF body: read alone and through the parser, within the budget
+   and the files' allowance. */
+static int
+s_rtf_selftest (bool verbose)
+{
+    int failures = 0;
+    char reason [256] = "";
+    cm_buf_t h;
+    cm_buf_init (&h, 0);
+    s_rtf_sample (&h, s_rtf_hello, sizeof s_rtf_hello, NULL, 1);
+    cm_tnef_t t;
+    int rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 1 && !t.body && t.rtf && t.rtf_len == 43
+                         && memcmp (t.rtf, "{\\rtf1\\ansi\\ansicpg1252\\pard hello world}\r\n", 43) == 0
+                         && strcmp (t.rtf_note, "RTF body read") == 0 && !t.problem [0],
+                         "tnef: PR_RTF_COMPRESSED decompressed after the files", verbose);
+    cm_tnef_free (&t);
+    rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 43, &t);
+    failures += s_check (rc == 0 && t.nfiles == 1 && !t.rtf
+                         && strcmp (t.rtf_note, "RTF body not read: its 43 bytes go over the"
+                                    " decoded-bytes budget") == 0 && !t.problem [0],
+                         "tnef: the RTF body gets what the files leave of the budget", verbose);
+    cm_tnef_free (&t);
+
+    cm_message_t *m = s_mail ((const unsigned char *) h.data, h.len, NULL, reason, sizeof reason);
+    failures += s_check (m && strcmp (m->text, "hello world") == 0,
+                         "tnef: an RTF body alone is the text of a message without one", verbose);
+    failures += s_check (m && m->nattachments == 3
+                         && strcmp (m->attachments [2].filename, "body.rtf") == 0
+                         && strcmp (m->attachments [2].content_type, "application/rtf") == 0
+                         && m->attachments [2].parent_index == 0 && m->attachments [2].size == 43
+                         && m->attachments [0].note
+                         && strcmp (m->attachments [0].note, "TNEF (winmail.dat): 2 files taken"
+                                    " out; RTF body read") == 0,
+                         "tnef: the RTF body kept as body.rtf under the winmail.dat, noted", verbose);
+    if (m && verbose)
+        for (size_t i = 0; i < m->nattachments; i++)
+            printf ("selftest: tnef rtf [%s] %s %zu %s\n", m->attachments [i].filename,
+                    m->attachments [i].content_type, m->attachments [i].size,
+                    m->attachments [i].note ? m->attachments [i].note : "-");
+    cm_message_destroy (&m);
+
+    /* the files' allowance full: the text still, no body.rtf */
+    cm_limits_t limits;
+    cm_limits_default (&limits);
+    limits.max_parts = 2;   /* the multipart and winmail.dat; two files */
+    s_rtf_sample (&h, s_rtf_hello, sizeof s_rtf_hello, NULL, 2);
+    m = s_mail ((const unsigned char *) h.data, h.len, &limits, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 3 && strcmp (m->text, "hello world") == 0
+                         && m->attachments [0].note
+                         && strcmp (m->attachments [0].note, "TNEF (winmail.dat): 2 files taken out;"
+                                    " RTF body read, not kept as a file: no files left in the"
+                                    " message's TNEF allowance") == 0,
+                         "tnef: with no file left, the RTF body gives the text, not a file", verbose);
+    if (m && verbose)
+        printf ("selftest: tnef rtf note [%s]\n", m->attachments [0].note);
+    cm_message_destroy (&m);
+
+    /* attBody wins over the RTF body */
+    s_rtf_sample (&h, s_rtf_hello, sizeof s_rtf_hello, "plain\r\n", 1);
+    m = s_mail ((const unsigned char *) h.data, h.len, NULL, reason, sizeof reason);
+    failures += s_check (m && strcmp (m->text, "plain\r\n") == 0 && m->nattachments == 3,
+                         "tnef: attBody is the text even with an RTF body", verbose);
+    cm_message_destroy (&m);
+
+    /* damaged: cut after its first 30 bytes, with COMPSIZE saying more */
+    s_rtf_sample (&h, s_rtf_hello, 30, NULL, 1);
+    m = s_mail ((const unsigned char *) h.data, h.len, NULL, reason, sizeof reason);
+    failures += s_check (m && m->nattachments == 3 && m->attachments [0].note
+                         && strcmp (m->attachments [0].note, "TNEF (winmail.dat): 2 files taken out;"
+                                    " RTF body read in part (cut short before its end)") == 0
+                         && m->attachments [2].size > 0 && m->attachments [2].size < 43,
+                         "tnef: a cut RTF body: what came out is kept, the note says so", verbose);
+    if (m && verbose)
+        printf ("selftest: tnef rtf cut [%s] %zu\n", m->attachments [0].note,
+                m->nattachments == 3 ? m->attachments [2].size : 0);
+    cm_message_destroy (&m);
+    cm_buf_free (&h);
+    return failures;
+}
 
 int
 cm_tnef_selftest (bool verbose)
 {
-    int failures = 0;
+    int failures = cm_rtf_selftest (verbose) + s_rtf_selftest (verbose);
     char reason [256] = "";
     cm_buf_t b;
     cm_buf_init (&b, 0);

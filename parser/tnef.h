@@ -31,6 +31,11 @@ typedef struct {
                              with nothing readable) */
     char *body;           /* attBody, 8-bit text in the code page, or NULL */
     size_t body_len;
+    unsigned char *rtf;   /* the RTF body (PR_RTF_COMPRESSED) decompressed,
+                             or NULL; its bytes count against max_bytes */
+    size_t rtf_len;
+    char rtf_note [128];  /* what became of the RTF body ("RTF body read",
+                             "RTF body not read: ..."); "" when none */
     unsigned codepage;    /* attOemCodepage, 0 when not given */
     int bad_checksums;    /* attributes whose checksum was wrong (read anyway) */
     char problem [160];   /* why reading stopped early; "" when it did not */
@@ -40,11 +45,13 @@ typedef struct {
 bool cm_tnef_signature (const unsigned char *data, size_t len);
 
 /* Reads the TNEF stream data[0..len): the files of its attachments, in
-   order, and its plain text body. Stops at the first damage (bad
+   order, its plain text body and its RTF body. Stops at the first damage (bad
    signature, an attribute longer than what remains, a property list that
    does not add up) or at a limit: more than max_files files, or their
    bytes over max_bytes; problem says which, and the files read before it
-   are kept. Every length is checked against what remains.
+   are kept. Every length is checked against what remains. The RTF
+   body is decompressed last, within the bytes the files left; its
+   damage stops nothing else, rtf_note says what came of it.
    0, or -1 out of memory (*tnef is then freed). */
 int cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
                   size_t max_bytes, cm_tnef_t *tnef);

@@ -16,6 +16,7 @@
 #include "seal.h"
 #include "smtp.h"
 #include "../../parser/message.h"
+#include "../../parser/tnef.h"
 
 typedef struct {
     const char *name;
@@ -34,6 +35,7 @@ static const selftest_t TESTS [] = {
     { "oauth", cm_oauth_selftest },
     { "ews", cm_ews_selftest },
     { "message", cm_message_selftest },
+    { "tnef", cm_tnef_selftest },
 };
 
 int
