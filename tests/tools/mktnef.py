@@ -9,8 +9,10 @@ Usage: mktnef.py OUTDIR   writes the message-test cases: OUTDIR/NAME.tnef and
                           for the message's text, then one "file<TAB>name<TAB>
                           type<TAB>size<TAB>sha256<TAB>note" line per file taken
                           out, in order, with "-" for no note)
-As a module: tnef(files, body=None, codepage=1252, body_w=None) -> bytes
-(body: attBody bytes; body_w: PR_BODY_W among the message's properties), where files are
+As a module: tnef(files, body=None, codepage=1252, body_w=None, rtf=None) -> bytes
+(body: attBody bytes; body_w: PR_BODY_W among the message's properties;
+rtf: a PR_RTF_COMPRESSED value, from rtf_compressed(raw) ("LZFu", a greedy
+compressor written from [MS-OXRTFCP]) or rtf_stored(raw) ("MELA")), where files are
 dicts: data, title (8.3 name, bytes), long (str, PT_UNICODE long name),
 long8 (bytes, PT_STRING8 long name), mime (MIME tag), embedded (bytes: an
 attached Outlook message as its own stream), extra_props (bool: add a
@@ -78,7 +80,79 @@ def utf16z(s):
     return s.encode("utf-16-le") + b"\0\0"
 
 
-def tnef(files, body=None, codepage=1252, body_w=None):
+# [MS-OXRTFCP] 2.1.2.1: the dictionary's first 207 bytes
+RTF_PREBUF = (b"{\\rtf1\\ansi\\mac\\deff0\\deftab720{\\fonttbl;}{\\f0\\fnil \\froman \\fswiss "
+              b"\\fmodern \\fscript \\fdecor MS Sans SerifSymbolArialTimes New RomanCourier"
+              b"{\\colortbl\\red0\\green0\\blue0\r\n\\par \\pard\\plain\\f0\\fs20\\b\\i\\u\\tab\\tx")
+assert len(RTF_PREBUF) == 207
+
+
+def rtf_crc(data):
+    """[MS-OXRTFCP] 3.1.3.2: CRC-32's table, started at 0, not inverted."""
+    crc = 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xEDB88320 if crc & 1 else crc >> 1
+    return crc
+
+
+def rtf_compressed(raw):
+    """raw as "LZFu": the longest match (2 to 17 bytes) in the 4096-byte
+    dictionary at each position, a match may run into the bytes it
+    writes; the reference at the write position ends it."""
+    size = 4096
+    d = bytearray(size)
+    d[:207] = RTF_PREBUF
+    wpos, written = 207, 207
+    tokens = []                 # (True, 2-byte reference) or (False, byte)
+    i = 0
+    while i < len(raw):
+        best_len, best_off = 0, 0
+        for off in range(size):
+            if off == wpos or (written < size and off >= written):
+                continue
+            n = 0
+            while n < 17 and i + n < len(raw):
+                at = (off + n) % size
+                rel = (at - wpos) % size
+                # bytes this match writes are the input's own
+                c = raw[i + rel] if rel < n else d[at]
+                if rel >= n and written < size and at >= written:
+                    break
+                if c != raw[i + n]:
+                    break
+                n += 1
+            if n > best_len:
+                best_len, best_off = n, off
+                if n == 17:
+                    break
+        n = best_len if best_len >= 2 else 1
+        if best_len >= 2:
+            tokens.append((True, struct.pack(">H", best_off << 4 | (best_len - 2))))
+        else:
+            tokens.append((False, raw[i:i + 1]))
+        for k in range(n):
+            d[wpos] = raw[i + k]
+            wpos = (wpos + 1) % size
+            written = min(written + 1, size)
+        i += n
+    tokens.append((True, struct.pack(">H", wpos << 4)))
+    out = bytearray()
+    for g in range(0, len(tokens), 8):
+        group = tokens[g:g + 8]
+        out.append(sum(1 << k for k, (ref, _) in enumerate(group) if ref))
+        for _, b in group:
+            out += b
+    return struct.pack("<III", len(out) + 12, len(raw), 0x75465A4C) + struct.pack("<I", rtf_crc(out)) + bytes(out)
+
+
+def rtf_stored(raw):
+    """raw as "MELA": stored as it is, its CRC 0."""
+    return struct.pack("<IIII", len(raw) + 12, len(raw), 0x414C454D, 0) + raw
+
+
+def tnef(files, body=None, codepage=1252, body_w=None, rtf=None):
     out = struct.pack("<IH", SIGNATURE, 0x0001)
     out += attr(LVL_MESSAGE, ATT_TNEF_VERSION, struct.pack("<I", 0x00010000))
     out += attr(LVL_MESSAGE, ATT_OEM_CODEPAGE, struct.pack("<II", codepage, 0))
@@ -91,6 +165,8 @@ def tnef(files, body=None, codepage=1252, body_w=None):
              prop(PT_LONG, 0x0E07, struct.pack("<I", 1))]
     if body_w is not None:
         items.append(prop(PT_UNICODE, 0x1000, var([utf16z(body_w)])))
+    if rtf is not None:
+        items.append(prop(PT_BINARY, 0x1009, var([rtf])))
     out += attr(LVL_MESSAGE, ATT_MAPI_PROPS, props(items))
     for f in files:
         out += attr(LVL_ATTACHMENT, ATT_ATTACH_REND_DATA,
@@ -131,6 +207,12 @@ def sha(b):
 
 def cases():
     """(name, stream, expected lines)."""
+    # the compressor gives the bytes of [MS-OXRTFCP]'s two examples
+    assert rtf_compressed(b"{\\rtf1\\ansi\\ansicpg1252\\pard hello world}\r\n") == bytes.fromhex(
+        "2d0000002b0000004c5a4675f1c5c7a703000a007263706731323542320af320"
+        "68656c090020627705b06c647d0a800fa0")
+    assert rtf_compressed(b"{\\rtf1 WXYZWXYZWXYZWXYZWXYZ}") == bytes.fromhex(
+        "1a0000001c0000004c5a4675e2d44b5141000420575859 5a0d6e7d010eb0".replace(" ", ""))
     pdf = b"%PDF-1.7\n" + bytes(range(256)) * 12 + b"\n%%EOF\n"
     exe = b"MZ\x90\0" + os.urandom(0) + bytes(range(255, -1, -1)) * 4
     docm = b"PK\x03\x04" + b"macro" * 300
@@ -177,6 +259,81 @@ def cases():
         "note\tTNEF (winmail.dat): 1 file taken out",
         "text\tGr\u00fc\u00dfe aus K\u00f6ln\r\n",
         "file\tZ.ZIP\tapplication/zip\t22\t%s\t-" % sha(b"PK\5\6" + b"\0" * 18)]))
+    # the RTF body (PR_RTF_COMPRESSED) alone, no attBody or PR_BODY: its
+    # text is the message's, the RTF a file under the winmail.dat
+    rtf = (b"{\\rtf1\\ansi\\ansicpg1252\\deff0{\\fonttbl{\\f0\\fswiss Arial;}{\\f1\\fnil Symbol;}}\r\n"
+           b"{\\colortbl;\\red255\\green0\\blue0;}\r\n{\\stylesheet{\\s0 Normal;}}\r\n"
+           b"{\\*\\generator Riched20 10.0.19041}{\\info{\\author Mallory}{\\title Invoice}}\r\n"
+           b"\\viewkind4\\uc1\\pard\\f0\\fs20 Gr\\'fc\\'dfe aus K\\'f6ln \\endash  Rechnung \\{2\\}\\par\r\n"
+           b"Betrag: 1.250,00 \\u8364?\\par\r\n"
+           b"{\\pict\\wmetafile8 0102ff}Pfad C:\\\\Temp\\line\r\n"
+           b"\\u-10179?\\u-8704? Ende\\par\r\n}\r\n")
+    doc = b"%PDF-1.4\n" + b"rtf" * 100
+    s = tnef([{"title": b"RTF.PDF", "data": doc}], rtf=rtf_compressed(rtf))
+    out.append(("rtfbody", s, [
+        "note\tTNEF (winmail.dat): 2 files taken out; RTF body read",
+        "text\tGr\u00fc\u00dfe aus K\u00f6ln \u2013 Rechnung {2}\nBetrag: 1.250,00 \u20ac\n"
+        "Pfad C:\\Temp\n\U0001F600 Ende\n",
+        "file\tRTF.PDF\tapplication/pdf\t%d\t%s\t-" % (len(doc), sha(doc)),
+        "file\tbody.rtf\tapplication/rtf\t%d\t%s\t-" % (len(rtf), sha(rtf))]))
+    # Outlook's encapsulated HTML ([MS-OXRTFEX]): the htmltag groups and the
+    # text outside \htmlrtf, rendered as HTML-only mail is
+    html = (b"{\\rtf1\\ansi\\ansicpg1252\\fromhtml1 \\fbidis \\deff0{\\fonttbl\r\n"
+            b"{\\f0\\fswiss\\fcharset0 Arial;}\r\n{\\f1\\fmodern Courier New;}}\r\n"
+            b"{\\colortbl\\red0\\green0\\blue0;\\red0\\green0\\blue255;}\r\n"
+            b"\\uc1\\pard\\plain\\deftab360 \\f0\\fs24 \r\n"
+            b"{\\*\\htmltag19 <html>}\r\n{\\*\\htmltag34 <head>}\r\n{\\*\\htmltag161 <style>}\r\n"
+            b"{\\*\\htmltag241 p \\{ margin: 0 \\}}\r\n{\\*\\htmltag169 </style>}\r\n"
+            b"{\\*\\htmltag41 </head>}\r\n{\\*\\htmltag50 <body>}\r\n"
+            b"{\\*\\htmltag64 <p>}\\htmlrtf {\\htmlrtf0 Your mailbox is full.\\htmlrtf }\\htmlrtf0 \r\n"
+            b"{\\*\\htmltag72 </p>}\\htmlrtf \\par\r\n\\htmlrtf0 \r\n"
+            b"{\\*\\htmltag64 <p>}\\htmlrtf {\\htmlrtf0 Log in at "
+            b"{\\*\\htmltag84 <a href=\"https://login.example.test/\">}\\htmlrtf "
+            b"{\\field{\\*\\fldinst{HYPERLINK \"https://login.example.test/\"}}"
+            b"{\\fldrslt\\cf1\\ul \\htmlrtf0 the portal\\htmlrtf }}\\htmlrtf0 "
+            b"{\\*\\htmltag92 </a>} \\'96 caf\\'e9 {\\*\\htmltag84 &amp;} more\\htmlrtf }\\htmlrtf0 \r\n"
+            b"{\\*\\htmltag72 </p>}\r\n{\\*\\htmltag58 </body>}\r\n{\\*\\htmltag27 </html>}}\r\n")
+    s = tnef([{"title": b"A.TXT", "data": b"abc"}], rtf=rtf_compressed(html))
+    out.append(("rtfhtml", s, [
+        "note\tTNEF (winmail.dat): 2 files taken out; RTF body read",
+        "text\tYour mailbox is full.\n\nLog in at the portal \u2013 caf\u00e9 & more",
+        "file\tA.TXT\ttext/plain\t3\t%s\t-" % sha(b"abc"),
+        "file\tbody.rtf\tapplication/rtf\t%d\t%s\t-" % (len(html), sha(html))]))
+    # plain text in RTF (\fromtext), stored ("MELA"), in the code page \ansicpg names
+    text = (b"{\\rtf1\\ansi\\ansicpg1251\\fromtext \\fbidis \\deff0{\\fonttbl{\\f0\\fswiss\\fcharset204 Arial;}}\r\n"
+            b"{\\*\\htmltag1 }\\htmlrtf {\\htmlrtf0 \\'cf\\'f0\\'e8\\'e2\\'e5\\'f2\\par\r\n"
+            b"Second line\\par\r\n}\\htmlrtf0 }")
+    s = tnef([{"title": b"A.TXT", "data": b"abc"}], rtf=rtf_stored(text))
+    out.append(("rtfstored", s, [
+        "note\tTNEF (winmail.dat): 2 files taken out; RTF body read",
+        "text\t\u041f\u0440\u0438\u0432\u0435\u0442\nSecond line\n",
+        "file\tA.TXT\ttext/plain\t3\t%s\t-" % sha(b"abc"),
+        "file\tbody.rtf\tapplication/rtf\t%d\t%s\t-" % (len(text), sha(text))]))
+    # attBody and an RTF body: the plain text is the message's, the RTF a file
+    s = tnef([], body=b"Plain wins\r\n", rtf=rtf_compressed(rtf))
+    out.append(("rtfboth", s, [
+        "note\tTNEF (winmail.dat): 1 file taken out; RTF body read",
+        "text\tPlain wins\r\n",
+        "file\tbody.rtf\tapplication/rtf\t%d\t%s\t-" % (len(rtf), sha(rtf))]))
+    # a wrong CRC: counted, the RTF read anyway
+    c = bytearray(rtf_compressed(rtf))
+    c[12] ^= 0xFF
+    s = tnef([{"title": b"A.TXT", "data": b"abc"}], rtf=bytes(c))
+    out.append(("rtfcrc", s, [
+        "note\tTNEF (winmail.dat): 2 files taken out; RTF body read, its CRC wrong",
+        "text\tGr\u00fc\u00dfe aus K\u00f6ln \u2013 Rechnung {2}\nBetrag: 1.250,00 \u20ac\n"
+        "Pfad C:\\Temp\n\U0001F600 Ende\n",
+        "file\tA.TXT\ttext/plain\t3\t%s\t-" % sha(b"abc"),
+        "file\tbody.rtf\tapplication/rtf\t%d\t%s\t-" % (len(rtf), sha(rtf))]))
+    # damage: a reference to a part of the dictionary never written; the
+    # files stand, the note says why there is no RTF body
+    bad = b"\x01" + struct.pack(">H", 300 << 4)
+    bad = struct.pack("<IIII", len(bad) + 12, 10, 0x75465A4C, rtf_crc(bad)) + bad
+    s = tnef([{"title": b"A.TXT", "data": b"abc"}], rtf=bad)
+    out.append(("rtfdamaged", s, [
+        "note\tTNEF (winmail.dat): 1 file taken out; RTF body not read: a reference to what was never written",
+        "text\t",
+        "file\tA.TXT\ttext/plain\t3\t%s\t-" % sha(b"abc")]))
     # a PNG sent as winmail.dat
     out.append(("png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", [
         "note\tTNEF (winmail.dat) kept as is: not TNEF: bad signature"]))

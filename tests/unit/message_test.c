@@ -1413,7 +1413,9 @@ static char *s_read_file (const char *path, size_t *len);
 static void
 s_tnef (const char *dir)
 {
-    static const char *names [] = { "outlook", "checksum", "truncated", "nodata", "mapibody", "png" };
+    static const char *names [] = { "outlook", "checksum", "truncated", "nodata", "mapibody", "png",
+                                    "rtfbody", "rtfhtml", "rtfstored", "rtfboth", "rtfcrc",
+                                    "rtfdamaged" };
     for (size_t n = 0; n < sizeof names / sizeof names [0]; n++) {
         char path [4096];
         size_t len = 0, elen = 0;
