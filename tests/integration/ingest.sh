@@ -10,7 +10,8 @@
 #     attached message with its own attachment), a calendar-only
 #     invitation has a description; the files inside an Outlook
 #     winmail.dat (TNEF) are attachments under it, as Debian's tnef
-#     reads them;
+#     reads them, and one with only an RTF body has that body's text as
+#     its description and the RTF as body.rtf;
 #  3. replies by In-Reply-To, References only and subject tag only land on
 #     their incident of a two-way route; an auto-reply and a bounce open none;
 #  5. a 20 MB attachment comes back byte for byte; a message over the size
@@ -133,10 +134,11 @@ fi
 "${MK[@]}" uueml "$T/uueml.eml" --message-id uueml.1@reporter.test
 "${MK[@]}" invite "$T/invite.eml" --message-id invite.1@reporter.test
 "${MK[@]}" tnef "$T/tnef.eml" --message-id tnef.1@reporter.test
+"${MK[@]}" tnefrtf "$T/tnefrtf.eml" --message-id tnefrtf.1@reporter.test
 route_add special u02 --kind ingest >/dev/null
-"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed,uu,uueml,invite,tnef}.eml >/dev/null
+"${FILL[@]}" u02 INBOX "$T"/{nested,msg,smime,pgp,signed,uu,uueml,invite,tnef,tnefrtf}.eml >/dev/null
 start_route special
-wait_until 60 settled special 9 || not_ok "special: 9 messages settled" "stored $(msgs special)"
+wait_until 60 settled special 10 || not_ok "special: 10 messages settled" "stored $(msgs special)"
 
 # nested .eml: the attached message and its own attachments, to depth 2
 inc=$(by_mid nested.1@reporter.test incident)
@@ -256,6 +258,30 @@ check_eq "tnef: attachment get returns the PDF's bytes" \
 check_eq "tnef: a message with no text of its own has the TNEF's text" \
     "Please find the payment advice attached.|Accounts" \
     "$(json '"|".join(l for l in j["description"].splitlines() if l.strip())' < "$T/tnef.json")"
+
+# Outlook "Rich Text" mail with only an RTF body: its text is the
+# description, the RTF is body.rtf under the winmail.dat, the bytes Debian's
+# tnef saves as the body
+inc=$(by_mid tnefrtf.1@reporter.test incident)
+run_cm incident show "$inc" --json
+printf '%s' "$OUT" > "$T/tnefrtf.json"
+check_eq "tnef rtf: the RTF body's encapsulated HTML is the description" \
+    "Your mailbox is over its quota.|Confirm your password by Friday – IT Servicés" \
+    "$(json '"|".join(l for l in j["description"].splitlines() if l.strip())' < "$T/tnefrtf.json")"
+tree=$(att_tree "$T/tnefrtf.json" '"%s|depth=%d|parent=%s|%s|%d|%s|%s" % (a["filename"], a["depth"],
+    parent, a["content_type"], a["size"], a["sha256"], a["note"] or "-")')
+check_contains "tnef rtf: the winmail.dat's note says the RTF body was read" \
+    "winmail.dat|depth=0|parent=-|application/ms-tnef|$(stat -c %s "$T/tnefrtf.eml.dat")|$(sha "$T/tnefrtf.eml.dat")|TNEF (winmail.dat): 2 files taken out; RTF body read" "$tree"
+if command -v tnef >/dev/null; then
+    mkdir -p "$T/tnefrtf.out"
+    tnef -C "$T/tnefrtf.out" --save-body=body --body-pref=R "$T/tnefrtf.eml.dat"
+    check_contains "tnef rtf: body.rtf holds the bytes Debian's tnef saves as the RTF body" \
+        "body.rtf|depth=1|parent=winmail.dat|application/rtf|$(stat -c %s "$T/tnefrtf.out/body.rtf")|$(sha "$T/tnefrtf.out/body.rtf")|-" "$tree"
+else
+    not_ok "tnef rtf: Debian's tnef installed (make deps)" "no tnef in PATH"
+fi
+check_eq "tnef rtf: and the bytes the generator compressed" "$(sha "$T/tnefrtf.eml.rtf")" \
+    "$(json '[a["sha256"] for t in j["timeline"] for a in t["attachments"] if a["filename"] == "body.rtf"][0]' < "$T/tnefrtf.json" 2>/dev/null)"
 
 # a calendar-only invitation: the event is the description, the .ics kept
 inc=$(by_mid invite.1@reporter.test incident)

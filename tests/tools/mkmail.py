@@ -20,6 +20,10 @@ Usage: mkmail.py KIND OUT [options]     writes one message (RFC 5322, CRLF) to O
         uueml      a gateway's forward: the reported message (with its own
                    attachment bank-details.txt, also written to OUT.att)
                    uuencoded as reported.eml in the text body
+        tnefrtf    Outlook "Rich Text" mail whose winmail.dat has no plain
+                   text body, only an RTF one (PR_RTF_COMPRESSED, LZFu) of
+                   encapsulated HTML, and one file; the winmail.dat is also
+                   written to OUT.dat, the RTF to OUT.rtf
         big        a message with one attachment of --size bytes (random; the
                    attachment's bytes are also written to OUT.bin)
   options: --from ADDR --to ADDR --subject TEXT --message-id ID (without <>)
@@ -222,6 +226,22 @@ def build(args):
             with open(args.out + ext, "wb") as fh:
                 fh.write(data)
         m = base(args, "Payment advice")
+        m.set_content(dat, maintype="application", subtype="ms-tnef", filename="winmail.dat")
+        return m
+    if k == "tnefrtf":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import mktnef
+        rtf = (b"{\\rtf1\\ansi\\ansicpg1252\\fromhtml1 \\deff0{\\fonttbl{\\f0\\fswiss Arial;}}\r\n"
+               b"{\\*\\htmltag19 <html>}{\\*\\htmltag50 <body>}{\\*\\htmltag64 <p>}\\htmlrtf {\\htmlrtf0 "
+               b"Your mailbox is over its quota.\\htmlrtf }\\htmlrtf0 {\\*\\htmltag72 </p>}\\htmlrtf \\par\r\n"
+               b"\\htmlrtf0 {\\*\\htmltag64 <p>}Confirm your password by Friday \\endash  IT Servic\\'e9s"
+               b"{\\*\\htmltag72 </p>}{\\*\\htmltag58 </body>}{\\*\\htmltag27 </html>}}\r\n")
+        dat = mktnef.tnef([{"title": b"QUOTA.HTM", "data": b"<p>quota</p>\n"}],
+                          rtf=mktnef.rtf_compressed(rtf))
+        for ext, data in ((".dat", dat), (".rtf", rtf)):
+            with open(args.out + ext, "wb") as fh:
+                fh.write(data)
+        m = base(args, "Mailbox quota")
         m.set_content(dat, maintype="application", subtype="ms-tnef", filename="winmail.dat")
         return m
     if k == "big":
