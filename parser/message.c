@@ -2265,45 +2265,109 @@ s_tnef_text (const char *s, size_t len, unsigned codepage)
     return text;
 }
 
-/* The files in the winmail.dat that is attachment index (parser/tnef.c)
-   become attachments under it, named by the long name (else the short
-   one), typed by the MIME tag (else by the name). A damaged stream or a
-   limit never rejects the message: the winmail.dat stays, its note saying
-   how many files came out and what stopped the reading. So the files do
-   not count as MIME parts or against the decoded-bytes budget, where they
-   could push a later part of the message over a limit and reject it:
-   they have limits of their own, as many files and as many bytes in all
-   the message's TNEF streams as the message may have parts and decoded
-   bytes (their bytes are inside the winmail.dat, already counted once).
-   The first TNEF text body is kept for a message without text; without
-   a plain one (attBody, PR_BODY), the text of the RTF body (parser/rtf.c;
-   encapsulated HTML through cm_html_to_text). The RTF body itself
-   becomes one more file under the winmail.dat, body.rtf, the RTF as
-   Outlook stored it (what Debian's tnef --save-body writes): it may
-   carry objects worth a scan, which a de-encapsulated body.html would
-   drop. -1 out of memory (ctx->failed). */
+/* Reads a TNEF stream within what is left of the message's TNEF
+   allowance: as many files and as many bytes in all the message's TNEF
+   streams (attached Outlook messages' included) as the message may have
+   parts and decoded bytes (their bytes are inside the stream, already
+   counted once). So the files do not count as MIME parts or against the
+   decoded-bytes budget, where they could push a later part of the
+   message over a limit and reject it. -1 out of memory. */
 static int
-s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index)
+s_tnef_read (s_ctx_t *ctx, const unsigned char *bytes, size_t size, cm_tnef_t *t)
 {
-    const unsigned char *bytes = m->attachments [index].data;
-    size_t size = m->attachments [index].size;
     size_t max_files = (size_t) ctx->lim.max_parts, budget = s_budget (ctx);
     size_t files = ctx->tnef_files < max_files ? max_files - ctx->tnef_files : 0;
-    cm_tnef_t t;
     if (cm_tnef_read (bytes, size, files,
-                      ctx->tnef_bytes < budget ? budget - ctx->tnef_bytes : 0, &t))
-        goto oom;
-    if (strncmp (t.problem, "more than ", 10) == 0)
-        snprintf (t.problem, sizeof t.problem, "more than %zu files in the message's TNEF"
+                      ctx->tnef_bytes < budget ? budget - ctx->tnef_bytes : 0, t))
+        return -1;
+    if (strncmp (t->problem, "more than ", 10) == 0)
+        snprintf (t->problem, sizeof t->problem, "more than %zu files in the message's TNEF"
                   " attachments", max_files);
+    return 0;
+}
+
+/* The text body of a TNEF stream as UTF-8: attBody or PR_BODY, else the
+   text of the RTF body (parser/rtf.c; encapsulated HTML through
+   cm_html_to_text), else NULL; *oom when memory ran out. */
+static char *
+s_tnef_body (const cm_tnef_t *t, bool *oom)
+{
+    char *text = NULL;
+    if (t->body)
+        text = s_tnef_text (t->body, t->body_len, t->codepage);
+    else
+    if (t->rtf)
+        text = cm_rtf_text (t->rtf, t->rtf_len, s_tnef_text, NULL);
+    else
+        return NULL;
+    *oom = !text;
+    return text;
+}
+
+static cm_message_t *s_tnef_message (s_ctx_t *ctx, const unsigned char *bytes, size_t size,
+                                     int depth, char **note);
+
+/* Attaches the Outlook message attached in TNEF that is attachment
+   index of m (its TNEF stream) as m's nested message, when the depth and
+   the limit on attached messages allow and the stream gives anything;
+   its note says how it was read or why not. -1 out of memory. */
+static int
+s_tnef_nested (s_ctx_t *ctx, cm_message_t *m, size_t index, int depth)
+{
+    char *note = NULL;
+    cm_message_t *child = NULL;
+    int rc = 0;
+    if (depth + 1 > ctx->lim.max_depth)
+        rc = asprintf (&note, "an Outlook message attached in TNEF, not read: nested deeper"
+                       " than %d levels; kept as its TNEF stream", ctx->lim.max_depth);
+    else
+    if (ctx->nested >= ctx->lim.max_nested_messages)
+        rc = asprintf (&note, "an Outlook message attached in TNEF, not read: more than %d"
+                       " attached messages; kept as its TNEF stream",
+                       ctx->lim.max_nested_messages);
+    else {
+        ctx->nested++;
+        child = s_tnef_message (ctx, m->attachments [index].data, m->attachments [index].size,
+                                depth + 1, &note);
+        if (!child && !note)
+            return -1;
+    }
+    if (rc < 0)
+        return -1;
+    if (child && s_push_ptr ((void ***) &m->nested, &m->nnested, child)) {
+        cm_message_destroy (&child);
+        free (note);
+        return -1;
+    }
+    if (child)
+        m->attachments [index].nested_index = (int) m->nnested - 1;
+    free (m->attachments [index].note);
+    m->attachments [index].note = note;
+    return 0;
+}
+
+/* The files of a TNEF stream t become attachments of m, under its
+   attachment holder (-1: none), named by the long name (else the short
+   one), typed by the MIME tag (else by the name); an attached Outlook
+   message is kept as its TNEF stream, NAME.tnef, and read as a nested
+   message of m (s_tnef_nested). The RTF body becomes one more file,
+   body.rtf, the RTF as Outlook stored it (what Debian's tnef --save-body
+   writes): it may carry objects worth a scan, which a de-encapsulated
+   body.html would drop. *note says how many files came out and what
+   stopped the reading, the stream named label. -1 out of memory. */
+static int
+s_tnef_take (s_ctx_t *ctx, cm_message_t *m, int holder, cm_tnef_t *t, int depth,
+             const char *label, char **note)
+{
+    size_t max_files = (size_t) ctx->lim.max_parts;
     size_t taken = 0;
-    for (size_t i = 0; i < t.nfiles; i++) {
-        cm_tnef_file_t *f = &t.files [i];
+    for (size_t i = 0; i < t->nfiles; i++) {
+        cm_tnef_file_t *f = &t->files [i];
         char *raw = NULL, *name = NULL;
         if (f->name)
-            raw = f->name_utf8 ? strdup (f->name) : s_tnef_text (f->name, strlen (f->name), t.codepage);
+            raw = f->name_utf8 ? strdup (f->name) : s_tnef_text (f->name, strlen (f->name), t->codepage);
         if (f->name && !raw)
-            goto oom_t;
+            return -1;
         if (f->embedded) {
             /* an attached Outlook message: kept as its TNEF stream */
             char *named = NULL;
@@ -2312,7 +2376,7 @@ s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index)
             free (raw);
             raw = named;
             if (!raw)
-                goto oom_t;
+                return -1;
         }
         name = raw ? s_sanitise_filename (raw) : NULL;
         free (raw);
@@ -2321,8 +2385,8 @@ s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index)
         cm_attachment_t *a = s_append_attachment (m, NULL, name, f->data, f->size);
         f->data = NULL;
         if (!a)
-            goto oom_t;
-        a->parent_index = (int) index;
+            return -1;
+        a->parent_index = holder;
         const char *tag = f->embedded ? "application/vnd.ms-tnef" : f->mime_type;
         char *type = NULL;
         if (tag && (type = s_clean_trim (tag))) {
@@ -2338,66 +2402,156 @@ s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index)
             }
         }
         free (type);
-        if (f->embedded
-        &&  !(a->note = strdup ("an Outlook message attached in TNEF is not read; "
-                                "kept as its TNEF stream")))
-            goto oom_t;
+        if (f->embedded && s_tnef_nested (ctx, m, m->nattachments - 1, depth))
+            return -1;
         taken++;
     }
-    /* the RTF body: its text for a message without a plain one, then
-       the RTF as a file, when the files' allowance has room */
-    if (t.rtf && !t.body && !w->tnef_body
-    &&  !(w->tnef_body = cm_rtf_text (t.rtf, t.rtf_len, s_tnef_text, NULL)))
-        goto oom_t;
+    /* the RTF body as a file, when the files' allowance has room */
     bool rtf_left = false;
-    if (t.rtf && ctx->tnef_files >= max_files)
+    if (t->rtf && ctx->tnef_files >= max_files)
         rtf_left = true;
     else
-    if (t.rtf) {
+    if (t->rtf) {
         char *name = strdup ("body.rtf");
         if (!name)
-            goto oom_t;
+            return -1;
         ctx->tnef_files++;
-        ctx->tnef_bytes += t.rtf_len;   /* within the budget: cm_tnef_read */
-        cm_attachment_t *a = s_append_attachment (m, NULL, name, t.rtf, t.rtf_len);
-        t.rtf = NULL;
+        ctx->tnef_bytes += t->rtf_len;  /* within the budget: cm_tnef_read */
+        cm_attachment_t *a = s_append_attachment (m, NULL, name, t->rtf, t->rtf_len);
+        t->rtf = NULL;
         if (!a)
-            goto oom_t;
-        a->parent_index = (int) index;
+            return -1;
+        a->parent_index = holder;
         taken++;
     }
-    cm_buf_t note;
-    cm_buf_init (&note, 0);
+    cm_buf_t b;
+    cm_buf_init (&b, 0);
     int rc = 0;
-    if (t.problem [0] && !taken) {
-        rc = cm_buf_printf (&note, "TNEF (winmail.dat) kept as is: %s", t.problem);
-        if (rc == 0 && t.rtf_note [0])
-            rc = cm_buf_printf (&note, "; %s", t.rtf_note);
+    if (t->problem [0] && !taken) {
+        rc = cm_buf_printf (&b, "TNEF (%s) kept as is: %s", label, t->problem);
+        if (rc == 0 && t->rtf_note [0])
+            rc = cm_buf_printf (&b, "; %s", t->rtf_note);
     }
     else {
-        rc = cm_buf_printf (&note, "TNEF (winmail.dat): %zu file%s taken out", taken,
+        rc = cm_buf_printf (&b, "TNEF (%s): %zu file%s taken out", label, taken,
                             taken == 1 ? "" : "s");
-        if (rc == 0 && t.skipped)
-            rc = cm_buf_printf (&note, "; %zu attachment%s without bytes left out", t.skipped,
-                                t.skipped == 1 ? "" : "s");
-        if (rc == 0 && t.bad_checksums)
-            rc = cm_buf_printf (&note, "; %d attribute checksum%s wrong", t.bad_checksums,
-                                t.bad_checksums == 1 ? "" : "s");
-        if (rc == 0 && t.rtf_note [0])
-            rc = cm_buf_printf (&note, "; %s%s", t.rtf_note,
+        if (rc == 0 && t->skipped)
+            rc = cm_buf_printf (&b, "; %zu attachment%s without bytes left out", t->skipped,
+                                t->skipped == 1 ? "" : "s");
+        if (rc == 0 && t->bad_checksums)
+            rc = cm_buf_printf (&b, "; %d attribute checksum%s wrong", t->bad_checksums,
+                                t->bad_checksums == 1 ? "" : "s");
+        if (rc == 0 && t->rtf_note [0])
+            rc = cm_buf_printf (&b, "; %s%s", t->rtf_note,
                                 rtf_left ? ", not kept as a file: no files left in the"
                                            " message's TNEF allowance" : "");
-        if (rc == 0 && t.problem [0])
-            rc = cm_buf_printf (&note, "; reading stopped: %s", t.problem);
+        if (rc == 0 && t->problem [0])
+            rc = cm_buf_printf (&b, "; reading stopped: %s", t->problem);
     }
-    char *text = rc == 0 ? cm_buf_take (&note, NULL) : NULL;
-    cm_buf_free (&note);
-    if (!text)
+    *note = rc == 0 ? cm_buf_take (&b, NULL) : NULL;
+    cm_buf_free (&b);
+    return *note ? 0 : -1;
+}
+
+/* One of the message's text properties as clean one-line UTF-8, never
+   NULL but out of memory. */
+static char *
+s_tnef_field (const cm_tnef_text_t *v, unsigned codepage)
+{
+    if (!v->text)
+        return strdup ("");
+    char *utf8 = v->utf8 ? strdup (v->text) : s_tnef_text (v->text, strlen (v->text), codepage);
+    char *clean = utf8 ? s_clean_trim (utf8) : NULL;
+    free (utf8);
+    return clean;
+}
+
+/* An Outlook message attached in TNEF, its stream bytes[0..size), read
+   as an attached message at depth: subject and sender from its
+   properties, its text body, its files as its attachments. NULL with
+   *note set when the stream gives nothing (damaged from the start: no
+   file, no body, no subject, no sender); NULL without a note out of
+   memory (ctx->failed). On success *note says how it was read. */
+static cm_message_t *
+s_tnef_message (s_ctx_t *ctx, const unsigned char *bytes, size_t size, int depth, char **note)
+{
+    *note = NULL;
+    cm_tnef_t t;
+    if (s_tnef_read (ctx, bytes, size, &t))
+        goto oom;
+    if (t.problem [0] && !t.nfiles && !t.body && !t.rtf && !t.subject.text && !t.from_name.text
+    &&  !t.from_addr.text) {
+        if (asprintf (note, "an Outlook message attached in TNEF, not read: %s; kept as its"
+                      " TNEF stream", t.problem) < 0) {
+            *note = NULL;
+            goto oom_t;
+        }
+        cm_tnef_free (&t);
+        return NULL;
+    }
+    cm_message_t *c = calloc (1, sizeof *c);
+    if (!c)
+        goto oom_t;
+    bool oom = false;
+    c->subject = s_tnef_field (&t.subject, t.codepage);
+    c->from_name = s_tnef_field (&t.from_name, t.codepage);
+    c->from_addr = s_tnef_field (&t.from_addr, t.codepage);
+    char *at = c->from_addr ? strrchr (c->from_addr, '@') : NULL;
+    if (at)
+        s_lower (at);
+    c->to = strdup ("");
+    c->cc = strdup ("");
+    c->date_text = strdup ("");
+    c->text = s_tnef_body (&t, &oom);
+    if (!c->text && !oom)
+        c->text = strdup ("");
+    char *taken = NULL;
+    if (!c->subject || !c->from_name || !c->from_addr || !c->to || !c->cc || !c->date_text
+    ||  !c->text || cm_quote_split (c->text, &c->new_text, &c->quoted_text)
+    ||  s_tnef_take (ctx, c, -1, &t, depth, "attached Outlook message", &taken)) {
+        cm_message_destroy (&c);
+        goto oom_t;
+    }
+    cm_tnef_free (&t);
+    if (asprintf (note, "an Outlook message attached in TNEF, read as an attached message; %s",
+                  taken) < 0) {
+        *note = NULL;
+        free (taken);
+        cm_message_destroy (&c);
+        goto oom;
+    }
+    free (taken);
+    return c;
+oom_t:
+    cm_tnef_free (&t);
+oom:
+    free (*note);
+    *note = NULL;
+    if (!ctx->failed)
+        s_fail (ctx, "out of memory while reading a TNEF attachment");
+    return NULL;
+}
+
+/* The files in the winmail.dat that is attachment index of m
+   (parser/tnef.c) become attachments under it (s_tnef_take). A damaged
+   stream or a limit never rejects the message: the winmail.dat stays,
+   its note saying how many files came out and what stopped the reading.
+   The first TNEF text body (s_tnef_body) is kept for a message without
+   text. -1 out of memory (ctx->failed). */
+static int
+s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index, int depth)
+{
+    cm_tnef_t t;
+    if (s_tnef_read (ctx, m->attachments [index].data, m->attachments [index].size, &t))
+        goto oom;
+    bool oom = false;
+    if (!w->tnef_body && (w->tnef_body = s_tnef_body (&t, &oom), oom))
+        goto oom_t;
+    char *note = NULL;
+    if (s_tnef_take (ctx, m, (int) index, &t, depth, "winmail.dat", &note))
         goto oom_t;
     free (m->attachments [index].note);
-    m->attachments [index].note = text;
-    if (t.body && !w->tnef_body && !(w->tnef_body = s_tnef_text (t.body, t.body_len, t.codepage)))
-        goto oom_t;
+    m->attachments [index].note = note;
     cm_tnef_free (&t);
     return ctx->failed ? -1 : 0;
 oom_t:
@@ -2464,7 +2618,7 @@ s_take_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
         s_fail (ctx, "out of memory while reading an attachment");
         return -1;
     }
-    if (tnef && s_take_tnef (ctx, m, w, m->nattachments - 1))
+    if (tnef && s_take_tnef (ctx, m, w, m->nattachments - 1, depth))
         return -1;
     return 0;
 }

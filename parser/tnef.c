@@ -9,7 +9,9 @@
     attAttachment a MAPI property list with its long name, MIME tag and,
     for an attached Outlook message, the message as a TNEF stream of its
     own (PR_ATTACH_DATA_OBJ). attBody is the plain text body, else
-    PR_BODY among the message's properties (attMAPIProps).
+    PR_BODY among the message's properties (attMAPIProps), which also
+    give its subject and sender (for such an attached message) and its
+    RTF body.
     Hostile input: every length is checked against what remains before it
     is read; the first damage stops the reading (what was read before it
     stands); files and their bytes stop at the caller's limits; a property
@@ -40,8 +42,16 @@
 #define S_ATT_ATTACHMENT 0x00069005u   /* attAttachment: MAPI properties */
 #define S_ATT_CODEPAGE   0x00069007u   /* attOemCodepage */
 #define S_ATT_MAPIPROPS  0x00069003u   /* attMAPIProps: the message's properties */
+#define S_ATT_SUBJECT    0x00018004u   /* attSubject */
 
 #define S_PR_BODY                 0x1000
+#define S_PR_SUBJECT              0x0037
+#define S_PR_SENT_REPR_NAME       0x0042
+#define S_PR_SENT_REPR_EMAIL      0x0065
+#define S_PR_SENDER_NAME          0x0C1A
+#define S_PR_SENDER_EMAIL         0x0C1F
+#define S_PR_SENDER_SMTP          0x5D01
+#define S_PR_SENT_REPR_SMTP       0x5D02
 #define S_PR_RTF_COMPRESSED       0x1009
 #define S_PR_ATTACH_DATA_OBJ      0x3701
 #define S_PR_ATTACH_FILENAME      0x3704
@@ -311,6 +321,30 @@ s_attach_prop (s_state_t *s, unsigned id, unsigned type, const unsigned char *v,
     }
 }
 
+/* Keeps a text property of the message in *dst: the first given, or a
+   Unicode one over an 8-bit one; with at, only an address (an '@' in
+   it). */
+static void
+s_message_text (s_state_t *s, cm_tnef_text_t *dst, unsigned type, const unsigned char *v,
+                size_t n, bool at)
+{
+    bool unicode = type == S_PT_UNICODE;
+    if (dst->text && (dst->utf8 || !unicode))
+        return;
+    char *text = unicode ? s_utf16 (v, n) : s_string8 (v, n);
+    if (!text) {
+        s->oom = true;
+        return;
+    }
+    if (!*text || (at && !strchr (text, '@'))) {
+        free (text);
+        return;
+    }
+    free (dst->text);
+    dst->text = text;
+    dst->utf8 = unicode;
+}
+
 /* Reads a MAPI property list (attAttachment, attMAPIProps); for_att: its
    values describe the attachment being read, else the message's (its
    PR_BODY, when there is no attBody, and PR_RTF_COMPRESSED). false when it does not add up
@@ -385,6 +419,17 @@ s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
                 s->t->body = base == S_PT_UNICODE ? s_utf16 (v, n) : s_string8 (v, n);
                 s->oom = s->oom || !s->t->body;
                 s->t->body_len = s->t->body ? strlen (s->t->body) : 0;
+            }
+            else
+            if (!for_att && k == 0 && !mv && (base == S_PT_STRING8 || base == S_PT_UNICODE)
+            &&  (id == S_PR_SUBJECT || id == S_PR_SENT_REPR_NAME || id == S_PR_SENDER_NAME
+                 || id == S_PR_SENDER_SMTP || id == S_PR_SENT_REPR_SMTP
+                 || id == S_PR_SENDER_EMAIL || id == S_PR_SENT_REPR_EMAIL)) {
+                cm_tnef_t *t = s->t;
+                cm_tnef_text_t *dst = id == S_PR_SUBJECT ? &t->subject
+                                    : id == S_PR_SENT_REPR_NAME || id == S_PR_SENDER_NAME
+                                    ? &t->from_name : &t->from_addr;
+                s_message_text (s, dst, base, v, n, dst == &t->from_addr);
             }
             else
             if (!for_att && k == 0 && !mv && id == S_PR_RTF_COMPRESSED && base == S_PT_BINARY
@@ -510,6 +555,10 @@ cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
                     tnef->problem [0] = 0;
                 }
                 break;
+            case S_ATT_SUBJECT:
+                if (*lvl == S_LVL_MESSAGE)
+                    s_message_text (&s, &tnef->subject, S_PT_STRING8, body, n, false);
+                break;
             case S_ATT_CODEPAGE:
                 if (n >= 4)
                     tnef->codepage = (unsigned) body [0] | (unsigned) body [1] << 8
@@ -549,6 +598,9 @@ cm_tnef_free (cm_tnef_t *tnef)
     free (tnef->files);
     free (tnef->body);
     free (tnef->rtf);
+    free (tnef->subject.text);
+    free (tnef->from_name.text);
+    free (tnef->from_addr.text);
     memset (tnef, 0, sizeof *tnef);
 }
 
@@ -730,7 +782,101 @@ static const unsigned char s_rtf_hello [] = {
     0x68, 0x65, 0x6c, 0x09, 0x00, 0x20, 0x62, 0x77, 0x05, 0xb0, 0x6c, 0x64, 0x7d, 0x0a, 0x80, 0x0f,
     0xa0 };
 
+/* A stream whose attached Outlook message attaches one in turn, levels
+   deep; the innermost has the text "bottom". */
+static void
+s_chain (cm_buf_t *b, int levels)
+{
+    cm_buf_t inner;
+    cm_buf_init (&inner, 0);
+    if (levels > 1)
+        s_chain (&inner, levels - 1);
+    s_put32 (b, S_SIGNATURE);
+    cm_buf_append (b, "\1\0", 2);
+    if (levels == 1) {
+        s_attr (b, S_LVL_MESSAGE, S_ATT_BODY, "bottom", 6);
+        cm_buf_free (&inner);
+        return;
+    }
+    char subject [32];
+    snprintf (subject, sizeof subject, "level %d", levels);
+    s_attr (b, S_LVL_MESSAGE, S_ATT_SUBJECT, subject, strlen (subject) + 1);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+    cm_buf_t p;
+    cm_buf_init (&p, 0);
+    s_put32 (&p, 2);
+    s_put32 (&p, 0x3705u << 16 | S_PT_LONG);
+    s_put32 (&p, S_ATTACH_EMBEDDED_MSG);
+    s_put32 (&p, (uint32_t) S_PR_ATTACH_DATA_OBJ << 16 | S_PT_OBJECT);
+    s_put32 (&p, 1);
+    s_put32 (&p, (uint32_t) (16 + inner.len));
+    cm_buf_append (&p, s_iid_message, 16);
+    cm_buf_append (&p, inner.data, inner.len);
+    cm_buf_append (&p, "\0\0\0", (4 - inner.len % 4) % 4);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_ATTACHMENT, p.data, p.len);
+    cm_buf_free (&p);
+    cm_buf_free (&inner);
+}
+
 #define s_check cm_message_check
+
+/* Outlook messages attached in TNEF, read as attached messages within
+   the depth and the limit on attached messages. */
+static int
+s_embedded_selftest (bool verbose)
+{
+    int failures = 0;
+    char reason [256] = "";
+    cm_buf_t b;
+    cm_buf_init (&b, 0);
+    s_chain (&b, 3);
+    cm_message_t *m = s_mail ((const unsigned char *) b.data, b.len, NULL, reason, sizeof reason);
+    const cm_message_t *n1 = m && m->nnested == 1 ? m->nested [0] : NULL;
+    const cm_message_t *n2 = n1 && n1->nnested == 1 ? n1->nested [0] : NULL;
+    failures += s_check (n1 && n2 && m->nattachments == 2 && m->attachments [1].nested_index == 0
+                         && strcmp (n1->subject, "level 2") == 0 && n1->nattachments == 1
+                         && n1->attachments [0].nested_index == 0 && n1->attachments [0].parent_index == -1
+                         && strcmp (n2->subject, "") == 0 && strcmp (n2->text, "bottom") == 0
+                         && n2->nattachments == 0 && strcmp (n2->new_text, "bottom") == 0,
+                         "tnef: attached Outlook messages read in turn as nested messages", verbose);
+    cm_message_destroy (&m);
+
+    /* deeper than the depth limit: kept as its stream, noted */
+    cm_buf_reset (&b);
+    s_chain (&b, 40);
+    m = s_mail ((const unsigned char *) b.data, b.len, NULL, reason, sizeof reason);
+    const cm_message_t *deep = m;
+    int levels = 0;
+    while (deep && deep->nnested == 1) {
+        deep = deep->nested [0];
+        levels++;
+    }
+    const cm_attachment_t *last = deep && deep->nattachments ? &deep->attachments [deep->nattachments - 1] : NULL;
+    failures += s_check (m && levels > 1 && levels < 40 && last && last->nested_index == -1 && last->note
+                         && strstr (last->note, "not read: nested deeper than 32 levels"),
+                         "tnef: attached Outlook messages stop at the depth limit", verbose);
+    if (verbose)
+        printf ("selftest: tnef deep %d levels [%s]\n", levels, last && last->note ? last->note : "-");
+    cm_message_destroy (&m);
+
+    /* the limit on attached messages */
+    cm_limits_t limits;
+    cm_limits_default (&limits);
+    limits.max_nested_messages = 1;
+    cm_buf_reset (&b);
+    s_chain (&b, 3);
+    m = s_mail ((const unsigned char *) b.data, b.len, &limits, reason, sizeof reason);
+    n1 = m && m->nnested == 1 ? m->nested [0] : NULL;
+    failures += s_check (n1 && n1->nnested == 0 && n1->nattachments == 1 && n1->attachments [0].note
+                         && strcmp (n1->attachments [0].note, "an Outlook message attached in TNEF,"
+                                    " not read: more than 1 attached messages; kept as its TNEF"
+                                    " stream") == 0,
+                         "tnef: attached Outlook messages count against the attached-message limit",
+                         verbose);
+    cm_message_destroy (&m);
+    cm_buf_free (&b);
+    return failures;
+}
 
 /* The RTF body: read alone and through the parser, within the budget
    and the files' allowance. */
@@ -816,7 +962,8 @@ s_rtf_selftest (bool verbose)
 int
 cm_tnef_selftest (bool verbose)
 {
-    int failures = cm_rtf_selftest (verbose) + s_rtf_selftest (verbose);
+    int failures = cm_rtf_selftest (verbose) + s_rtf_selftest (verbose)
+                 + s_embedded_selftest (verbose);
     char reason [256] = "";
     cm_buf_t b;
     cm_buf_init (&b, 0);

@@ -21,8 +21,16 @@ typedef struct {
     unsigned char *data;  /* the file's bytes (never NULL) */
     size_t size;
     bool embedded;        /* an attached Outlook message: data is its own
-                             TNEF stream (PR_ATTACH_DATA_OBJ), not read */
+                             TNEF stream (PR_ATTACH_DATA_OBJ), for the
+                             caller to read in turn */
 } cm_tnef_file_t;
+
+/* A text property: Unicode ones (PT_UNICODE) as UTF-8, 8-bit ones as
+   given, in the stream's code page. */
+typedef struct {
+    char *text;           /* or NULL */
+    bool utf8;
+} cm_tnef_text_t;
 
 typedef struct {
     cm_tnef_file_t *files;
@@ -36,6 +44,12 @@ typedef struct {
     size_t rtf_len;
     char rtf_note [128];  /* what became of the RTF body ("RTF body read",
                              "RTF body not read: ..."); "" when none */
+    cm_tnef_text_t subject;    /* PR_SUBJECT, else attSubject */
+    cm_tnef_text_t from_name;  /* PR_SENT_REPRESENTING_NAME or PR_SENDER_NAME,
+                                  the first given */
+    cm_tnef_text_t from_addr;  /* the first of the sender's SMTP and email
+                                  addresses that has an '@' (not an
+                                  Exchange DN) */
     unsigned codepage;    /* attOemCodepage, 0 when not given */
     int bad_checksums;    /* attributes whose checksum was wrong (read anyway) */
     char problem [160];   /* why reading stopped early; "" when it did not */
