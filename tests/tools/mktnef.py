@@ -8,8 +8,14 @@ Usage: mktnef.py OUTDIR   writes the message-test cases: OUTDIR/NAME.tnef and
                           "note<TAB>..." for the winmail.dat's note, "text<TAB>..."
                           for the message's text, then one "file<TAB>name<TAB>
                           type<TAB>size<TAB>sha256<TAB>note" line per file taken
-                          out, in order, with "-" for no note)
-As a module: tnef(files, body=None, codepage=1252, body_w=None, rtf=None) -> bytes
+                          out, in order, with "-" for no note; after a file that
+                          is an attached Outlook message, "nested<TAB>subject<TAB>
+                          from name<TAB>from address<TAB>files<TAB>text" for the
+                          message read from it and an "nfile<TAB>..." line, as a
+                          "file" line, per file of its own)
+As a module: tnef(files, body=None, codepage=1252, body_w=None, rtf=None,
+subject="Invoice", sender=None) -> bytes (sender: (name, Exchange DN, SMTP
+address) as PR_SENDER_NAME_W, PR_SENDER_EMAIL_ADDRESS, PR_SENDER_SMTP_ADDRESS)
 (body: attBody bytes; body_w: PR_BODY_W among the message's properties;
 rtf: a PR_RTF_COMPRESSED value, from rtf_compressed(raw) ("LZFu", a greedy
 compressor written from [MS-OXRTFCP]) or rtf_stored(raw) ("MELA")), where files are
@@ -152,7 +158,7 @@ def rtf_stored(raw):
     return struct.pack("<IIII", len(raw) + 12, len(raw), 0x414C454D, 0) + raw
 
 
-def tnef(files, body=None, codepage=1252, body_w=None, rtf=None):
+def tnef(files, body=None, codepage=1252, body_w=None, rtf=None, subject="Invoice", sender=None):
     out = struct.pack("<IH", SIGNATURE, 0x0001)
     out += attr(LVL_MESSAGE, ATT_TNEF_VERSION, struct.pack("<I", 0x00010000))
     out += attr(LVL_MESSAGE, ATT_OEM_CODEPAGE, struct.pack("<II", codepage, 0))
@@ -161,8 +167,12 @@ def tnef(files, body=None, codepage=1252, body_w=None, rtf=None):
         out += attr(LVL_MESSAGE, ATT_BODY, body)
     # message properties: PR_SUBJECT (PT_UNICODE), PR_MESSAGE_FLAGS, and
     # PR_BODY_W when given
-    items = [prop(PT_UNICODE, 0x0037, var([utf16z("Invoice")])),
+    items = [prop(PT_UNICODE, 0x0037, var([utf16z(subject)])),
              prop(PT_LONG, 0x0E07, struct.pack("<I", 1))]
+    if sender is not None:
+        items += [prop(PT_UNICODE, 0x0C1A, var([utf16z(sender[0])])),
+                  prop(PT_STRING8, 0x0C1F, var([sender[1].encode() + b"\0"])),
+                  prop(PT_STRING8, 0x5D01, var([sender[2].encode() + b"\0"]))]
     if body_w is not None:
         items.append(prop(PT_UNICODE, 0x1000, var([utf16z(body_w)])))
     if rtf is not None:
@@ -232,7 +242,35 @@ def cases():
         "file\tFactura-\u00f1o.pdf.exe\tapplication/x-msdownload\t%d\t%s\t-" % (len(exe), sha(exe)),
         "file\tORDER.DOCM\tapplication/octet-stream\t%d\t%s\t-" % (len(docm), sha(docm)),
         "file\tFwd: your mailbox.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
-        "an Outlook message attached in TNEF is not read; kept as its TNEF stream" % (len(inner), sha(inner)),
+        "an Outlook message attached in TNEF, read as an attached message; "
+        "TNEF (attached Outlook message): 1 file taken out" % (len(inner), sha(inner)),
+        "nested\tInvoice\t\t\t1\tForwarded\r\n",
+        "nfile\tNOTE.TXT\ttext/plain\t6\t%s\t-" % sha(b"inner\n"),
+    ]))
+    # an attached Outlook message with a sender, an RTF body only, a file
+    # and an Outlook message of its own, which is damaged
+    deeper = b"\x78\x9f\x3e\x22\x01\x00\x01"
+    note_rtf = b"{\\rtf1\\ansi\\ansicpg1252 Your account will be closed. Sign in at once.\\par}"
+    zip_ = b"PK\3\4" + b"z" * 40
+    inner = tnef([{"title": b"VERIFY.ZIP", "data": zip_},
+                  {"long": "Re: account", "embedded": deeper}],
+                 rtf=rtf_compressed(note_rtf), subject="Konto gesperrt \u2013 dringend",
+                 sender=("Service Desk", "/O=EXCHANGE/OU=FIRST/CN=RECIPIENTS/CN=SERVICE",
+                         "service@Desk.Example"))
+    s = tnef([{"long": "FW: Konto gesperrt", "embedded": inner}], body=b"See the attached mail.\r\n")
+    out.append(("embedded", s, [
+        "note\tTNEF (winmail.dat): 1 file taken out",
+        "text\tSee the attached mail.\r\n",
+        "file\tFW: Konto gesperrt.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
+        "an Outlook message attached in TNEF, read as an attached message; "
+        "TNEF (attached Outlook message): 3 files taken out; RTF body read" % (len(inner), sha(inner)),
+        "nested\tKonto gesperrt \u2013 dringend\tService Desk\tservice@desk.example\t3\t"
+        "Your account will be closed. Sign in at once.\n",
+        "nfile\tVERIFY.ZIP\tapplication/zip\t%d\t%s\t-" % (len(zip_), sha(zip_)),
+        "nfile\tRe: account.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
+        "an Outlook message attached in TNEF, not read: an attribute cut short at byte 6; "
+        "kept as its TNEF stream" % (len(deeper), sha(deeper)),
+        "nfile\tbody.rtf\tapplication/rtf\t%d\t%s\t-" % (len(note_rtf), sha(note_rtf)),
     ]))
     # a wrong checksum on the file's data: read anyway, counted
     s = bytearray(tnef([{"title": b"A.TXT", "data": b"abc"}]))

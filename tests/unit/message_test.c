@@ -1415,7 +1415,7 @@ s_tnef (const char *dir)
 {
     static const char *names [] = { "outlook", "checksum", "truncated", "nodata", "mapibody", "png",
                                     "rtfbody", "rtfhtml", "rtfstored", "rtfboth", "rtfcrc",
-                                    "rtfdamaged" };
+                                    "rtfdamaged", "embedded" };
     for (size_t n = 0; n < sizeof names / sizeof names [0]; n++) {
         char path [4096];
         size_t len = 0, elen = 0;
@@ -1442,7 +1442,8 @@ s_tnef (const char *dir)
         bool ok = m && m->nattachments >= 1 && s_record_ok (m, 0, why, sizeof why)
                && strcmp (m->attachments [0].filename, "winmail.dat") == 0
                && m->attachments [0].size == len;
-        size_t k = 1;
+        size_t k = 1, nk = 0;
+        const cm_message_t *nm = NULL;     /* the message of the last "nested" line */
         char *save = NULL;
         for (char *line = strtok_r (expect, "\n", &save); ok && line; line = strtok_r (NULL, "\n", &save)) {
             s_unescape (line);
@@ -1464,6 +1465,34 @@ s_tnef (const char *dir)
                 ok = strcmp (m->text, f [1]) == 0;
                 if (!ok)
                     snprintf (why, sizeof why, "text [%.80s]", m->text);
+            }
+            else
+            if (strcmp (f [0], "nested") == 0 && nf == 6) {
+                /* the attached Outlook message read from the last file */
+                const cm_attachment_t *a = k >= 2 && k - 1 < m->nattachments ? &m->attachments [k - 1] : NULL;
+                nm = a && a->nested_index >= 0 && (size_t) a->nested_index < m->nnested
+                   ? m->nested [a->nested_index] : NULL;
+                nk = 0;
+                ok = nm && strcmp (nm->subject, f [1]) == 0 && strcmp (nm->from_name, f [2]) == 0
+                  && strcmp (nm->from_addr, f [3]) == 0 && nm->nattachments == strtoull (f [4], NULL, 10)
+                  && strcmp (nm->text, f [5]) == 0;
+                if (!ok)
+                    snprintf (why, sizeof why, "nested: [%.30s] [%.20s] [%.20s] %zu [%.30s]",
+                              nm ? nm->subject : "(none)", nm ? nm->from_name : "",
+                              nm ? nm->from_addr : "", nm ? nm->nattachments : 0, nm ? nm->text : "");
+            }
+            else
+            if (strcmp (f [0], "nfile") == 0 && nf == 6) {
+                const cm_attachment_t *a = nm && nk < nm->nattachments ? &nm->attachments [nk] : NULL;
+                ok = a && a->parent_index == -1 && strcmp (a->filename, f [1]) == 0
+                  && strcmp (a->content_type, f [2]) == 0 && a->size == strtoull (f [3], NULL, 10)
+                  && strcmp (a->sha256, f [4]) == 0
+                  && (strcmp (f [5], "-") == 0 ? !a->note : a->note && strcmp (a->note, f [5]) == 0);
+                if (!ok)
+                    snprintf (why, sizeof why, "nested file %zu: %.40s %.30s %zu %.40s", nk,
+                              a ? a->filename : "(none)", a ? a->content_type : "", a ? a->size : 0,
+                              a && a->note ? a->note : "-");
+                nk++;
             }
             else
             if (strcmp (f [0], "file") == 0 && nf == 6) {
