@@ -271,7 +271,15 @@ check_eq "tnef rtf: the RTF body's encapsulated HTML is the description" \
 tree=$(att_tree "$T/tnefrtf.json" '"%s|depth=%d|parent=%s|%s|%d|%s|%s" % (a["filename"], a["depth"],
     parent, a["content_type"], a["size"], a["sha256"], a["note"] or "-")')
 check_contains "tnef rtf: the winmail.dat's note says the RTF body was read" \
-    "winmail.dat|depth=0|parent=-|application/ms-tnef|$(stat -c %s "$T/tnefrtf.eml.dat")|$(sha "$T/tnefrtf.eml.dat")|TNEF (winmail.dat): 2 files taken out; RTF body read" "$tree"
+    "winmail.dat|depth=0|parent=-|application/ms-tnef|$(stat -c %s "$T/tnefrtf.eml.dat")|$(sha "$T/tnefrtf.eml.dat")|TNEF (winmail.dat): 3 files taken out; RTF body read" "$tree"
+# the Outlook message attached in it: a nested message with its own file
+ntree=$(att_tree "$T/tnefrtf.json" '"%s depth=%d nested=%s parent=%s %s|%s|%s|%s" % (a["filename"], a["depth"],
+    a["nested"], parent, (a.get("headers") or {}).get("subject", ""), (a.get("headers") or {}).get("from_name", ""),
+    (a.get("headers") or {}).get("from", ""), " ".join((a.get("headers") or {}).get("text", "").split()))')
+check_contains "tnef rtf: the attached Outlook message is a nested message under the winmail.dat" \
+    "FW: parcel.tnef depth=1 nested=True parent=winmail.dat Your parcel is waiting|Parcel Service|notify@parcel.example|Pay the customs fee to release your parcel." "$ntree"
+check_contains "tnef rtf: the attached Outlook message's file is under it" \
+    "INVOICE.PDF depth=2 nested=False parent=FW: parcel.tnef" "$ntree"
 if command -v tnef >/dev/null; then
     mkdir -p "$T/tnefrtf.out"
     tnef -C "$T/tnefrtf.out" --save-body=body --body-pref=R "$T/tnefrtf.eml.dat"

@@ -22,8 +22,9 @@ Usage: mkmail.py KIND OUT [options]     writes one message (RFC 5322, CRLF) to O
                    uuencoded as reported.eml in the text body
         tnefrtf    Outlook "Rich Text" mail whose winmail.dat has no plain
                    text body, only an RTF one (PR_RTF_COMPRESSED, LZFu) of
-                   encapsulated HTML, and one file; the winmail.dat is also
-                   written to OUT.dat, the RTF to OUT.rtf
+                   encapsulated HTML, one file and an attached Outlook
+                   message (subject, sender, text, INVOICE.PDF); the
+                   winmail.dat is also written to OUT.dat, the RTF to OUT.rtf
         big        a message with one attachment of --size bytes (random; the
                    attachment's bytes are also written to OUT.bin)
   options: --from ADDR --to ADDR --subject TEXT --message-id ID (without <>)
@@ -236,7 +237,13 @@ def build(args):
                b"Your mailbox is over its quota.\\htmlrtf }\\htmlrtf0 {\\*\\htmltag72 </p>}\\htmlrtf \\par\r\n"
                b"\\htmlrtf0 {\\*\\htmltag64 <p>}Confirm your password by Friday \\endash  IT Servic\\'e9s"
                b"{\\*\\htmltag72 </p>}{\\*\\htmltag58 </body>}{\\*\\htmltag27 </html>}}\r\n")
-        dat = mktnef.tnef([{"title": b"QUOTA.HTM", "data": b"<p>quota</p>\n"}],
+        inner = mktnef.tnef([{"title": b"INVOICE.PDF", "data": b"%PDF-1.4\n% customs\n"}],
+                            body=b"Pay the customs fee to release your parcel.\r\n",
+                            subject="Your parcel is waiting",
+                            sender=("Parcel Service", "/O=EXCHANGE/OU=FIRST/CN=RECIPIENTS/CN=PARCEL",
+                                    "notify@parcel.example"))
+        dat = mktnef.tnef([{"title": b"QUOTA.HTM", "data": b"<p>quota</p>\n"},
+                           {"long": "FW: parcel", "embedded": inner}],
                           rtf=mktnef.rtf_compressed(rtf))
         for ext, data in ((".dat", dat), (".rtf", rtf)):
             with open(args.out + ext, "wb") as fh:
