@@ -9,7 +9,9 @@
     length - 2) that starts with a fixed 207-byte RTF prefix. The
     reference whose offset is the write position ends the stream.
     Text: a flat reader over the RTF's tokens with a fixed stack of group
-    states (no recursion), skipping destinations that are not text
+    states (no recursion), \'hh in the code page of the font in force
+    (its \fcharsetN in the font table) else the document's (\ansicpg),
+    skipping destinations that are not text
     (fonttbl, colortbl, stylesheet, info, pict, object, headers, every
     {\* ...} group). Outlook's encapsulated HTML ([MS-OXRTFEX],
     \fromhtml1) is the text of the {\*\htmltag} groups and the text
@@ -205,12 +207,32 @@ typedef struct {
     bool htmltag;         /* {\*\htmltag}: the encapsulated page's HTML */
     bool htmlrtf;         /* between \htmlrtf and \htmlrtf0: RTF only */
     unsigned uc;          /* \ucN: stand-ins after \uN to skip */
+    bool fonttbl;         /* inside the font table */
+    long font;            /* \fN in force, -1 for the default (\deffN) */
 } s_group_t;
+
+#define S_FONTS 64        /* fonts whose charset is kept */
+
+/* The code page of a font's \fcharsetN; 0 for the document's. */
+static unsigned
+s_charset_cp (long charset)
+{
+    static const struct { long charset; unsigned cp; } map [] = {
+        { 77, 10000 }, { 128, 932 }, { 129, 949 }, { 130, 1361 }, { 134, 936 },
+        { 136, 950 }, { 161, 1253 }, { 162, 1254 }, { 163, 1258 }, { 177, 1255 },
+        { 178, 1256 }, { 186, 1257 }, { 204, 1251 }, { 222, 874 }, { 238, 1250 },
+        { 254, 437 }, { 255, 850 }, { 0, 0 } };
+    for (size_t i = 0; map [i].charset; i++)
+        if (map [i].charset == charset)
+            return map [i].cp;
+    return 0;
+}
 
 typedef struct {
     cm_buf_t out;         /* UTF-8 */
-    cm_buf_t bytes;       /* 8-bit text in the code page, not yet in out */
-    unsigned codepage;
+    cm_buf_t bytes;       /* 8-bit text in bytes_cp, not yet in out */
+    unsigned bytes_cp;
+    unsigned codepage;    /* the document's (\ansicpg) */
     cm_rtf_decode_fn decode;
     unsigned high;        /* a high surrogate waiting for its low half */
     bool oom;
@@ -221,7 +243,7 @@ s_flush_bytes (s_text_t *t)
 {
     if (!t->bytes.len || t->oom)
         return;
-    char *u = t->decode (t->bytes.data, t->bytes.len, t->codepage);
+    char *u = t->decode (t->bytes.data, t->bytes.len, t->bytes_cp);
     if (!u || cm_buf_append (&t->out, u, strlen (u)))
         t->oom = true;
     free (u);
@@ -253,13 +275,17 @@ s_lone_high (s_text_t *t)
     }
 }
 
+/* A byte of text in code page cp. */
 static void
-s_byte (s_text_t *t, unsigned char c)
+s_byte (s_text_t *t, unsigned char c, unsigned cp)
 {
     if (t->high) {
         s_flush_bytes (t);
         s_lone_high (t);
     }
+    if (t->bytes.len && t->bytes_cp != cp)
+        s_flush_bytes (t);
+    t->bytes_cp = cp;
     if (cm_buf_append (&t->bytes, &c, 1))
         t->oom = true;
 }
@@ -319,7 +345,10 @@ cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool
     s_text_t t = { .codepage = 1252, .decode = decode };
     cm_buf_init (&t.out, 0);
     cm_buf_init (&t.bytes, 0);
-    s_group_t g [S_DEPTH] = { { .uc = 1 } };
+    s_group_t g [S_DEPTH] = { { .uc = 1, .font = -1 } };
+    struct { long num; unsigned cp; } fonts [S_FONTS];
+    size_t nfonts = 0;
+    long deff = -1, defining = -1;  /* \deffN; the font the table defines */
     size_t depth = 0;     /* g [depth] is the group being read */
     size_t deeper = 0;    /* groups past S_DEPTH: their text is dropped */
     bool html = false, group_start = false, star = false;
@@ -329,6 +358,13 @@ cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool
         unsigned char c = rtf [i];
         s_group_t *gr = &g [depth];
         bool take = !deeper && !gr->skip && (gr->htmltag || !gr->htmlrtf);
+        /* bytes are in the code page of the font in force (its
+           \fcharsetN), else the document's; HTML tags in the document's */
+        unsigned cp = t.codepage;
+        long font = gr->font >= 0 ? gr->font : deff;
+        for (size_t k = 0; !gr->htmltag && font >= 0 && k < nfonts; k++)
+            if (fonts [k].num == font && fonts [k].cp)
+                cp = fonts [k].cp;
         if (c == '{' || c == '}') {
             i++;
             fallback = 0;
@@ -360,7 +396,7 @@ cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool
                 fallback--;
             else
             if (take)
-                s_byte (&t, c);
+                s_byte (&t, c, cp);
             continue;
         }
         if (i + 1 >= len)
@@ -383,7 +419,7 @@ cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool
                     fallback--;
                 else
                 if (take)
-                    s_byte (&t, (unsigned char) (hi << 4 | lo));
+                    s_byte (&t, (unsigned char) (hi << 4 | lo), cp);
                 continue;
             }
             if (fallback) {
@@ -393,7 +429,7 @@ cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool
             if (!take)
                 continue;
             if (n == '\\' || n == '{' || n == '}')
-                s_byte (&t, n);
+                s_byte (&t, n, cp);
             else
             if (n == '~')
                 s_char (&t, 0xA0);
@@ -438,6 +474,7 @@ cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool
             }
             if (starred || s_destination (word)) {
                 gr->skip = true;
+                gr->fonttbl = strcmp (word, "fonttbl") == 0;
                 continue;
             }
         }
@@ -451,15 +488,28 @@ cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool
             fallback--;
             continue;
         }
-        if (strcmp (word, "ansicpg") == 0 && has_param && param > 0) {
-            s_flush_bytes (&t);
+        if (strcmp (word, "ansicpg") == 0 && has_param && param > 0)
             t.codepage = (unsigned) param;
+        else
+        if (strcmp (word, "mac") == 0 || strcmp (word, "pc") == 0 || strcmp (word, "pca") == 0)
+            t.codepage = word [0] == 'm' ? 10000 : word [2] ? 850 : 437;
+        else
+        if (strcmp (word, "f") == 0 && has_param && !deeper) {
+            if (gr->fonttbl)
+                defining = param;
+            else
+                gr->font = param;
         }
         else
-        if (strcmp (word, "mac") == 0 || strcmp (word, "pc") == 0 || strcmp (word, "pca") == 0) {
-            s_flush_bytes (&t);
-            t.codepage = word [0] == 'm' ? 10000 : word [2] ? 850 : 437;
+        if (strcmp (word, "fcharset") == 0 && has_param && gr->fonttbl && defining >= 0
+        &&  nfonts < S_FONTS) {
+            fonts [nfonts].num = defining;
+            fonts [nfonts++].cp = s_charset_cp (param);
+            defining = -1;
         }
+        else
+        if (strcmp (word, "deff") == 0 && has_param)
+            deff = param;
         else
         if (strcmp (word, "fromhtml") == 0)
             html = true;
@@ -748,6 +798,11 @@ cm_rtf_selftest (bool verbose)
                            "rtf text: destinations skipped, \\par \\line \\tab, escapes", verbose);
     failures += s_text_is ("{\\rtf1\\ansi\\ansicpg1251 \\'cf\\'f0\\'e8 caf}", "\xD0\x9F\xD1\x80\xD0\xB8 caf",
                            false, "rtf text: \\'hh in the \\ansicpg code page", verbose);
+    failures += s_text_is ("{\\rtf1\\ansi\\ansicpg1252\\deff0{\\fonttbl{\\f0\\fswiss\\fcharset0 Arial;}"
+                           "{\\f1\\fswiss\\fcharset204 Arial Cyr;}{\\f2\\fcharset161 Arial Greek;}}"
+                           "caf\\'e9 {\\f1 \\'cf\\'f0\\'e8}\\'e9 \\f2\\'e1}",
+                           "caf\xC3\xA9 \xD0\x9F\xD1\x80\xD0\xB8\xC3\xA9 \xCE\xB1", false,
+                           "rtf text: \\'hh in the code page of the font's \\fcharset", verbose);
     failures += s_text_is ("{\\rtf1 caf\\'e9 {\\uc2\\u8364\\'80\\'80 x}\\u8364 ?y}",
                            "caf\xC3\xA9 \xE2\x82\xAC x\xE2\x82\xAC" "y", false,
                            "rtf text: \\uN skips its \\ucN stand-ins, \\ucN by group", verbose);

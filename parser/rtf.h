@@ -31,8 +31,9 @@ void cm_rtf_free (cm_rtf_t *rtf);
 typedef char *(*cm_rtf_decode_fn) (const char *bytes, size_t len, unsigned codepage);
 
 /* The text of an RTF document in UTF-8: destinations that are not text
-   skipped, \par as a line break, \'hh in the document's code page
-   (\ansicpg, through decode), \uN as itself. Encapsulated HTML
+   skipped, \par as a line break, \'hh in the code page of the font in
+   force (\fcharset) or the document's (\ansicpg), through decode, \uN
+   as itself. Encapsulated HTML
    ([MS-OXRTFEX], \fromhtml1) is de-encapsulated and rendered with
    cm_html_to_text(); *html (when not NULL) says so. Groups are followed
    to a fixed depth; text deeper than that is dropped. NULL out of
