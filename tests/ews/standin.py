@@ -1754,7 +1754,7 @@ class EwsHandler(BaseHandler):
             app.stats.inc("version_refused", req_version)
             raise Fault("ErrorInvalidServerVersion")
         app.stats.inc("versions", req_version)
-        backoff = app.injected(op)
+        backoff = app.injected(op, self)
         if backoff is not None:
             raise Fault("ErrorServerBusy", extra='<t:MessageXml xmlns:t="%s"><t:Value Name="BackOffMilliseconds">'
                         '%d</t:Value></t:MessageXml>' % (NS_T, backoff))
@@ -2329,13 +2329,17 @@ class ControlHandler(BaseHandler):
         """Next COUNT requests of OPERATION get an ErrorServerBusy fault,
         asking the client to wait BACKOFF ms (BackOffMilliseconds, 1000);
         with HANG=SECONDS they get no answer for that long instead (a
-        server that goes silent), then the fault."""
+        server that goes silent), then the fault; with INTERIM=CODE (1xx)
+        an interim answer of that code (102 Processing) comes first, as
+        soon as the request is read, before that silence."""
         app = self.server.app
         with app.inject_lock:
             op = q.get("operation", "*")
             app.inject[op] = int(q.get("count", "1"))
             app.inject_backoff[op] = int(q.get("backoff", "1000"))
             app.inject_hang[op] = float(q.get("hang", "0"))
+            interim = int(q.get("interim", "0"))
+            app.inject_interim[op] = interim if 100 <= interim < 200 else 0
         return {"inject": dict(app.inject)}
 
     def c_stall(self, method, q, body):
@@ -2395,6 +2399,7 @@ class App:
         self.inject = {}
         self.inject_backoff = {}
         self.inject_hang = {}
+        self.inject_interim = {}
         self.stall = None           # c_stall: a stall while a request is read
         self.inject_lock = threading.Lock()
         self.servers = []
@@ -2404,10 +2409,12 @@ class App:
             self.logf.write("%s standin: %s\n" % (time.strftime("%H:%M:%S"), msg))
             self.logf.flush()
 
-    def injected(self, op):
+    def injected(self, op, handler=None):
         """The BackOffMilliseconds of a fault injected for this request of
-        op, or None when none is; first the silence asked for, if any."""
+        op, or None when none is; first the interim answer (on handler's
+        connection) and the silence asked for, if any."""
         hang = 0
+        interim = 0
         backoff = None
         with self.inject_lock:
             for k in (op, "*"):
@@ -2415,7 +2422,12 @@ class App:
                     self.inject[k] -= 1
                     backoff = self.inject_backoff.get(k, 1000)
                     hang = self.inject_hang.get(k, 0)
+                    interim = self.inject_interim.get(k, 0)
                     break
+        if interim and handler is not None:
+            self.stats.inc("interim", op)
+            handler.wfile.write(b"HTTP/1.1 %d Processing\r\n\r\n" % interim)
+            handler.wfile.flush()
         if hang:
             self.stats.inc("hung", op)
             time.sleep(hang)

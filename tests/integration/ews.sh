@@ -267,6 +267,20 @@ check_contains "... its answer was waited for (the server's busy fault, 8 s late
 check_lacks "... no stall in the wait for the answer" "stalled" "$SLOWLOG"
 check_eq "... sent once, at the second attempt" "sent 2 1" \
     "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $SLOWID") $(sent_copies "$(sql "SELECT message_id FROM outbox WHERE id = $SLOWID")")"
+# The same wait opened by an interim answer (HTTP 102 Processing, or any
+# 1xx, as soon as the request is read): still the wait, no stall. Cut as
+# a stall "while its answer was read", a send Exchange goes on to make
+# would be made again at each attempt.
+ctl POST "inject?operation=CreateItem&count=1&hang=8&backoff=500&interim=102" >/dev/null
+run_cm incident email "$INC" --to rep0@outside.test --subject "Scanned, said so" \
+    --body "Slow answer after 102." --wait --wait-timeout 60
+check_eq "a server that answers 102 and is then silent for 8 s: incident email exits 0" 0 "$RC"
+P102ID=$(sql "SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
+P102LOG=$(sender_log | grep "email $P102ID attempt 1:")
+check_contains "... its answer was waited for (the busy fault, 8 s later)" "ErrorServerBusy" "$P102LOG"
+check_lacks "... the interim answer is no stall" "stalled" "$P102LOG"
+check_eq "... sent once, at the second attempt" "sent 2 1" \
+    "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $P102ID") $(sent_copies "$(sql "SELECT message_id FROM outbox WHERE id = $P102ID")")"
 
 # A request that fails after a whole pass (the server busy once, asking
 # for 4 s): the route waits that long, signs in again and stays RUNNING,
