@@ -694,7 +694,15 @@ s_header_cb (char *data, size_t size, size_t nmemb, void *userp)
     line [l] = 0;
     line [strcspn (line, "\r\n")] = 0;
     if (self->stall_ms > 0) {
-        self->watch.answering = true;
+        /* the status line says whether the answer has begun: an interim
+           1xx (102 Processing, a late 100 Continue) leaves the request
+           waiting for it, exempt from the watch; the lines after a
+           status line belong to it */
+        if (strncmp (line, "HTTP/", 5) == 0) {
+            const char *sp = strchr (line, ' ');
+            long code = sp ? strtol (sp + 1, NULL, 10) : 0;
+            self->watch.answering = !(code >= 100 && code <= 199);
+        }
         self->watch.last_move_ms = s_now_ms ();
     }
     if (strncmp (line, "HTTP/", 5) == 0) {
@@ -1231,8 +1239,11 @@ s_xfer_cb (void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal
         return 0;
     int64_t now = s_now_ms ();
     if (ulnow != self->watch.ul || dlnow != self->watch.dl) {
-        if (ulnow != self->watch.ul)
-            self->watch.answering = false;  /* a request goes out: any answer was interim */
+        /* a request goes out, or a new one began (libcurl counts each of
+           an NTLM handshake's requests, and a retry, from 0): any answer
+           seen was to an earlier one */
+        if (ulnow != self->watch.ul || dlnow < self->watch.dl)
+            self->watch.answering = false;
         self->watch.ul = ulnow;
         self->watch.dl = dlnow;
         self->watch.last_move_ms = now;
