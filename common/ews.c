@@ -694,14 +694,18 @@ s_header_cb (char *data, size_t size, size_t nmemb, void *userp)
     line [l] = 0;
     line [strcspn (line, "\r\n")] = 0;
     if (self->stall_ms > 0) {
-        /* the status line says whether the answer has begun: an interim
-           1xx (102 Processing, a late 100 Continue) leaves the request
-           waiting for it, exempt from the watch; the lines after a
-           status line belong to it */
+        /* the status line says whether an answer the watch may cut has
+           begun: an interim 1xx (102 Processing, a late 100 Continue)
+           leaves the request waiting for its answer, exempt; a 2xx is
+           the server saying it did the work (a send has gone out), so
+           the rest of it is waited for too (the 10-minute low-speed
+           limit): cut and tried again, the email could go out twice.
+           Any other answer (a 401 of a handshake, a fault, an error
+           page) is watched. The lines after a status line belong to it. */
         if (strncmp (line, "HTTP/", 5) == 0) {
             const char *sp = strchr (line, ' ');
             long code = sp ? strtol (sp + 1, NULL, 10) : 0;
-            self->watch.answering = !(code >= 100 && code <= 199);
+            self->watch.answering = !(code >= 100 && code <= 299);
         }
         self->watch.last_move_ms = s_now_ms ();
     }
@@ -1223,10 +1227,11 @@ cm_ews_destroy (cm_ews_t **self_p)
 /* libcurl calls this about once a second while a request is in flight.
    It ends the request when the route stops (cm_ews_set_stop), and, with
    a stall time (cm_ews_set_stall), when no byte has moved for that long
-   while the request was being sent or the answer read. The wait between
-   the two is exempt, as SMTP's answer to the end of the data: Exchange
-   may scan a message before it answers, and a send given up then may
-   have gone out (the 10-minute low-speed limit rules there). */
+   while the request was being sent or an answer other than a success
+   read (s_header_cb). The wait between the two is exempt, as SMTP's
+   answer to the end of the data: Exchange may scan a message before it
+   answers, and a send given up then may have gone out (the 10-minute
+   low-speed limit rules there); so is the rest of a success. */
 static int
 s_xfer_cb (void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
            curl_off_t ulnow)

@@ -51,8 +51,10 @@ void cm_ews_set_sender (cm_ews_t *self, const char *email);
 void cm_ews_set_stop (cm_ews_t *self, volatile int *stop);
 /* A request is given up (a temporary failure naming the stall and its
    phase) when no byte has moved for stall_ms while it was being sent or
-   its answer read; the wait for the answer in between is exempt (the
-   server may scan a message first). 0: no watch (the default). */
+   an answer other than a success (2xx) read; the wait for the answer in
+   between, and the rest of a success, are exempt (the server may scan a
+   message first; a success means it went out). 0: no watch (the
+   default). */
 void cm_ews_set_stall (cm_ews_t *self, long stall_ms);
 /* The schema version in use ("Exchange2010_SP2", ...); while negotiating
    and before the first answer, the value that will be tried next. */

@@ -1580,7 +1580,8 @@ class BaseHandler(http.server.BaseHTTPRequestHandler):
             raise BodyTooLarge()
         return self.rfile.read(n) if n else b""
 
-    def send(self, status, body=b"", ctype="text/plain; charset=utf-8", headers=(), close=False):
+    def send(self, status, body=b"", ctype="text/plain; charset=utf-8", headers=(), close=False,
+             pause=0.0):
         if isinstance(body, str):
             body = body.encode("utf-8")
         self.send_response(status)
@@ -1594,6 +1595,12 @@ class BaseHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
+            if pause and len(body) > 1:
+                # half the answer, a silence, then the rest (c_slow_answer)
+                self.wfile.write(body[:len(body) // 2])
+                self.wfile.flush()
+                time.sleep(pause)
+                body = body[len(body) // 2:]
             self.wfile.write(body)
         self.server.app.stats.inc("http_status", "%s %d" % (self.server.kind, status))
 
@@ -1691,7 +1698,7 @@ class EwsHandler(BaseHandler):
         op = self.op
         app.stats.inc("operations", op)
         app.stats.inc("operations_by_auth", "%s %s" % (principal.scheme, op))
-        self.send(status, payload, "text/xml; charset=utf-8")
+        self.send(status, payload, "text/xml; charset=utf-8", pause=app.slow_answer_for(op))
         if app.verbose:
             app.log("EWS %s %s by %s (%s) -> %d" % (op, self.server.kind, principal.name, principal.scheme, status))
 
@@ -2342,6 +2349,16 @@ class ControlHandler(BaseHandler):
             app.inject_interim[op] = interim if 100 <= interim < 200 else 0
         return {"inject": dict(app.inject)}
 
+    def c_slow_answer(self, method, q, body):
+        """The next COUNT answers to OPERATION stop halfway through their
+        body for PAUSE seconds, then end: a success (or fault) whose last
+        bytes come late."""
+        app = self.server.app
+        with app.inject_lock:
+            app.slow_answer[q.get("operation", "*")] = [int(q.get("count", "1")),
+                                                        float(q.get("pause", "8"))]
+        return {"slow_answer": dict(app.slow_answer)}
+
     def c_stall(self, method, q, body):
         """The next COUNT EWS requests with a body of MIN_BODY bytes or more
         are read for AFTER bytes only; then the server reads nothing more
@@ -2370,6 +2387,7 @@ class ControlHandler(BaseHandler):
         with app.inject_lock:
             app.inject.clear()
             app.stall = None
+            app.slow_answer.clear()
         return {"ok": True}
 
 
@@ -2401,6 +2419,7 @@ class App:
         self.inject_hang = {}
         self.inject_interim = {}
         self.stall = None           # c_stall: a stall while a request is read
+        self.slow_answer = {}       # c_slow_answer: operation -> [count, pause]
         self.inject_lock = threading.Lock()
         self.servers = []
 
@@ -2408,6 +2427,17 @@ class App:
         with self.log_lock:
             self.logf.write("%s standin: %s\n" % (time.strftime("%H:%M:%S"), msg))
             self.logf.flush()
+
+    def slow_answer_for(self, op):
+        """The pause asked for in this answer to op (c_slow_answer), or 0."""
+        with self.inject_lock:
+            for k in (op, "*"):
+                c = self.slow_answer.get(k)
+                if c and c[0] > 0:
+                    c[0] -= 1
+                    self.stats.inc("slow_answers", op)
+                    return c[1]
+        return 0
 
     def injected(self, op, handler=None):
         """The BackOffMilliseconds of a fault injected for this request of

@@ -281,6 +281,17 @@ check_contains "... its answer was waited for (the busy fault, 8 s later)" "Erro
 check_lacks "... the interim answer is no stall" "stalled" "$P102LOG"
 check_eq "... sent once, at the second attempt" "sent 2 1" \
     "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $P102ID") $(sent_copies "$(sql "SELECT message_id FROM outbox WHERE id = $P102ID")")"
+# A success whose last bytes come 8 s late: the message went out, so the
+# rest is waited for (cut and tried again, it would go out twice).
+ctl POST "slow_answer?operation=CreateItem&count=1&pause=8" >/dev/null
+run_cm incident email "$INC" --to rep0@outside.test --subject "Slow success" \
+    --body "A 200 that ends late." --wait --wait-timeout 60
+check_eq "a success answer that stops halfway for 8 s: incident email exits 0" 0 "$RC"
+S200ID=$(sql "SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
+check_eq "... the answer was slowed" 1 "$(ctl GET stats | json 'j.get("slow_answers", {}).get("CreateItem", 0)')"
+check_lacks "... and is no stall" "stalled" "$(sender_log | grep "email $S200ID attempt")"
+check_eq "... sent once, at the first attempt" "sent 1 1" \
+    "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $S200ID") $(sent_copies "$(sql "SELECT message_id FROM outbox WHERE id = $S200ID")")"
 
 # A request that fails after a whole pass (the server busy once, asking
 # for 4 s): the route waits that long, signs in again and stays RUNNING,
