@@ -1739,16 +1739,17 @@ s_uu_files_free (s_uu_files_t *uu)
 }
 
 /* Takes the files uuencoded in a text body (parser/uuencode.c) out of
-   *text into *uu, named from their begin lines. A file sits in the text
-   part at depth, so it is a part one deeper: each counts as a MIME part
-   and against the depth limit here, its bytes against the decoded-bytes
-   budget when it is taken. In *text each block becomes one line
+   *text into *uu, named from their begin lines. Each counts as a MIME
+   part here, its bytes against the decoded-bytes budget when it is
+   taken; a file sits one level below its text part, but only a file
+   that is opened (an .eml, a .p7m: s_take_file) can go over the depth
+   limit, as the same file attached in MIME would: a plain file at the
+   limit is kept. In *text each block becomes one line
    "[attachment: NAME]", NAME the attachment's name (a name that cleans
    to nothing gets the one s_append_attachment would give it). -1 when a
    limit trips or memory runs out (ctx->failed). */
 static int
-s_take_uuencoded (s_ctx_t *ctx, cm_message_t *m, char **text, int depth,
-                  s_uu_files_t *uu)
+s_take_uuencoded (s_ctx_t *ctx, cm_message_t *m, char **text, s_uu_files_t *uu)
 {
     size_t len = strlen (*text), pos = 0, copied = 0;
     cm_buf_t out;
@@ -1759,11 +1760,6 @@ s_take_uuencoded (s_ctx_t *ctx, cm_message_t *m, char **text, int depth,
         if (++ctx->parts > ctx->lim.max_parts) {
             cm_uu_block_free (&block);
             s_fail (ctx, "more than %d MIME parts and uuencoded files", ctx->lim.max_parts);
-            goto fail;
-        }
-        if (depth + 1 > ctx->lim.max_depth) {
-            cm_uu_block_free (&block);
-            s_fail_depth (ctx);
             goto fail;
         }
         char *name = s_sanitise_filename (block.name);
@@ -2670,7 +2666,7 @@ s_walk_leaf (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimePart *part,
             goto done;
         }
         char *text = s_text_utf8 (ctx, object, data, size, is_html);
-        if (text && is_plain && s_take_uuencoded (ctx, m, &text, depth, &uu)) {
+        if (text && is_plain && s_take_uuencoded (ctx, m, &text, &uu)) {
             free (text);
             goto done;
         }

@@ -775,6 +775,32 @@ s_hostile (void)
     s_case_free ("100,000 empty uuencoded files", &t, S_REJECT,
                  "more than 1000 MIME parts and uuencoded files");
 
+    /* a plain uuencoded file in a text part at the depth limit is kept,
+       as the same file attached in MIME there would be: only a file that
+       is opened (.eml, .p7m) can go deeper than the limit */
+    {
+        cm_limits_t lim;
+        char reason [256] = "";
+        s_adds (&t, s_head);
+        s_adds (&t, "Content-Type: multipart/mixed; boundary=A\n\n--A\n"
+                    "Content-Type: multipart/mixed; boundary=B\n\n--B\n"
+                    "Content-Type: text/plain\n\nsee the file\n"
+                    "begin 644 a.txt\n#:&D*\n`\nend\n\n--B--\n\n--A--\n");
+        cm_limits_default (&lim);
+        lim.max_depth = 3;
+        m = cm_message_parse (t.data, t.len, &lim, reason, sizeof reason);
+        s_result (m && m->nattachments == 1 && strcmp (m->attachments [0].filename, "a.txt") == 0
+                  && m->attachments [0].size == 3 && memcmp (m->attachments [0].data, "hi\n", 3) == 0,
+                  "a uuencoded a.txt in a text part at the depth limit is kept (%s)",
+                  m ? "read" : reason);
+        cm_message_destroy (&m);
+        lim.max_depth = 2;
+        m = cm_message_parse (t.data, t.len, &lim, reason, sizeof reason);
+        s_result (!m && strcmp (reason, "MIME nesting deeper than 2 levels") == 0,
+                  "... whose text part is itself at that limit (%s)", m ? "accepted" : reason);
+        s_case_done (&m, &t);
+    }
+
     /* a calendar-only message: only the start of the part is read */
     s_adds (&t, s_head);
     s_adds (&t, "Content-Type: text/calendar; method=REQUEST\n\nBEGIN:VEVENT\nSUMMARY:big\n");
