@@ -2136,6 +2136,18 @@ s_cms_text_der (const unsigned char *data, size_t size, size_t *outlen)
     return der;
 }
 
+/* A .p7m's bytes, DER or its base64 text (s_cms_text_der): enveloped
+   data (s_cms_enveloped)? */
+static bool
+s_p7m_enveloped (const unsigned char *data, size_t size)
+{
+    size_t derlen = 0;
+    unsigned char *der = size && data [0] != 0x30 ? s_cms_text_der (data, size, &derlen) : NULL;
+    bool enveloped = der ? s_cms_enveloped (der, derlen) : s_cms_enveloped (data, size);
+    free (der);
+    return enveloped;
+}
+
 /* S/MIME opaque-signed data (RFC 8551 application/pkcs7-mime;
    smime-type=signed-data): a CMS SignedData structure, DER or BER, whose
    content is what was signed: the MIME entity of a signed message, or a
@@ -2593,9 +2605,17 @@ s_take_file (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
             note = unpacked ? S_SIGNED_READ : S_SIGNED_KEPT;
         }
         else
-        if (!st || !g_ascii_strcasecmp (st, "enveloped-data")
-                || !g_ascii_strcasecmp (st, "authEnveloped-data"))
+        if (st ? !g_ascii_strcasecmp (st, "enveloped-data")
+                 || !g_ascii_strcasecmp (st, "authEnveloped-data")
+               : object || s_p7m_enveloped (data, size))
             m->encrypted = true;    /* anywhere in the tree, as in s_walk */
+        else
+        if (!st)
+            /* a file uuencoded in text, named .p7m, that is no CMS we
+               know: a sender's S/MIME part unread is taken as ciphertext
+               (above), but a file in prose is no reason to call the
+               message encrypted; kept */
+            note = "a .p7m file that is neither signed nor encrypted data: kept as is";
     }
     if (strcmp (type, "application/vnd.ms-outlook") == 0
     ||  (filename && s_ends_with_ci (filename, ".msg")))

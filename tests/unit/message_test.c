@@ -1008,6 +1008,58 @@ s_der_wrap (s_text_t *t, size_t from, unsigned char tag)
     memcpy (t->data + from, head, n);
 }
 
+/* A CMS ContentInfo of EnvelopedData (no recipients, 16 bytes of
+   "ciphertext"), DER, appended to ci: what an encrypted .p7m holds. */
+static void
+s_der_enveloped (s_text_t *ci)
+{
+    static const unsigned char enveloped_oid [] = { 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03 };
+    static const unsigned char data_oid [] = { 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x01 };
+    static const unsigned char aes_oid [] = { 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02 };
+    s_text_t alg = { 0 }, eci = { 0 }, env = { 0 };
+    s_add (&alg, aes_oid, sizeof aes_oid);
+    s_add (&alg, "\x04\x10" "0123456789abcdef", 18);      /* IV */
+    s_der_wrap (&alg, 0, 0x30);
+    s_add (&eci, data_oid, sizeof data_oid);
+    s_add (&eci, alg.data, alg.len);
+    s_add (&eci, "\x80\x10" "fedcba9876543210", 18);      /* [0] ciphertext */
+    s_der_wrap (&eci, 0, 0x30);
+    s_add (&env, "\x02\x01\x00\x31\x00", 5);           /* version 0, no recipients */
+    s_add (&env, eci.data, eci.len);
+    s_der_wrap (&env, 0, 0x30);
+    s_der_wrap (&env, 0, 0xA0);
+    size_t from = ci->len;
+    s_add (ci, enveloped_oid, sizeof enveloped_oid);
+    s_add (ci, env.data, env.len);
+    s_der_wrap (ci, from, 0x30);
+    free (alg.data); free (eci.data); free (env.data);
+}
+
+/* Appends a uuencoded block ("begin 644 NAME" ... "end") of data. */
+static void
+s_uu_add (s_text_t *t, const char *name, const unsigned char *data, size_t len)
+{
+    char line [128];
+    snprintf (line, sizeof line, "begin 644 %s\n", name);
+    s_adds (t, line);
+    for (size_t at = 0; at < len; at += 45) {
+        size_t n = len - at < 45 ? len - at : 45, o = 0;
+        line [o++] = (char) (0x20 + n);
+        for (size_t g = 0; g < n; g += 3) {
+            unsigned char b [3] = { 0, 0, 0 };
+            memcpy (b, data + at + g, n - g < 3 ? n - g : 3);
+            unsigned char q [4] = { (unsigned char) (b [0] >> 2),
+                (unsigned char) ((b [0] & 3) << 4 | b [1] >> 4),
+                (unsigned char) ((b [1] & 15) << 2 | b [2] >> 6), (unsigned char) (b [2] & 63) };
+            for (int k = 0; k < 4; k++)
+                line [o++] = q [k] ? (char) (0x20 + q [k]) : '`';
+        }
+        line [o++] = '\n';
+        s_add (t, line, o);
+    }
+    s_adds (t, "`\nend\n");
+}
+
 /* Wraps t in a CMS SignedData holding it as content, DER, with no
    signers: enough for a parser that does not verify, and made here
    so a test can nest it as deep as it likes. */
@@ -1225,25 +1277,8 @@ s_smime (void)
        here: no recipients, 16 bytes of "ciphertext") is encrypted mail,
        rejected as such, not an attachment of unreadable bytes */
     {
-        static const unsigned char enveloped_oid [] = { 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03 };
-        static const unsigned char data_oid [] = { 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x01 };
-        static const unsigned char aes_oid [] = { 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02 };
-        s_text_t alg = { 0 }, eci = { 0 }, env = { 0 };
-        s_add (&alg, aes_oid, sizeof aes_oid);
-        s_add (&alg, "\x04\x10" "0123456789abcdef", 18);      /* IV */
-        s_der_wrap (&alg, 0, 0x30);
-        s_add (&eci, data_oid, sizeof data_oid);
-        s_add (&eci, alg.data, alg.len);
-        s_add (&eci, "\x80\x10" "fedcba9876543210", 18);      /* [0] ciphertext */
-        s_der_wrap (&eci, 0, 0x30);
-        s_add (&env, "\x02\x01\x00\x31\x00", 5);           /* version 0, no recipients */
-        s_add (&env, eci.data, eci.len);
-        s_der_wrap (&env, 0, 0x30);
-        s_der_wrap (&env, 0, 0xA0);
         s_text_t ci = { 0 };
-        s_add (&ci, enveloped_oid, sizeof enveloped_oid);
-        s_add (&ci, env.data, env.len);
-        s_der_wrap (&ci, 0, 0x30);
+        s_der_enveloped (&ci);
         s_der_signed (&ci);
         s_adds (&t, s_head);
         s_adds (&t, "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\n"
@@ -1257,7 +1292,37 @@ s_smime (void)
         cm_message_destroy (&m);
         free (t.data);
         memset (&t, 0, sizeof t);
-        free (alg.data); free (eci.data); free (env.data); free (ci.data);
+        free (ci.data);
+    }
+
+    /* a .p7m uuencoded in a text body: enveloped data makes the message
+       encrypted, as the same file attached would; bytes that are no CMS
+       (a file in prose named .p7m) are kept, with a note, and the
+       message stays readable */
+    {
+        s_text_t ci = { 0 };
+        s_der_enveloped (&ci);
+        s_adds (&t, s_head);
+        s_adds (&t, "\nthe file:\n");
+        s_uu_add (&t, "secret.p7m", (const unsigned char *) ci.data, ci.len);
+        m = s_parse_with (t.data, NULL, reason, sizeof reason);
+        s_result (!m && strcmp (reason, "encrypted email is not supported") == 0,
+                  "a uuencoded .p7m of enveloped data: rejected as encrypted (%s)",
+                  m ? "accepted" : reason);
+        cm_message_destroy (&m);
+        free (t.data);
+        memset (&t, 0, sizeof t);
+        s_adds (&t, s_head);
+        s_adds (&t, "\nthe file:\n");
+        s_uu_add (&t, "notes.p7m", (const unsigned char *) "not cms at all\n", 15);
+        m = s_parse_with (t.data, NULL, reason, sizeof reason);
+        s_result (m && !m->encrypted && m->nattachments == 1 && m->attachments [0].size == 15
+                  && m->attachments [0].note && strstr (m->attachments [0].note, "neither signed nor"),
+                  "a uuencoded .p7m that is no CMS: kept with a note, the message read (%s)",
+                  m ? (m->nattachments && m->attachments [0].note ? m->attachments [0].note : "no note")
+                    : reason);
+        s_case_done (&m, &t);
+        free (ci.data);
     }
 
     /* deeper chains (unsigned SignedData made here): every level is a
