@@ -783,16 +783,27 @@ static const unsigned char s_rtf_hello [] = {
     0xa0 };
 
 /* A stream whose attached Outlook message attaches one in turn, levels
-   deep; the innermost has the text "bottom". */
+   deep; the innermost has the text "bottom"; with rtf, every level has
+   that RTF body (PR_RTF_COMPRESSED, n bytes). */
 static void
-s_chain (cm_buf_t *b, int levels)
+s_chain_rtf (cm_buf_t *b, int levels, const void *rtf, size_t n)
 {
     cm_buf_t inner;
     cm_buf_init (&inner, 0);
     if (levels > 1)
-        s_chain (&inner, levels - 1);
+        s_chain_rtf (&inner, levels - 1, rtf, n);
     s_put32 (b, S_SIGNATURE);
     cm_buf_append (b, "\1\0", 2);
+    if (rtf) {
+        cm_buf_t p;
+        cm_buf_init (&p, 0);
+        s_put32 (&p, 1);
+        s_put32 (&p, (uint32_t) S_PR_RTF_COMPRESSED << 16 | S_PT_BINARY);
+        s_put32 (&p, 1);
+        s_value (&p, rtf, n);
+        s_attr (b, S_LVL_MESSAGE, S_ATT_MAPIPROPS, p.data, p.len);
+        cm_buf_free (&p);
+    }
     if (levels == 1) {
         s_attr (b, S_LVL_MESSAGE, S_ATT_BODY, "bottom", 6);
         cm_buf_free (&inner);
@@ -816,6 +827,12 @@ s_chain (cm_buf_t *b, int levels)
     s_attr (b, S_LVL_ATTACHMENT, S_ATT_ATTACHMENT, p.data, p.len);
     cm_buf_free (&p);
     cm_buf_free (&inner);
+}
+
+static void
+s_chain (cm_buf_t *b, int levels)
+{
+    s_chain_rtf (b, levels, NULL, 0);
 }
 
 #define s_check cm_message_check
@@ -874,6 +891,62 @@ s_embedded_selftest (bool verbose)
                          "tnef: attached Outlook messages count against the attached-message limit",
                          verbose);
     cm_message_destroy (&m);
+
+    /* the allowance is shared by the levels: a level's RTF body counts
+       before a deeper stream is read. Four levels, each with an RTF body
+       of 10201 bytes in 1296 ('A', then 600 references of 17 bytes), in a
+       message whose budget (4 times its size limit, S_BYTES_FACTOR in
+       parser/message.c) holds three of them */
+    cm_buf_t z;
+    cm_buf_init (&z, 0);
+    cm_buf_append (&z, "\xFE" "A", 2);
+    size_t wpos = 208;
+    int flags = 1;
+    for (int k = 0; k < 601; k++) {
+        if (flags == 8) {
+            cm_buf_append (&z, "\xFF", 1);
+            flags = 0;
+        }
+        unsigned v = k < 600 ? (unsigned) ((wpos + 4095) % 4096) << 4 | 15 : (unsigned) wpos << 4;
+        unsigned char two [2] = { (unsigned char) (v >> 8), (unsigned char) v };
+        cm_buf_append (&z, two, 2);
+        wpos = (wpos + 17) % 4096;
+        flags++;
+    }
+    uint32_t crc = 0;
+    for (size_t k = 0; k < z.len; k++) {
+        crc ^= (unsigned char) z.data [k];
+        for (int j = 0; j < 8; j++)
+            crc = crc & 1 ? crc >> 1 ^ 0xEDB88320u : crc >> 1;
+    }
+    cm_buf_t rtf;
+    cm_buf_init (&rtf, 0);
+    s_put32 (&rtf, (uint32_t) (12 + z.len));
+    s_put32 (&rtf, 10201);
+    s_put32 (&rtf, 0x75465A4Cu);
+    s_put32 (&rtf, crc);
+    cm_buf_append (&rtf, z.data, z.len);
+    cm_buf_reset (&b);
+    s_chain_rtf (&b, 4, rtf.data, rtf.len);
+    cm_limits_default (&limits);
+    limits.max_size = 9000;
+    m = s_mail ((const unsigned char *) b.data, b.len, &limits, reason, sizeof reason);
+    size_t held = 0, rtfs = 0;
+    for (const cm_message_t *at = m; at; at = at->nnested ? at->nested [0] : NULL)
+        for (size_t i = 0; i < at->nattachments; i++) {
+            if (at != m || i > 0)       /* not the winmail.dat, a MIME part */
+                held += at->attachments [i].size;
+            rtfs += strcmp (at->attachments [i].filename, "body.rtf") == 0;
+        }
+    failures += s_check (m && rtfs >= 1 && held <= 4 * (size_t) limits.max_size,
+                         "tnef: the TNEF allowance is shared by attached Outlook messages:"
+                         " each level's RTF body counts before the next is read", verbose);
+    if (verbose)
+        printf ("selftest: tnef shared %zu bytes in TNEF files, %zu RTF bodies, budget %zu [%s]\n",
+                held, rtfs, 4 * (size_t) limits.max_size, m ? "" : reason);
+    cm_message_destroy (&m);
+    cm_buf_free (&rtf);
+    cm_buf_free (&z);
     cm_buf_free (&b);
     return failures;
 }
