@@ -2279,7 +2279,11 @@ s_tnef_text (const char *s, size_t len, unsigned codepage)
    parts and decoded bytes (their bytes are inside the stream, already
    counted once). So the files do not count as MIME parts or against the
    decoded-bytes budget, where they could push a later part of the
-   message over a limit and reject it. -1 out of memory. */
+   message over a limit and reject it. What was read (files, RTF body)
+   counts at once, before an attached Outlook message among the files is
+   read in turn: counted only as each file was taken, a level's later
+   files and its RTF body were left out of the deeper levels' allowance.
+   -1 out of memory. */
 static int
 s_tnef_read (s_ctx_t *ctx, const unsigned char *bytes, size_t size, cm_tnef_t *t)
 {
@@ -2288,6 +2292,11 @@ s_tnef_read (s_ctx_t *ctx, const unsigned char *bytes, size_t size, cm_tnef_t *t
     if (cm_tnef_read (bytes, size, files,
                       ctx->tnef_bytes < budget ? budget - ctx->tnef_bytes : 0, t))
         return -1;
+    /* within what was left: cm_tnef_read */
+    ctx->tnef_files += t->nfiles;
+    ctx->tnef_bytes += t->rtf_len;
+    for (size_t i = 0; i < t->nfiles; i++)
+        ctx->tnef_bytes += t->files [i].size;
     if (strncmp (t->problem, "more than ", 10) == 0)
         snprintf (t->problem, sizeof t->problem, "more than %zu files in the message's TNEF"
                   " attachments", max_files);
@@ -2388,8 +2397,6 @@ s_tnef_take (s_ctx_t *ctx, cm_message_t *m, int holder, cm_tnef_t *t, int depth,
         }
         name = raw ? s_sanitise_filename (raw) : NULL;
         free (raw);
-        ctx->tnef_files++;
-        ctx->tnef_bytes += f->size;     /* within the budget: cm_tnef_read */
         cm_attachment_t *a = s_append_attachment (m, NULL, name, f->data, f->size);
         f->data = NULL;
         if (!a)
@@ -2423,8 +2430,7 @@ s_tnef_take (s_ctx_t *ctx, cm_message_t *m, int holder, cm_tnef_t *t, int depth,
         char *name = strdup ("body.rtf");
         if (!name)
             return -1;
-        ctx->tnef_files++;
-        ctx->tnef_bytes += t->rtf_len;  /* within the budget: cm_tnef_read */
+        ctx->tnef_files++;              /* its bytes counted: s_tnef_read */
         cm_attachment_t *a = s_append_attachment (m, NULL, name, t->rtf, t->rtf_len);
         t->rtf = NULL;
         if (!a)
