@@ -2305,16 +2305,18 @@ s_tnef_read (s_ctx_t *ctx, const unsigned char *bytes, size_t size, cm_tnef_t *t
 
 /* The text body of a TNEF stream as UTF-8: attBody or PR_BODY, else the
    text of the RTF body (parser/rtf.c; encapsulated HTML through
-   cm_html_to_text), else NULL; *oom when memory ran out. */
+   cm_html_to_text), else NULL; *oom when memory ran out. The RTF body's
+   text stops at the message's size limit: it counts against no budget,
+   and \'hh or a stray 8-bit byte gives up to three bytes of it. */
 static char *
-s_tnef_body (const cm_tnef_t *t, bool *oom)
+s_tnef_body (const s_ctx_t *ctx, const cm_tnef_t *t, bool *oom)
 {
     char *text = NULL;
     if (t->body)
         text = s_tnef_text (t->body, t->body_len, t->codepage);
     else
     if (t->rtf)
-        text = cm_rtf_text (t->rtf, t->rtf_len, s_tnef_text, NULL);
+        text = cm_rtf_text (t->rtf, t->rtf_len, ctx->lim.max_size, s_tnef_text, NULL);
     else
         return NULL;
     *oom = !text;
@@ -2516,7 +2518,7 @@ s_tnef_message (s_ctx_t *ctx, const unsigned char *bytes, size_t size, int depth
     c->to = strdup ("");
     c->cc = strdup ("");
     c->date_text = strdup ("");
-    c->text = s_tnef_body (&t, &oom);
+    c->text = s_tnef_body (ctx, &t, &oom);
     if (!c->text && !oom)
         c->text = strdup ("");
     char *taken = NULL;
@@ -2559,7 +2561,7 @@ s_take_tnef (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, size_t index, int depth
     if (s_tnef_read (ctx, m->attachments [index].data, m->attachments [index].size, &t))
         goto oom;
     bool oom = false;
-    if (!w->tnef_body && (w->tnef_body = s_tnef_body (&t, &oom), oom))
+    if (!w->tnef_body && (w->tnef_body = s_tnef_body (ctx, &t, &oom), oom))
         goto oom_t;
     char *note = NULL;
     if (s_tnef_take (ctx, m, (int) index, &t, depth, "winmail.dat", &note))

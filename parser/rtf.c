@@ -21,7 +21,8 @@
     never passes RAWSIZE nor the caller's cap; a reference to a part of
     the dictionary never written, or a stream cut short, stops the
     decompression (what came out stands); a wrong CRC is counted, not
-    fatal. Text grows at most a few bytes per input byte.
+    fatal. Text grows at most a few bytes per input byte, and stops at
+    the caller's max_out; 8-bit text is decoded in runs of bounded size.
     Ownership: see parser/rtf.h. Errors: -1 or NULL only out of memory. */
 #include "rtf.h"
 #include "message.h"
@@ -228,8 +229,18 @@ s_charset_cp (long charset)
     return 0;
 }
 
+/* 8-bit text is decoded a run at a time: a run longer than S_RUN ends
+   at its next byte below 0x30, which is a character of its own in every
+   Windows code page (no lead or trail byte of CP932, 936, 949, 950,
+   1361 or GB18030 is below 0x30); one of S_RUN_MAX ends there (only
+   hostile input, which may then lose a character). */
+#define S_RUN        (64 * 1024)
+#define S_RUN_MAX    (1024 * 1024)
+
 typedef struct {
     cm_buf_t out;         /* UTF-8 */
+    size_t max_out;       /* out's bytes at most */
+    bool full;            /* out reached max_out: the rest is dropped */
     cm_buf_t bytes;       /* 8-bit text in bytes_cp, not yet in out */
     unsigned bytes_cp;
     unsigned codepage;    /* the document's (\ansicpg) */
@@ -238,13 +249,33 @@ typedef struct {
     bool oom;
 } s_text_t;
 
+/* Appends UTF-8 u[0..n) to the text, as much as max_out leaves room for,
+   cut between characters. */
+static void
+s_out (s_text_t *t, const char *u, size_t n)
+{
+    if (t->full)
+        return;
+    if (n > t->max_out - t->out.len) {
+        n = t->max_out - t->out.len;
+        while (n && ((unsigned char) u [n] & 0xC0) == 0x80)
+            n--;
+        t->full = true;
+    }
+    if (cm_buf_append (&t->out, u, n))
+        t->oom = true;
+}
+
 static void
 s_flush_bytes (s_text_t *t)
 {
     if (!t->bytes.len || t->oom)
         return;
-    char *u = t->decode (t->bytes.data, t->bytes.len, t->bytes_cp);
-    if (!u || cm_buf_append (&t->out, u, strlen (u)))
+    char *u = t->full ? NULL : t->decode (t->bytes.data, t->bytes.len, t->bytes_cp);
+    if (u)
+        s_out (t, u, strlen (u));
+    else
+    if (!t->full)
         t->oom = true;
     free (u);
     cm_buf_reset (&t->bytes);
@@ -261,8 +292,7 @@ s_put_utf8 (s_text_t *t, uint32_t c)
                             u [2] = (char) (0x80 | (c & 0x3F)); k = 3; }
     else { u [0] = (char) (0xF0 | c >> 18); u [1] = (char) (0x80 | (c >> 12 & 0x3F));
            u [2] = (char) (0x80 | (c >> 6 & 0x3F)); u [3] = (char) (0x80 | (c & 0x3F)); k = 4; }
-    if (cm_buf_append (&t->out, u, k))
-        t->oom = true;
+    s_out (t, u, k);
 }
 
 /* A lone high surrogate becomes U+FFFD before anything else comes. */
@@ -283,11 +313,13 @@ s_byte (s_text_t *t, unsigned char c, unsigned cp)
         s_flush_bytes (t);
         s_lone_high (t);
     }
-    if (t->bytes.len && t->bytes_cp != cp)
+    if (t->bytes.len && (t->bytes_cp != cp || t->bytes.len >= S_RUN_MAX))
         s_flush_bytes (t);
     t->bytes_cp = cp;
     if (cm_buf_append (&t->bytes, &c, 1))
         t->oom = true;
+    if (t->bytes.len >= S_RUN && c < 0x30)
+        s_flush_bytes (t);
 }
 
 /* A character by its code point (\uN, \emdash...): controls dropped,
@@ -340,9 +372,10 @@ s_hex (unsigned char c)
 }
 
 char *
-cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool *html_p)
+cm_rtf_text (const unsigned char *rtf, size_t len, size_t max_out, cm_rtf_decode_fn decode,
+             bool *html_p)
 {
-    s_text_t t = { .codepage = 1252, .decode = decode };
+    s_text_t t = { .codepage = 1252, .decode = decode, .max_out = max_out };
     cm_buf_init (&t.out, 0);
     cm_buf_init (&t.bytes, 0);
     s_group_t g [S_DEPTH] = { { .uc = 1, .font = -1 } };
@@ -354,7 +387,7 @@ cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool
     bool html = false, group_start = false, star = false;
     unsigned fallback = 0;    /* stand-ins of a \uN still to skip */
     size_t i = 0;
-    while (i < len && !t.oom) {
+    while (i < len && !t.oom && !t.full) {
         unsigned char c = rtf [i];
         s_group_t *gr = &g [depth];
         bool take = !deeper && !gr->skip && (gr->htmltag || !gr->htmlrtf);
@@ -628,7 +661,7 @@ static int
 s_text_is (const char *rtf, const char *want, bool want_html, const char *what, bool verbose)
 {
     bool html = !want_html;
-    char *text = cm_rtf_text ((const unsigned char *) rtf, strlen (rtf), s_test_decode, &html);
+    char *text = cm_rtf_text ((const unsigned char *) rtf, strlen (rtf), 1 << 20, s_test_decode, &html);
     bool ok = text && strcmp (text, want) == 0 && html == want_html;
     if (!ok && verbose)
         printf ("selftest: rtf text [%s]\n", text ? text : "(null)");
@@ -825,7 +858,7 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 1000; k++)
         cm_buf_append (&w, "x", 1);
     cm_buf_append (&w, " a\\u99999999999999999999 ?b}", 28);
-    char *text = cm_rtf_text ((const unsigned char *) w.data, w.len, s_test_decode, NULL);
+    char *text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL);
     failures += s_check (text && strncmp (text, "a", 1) == 0 && strstr (text, "b"),
                          "rtf text: long words and numbers are bounded", verbose);
     free (text);
@@ -839,9 +872,35 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 100000; k++)
         cm_buf_append (&w, "}", 1);
     cm_buf_append (&w, " end}", 5);
-    text = cm_rtf_text ((const unsigned char *) w.data, w.len, s_test_decode, NULL);
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL);
     failures += s_check (text && strcmp (text, "top end") == 0,
                          "rtf text: groups 100000 deep read without recursion", verbose);
+    free (text);
+    /* the text stops at max_out, between characters: 8-bit bytes give
+       three bytes each (CP1252 0x80, the euro sign) */
+    cm_buf_reset (&w);
+    cm_buf_append (&w, "{\\rtf1 ", 7);
+    for (int k = 0; k < 300000; k++)
+        cm_buf_append (&w, "\x80", 1);
+    cm_buf_append (&w, "}", 1);
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1000, s_test_decode, NULL);
+    bool euros = text && strlen (text) == 999;
+    for (size_t k = 0; euros && k < 999; k += 3)
+        euros = memcmp (text + k, "\xE2\x82\xAC", 3) == 0;
+    failures += s_check (euros, "rtf text: stops at max_out, between characters", verbose);
+    free (text);
+    /* 8-bit text longer than a run is decoded in runs, ended at a byte
+       below 0x30, nothing lost */
+    cm_buf_reset (&w);
+    cm_buf_append (&w, "{\\rtf1\\ansi\\ansicpg932 ", 22);
+    for (int k = 0; k < 40000; k++)
+        cm_buf_append (&w, "\x82\xA0 ", 3);     /* HIRAGANA LETTER A, space */
+    cm_buf_append (&w, "}", 1);
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL);
+    bool runs = text && strlen (text) == 40000 * 4;
+    for (size_t k = 0; runs && k < 40000 * 4; k += 4)
+        runs = memcmp (text + k, "\xE3\x81\x82 ", 4) == 0;
+    failures += s_check (runs, "rtf text: long 8-bit text decoded in runs, none cut", verbose);
     free (text);
     /* every cut of a document is read within bounds */
     static const char doc [] = "{\\rtf1\\ansi\\ansicpg1252\\fromhtml1 {\\*\\htmltag64 <p>}"
@@ -850,7 +909,7 @@ cm_rtf_selftest (bool verbose)
     for (size_t k = 0; k <= sizeof doc - 1; k++) {
         unsigned char *cut = malloc (k ? k : 1);
         memcpy (cut, doc, k);
-        text = cm_rtf_text (cut, k, s_test_decode, NULL);
+        text = cm_rtf_text (cut, k, 1 << 20, s_test_decode, NULL);
         cut_text_ok = cut_text_ok && text;
         free (text);
         free (cut);

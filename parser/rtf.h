@@ -36,9 +36,12 @@ typedef char *(*cm_rtf_decode_fn) (const char *bytes, size_t len, unsigned codep
    as itself. Encapsulated HTML
    ([MS-OXRTFEX], \fromhtml1) is de-encapsulated and rendered with
    cm_html_to_text(); *html (when not NULL) says so. Groups are followed
-   to a fixed depth; text deeper than that is dropped. NULL out of
+   to a fixed depth; text deeper than that is dropped. The text stops
+   at max_out bytes (between characters; before the HTML is rendered):
+   \'hh and 8-bit bytes give up to 3 bytes of UTF-8 each. NULL out of
    memory. */
-char *cm_rtf_text (const unsigned char *rtf, size_t len, cm_rtf_decode_fn decode, bool *html);
+char *cm_rtf_text (const unsigned char *rtf, size_t len, size_t max_out, cm_rtf_decode_fn decode,
+                   bool *html);
 
 /* Offline unit tests; returns the failures. */
 int cm_rtf_selftest (bool verbose);
