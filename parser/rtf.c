@@ -245,6 +245,7 @@ typedef struct {
     unsigned bytes_cp;
     unsigned codepage;    /* the document's (\ansicpg) */
     cm_rtf_decode_fn decode;
+    void *state;          /* decode's */
     unsigned high;        /* a high surrogate waiting for its low half */
     bool oom;
 } s_text_t;
@@ -271,7 +272,7 @@ s_flush_bytes (s_text_t *t)
 {
     if (!t->bytes.len || t->oom)
         return;
-    char *u = t->full ? NULL : t->decode (t->bytes.data, t->bytes.len, t->bytes_cp);
+    char *u = t->full ? NULL : t->decode (t->state, t->bytes.data, t->bytes.len, t->bytes_cp);
     if (u)
         s_out (t, u, strlen (u));
     else
@@ -373,9 +374,9 @@ s_hex (unsigned char c)
 
 char *
 cm_rtf_text (const unsigned char *rtf, size_t len, size_t max_out, cm_rtf_decode_fn decode,
-             bool *html_p)
+             void *state, bool *html_p)
 {
-    s_text_t t = { .codepage = 1252, .decode = decode, .max_out = max_out };
+    s_text_t t = { .codepage = 1252, .decode = decode, .state = state, .max_out = max_out };
     cm_buf_init (&t.out, 0);
     cm_buf_init (&t.bytes, 0);
     s_group_t g [S_DEPTH] = { { .uc = 1, .font = -1 } };
@@ -617,8 +618,9 @@ static const char s_example2_rtf [] = "{\\rtf1 WXYZWXYZWXYZWXYZWXYZ}";
 
 /* A decoder for the tests: iconv from the code page. */
 static char *
-s_test_decode (const char *bytes, size_t len, unsigned codepage)
+s_test_decode (void *state, const char *bytes, size_t len, unsigned codepage)
 {
+    (void) state;
     char cp [16];
     snprintf (cp, sizeof cp, "CP%u", codepage ? codepage : 1252);
     iconv_t cd = iconv_open ("UTF-8", cp);
@@ -661,7 +663,7 @@ static int
 s_text_is (const char *rtf, const char *want, bool want_html, const char *what, bool verbose)
 {
     bool html = !want_html;
-    char *text = cm_rtf_text ((const unsigned char *) rtf, strlen (rtf), 1 << 20, s_test_decode, &html);
+    char *text = cm_rtf_text ((const unsigned char *) rtf, strlen (rtf), 1 << 20, s_test_decode, NULL, &html);
     bool ok = text && strcmp (text, want) == 0 && html == want_html;
     if (!ok && verbose)
         printf ("selftest: rtf text [%s]\n", text ? text : "(null)");
@@ -858,7 +860,7 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 1000; k++)
         cm_buf_append (&w, "x", 1);
     cm_buf_append (&w, " a\\u99999999999999999999 ?b}", 28);
-    char *text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL);
+    char *text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL);
     failures += s_check (text && strncmp (text, "a", 1) == 0 && strstr (text, "b"),
                          "rtf text: long words and numbers are bounded", verbose);
     free (text);
@@ -872,7 +874,7 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 100000; k++)
         cm_buf_append (&w, "}", 1);
     cm_buf_append (&w, " end}", 5);
-    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL);
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL);
     failures += s_check (text && strcmp (text, "top end") == 0,
                          "rtf text: groups 100000 deep read without recursion", verbose);
     free (text);
@@ -883,7 +885,7 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 300000; k++)
         cm_buf_append (&w, "\x80", 1);
     cm_buf_append (&w, "}", 1);
-    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1000, s_test_decode, NULL);
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1000, s_test_decode, NULL, NULL);
     bool euros = text && strlen (text) == 999;
     for (size_t k = 0; euros && k < 999; k += 3)
         euros = memcmp (text + k, "\xE2\x82\xAC", 3) == 0;
@@ -896,7 +898,7 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 40000; k++)
         cm_buf_append (&w, "\x82\xA0 ", 3);     /* HIRAGANA LETTER A, space */
     cm_buf_append (&w, "}", 1);
-    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL);
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL);
     bool runs = text && strlen (text) == 40000 * 4;
     for (size_t k = 0; runs && k < 40000 * 4; k += 4)
         runs = memcmp (text + k, "\xE3\x81\x82 ", 4) == 0;
@@ -909,7 +911,7 @@ cm_rtf_selftest (bool verbose)
     for (size_t k = 0; k <= sizeof doc - 1; k++) {
         unsigned char *cut = malloc (k ? k : 1);
         memcpy (cut, doc, k);
-        text = cm_rtf_text (cut, k, 1 << 20, s_test_decode, NULL);
+        text = cm_rtf_text (cut, k, 1 << 20, s_test_decode, NULL, NULL);
         cut_text_ok = cut_text_ok && text;
         free (text);
         free (cut);

@@ -27,8 +27,11 @@ int cm_rtf_decompress (const unsigned char *in, size_t len, size_t max_out, cm_r
 void cm_rtf_free (cm_rtf_t *rtf);
 
 /* Converts 8-bit text in a Windows code page (0: CP1252) to UTF-8,
-   malloc'd; NULL out of memory. */
-typedef char *(*cm_rtf_decode_fn) (const char *bytes, size_t len, unsigned codepage);
+   malloc'd; NULL out of memory. state is the caller's, given to
+   cm_rtf_text (a document may switch code pages at every character:
+   the caller can keep its converters there rather than open one a
+   call). */
+typedef char *(*cm_rtf_decode_fn) (void *state, const char *bytes, size_t len, unsigned codepage);
 
 /* The text of an RTF document in UTF-8: destinations that are not text
    skipped, \par as a line break, \'hh in the code page of the font in
@@ -41,7 +44,7 @@ typedef char *(*cm_rtf_decode_fn) (const char *bytes, size_t len, unsigned codep
    \'hh and 8-bit bytes give up to 3 bytes of UTF-8 each. NULL out of
    memory. */
 char *cm_rtf_text (const unsigned char *rtf, size_t len, size_t max_out, cm_rtf_decode_fn decode,
-                   bool *html);
+                   void *state, bool *html);
 
 /* Offline unit tests; returns the failures. */
 int cm_rtf_selftest (bool verbose);
