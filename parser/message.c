@@ -139,6 +139,7 @@ typedef struct {
     size_t bytes;         /* decoded attachment bytes kept so far */
     size_t tnef_files;    /* files taken out of TNEF so far, all levels */
     size_t tnef_bytes;    /* and their bytes (s_take_tnef) */
+    size_t tnef_text;     /* text read from TNEF RTF bodies, all levels */
     bool overflow;        /* GMime warned about nesting overflow */
     bool failed;          /* a limit tripped: the whole message is rejected */
     char reason [256];    /* why, when failed */
@@ -2376,11 +2377,14 @@ s_rtf_dec_free (s_rtf_dec_t *d)
 
 /* The text body of a TNEF stream as UTF-8: attBody or PR_BODY, else the
    text of the RTF body (parser/rtf.c; encapsulated HTML through
-   cm_html_to_text), else NULL; *oom when memory ran out. The RTF body's
-   text stops at the message's size limit: it counts against no budget,
-   and \'hh or a stray 8-bit byte gives up to three bytes of it. */
+   cm_html_to_text), else NULL; *oom when memory ran out. The text of
+   the message's RTF bodies (attached Outlook messages' included) stops
+   at the message's size limit in all: it counts against no other
+   budget, and \'hh or a stray 8-bit byte gives up to three bytes of it.
+   The first body read (the winmail.dat's own, before its attached
+   messages) has the first claim. */
 static char *
-s_tnef_body (const s_ctx_t *ctx, const cm_tnef_t *t, bool *oom)
+s_tnef_body (s_ctx_t *ctx, const cm_tnef_t *t, bool *oom)
 {
     char *text = NULL;
     if (t->body)
@@ -2388,8 +2392,10 @@ s_tnef_body (const s_ctx_t *ctx, const cm_tnef_t *t, bool *oom)
     else
     if (t->rtf) {
         s_rtf_dec_t d = { .n = 0 };
-        text = cm_rtf_text (t->rtf, t->rtf_len, ctx->lim.max_size, s_rtf_decode, &d, NULL);
+        size_t room = ctx->tnef_text < ctx->lim.max_size ? ctx->lim.max_size - ctx->tnef_text : 0;
+        text = cm_rtf_text (t->rtf, t->rtf_len, room, s_rtf_decode, &d, NULL);
         s_rtf_dec_free (&d);
+        ctx->tnef_text += text ? strlen (text) : 0;
     }
     else
         return NULL;

@@ -931,19 +931,25 @@ s_embedded_selftest (bool verbose)
     cm_limits_default (&limits);
     limits.max_size = 9000;
     m = s_mail ((const unsigned char *) b.data, b.len, &limits, reason, sizeof reason);
-    size_t held = 0, rtfs = 0;
-    for (const cm_message_t *at = m; at; at = at->nnested ? at->nested [0] : NULL)
+    size_t held = 0, rtfs = 0, texts = 0;
+    for (const cm_message_t *at = m; at; at = at->nnested ? at->nested [0] : NULL) {
+        texts += strlen (at->text);
         for (size_t i = 0; i < at->nattachments; i++) {
             if (at != m || i > 0)       /* not the winmail.dat, a MIME part */
                 held += at->attachments [i].size;
             rtfs += strcmp (at->attachments [i].filename, "body.rtf") == 0;
         }
+    }
     failures += s_check (m && rtfs >= 1 && held <= 4 * (size_t) limits.max_size,
                          "tnef: the TNEF allowance is shared by attached Outlook messages:"
                          " each level's RTF body counts before the next is read", verbose);
+    /* (and the innermost level's attBody, "bottom") */
+    failures += s_check (m && strlen (m->text) == limits.max_size && texts == limits.max_size + 6,
+                         "tnef: the RTF bodies' text, all levels, stops at the size limit", verbose);
     if (verbose)
-        printf ("selftest: tnef shared %zu bytes in TNEF files, %zu RTF bodies, budget %zu [%s]\n",
-                held, rtfs, 4 * (size_t) limits.max_size, m ? "" : reason);
+        printf ("selftest: tnef shared %zu bytes in TNEF files, %zu RTF bodies, budget %zu,"
+                " %zu bytes of text [%s]\n", held, rtfs, 4 * (size_t) limits.max_size, texts,
+                m ? "" : reason);
     cm_message_destroy (&m);
     cm_buf_free (&rtf);
     cm_buf_free (&z);
