@@ -372,6 +372,19 @@ def cases():
         "note\tTNEF (winmail.dat): 1 file taken out; RTF body not read: a reference to what was never written",
         "text\t",
         "file\tA.TXT\ttext/plain\t3\t%s\t-" % sha(b"abc")]))
+    # an RTF body past the 4096-byte dictionary: references after it has
+    # wrapped, to bytes written over the initial dictionary
+    lines = [("Line %d of the report: host%03d.example.test flagged %d times, rule %s"
+              % (k, (k * 37) % 1000, (k * 7919) % 97, "ABCDEFGHIJ"[k % 10] * (1 + k % 5)))
+             for k in range(80)]
+    big = (b"{\\rtf1\\ansi\\ansicpg1252\\deff0{\\fonttbl{\\f0\\fswiss Arial;}}\\pard\\f0 "
+           + b"\\par\r\n".join(l.encode() for l in lines) + b"\\par\r\n}")
+    assert len(big) > 5000
+    s = tnef([], rtf=rtf_compressed(big))
+    out.append(("rtfwrap", s, [
+        "note\tTNEF (winmail.dat): 1 file taken out; RTF body read",
+        "text\t" + "\n".join(lines) + "\n",
+        "file\tbody.rtf\tapplication/rtf\t%d\t%s\t-" % (len(big), sha(big))]))
     # a PNG sent as winmail.dat
     out.append(("png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", [
         "note\tTNEF (winmail.dat) kept as is: not TNEF: bad signature"]))

@@ -1506,7 +1506,7 @@ s_tnef (const char *dir)
 {
     static const char *names [] = { "outlook", "checksum", "truncated", "nodata", "mapibody", "png",
                                     "rtfbody", "rtfhtml", "rtfstored", "rtfboth", "rtfcrc",
-                                    "rtfdamaged", "embedded" };
+                                    "rtfdamaged", "embedded", "rtfwrap" };
     for (size_t n = 0; n < sizeof names / sizeof names [0]; n++) {
         char path [4096];
         size_t len = 0, elen = 0;
