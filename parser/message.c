@@ -2331,6 +2331,8 @@ s_rtf_cd (s_rtf_dec_t *d, unsigned cp)
         return cp == 1252 ? (iconv_t) -1 : s_rtf_cd (d, 1252);
     char name [16];
     snprintf (name, sizeof name, "CP%u", cp);
+    if (cp == 10000)
+        snprintf (name, sizeof name, "MACINTOSH");  /* \mac, \fcharset77: iconv lacks CP10000 */
     d->cps [d->n].cp = cp;
     d->cps [d->n].cd = iconv_open ("UTF-8", name);
     d->n++;

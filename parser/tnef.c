@@ -1017,9 +1017,10 @@ s_rtf_selftest (bool verbose)
 
     /* the RTF body's 8-bit text through the message's decoder: a code
        page per font, one iconv lacks read as CP1252, \'hh a byte in the
-       code page even where the bytes would pass for UTF-8 */
+       code page even where the bytes would pass for UTF-8, \mac (CP10000,
+       which iconv calls MACINTOSH) */
     static const char doc [] = "{\\rtf1\\ansi\\ansicpg99999{\\fonttbl{\\f1\\fcharset204 C;}}"
-                               "caf\\'e9 {\\f1 \\'cf\\'f0\\'e8}\\~\\'c3\\'a9\\u8364 ?}";
+                               "caf\\'e9 {\\f1 \\'cf\\'f0\\'e8}\\~\\'c3\\'a9\\u8364 ?\\mac\\'8e}";
     cm_buf_t mela;
     cm_buf_init (&mela, 0);
     s_put32 (&mela, (uint32_t) (12 + sizeof doc - 1));
@@ -1030,7 +1031,7 @@ s_rtf_selftest (bool verbose)
     s_rtf_sample (&h, mela.data, mela.len, NULL, 0);
     m = s_mail ((const unsigned char *) h.data, h.len, NULL, reason, sizeof reason);
     failures += s_check (m && strcmp (m->text, "caf\xC3\xA9 \xD0\x9F\xD1\x80\xD0\xB8\xC2\xA0"
-                                      "\xC3\x83\xC2\xA9\xE2\x82\xAC") == 0,
+                                      "\xC3\x83\xC2\xA9\xE2\x82\xAC\xC3\xA9") == 0,
                          "tnef: the RTF body's text in the code pages of its fonts", verbose);
     if (m && verbose)
         printf ("selftest: tnef rtf code pages [%s]\n", m->text);
