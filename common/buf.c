@@ -117,6 +117,31 @@ s_utf8_len (const unsigned char *p)
     return n;
 }
 
+size_t
+cm_utf8_put (uint32_t c, char out [4])
+{
+    if (c < 0x80) {
+        out [0] = (char) c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out [0] = (char) (0xC0 | c >> 6);
+        out [1] = (char) (0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out [0] = (char) (0xE0 | c >> 12);
+        out [1] = (char) (0x80 | (c >> 6 & 0x3F));
+        out [2] = (char) (0x80 | (c & 0x3F));
+        return 3;
+    }
+    out [0] = (char) (0xF0 | c >> 18);
+    out [1] = (char) (0x80 | (c >> 12 & 0x3F));
+    out [2] = (char) (0x80 | (c >> 6 & 0x3F));
+    out [3] = (char) (0x80 | (c & 0x3F));
+    return 4;
+}
+
 bool
 cm_utf8_valid (const char *s, size_t len)
 {
@@ -185,6 +210,16 @@ cm_buf_test (bool verbose)
                     || cm_utf8_valid ("caf\xe9", 4) || cm_utf8_valid ("\xed\xa0\x80", 3)
                     || cm_utf8_valid ("\xc0\xaf", 2) || cm_utf8_valid ("caf\xc3\xa9", 4)))
         rc = -1;
+    /* code points written as UTF-8: one to four bytes, each valid */
+    static const struct { uint32_t c; const char *utf8; } cps [] = {
+        { 0x41, "A" }, { 0xE9, "\xc3\xa9" }, { 0x7FF, "\xdf\xbf" }, { 0x20AC, "\xe2\x82\xac" },
+        { 0xFFFD, "\xef\xbf\xbd" }, { 0x1F600, "\xf0\x9f\x98\x80" }, { 0x10FFFF, "\xf4\x8f\xbf\xbf" } };
+    for (size_t i = 0; rc == 0 && i < sizeof cps / sizeof cps [0]; i++) {
+        char u [4];
+        size_t k = cm_utf8_put (cps [i].c, u);
+        if (k != strlen (cps [i].utf8) || memcmp (u, cps [i].utf8, k) || !cm_utf8_valid (u, k))
+            rc = -1;
+    }
     /* room made once, exactly; appends within it keep the allocation;
        the cap holds for a reservation too */
     cm_buf_init (&b, 100);

@@ -6,6 +6,7 @@
 #define CM_BUF_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     char *data;       /* always NUL-terminated when not NULL */
@@ -35,6 +36,9 @@ char *cm_text_scrub (char *s);
    overlong forms, no surrogates, nothing past U+10FFFF, no sequence cut
    by the end (a NUL is a character here). */
 bool cm_utf8_valid (const char *s, size_t len);
+/* Writes code point c (at most U+10FFFF; the caller has turned
+   surrogates into U+FFFD) as UTF-8 into out; returns its 1 to 4 bytes. */
+size_t cm_utf8_put (uint32_t c, char out [4]);
 /* True for a code point a terminal acts on, or that makes it show text
    in another order than it is: C0 controls, DEL, C1 controls (U+0080
    to U+009F; U+009B is a CSI) and the bidirectional controls (U+061C,

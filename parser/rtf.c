@@ -286,14 +286,7 @@ static void
 s_put_utf8 (s_text_t *t, uint32_t c)
 {
     char u [4];
-    size_t k;
-    if (c < 0x80) { u [0] = (char) c; k = 1; }
-    else if (c < 0x800) { u [0] = (char) (0xC0 | c >> 6); u [1] = (char) (0x80 | (c & 0x3F)); k = 2; }
-    else if (c < 0x10000) { u [0] = (char) (0xE0 | c >> 12); u [1] = (char) (0x80 | (c >> 6 & 0x3F));
-                            u [2] = (char) (0x80 | (c & 0x3F)); k = 3; }
-    else { u [0] = (char) (0xF0 | c >> 18); u [1] = (char) (0x80 | (c >> 12 & 0x3F));
-           u [2] = (char) (0x80 | (c >> 6 & 0x3F)); u [3] = (char) (0x80 | (c & 0x3F)); k = 4; }
-    s_out (t, u, k);
+    s_out (t, u, cm_utf8_put (c, u));
 }
 
 /* A lone high surrogate becomes U+FFFD before anything else comes. */

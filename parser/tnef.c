@@ -178,14 +178,7 @@ s_utf16 (const unsigned char *b, size_t n)
         if (c >= 0xD800 && c < 0xE000)
             c = 0xFFFD;
         char u [4];
-        size_t k;
-        if (c < 0x80) { u [0] = (char) c; k = 1; }
-        else if (c < 0x800) { u [0] = (char) (0xC0 | c >> 6); u [1] = (char) (0x80 | (c & 0x3F)); k = 2; }
-        else if (c < 0x10000) { u [0] = (char) (0xE0 | c >> 12); u [1] = (char) (0x80 | (c >> 6 & 0x3F));
-                                u [2] = (char) (0x80 | (c & 0x3F)); k = 3; }
-        else { u [0] = (char) (0xF0 | c >> 18); u [1] = (char) (0x80 | (c >> 12 & 0x3F));
-               u [2] = (char) (0x80 | (c >> 6 & 0x3F)); u [3] = (char) (0x80 | (c & 0x3F)); k = 4; }
-        rc = cm_buf_append (&out, u, k);
+        rc = cm_buf_append (&out, u, cm_utf8_put (c, u));
     }
     if (rc == 0 && cm_buf_append (&out, "", 1) == 0) {
         char *s = cm_buf_take (&out, NULL);
