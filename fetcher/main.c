@@ -49,7 +49,8 @@ s_reconcile (cm_server_t *srv)
     PGresult *res = cm_db_query (cm_server_db (srv),
         "SELECT r.id, r.name, r.updated_at::text, EXISTS (SELECT 1 FROM pg_locks l"
         "  WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid"
-        "  AND l.objid = r.id::int::oid AND l.objsubid = 2)"
+        "  AND l.objid = r.id::int::oid AND l.objsubid = 2"
+        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
         " FROM routes r WHERE r.desired = 'running'", 1, p);
     if (!res)
         return;

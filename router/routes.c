@@ -387,5 +387,7 @@ routes_check_leases (router_t *self)
         " WHERE desired = 'running' AND status = 'RUNNING' AND NOT EXISTS"
         " (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
         "  AND l.classid = $1::int::oid AND l.objid = routes.id::int::oid"
-        "  AND l.objsubid = 2)", 1, p);
+        "  AND l.objsubid = 2"
+        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        1, p);
 }

@@ -593,7 +593,8 @@ s_tick (cm_server_t *srv)
     PGresult *res = cm_db_query (cm_server_db (srv),
         "UPDATE outbox SET state = 'queued' WHERE state = 'sending' AND NOT EXISTS"
         " (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
-        "  AND l.classid = $1::int::oid AND l.objid = outbox.id::int::oid AND l.objsubid = 2)"
+        "  AND l.classid = $1::int::oid AND l.objid = outbox.id::int::oid AND l.objsubid = 2"
+        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
         " RETURNING id", 1, p);
     if (res && PQntuples (res) > 0)
         cm_warn (NULL, "%d email(s) left sending by a stopped sender queued again (they may"

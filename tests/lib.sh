@@ -102,7 +102,8 @@ status_is() { [ "$(route_status "$1")" = "$2" ]; }
 route_id() { sql "SELECT id FROM routes WHERE name = '$1'"; }
 lease_held() {
     [ "$(sql "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-              AND classid = 25453 AND objid = $(route_id "$1") AND objsubid = 2")" = 1 ]
+              AND classid = 25453 AND objid = $(route_id "$1") AND objsubid = 2
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")" = 1 ]
 }
 lease_free() { ! lease_held "$1"; }
 # status_log_start: from now on a trigger notes every status a route takes,
