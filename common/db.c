@@ -5,6 +5,7 @@
 #include "buf.h"
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #define MIGRATION_LOCK 0x63616d65  /* advisory lock key: "came" */
 #define PREPARED_MAX   256         /* statements kept prepared per session */
 #define REPLAN_RUNS    1000        /* runs before a statement is prepared anew */
+#define PROBE_ROUNDS   3           /* pooler probes: rounds of a second session */
+#define PROBE_WAIT_MS  5000        /* the second session waits this long for a server */
 
 /* A statement prepared on this session, found by its text; its name is
    made from the text's hash, so a name never stands for another text. */
@@ -31,6 +34,8 @@ struct _cm_db_t {
     int nprepared;
     bool resync;           /* the server may hold statements we forgot */
     bool busy;             /* a statement sent, its result not received */
+    int backend;           /* the server process of this session (pg_backend_pid) */
+    bool foreign;          /* a statement ran on another server process */
 };
 
 static void
@@ -65,8 +70,10 @@ s_session_options (const char *conninfo)
     return all;
 }
 
-cm_db_t *
-cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
+/* Opens one libpq connection with casemail's settings; NULL with the
+   reason in err. */
+static PGconn *
+s_open (const char *conninfo, const char *name, char *err, size_t errlen)
 {
     /* Over TCP, a database that vanished without a word (a host gone, a
        partition) ends the session in about a minute instead of leaving a
@@ -100,6 +107,120 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
         return NULL;
     }
     PQsetNoticeProcessor (conn, s_notice, NULL);
+    return conn;
+}
+
+/* The server process that runs conn's statements now (pg_backend_pid), 0
+   when the statement fails. */
+static int
+s_backend (PGconn *conn)
+{
+    PGresult *r = PQexec (conn, "SELECT pg_backend_pid()");
+    int pid = PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1
+            ? atoi (PQgetvalue (r, 0, 0)) : 0;
+    PQclear (r);
+    return pid;
+}
+
+/* The second session's server process, taken inside a transaction it
+   keeps open (so no pooler can give that server to anyone else while it
+   is out); 0 when none came within PROBE_WAIT_MS (a pooler in session
+   mode whose servers are all in use makes it wait), -1 on failure. */
+static int
+s_probe_backend (PGconn *probe)
+{
+    if (!PQsendQuery (probe, "BEGIN; SELECT pg_backend_pid()"))
+        return -1;
+    struct pollfd pfd = { PQsocket (probe), POLLIN, 0 };
+    int64_t waited = 0;
+    while (PQisBusy (probe)) {
+        if (waited >= PROBE_WAIT_MS)
+            return 0;
+        if (poll (&pfd, 1, 100) < 0 || !PQconsumeInput (probe))
+            return -1;
+        waited += 100;      /* at most: poll returns early when data came */
+    }
+    int pid = -1;
+    PGresult *r;
+    while ((r = PQgetResult (probe))) {
+        if (PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1)
+            pid = atoi (PQgetvalue (r, 0, 0));
+        else if (PQresultStatus (r) != PGRES_COMMAND_OK)
+            pid = -1;
+        PQclear (r);
+    }
+    return pid;
+}
+
+/* casemail's leases are session-level advisory locks, and its statements
+   are prepared per session: both need every statement of a session to
+   run on the one server process the session began with. Connected to
+   PostgreSQL itself, the pid libpq got at login is that process's
+   (certain, and the common case). Through a pooler (PgBouncer gives its
+   own pid at login) the session must be tied to one server process as
+   in PgBouncer's session mode, not handed one per transaction or
+   statement: a second session holds a transaction open, which keeps its
+   server from anyone else, and this session must still run on its own
+   server, not on that one nor on another. A pooler in transaction mode
+   that reuses the server just freed (PgBouncer's default) fails the
+   first round; one that hands out servers in turn fails a later one
+   unless it happens to return the same server every time. 0, or -1 with
+   the reason in err. */
+static int
+s_check_own_session (cm_db_t *self, const char *conninfo, const char *name,
+                     char *err, size_t errlen)
+{
+    self->backend = s_backend (self->conn);
+    if (!self->backend) {
+        snprintf (err, errlen, "database: %s", PQerrorMessage (self->conn));
+        return -1;
+    }
+    if (self->backend == PQbackendPID (self->conn))
+        return 0;
+    char probe_name [96];
+    snprintf (probe_name, sizeof probe_name, "%s-probe", name ? name : "casemail");
+    int rc = 0;
+    for (int round = 0; round < PROBE_ROUNDS && rc == 0; round++) {
+        PGconn *probe = s_open (conninfo, probe_name, err, errlen);
+        if (!probe)
+            return -1;
+        int other = s_probe_backend (probe);
+        int mine = other != 0 ? s_backend (self->conn) : self->backend;
+        if (!mine) {
+            PQfinish (probe);
+            snprintf (err, errlen, "database: %s", PQerrorMessage (self->conn));
+            return -1;
+        }
+        if (other < 0) {
+            /* this session answers, a new one does, but it cannot keep a
+               transaction open: PgBouncer's statement mode closes it */
+            char why [96];
+            snprintf (why, sizeof why, "%s", PQerrorMessage (probe));
+            why [strcspn (why, "\n")] = 0;
+            PQfinish (probe);
+            snprintf (err, errlen, "database: %s (a second session could not keep a"
+                      " transaction open: %s)", CM_DB_POOLED, why);
+            return -1;
+        }
+        if (other > 0)
+            PQclear (PQexec (probe, "ROLLBACK"));  /* its server goes back clean */
+        PQfinish (probe);
+        if (other == 0)
+            break;             /* no server free for a second session: not shared */
+        if (other == self->backend || mine != self->backend)
+            rc = -1;
+    }
+    if (rc)
+        snprintf (err, errlen, "database: %s", CM_DB_POOLED);
+    return rc;
+}
+
+cm_db_t *
+cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
+{
+    PGconn *conn = s_open (conninfo, name, err, errlen);
+    if (!conn)
+        return NULL;
     cm_db_t *self = calloc (1, sizeof *self);
     if (!self) {
         PQfinish (conn);
@@ -107,7 +228,18 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
         return NULL;
     }
     self->conn = conn;
+    if (s_check_own_session (self, conninfo, name, err, errlen)) {
+        PQfinish (conn);
+        free (self);
+        return NULL;
+    }
     return self;
+}
+
+bool
+cm_db_refused (const char *err)
+{
+    return err && strstr (err, CM_DB_POOLED) != NULL;
 }
 
 /* Forgets the prepared statements: the session that had them is gone
@@ -397,15 +529,27 @@ cm_db_error (cm_db_t *self)
     return self->error;
 }
 
+/* Also the check that lasts: a statement that runs on another server
+   process than the session began with means a pooler hands out servers
+   per transaction (whatever the probe at connect saw), and the session's
+   locks are not its own. */
 bool
 cm_db_intact (cm_db_t *self)
 {
-    if (PQstatus (self->conn) != CONNECTION_OK)
+    if (self->foreign || PQstatus (self->conn) != CONNECTION_OK)
         return false;
-    PGresult *res = PQexec (self->conn, "SELECT 1");
-    bool ok = PQresultStatus (res) == PGRES_TUPLES_OK;
-    PQclear (res);
-    return ok;
+    int pid = s_backend (self->conn);
+    if (pid && self->backend && pid != self->backend) {
+        self->foreign = true;
+        s_set_error (self, CM_DB_POOLED);
+    }
+    return pid && !self->foreign;
+}
+
+bool
+cm_db_foreign (cm_db_t *self)
+{
+    return self->foreign;
 }
 
 bool
@@ -413,9 +557,12 @@ cm_db_alive (cm_db_t *self)
 {
     if (cm_db_intact (self))
         return true;
+    if (self->foreign)
+        return false;          /* a reset would go through the same pooler */
     PQreset (self->conn);
     s_forget_prepared (self, false);
     self->busy = false;
+    self->backend = PQstatus (self->conn) == CONNECTION_OK ? s_backend (self->conn) : 0;
     return PQstatus (self->conn) == CONNECTION_OK;
 }
 

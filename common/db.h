@@ -12,8 +12,18 @@
 typedef struct _cm_db_t cm_db_t;
 
 /* Connects; name becomes application_name (e.g. "casemail-fetcher").
-   NULL with the reason in err. */
+   NULL with the reason in err. A session that is not casemail's own, one
+   whose statements a pooler in transaction or statement mode runs on
+   whichever server process is free, is refused (its session-level
+   leases would not hold): err then holds CM_DB_POOLED, and
+   cm_db_refused (err) is true (connecting again will not help). */
 cm_db_t *cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen);
+#define CM_DB_POOLED "the connection goes through a connection pooler in transaction or" \
+    " statement mode: casemail's leases are session-level advisory locks, which such a" \
+    " pooler leaves with server connections other clients use (mail fetched twice, routes" \
+    " that never start); connect to PostgreSQL directly or put the pooler in session mode" \
+    " (PgBouncer: pool_mode = session)"
+bool cm_db_refused (const char *err);
 void cm_db_destroy (cm_db_t **self_p);
 PGconn *cm_db_conn (cm_db_t *self);
 /* Brings the schema to the newest version, serialised between processes by
@@ -57,8 +67,13 @@ const char *cm_db_error (cm_db_t *self);
 bool cm_db_alive (cm_db_t *self);
 /* True when the session answers, without a reset: a session that holds
    session-level locks (a route's lease) must not be opened again in its
-   place, since the new one holds none. */
+   place, since the new one holds none. False too, for good, once a
+   statement ran on another server process than the session began with
+   (cm_db_foreign; CM_DB_POOLED in cm_db_error). */
 bool cm_db_intact (cm_db_t *self);
+/* True once the session was seen on another server process: a pooler in
+   transaction or statement mode. */
+bool cm_db_foreign (cm_db_t *self);
 
 /* A one-dimensional array parameter in PostgreSQL's binary format, so a
    whole batch of rows goes in one statement (unnest) with no escaping:

@@ -39,6 +39,7 @@ struct _cm_server_t {
     int64_t reconnect_at;       /* when to reconnect, 0 = connected */
     _Atomic int64_t loop_seen;  /* the main loop's last heartbeat turn */
     long watchdog_ms;           /* limit of its silence, 0 = none */
+    bool refused;               /* the database session is not its own: exit 1 */
 };
 
 void *cm_server_state (cm_server_t *srv) { return srv->state; }
@@ -63,10 +64,19 @@ cm_server_wake (cm_server_t *srv, const char *target)
     }
 }
 
+/* A session that turns out not to be its own (a pooler handing out
+   servers per transaction) ends the process at the loop's next turn,
+   with the reason: going on would risk a route leased twice. */
 bool
 cm_server_db_ok (cm_server_t *srv)
 {
-    return cm_db_alive (srv->db);
+    if (cm_db_alive (srv->db))
+        return true;
+    if (cm_db_foreign (srv->db) && !srv->refused) {
+        srv->refused = true;
+        cm_error (NULL, "database: %s", cm_db_error (srv->db));
+    }
+    return false;
 }
 
 static void
@@ -159,6 +169,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     cm_server_t *srv = arg;
+    if (srv->refused)
+        return -1;
     int hb = cm_bus_heartbeat_ms ();
     int64_t now = zclock_mono ();
     atomic_store (&srv->loop_seen, now);
@@ -233,8 +245,12 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     cm_server_t *srv = arg;
+    if (srv->refused)
+        return -1;
     if (srv->hooks->tick)
         srv->hooks->tick (srv);
+    if (srv->refused)
+        return -1;
     atomic_store (&srv->loop_seen, zclock_mono ());   /* the loop turned (the router's
                                                          only turn: it has no heartbeat) */
     return 0;
@@ -279,6 +295,10 @@ s_connect_db (cm_server_t *srv)
     int delay = 250;
     for (int attempt = 0; !zsys_interrupted; attempt++) {
         cm_db_t *db = cm_db_connect (srv->cfg->db, name, err, sizeof err);
+        if (!db && cm_db_refused (err)) {
+            cm_error (NULL, "%s", err);    /* connecting again would not help */
+            return NULL;
+        }
         if (db) {
             if (cm_db_migrate (db, err, sizeof err) == 0)
                 return db;
@@ -410,7 +430,7 @@ cm_server_main (int argc, char **argv, const cm_server_hooks_t *hooks, void *sta
     cm_info (NULL, "%s stopping", srv->id);
     if (hooks->stop)
         hooks->stop (srv);
-    rc = 0;
+    rc = srv->refused ? 1 : 0;
 done:
     atomic_store (&srv->stopping, true);
     if (watching)
