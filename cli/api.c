@@ -27,6 +27,33 @@ struct _cli_api_t {
     char auth [600];            /* "Authorization: Bearer TOKEN" */
 };
 
+/* The router's own last error since it last started (the end of
+   router.log), so "not running" comes with why it stopped (a database
+   it refused, say); "" when there is none. */
+static void
+s_router_last_error (const cm_config_t *cfg, char *out, size_t size)
+{
+    *out = 0;
+    char path [700];
+    snprintf (path, sizeof path, "%s/router.log", cfg->log_dir);
+    FILE *f = fopen (path, "r");
+    if (!f)
+        return;
+    if (fseek (f, -16384L, SEEK_END))
+        rewind (f);
+    char line [2048];
+    while (fgets (line, sizeof line, f)) {
+        line [strcspn (line, "\n")] = 0;
+        const char *e = strstr (line, " - error: ");   /* the router's own, no route's */
+        if (e)
+            snprintf (out, size, "%s", e + 10);
+        else
+        if (strstr (line, " info: router-") && strstr (line, " started ("))
+            *out = 0;          /* a later start: older errors are history */
+    }
+    fclose (f);
+}
+
 cli_api_t *
 cli_api_new (const cm_config_t *cfg, bool quiet)
 {
@@ -36,9 +63,13 @@ cli_api_new (const cm_config_t *cfg, bool quiet)
         snprintf (url, sizeof url, "%s", env);
     else
     if (cm_config_read_file (cfg->api_url_file, url, sizeof url)) {
-        if (!quiet)
+        if (!quiet) {
+            char why [1024];
+            s_router_last_error (cfg, why, sizeof why);
             cli_err ("the router is not running (no %s); start it with "
-                     "'casemail up'", cfg->api_url_file);
+                     "'casemail up'%s%s", cfg->api_url_file,
+                     *why ? "; it stopped on: " : "", why);
+        }
         return NULL;
     }
     env = getenv ("CASEMAIL_TOKEN");
