@@ -215,6 +215,24 @@ s_check_own_session (cm_db_t *self, const char *conninfo, const char *name,
     return rc;
 }
 
+/* Behind a pooler the "options" parameter may never reach the server:
+   PgBouncer refuses a login that has it, unless told to ignore it, and
+   then drops it. The session's own settings are then set on it (in
+   session mode the server stays the session's, so they hold). 0, or -1
+   with the reason in err. */
+static int
+s_pooled_settings (cm_db_t *self, char *err, size_t errlen)
+{
+    if (self->backend == PQbackendPID (self->conn))
+        return 0;              /* PostgreSQL's own session: options arrived */
+    PGresult *r = PQexec (self->conn, "SET default_transaction_isolation = 'read committed'");
+    int rc = PQresultStatus (r) == PGRES_COMMAND_OK ? 0 : -1;
+    if (rc)
+        snprintf (err, errlen, "database: %s", PQresultErrorMessage (r));
+    PQclear (r);
+    return rc;
+}
+
 cm_db_t *
 cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
 {
@@ -228,7 +246,8 @@ cm_db_connect (const char *conninfo, const char *name, char *err, size_t errlen)
         return NULL;
     }
     self->conn = conn;
-    if (s_check_own_session (self, conninfo, name, err, errlen)) {
+    if (s_check_own_session (self, conninfo, name, err, errlen)
+        || s_pooled_settings (self, err, errlen)) {
         PQfinish (conn);
         free (self);
         return NULL;
@@ -563,6 +582,9 @@ cm_db_alive (cm_db_t *self)
     s_forget_prepared (self, false);
     self->busy = false;
     self->backend = PQstatus (self->conn) == CONNECTION_OK ? s_backend (self->conn) : 0;
+    char err [256];
+    if (self->backend && s_pooled_settings (self, err, sizeof err))
+        s_set_error (self, err);
     return PQstatus (self->conn) == CONNECTION_OK;
 }
 
