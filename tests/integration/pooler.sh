@@ -63,6 +63,10 @@ pgb_mode() {
     sleep 0.5
 }
 trap 'cm_stop; pgb_stop' EXIT
+if [ ! -x /usr/sbin/pgbouncer ]; then
+    not_ok "PgBouncer is installed" "no /usr/sbin/pgbouncer: 'make deps' installs the Debian package pgbouncer"
+    exit 0
+fi
 if ! /usr/sbin/pgbouncer -d "$pgb/pgbouncer.ini" >"$pgb/start.log" 2>&1; then
     not_ok "PgBouncer starts" "$(tail -3 "$pgb/start.log" "$pgb/pgbouncer.log" 2>/dev/null)"
     exit 0
