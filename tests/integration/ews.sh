@@ -257,30 +257,30 @@ check_eq "... and once" 1 "$(sent_copies "$BIGMID")"
 check_contains "... each stalled attempt names the stall and its phase" \
     "email $BIGID attempt 2: deferred: the server stalled: no byte moved for 4 s while the request was sent (" \
     "$(sender_log)"
-ctl POST "inject?operation=CreateItem&count=1&hang=8&backoff=500" >/dev/null
-run_cm incident email "$INC" --to rep0@outside.test --subject "Scanned" --body "Slow answer." \
-    --wait --wait-timeout 60
-check_eq "a server silent for 8 s before it answers a send: incident email exits 0" 0 "$RC"
-SLOWID=$(sql "SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
-SLOWLOG=$(sender_log | grep "email $SLOWID attempt 1:")
-check_contains "... its answer was waited for (the server's busy fault, 8 s later)" "ErrorServerBusy" "$SLOWLOG"
-check_lacks "... no stall in the wait for the answer" "stalled" "$SLOWLOG"
-check_eq "... sent once, at the second attempt" "sent 2 1" \
-    "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $SLOWID") $(sent_copies "$(sql "SELECT message_id FROM outbox WHERE id = $SLOWID")")"
+# waited_busy INJECT SUBJECT DESC WHAT NOSTALL: a send the server answers
+# with a busy fault after 8 s of silence (INJECT: the inject query) is
+# waited for, not cut as a stall, and goes out once at the second attempt.
+waited_busy() {
+    ctl POST "inject?operation=CreateItem&count=1&hang=8&backoff=500$1" >/dev/null
+    run_cm incident email "$INC" --to rep0@outside.test --subject "$2" --body "Slow answer." \
+        --wait --wait-timeout 60
+    check_eq "$3: incident email exits 0" 0 "$RC"
+    local id log
+    id=$(sql "SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
+    log=$(sender_log | grep "email $id attempt 1:")
+    check_contains "... its answer was waited for ($4, 8 s later)" "ErrorServerBusy" "$log"
+    check_lacks "... $5" "stalled" "$log"
+    check_eq "... sent once, at the second attempt" "sent 2 1" \
+        "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $id") $(sent_copies "$(sql "SELECT message_id FROM outbox WHERE id = $id")")"
+}
+waited_busy "" "Scanned" "a server silent for 8 s before it answers a send" \
+    "the server's busy fault" "no stall in the wait for the answer"
 # The same wait opened by an interim answer (HTTP 102 Processing, or any
 # 1xx, as soon as the request is read): still the wait, no stall. Cut as
 # a stall "while its answer was read", a send Exchange goes on to make
 # would be made again at each attempt.
-ctl POST "inject?operation=CreateItem&count=1&hang=8&backoff=500&interim=102" >/dev/null
-run_cm incident email "$INC" --to rep0@outside.test --subject "Scanned, said so" \
-    --body "Slow answer after 102." --wait --wait-timeout 60
-check_eq "a server that answers 102 and is then silent for 8 s: incident email exits 0" 0 "$RC"
-P102ID=$(sql "SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
-P102LOG=$(sender_log | grep "email $P102ID attempt 1:")
-check_contains "... its answer was waited for (the busy fault, 8 s later)" "ErrorServerBusy" "$P102LOG"
-check_lacks "... the interim answer is no stall" "stalled" "$P102LOG"
-check_eq "... sent once, at the second attempt" "sent 2 1" \
-    "$(sql "SELECT state || ' ' || attempts FROM outbox WHERE id = $P102ID") $(sent_copies "$(sql "SELECT message_id FROM outbox WHERE id = $P102ID")")"
+waited_busy "&interim=102" "Scanned, said so" "a server that answers 102 and is then silent for 8 s" \
+    "the busy fault" "the interim answer is no stall"
 # A success whose last bytes come 8 s late: the message went out, so the
 # rest is waited for (cut and tried again, it would go out twice).
 ctl POST "slow_answer?operation=CreateItem&count=1&pause=8" >/dev/null
