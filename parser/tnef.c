@@ -950,6 +950,18 @@ s_embedded_selftest (bool verbose)
     return failures;
 }
 
+/* With -v: a parsed message's attachments, a line each. */
+static void
+s_list (const cm_message_t *m, const char *label, bool verbose)
+{
+    if (!m || !verbose)
+        return;
+    for (size_t i = 0; i < m->nattachments; i++)
+        printf ("selftest: %s [%s] %s %zu %s\n", label, m->attachments [i].filename,
+                m->attachments [i].content_type, m->attachments [i].size,
+                m->attachments [i].note ? m->attachments [i].note : "-");
+}
+
 /* The RTF body: read alone and through the parser, within the budget
    and the files' allowance. */
 static int
@@ -985,11 +997,7 @@ s_rtf_selftest (bool verbose)
                          && strcmp (m->attachments [0].note, "TNEF (winmail.dat): 2 files taken"
                                     " out; RTF body read") == 0,
                          "tnef: the RTF body kept as body.rtf under the winmail.dat, noted", verbose);
-    if (m && verbose)
-        for (size_t i = 0; i < m->nattachments; i++)
-            printf ("selftest: tnef rtf [%s] %s %zu %s\n", m->attachments [i].filename,
-                    m->attachments [i].content_type, m->attachments [i].size,
-                    m->attachments [i].note ? m->attachments [i].note : "-");
+    s_list (m, "tnef rtf", verbose);
     cm_message_destroy (&m);
 
     /* the files' allowance full: the text still, no body.rtf */
@@ -1218,11 +1226,7 @@ cm_tnef_selftest (bool verbose)
                          "tnef: an attached Outlook message kept with a note", verbose);
     failures += s_check (m && strcmp (m->text, "Please pay the attached invoice.\r\n") == 0,
                          "tnef: attBody is the text of a message without one", verbose);
-    if (m && verbose)
-        for (size_t i = 0; i < m->nattachments; i++)
-            printf ("selftest: tnef [%s] %s %zu %s\n", m->attachments [i].filename,
-                    m->attachments [i].content_type, m->attachments [i].size,
-                    m->attachments [i].note ? m->attachments [i].note : "-");
+    s_list (m, "tnef", verbose);
     cm_message_destroy (&m);
 
     /* the parts limit stops the files, not the message */
