@@ -165,15 +165,18 @@ s_batch (cm_server_t *srv, parser_t *self)
         return 0;
     }
     /* a suspect anywhere in the batch: handle just the first row */
-    bool tried = false;         /* a message of the batch was tried before */
+    int tries [BATCH];
+    const char *why [BATCH];    /* the database's words from failed claims, or NULL */
+    for (int i = 0; i < n; i++) {
+        tries [i] = atoi (PQgetvalue (res, i, 3));
+        why [i] = PQgetisnull (res, i, 4) ? NULL : PQgetvalue (res, i, 4);
+    }
     for (int i = 0; i < n; i++)
-        if (atoi (PQgetvalue (res, i, 3)) >= SUSPECT_AT) {
+        if (tries [i] >= SUSPECT_AT) {
             n = 1;
             self->from = 0;         /* the rest of the batch comes next */
             break;
         }
-    for (int i = 0; i < n; i++)
-        tried = tried || atoi (PQgetvalue (res, i, 3)) > 0;
     /* count the try on a separate session, so it survives our death: one
        row for the claim (not counted if that session is broken; it is
        connected again for the next claim) */
@@ -183,18 +186,49 @@ s_batch (cm_server_t *srv, parser_t *self)
                   PQgetvalue (res, i, 0));
     strcat (ids, "}");
     const char *ip [] = { ids };
+    /* The claim above counted the tries as they stood when it began, not
+       when it locked: a parser that died on a message in between (its try
+       committed, then its lock gone) is missing from those counts, and the
+       message would be tried once too often. This statement starts after
+       the locks are ours, so it sees every try before ours (not ours: a
+       statement does not see its own insert). */
     PGresult *cres = self->side ? cm_db_query (self->side,
-        "INSERT INTO parse_claims (message_ids) VALUES ($1::bigint[]) RETURNING id", 1, ip)
-        : NULL;
-    if (cres && PQntuples (cres) == 1)
+        "WITH c AS (INSERT INTO parse_claims (message_ids) VALUES ($1::bigint[]) RETURNING id),"
+        " t AS (SELECT x.id, count(*) AS n, max(p.error) AS error"
+        "  FROM parse_claims p, unnest(p.message_ids) AS x (id)"
+        "  WHERE x.id = ANY ($1::bigint[]) GROUP BY x.id)"
+        " SELECT c.id::text, coalesce(t.n, 0)::text, t.error"
+        " FROM c, unnest($1::bigint[]) WITH ORDINALITY AS u (id, k) LEFT JOIN t ON t.id = u.id"
+        " ORDER BY u.k", 1, ip) : NULL;
+    if (cres && PQntuples (cres) == n) {
         snprintf (claim, sizeof claim, "%s", PQgetvalue (cres, 0, 0));
+        bool suspect = false;
+        for (int i = 0; i < n; i++) {
+            tries [i] = atoi (PQgetvalue (cres, i, 1));
+            why [i] = PQgetisnull (cres, i, 2) ? NULL : PQgetvalue (cres, i, 2);
+            suspect = suspect || tries [i] >= SUSPECT_AT;
+        }
+        if (suspect && n > 1) {
+            /* a try came in while we claimed: this batch goes one at a time too */
+            const char *cp [] = { claim };
+            if (cm_db_exec (self->side, "UPDATE parse_claims SET message_ids = message_ids [1:1]"
+                            " WHERE id = $1::bigint", 1, cp))
+                cm_warn (NULL, "database: narrowing claim %s: %s", claim, cm_db_error (self->side));
+            n = 1;
+            self->from = 0;
+        }
+    }
     else {
         char err [256];
+        PQclear (cres);
+        cres = NULL;
         cm_db_destroy (&self->side);
         self->side = cm_db_connect (cm_server_config (srv)->db, "casemail-parser-attempts",
                                     err, sizeof err);
     }
-    PQclear (cres);
+    bool tried = false;         /* a message of the batch was tried before */
+    for (int i = 0; i < n; i++)
+        tried = tried || tries [i] > 0;
     int done = 0;
     route_info_t route;
     char route_key [32] = "";
@@ -208,12 +242,12 @@ s_batch (cm_server_t *srv, parser_t *self)
             snprintf (route_key, sizeof route_key, "%s", route_id ? route_id : "");
             have_route = true;
         }
-        int attempts = atoi (PQgetvalue (res, i, 3));
+        int attempts = tries [i];
         char reason [512] = "";
         cm_message_t *msg = NULL;
-        if (attempts >= POISON_AT && !PQgetisnull (res, i, 4))
+        if (attempts >= POISON_AT && why [i])
             snprintf (reason, sizeof reason, "the database refused to store this message"
-                      " %d times; it is kept unparsed: %.300s", attempts, PQgetvalue (res, i, 4));
+                      " %d times; it is kept unparsed: %.300s", attempts, why [i]);
         else if (attempts >= POISON_AT)
             snprintf (reason, sizeof reason, "the parser stopped %d times while working on"
                       " this message; it is kept unparsed", attempts);
@@ -239,6 +273,7 @@ s_batch (cm_server_t *srv, parser_t *self)
         goto failed;
     }
     PQclear (res);
+    PQclear (cres);
     if (cm_db_exec (db, "COMMIT", 0, NULL)) {
         cm_error (NULL, "database: commit: %s", cm_db_error (db));
         store_batch_reset (self->store);
@@ -251,6 +286,7 @@ s_batch (cm_server_t *srv, parser_t *self)
     return done;
 failed:
     PQclear (res);
+    PQclear (cres);
     store_batch_reset (self->store);
     s_claim_failed (self, db, claim);
     self->from = 0;             /* the batch is back in the queue */

@@ -116,6 +116,31 @@ check_eq "the parser died once more for it, and no more" 1 "$(( $(deaths) - befo
 if wait_until 20 drained; then ok "no carried count is left behind"
 else not_ok "no carried count is left behind" "$(sql "SELECT * FROM parse_claims" | tr '\n' ' ')"; fi
 
+# A parser that died on a message between another claim's snapshot and its
+# lock: its try is committed, but the claim began before it, so the count
+# the claim read lacks it. The wrapper counts that try right after the
+# parser's claim has locked the poison (3 tries before): the parser must
+# see 4 and reject it, not parse it and die a fifth time.
+"$CM" down >/dev/null 2>&1
+sql "WITH m AS (INSERT INTO messages (route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
+       SELECT id, 'INBOX', 1, 900004, '<late-$$@outside.test>', md5('late'), 100,
+              convert_to(E'From: r@outside.test\r\nSubject: late try $marker\r\nMessage-ID: <late-$$@outside.test>\r\n\r\nBody.\r\n', 'UTF8')
+       FROM routes WHERE name = 'poison' RETURNING id)
+     INSERT INTO parse_claims (message_ids) SELECT ARRAY [m.id] FROM m, generate_series (1, 3)" >/dev/null
+export CM_LATE_TRY_SUBJECT="late try $marker" CM_LATE_TRY_ONCE=$CM_WORK/$CM_TEST.late-try
+rm -f "$CM_LATE_TRY_ONCE"
+before=$(deaths)
+"$CM" up > "$CM_WORK/$CM_TEST.up2b.log" 2>&1 || not_ok "casemail up for the late try" "$(tail -3 "$CM_WORK/$CM_TEST.up2b.log")"
+late_done() { [ "$(sql "SELECT state FROM messages WHERE uid = 900004")" = rejected ]; }
+wait_until 60 late_done
+check "the wrapper counted the late try (sanity)" test -e "$CM_LATE_TRY_ONCE"
+check_eq "a try counted after the claim began is seen: rejected at 4, no more" \
+    "rejected|the parser stopped 4 times while working on this message; it is kept unparsed" \
+    "$(sql "SELECT state, reason FROM messages WHERE uid = 900004")"
+sleep 1     # a death, had there been one, is logged by now
+check_eq "no parser died on it" 0 "$(( $(deaths) - before ))"
+unset CM_LATE_TRY_SUBJECT CM_LATE_TRY_ONCE
+
 # A stage whose main loop is stuck (the wrapper never returns on a marked
 # Subject: a call caught in a loop) exits by itself after
 # CASEMAIL_WATCHDOG_MS, with code 70, so that whatever runs it starts it
