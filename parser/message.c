@@ -2384,9 +2384,10 @@ s_rtf_dec_free (s_rtf_dec_t *d)
    at the message's size limit in all: it counts against no other
    budget, and \'hh or a stray 8-bit byte gives up to three bytes of it.
    The first body read (the winmail.dat's own, before its attached
-   messages) has the first claim. */
+   messages) has the first claim. A text cut there says so in the
+   stream's RTF note (the RTF itself is kept whole as body.rtf). */
 static char *
-s_tnef_body (s_ctx_t *ctx, const cm_tnef_t *t, bool *oom)
+s_tnef_body (s_ctx_t *ctx, cm_tnef_t *t, bool *oom)
 {
     char *text = NULL;
     if (t->body)
@@ -2395,9 +2396,15 @@ s_tnef_body (s_ctx_t *ctx, const cm_tnef_t *t, bool *oom)
     if (t->rtf) {
         s_rtf_dec_t d = { .n = 0 };
         size_t room = ctx->tnef_text < ctx->lim.max_size ? ctx->lim.max_size - ctx->tnef_text : 0;
-        text = cm_rtf_text (t->rtf, t->rtf_len, room, s_rtf_decode, &d, NULL);
+        bool cut = false;
+        text = cm_rtf_text (t->rtf, t->rtf_len, room, s_rtf_decode, &d, NULL, &cut);
         s_rtf_dec_free (&d);
         ctx->tnef_text += text ? strlen (text) : 0;
+        size_t used = strlen (t->rtf_note);
+        if (text && cut && used < sizeof t->rtf_note)
+            snprintf (t->rtf_note + used, sizeof t->rtf_note - used, "%s%s", used ? ", " : "",
+                      *text ? "its text cut at the message size limit"
+                            : "its text left out: the message size limit was reached");
     }
     else
         return NULL;

@@ -367,7 +367,7 @@ s_hex (unsigned char c)
 
 char *
 cm_rtf_text (const unsigned char *rtf, size_t len, size_t max_out, cm_rtf_decode_fn decode,
-             void *state, bool *html_p)
+             void *state, bool *html_p, bool *cut_p)
 {
     s_text_t t = { .codepage = 1252, .decode = decode, .state = state, .max_out = max_out };
     cm_buf_init (&t.out, 0);
@@ -590,6 +590,8 @@ cm_rtf_text (const unsigned char *rtf, size_t len, size_t max_out, cm_rtf_decode
     cm_buf_free (&t.out);
     if (html_p)
         *html_p = html;
+    if (cut_p)
+        *cut_p = t.full;
     return text;
 }
 
@@ -656,7 +658,7 @@ static int
 s_text_is (const char *rtf, const char *want, bool want_html, const char *what, bool verbose)
 {
     bool html = !want_html;
-    char *text = cm_rtf_text ((const unsigned char *) rtf, strlen (rtf), 1 << 20, s_test_decode, NULL, &html);
+    char *text = cm_rtf_text ((const unsigned char *) rtf, strlen (rtf), 1 << 20, s_test_decode, NULL, &html, NULL);
     bool ok = text && strcmp (text, want) == 0 && html == want_html;
     if (!ok && verbose)
         printf ("selftest: rtf text [%s]\n", text ? text : "(null)");
@@ -853,7 +855,7 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 1000; k++)
         cm_buf_append (&w, "x", 1);
     cm_buf_append (&w, " a\\u99999999999999999999 ?b}", 28);
-    char *text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL);
+    char *text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL, NULL);
     failures += s_check (text && strncmp (text, "a", 1) == 0 && strstr (text, "b"),
                          "rtf text: long words and numbers are bounded", verbose);
     free (text);
@@ -867,8 +869,9 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 100000; k++)
         cm_buf_append (&w, "}", 1);
     cm_buf_append (&w, " end}", 5);
-    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL);
-    failures += s_check (text && strcmp (text, "top end") == 0,
+    bool cut_deep = true;
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL, &cut_deep);
+    failures += s_check (text && strcmp (text, "top end") == 0 && !cut_deep,
                          "rtf text: groups 100000 deep read without recursion", verbose);
     free (text);
     /* the text stops at max_out, between characters: 8-bit bytes give
@@ -878,11 +881,12 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 300000; k++)
         cm_buf_append (&w, "\x80", 1);
     cm_buf_append (&w, "}", 1);
-    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1000, s_test_decode, NULL, NULL);
-    bool euros = text && strlen (text) == 999;
+    bool cut = false;
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1000, s_test_decode, NULL, NULL, &cut);
+    bool euros = text && strlen (text) == 999 && cut;
     for (size_t k = 0; euros && k < 999; k += 3)
         euros = memcmp (text + k, "\xE2\x82\xAC", 3) == 0;
-    failures += s_check (euros, "rtf text: stops at max_out, between characters", verbose);
+    failures += s_check (euros, "rtf text: stops at max_out, between characters, and says so", verbose);
     free (text);
     /* 8-bit text longer than a run is decoded in runs, ended at a byte
        below 0x30, nothing lost */
@@ -891,7 +895,7 @@ cm_rtf_selftest (bool verbose)
     for (int k = 0; k < 40000; k++)
         cm_buf_append (&w, "\x82\xA0 ", 3);     /* HIRAGANA LETTER A, space */
     cm_buf_append (&w, "}", 1);
-    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL);
+    text = cm_rtf_text ((const unsigned char *) w.data, w.len, 1 << 20, s_test_decode, NULL, NULL, NULL);
     bool runs = text && strlen (text) == 40000 * 4;
     for (size_t k = 0; runs && k < 40000 * 4; k += 4)
         runs = memcmp (text + k, "\xE3\x81\x82 ", 4) == 0;
@@ -904,7 +908,7 @@ cm_rtf_selftest (bool verbose)
     for (size_t k = 0; k <= sizeof doc - 1; k++) {
         unsigned char *cut = malloc (k ? k : 1);
         memcpy (cut, doc, k);
-        text = cm_rtf_text (cut, k, 1 << 20, s_test_decode, NULL, NULL);
+        text = cm_rtf_text (cut, k, 1 << 20, s_test_decode, NULL, NULL, NULL);
         cut_text_ok = cut_text_ok && text;
         free (text);
         free (cut);

@@ -41,10 +41,10 @@ typedef char *(*cm_rtf_decode_fn) (void *state, const char *bytes, size_t len, u
    cm_html_to_text(); *html (when not NULL) says so. Groups are followed
    to a fixed depth; text deeper than that is dropped. The text stops
    at max_out bytes (between characters; before the HTML is rendered):
-   \'hh and 8-bit bytes give up to 3 bytes of UTF-8 each. NULL out of
-   memory. */
+   \'hh and 8-bit bytes give up to 3 bytes of UTF-8 each; *cut (when
+   not NULL) says the text stopped there. NULL out of memory. */
 char *cm_rtf_text (const unsigned char *rtf, size_t len, size_t max_out, cm_rtf_decode_fn decode,
-                   void *state, bool *html);
+                   void *state, bool *html, bool *cut);
 
 /* Offline unit tests; returns the failures. */
 int cm_rtf_selftest (bool verbose);

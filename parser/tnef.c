@@ -940,6 +940,20 @@ s_embedded_selftest (bool verbose)
     /* (and the innermost level's attBody, "bottom") */
     failures += s_check (m && strlen (m->text) == limits.max_size && texts == limits.max_size + 6,
                          "tnef: the RTF bodies' text, all levels, stops at the size limit", verbose);
+    /* and the notes say so: the first level's text is cut, the next's
+       left out (the RTF of each is kept whole as body.rtf) */
+    const cm_message_t *m2 = m && m->nnested ? m->nested [0] : NULL;
+    const char *note1 = m && m->nattachments ? m->attachments [0].note : NULL;
+    const char *note2 = NULL;
+    for (size_t i = 0; m && i < m->nattachments; i++)
+        if (m->attachments [i].nested_index == 0)
+            note2 = m->attachments [i].note;
+    failures += s_check (note1 && strstr (note1, "RTF body read, its text cut at the message size limit")
+                         && note2 && m2 && strstr (note2, "RTF body read, its text left out: the"
+                                                   " message size limit was reached"),
+                         "tnef: a cut RTF text, and one left out, say so in their notes", verbose);
+    if (verbose)
+        printf ("selftest: tnef cut notes [%s] [%s]\n", note1 ? note1 : "", note2 ? note2 : "");
     if (verbose)
         printf ("selftest: tnef shared %zu bytes in TNEF files, %zu RTF bodies, budget %zu,"
                 " %zu bytes of text [%s]\n", held, rtfs, 4 * (size_t) limits.max_size, texts,

@@ -42,7 +42,7 @@ typedef struct {
     unsigned char *rtf;   /* the RTF body (PR_RTF_COMPRESSED) decompressed,
                              or NULL; its bytes count against max_bytes */
     size_t rtf_len;
-    char rtf_note [128];  /* what became of the RTF body ("RTF body read",
+    char rtf_note [256];  /* what became of the RTF body ("RTF body read",
                              "RTF body not read: ..."); "" when none */
     cm_tnef_text_t subject;    /* PR_SUBJECT, else attSubject */
     cm_tnef_text_t from_name;  /* PR_SENT_REPRESENTING_NAME or PR_SENDER_NAME,
