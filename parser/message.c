@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define S_MAX_REFERENCES 100
 #define S_MAX_FILENAME 255
@@ -2558,6 +2559,8 @@ s_tnef_take (s_ctx_t *ctx, cm_message_t *m, int holder, cm_tnef_t *t, int depth,
     return *note ? 0 : -1;
 }
 
+static void s_address_put (cm_buf_t *b, char *name, const char *addr);
+
 /* One of the message's text properties as clean one-line UTF-8, never
    NULL but out of memory. */
 static char *
@@ -2571,11 +2574,98 @@ s_tnef_field (const cm_tnef_text_t *v, unsigned codepage)
     return clean;
 }
 
+/* The To and Cc recipients of an Outlook message attached in TNEF as
+   c's to and cc, listed as s_addresses lists a message's (the domains
+   lowercased, the addresses in to_addrs and cc_addrs): the recipient
+   table's rows, else the names of PR_DISPLAY_TO and PR_DISPLAY_CC, which
+   hold no addresses. -1 out of memory. */
+static int
+s_tnef_recipients (cm_message_t *c, const cm_tnef_t *t)
+{
+    cm_buf_t b [2];
+    char **addrs [2] = { NULL, NULL };
+    size_t n [2] = { 0, 0 };
+    int rc = 0;
+    for (int k = 0; k < 2; k++) {
+        cm_buf_init (&b [k], 0);
+        cm_buf_append (&b [k], "", 0);
+    }
+    for (size_t i = 0; i < t->nrecips && rc == 0; i++) {
+        int k = t->recips [i].cc;
+        char *name = s_tnef_field (&t->recips [i].name, t->codepage);
+        char *addr = s_tnef_field (&t->recips [i].addr, t->codepage);
+        char *at = addr ? strrchr (addr, '@') : NULL;
+        if (at)
+            s_lower (at);
+        if (!name || !addr)
+            rc = -1;
+        else
+        if (*name || *addr) {
+            s_address_put (&b [k], name, addr);
+            if (*addr && s_push_ptr ((void ***) &addrs [k], &n [k], addr))
+                rc = -1;
+            else
+            if (*addr)
+                addr = NULL;    /* addrs holds it */
+        }
+        free (name);
+        free (addr);
+    }
+    /* "Ann Smith; Bob" */
+    for (int k = 0; k < 2 && rc == 0 && !t->nrecips; k++) {
+        char *names = s_tnef_field (k ? &t->display_cc : &t->display_to, t->codepage);
+        char *save = NULL;
+        for (char *one = names ? strtok_r (names, ";", &save) : NULL; one;
+             one = strtok_r (NULL, ";", &save)) {
+            char *name = s_clean_trim (one);
+            if (name && *name)
+                s_address_put (&b [k], name, "");
+            rc = name ? rc : -1;
+            free (name);
+        }
+        rc = names ? rc : -1;
+        free (names);
+    }
+    c->to = cm_buf_take (&b [0], NULL);
+    c->cc = cm_buf_take (&b [1], NULL);
+    c->to_addrs = addrs [0];
+    c->nto = n [0];
+    c->cc_addrs = addrs [1];
+    c->ncc = n [1];
+    for (int k = 0; k < 2; k++)
+        cm_buf_free (&b [k]);
+    return rc || !c->to || !c->cc ? -1 : 0;
+}
+
+/* The date of an Outlook message attached in TNEF as the Date header it
+   stands for ("Tue, 02 Jan 2024 10:00:00 +0000"), "-0000" when it was
+   the sender's local time (attDateSent: RFC 5322's zone unknown), and
+   *epoch as the MIME path reads such a header; "" and 0 without a date.
+   NULL out of memory. */
+static char *
+s_tnef_date (const cm_tnef_t *t, long long *epoch)
+{
+    static const char days [7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char months [12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    *epoch = 0;
+    time_t when = (time_t) t->date;
+    struct tm tm;
+    if (!t->dated || !gmtime_r (&when, &tm))
+        return strdup ("");
+    char text [64];
+    snprintf (text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d %s",
+              days [tm.tm_wday], tm.tm_mday, months [tm.tm_mon], tm.tm_year + 1900,
+              tm.tm_hour, tm.tm_min, tm.tm_sec, t->date_local ? "-0000" : "+0000");
+    *epoch = t->date;
+    return strdup (text);
+}
+
 /* An Outlook message attached in TNEF, its stream bytes[0..size), read
-   as an attached message at depth: subject and sender from its
-   properties, its text body, its files as its attachments. NULL with
+   as an attached message at depth: subject, sender, recipients and date
+   from its properties, its text body, its files as its attachments. NULL with
    *note set when the stream gives nothing (damaged from the start: no
-   file, no body, no subject, no sender); NULL without a note out of
+   file, no body, no subject, sender, recipient or date); NULL without a note out of
    memory (ctx->failed). On success *note says how it was read. */
 static cm_message_t *
 s_tnef_message (s_ctx_t *ctx, const unsigned char *bytes, size_t size, int depth, char **note)
@@ -2585,7 +2675,8 @@ s_tnef_message (s_ctx_t *ctx, const unsigned char *bytes, size_t size, int depth
     if (s_tnef_read (ctx, bytes, size, &t))
         goto oom;
     if (t.problem [0] && !t.nfiles && !t.body && !t.rtf && !t.subject.text && !t.from_name.text
-    &&  !t.from_addr.text) {
+    &&  !t.from_addr.text && !t.nrecips && !t.display_to.text && !t.display_cc.text
+    &&  !t.dated) {
         if (asprintf (note, "an Outlook message attached in TNEF, not read: %s; kept as its"
                       " TNEF stream", t.problem) < 0) {
             *note = NULL;
@@ -2604,10 +2695,9 @@ s_tnef_message (s_ctx_t *ctx, const unsigned char *bytes, size_t size, int depth
     char *at = c->from_addr ? strrchr (c->from_addr, '@') : NULL;
     if (at)
         s_lower (at);
-    c->to = strdup ("");
-    c->cc = strdup ("");
-    c->date_text = strdup ("");
-    c->text = s_tnef_body (ctx, &t, &oom);
+    oom = s_tnef_recipients (c, &t) != 0;
+    c->date_text = s_tnef_date (&t, &c->date_epoch);
+    c->text = oom ? NULL : s_tnef_body (ctx, &t, &oom);
     if (!c->text && !oom)
         c->text = strdup ("");
     char *taken = NULL;
@@ -2939,6 +3029,29 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
 
 /* ------------------------------------------------------------ headers */
 
+/* Appends one mailbox to a "Name <addr>, addr" display list b: the name
+   quoted when it holds a special (its quotes and backslashes made
+   apostrophes), then the address in <>; an address alone as it is; a
+   name without an address (an Outlook display string) alone, never
+   made into one. */
+static void
+s_address_put (cm_buf_t *b, char *name, const char *addr)
+{
+    if (b->len)
+        cm_buf_append (b, ", ", 2);
+    if (!*name) {
+        cm_buf_append (b, addr, strlen (addr));
+        return;
+    }
+    bool quote = strpbrk (name, ",;<>\"@:()[]\\") != NULL;
+    if (quote)
+        for (char *p = name; *p; p++)
+            if (*p == '"' || *p == '\\')
+                *p = '\'';
+    cm_buf_printf (b, quote ? "\"%s\"%s%s%s" : "%s%s%s%s", name, *addr ? " <" : "", addr,
+                   *addr ? ">" : "");
+}
+
 /* "Name <addr>, addr" display list and bare addresses of an address list. */
 static int
 s_addresses (InternetAddressList *list, char **display, char ***addrs, size_t *n,
@@ -2977,18 +3090,7 @@ s_addresses (InternetAddressList *list, char **display, char ***addrs, size_t *n
                 *first_addr = strdup (addr);
             }
             if (*addr) {
-                if (b.len)
-                    cm_buf_append (&b, ", ", 2);
-                if (*name) {
-                    bool quote = strpbrk (name, ",;<>\"@:()[]\\") != NULL;
-                    if (quote)
-                        for (char *p = name; *p; p++)
-                            if (*p == '"' || *p == '\\')
-                                *p = '\'';
-                    cm_buf_printf (&b, quote ? "\"%s\" <%s>" : "%s <%s>", name, addr);
-                }
-                else
-                    cm_buf_append (&b, addr, strlen (addr));
+                s_address_put (&b, name, addr);
                 if (addrs) {
                     if (s_push_ptr ((void ***) addrs, n, addr))
                         rc = -1;

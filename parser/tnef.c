@@ -10,12 +10,16 @@
     for an attached Outlook message, the message as a TNEF stream of its
     own (PR_ATTACH_DATA_OBJ). attBody is the plain text body, else
     PR_BODY among the message's properties (attMAPIProps), which also
-    give its subject and sender (for such an attached message) and its
-    RTF body.
+    give its subject, sender, date and the display strings of its
+    recipients (for such an attached message) and its RTF body; its
+    recipients proper are the rows of attRecipTable, each a property
+    list, and attDateSent its date when the properties have none.
     Hostile input: every length is checked against what remains before it
     is read; the first damage stops the reading (what was read before it
     stands); files and their bytes stop at the caller's limits; a property
-    list is read to at most CM_TNEF_MAX_PROPS properties. A wrong checksum
+    list is read to at most CM_TNEF_MAX_PROPS properties, a recipient
+    table to CM_TNEF_MAX_RECIPS rows; a date outside 1970 to 9999 is
+    none. A wrong checksum
     is counted, not fatal: the lengths, not the checksum, keep reads in
     bounds. The RTF body (PR_RTF_COMPRESSED among the message's
     properties) is decompressed (parser/rtf.c) once the attachments are
@@ -43,6 +47,8 @@
 #define S_ATT_CODEPAGE   0x00069007u   /* attOemCodepage */
 #define S_ATT_MAPIPROPS  0x00069003u   /* attMAPIProps: the message's properties */
 #define S_ATT_SUBJECT    0x00018004u   /* attSubject */
+#define S_ATT_RECIPTABLE 0x00069004u   /* attRecipTable: rows of properties */
+#define S_ATT_DATESENT   0x00038005u   /* attDateSent: seven 16-bit fields */
 
 #define S_PR_BODY                 0x1000
 #define S_PR_SUBJECT              0x0037
@@ -53,6 +59,14 @@
 #define S_PR_SENDER_SMTP          0x5D01
 #define S_PR_SENT_REPR_SMTP       0x5D02
 #define S_PR_RTF_COMPRESSED       0x1009
+#define S_PR_CLIENT_SUBMIT_TIME   0x0039
+#define S_PR_DELIVERY_TIME        0x0E06
+#define S_PR_DISPLAY_CC           0x0E03
+#define S_PR_DISPLAY_TO           0x0E04
+#define S_PR_RECIPIENT_TYPE       0x0C15
+#define S_PR_DISPLAY_NAME         0x3001
+#define S_PR_EMAIL_ADDRESS        0x3003
+#define S_PR_SMTP_ADDRESS         0x39FE
 #define S_PR_ATTACH_DATA_OBJ      0x3701
 #define S_PR_ATTACH_FILENAME      0x3704
 #define S_PR_ATTACH_METHOD        0x3705
@@ -65,6 +79,7 @@
 #define S_PT_BINARY  0x0102
 #define S_PT_OBJECT  0x000D
 #define S_PT_LONG    0x0003
+#define S_PT_SYSTIME 0x0040
 #define S_MV_FLAG    0x1000
 
 /* IID_IMessage {00020307-0000-0000-C000-000000000046} as stored */
@@ -90,13 +105,21 @@ s_take (s_rd_t *rd, size_t n, const unsigned char **out)
     return true;
 }
 
+/* Four bytes, little-endian. */
+static uint32_t
+s_le32 (const unsigned char *b)
+{
+    return (uint32_t) b [0] | (uint32_t) b [1] << 8 | (uint32_t) b [2] << 16
+         | (uint32_t) b [3] << 24;
+}
+
 static bool
 s_u32 (s_rd_t *rd, uint32_t *v)
 {
     const unsigned char *b;
     if (!s_take (rd, 4, &b))
         return false;
-    *v = (uint32_t) b [0] | (uint32_t) b [1] << 8 | (uint32_t) b [2] << 16 | (uint32_t) b [3] << 24;
+    *v = s_le32 (b);
     return true;
 }
 
@@ -124,9 +147,23 @@ s_att_clear (s_att_t *a)
     memset (a, 0, sizeof *a);
 }
 
+/* A row of the recipient table being read. */
+typedef struct {
+    cm_tnef_recip_t r;
+    cm_tnef_text_t email; /* PR_EMAIL_ADDRESS: r.addr when it has none */
+    uint32_t type;        /* PR_RECIPIENT_TYPE, 0 when not given */
+} s_row_t;
+
+/* Whose properties a property list gives. */
+typedef enum { S_OF_MESSAGE, S_OF_ATTACHMENT, S_OF_RECIPIENT } s_of_t;
+
+/* Where the message's date came from, the better the higher. */
+enum { S_DATE_NONE, S_DATE_SENT_ATTR, S_DATE_DELIVERY, S_DATE_SUBMIT };
+
 typedef struct {
     cm_tnef_t *t;
     s_att_t att;
+    int date_from;        /* S_DATE_*: what set t->date */
     size_t max_files, max_bytes, bytes;
     bool stop;            /* damage or a limit: read no further */
     bool oom;
@@ -294,8 +331,7 @@ s_attach_prop (s_state_t *s, unsigned id, unsigned type, const unsigned char *v,
     }
     else
     if (id == S_PR_ATTACH_METHOD && type == S_PT_LONG && n >= 4)
-        a->method = (uint32_t) v [0] | (uint32_t) v [1] << 8 | (uint32_t) v [2] << 16
-                  | (uint32_t) v [3] << 24;
+        a->method = s_le32 (v);
     else
     if (id == S_PR_ATTACH_DATA_OBJ && !a->have_data
     &&  ((type == S_PT_OBJECT && n >= 16) || type == S_PT_BINARY)) {
@@ -338,16 +374,133 @@ s_message_text (s_state_t *s, cm_tnef_text_t *dst, unsigned type, const unsigned
     dst->utf8 = unicode;
 }
 
-/* Reads a MAPI property list (attAttachment, attMAPIProps); for_att: its
-   values describe the attachment being read, else the message's (its
-   PR_BODY, when there is no attBody, and PR_RTF_COMPRESSED). false when it does not add up
-   (s->stop and the problem set). */
-static bool
-s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
+/* Days from 1970-01-01 to the given day of the proleptic Gregorian
+   calendar (Howard Hinnant's days_from_civil). */
+static long long
+s_days (long long y, unsigned m, unsigned d)
 {
-    s_rd_t rd = { data, len };
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned) (y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long) doe - 719468;
+}
+
+/* The first second of 1970 and the last of 9999: the dates a Date
+   header can say (four-digit years), none before the epoch that 0
+   stands in for "no date". */
+#define S_DATE_MIN 0LL
+#define S_DATE_MAX 253402300799LL
+
+/* Sets the message's date to epoch, come from from, unless a better
+   source gave it or it is out of range (then the next source may). */
+static void
+s_date (s_state_t *s, long long epoch, int from, bool local)
+{
+    if (from <= s->date_from || epoch < S_DATE_MIN || epoch > S_DATE_MAX)
+        return;
+    s->date_from = from;
+    s->t->date = epoch;
+    s->t->dated = true;
+    s->t->date_local = local;
+}
+
+/* A PT_SYSTIME value (FILETIME: 100 ns since 1601-01-01 UTC) as the
+   message's date. */
+static void
+s_filetime (s_state_t *s, const unsigned char *v, int from)
+{
+    uint64_t ft = (uint64_t) s_le32 (v) | (uint64_t) s_le32 (v + 4) << 32;
+    s_date (s, (long long) (ft / 10000000u) - 11644473600LL, from, false);
+}
+
+/* attDateSent: year, month, day, hour, minute, second and weekday, 16
+   bits each, the sender's local time without its zone ([MS-OXTNEF]'s
+   sample is PidTagClientSubmitTime less 8 hours); the weekday is not
+   needed. */
+static void
+s_date_sent (s_state_t *s, const unsigned char *b, size_t n)
+{
+    if (n < 12)
+        return;
+    unsigned f [6];
+    for (int i = 0; i < 6; i++)
+        f [i] = (unsigned) b [2 * i] | (unsigned) b [2 * i + 1] << 8;
+    static const unsigned char mdays [12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    bool leap = (f [0] % 4 == 0 && f [0] % 100 != 0) || f [0] % 400 == 0;
+    if (f [0] < 1970 || f [0] > 9999 || f [1] < 1 || f [1] > 12 || f [2] < 1
+    ||  f [2] > mdays [f [1] - 1] || (f [1] == 2 && f [2] == 29 && !leap)
+    ||  f [3] > 23 || f [4] > 59 || f [5] > 59)
+        return;
+    s_date (s, s_days (f [0], f [1], f [2]) * 86400 + f [3] * 3600 + f [4] * 60 + f [5],
+            S_DATE_SENT_ATTR, true);
+}
+
+/* Takes what the message needs from one property's first value: PR_BODY
+   (when there is no attBody), its subject and sender, the display
+   strings of its recipients, its date and PR_RTF_COMPRESSED. */
+static void
+s_message_prop (s_state_t *s, unsigned id, unsigned type, const unsigned char *v, size_t n)
+{
+    cm_tnef_t *t = s->t;
+    bool text = type == S_PT_STRING8 || type == S_PT_UNICODE;
+    if (id == S_PR_BODY && text && !t->body) {
+        t->body = type == S_PT_UNICODE ? s_utf16 (v, n) : s_string8 (v, n);
+        s->oom = s->oom || !t->body;
+        t->body_len = t->body ? strlen (t->body) : 0;
+    }
+    else
+    if (text && (id == S_PR_SUBJECT || id == S_PR_SENT_REPR_NAME || id == S_PR_SENDER_NAME
+                 || id == S_PR_SENDER_SMTP || id == S_PR_SENT_REPR_SMTP
+                 || id == S_PR_SENDER_EMAIL || id == S_PR_SENT_REPR_EMAIL
+                 || id == S_PR_DISPLAY_TO || id == S_PR_DISPLAY_CC)) {
+        cm_tnef_text_t *dst = id == S_PR_SUBJECT ? &t->subject
+                            : id == S_PR_DISPLAY_TO ? &t->display_to
+                            : id == S_PR_DISPLAY_CC ? &t->display_cc
+                            : id == S_PR_SENT_REPR_NAME || id == S_PR_SENDER_NAME
+                            ? &t->from_name : &t->from_addr;
+        s_message_text (s, dst, type, v, n, dst == &t->from_addr);
+    }
+    else
+    if (type == S_PT_SYSTIME && (id == S_PR_CLIENT_SUBMIT_TIME || id == S_PR_DELIVERY_TIME))
+        s_filetime (s, v, id == S_PR_CLIENT_SUBMIT_TIME ? S_DATE_SUBMIT : S_DATE_DELIVERY);
+    else
+    if (id == S_PR_RTF_COMPRESSED && type == S_PT_BINARY && !s->rtf) {
+        s->rtf = v;     /* decompressed after the files (s_rtf) */
+        s->rtf_len = n;
+    }
+}
+
+/* Takes what a recipient needs from one property's first value of its
+   row. */
+static void
+s_recip_prop (s_state_t *s, s_row_t *row, unsigned id, unsigned type, const unsigned char *v,
+              size_t n)
+{
+    bool text = type == S_PT_STRING8 || type == S_PT_UNICODE;
+    if (id == S_PR_RECIPIENT_TYPE && type == S_PT_LONG)
+        row->type = s_le32 (v);
+    else
+    if (id == S_PR_DISPLAY_NAME && text)
+        s_message_text (s, &row->r.name, type, v, n, false);
+    else
+    if (id == S_PR_SMTP_ADDRESS && text)
+        s_message_text (s, &row->r.addr, type, v, n, true);
+    else
+    if (id == S_PR_EMAIL_ADDRESS && text)
+        s_message_text (s, &row->email, type, v, n, true);
+}
+
+/* Reads a MAPI property list from rd (attAttachment, attMAPIProps, a
+   row of attRecipTable), its values those of of: the attachment being
+   read, the message, or row. false when it does not add up (s->stop
+   and the problem set). */
+static bool
+s_props_read (s_state_t *s, s_rd_t *rd, s_of_t of, s_row_t *row)
+{
     uint32_t count;
-    if (!s_u32 (&rd, &count)) {
+    if (!s_u32 (rd, &count)) {
         s_stop (s, "a property list cut short");
         return false;
     }
@@ -357,22 +510,22 @@ s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
     }
     for (uint32_t i = 0; i < count && !s->oom && !s->stop; i++) {
         uint32_t tag, kind, v32;
-        if (!s_u32 (&rd, &tag))
+        if (!s_u32 (rd, &tag))
             goto short_;
         unsigned type = tag & 0xFFFF, id = tag >> 16;
         if (id >= 0x8000) {
             /* a named property: GUID, kind, then a number or a name */
-            if (!s_take (&rd, 16, NULL) || !s_u32 (&rd, &kind))
+            if (!s_take (rd, 16, NULL) || !s_u32 (rd, &kind))
                 goto short_;
             if (kind == 0) {
-                if (!s_u32 (&rd, &v32))
+                if (!s_u32 (rd, &v32))
                     goto short_;
             }
             else
             if (kind == 1) {
-                if (!s_u32 (&rd, &v32) || v32 > rd.left || !s_take (&rd, v32, NULL))
+                if (!s_u32 (rd, &v32) || v32 > rd->left || !s_take (rd, v32, NULL))
                     goto short_;
-                s_take (&rd, (4 - v32 % 4) % 4 < rd.left ? (4 - v32 % 4) % 4 : rd.left, NULL);
+                s_take (rd, (4 - v32 % 4) % 4 < rd->left ? (4 - v32 % 4) % 4 : rd->left, NULL);
             }
             else {
                 s_stop (s, "a named property of unknown kind %u", kind);
@@ -387,55 +540,94 @@ s_props (s_state_t *s, const unsigned char *data, size_t len, bool for_att)
             return false;
         }
         uint32_t nvalues = 1;
-        if ((mv || fixed == 0) && !s_u32 (&rd, &nvalues))
+        if ((mv || fixed == 0) && !s_u32 (rd, &nvalues))
             goto short_;
         /* every value takes 4 bytes at least: a count beyond that lies */
-        if (nvalues > rd.left / 4 + 1)
+        if (nvalues > rd->left / 4 + 1)
             goto short_;
         for (uint32_t k = 0; k < nvalues; k++) {
             const unsigned char *v;
             size_t n = (size_t) fixed;
             if (fixed == 0) {
-                if (!s_u32 (&rd, &v32))
+                if (!s_u32 (rd, &v32))
                     goto short_;
                 n = v32;
             }
-            if (!s_take (&rd, n, &v))
+            if (!s_take (rd, n, &v))
                 goto short_;
             if (fixed == 0)
-                s_take (&rd, (4 - n % 4) % 4 < rd.left ? (4 - n % 4) % 4 : rd.left, NULL);
-            if (for_att && k == 0 && !mv)
+                s_take (rd, (4 - n % 4) % 4 < rd->left ? (4 - n % 4) % 4 : rd->left, NULL);
+            if (k > 0 || mv)
+                continue;       /* a list's first value says enough */
+            if (of == S_OF_ATTACHMENT)
                 s_attach_prop (s, id, base, v, n);
             else
-            if (!for_att && k == 0 && !mv && id == S_PR_BODY && !s->t->body
-            &&  (base == S_PT_STRING8 || base == S_PT_UNICODE)) {
-                s->t->body = base == S_PT_UNICODE ? s_utf16 (v, n) : s_string8 (v, n);
-                s->oom = s->oom || !s->t->body;
-                s->t->body_len = s->t->body ? strlen (s->t->body) : 0;
-            }
+            if (of == S_OF_RECIPIENT)
+                s_recip_prop (s, row, id, base, v, n);
             else
-            if (!for_att && k == 0 && !mv && (base == S_PT_STRING8 || base == S_PT_UNICODE)
-            &&  (id == S_PR_SUBJECT || id == S_PR_SENT_REPR_NAME || id == S_PR_SENDER_NAME
-                 || id == S_PR_SENDER_SMTP || id == S_PR_SENT_REPR_SMTP
-                 || id == S_PR_SENDER_EMAIL || id == S_PR_SENT_REPR_EMAIL)) {
-                cm_tnef_t *t = s->t;
-                cm_tnef_text_t *dst = id == S_PR_SUBJECT ? &t->subject
-                                    : id == S_PR_SENT_REPR_NAME || id == S_PR_SENDER_NAME
-                                    ? &t->from_name : &t->from_addr;
-                s_message_text (s, dst, base, v, n, dst == &t->from_addr);
-            }
-            else
-            if (!for_att && k == 0 && !mv && id == S_PR_RTF_COMPRESSED && base == S_PT_BINARY
-            &&  !s->rtf) {
-                s->rtf = v;     /* decompressed after the files (s_rtf) */
-                s->rtf_len = n;
-            }
+                s_message_prop (s, id, base, v, n);
         }
     }
     return !s->stop;
 short_:
     s_stop (s, "a property list cut short");
     return false;
+}
+
+static bool
+s_props (s_state_t *s, const unsigned char *data, size_t len, s_of_t of)
+{
+    s_rd_t rd = { data, len };
+    return s_props_read (s, &rd, of, NULL);
+}
+
+/* Reads attRecipTable: a row count, then each row a property list. Its
+   To and Cc rows are kept; the rows read before damage stand. false
+   when it does not add up (s->stop and the problem set). */
+static bool
+s_recip_table (s_state_t *s, const unsigned char *data, size_t len)
+{
+    cm_tnef_t *t = s->t;
+    s_rd_t rd = { data, len };
+    uint32_t rows;
+    if (!s_u32 (&rd, &rows)) {
+        s_stop (s, "a recipient table cut short");
+        return false;
+    }
+    if (rows > CM_TNEF_MAX_RECIPS) {
+        s_stop (s, "a recipient table of %u rows (more than %d)", rows, CM_TNEF_MAX_RECIPS);
+        return false;
+    }
+    /* every row takes 4 bytes at least: a count beyond that lies */
+    if (rows > rd.left / 4) {
+        s_stop (s, "a recipient table cut short");
+        return false;
+    }
+    for (uint32_t i = 0; i < rows && !s->stop && !s->oom; i++) {
+        s_row_t row = { .type = 0 };
+        bool whole = s_props_read (s, &rd, S_OF_RECIPIENT, &row);
+        /* high bits of the type are flags (MAPI_SUBMITTED, MAPI_P1) */
+        uint32_t type = row.type & 0x0FFFFFFFu;
+        if (!row.r.addr.text) {
+            row.r.addr = row.email;
+            row.email.text = NULL;
+        }
+        row.r.cc = type == 2;
+        if (whole && !s->oom && (type == 1 || type == 2) && (row.r.name.text || row.r.addr.text)) {
+            cm_tnef_recip_t *grown = realloc (t->recips, (t->nrecips + 1) * sizeof *grown);
+            if (grown) {
+                t->recips = grown;
+                t->recips [t->nrecips++] = row.r;
+                row.r.name.text = row.r.addr.text = NULL;
+            }
+            else
+                s->oom = true;
+        }
+        free (row.r.name.text);
+        free (row.r.addr.text);
+        free (row.email.text);
+    }
+    return !s->stop;
 }
 
 /* Decompresses the RTF body within the bytes the files left, and says
@@ -529,7 +721,7 @@ cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
                 break;
             case S_ATT_ATTACHMENT:
                 if (a->open)
-                    s_props (&s, body, n, true);
+                    s_props (&s, body, n, S_OF_ATTACHMENT);
                 break;
             case S_ATT_BODY:
                 if (*lvl == S_LVL_MESSAGE && !tnef->body) {
@@ -540,13 +732,20 @@ cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
                 }
                 break;
             case S_ATT_MAPIPROPS:
-                /* read only for PR_BODY and the RTF body: damage there
-                   is no reason to stop before the attachments */
-                if (*lvl == S_LVL_MESSAGE && !s_props (&s, body, n, false)
+            case S_ATT_RECIPTABLE:
+                /* read only for the message's headers: damage there is
+                   no reason to stop before the attachments */
+                if (*lvl == S_LVL_MESSAGE
+                &&  !(id == S_ATT_MAPIPROPS ? s_props (&s, body, n, S_OF_MESSAGE)
+                                            : s_recip_table (&s, body, n))
                 &&  !s.oom) {
                     s.stop = false;
                     tnef->problem [0] = 0;
                 }
+                break;
+            case S_ATT_DATESENT:
+                if (*lvl == S_LVL_MESSAGE)
+                    s_date_sent (&s, body, n);
                 break;
             case S_ATT_SUBJECT:
                 if (*lvl == S_LVL_MESSAGE)
@@ -554,8 +753,7 @@ cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
                 break;
             case S_ATT_CODEPAGE:
                 if (n >= 4)
-                    tnef->codepage = (unsigned) body [0] | (unsigned) body [1] << 8
-                                   | (unsigned) body [2] << 16 | (unsigned) body [3] << 24;
+                    tnef->codepage = s_le32 (body);
                 break;
             default:
                 break;
@@ -594,6 +792,13 @@ cm_tnef_free (cm_tnef_t *tnef)
     free (tnef->subject.text);
     free (tnef->from_name.text);
     free (tnef->from_addr.text);
+    for (size_t i = 0; i < tnef->nrecips; i++) {
+        free (tnef->recips [i].name.text);
+        free (tnef->recips [i].addr.text);
+    }
+    free (tnef->recips);
+    free (tnef->display_to.text);
+    free (tnef->display_cc.text);
     memset (tnef, 0, sizeof *tnef);
 }
 
@@ -775,6 +980,27 @@ static const unsigned char s_rtf_hello [] = {
     0x68, 0x65, 0x6c, 0x09, 0x00, 0x20, 0x62, 0x77, 0x05, 0xb0, 0x6c, 0x64, 0x7d, 0x0a, 0x80, 0x0f,
     0xa0 };
 
+/* Appends an attachment that is an attached Outlook message, its stream
+   inner[0..n). */
+static void
+s_attach_message (cm_buf_t *b, const void *inner, size_t n)
+{
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+    cm_buf_t p;
+    cm_buf_init (&p, 0);
+    s_put32 (&p, 2);
+    s_put32 (&p, 0x3705u << 16 | S_PT_LONG);
+    s_put32 (&p, S_ATTACH_EMBEDDED_MSG);
+    s_put32 (&p, (uint32_t) S_PR_ATTACH_DATA_OBJ << 16 | S_PT_OBJECT);
+    s_put32 (&p, 1);
+    s_put32 (&p, (uint32_t) (16 + n));
+    cm_buf_append (&p, s_iid_message, 16);
+    cm_buf_append (&p, inner, n);
+    cm_buf_append (&p, "\0\0\0", (4 - n % 4) % 4);
+    s_attr (b, S_LVL_ATTACHMENT, S_ATT_ATTACHMENT, p.data, p.len);
+    cm_buf_free (&p);
+}
+
 /* A stream whose attached Outlook message attaches one in turn, levels
    deep; the innermost has the text "bottom"; with rtf, every level has
    that RTF body (PR_RTF_COMPRESSED, n bytes). */
@@ -805,20 +1031,7 @@ s_chain_rtf (cm_buf_t *b, int levels, const void *rtf, size_t n)
     char subject [32];
     snprintf (subject, sizeof subject, "level %d", levels);
     s_attr (b, S_LVL_MESSAGE, S_ATT_SUBJECT, subject, strlen (subject) + 1);
-    s_attr (b, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
-    cm_buf_t p;
-    cm_buf_init (&p, 0);
-    s_put32 (&p, 2);
-    s_put32 (&p, 0x3705u << 16 | S_PT_LONG);
-    s_put32 (&p, S_ATTACH_EMBEDDED_MSG);
-    s_put32 (&p, (uint32_t) S_PR_ATTACH_DATA_OBJ << 16 | S_PT_OBJECT);
-    s_put32 (&p, 1);
-    s_put32 (&p, (uint32_t) (16 + inner.len));
-    cm_buf_append (&p, s_iid_message, 16);
-    cm_buf_append (&p, inner.data, inner.len);
-    cm_buf_append (&p, "\0\0\0", (4 - inner.len % 4) % 4);
-    s_attr (b, S_LVL_ATTACHMENT, S_ATT_ATTACHMENT, p.data, p.len);
-    cm_buf_free (&p);
+    s_attach_message (b, inner.data, inner.len);
     cm_buf_free (&inner);
 }
 
@@ -1077,11 +1290,319 @@ s_rtf_selftest (bool verbose)
     return failures;
 }
 
+/* Test helpers: one property of a list, its first and only value. */
+static void
+s_prop_var (cm_buf_t *p, unsigned id, unsigned type, const void *v, size_t n)
+{
+    s_put32 (p, (uint32_t) id << 16 | type);
+    s_put32 (p, 1);
+    s_value (p, v, n);
+}
+
+static void
+s_prop_u32 (cm_buf_t *p, unsigned id, unsigned type, uint32_t v)
+{
+    s_put32 (p, (uint32_t) id << 16 | type);
+    s_put32 (p, v);
+}
+
+/* A FILETIME of the Unix time epoch. */
+static void
+s_prop_time (cm_buf_t *p, unsigned id, long long epoch)
+{
+    uint64_t ft = (uint64_t) (epoch + 11644473600LL) * 10000000u;
+    s_prop_u32 (p, id, S_PT_SYSTIME, (uint32_t) ft);
+    s_put32 (p, (uint32_t) (ft >> 32));
+}
+
+/* attRecipTable's body: To "Ann Müller" (Unicode, SMTP, its type flagged
+   MAPI_SUBMITTED), Cc "Björn" (8-bit, an email address), a Bcc, To "Doe,
+   John" with an Exchange DN only, To with an email address before its
+   SMTP one, and a row with no type. */
+static void
+s_recip_rows (cm_buf_t *r)
+{
+    s_put32 (r, 6);
+    s_put32 (r, 3);
+    s_prop_u32 (r, S_PR_RECIPIENT_TYPE, S_PT_LONG, 0x80000001u);
+    s_prop_var (r, S_PR_DISPLAY_NAME, S_PT_UNICODE, "A\0n\0n\0 \0M\0\xFC\0l\0l\0""e\0r\0\0", 22);
+    s_prop_var (r, S_PR_SMTP_ADDRESS, S_PT_UNICODE, "a\0n\0n\0@\0E\0x\0.\0O\0R\0G\0\0", 22);
+    s_put32 (r, 4);
+    s_prop_u32 (r, S_PR_RECIPIENT_TYPE, S_PT_LONG, 2);
+    s_prop_u32 (r, 0x0FFF, S_PT_LONG, 7);         /* one it does not need */
+    s_prop_var (r, S_PR_DISPLAY_NAME, S_PT_STRING8, "Bj\xF6rn", 6);
+    s_prop_var (r, S_PR_EMAIL_ADDRESS, S_PT_STRING8, "bjorn@x.org", 12);
+    s_put32 (r, 3);
+    s_prop_u32 (r, S_PR_RECIPIENT_TYPE, S_PT_LONG, 3);
+    s_prop_var (r, S_PR_DISPLAY_NAME, S_PT_STRING8, "Secret", 7);
+    s_prop_var (r, S_PR_SMTP_ADDRESS, S_PT_STRING8, "secret@x.org", 13);
+    s_put32 (r, 3);
+    s_prop_u32 (r, S_PR_RECIPIENT_TYPE, S_PT_LONG, 1);
+    s_prop_var (r, S_PR_DISPLAY_NAME, S_PT_STRING8, "Doe, John", 10);
+    s_prop_var (r, S_PR_EMAIL_ADDRESS, S_PT_STRING8, "/O=EX/OU=FIRST/CN=RECIPIENTS/CN=JD", 35);
+    s_put32 (r, 3);
+    s_prop_u32 (r, S_PR_RECIPIENT_TYPE, S_PT_LONG, 1);
+    s_prop_var (r, S_PR_EMAIL_ADDRESS, S_PT_STRING8, "first@x.org", 12);
+    s_prop_var (r, S_PR_SMTP_ADDRESS, S_PT_STRING8, "smtp@x.org", 11);
+    s_put32 (r, 1);
+    s_prop_var (r, S_PR_DISPLAY_NAME, S_PT_STRING8, "Nobody", 7);
+}
+
+enum { S_HAS_TABLE = 1, S_HAS_SUBMIT = 2, S_HAS_DELIVERY = 4, S_HAS_DATESENT = 8,
+       S_HAS_DISPLAY = 16 };
+
+/* 2024-01-02 10:00:00 UTC, five minutes later, and attDateSent's local
+   time an hour ahead of the first */
+#define S_T_SUBMIT   1704189600LL
+#define S_T_DELIVERY 1704189900LL
+#define S_T_SENT     1704193200LL
+
+/* A stream with what has says (S_HAS_*), table the recipient table's
+   body (else s_recip_rows'), datesent attDateSent's seven fields (else
+   2024-01-02 11:00:00, a Tuesday), and a file "x". */
+static void
+s_recip_sample (cm_buf_t *h, int has, const cm_buf_t *table, const unsigned short *datesent)
+{
+    cm_buf_reset (h);
+    s_put32 (h, S_SIGNATURE);
+    cm_buf_append (h, "\1\0", 2);
+    s_attr (h, S_LVL_MESSAGE, S_ATT_CODEPAGE, "\xE4\x04\0\0\0\0\0\0", 8);
+    if (has & S_HAS_DATESENT) {
+        static const unsigned short sent [7] = { 2024, 1, 2, 11, 0, 0, 2 };
+        unsigned char d [14];
+        for (int i = 0; i < 7; i++) {
+            d [2 * i] = (unsigned char) (datesent ? datesent : sent) [i];
+            d [2 * i + 1] = (unsigned char) ((datesent ? datesent : sent) [i] >> 8);
+        }
+        s_attr (h, S_LVL_MESSAGE, S_ATT_DATESENT, d, 14);
+    }
+    cm_buf_t p;
+    cm_buf_init (&p, 0);
+    s_put32 (&p, (uint32_t) (1 + !!(has & S_HAS_SUBMIT) + !!(has & S_HAS_DELIVERY)
+                             + 2 * !!(has & S_HAS_DISPLAY)));
+    s_prop_var (&p, S_PR_SUBJECT, S_PT_STRING8, "Minutes", 8);
+    if (has & S_HAS_DELIVERY)
+        s_prop_time (&p, S_PR_DELIVERY_TIME, S_T_DELIVERY);
+    if (has & S_HAS_SUBMIT)
+        s_prop_time (&p, S_PR_CLIENT_SUBMIT_TIME, S_T_SUBMIT);
+    if (has & S_HAS_DISPLAY) {
+        s_prop_var (&p, S_PR_DISPLAY_TO, S_PT_UNICODE,
+                    "A\0n\0n\0 \0M\0\xFC\0l\0l\0""e\0r\0;\0 \0D\0o\0""e\0,\0 \0J\0o\0h\0n\0\0", 44);
+        s_prop_var (&p, S_PR_DISPLAY_CC, S_PT_STRING8, "Bj\xF6rn", 6);
+    }
+    s_attr (h, S_LVL_MESSAGE, S_ATT_MAPIPROPS, p.data, p.len);
+    cm_buf_reset (&p);
+    if (has & S_HAS_TABLE) {
+        if (!table)
+            s_recip_rows (&p);
+        s_attr (h, S_LVL_MESSAGE, S_ATT_RECIPTABLE, table ? table->data : p.data,
+                table ? table->len : p.len);
+    }
+    cm_buf_free (&p);
+    s_attr (h, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+    s_attr (h, S_LVL_ATTACHMENT, S_ATT_DATA, "x", 1);
+}
+
+static bool
+s_text_is (const cm_tnef_text_t *v, const char *text, bool utf8)
+{
+    return text ? v->text && strcmp (v->text, text) == 0 && v->utf8 == utf8 : !v->text;
+}
+
+/* The attached Outlook message of a winmail.dat holding the stream
+   inner[0..n), parsed, in *top (the caller destroys it); NULL when it
+   was not read. */
+static const cm_message_t *
+s_nested_of (const cm_buf_t *inner, cm_message_t **top)
+{
+    char reason [256] = "";
+    cm_buf_t b;
+    cm_buf_init (&b, 0);
+    s_put32 (&b, S_SIGNATURE);
+    cm_buf_append (&b, "\1\0", 2);
+    s_attach_message (&b, inner->data, inner->len);
+    *top = s_mail ((const unsigned char *) b.data, b.len, NULL, reason, sizeof reason);
+    cm_buf_free (&b);
+    return *top && (*top)->nnested == 1 ? (*top)->nested [0] : NULL;
+}
+
+/* The recipients and the date of a message: its recipient table, else
+   its display strings; its submit time, else its delivery time, else
+   attDateSent; each within bounds, whatever the table says. */
+static int
+s_recip_selftest (bool verbose)
+{
+    int failures = 0;
+    cm_buf_t h, table;
+    cm_buf_init (&h, 0);
+    cm_buf_init (&table, 0);
+    cm_tnef_t t;
+    int all = S_HAS_TABLE | S_HAS_SUBMIT | S_HAS_DELIVERY | S_HAS_DATESENT | S_HAS_DISPLAY;
+    s_recip_sample (&h, all, NULL, NULL);
+    int rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 1 && !t.problem [0] && t.nrecips == 4
+                         && s_text_is (&t.recips [0].name, "Ann M\xC3\xBCller", true)
+                         && s_text_is (&t.recips [0].addr, "ann@Ex.ORG", true) && !t.recips [0].cc
+                         && s_text_is (&t.recips [1].name, "Bj\xF6rn", false)
+                         && s_text_is (&t.recips [1].addr, "bjorn@x.org", false) && t.recips [1].cc
+                         && s_text_is (&t.recips [2].name, "Doe, John", false)
+                         && s_text_is (&t.recips [2].addr, NULL, false) && !t.recips [2].cc
+                         && s_text_is (&t.recips [3].name, NULL, false)
+                         && s_text_is (&t.recips [3].addr, "smtp@x.org", false),
+                         "tnef: the recipient table's To and Cc rows (Bcc, an Exchange DN and a"
+                         " row without a type left out; SMTP over email address)", verbose);
+    failures += s_check (rc == 0 && t.dated && t.date == S_T_SUBMIT && !t.date_local,
+                         "tnef: the date is PR_CLIENT_SUBMIT_TIME first", verbose);
+    cm_tnef_free (&t);
+
+    /* the date's sources in turn, and out of range */
+    const struct {
+        int has;
+        const unsigned short *sent;
+        long long date;         /* -1: none */
+        const char *what;
+    } dates [] = {
+        { S_HAS_DELIVERY | S_HAS_DATESENT, NULL, S_T_DELIVERY,
+          "tnef: without a submit time, PR_MESSAGE_DELIVERY_TIME" },
+        { S_HAS_DATESENT, NULL, S_T_SENT, "tnef: without either, attDateSent" },
+        { 0, NULL, -1, "tnef: no date given, none" },
+        { S_HAS_DATESENT, (const unsigned short []) { 2023, 2, 29, 0, 0, 0, 3 }, -1,
+          "tnef: an attDateSent of February 29 in a common year is no date" },
+        { S_HAS_DATESENT, (const unsigned short []) { 2024, 13, 1, 0, 0, 0, 0 }, -1,
+          "tnef: an attDateSent of month 13 is no date" },
+        { S_HAS_DATESENT, (const unsigned short []) { 1969, 12, 31, 23, 59, 59, 3 }, -1,
+          "tnef: an attDateSent before 1970 is no date" },
+        { S_HAS_DATESENT, (const unsigned short []) { 9999, 12, 31, 23, 59, 59, 5 },
+          253402300799LL, "tnef: an attDateSent of 9999-12-31 23:59:59, the last date read" },
+    };
+    for (size_t i = 0; i < sizeof dates / sizeof dates [0]; i++) {
+        s_recip_sample (&h, dates [i].has, NULL, dates [i].sent);
+        rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+        failures += s_check (rc == 0 && t.nfiles == 1
+                             && (dates [i].date < 0 ? !t.dated && t.date == 0
+                                                    : t.dated && t.date == dates [i].date
+                                                      && t.date_local == (dates [i].has == S_HAS_DATESENT)),
+                             dates [i].what, verbose);
+        cm_tnef_free (&t);
+    }
+
+    /* FILETIMEs out of range: 0 (1601) and all ones (year 58457) are
+       ignored, the next source taken */
+    for (int round = 0; round < 2; round++) {
+        cm_buf_reset (&h);
+        s_put32 (&h, S_SIGNATURE);
+        cm_buf_append (&h, "\1\0", 2);
+        cm_buf_t p;
+        cm_buf_init (&p, 0);
+        s_put32 (&p, 2);
+        s_prop_u32 (&p, S_PR_CLIENT_SUBMIT_TIME, S_PT_SYSTIME, round ? 0xFFFFFFFFu : 0);
+        s_put32 (&p, round ? 0xFFFFFFFFu : 0);
+        s_prop_time (&p, S_PR_DELIVERY_TIME, S_T_DELIVERY);
+        s_attr (&h, S_LVL_MESSAGE, S_ATT_MAPIPROPS, p.data, p.len);
+        cm_buf_free (&p);
+        rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+        failures += s_check (rc == 0 && t.dated && t.date == S_T_DELIVERY,
+                             round ? "tnef: a FILETIME past 9999 is ignored"
+                                   : "tnef: a FILETIME of 0 (1601) is ignored", verbose);
+        cm_tnef_free (&t);
+    }
+
+    /* every cut of the table, in a whole attribute: read within bounds,
+       the rows before the cut kept, the file still taken */
+    s_recip_rows (&table);
+    bool cuts_ok = true;
+    size_t kept = 0;
+    for (size_t n = 0; cuts_ok && n <= table.len; n++) {
+        cm_buf_t cut;
+        cm_buf_init (&cut, 0);
+        cm_buf_append (&cut, table.data, n);
+        s_recip_sample (&h, S_HAS_TABLE, &cut, NULL);
+        cm_buf_free (&cut);
+        unsigned char *exact = malloc (h.len);     /* exact size: ASan sees overreads */
+        memcpy (exact, h.data, h.len);
+        if (cm_tnef_read (exact, h.len, 100, 1 << 20, &t) || t.nfiles != 1 || t.nrecips < kept
+        ||  t.nrecips > 4 || (n == table.len && t.nrecips != 4) || t.problem [0])
+            cuts_ok = false;
+        kept = t.nrecips;
+        cm_tnef_free (&t);
+        free (exact);
+    }
+    failures += s_check (cuts_ok, "tnef: every cut of a recipient table is read within bounds,"
+                         " the files still taken", verbose);
+
+    /* counts that lie: rows over the cap, rows beyond the table, a row's
+       properties beyond it */
+    static const struct {
+        const char *table;
+        size_t len;
+        const char *what;
+    } lies [] = {
+        { "\xFF\xFF\xFF\xFF", 4, "tnef: a recipient table of 2^32-1 rows reads nothing" },
+        { "\x01\x10\0\0\0\0\0\0", 8, "tnef: a recipient table of 4097 rows reads nothing" },
+        { "\x03\0\0\0\0\0\0\0", 8, "tnef: a recipient table of more rows than it holds reads nothing" },
+        { "\x01\0\0\0\xFF\x0F\0\0\x03\0\x15\x0C\1\0\0\0", 16,
+          "tnef: a row of more properties than it holds is left out" },
+        { "\x01\0\0\0\x01\0\0\0\x1E\0\x01\x30\xFF\xFF\xFF\x0F", 16,
+          "tnef: a row whose name is longer than the table is left out" },
+    };
+    for (size_t i = 0; i < sizeof lies / sizeof lies [0]; i++) {
+        cm_buf_reset (&table);
+        cm_buf_append (&table, lies [i].table, lies [i].len);
+        s_recip_sample (&h, S_HAS_TABLE | S_HAS_DISPLAY, &table, NULL);
+        rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+        failures += s_check (rc == 0 && t.nfiles == 1 && t.nrecips == 0 && !t.problem [0]
+                             && s_text_is (&t.display_to, "Ann M\xC3\xBCller; Doe, John", true),
+                             lies [i].what, verbose);
+        cm_tnef_free (&t);
+    }
+
+    /* through the parser: the attached message's to, cc and date as an
+       attached .eml's would be */
+    cm_message_t *m = NULL;
+    s_recip_sample (&h, all, NULL, NULL);
+    const cm_message_t *n = s_nested_of (&h, &m);
+    failures += s_check (n && strcmp (n->to, "Ann M\xC3\xBCller <ann@ex.org>, \"Doe, John\","
+                                      " smtp@x.org") == 0
+                         && n->nto == 2 && strcmp (n->to_addrs [0], "ann@ex.org") == 0
+                         && strcmp (n->to_addrs [1], "smtp@x.org") == 0
+                         && strcmp (n->cc, "Bj\xC3\xB6rn <bjorn@x.org>") == 0 && n->ncc == 1
+                         && strcmp (n->cc_addrs [0], "bjorn@x.org") == 0,
+                         "tnef: an attached Outlook message's To and Cc from its recipient table",
+                         verbose);
+    failures += s_check (n && strcmp (n->date_text, "Tue, 02 Jan 2024 10:00:00 +0000") == 0
+                         && n->date_epoch == S_T_SUBMIT,
+                         "tnef: an attached Outlook message's date as a Date header", verbose);
+    if (n && verbose)
+        printf ("selftest: tnef nested to [%s] cc [%s] date [%s]\n", n->to, n->cc, n->date_text);
+    cm_message_destroy (&m);
+    s_recip_sample (&h, S_HAS_DISPLAY | S_HAS_DATESENT, NULL, NULL);
+    n = s_nested_of (&h, &m);
+    failures += s_check (n && strcmp (n->to, "Ann M\xC3\xBCller, \"Doe, John\"") == 0 && n->nto == 0
+                         && strcmp (n->cc, "Bj\xC3\xB6rn") == 0 && n->ncc == 0,
+                         "tnef: without a recipient table, the display strings' names, no"
+                         " addresses", verbose);
+    failures += s_check (n && strcmp (n->date_text, "Tue, 02 Jan 2024 11:00:00 -0000") == 0
+                         && n->date_epoch == S_T_SENT,
+                         "tnef: attDateSent's local time says its zone is unknown (-0000)", verbose);
+    if (n && verbose)
+        printf ("selftest: tnef nested to [%s] cc [%s] date [%s]\n", n->to, n->cc, n->date_text);
+    cm_message_destroy (&m);
+    s_recip_sample (&h, 0, NULL, NULL);
+    n = s_nested_of (&h, &m);
+    failures += s_check (n && !*n->to && !*n->cc && !n->nto && !n->ncc && !*n->date_text
+                         && n->date_epoch == 0,
+                         "tnef: no recipients or date given: empty, as a .eml without them", verbose);
+    cm_message_destroy (&m);
+    cm_buf_free (&table);
+    cm_buf_free (&h);
+    return failures;
+}
+
 int
 cm_tnef_selftest (bool verbose)
 {
     int failures = cm_rtf_selftest (verbose) + s_rtf_selftest (verbose)
-                 + s_embedded_selftest (verbose);
+                 + s_embedded_selftest (verbose) + s_recip_selftest (verbose);
     char reason [256] = "";
     cm_buf_t b;
     cm_buf_init (&b, 0);

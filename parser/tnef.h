@@ -11,6 +11,8 @@
 
 /* Properties read of one MAPI property list at most. */
 #define CM_TNEF_MAX_PROPS 4096
+/* Rows read of a recipient table (attRecipTable) at most. */
+#define CM_TNEF_MAX_RECIPS 4096
 
 typedef struct {
     char *name;           /* long name (PR_ATTACH_LONG_FILENAME), else the
@@ -32,6 +34,14 @@ typedef struct {
     bool utf8;
 } cm_tnef_text_t;
 
+/* A To or Cc row of the recipient table. */
+typedef struct {
+    cm_tnef_text_t name;  /* PR_DISPLAY_NAME */
+    cm_tnef_text_t addr;  /* PR_SMTP_ADDRESS, else PR_EMAIL_ADDRESS, when it
+                             has an '@' (not an Exchange DN) */
+    bool cc;              /* PR_RECIPIENT_TYPE 2 (Cc), else 1 (To) */
+} cm_tnef_recip_t;
+
 typedef struct {
     cm_tnef_file_t *files;
     size_t nfiles;
@@ -50,6 +60,18 @@ typedef struct {
     cm_tnef_text_t from_addr;  /* the first of the sender's SMTP and email
                                   addresses that has an '@' (not an
                                   Exchange DN) */
+    cm_tnef_recip_t *recips;   /* the To and Cc rows of attRecipTable in
+                                  order (Bcc rows, and rows with neither a
+                                  name nor an address, left out) */
+    size_t nrecips;
+    cm_tnef_text_t display_to; /* PR_DISPLAY_TO: the To names, "; " between */
+    cm_tnef_text_t display_cc; /* PR_DISPLAY_CC */
+    bool dated;           /* date is set */
+    long long date;       /* seconds since 1970: PR_CLIENT_SUBMIT_TIME, else
+                             PR_MESSAGE_DELIVERY_TIME (UTC), else attDateSent
+                             (the sender's local time, read as UTC); years
+                             1970 to 9999 only */
+    bool date_local;      /* date is attDateSent's: its zone unknown */
     unsigned codepage;    /* attOemCodepage, 0 when not given */
     int bad_checksums;    /* attributes whose checksum was wrong (read anyway) */
     char problem [160];   /* why reading stopped early; "" when it did not */
