@@ -11,11 +11,22 @@ Usage: mktnef.py OUTDIR   writes the message-test cases: OUTDIR/NAME.tnef and
                           out, in order, with "-" for no note; after a file that
                           is an attached Outlook message, "nested<TAB>subject<TAB>
                           from name<TAB>from address<TAB>files<TAB>text" for the
-                          message read from it and an "nfile<TAB>..." line, as a
-                          "file" line, per file of its own)
+                          message read from it, optionally "nhead<TAB>to<TAB>to
+                          addresses<TAB>cc<TAB>cc addresses<TAB>date<TAB>epoch" for
+                          its recipients (addresses ","-joined) and date, and an
+                          "nfile<TAB>..." line, as a "file" line, per file of its
+                          own)
 As a module: tnef(files, body=None, codepage=1252, body_w=None, rtf=None,
-subject="Invoice", sender=None) -> bytes (sender: (name, Exchange DN, SMTP
-address) as PR_SENDER_NAME_W, PR_SENDER_EMAIL_ADDRESS, PR_SENDER_SMTP_ADDRESS)
+subject="Invoice", sender=None, recipients=None, display_to=None,
+display_cc=None, submit_time=None, delivery_time=None, date_sent=None) -> bytes
+(sender: (name, Exchange DN, SMTP address) as PR_SENDER_NAME_W,
+PR_SENDER_EMAIL_ADDRESS, PR_SENDER_SMTP_ADDRESS; recipients: the rows of
+attRecipTable, dicts: type (PR_RECIPIENT_TYPE), name (str, PT_UNICODE) or
+name8 (bytes, PT_STRING8) as PR_DISPLAY_NAME, smtp (str, PR_SMTP_ADDRESS_W),
+email (str, PR_EMAIL_ADDRESS, 8-bit); display_to, display_cc: PR_DISPLAY_TO
+and PR_DISPLAY_CC, PT_UNICODE when str, PT_STRING8 when bytes; submit_time,
+delivery_time: Unix times as PR_CLIENT_SUBMIT_TIME and
+PR_MESSAGE_DELIVERY_TIME (FILETIME); date_sent: attDateSent's seven fields)
 (body: attBody bytes; body_w: PR_BODY_W among the message's properties;
 rtf: a PR_RTF_COMPRESSED value, from rtf_compressed(raw) ("LZFu", a greedy
 compressor written from [MS-OXRTFCP]) or rtf_stored(raw) ("MELA")), where files are
@@ -24,10 +35,12 @@ long8 (bytes, PT_STRING8 long name), mime (MIME tag), embedded (bytes: an
 attached Outlook message as its own stream), extra_props (bool: add a
 multi-valued, a named (by string and by id), a binary and a time property).
 """
+import calendar
 import hashlib
 import os
 import struct
 import sys
+import time
 
 SIGNATURE = 0x223E9F78
 LVL_MESSAGE, LVL_ATTACHMENT = 1, 2
@@ -40,6 +53,8 @@ ATT_ATTACH_TITLE = 0x00018010
 ATT_ATTACH_DATA = 0x0006800F
 ATT_ATTACHMENT = 0x00069005
 ATT_MAPI_PROPS = 0x00069003
+ATT_RECIP_TABLE = 0x00069004
+ATT_DATE_SENT = 0x00038005
 
 PT_LONG, PT_BOOLEAN, PT_SYSTIME = 0x0003, 0x000B, 0x0040
 PT_STRING8, PT_UNICODE, PT_BINARY, PT_OBJECT = 0x001E, 0x001F, 0x0102, 0x000D
@@ -158,13 +173,46 @@ def rtf_stored(raw):
     return struct.pack("<IIII", len(raw) + 12, len(raw), 0x414C454D, 0) + raw
 
 
-def tnef(files, body=None, codepage=1252, body_w=None, rtf=None, subject="Invoice", sender=None):
+def text(pid, value):
+    """A text property, Unicode for str, 8-bit for bytes."""
+    if isinstance(value, str):
+        return prop(PT_UNICODE, pid, var([utf16z(value)]))
+    return prop(PT_STRING8, pid, var([value + b"\0"]))
+
+
+def filetime(unix):
+    """A PT_SYSTIME value: 100 ns since 1601-01-01 UTC."""
+    return struct.pack("<Q", (unix + 11644473600) * 10000000)
+
+
+def recip_table(rows):
+    """attRecipTable: a row count, then each row a property list."""
+    out = struct.pack("<I", len(rows))
+    for r in rows:
+        items = [prop(PT_LONG, 0x0C15, struct.pack("<I", r["type"]))]
+        if "name" in r:
+            items.append(text(0x3001, r["name"]))
+        if "name8" in r:
+            items.append(text(0x3001, r["name8"]))
+        if "email" in r:
+            items.append(text(0x3003, r["email"].encode()))
+        if "smtp" in r:
+            items.append(text(0x39FE, r["smtp"]))
+        out += props(items)
+    return out
+
+
+def tnef(files, body=None, codepage=1252, body_w=None, rtf=None, subject="Invoice", sender=None,
+         recipients=None, display_to=None, display_cc=None, submit_time=None, delivery_time=None,
+         date_sent=None):
     out = struct.pack("<IH", SIGNATURE, 0x0001)
     out += attr(LVL_MESSAGE, ATT_TNEF_VERSION, struct.pack("<I", 0x00010000))
     out += attr(LVL_MESSAGE, ATT_OEM_CODEPAGE, struct.pack("<II", codepage, 0))
     out += attr(LVL_MESSAGE, ATT_MESSAGE_CLASS, b"IPM.Microsoft Mail.Note\0")
     if body is not None:
         out += attr(LVL_MESSAGE, ATT_BODY, body)
+    if date_sent is not None:
+        out += attr(LVL_MESSAGE, ATT_DATE_SENT, struct.pack("<7H", *date_sent))
     # message properties: PR_SUBJECT (PT_UNICODE), PR_MESSAGE_FLAGS, and
     # PR_BODY_W when given
     items = [prop(PT_UNICODE, 0x0037, var([utf16z(subject)])),
@@ -173,11 +221,21 @@ def tnef(files, body=None, codepage=1252, body_w=None, rtf=None, subject="Invoic
         items += [prop(PT_UNICODE, 0x0C1A, var([utf16z(sender[0])])),
                   prop(PT_STRING8, 0x0C1F, var([sender[1].encode() + b"\0"])),
                   prop(PT_STRING8, 0x5D01, var([sender[2].encode() + b"\0"]))]
+    if display_to is not None:
+        items.append(text(0x0E04, display_to))
+    if display_cc is not None:
+        items.append(text(0x0E03, display_cc))
+    if submit_time is not None:
+        items.append(prop(PT_SYSTIME, 0x0039, filetime(submit_time)))
+    if delivery_time is not None:
+        items.append(prop(PT_SYSTIME, 0x0E06, filetime(delivery_time)))
     if body_w is not None:
         items.append(prop(PT_UNICODE, 0x1000, var([utf16z(body_w)])))
     if rtf is not None:
         items.append(prop(PT_BINARY, 0x1009, var([rtf])))
     out += attr(LVL_MESSAGE, ATT_MAPI_PROPS, props(items))
+    if recipients is not None:
+        out += attr(LVL_MESSAGE, ATT_RECIP_TABLE, recip_table(recipients))
     for f in files:
         out += attr(LVL_ATTACHMENT, ATT_ATTACH_REND_DATA,
                     struct.pack("<HiIIH", 1, -1, 0, 0, 1))
@@ -215,6 +273,16 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def date_header(unix, zone="+0000"):
+    """A Date header's text (RFC 5322, a two-digit day) of a Unix time."""
+    return time.strftime("%a, %d %b %Y %H:%M:%S ", time.gmtime(unix)) + zone
+
+
+def nhead(to, to_addrs, cc, cc_addrs, date="", epoch=0):
+    return "nhead\t%s\t%s\t%s\t%s\t%s\t%d" % (to, ",".join(to_addrs), cc, ",".join(cc_addrs),
+                                                  date, epoch)
+
+
 def cases():
     """(name, stream, expected lines)."""
     # the compressor gives the bytes of [MS-OXRTFCP]'s two examples
@@ -245,6 +313,7 @@ def cases():
         "an Outlook message attached in TNEF, read as an attached message; "
         "TNEF (attached Outlook message): 1 file taken out" % (len(inner), sha(inner)),
         "nested\tInvoice\t\t\t1\tForwarded\r\n",
+        nhead("", [], "", []),
         "nfile\tNOTE.TXT\ttext/plain\t6\t%s\t-" % sha(b"inner\n"),
     ]))
     # an attached Outlook message with a sender, an RTF body only, a file
@@ -271,6 +340,48 @@ def cases():
         "an Outlook message attached in TNEF, not read: an attribute cut short at byte 6; "
         "kept as its TNEF stream" % (len(deeper), sha(deeper)),
         "nfile\tbody.rtf\tapplication/rtf\t%d\t%s\t-" % (len(note_rtf), sha(note_rtf)),
+    ]))
+    # an attached Outlook message's recipients, from its recipient table
+    # (its display strings then not needed), and its date, the submit time
+    # over the delivery time: as an attached .eml's headers are listed
+    submit = calendar.timegm((2024, 3, 5, 14, 30, 15))
+    inner = tnef([{"title": b"AGENDA.TXT", "data": b"agenda\n"}], body=b"See you there.\r\n",
+                 subject="Meeting", recipients=[
+                     {"type": 0x80000001, "name": "Ann M\u00fcller", "smtp": "Ann@Example.ORG"},
+                     {"type": 1, "name8": b"Doe, John",
+                      "email": "/O=EXAMPLE/OU=FIRST/CN=RECIPIENTS/CN=JDOE"},
+                     {"type": 2, "name8": b"Bj\xf6rn \"Bear\" Berg", "email": "bjorn@example.net"},
+                     {"type": 3, "name": "Hidden", "smtp": "bcc@example.org"},
+                     {"type": 2, "smtp": "list@example.org"}],
+                 display_to="Ann M\u00fcller; Doe, John", display_cc="Bj\u00f6rn; list",
+                 submit_time=submit, delivery_time=submit + 300)
+    s = tnef([{"long": "Meeting", "embedded": inner}])
+    out.append(("recipients", s, [
+        "note\tTNEF (winmail.dat): 1 file taken out",
+        "file\tMeeting.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
+        "an Outlook message attached in TNEF, read as an attached message; "
+        "TNEF (attached Outlook message): 1 file taken out" % (len(inner), sha(inner)),
+        "nested\tMeeting\t\t\t1\tSee you there.\r\n",
+        nhead("Ann M\u00fcller <Ann@example.org>, \"Doe, John\"", ["Ann@example.org"],
+              "\"Bj\u00f6rn 'Bear' Berg\" <bjorn@example.net>, list@example.org",
+              ["bjorn@example.net", "list@example.org"], date_header(submit), submit),
+        "nfile\tAGENDA.TXT\ttext/plain\t7\t%s\t-" % sha(b"agenda\n"),
+    ]))
+    # no recipient table: the names of the display strings (Unicode and
+    # 8-bit), no addresses; no date property: attDateSent, local time
+    sent = (2023, 12, 24, 18, 5, 9, 0)
+    inner = tnef([], body=b"Merry Christmas\r\n", subject="Greetings",
+                 display_to="Carol Chen; Support, Team", display_cc=b"R\xe9ception",
+                 date_sent=sent)
+    s = tnef([{"long": "Greetings", "embedded": inner}])
+    out.append(("displayto", s, [
+        "note\tTNEF (winmail.dat): 1 file taken out",
+        "file\tGreetings.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
+        "an Outlook message attached in TNEF, read as an attached message; "
+        "TNEF (attached Outlook message): 0 files taken out" % (len(inner), sha(inner)),
+        "nested\tGreetings\t\t\t0\tMerry Christmas\r\n",
+        nhead("Carol Chen, \"Support, Team\"", [], "R\u00e9ception", [],
+              date_header(calendar.timegm(sent[:6]), "-0000"), calendar.timegm(sent[:6])),
     ]))
     # a wrong checksum on the file's data: read anyway, counted
     s = bytearray(tnef([{"title": b"A.TXT", "data": b"abc"}]))

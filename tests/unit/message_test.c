@@ -1498,15 +1498,37 @@ s_unescape (char *s)
 
 static char *s_read_file (const char *path, size_t *len);
 
+/* The n strings of list joined by ",", "" for none; NULL out of
+   memory. */
+static char *
+s_joined (char *const *list, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen (list [i]) + 1;
+    char *out = malloc (len);
+    if (!out)
+        return NULL;
+    *out = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat (out, ",");
+        strcat (out, list [i]);
+    }
+    return out;
+}
+
 /* The streams tests/tools/mktnef.py writes (tests/unit/tnef), each sent
    as a message's winmail.dat: the files under it, the winmail.dat's
-   note and the text must be what NAME.expect says. */
+   note and the text, and what an attached Outlook message's were read
+   as (its headers, its files), must be what NAME.expect says. */
 static void
 s_tnef (const char *dir)
 {
     static const char *names [] = { "outlook", "checksum", "truncated", "nodata", "mapibody", "png",
                                     "rtfbody", "rtfhtml", "rtfstored", "rtfboth", "rtfcrc",
-                                    "rtfdamaged", "embedded", "rtfwrap" };
+                                    "rtfdamaged", "embedded", "rtfwrap", "recipients",
+                                    "displayto" };
     for (size_t n = 0; n < sizeof names / sizeof names [0]; n++) {
         char path [4096];
         size_t len = 0, elen = 0;
@@ -1538,9 +1560,9 @@ s_tnef (const char *dir)
         char *save = NULL;
         for (char *line = strtok_r (expect, "\n", &save); ok && line; line = strtok_r (NULL, "\n", &save)) {
             s_unescape (line);
-            char *f [6] = { 0 };
+            char *f [7] = { 0 };
             int nf = 0;
-            for (char *q = line; nf < 6 && q; nf++) {
+            for (char *q = line; nf < 7 && q; nf++) {
                 f [nf] = q;
                 q = strchr (q, '\t');
                 if (q)
@@ -1571,6 +1593,21 @@ s_tnef (const char *dir)
                     snprintf (why, sizeof why, "nested: [%.30s] [%.20s] [%.20s] %zu [%.30s]",
                               nm ? nm->subject : "(none)", nm ? nm->from_name : "",
                               nm ? nm->from_addr : "", nm ? nm->nattachments : 0, nm ? nm->text : "");
+            }
+            else
+            if (strcmp (f [0], "nhead") == 0 && nf == 7) {
+                /* that message's recipients and date */
+                char *to = nm ? s_joined (nm->to_addrs, nm->nto) : NULL;
+                char *cc = nm ? s_joined (nm->cc_addrs, nm->ncc) : NULL;
+                ok = nm && to && cc && strcmp (nm->to, f [1]) == 0 && strcmp (to, f [2]) == 0
+                  && strcmp (nm->cc, f [3]) == 0 && strcmp (cc, f [4]) == 0
+                  && strcmp (nm->date_text, f [5]) == 0 && nm->date_epoch == strtoll (f [6], NULL, 10);
+                if (!ok)
+                    snprintf (why, sizeof why, "nested head: to [%.40s] (%.20s) cc [%.40s] (%.20s) [%.32s] %lld",
+                              nm ? nm->to : "(none)", to ? to : "", nm ? nm->cc : "", cc ? cc : "",
+                              nm ? nm->date_text : "", nm ? nm->date_epoch : 0);
+                free (to);
+                free (cc);
             }
             else
             if (strcmp (f [0], "nfile") == 0 && nf == 6) {
