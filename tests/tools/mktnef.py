@@ -278,6 +278,14 @@ def date_header(unix, zone="+0000"):
     return time.strftime("%a, %d %b %Y %H:%M:%S ", time.gmtime(unix)) + zone
 
 
+def attached_line(name, stream, taken):
+    """The "file" line of an attached Outlook message read as one, its
+    stream's note saying what was taken out."""
+    return ("file\t%s.tnef\tapplication/vnd.ms-tnef\t%d\t%s\tan Outlook message attached in TNEF,"
+            " read as an attached message; TNEF (attached Outlook message): %s"
+            % (name, len(stream), sha(stream), taken))
+
+
 def nhead(to, to_addrs, cc, cc_addrs, date="", epoch=0):
     return "nhead\t%s\t%s\t%s\t%s\t%s\t%d" % (to, ",".join(to_addrs), cc, ",".join(cc_addrs),
                                                   date, epoch)
@@ -309,9 +317,7 @@ def cases():
         "file\tRechnung M\u00e4rz \u2013 \u0421\u0447\u0451\u0442.pdf\tapplication/pdf\t%d\t%s\t-" % (len(pdf), sha(pdf)),
         "file\tFactura-\u00f1o.pdf.exe\tapplication/x-msdownload\t%d\t%s\t-" % (len(exe), sha(exe)),
         "file\tORDER.DOCM\tapplication/octet-stream\t%d\t%s\t-" % (len(docm), sha(docm)),
-        "file\tFwd: your mailbox.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
-        "an Outlook message attached in TNEF, read as an attached message; "
-        "TNEF (attached Outlook message): 1 file taken out" % (len(inner), sha(inner)),
+        attached_line("Fwd: your mailbox", inner, "1 file taken out"),
         "nested\tInvoice\t\t\t1\tForwarded\r\n",
         nhead("", [], "", []),
         "nfile\tNOTE.TXT\ttext/plain\t6\t%s\t-" % sha(b"inner\n"),
@@ -330,9 +336,7 @@ def cases():
     out.append(("embedded", s, [
         "note\tTNEF (winmail.dat): 1 file taken out",
         "text\tSee the attached mail.\r\n",
-        "file\tFW: Konto gesperrt.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
-        "an Outlook message attached in TNEF, read as an attached message; "
-        "TNEF (attached Outlook message): 3 files taken out; RTF body read" % (len(inner), sha(inner)),
+        attached_line("FW: Konto gesperrt", inner, "3 files taken out; RTF body read"),
         "nested\tKonto gesperrt \u2013 dringend\tService Desk\tservice@desk.example\t3\t"
         "Your account will be closed. Sign in at once.\n",
         "nfile\tVERIFY.ZIP\tapplication/zip\t%d\t%s\t-" % (len(zip_), sha(zip_)),
@@ -358,9 +362,7 @@ def cases():
     s = tnef([{"long": "Meeting", "embedded": inner}])
     out.append(("recipients", s, [
         "note\tTNEF (winmail.dat): 1 file taken out",
-        "file\tMeeting.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
-        "an Outlook message attached in TNEF, read as an attached message; "
-        "TNEF (attached Outlook message): 1 file taken out" % (len(inner), sha(inner)),
+        attached_line("Meeting", inner, "1 file taken out"),
         "nested\tMeeting\t\t\t1\tSee you there.\r\n",
         nhead("Ann M\u00fcller <Ann@example.org>, \"Doe, John\"", ["Ann@example.org"],
               "\"Bj\u00f6rn 'Bear' Berg\" <bjorn@example.net>, list@example.org",
@@ -376,9 +378,7 @@ def cases():
     s = tnef([{"long": "Greetings", "embedded": inner}])
     out.append(("displayto", s, [
         "note\tTNEF (winmail.dat): 1 file taken out",
-        "file\tGreetings.tnef\tapplication/vnd.ms-tnef\t%d\t%s\t"
-        "an Outlook message attached in TNEF, read as an attached message; "
-        "TNEF (attached Outlook message): 0 files taken out" % (len(inner), sha(inner)),
+        attached_line("Greetings", inner, "0 files taken out"),
         "nested\tGreetings\t\t\t0\tMerry Christmas\r\n",
         nhead("Carol Chen, \"Support, Team\"", [], "R\u00e9ception", [],
               date_header(calendar.timegm(sent[:6]), "-0000"), calendar.timegm(sent[:6])),
