@@ -359,8 +359,8 @@ s_line (const char *key, const json_t *value)
 }
 
 /* Prints one attachment's line at a level of the tree (0: a file of the
-   mail itself), then, for an attached message, its subject and sender
-   just under it, where its own files follow. */
+   mail itself), then, for an attached message, its subject, sender and
+   date just under it, where its own files follow. */
 static void
 s_print_attachment (const json_t *a, size_t level)
 {
@@ -402,6 +402,12 @@ s_print_attachment (const json_t *a, size_t level)
         snprintf (from, sizeof from, "%s", *from_addr ? from_addr : *from_name ? from_name : "-");
     printf ("%*ssubject: %s\n", indent + 2, "", *subject ? subject : "-");
     printf ("%*sfrom:    %s\n", indent + 2, "", from);
+    /* when it was sent tells a forwarded mail from a fresh one; as its
+       Date header says it, for a message that has one */
+    char date [256];
+    cli_clean (cli_json_str (h, "date"), false, date, sizeof date);
+    if (*date)
+        printf ("%*sdate:    %s\n", indent + 2, "", date);
 }
 
 /* One attachment of an entry while they are put in tree order. */

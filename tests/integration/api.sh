@@ -605,7 +605,8 @@ def incident(atts):
         "timeline": [{"id": 1, "direction": "in", "kind": "message", "attachments": atts}]}).encode()
 TREE = incident([att(14, "loop-b.txt", 13), att(8, "deep.txt", 7),
     att(7, "fwd.eml", 3, nested=True, headers={"subject": "Invoice\x1b[2J 4711",
-        "from_name": "Billing", "from": "billing@phish.example"}),
+        "from_name": "Billing", "from": "billing@phish.example",
+        "date": "Tue, 05 Mar 2024 14:30:15 +0000"}),
     att(9, "orphan.txt", 999), att(3, "report.pdf", None), att(13, "loop-a.txt", 14),
     att(4, "winmail.dat", None), att(6, "SETUP.EXE", 4), att(5, "invoice.pdf", 4),
     att(12, "self.txt", 12), att(10, "on-loop.txt", 14)])
@@ -698,6 +699,7 @@ check_eq "incident show: attachments as a tree, in id order, none lost" \
       #7  fwd.eml  nested
         subject: Invoice?[2J 4711
         from:    Billing <billing@phish.example>
+        date:    Tue, 05 Mar 2024 14:30:15 +0000
         #8  deep.txt
     #4  winmail.dat
       #5  invoice.pdf

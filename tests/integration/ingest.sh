@@ -77,6 +77,8 @@ for line in sys.stdin.read().split("\n"):
 # att_id JSON NAME: the id of the attachment named NAME (incident show
 # --json saved in JSON)
 att_id() { att_tree "$1" 'a["id"] if a["filename"] == sys.argv[3] else ""' "$2" | grep -v '^$'; }
+# att_date JSON NAME: the Date header of the attached message NAME
+att_date() { att_tree "$1" '(a.get("headers") or {}).get("date", "") if a["filename"] == sys.argv[3] else ""' "$2" | grep -v '^$'; }
 # SHA-256 of a file, as the API gives it; empty when there is no file
 sha() { sha256sum < "$1" 2>/dev/null | cut -d' ' -f1; }
 incidents_of() { sql "SELECT count(*) FROM incidents i JOIN routes r ON r.id = i.route_id WHERE r.name = '$1'"; }
@@ -157,16 +159,18 @@ run_cm incident show "$inc"
 check_contains "nested: incident show lists the nested message" "suspicious.eml" "$OUT"
 check_contains "nested: incident show lists its attachment" "inner-note.txt" "$OUT"
 # ... as a tree: each file under the message holding it, a level (two
-# spaces) deeper, just after that message's own subject and sender
+# spaces) deeper, just after that message's own subject, sender and date
 from="from:    Original Sender <original@phish.example>"
 check_eq "nested: incident show prints each file under the message holding it" \
 "    #$(att_id "$T/nested.json" suspicious.eml)  suspicious.eml
       subject: Invoice 4711 overdue
       $from
+      date:    $(att_date "$T/nested.json" suspicious.eml)
       #$(att_id "$T/nested.json" inner-note.txt)  inner-note.txt
       #$(att_id "$T/nested.json" deeper.eml)  deeper.eml
         subject: Deepest message
         $from
+        date:    $(att_date "$T/nested.json" deeper.eml)
         #$(att_id "$T/nested.json" deepest.txt)  deepest.txt" "$(shown_tree)"
 
 # MSG attachment: kept and marked
