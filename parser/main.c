@@ -185,36 +185,38 @@ s_batch (cm_server_t *srv, parser_t *self)
         snprintf (ids + strlen (ids), sizeof ids - strlen (ids), "%s%s", i ? "," : "",
                   PQgetvalue (res, i, 0));
     strcat (ids, "}");
-    const char *ip [] = { ids };
     /* The claim above counted the tries as they stood when it began, not
        when it locked: a parser that died on a message in between (its try
        committed, then its lock gone) is missing from those counts, and the
        message would be tried once too often. This statement starts after
        the locks are ours, so it sees every try before ours (not ours: a
-       statement does not see its own insert). */
+       statement does not see its own insert); a suspect it finds in a
+       batch of several narrows the claim to the first message, in the
+       same statement, so no death can count against the others. */
+    char suspect_at [8];
+    snprintf (suspect_at, sizeof suspect_at, "%d", SUSPECT_AT);
+    const char *ip [] = { ids, suspect_at };
     PGresult *cres = self->side ? cm_db_query (self->side,
-        "WITH c AS (INSERT INTO parse_claims (message_ids) VALUES ($1::bigint[]) RETURNING id),"
-        " t AS (SELECT x.id, count(*) AS n, max(p.error) AS error"
+        "WITH t AS (SELECT x.id, count(*) AS n, max(p.error) AS error"
         "  FROM parse_claims p, unnest(p.message_ids) AS x (id)"
-        "  WHERE x.id = ANY ($1::bigint[]) GROUP BY x.id)"
-        " SELECT c.id::text, coalesce(t.n, 0)::text, t.error"
+        "  WHERE p.message_ids && $1::bigint[] AND x.id = ANY ($1::bigint[]) GROUP BY x.id),"
+        " c AS (INSERT INTO parse_claims (message_ids)"
+        "  SELECT CASE WHEN cardinality ($1::bigint[]) > 1"
+        "   AND EXISTS (SELECT 1 FROM t WHERE t.n >= $2::int)"
+        "   THEN ($1::bigint[]) [1:1] ELSE $1::bigint[] END"
+        "  RETURNING id, cardinality (message_ids) AS k)"
+        " SELECT c.id::text, c.k::text, coalesce(t.n, 0)::text, t.error"
         " FROM c, unnest($1::bigint[]) WITH ORDINALITY AS u (id, k) LEFT JOIN t ON t.id = u.id"
-        " ORDER BY u.k", 1, ip) : NULL;
+        " ORDER BY u.k", 2, ip) : NULL;
     if (cres && PQntuples (cres) == n) {
         snprintf (claim, sizeof claim, "%s", PQgetvalue (cres, 0, 0));
-        bool suspect = false;
         for (int i = 0; i < n; i++) {
-            tries [i] = atoi (PQgetvalue (cres, i, 1));
-            why [i] = PQgetisnull (cres, i, 2) ? NULL : PQgetvalue (cres, i, 2);
-            suspect = suspect || tries [i] >= SUSPECT_AT;
+            tries [i] = atoi (PQgetvalue (cres, i, 2));
+            why [i] = PQgetisnull (cres, i, 3) ? NULL : PQgetvalue (cres, i, 3);
         }
-        if (suspect && n > 1) {
-            /* a try came in while we claimed: this batch goes one at a time too */
-            const char *cp [] = { claim };
-            if (cm_db_exec (self->side, "UPDATE parse_claims SET message_ids = message_ids [1:1]"
-                            " WHERE id = $1::bigint", 1, cp))
-                cm_warn (NULL, "database: narrowing claim %s: %s", claim, cm_db_error (self->side));
-            n = 1;
+        int claimed = atoi (PQgetvalue (cres, 0, 1));
+        if (claimed >= 1 && claimed < n) {
+            n = claimed;            /* a try came in while we claimed */
             self->from = 0;
         }
     }

@@ -133,12 +133,51 @@ before=$(deaths)
 "$CM" up > "$CM_WORK/$CM_TEST.up2b.log" 2>&1 || not_ok "casemail up for the late try" "$(tail -3 "$CM_WORK/$CM_TEST.up2b.log")"
 late_done() { [ "$(sql "SELECT state FROM messages WHERE uid = 900004")" = rejected ]; }
 wait_until 60 late_done
-check "the wrapper counted the late try (sanity)" test -e "$CM_LATE_TRY_ONCE"
+check_eq "the wrapper counted the late try (sanity)" "INSERT 0 1" "$(cat "$CM_LATE_TRY_ONCE" 2>/dev/null)"
 check_eq "a try counted after the claim began is seen: rejected at 4, no more" \
     "rejected|the parser stopped 4 times while working on this message; it is kept unparsed" \
     "$(sql "SELECT state, reason FROM messages WHERE uid = 900004")"
 sleep 1     # a death, had there been one, is logged by now
 check_eq "no parser died on it" 0 "$(( $(deaths) - before ))"
+unset CM_LATE_TRY_SUBJECT CM_LATE_TRY_ONCE
+
+# The same late try on a message claimed with another one: found by the
+# count after the lock, it makes the claim one of the first message only,
+# so the poison then dies alone and no death is counted against the other
+# (which a claim naming both would have been charged). A trigger keeps
+# every claim written.
+"$CM" down >/dev/null 2>&1
+sql "CREATE TABLE cm_test_claims (ids bigint[]);
+     CREATE FUNCTION cm_test_claims () RETURNS trigger LANGUAGE plpgsql AS \$\$
+       BEGIN INSERT INTO cm_test_claims VALUES (NEW.message_ids); RETURN NULL; END \$\$;
+     CREATE TRIGGER cm_test_claims AFTER INSERT ON parse_claims FOR EACH ROW EXECUTE FUNCTION cm_test_claims ();
+     INSERT INTO messages (route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
+       SELECT id, 'INBOX', 1, 900005, '<narrow-a-$$@outside.test>', md5('na'), 100,
+              convert_to(E'From: r@outside.test\r\nSubject: innocent\r\nMessage-ID: <narrow-a-$$@outside.test>\r\n\r\nBody.\r\n', 'UTF8')
+       FROM routes WHERE name = 'poison'" >/dev/null
+sql "WITH m AS (INSERT INTO messages (route_id, folder, uidvalidity, uid, message_id, raw_sha256, size, raw)
+       SELECT id, 'INBOX', 1, 900006, '<narrow-b-$$@outside.test>', md5('nb'), 100,
+              convert_to(E'From: r@outside.test\r\nSubject: narrow late $marker\r\nMessage-ID: <narrow-b-$$@outside.test>\r\n\r\nBody.\r\n', 'UTF8')
+       FROM routes WHERE name = 'poison' RETURNING id)
+     INSERT INTO parse_claims (message_ids) SELECT ARRAY [m.id] FROM m" >/dev/null
+export CM_LATE_TRY_SUBJECT="narrow late $marker" CM_LATE_TRY_ONCE=$CM_WORK/$CM_TEST.narrow-try
+rm -f "$CM_LATE_TRY_ONCE"
+before=$(deaths)
+"$CM" up > "$CM_WORK/$CM_TEST.up2c.log" 2>&1 || not_ok "casemail up for the narrowed claim" "$(tail -3 "$CM_WORK/$CM_TEST.up2c.log")"
+narrow_done() { [ "$(sql "SELECT count(*) FROM messages WHERE uid IN (900005, 900006) AND state <> 'fetched'")" = 2 ]; }
+wait_until 60 narrow_done
+check_eq "the wrapper counted the late try on the second of two (sanity)" "INSERT 0 1" "$(cat "$CM_LATE_TRY_ONCE" 2>/dev/null)"
+check_eq "the other message is parsed, the poison rejected at 4" \
+    "900005|parsed| 900006|rejected|the parser stopped 4 times while working on this message; it is kept unparsed" \
+    "$(sql "SELECT uid, state, reason FROM messages WHERE uid IN (900005, 900006) ORDER BY uid" | tr '\n' ' ' | sed 's/ $//')"
+sleep 1     # a death, had there been one more, is logged by now
+check_eq "the poison killed two parsers, alone" 2 "$(( $(deaths) - before ))"
+check_eq "the claim that found the late try names the first message only" \
+    "$(sql "SELECT '{' || id || '}' FROM messages WHERE uid = 900005")" \
+    "$(sql "SELECT string_agg(c.ids::text, ' ') FROM cm_test_claims c, messages a WHERE a.uid = 900005 AND a.id = ANY (c.ids)")"
+check_eq "no claim named the poison with another message" 0 \
+    "$(sql "SELECT count(*) FROM cm_test_claims c, messages b WHERE b.uid = 900006 AND b.id = ANY (c.ids) AND cardinality (c.ids) > 1")"
+sql "DROP TRIGGER cm_test_claims ON parse_claims; DROP FUNCTION cm_test_claims (); DROP TABLE cm_test_claims" >/dev/null
 unset CM_LATE_TRY_SUBJECT CM_LATE_TRY_ONCE
 
 # A stage whose main loop is stuck (the wrapper never returns on a marked
