@@ -17,9 +17,9 @@
     Hostile input: every length is checked against what remains before it
     is read; the first damage stops the reading (what was read before it
     stands); files and their bytes stop at the caller's limits; a property
-    list is read to at most CM_TNEF_MAX_PROPS properties, a recipient
-    table to CM_TNEF_MAX_RECIPS rows; a date outside 1970 to 9999 is
-    none. A wrong checksum
+    list is read to at most CM_TNEF_MAX_PROPS properties, the message's
+    first recipient table (it has one) to CM_TNEF_MAX_RECIPS rows, any
+    other not at all; a date outside 1970 to 9999 is none. A wrong checksum
     is counted, not fatal: the lengths, not the checksum, keep reads in
     bounds. The RTF body (PR_RTF_COMPRESSED among the message's
     properties) is decompressed (parser/rtf.c) once the attachments are
@@ -164,6 +164,9 @@ typedef struct {
     cm_tnef_t *t;
     s_att_t att;
     int date_from;        /* S_DATE_*: what set t->date */
+    bool recip_table;     /* the message's attRecipTable was met: a
+                             message has one, a second is not read */
+    size_t recips_room;   /* t->recips allocated, in rows */
     size_t max_files, max_bytes, bytes;
     bool stop;            /* damage or a limit: read no further */
     bool oom;
@@ -614,14 +617,21 @@ s_recip_table (s_state_t *s, const unsigned char *data, size_t len)
         }
         row.r.cc = type == 2;
         if (whole && !s->oom && (type == 1 || type == 2) && (row.r.name.text || row.r.addr.text)) {
-            cm_tnef_recip_t *grown = realloc (t->recips, (t->nrecips + 1) * sizeof *grown);
-            if (grown) {
-                t->recips = grown;
+            if (t->nrecips == s->recips_room) {
+                /* doubled, so a table of many rows is not copied row by row */
+                size_t room = s->recips_room ? 2 * s->recips_room : 8;
+                cm_tnef_recip_t *grown = realloc (t->recips, room * sizeof *grown);
+                if (grown) {
+                    t->recips = grown;
+                    s->recips_room = room;
+                }
+                else
+                    s->oom = true;
+            }
+            if (!s->oom) {
                 t->recips [t->nrecips++] = row.r;
                 row.r.name.text = row.r.addr.text = NULL;
             }
-            else
-                s->oom = true;
         }
         free (row.r.name.text);
         free (row.r.addr.text);
@@ -734,7 +744,13 @@ cm_tnef_read (const unsigned char *data, size_t len, size_t max_files,
             case S_ATT_MAPIPROPS:
             case S_ATT_RECIPTABLE:
                 /* read only for the message's headers: damage there is
-                   no reason to stop before the attachments */
+                   no reason to stop before the attachments. A message
+                   has one recipient table: more would each add up to
+                   CM_TNEF_MAX_RECIPS rows, so only the first is read */
+                if (id == S_ATT_RECIPTABLE && *lvl == S_LVL_MESSAGE && s.recip_table)
+                    break;
+                if (id == S_ATT_RECIPTABLE && *lvl == S_LVL_MESSAGE)
+                    s.recip_table = true;
                 if (*lvl == S_LVL_MESSAGE
                 &&  !(id == S_ATT_MAPIPROPS ? s_props (&s, body, n, S_OF_MESSAGE)
                                             : s_recip_table (&s, body, n))
@@ -1529,6 +1545,17 @@ s_recip_selftest (bool verbose)
     }
     failures += s_check (cuts_ok, "tnef: every cut of a recipient table is read within bounds,"
                          " the files still taken", verbose);
+
+    /* a second recipient table is not read: each could add 4096 rows */
+    s_recip_sample (&h, S_HAS_TABLE, NULL, NULL);
+    cm_buf_reset (&table);
+    s_recip_rows (&table);
+    s_attr (&h, S_LVL_MESSAGE, S_ATT_RECIPTABLE, table.data, table.len);
+    s_attr (&h, S_LVL_MESSAGE, S_ATT_RECIPTABLE, table.data, table.len);
+    rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nfiles == 1 && t.nrecips == 4 && !t.problem [0],
+                         "tnef: only the first recipient table is read", verbose);
+    cm_tnef_free (&t);
 
     /* counts that lie: rows over the cap, rows beyond the table, a row's
        properties beyond it */

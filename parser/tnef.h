@@ -11,7 +11,8 @@
 
 /* Properties read of one MAPI property list at most. */
 #define CM_TNEF_MAX_PROPS 4096
-/* Rows read of a recipient table (attRecipTable) at most. */
+/* Rows read of the message's recipient table (its first attRecipTable;
+   any other is not read) at most. */
 #define CM_TNEF_MAX_RECIPS 4096
 
 typedef struct {
@@ -60,8 +61,8 @@ typedef struct {
     cm_tnef_text_t from_addr;  /* the first of the sender's SMTP and email
                                   addresses that has an '@' (not an
                                   Exchange DN) */
-    cm_tnef_recip_t *recips;   /* the To and Cc rows of attRecipTable in
-                                  order (Bcc rows, and rows with neither a
+    cm_tnef_recip_t *recips;   /* the To and Cc rows of the first
+                                  attRecipTable in order (Bcc rows, and rows with neither a
                                   name nor an address, left out) */
     size_t nrecips;
     cm_tnef_text_t display_to; /* PR_DISPLAY_TO: the To names, "; " between */
