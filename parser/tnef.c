@@ -353,9 +353,30 @@ s_attach_prop (s_state_t *s, unsigned id, unsigned type, const unsigned char *v,
     }
 }
 
+/* True when text can stand as an address in a header: a local part and
+   a domain around one '@', at most CM_TNEF_MAX_ADDRESS bytes, no white
+   space, control or other RFC 5322 special (<>,;:"()[]\) that would
+   let it close the <> it is shown in and add a recipient of its own
+   ("a@x.org>, \"CEO\" <ceo@corp.com"). Not an addr-spec check (a
+   quoted local part is refused, a non-ASCII one kept): only what a
+   display list needs. An Exchange DN has no '@'. (common/route.c's
+   cm_route_valid_address is for what casemail sends: ASCII only.) */
+static bool
+s_is_address (const char *text)
+{
+    const char *at = strchr (text, '@');
+    if (!at || at == text || !at [1] || strchr (at + 1, '@')
+    ||  strlen (text) > CM_TNEF_MAX_ADDRESS)
+        return false;
+    for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+        if (*p <= 0x20 || *p == 0x7F || strchr ("<>,;:\"()[]\\", *p))
+            return false;
+    return true;
+}
+
 /* Keeps a text property of the message in *dst: the first given, or a
-   Unicode one over an 8-bit one; with at, only an address (an '@' in
-   it). */
+   Unicode one over an 8-bit one; with at, only an address
+   (s_is_address). */
 static void
 s_message_text (s_state_t *s, cm_tnef_text_t *dst, unsigned type, const unsigned char *v,
                 size_t n, bool at)
@@ -368,7 +389,7 @@ s_message_text (s_state_t *s, cm_tnef_text_t *dst, unsigned type, const unsigned
         s->oom = true;
         return;
     }
-    if (!*text || (at && !strchr (text, '@'))) {
+    if (!*text || (at && !s_is_address (text))) {
         free (text);
         return;
     }
@@ -1442,6 +1463,103 @@ s_nested_of (const cm_buf_t *inner, cm_message_t **top)
     return *top && (*top)->nnested == 1 ? (*top)->nested [0] : NULL;
 }
 
+/* A stream whose sender (PR_SENDER_NAME "Ann", PR_SENDER_SMTP addr)
+   and one To row (PR_DISPLAY_NAME "Ann", PR_SMTP_ADDRESS addr, then
+   PR_EMAIL_ADDRESS email when not NULL) give addr, and a file "x". */
+static void
+s_address_sample (cm_buf_t *h, const char *addr, const char *email)
+{
+    cm_buf_reset (h);
+    s_put32 (h, S_SIGNATURE);
+    cm_buf_append (h, "\1\0", 2);
+    cm_buf_t p;
+    cm_buf_init (&p, 0);
+    s_put32 (&p, 2);
+    s_prop_var (&p, S_PR_SENDER_NAME, S_PT_STRING8, "Ann", 4);
+    s_prop_var (&p, S_PR_SENDER_SMTP, S_PT_STRING8, addr, strlen (addr) + 1);
+    s_attr (h, S_LVL_MESSAGE, S_ATT_MAPIPROPS, p.data, p.len);
+    cm_buf_reset (&p);
+    s_put32 (&p, 1);
+    s_put32 (&p, email ? 4 : 3);
+    s_prop_u32 (&p, S_PR_RECIPIENT_TYPE, S_PT_LONG, 1);
+    s_prop_var (&p, S_PR_DISPLAY_NAME, S_PT_STRING8, "Ann", 4);
+    s_prop_var (&p, S_PR_SMTP_ADDRESS, S_PT_STRING8, addr, strlen (addr) + 1);
+    if (email)
+        s_prop_var (&p, S_PR_EMAIL_ADDRESS, S_PT_STRING8, email, strlen (email) + 1);
+    s_attr (h, S_LVL_MESSAGE, S_ATT_RECIPTABLE, p.data, p.len);
+    cm_buf_free (&p);
+    s_attr (h, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+    s_attr (h, S_LVL_ATTACHMENT, S_ATT_DATA, "x", 1);
+}
+
+/* What is no address, as a recipient's or the sender's: the name alone
+   stays, never a forged list of recipients. */
+static int
+s_address_selftest (bool verbose)
+{
+    int failures = 0;
+    static const char *const bad [] = {
+        "ann@x.org>, \"CEO\" <ceo@corp.com", "ann @x.org", "ann@x.org\tx", "ann@x\x01.org",
+        "@x.org", "ann@", "ann", "a@b@x.org", "<ann@x.org>", "ann,bob@x.org", "ann;bob@x.org",
+        "\"ann\"@x.org", "(c)ann@x.org", "ann@[10.0.0.1]", "ann\\@x.org", "Undisclosed:ann@x.org",
+    };
+    cm_buf_t h;
+    cm_buf_init (&h, 0);
+    cm_tnef_t t;
+    bool all_refused = true;
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
+        s_address_sample (&h, bad [i], NULL);
+        int rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+        bool ok = rc == 0 && t.nfiles == 1 && !t.from_addr.text && t.nrecips == 1
+               && s_text_is (&t.recips [0].name, "Ann", false) && !t.recips [0].addr.text
+               && s_text_is (&t.from_name, "Ann", false);
+        if (!ok && verbose)
+            printf ("selftest: tnef address taken: [%s]\n", bad [i]);
+        all_refused = all_refused && ok;
+        cm_tnef_free (&t);
+    }
+    failures += s_check (all_refused, "tnef: an address with white space, a control, a special"
+                         " or no local part or domain is none, the sender's or a recipient's",
+                         verbose);
+    char longest [CM_TNEF_MAX_ADDRESS + 2];
+    memset (longest, 'a', sizeof longest - 1);
+    memcpy (longest + sizeof longest - 1 - 6, "@x.org", 7);
+    s_address_sample (&h, longest, NULL);
+    int rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nrecips == 1 && !t.recips [0].addr.text && !t.from_addr.text,
+                         "tnef: an address of 255 bytes is none", verbose);
+    cm_tnef_free (&t);
+    longest [0] = 0;
+    memmove (longest, longest + 1, sizeof longest - 1);
+    s_address_sample (&h, longest, NULL);
+    rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nrecips == 1 && s_text_is (&t.recips [0].addr, longest, false)
+                         && s_text_is (&t.from_addr, longest, false),
+                         "tnef: an address of 254 bytes is one", verbose);
+    cm_tnef_free (&t);
+    s_address_sample (&h, "ann@x.org>, \"CEO\" <ceo@corp.com", "ann.m\xFCller@x.org");
+    rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nrecips == 1
+                         && s_text_is (&t.recips [0].addr, "ann.m\xFCller@x.org", false),
+                         "tnef: a row's SMTP address that is none gives way to its email"
+                         " address", verbose);
+    cm_tnef_free (&t);
+
+    /* through the parser: the forged list is no recipient */
+    cm_message_t *m = NULL;
+    s_address_sample (&h, "ann@x.org>, \"CEO\" <ceo@corp.com", NULL);
+    const cm_message_t *n = s_nested_of (&h, &m);
+    failures += s_check (n && strcmp (n->to, "Ann") == 0 && n->nto == 0 && !*n->from_addr
+                         && strcmp (n->from_name, "Ann") == 0,
+                         "tnef: an attached Outlook message's forged address list adds no"
+                         " recipient and no sender address", verbose);
+    if (n && verbose)
+        printf ("selftest: tnef forged to [%s] from [%s]\n", n->to, n->from_addr);
+    cm_message_destroy (&m);
+    cm_buf_free (&h);
+    return failures;
+}
+
 /* The recipients and the date of a message: its recipient table, else
    its display strings; its submit time, else its delivery time, else
    attDateSent; each within bounds, whatever the table says. */
@@ -1629,7 +1747,8 @@ int
 cm_tnef_selftest (bool verbose)
 {
     int failures = cm_rtf_selftest (verbose) + s_rtf_selftest (verbose)
-                 + s_embedded_selftest (verbose) + s_recip_selftest (verbose);
+                 + s_embedded_selftest (verbose) + s_recip_selftest (verbose)
+                 + s_address_selftest (verbose);
     char reason [256] = "";
     cm_buf_t b;
     cm_buf_init (&b, 0);

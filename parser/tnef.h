@@ -11,6 +11,9 @@
 
 /* Properties read of one MAPI property list at most. */
 #define CM_TNEF_MAX_PROPS 4096
+/* Bytes of an address at most (RFC 5321's path less its <>): a longer
+   one is none. */
+#define CM_TNEF_MAX_ADDRESS 254
 /* Rows read of the message's recipient table (its first attRecipTable;
    any other is not read) at most. */
 #define CM_TNEF_MAX_RECIPS 4096
@@ -39,7 +42,9 @@ typedef struct {
 typedef struct {
     cm_tnef_text_t name;  /* PR_DISPLAY_NAME */
     cm_tnef_text_t addr;  /* PR_SMTP_ADDRESS, else PR_EMAIL_ADDRESS, when it
-                             has an '@' (not an Exchange DN) */
+                             is an address: a local part and a domain, no
+                             white space, control or special (not an
+                             Exchange DN, nor a list) */
     bool cc;              /* PR_RECIPIENT_TYPE 2 (Cc), else 1 (To) */
 } cm_tnef_recip_t;
 
@@ -59,8 +64,8 @@ typedef struct {
     cm_tnef_text_t from_name;  /* PR_SENT_REPRESENTING_NAME or PR_SENDER_NAME,
                                   the first given */
     cm_tnef_text_t from_addr;  /* the first of the sender's SMTP and email
-                                  addresses that has an '@' (not an
-                                  Exchange DN) */
+                                  addresses that is an address, as a
+                                  recipient's is */
     cm_tnef_recip_t *recips;   /* the To and Cc rows of the first
                                   attRecipTable in order (Bcc rows, and rows with neither a
                                   name nor an address, left out) */
