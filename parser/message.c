@@ -2559,7 +2559,7 @@ s_tnef_take (s_ctx_t *ctx, cm_message_t *m, int holder, cm_tnef_t *t, int depth,
     return *note ? 0 : -1;
 }
 
-static void s_address_put (cm_buf_t *b, char *name, const char *addr);
+static int s_address_put (cm_buf_t *b, char *name, const char *addr);
 
 /* One of the message's text properties as clean one-line UTF-8, never
    NULL but out of memory. */
@@ -2601,8 +2601,8 @@ s_tnef_recipients (cm_message_t *c, const cm_tnef_t *t)
             rc = -1;
         else
         if (*name || *addr) {
-            s_address_put (&b [k], name, addr);
-            if (*addr && s_push_ptr ((void ***) &addrs [k], &n [k], addr))
+            if (s_address_put (&b [k], name, addr)
+            ||  (*addr && s_push_ptr ((void ***) &addrs [k], &n [k], addr)))
                 rc = -1;
             else
             if (*addr)
@@ -2615,12 +2615,11 @@ s_tnef_recipients (cm_message_t *c, const cm_tnef_t *t)
     for (int k = 0; k < 2 && rc == 0 && !t->nrecips; k++) {
         char *names = s_tnef_field (k ? &t->display_cc : &t->display_to, t->codepage);
         char *save = NULL;
-        for (char *one = names ? strtok_r (names, ";", &save) : NULL; one;
+        for (char *one = names ? strtok_r (names, ";", &save) : NULL; one && rc == 0;
              one = strtok_r (NULL, ";", &save)) {
             char *name = s_clean_trim (one);
-            if (name && *name)
-                s_address_put (&b [k], name, "");
-            rc = name ? rc : -1;
+            if (!name || (*name && s_address_put (&b [k], name, "")))
+                rc = -1;
             free (name);
         }
         rc = names ? rc : -1;
@@ -3033,23 +3032,19 @@ s_walk (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w, GMimeObject *object,
    quoted when it holds a special (its quotes and backslashes made
    apostrophes), then the address in <>; an address alone as it is; a
    name without an address (an Outlook display string) alone, never
-   made into one. */
-static void
+   made into one. -1 out of memory or over b's cap, b then as it was
+   (one append). */
+static int
 s_address_put (cm_buf_t *b, char *name, const char *addr)
 {
-    if (b->len)
-        cm_buf_append (b, ", ", 2);
-    if (!*name) {
-        cm_buf_append (b, addr, strlen (addr));
-        return;
-    }
     bool quote = strpbrk (name, ",;<>\"@:()[]\\") != NULL;
     if (quote)
         for (char *p = name; *p; p++)
             if (*p == '"' || *p == '\\')
                 *p = '\'';
-    cm_buf_printf (b, quote ? "\"%s\"%s%s%s" : "%s%s%s%s", name, *addr ? " <" : "", addr,
-                   *addr ? ">" : "");
+    bool both = *name && *addr;
+    return cm_buf_printf (b, "%s%s%s%s%s%s%s", b->len ? ", " : "", quote ? "\"" : "", name,
+                          quote ? "\"" : "", both ? " <" : "", addr, both ? ">" : "");
 }
 
 /* "Name <addr>, addr" display list and bare addresses of an address list. */
@@ -3090,7 +3085,9 @@ s_addresses (InternetAddressList *list, char **display, char ***addrs, size_t *n
                 *first_addr = strdup (addr);
             }
             if (*addr) {
-                s_address_put (&b, name, addr);
+                if (s_address_put (&b, name, addr))
+                    rc = -1;
+                else
                 if (addrs) {
                     if (s_push_ptr ((void ***) addrs, n, addr))
                         rc = -1;
