@@ -36,6 +36,9 @@
 
 #define S_MAX_REFERENCES 100
 #define S_MAX_FILENAME 255
+/* Bytes of a name of an attached Outlook message's sender or recipient
+   at most; longer ones are cut */
+#define S_MAX_NAME 512
 #define S_MAX_DEPTH_CLAMP 1000   /* our walk recurses; keep the stack safe */
 #define S_DSN_SCAN_MAX (64 * 1024)
 #define S_BYTES_FACTOR 4         /* decoded attachment bytes per raw byte allowed */
@@ -301,6 +304,16 @@ static bool
 s_valid_utf8 (const char *s, size_t len)
 {
     return g_utf8_validate (s, (gssize) len, NULL);
+}
+
+/* The largest length at most n that does not cut s, UTF-8 of at least
+   n bytes, inside a character. */
+static size_t
+s_utf8_floor (const char *s, size_t n)
+{
+    while (n && ((unsigned char) s [n] & 0xC0) == 0x80)
+        n--;
+    return n;
 }
 
 /* Appends ptr to a growable array of pointers. */
@@ -1424,9 +1437,7 @@ s_sanitise_filename (const char *name)
         /* keep a short extension, cut the stem on a UTF-8 boundary */
         const char *dot = strrchr (clean, '.');
         size_t ext = dot && strlen (dot) <= 16 ? strlen (dot) : 0;
-        size_t keep = S_MAX_FILENAME - ext;
-        while (keep && ((unsigned char) clean [keep] & 0xC0) == 0x80)
-            keep--;
+        size_t keep = s_utf8_floor (clean, S_MAX_FILENAME - ext);
         memmove (clean + keep, clean + n - ext, ext);
         clean [keep + ext] = 0;
     }
@@ -2561,44 +2572,101 @@ s_tnef_take (s_ctx_t *ctx, cm_message_t *m, int holder, cm_tnef_t *t, int depth,
 
 static int s_address_put (cm_buf_t *b, char *name, const char *addr);
 
-/* One of the message's text properties as clean one-line UTF-8, never
+/* One of the message's text properties as clean one-line UTF-8 of at
+   most max bytes, cut on a character (of a longer value only its first
+   max bytes are read), *cut (when not NULL) saying whether it was; never
    NULL but out of memory. */
 static char *
-s_tnef_field (const cm_tnef_text_t *v, unsigned codepage)
+s_tnef_field (const cm_tnef_text_t *v, unsigned codepage, size_t max, bool *cut)
 {
+    if (cut)
+        *cut = v->text && strnlen (v->text, max + 1) > max;
     if (!v->text)
         return strdup ("");
-    char *utf8 = v->utf8 ? strdup (v->text) : s_tnef_text (v->text, strlen (v->text), codepage);
+    /* not inside a UTF-8 character, which 8-bit text may hold too (code
+       page 65001) */
+    size_t len = strnlen (v->text, max), whole = s_utf8_floor (v->text, len);
+    len = len - whole < 4 ? whole : len;
+    char *utf8 = v->utf8 ? strndup (v->text, len) : s_tnef_text (v->text, len, codepage);
     char *clean = utf8 ? s_clean_trim (utf8) : NULL;
     free (utf8);
+    size_t n = clean ? strlen (clean) : 0;
+    if (n > max) {
+        /* 8-bit text grows as UTF-8; a cut may leave a blank at the end */
+        n = s_utf8_floor (clean, max);
+        while (n && clean [n - 1] == ' ')
+            n--;
+        clean [n] = 0;
+        if (cut)
+            *cut = true;
+    }
     return clean;
+}
+
+/* An address of the message (parser/tnef.c took only what is one) as
+   its recipients' and sender's are kept: its domain lowercased, "" when
+   as UTF-8 it is over CM_TNEF_MAX_ADDRESS bytes (8-bit text grows);
+   never NULL but out of memory. */
+static char *
+s_tnef_address (const cm_tnef_text_t *v, unsigned codepage)
+{
+    char *addr = s_tnef_field (v, codepage, CM_TNEF_MAX_ADDRESS + 1, NULL);
+    if (addr && strlen (addr) > CM_TNEF_MAX_ADDRESS)
+        *addr = 0;
+    char *at = addr ? strrchr (addr, '@') : NULL;
+    if (at)
+        s_lower (at);
+    return addr;
+}
+
+/* Names of a "Name; Name" display string s that are not blank. */
+static size_t
+s_display_names (const char *s)
+{
+    size_t count = 0;
+    bool blank = true;
+    for (; *s; s++) {
+        if (*s == ';') {
+            count += !blank;
+            blank = true;
+        }
+        else
+        if (!isspace ((unsigned char) *s))
+            blank = false;
+    }
+    return count + !blank;
 }
 
 /* The To and Cc recipients of an Outlook message attached in TNEF as
    c's to and cc, listed as s_addresses lists a message's (the domains
    lowercased, the addresses in to_addrs and cc_addrs): the recipient
    table's rows, else the names of PR_DISPLAY_TO and PR_DISPLAY_CC, which
-   hold no addresses. -1 out of memory. */
+   hold no addresses. The two lists hold max bytes in all, as a MIME
+   message's header section: at the first recipient that would take
+   them over, the rest are left out, *left counting them. -1 out of
+   memory. */
 static int
-s_tnef_recipients (cm_message_t *c, const cm_tnef_t *t)
+s_tnef_recipients (cm_message_t *c, const cm_tnef_t *t, size_t max, size_t *left)
 {
     cm_buf_t b [2];
     char **addrs [2] = { NULL, NULL };
     size_t n [2] = { 0, 0 };
     int rc = 0;
+    *left = 0;
     for (int k = 0; k < 2; k++) {
         cm_buf_init (&b [k], 0);
         cm_buf_append (&b [k], "", 0);
     }
-    for (size_t i = 0; i < t->nrecips && rc == 0; i++) {
+    for (size_t i = 0; i < t->nrecips && rc == 0 && !*left; i++) {
         int k = t->recips [i].cc;
-        char *name = s_tnef_field (&t->recips [i].name, t->codepage);
-        char *addr = s_tnef_field (&t->recips [i].addr, t->codepage);
-        char *at = addr ? strrchr (addr, '@') : NULL;
-        if (at)
-            s_lower (at);
+        char *name = s_tnef_field (&t->recips [i].name, t->codepage, S_MAX_NAME, NULL);
+        char *addr = s_tnef_address (&t->recips [i].addr, t->codepage);
         if (!name || !addr)
             rc = -1;
+        else
+        if ((*name || *addr)
+        &&  b [0].len + b [1].len + strlen (name) + strlen (addr) + 7 > max)
+            *left = t->nrecips - i;     /* ", " and "" and " <" ">" at most */
         else
         if (*name || *addr) {
             if (s_address_put (&b [k], name, addr)
@@ -2611,17 +2679,32 @@ s_tnef_recipients (cm_message_t *c, const cm_tnef_t *t)
         free (name);
         free (addr);
     }
-    /* "Ann Smith; Bob" */
+    /* "Ann Smith; Bob": only what the lists can hold is read of them, a
+       name the reading cut not taken */
     for (int k = 0; k < 2 && rc == 0 && !t->nrecips; k++) {
-        char *names = s_tnef_field (k ? &t->display_cc : &t->display_to, t->codepage);
+        const cm_tnef_text_t *v = k ? &t->display_cc : &t->display_to;
+        bool cut, full = *left > 0;
+        char *names = s_tnef_field (v, t->codepage, full ? 0 : max, &cut);
         char *save = NULL;
-        for (char *one = names ? strtok_r (names, ";", &save) : NULL; one && rc == 0;
+        size_t taken = 0;
+        for (char *one = names ? strtok_r (names, ";", &save) : NULL; one && rc == 0 && !full;
              one = strtok_r (NULL, ";", &save)) {
-            char *name = s_clean_trim (one);
-            if (!name || (*name && s_address_put (&b [k], name, "")))
-                rc = -1;
+            char *name = cut && !*save ? strdup ("") : s_clean_trim (one);
+            if (name && *name) {
+                name [s_utf8_floor (name, strnlen (name, S_MAX_NAME))] = 0;
+                if (b [0].len + b [1].len + strlen (name) + 4 > max)
+                    full = true;        /* ", " and "" at most */
+                else
+                if (s_address_put (&b [k], name, ""))
+                    rc = -1;
+                else
+                    taken++;
+            }
+            rc = name ? rc : -1;
             free (name);
         }
+        size_t given = v->text ? s_display_names (v->text) : 0;
+        *left += given > taken ? given - taken : 0;
         rc = names ? rc : -1;
         free (names);
     }
@@ -2688,13 +2771,12 @@ s_tnef_message (s_ctx_t *ctx, const unsigned char *bytes, size_t size, int depth
     if (!c)
         goto oom_t;
     bool oom = false;
-    c->subject = s_tnef_field (&t.subject, t.codepage);
-    c->from_name = s_tnef_field (&t.from_name, t.codepage);
-    c->from_addr = s_tnef_field (&t.from_addr, t.codepage);
-    char *at = c->from_addr ? strrchr (c->from_addr, '@') : NULL;
-    if (at)
-        s_lower (at);
-    oom = s_tnef_recipients (c, &t) != 0;
+    /* each as bounded as a MIME message's header section */
+    size_t left = 0;
+    c->subject = s_tnef_field (&t.subject, t.codepage, ctx->lim.max_header_bytes, NULL);
+    c->from_name = s_tnef_field (&t.from_name, t.codepage, S_MAX_NAME, NULL);
+    c->from_addr = s_tnef_address (&t.from_addr, t.codepage);
+    oom = s_tnef_recipients (c, &t, ctx->lim.max_header_bytes, &left) != 0;
     c->date_text = s_tnef_date (&t, &c->date_epoch);
     c->text = oom ? NULL : s_tnef_body (ctx, &t, &oom);
     if (!c->text && !oom)
@@ -2707,8 +2789,12 @@ s_tnef_message (s_ctx_t *ctx, const unsigned char *bytes, size_t size, int depth
         goto oom_t;
     }
     cm_tnef_free (&t);
-    if (asprintf (note, "an Outlook message attached in TNEF, read as an attached message; %s",
-                  taken) < 0) {
+    char over [128] = "";
+    if (left)
+        snprintf (over, sizeof over, ", %zu recipient%s left out (its To and Cc over %zu bytes)",
+                  left, left == 1 ? "" : "s", ctx->lim.max_header_bytes);
+    if (asprintf (note, "an Outlook message attached in TNEF, read as an attached message%s; %s",
+                  over, taken) < 0) {
         *note = NULL;
         free (taken);
         cm_message_destroy (&c);

@@ -1447,10 +1447,10 @@ s_text_is (const cm_tnef_text_t *v, const char *text, bool utf8)
 }
 
 /* The attached Outlook message of a winmail.dat holding the stream
-   inner[0..n), parsed, in *top (the caller destroys it); NULL when it
+   inner[0..n), parsed within limits (NULL: the defaults), in *top (the caller destroys it); NULL when it
    was not read. */
 static const cm_message_t *
-s_nested_of (const cm_buf_t *inner, cm_message_t **top)
+s_nested_of (const cm_buf_t *inner, const cm_limits_t *limits, cm_message_t **top)
 {
     char reason [256] = "";
     cm_buf_t b;
@@ -1458,7 +1458,7 @@ s_nested_of (const cm_buf_t *inner, cm_message_t **top)
     s_put32 (&b, S_SIGNATURE);
     cm_buf_append (&b, "\1\0", 2);
     s_attach_message (&b, inner->data, inner->len);
-    *top = s_mail ((const unsigned char *) b.data, b.len, NULL, reason, sizeof reason);
+    *top = s_mail ((const unsigned char *) b.data, b.len, limits, reason, sizeof reason);
     cm_buf_free (&b);
     return *top && (*top)->nnested == 1 ? (*top)->nested [0] : NULL;
 }
@@ -1548,13 +1548,132 @@ s_address_selftest (bool verbose)
     /* through the parser: the forged list is no recipient */
     cm_message_t *m = NULL;
     s_address_sample (&h, "ann@x.org>, \"CEO\" <ceo@corp.com", NULL);
-    const cm_message_t *n = s_nested_of (&h, &m);
+    const cm_message_t *n = s_nested_of (&h, NULL, &m);
     failures += s_check (n && strcmp (n->to, "Ann") == 0 && n->nto == 0 && !*n->from_addr
                          && strcmp (n->from_name, "Ann") == 0,
                          "tnef: an attached Outlook message's forged address list adds no"
                          " recipient and no sender address", verbose);
     if (n && verbose)
         printf ("selftest: tnef forged to [%s] from [%s]\n", n->to, n->from_addr);
+    cm_message_destroy (&m);
+    cm_buf_free (&h);
+    return failures;
+}
+
+/* A stream with a subject of 20,000 bytes, a sender named "x" and 300
+   e-acutes (601 bytes), rows To and Cc in turn each named so and with
+   an address (r0@x.org, ...), and a PR_DISPLAY_TO of names display
+   names ("Name0000; Name0001"), and a file "x". */
+static void
+s_big_sample (cm_buf_t *h, int rows, int names)
+{
+    cm_buf_t p, big;
+    cm_buf_init (&p, 0);
+    cm_buf_init (&big, 0);
+    cm_buf_reset (h);
+    s_put32 (h, S_SIGNATURE);
+    cm_buf_append (h, "\1\0", 2);
+    s_put32 (&p, 3);
+    for (int i = 0; i < 20000; i++)
+        cm_buf_append (&big, "s", 1);
+    s_prop_var (&p, S_PR_SUBJECT, S_PT_STRING8, big.data, big.len + 1);
+    cm_buf_reset (&big);
+    cm_buf_append (&big, "x\0", 2);
+    for (int i = 0; i < 300; i++)
+        cm_buf_append (&big, "\xE9\0", 2);
+    cm_buf_append (&big, "\0\0", 2);
+    s_prop_var (&p, S_PR_SENDER_NAME, S_PT_UNICODE, big.data, big.len);
+    cm_buf_t list;
+    cm_buf_init (&list, 0);
+    for (int i = 0; i < names; i++)
+        cm_buf_printf (&list, "%sName%04d", i ? "; " : "", i);
+    s_prop_var (&p, S_PR_DISPLAY_TO, S_PT_STRING8, list.len ? list.data : "", list.len + 1);
+    cm_buf_free (&list);
+    s_attr (h, S_LVL_MESSAGE, S_ATT_MAPIPROPS, p.data, p.len);
+    if (rows) {
+        cm_buf_reset (&p);
+        s_put32 (&p, (uint32_t) rows);
+        for (int i = 0; i < rows; i++) {
+            char addr [32];
+            int n = snprintf (addr, sizeof addr, "r%d@x.org", i);
+            s_put32 (&p, 3);
+            s_prop_u32 (&p, S_PR_RECIPIENT_TYPE, S_PT_LONG, 1 + i % 2);
+            s_prop_var (&p, S_PR_DISPLAY_NAME, S_PT_UNICODE, big.data, big.len);
+            s_prop_var (&p, S_PR_SMTP_ADDRESS, S_PT_STRING8, addr, (size_t) n + 1);
+        }
+        s_attr (h, S_LVL_MESSAGE, S_ATT_RECIPTABLE, p.data, p.len);
+    }
+    cm_buf_free (&big);
+    cm_buf_free (&p);
+    s_attr (h, S_LVL_ATTACHMENT, S_ATT_RENDDATA, "\1\0", 2);
+    s_attr (h, S_LVL_ATTACHMENT, S_ATT_DATA, "x", 1);
+}
+
+/* The note of the attachment that holds top's attached message. */
+static const char *
+s_nested_note (const cm_message_t *top)
+{
+    for (size_t i = 0; top && i < top->nattachments; i++)
+        if (top->attachments [i].nested_index == 0)
+            return top->attachments [i].note;
+    return NULL;
+}
+
+/* An attached Outlook message's header fields are as bounded as a MIME
+   message's header section: names cut at 512 bytes on a character, the
+   subject and the To and Cc lists in all at the header limit, the
+   recipients left out counted in its note. */
+static int
+s_bounds_selftest (bool verbose)
+{
+    int failures = 0;
+    cm_limits_t limits;
+    cm_limits_default (&limits);
+    limits.max_header_bytes = 8192;
+    cm_buf_t h;
+    cm_buf_init (&h, 0);
+    cm_message_t *m = NULL;
+    char name [600] = "x";
+    for (int i = 0; i < 255; i++)
+        memcpy (name + 1 + 2 * i, "\xC3\xA9", 3);     /* 511 bytes: 512 would cut an e */
+    char first [640];
+    snprintf (first, sizeof first, "%s <r0@x.org>, ", name);
+
+    s_big_sample (&h, 100, 0);
+    const cm_message_t *n = s_nested_of (&h, &limits, &m);
+    const char *note = s_nested_note (m);
+    char expect [128];
+    snprintf (expect, sizeof expect, "message, %zu recipients left out (its To and Cc over 8192"
+              " bytes); TNEF", n ? 100 - n->nto - n->ncc : 0);
+    failures += s_check (n && strlen (n->to) + strlen (n->cc) <= 8192 && n->nto + n->ncc > 2
+                         && n->nto + n->ncc < 100 && strncmp (n->to, first, strlen (first)) == 0
+                         && note && strstr (note, expect),
+                         "tnef: an attached Outlook message's recipients stop at the header limit,"
+                         " its note counting those left out; names cut at 512 bytes", verbose);
+    failures += s_check (n && strlen (n->subject) == 8192 && strcmp (n->from_name, name) == 0,
+                         "tnef: an attached Outlook message's subject stops at the header limit,"
+                         " its sender's name at 512 bytes", verbose);
+    if (n && verbose)
+        printf ("selftest: tnef bounded to %zu cc %zu subject %zu; %s\n", strlen (n->to),
+                strlen (n->cc), strlen (n->subject), note ? note : "-");
+    cm_message_destroy (&m);
+
+    s_big_sample (&h, 0, 5000);
+    n = s_nested_of (&h, &limits, &m);
+    note = s_nested_note (m);
+    size_t listed = 0;
+    for (const char *p = n ? n->to : ""; (p = strstr (p, "Name")); p += 4)
+        listed++;
+    snprintf (expect, sizeof expect, "message, %zu recipients left out (its To and Cc over 8192"
+              " bytes); TNEF", 5000 - listed);
+    size_t len = n ? strlen (n->to) : 0;
+    failures += s_check (n && len <= 8192 && len > 8000 && listed > 100 && note
+                         && strstr (note, expect) && strncmp (n->to + len - 8, "Name", 4) == 0,
+                         "tnef: PR_DISPLAY_TO's names stop at the header limit, none cut, its"
+                         " note counting those left out", verbose);
+    if (n && verbose)
+        printf ("selftest: tnef bounded display to %zu (%zu names); %s\n", len, listed,
+                note ? note : "-");
     cm_message_destroy (&m);
     cm_buf_free (&h);
     return failures;
@@ -1705,7 +1824,7 @@ s_recip_selftest (bool verbose)
        attached .eml's would be */
     cm_message_t *m = NULL;
     s_recip_sample (&h, all, NULL, NULL);
-    const cm_message_t *n = s_nested_of (&h, &m);
+    const cm_message_t *n = s_nested_of (&h, NULL, &m);
     failures += s_check (n && strcmp (n->to, "Ann M\xC3\xBCller <ann@ex.org>, \"Doe, John\","
                                       " smtp@x.org") == 0
                          && n->nto == 2 && strcmp (n->to_addrs [0], "ann@ex.org") == 0
@@ -1721,7 +1840,7 @@ s_recip_selftest (bool verbose)
         printf ("selftest: tnef nested to [%s] cc [%s] date [%s]\n", n->to, n->cc, n->date_text);
     cm_message_destroy (&m);
     s_recip_sample (&h, S_HAS_DISPLAY | S_HAS_DATESENT, NULL, NULL);
-    n = s_nested_of (&h, &m);
+    n = s_nested_of (&h, NULL, &m);
     failures += s_check (n && strcmp (n->to, "Ann M\xC3\xBCller, \"Doe, John\"") == 0 && n->nto == 0
                          && strcmp (n->cc, "Bj\xC3\xB6rn") == 0 && n->ncc == 0,
                          "tnef: without a recipient table, the display strings' names, no"
@@ -1733,7 +1852,7 @@ s_recip_selftest (bool verbose)
         printf ("selftest: tnef nested to [%s] cc [%s] date [%s]\n", n->to, n->cc, n->date_text);
     cm_message_destroy (&m);
     s_recip_sample (&h, 0, NULL, NULL);
-    n = s_nested_of (&h, &m);
+    n = s_nested_of (&h, NULL, &m);
     failures += s_check (n && !*n->to && !*n->cc && !n->nto && !n->ncc && !*n->date_text
                          && n->date_epoch == 0,
                          "tnef: no recipients or date given: empty, as a .eml without them", verbose);
@@ -1748,7 +1867,7 @@ cm_tnef_selftest (bool verbose)
 {
     int failures = cm_rtf_selftest (verbose) + s_rtf_selftest (verbose)
                  + s_embedded_selftest (verbose) + s_recip_selftest (verbose)
-                 + s_address_selftest (verbose);
+                 + s_address_selftest (verbose) + s_bounds_selftest (verbose);
     char reason [256] = "";
     cm_buf_t b;
     cm_buf_init (&b, 0);
