@@ -2720,13 +2720,15 @@ s_tnef_recipients (cm_message_t *c, const cm_tnef_t *t, size_t max, size_t *left
 }
 
 /* The date of an Outlook message attached in TNEF as the Date header it
-   stands for ("Tue, 02 Jan 2024 10:00:00 +0000"), "-0000" when it was
-   the sender's local time (attDateSent: RFC 5322's zone unknown), and
+   stands for ("Tue, 02 Jan 2024 10:00:00 +0000"), "-0000" when it is
+   attDateSent's (UTC, the sender's zone unknown: RFC 5322 3.3), and
    *epoch as the MIME path reads such a header; "" and 0 without a date.
    NULL out of memory. */
 static char *
 s_tnef_date (const cm_tnef_t *t, long long *epoch)
 {
+    /* every second up to 9999, which a FILETIME read gives */
+    _Static_assert (sizeof (time_t) >= 8, "a 32-bit time_t ends in 2038");
     static const char days [7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
     static const char months [12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
@@ -2738,7 +2740,7 @@ s_tnef_date (const cm_tnef_t *t, long long *epoch)
     char text [64];
     snprintf (text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d %s",
               days [tm.tm_wday], tm.tm_mday, months [tm.tm_mon], tm.tm_year + 1900,
-              tm.tm_hour, tm.tm_min, tm.tm_sec, t->date_local ? "-0000" : "+0000");
+              tm.tm_hour, tm.tm_min, tm.tm_sec, t->date_no_zone ? "-0000" : "+0000");
     *epoch = t->date;
     return strdup (text);
 }

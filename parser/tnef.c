@@ -420,14 +420,14 @@ s_days (long long y, unsigned m, unsigned d)
 /* Sets the message's date to epoch, come from from, unless a better
    source gave it or it is out of range (then the next source may). */
 static void
-s_date (s_state_t *s, long long epoch, int from, bool local)
+s_date (s_state_t *s, long long epoch, int from, bool no_zone)
 {
     if (from <= s->date_from || epoch < S_DATE_MIN || epoch > S_DATE_MAX)
         return;
     s->date_from = from;
     s->t->date = epoch;
     s->t->dated = true;
-    s->t->date_local = local;
+    s->t->date_no_zone = no_zone;
 }
 
 /* A PT_SYSTIME value (FILETIME: 100 ns since 1601-01-01 UTC) as the
@@ -440,9 +440,11 @@ s_filetime (s_state_t *s, const unsigned char *v, int from)
 }
 
 /* attDateSent: year, month, day, hour, minute, second and weekday, 16
-   bits each, the sender's local time without its zone ([MS-OXTNEF]'s
-   sample is PidTagClientSubmitTime less 8 hours); the weekday is not
-   needed. */
+   bits each, without a zone. [MS-OXCMAIL] 2.1.3.2.7 has writers copy
+   PidTagClientSubmitTime (UTC) into it, so it is read as UTC with the
+   sender's zone unknown, RFC 5322's -0000 (some writers put local time
+   there: [MS-OXTNEF]'s sample is 8 hours off, one reason it comes
+   last). The weekday is not needed. */
 static void
 s_date_sent (s_state_t *s, const unsigned char *b, size_t n)
 {
@@ -1388,8 +1390,8 @@ s_recip_rows (cm_buf_t *r)
 enum { S_HAS_TABLE = 1, S_HAS_SUBMIT = 2, S_HAS_DELIVERY = 4, S_HAS_DATESENT = 8,
        S_HAS_DISPLAY = 16 };
 
-/* 2024-01-02 10:00:00 UTC, five minutes later, and attDateSent's local
-   time an hour ahead of the first */
+/* 2024-01-02 10:00:00 UTC, five minutes later, and an attDateSent an
+   hour after the first */
 #define S_T_SUBMIT   1704189600LL
 #define S_T_DELIVERY 1704189900LL
 #define S_T_SENT     1704193200LL
@@ -1704,7 +1706,7 @@ s_recip_selftest (bool verbose)
                          && s_text_is (&t.recips [3].addr, "smtp@x.org", false),
                          "tnef: the recipient table's To and Cc rows (Bcc, an Exchange DN and a"
                          " row without a type left out; SMTP over email address)", verbose);
-    failures += s_check (rc == 0 && t.dated && t.date == S_T_SUBMIT && !t.date_local,
+    failures += s_check (rc == 0 && t.dated && t.date == S_T_SUBMIT && !t.date_no_zone,
                          "tnef: the date is PR_CLIENT_SUBMIT_TIME first", verbose);
     cm_tnef_free (&t);
 
@@ -1734,7 +1736,7 @@ s_recip_selftest (bool verbose)
         failures += s_check (rc == 0 && t.nfiles == 1
                              && (dates [i].date < 0 ? !t.dated && t.date == 0
                                                     : t.dated && t.date == dates [i].date
-                                                      && t.date_local == (dates [i].has == S_HAS_DATESENT)),
+                                                      && t.date_no_zone == (dates [i].has == S_HAS_DATESENT)),
                              dates [i].what, verbose);
         cm_tnef_free (&t);
     }
@@ -1847,7 +1849,7 @@ s_recip_selftest (bool verbose)
                          " addresses", verbose);
     failures += s_check (n && strcmp (n->date_text, "Tue, 02 Jan 2024 11:00:00 -0000") == 0
                          && n->date_epoch == S_T_SENT,
-                         "tnef: attDateSent's local time says its zone is unknown (-0000)", verbose);
+                         "tnef: attDateSent is UTC, its sender's zone unknown (-0000)", verbose);
     if (n && verbose)
         printf ("selftest: tnef nested to [%s] cc [%s] date [%s]\n", n->to, n->cc, n->date_text);
     cm_message_destroy (&m);

@@ -74,10 +74,10 @@ typedef struct {
     cm_tnef_text_t display_cc; /* PR_DISPLAY_CC */
     bool dated;           /* date is set */
     long long date;       /* seconds since 1970: PR_CLIENT_SUBMIT_TIME, else
-                             PR_MESSAGE_DELIVERY_TIME (UTC), else attDateSent
-                             (the sender's local time, read as UTC); years
-                             1970 to 9999 only */
-    bool date_local;      /* date is attDateSent's: its zone unknown */
+                             PR_MESSAGE_DELIVERY_TIME, else attDateSent (all
+                             UTC); years 1970 to 9999 only */
+    bool date_no_zone;    /* date is attDateSent's: UTC, the sender's zone
+                             unknown */
     unsigned codepage;    /* attOemCodepage, 0 when not given */
     int bad_checksums;    /* attributes whose checksum was wrong (read anyway) */
     char problem [160];   /* why reading stopped early; "" when it did not */

@@ -370,7 +370,8 @@ def cases():
         "nfile\tAGENDA.TXT\ttext/plain\t7\t%s\t-" % sha(b"agenda\n"),
     ]))
     # no recipient table: the names of the display strings (Unicode and
-    # 8-bit), no addresses; no date property: attDateSent, local time
+    # 8-bit), no addresses; no date property: attDateSent, UTC with the
+    # sender's zone unknown
     sent = (2023, 12, 24, 18, 5, 9, 0)
     inner = tnef([], body=b"Merry Christmas\r\n", subject="Greetings",
                  display_to="Carol Chen; Support, Team", display_cc=b"R\xe9ception",
