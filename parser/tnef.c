@@ -64,6 +64,7 @@
 #define S_PR_DISPLAY_CC           0x0E03
 #define S_PR_DISPLAY_TO           0x0E04
 #define S_PR_RECIPIENT_TYPE       0x0C15
+#define S_MAPI_P1                 0x10000000u  /* PR_RECIPIENT_TYPE's resend flag */
 #define S_PR_DISPLAY_NAME         0x3001
 #define S_PR_EMAIL_ADDRESS        0x3003
 #define S_PR_SMTP_ADDRESS         0x39FE
@@ -632,8 +633,9 @@ s_recip_table (s_state_t *s, const unsigned char *data, size_t len)
     for (uint32_t i = 0; i < rows && !s->stop && !s->oom; i++) {
         s_row_t row = { .type = 0 };
         bool whole = s_props_read (s, &rd, S_OF_RECIPIENT, &row);
-        /* high bits of the type are flags (MAPI_SUBMITTED, MAPI_P1) */
-        uint32_t type = row.type & 0x0FFFFFFFu;
+        /* high bits of the type are flags (MAPI_SUBMITTED, MAPI_P1); a
+           MAPI_P1 row is a resend's copy of another row: not listed twice */
+        uint32_t type = (row.type & S_MAPI_P1) ? 0 : row.type & 0x0FFFFFFFu;
         if (!row.r.addr.text) {
             row.r.addr = row.email;
             row.email.text = NULL;
@@ -1784,6 +1786,22 @@ s_recip_selftest (bool verbose)
     }
     failures += s_check (cuts_ok, "tnef: every cut of a recipient table is read within bounds,"
                          " the files still taken", verbose);
+
+    /* a resend's duplicate row (MAPI_P1) is not listed */
+    cm_buf_reset (&table);
+    s_put32 (&table, 2);
+    for (int i = 0; i < 2; i++) {
+        s_put32 (&table, 3);
+        s_prop_u32 (&table, S_PR_RECIPIENT_TYPE, S_PT_LONG, i ? S_MAPI_P1 | 1 : 1);
+        s_prop_var (&table, S_PR_DISPLAY_NAME, S_PT_STRING8, "Ann", 4);
+        s_prop_var (&table, S_PR_SMTP_ADDRESS, S_PT_STRING8, "ann@x.org", 10);
+    }
+    s_recip_sample (&h, S_HAS_TABLE, &table, NULL);
+    rc = cm_tnef_read ((const unsigned char *) h.data, h.len, 100, 1 << 20, &t);
+    failures += s_check (rc == 0 && t.nrecips == 1
+                         && s_text_is (&t.recips [0].addr, "ann@x.org", false),
+                         "tnef: a row flagged MAPI_P1, a resend's duplicate, is left out", verbose);
+    cm_tnef_free (&t);
 
     /* a second recipient table is not read: each could add 4096 rows */
     s_recip_sample (&h, S_HAS_TABLE, NULL, NULL);
