@@ -2619,19 +2619,22 @@ s_tnef_address (const cm_tnef_text_t *v, unsigned codepage)
     return addr;
 }
 
-/* Names of a "Name; Name" display string s that are not blank. */
+/* Names of a "Name; Name" display string s that are not blank once
+   cleaned: ASCII white space and controls are (s_clean drops or blanks
+   them); any other byte is a character, or becomes U+FFFD. */
 static size_t
 s_display_names (const char *s)
 {
     size_t count = 0;
     bool blank = true;
     for (; *s; s++) {
-        if (*s == ';') {
+        unsigned char c = (unsigned char) *s;
+        if (c == ';') {
             count += !blank;
             blank = true;
         }
         else
-        if (!isspace ((unsigned char) *s))
+        if (c > 0x20 && c != 0x7F)
             blank = false;
     }
     return count + !blank;
