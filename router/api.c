@@ -1,6 +1,7 @@
 /*  router/api.c: the JSON HTTP API on 127.0.0.1 (docs/API.md).
     libmicrohttpd runs a thread per connection; each request is
-    authenticated with the bearer token, its body gathered (capped), then
+    authenticated with the bearer token, its body gathered (capped: a
+    chunked one past the cap is read to its end and dropped), then
     dispatched to routes.c or incidents.c. Also the database pool and the
     guarded publisher the handlers share. */
 #include "router.h"
@@ -27,6 +28,9 @@
 typedef struct {
     cm_buf_t body;          /* request body gathered so far */
     bool started;           /* the first call (headers only) was seen */
+    bool authorized;        /* the bearer token is right (401 if not) */
+    bool over;              /* a chunked body went over BODY_MAX: the rest
+                               is read and dropped, the answer is a 413 */
     const char *bad_uri;    /* why the raw URI is refused, or NULL */
 } request_t;
 
@@ -480,12 +484,13 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         return MHD_NO;      /* s_uri_seen ran out of memory: the connection closes */
     if (!req->started) {
         req->started = true;
+        req->authorized = s_authorized (self, conn);
         if (s_body_too_big (conn)) {
             /* answered before the body: no "100 Continue", nothing of
                it read, and libmicrohttpd closes the connection after */
             s_conn_deadline (self, conn, false);
             reply_t r = { 413, NULL, NULL, 0, NULL, NULL };
-            if (!s_authorized (self, conn))
+            if (!req->authorized)
                 reply_error (&r, 401, NULL, "missing or wrong bearer token");
             else
                 reply_error (&r, 413, NULL, "request body over %u bytes", BODY_MAX);
@@ -494,13 +499,21 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         return MHD_YES;
     }
     if (*upload_size) {
-        /* a chunked body has no length to refuse it by: it is cut at
-           the cap, the connection closed without an answer (while the
-           body comes in libmicrohttpd queues none) */
-        if (cm_buf_append (&req->body, upload, *upload_size)) {
-            cm_info (NULL, "api: closed a connection whose chunked body went over %u bytes",
-                     BODY_MAX);
-            return MHD_NO;
+        /* A chunked body has no length to refuse it by before it comes,
+           and libmicrohttpd 0.9.75 (Debian 12) queues no answer while a
+           body comes in: the 413 waits for the body's end. Past the cap
+           the rest is read and dropped, not kept, so memory stays at
+           the cap; the connection's deadline (s_conn_deadline, still
+           running) closes a body that never ends. A body without the
+           token gets the 401 whatever it holds: none of it is kept. */
+        if (req->authorized && !req->over
+            && cm_buf_append (&req->body, upload, *upload_size)) {
+            if (!req->body.overflow)
+                return MHD_NO;      /* out of memory: closed without an answer */
+            req->over = true;
+            cm_buf_free (&req->body);
+            cm_info (NULL, "api: a chunked body went over %u bytes: the rest is dropped,"
+                     " the answer is a 413", BODY_MAX);
         }
         *upload_size = 0;
         return MHD_YES;
@@ -508,8 +521,14 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
     /* the whole request is in: the time from here on is ours */
     s_conn_deadline (self, conn, false);
     reply_t r = { 404, NULL, NULL, 0, NULL, NULL };
-    if (!s_authorized (self, conn)) {
+    if (!req->authorized) {
         reply_error (&r, 401, NULL, "missing or wrong bearer token");
+        return s_send (conn, &r);
+    }
+    if (req->over) {
+        /* the body was read to its last chunk: the connection stays
+           in step and open for the next request */
+        reply_error (&r, 413, NULL, "request body over %u bytes", BODY_MAX);
         return s_send (conn, &r);
     }
     if (req->bad_uri) {

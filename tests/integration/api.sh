@@ -244,57 +244,38 @@ check_eq "a chunked body is read (400 for the missing fields, not for the body)"
 # announced and sent) before the 413. A Content-Length over it is
 # answered once the headers are in: a client that sends the headers of
 # a 1 TB body and no byte of it gets the 413 (no "100 Continue" when
-# it asks for one) and the connection is closed. A chunked body is cut
-# at the cap: the connection closes while the client is still sending.
+# it asks for one) and the connection is closed.
 cat > "$CM_WORK/api-big.py" <<'PY'
 import socket, sys
 port, token, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 s = socket.create_connection(("127.0.0.1", port), 5)
 s.settimeout(20)    # the answer comes before any body byte, or never
 head = "POST /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n" % token
-if mode != "chunked":
-    head += "Content-Length: %d\r\n" % 10**12
-    if mode == "expect":
-        head += "Expect: 100-continue\r\n"
-    s.sendall((head + "\r\n").encode())
-    out = b""
-    try:
-        while b"\r\n\r\n" not in out:
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
-    except socket.timeout:
-        print("no answer before the body")
-        sys.exit()
-    first = (out.split(b"\r\n")[0].split() + [b"", b"closed without an answer"])[1].decode()
-    # socket.timeout is an OSError: an answer and an open connection is
-    # not "closed"
-    try:
-        while s.recv(65536):
-            pass
-        print(first, "/ closed")
-    except socket.timeout:
-        print(first, "/ still open after 20 s")
-    except ConnectionResetError:
-        print(first, "/ closed")
-else:
-    s.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
-    chunk = b"100000\r\n" + b" " * (1 << 20) + b"\r\n"
-    sent = 0
-    try:
-        while sent < 1024:          # 1 GiB, 16 times the cap
-            s.sendall(chunk)
-            sent += 1
-        print("all of 1 GiB read")
-    except socket.timeout:
-        # an OSError too: a router that stops reading and keeps the
-        # connection open did not cut it
-        print("stalled: not read for 20 s, not closed")
-    except (BrokenPipeError, ConnectionResetError):
-        # at the cap (64 MiB), not before: a router that refused every
-        # chunked body at once would also close it
-        print("cut" if sent >= 63 else "cut after %d MiB, under the cap" % sent)
+head += "Content-Length: %d\r\n" % 10**12
+if mode == "expect":
+    head += "Expect: 100-continue\r\n"
+s.sendall((head + "\r\n").encode())
+out = b""
+try:
+    while b"\r\n\r\n" not in out:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+except socket.timeout:
+    print("no answer before the body")
+    sys.exit()
+first = (out.split(b"\r\n")[0].split() + [b"", b"closed without an answer"])[1].decode()
+# socket.timeout is an OSError: an answer and an open connection is
+# not "closed"
+try:
+    while s.recv(65536):
+        pass
+    print(first, "/ closed")
+except socket.timeout:
+    print(first, "/ still open after 20 s")
+except ConnectionResetError:
+    print(first, "/ closed")
 PY
 for mode in length expect; do
     check_eq "the headers of a 1 TB body, $mode: 413 before any body byte, then closed" \
@@ -302,7 +283,140 @@ for mode in length expect; do
 done
 check_eq "a wrong token with them: 401, as early" "401 / closed" \
     "$(python3 "$CM_WORK/api-big.py" "$PORT" wrong length)"
-check_eq "a chunked body of 1 GiB: cut at the cap" cut "$(python3 "$CM_WORK/api-big.py" "$PORT" "$TOKEN" chunked)"
+# A chunked body has no length to refuse it by before it comes. It was
+# cut at the cap and the connection closed with no answer: the client
+# saw a reset and no reason. libmicrohttpd 0.9.75 queues no answer while
+# a body comes in, so the router reads the rest and drops it (nothing
+# kept past the cap), then answers as for a Content-Length: 413 with
+# the reason, or 401 without the token. The body was read to its end,
+# so the connection stays open for the next request. A body that never
+# ends is closed at the request deadline (5 s here).
+# api-chunked.py PORT TOKEN PATH MIB PREFIX [ROUTER_PID]: POSTs PREFIX
+# then spaces, MIB MiB in all, in 1 MiB chunks; prints the answer's
+# status and error, then the status of a GET on the same connection.
+# With MIB 0 it sends until the router closes the connection (or for
+# 120 s: loopback carries some GiB a second) and says when it was closed,
+# with the router's growth in memory (RSS) 96 MiB past the cap.
+cat > "$CM_WORK/api-chunked.py" <<'PY'
+import json, socket, sys, time
+port, token, path, mib, prefix = (int(sys.argv[1]), sys.argv[2], sys.argv[3],
+                                  int(sys.argv[4]), sys.argv[5].encode())
+pid = sys.argv[6] if len(sys.argv) > 6 else None
+MiB = 1 << 20
+def rss():
+    with open("/proc/%s/status" % pid) as f:
+        return next(int(l.split()[1]) // 1024 for l in f if l.startswith("VmRSS:"))
+def answer(s):
+    out = b""
+    while b"\r\n\r\n" not in out:
+        d = s.recv(65536)
+        if not d:
+            return "closed"
+        out += d
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    n = int(next((l.split(":", 1)[1] for l in lines
+                  if l.lower().startswith("content-length:")), "0"))
+    while len(body) < n:
+        d = s.recv(65536)
+        if not d:
+            break
+        body += d
+    try:
+        error = json.loads(body).get("error", "")
+    except ValueError:
+        error = repr(body[:60])
+    return (lines[0].split() + ["?", "?"])[1] + (" " + error if error else "")
+s = socket.create_connection(("127.0.0.1", port), 5)
+s.settimeout(20)
+s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+           % (path, token)).encode())
+before = rss() if pid else 0
+grown = None
+sent = 0
+try:
+    s.sendall(b"%x\r\n%s\r\n" % (len(prefix), prefix))
+    sent = len(prefix)
+    chunk = b"%x\r\n%s\r\n" % (MiB, b" " * MiB)
+    end = time.monotonic() + 120
+    while sent < mib * MiB if mib else time.monotonic() < end:
+        s.sendall(chunk)
+        sent += MiB
+        if pid and grown is None and sent >= 160 * MiB:
+            grown = rss() - before
+    if not mib:
+        print("not closed after 120 s (%d GiB)" % (sent >> 30))
+        sys.exit()
+    s.sendall(b"0\r\n\r\n")
+except socket.timeout:
+    print("stalled: not read for 20 s, not closed")
+    sys.exit()
+except (BrokenPipeError, ConnectionResetError):
+    if mib:
+        print("closed while sending, after %d MiB" % (sent // MiB))
+    elif grown is None:
+        print("closed after %d MiB, before 160 MiB" % (sent // MiB))
+    else:
+        print("closed while sending, past 160 MiB; RSS %+d MiB" % grown)
+    sys.exit()
+try:
+    first = answer(s)
+    s.sendall(("GET /v1/routes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Connection: close\r\n\r\n" % token).encode())
+    print(first, "/ next:", answer(s).split()[0])
+except OSError as e:
+    print("no answer:", type(e).__name__)
+PY
+sql "INSERT INTO incidents (number, route_id, title)
+     SELECT 77, id, 'chunked bodies' FROM routes WHERE name = 'sneaky'" >/dev/null
+BIG_ROUTE=${ROUTE/sneaky/chunked-big}
+BIG_ROUTE=${BIG_ROUTE//alice@/chunked-big@}
+BIG_EMAIL='{"to":["a@example.test"],"subject":"big","body":"x"}'
+chunked() { python3 "$CM_WORK/api-chunked.py" "$PORT" "$@"; }
+check_eq "a chunked route of 65 MiB: 413 saying why, the connection stays open" \
+    "413 request body over 67108864 bytes / next: 200" \
+    "$(chunked "$TOKEN" /v1/routes 65 "$BIG_ROUTE")"
+# the body up to the cap is valid JSON too (the object, then spaces):
+# a router that went on with it would have saved the route
+check_eq "... and no route was saved" 0 "$(sql "SELECT count(*) FROM routes WHERE name = 'chunked-big'")"
+check_eq "a chunked email of 65 MiB: 413 saying why" \
+    "413 request body over 67108864 bytes / next: 200" \
+    "$(chunked "$TOKEN" /v1/incidents/INC-77/email 65 "$BIG_EMAIL")"
+check_eq "... and no email was queued" 0 "$(sql "SELECT count(*) FROM outbox")"
+check_eq "the same without the token: 401 first" \
+    "401 missing or wrong bearer token / next: 401" \
+    "$(chunked wrong /v1/incidents/INC-77/email 65 "$BIG_EMAIL")"
+check_eq "... and no email was queued" 0 "$(sql "SELECT count(*) FROM outbox")"
+check_eq "a chunked email of 2 MiB (under the cap): queued" "201 / next: 200" \
+    "$(chunked "$TOKEN" /v1/incidents/INC-77/email 2 "$BIG_EMAIL")"
+check_eq "... one email in the outbox" 1 "$(sql "SELECT count(*) FROM outbox")"
+check_eq "a chunked route of 2 MiB: saved" "201 / next: 200" \
+    "$(chunked "$TOKEN" /v1/routes 2 "$BIG_ROUTE")"
+check_eq "... it is there" 1 "$(sql "SELECT count(*) FROM routes WHERE name = 'chunked-big'")"
+http -X DELETE "${AUTH[@]}" "$URL/v1/routes/chunked-big"
+ROUTER_LOG=$CASEMAIL_HOME/log/router.log
+DEADLINES=$(grep -c "that sent no whole request" "$ROUTER_LOG")
+FOREVER=$(chunked "$TOKEN" /v1/routes 0 "${BIG_ROUTE/chunked-big/chunked-forever}" \
+          "$(cat "$CASEMAIL_HOME/run/router.pid")")
+check_contains "a chunked body that never ends: closed at the deadline, read past the cap" \
+    "closed while sending, past 160 MiB" "$FOREVER"
+deadline_logged() { [ "$(grep -c "that sent no whole request" "$ROUTER_LOG")" -gt "$DEADLINES" ]; }
+if wait_until 10 deadline_logged; then ok "... by the deadline (the router says so)"
+else not_ok "... by the deadline (the router says so)" "$(tail -3 "$ROUTER_LOG")"; fi
+case $CM_BIN in
+*asan*)
+    ok "# skip: the router's memory under a body that never ends (ASan keeps freed memory)" ;;
+*)
+    GROWN=$(printf '%s' "$FOREVER" | sed -n 's/.*RSS \([-+][0-9]*\) MiB$/\1/p')
+    if [ -n "$GROWN" ] && [ "$GROWN" -lt 32 ]; then
+        ok "... the router's memory did not grow with it (RSS ${GROWN} MiB at 96 MiB past the cap)"
+    else
+        not_ok "... the router's memory did not grow with it" "$FOREVER"
+    fi ;;
+esac
+check_eq "... and no route was saved" 0 "$(sql "SELECT count(*) FROM routes WHERE name = 'chunked-forever'")"
+sql "DELETE FROM incidents WHERE number = 77" >/dev/null
 http "${AUTH[@]}" "$URL/v1/routes"
 check_eq "... and the API answers as before" 200 "$CODE"
 PIPE=$(python3 -c '
