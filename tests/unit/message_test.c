@@ -487,6 +487,28 @@ s_hostile (void)
     s_adds (&t, "Content-Type: text/plain; charset=x-no-such-charset\n\nh\xE9llo\n");
     s_case_free ("unknown charset", &t, S_RECORD, NULL);
 
+    /* A stateful charset with a bad sequence: GMime's charset filter lost
+       the text after it and, its converter never reset, re-read the rest
+       for each byte it skipped (a 270 kB UTF-7 part parsed for 5 s). */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: text/plain; charset=utf-7\n\n"
+                "Gr+APw-\xDF +2AA-e, the rest counts +AOQ-.\r\n+0000\r\nlast line\r\n");
+    m = s_case ("UTF-7 with bad base64 runs", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strstr (m->text, "Gr\xC3\xBC") && strstr (m->text, "the rest counts \xC3\xA4.")
+              && strstr (m->text, "\xEF\xBF\xBD") && strstr (m->text, "last line"),
+              "UTF-7: each bad sequence is U+FFFD, the text after it is read (%s)",
+              m ? m->text : "rejected");
+    s_case_done (&m, &t);
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: text/plain; charset=utf-7\n\nstart +0000\r\n");
+    for (int i = 0; i < 2000; i++)
+        s_adds (&t, "+AGE-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa +2AA-x\r\n");
+    s_adds (&t, "end of text\r\n");
+    m = s_case ("UTF-7, 200 kB with a bad sequence on each line", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strstr (m->text, "end of text"), "UTF-7: the last line of a long text is read");
+    s_case_done (&m, &t);
+
     s_adds (&t, s_head);
     s_adds (&t, "Content-Type: multipart/mixed; boundary=never\n\n--never\n"
                 "Content-Type: text/plain\n\nbody without end\n--never-- not quite\n--neverX\n");
