@@ -3,7 +3,9 @@
     linear pre-scan (s_prescan) follows the MIME structure the way GMime's
     parser will (boundary stack, message/rfc822 nesting, multipart/digest
     defaults) and rejects too deep nesting, too many parts and oversized
-    header sections, so GMime never builds a giant tree. The walk over
+    header sections, so GMime never builds a giant tree; it also respells
+    UTF-7 encoded words in header fields, which GMime would decode in
+    quadratic time (s_respell_utf7). The walk over
     GMime's tree checks the same limits again (and GMime's own nesting
     overflow warning), so a mismatch between the two only costs a bounded
     parse, never a crash.
@@ -456,16 +458,30 @@ s_scan_block_end (s_scan_t *s)
     return message ? 1 : 0;
 }
 
+static int s_respell_utf7 (const char *line, size_t ll, cm_buf_t *out, bool *changed);
+
 /* Follows the MIME structure of raw in one pass; -1 when a limit trips
-   (ctx->failed set) or out of memory. */
+   (ctx->failed set) or out of memory. *respelled gets a copy of raw
+   whose header fields have their UTF-7 encoded words respelled
+   (s_respell_utf7), or NULL when there were none; the caller frees it
+   and gives GMime the copy (*respelled_len bytes). */
 static int
-s_prescan (s_ctx_t *ctx, const char *raw, size_t len, int base)
+s_prescan (s_ctx_t *ctx, const char *raw, size_t len, int base,
+           char **respelled, size_t *respelled_len)
 {
     int rc = -1;
     s_scan_t s = { .ctx = ctx, .base = base };
     s.maxframes = ctx->lim.max_depth + 2;
     s.frames = calloc ((size_t) s.maxframes, sizeof *s.frames);
     cm_buf_init (&s.ct, ctx->lim.max_header_bytes);
+    cm_buf_t out, field;        /* the respelled copy, once a line needs it;
+                                   one line respelled */
+    cm_buf_init (&out, 0);
+    cm_buf_init (&field, 0);
+    size_t copied = 0;          /* bytes of raw in out, up to a line's end */
+    bool changed = false;
+    *respelled = NULL;
+    *respelled_len = 0;
     if (!s.frames)
         goto done;
     bool in_headers = true;
@@ -501,6 +517,22 @@ s_prescan (s_ctx_t *ctx, const char *raw, size_t len, int base)
         if (s.header_bytes > ctx->lim.max_header_bytes) {
             s_fail_headers (ctx);
             goto done;
+        }
+        if (memmem (line, ll, "=?", 2)) {
+            bool hit = false;
+            cm_buf_reset (&field);
+            if (s_respell_utf7 (line, ll, &field, &hit))
+                goto done;
+            if (hit) {
+                size_t at = (size_t) (line - raw);
+                if (cm_buf_append (&out, raw + copied, at - copied)
+                ||  cm_buf_append (&out, field.data, field.len))
+                    goto done;
+                copied = at + ll;
+                changed = true;
+                line = field.data;  /* the Content-Type kept below is GMime's too */
+                ll = field.len;
+            }
         }
         if (ll == 0 || (ll == 1 && line [0] == '\r')) {
             int r = s_scan_block_end (&s);
@@ -538,12 +570,18 @@ s_prescan (s_ctx_t *ctx, const char *raw, size_t len, int base)
     }
     if (in_headers && s.header_bytes && s_scan_block_end (&s) < 0)
         goto done;
+    if (changed && cm_buf_append (&out, raw + copied, len - copied))
+        goto done;
+    if (changed)
+        *respelled = cm_buf_take (&out, respelled_len);
     rc = 0;
 done:
     if (s.frames) {
         s_scan_pop (&s, 0);
         free (s.frames);
     }
+    cm_buf_free (&field);
+    cm_buf_free (&out);
     cm_buf_free (&s.ct);
     if (rc && !ctx->failed)
         s_fail (ctx, "out of memory while scanning the message");
@@ -988,6 +1026,81 @@ s_fix_words (const char *value)
         return NULL;
     }
     return cm_buf_take (&out, NULL);
+}
+
+/* True for a label iconv reads with glibc's UTF-7 module. */
+static bool
+s_is_utf7 (const char *label)
+{
+    const char *name = g_mime_charset_iconv_name (label);
+    return name && (!g_ascii_strcasecmp (name, "UTF-7") || !g_ascii_strcasecmp (name, "UTF7")
+                 || !g_ascii_strcasecmp (name, "UTF-7-IMAP"));
+}
+
+/* Appends the header line [line, line + ll) to out with each run of
+   UTF-7 encoded words (white space between) respelled as one UTF-8
+   word, converted by s_iconv_lossy; *hit when one was. A run is read on
+   one line, as GMime would join it (a run folded over two lines becomes
+   two words, a character cut by the fold a U+FFFD). GMime decodes
+   encoded words while it builds the message, with no hook to stop it,
+   and its converter, never reset after an illegal sequence, leaves
+   glibc's UTF-7 decoder re-reading the rest of the word for each byte
+   it skips: a 38 kB Subject parsed for 1.6 s, and a header section may
+   have 256 kB in every part. Every other charset stays GMime's (the
+   stateful ones, ISO-2022-*, UTF-16, HZ and EBCDIC with shifts, were
+   measured linear there). -1 out of memory. */
+static int
+s_respell_utf7 (const char *line, size_t ll, cm_buf_t *out, bool *hit)
+{
+    char *copy = malloc (ll + 1);       /* s_word_at reads up to a NUL */
+    if (!copy)
+        return -1;
+    memcpy (copy, line, ll);
+    copy [ll] = 0;
+    cm_buf_t bytes;
+    cm_buf_init (&bytes, 0);
+    const char *p = copy, *copied = copy, *end_of_line = copy + ll;
+    int rc = 0;
+    while (rc == 0 && p < end_of_line
+    && (p = memmem (p, (size_t) (end_of_line - p), "=?", 2))) {
+        s_word_t w, next;
+        if (!s_word_at (p, &w) || !s_is_utf7 (w.charset)) {
+            p += 2;
+            continue;
+        }
+        const char *end = w.end;
+        for (;;) {
+            const char *r = end + strspn (end, " \t\r\n");
+            if (r [0] != '=' || r [1] != '?' || !s_word_at (r, &next) || !s_is_utf7 (next.charset))
+                break;
+            end = next.end;
+        }
+        cm_buf_reset (&bytes);
+        for (const char *r = p; rc == 0 && r < end; r = next.end) {
+            r += strspn (r, " \t\r\n");
+            if (!s_word_at (r, &next))
+                break;      /* cannot happen: the run was read above */
+            rc = s_word_bytes (&next, &bytes);
+        }
+        size_t n = 0;
+        char *utf8 = rc == 0 ? s_iconv_lossy ("UTF-7", bytes.data ? bytes.data : "", bytes.len, &n)
+                             : NULL;
+        if (!utf8) {
+            p = end;        /* an iconv without UTF-7 (or no memory): GMime's */
+            continue;
+        }
+        rc = cm_buf_append (out, copied, (size_t) (p - copied));
+        if (rc == 0)
+            rc = s_q_word (out, "UTF-8", utf8, n);
+        free (utf8);
+        copied = p = end;
+        *hit = true;
+    }
+    if (rc == 0)
+        rc = cm_buf_append (out, copied, (size_t) (end_of_line - copied));
+    cm_buf_free (&bytes);
+    free (copy);
+    return rc;
 }
 
 #define S_META_SCAN 4096        /* HTML bytes searched for a <meta> charset */
@@ -2280,8 +2393,16 @@ s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
     }
     if (fixed)
         bytes = (const unsigned char *) fixed;
-    if (s_prescan (ctx, (const char *) bytes, len, depth))
+    char *respelled = NULL;
+    size_t respelled_len = 0;
+    if (s_prescan (ctx, (const char *) bytes, len, depth, &respelled, &respelled_len))
         goto done;
+    if (respelled) {
+        free (fixed);
+        fixed = respelled;
+        bytes = (const unsigned char *) fixed;
+        len = respelled_len;
+    }
     stream = g_mime_stream_mem_new_with_buffer ((const char *) bytes, len);
     parser = g_mime_parser_new_with_stream (stream);
     ctx->overflow = false;
@@ -3564,8 +3685,15 @@ s_parse_raw (s_ctx_t *ctx, const char *raw, size_t len, int base,
         snprintf (soft, softlen, "not an email message: no header fields");
         goto done;
     }
-    if (s_prescan (ctx, raw, len, base))
+    char *respelled = NULL;
+    size_t respelled_len = 0;
+    if (s_prescan (ctx, raw, len, base, &respelled, &respelled_len))
         goto done;
+    if (respelled) {
+        free (fixed);
+        raw = fixed = respelled;
+        len = respelled_len;
+    }
     stream = g_mime_stream_mem_new_with_buffer (raw, len);
     parser = g_mime_parser_new_with_stream (stream);
     g_mime_parser_set_format (parser, GMIME_FORMAT_MESSAGE);

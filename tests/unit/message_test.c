@@ -509,6 +509,40 @@ s_hostile (void)
     s_result (m && strstr (m->text, "end of text"), "UTF-7: the last line of a long text is read");
     s_case_done (&m, &t);
 
+    /* UTF-7 encoded words: GMime decodes them while it builds the message
+       and turned all after a bad sequence into '?' (the next word's text
+       too), re-reading the rest of the word for each '?' */
+    s_adds (&t, "From: =?utf-7?Q?J+APw-rgen_+2AA-_M?= <j@x.org>\nTo: soc@example.org\n"
+                "Subject: =?utf-7?B?R3IrQVB3LWUgKzJBQS1lLCByZXN0ICswMDAwIHN0YXlzICtBT1Et?= "
+                "=?utf-7?Q?_tail_+AOQ-?=\nMIME-Version: 1.0\n"
+                "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n"
+                "--b\nContent-Type: application/octet-stream;\n"
+                " name=\"=?utf-7?B?R3IrQVB3LWUgKzJBQS1lLCByZXN0ICswMDAwIHN0YXlzICtBT1Et?=.txt\"\n"
+                "\nx\n--b--\n");
+    m = s_case ("UTF-7 encoded words with bad base64 runs", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strstr (m->subject, "Gr\xC3\xBC") && strstr (m->subject, "stays \xC3\xA4 tail \xC3\xA4")
+              && strstr (m->from_name, "\xEF\xBF\xBD M") && m->nattachments == 1
+              && strstr (m->attachments [0].filename, "stays \xC3\xA4.txt"),
+              "UTF-7 words: each bad sequence is U+FFFD, the text after it is read (%s | %s | %s)",
+              m ? m->subject : "rejected", m ? m->from_name : "",
+              m && m->nattachments ? m->attachments [0].filename : "");
+    s_case_done (&m, &t);
+    s_adds (&t, s_head);
+    s_adds (&t, "X-Note: =?utf-7?Q?not_respelled?=\nContent-Type: text/plain\n\n"
+                "=?utf-7?Q?+AOQ-?= stays as written in the body\n");
+    m = s_case ("UTF-7 encoded word in a body", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strstr (m->text, "=?utf-7?Q?+AOQ-?= stays"),
+              "UTF-7 words are respelled in header fields only (%s)", m ? m->text : "rejected");
+    s_case_done (&m, &t);
+    s_adds (&t, "From: a@b.example\nSubject: =?utf-7?B?");
+    for (int i = 0; i < 500; i++)
+        s_adds (&t, "K0lnRUFBUWFRQ0FBRUFBQUFBQUFCQUFFQUFRZVFCZ0FJQUFBQUFHYWFhYWFhYWFhYWFhYWFh");
+    s_adds (&t, "?= =?utf-7?Q?-_end?=\n\nbody\n");
+    m = s_case ("UTF-7 Subject of 36 kB in one word", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strlen (m->subject) > 3 && !strcmp (m->subject + strlen (m->subject) - 3, "end"),
+              "UTF-7 Subject: the word after a long broken one is read");
+    s_case_done (&m, &t);
+
     s_adds (&t, s_head);
     s_adds (&t, "Content-Type: multipart/mixed; boundary=never\n\n--never\n"
                 "Content-Type: text/plain\n\nbody without end\n--never-- not quite\n--neverX\n");
