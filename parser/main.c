@@ -345,6 +345,8 @@ s_start (cm_server_t *srv)
     self->limits.max_parts = (int) cm_config_env ("CASEMAIL_MAX_MIME_PARTS", self->limits.max_parts);
     self->limits.max_header_bytes = (size_t) cm_config_env ("CASEMAIL_MAX_HEADER_BYTES",
                                                     (long) self->limits.max_header_bytes);
+    self->limits.max_header_fields = (int) cm_config_env ("CASEMAIL_MAX_HEADER_FIELDS",
+                                                  self->limits.max_header_fields);
     self->batch_bytes = cm_config_env ("CASEMAIL_PARSE_BATCH_BYTES", BATCH_BYTES);
     self->store = store_batch_new ();
     if (!self->store)

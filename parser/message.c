@@ -2,8 +2,9 @@
     Hostile input is the normal case here. Before GMime sees the bytes, a
     linear pre-scan (s_prescan) follows the MIME structure the way GMime's
     parser will (boundary stack, message/rfc822 nesting, multipart/digest
-    defaults) and rejects too deep nesting, too many parts and oversized
-    header sections, so GMime never builds a giant tree; it also respells
+    defaults) and rejects too deep nesting, too many parts, oversized
+    header sections and too many header fields, so GMime never builds a
+    giant tree; it also respells
     UTF-7 encoded words in header fields, which GMime would decode in
     quadratic time (s_respell_utf7). The walk over
     GMime's tree checks the same limits again (and GMime's own nesting
@@ -134,6 +135,11 @@ cm_limits_default (cm_limits_t *l)
     l->max_depth = 32;
     l->max_parts = 1000;
     l->max_header_bytes = 256 * 1024;
+    /* GMime makes an object of each field, about 4 us: 36 MiB of
+       "X-A: b" lines in 140 parts under the byte limits took 19 s, when
+       36 MiB of attachment takes 0.25 s. A thousand parts of a few
+       fields and fifty attached messages of a few hundred stay far below. */
+    l->max_header_fields = 50000;
     l->max_nested_messages = 50;
 }
 
@@ -141,6 +147,7 @@ cm_limits_default (cm_limits_t *l)
 typedef struct {
     cm_limits_t lim;
     int parts;            /* MIME objects walked so far, all levels */
+    int header_fields;    /* header fields pre-scanned so far, all levels */
     int nested;           /* attached messages parsed so far */
     size_t bytes;         /* decoded attachment bytes kept so far */
     size_t tnef_files;    /* files taken out of TNEF so far, all levels */
@@ -184,6 +191,12 @@ static void
 s_fail_headers (s_ctx_t *ctx)
 {
     s_fail (ctx, "header section over %zu bytes", ctx->lim.max_header_bytes);
+}
+
+static void
+s_fail_header_fields (s_ctx_t *ctx)
+{
+    s_fail (ctx, "more than %d header fields", ctx->lim.max_header_fields);
 }
 
 /* ------------------------------------------------------------ strings */
@@ -553,6 +566,10 @@ s_prescan (s_ctx_t *ctx, const char *raw, size_t len, int base,
         while (k < ll && (line [k] == ' ' || line [k] == '\t'))
             k++;
         if (name_len > 0 && k < ll && line [k] == ':') {
+            if (++ctx->header_fields > ctx->lim.max_header_fields) {
+                s_fail_header_fields (ctx);
+                goto done;
+            }
             s.in_ct = false;
             /* the last Content-Type field wins, as in GMime */
             if (name_len == 12 && strncasecmp (line, "Content-Type", 12) == 0) {
@@ -3746,6 +3763,8 @@ cm_message_parse (const char *raw, size_t len, const cm_limits_t *limits,
         ctx->lim.max_parts = def.max_parts;
     if (ctx->lim.max_header_bytes == 0)
         ctx->lim.max_header_bytes = def.max_header_bytes;
+    if (ctx->lim.max_header_fields <= 0)
+        ctx->lim.max_header_fields = def.max_header_fields;
     if (ctx->lim.max_nested_messages < 0)
         ctx->lim.max_nested_messages = 0;
     if (!raw)

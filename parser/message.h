@@ -19,6 +19,8 @@ typedef struct {
     int max_depth;           /* MIME nesting depth (32) */
     int max_parts;           /* MIME parts incl. nested messages (1000) */
     size_t max_header_bytes; /* header bytes of one message/part (256 KiB) */
+    int max_header_fields;   /* header fields in all, every part and
+                                attached message included (50000) */
     int max_nested_messages; /* attached messages parsed in turn (50) */
 } cm_limits_t;
 

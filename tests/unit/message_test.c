@@ -534,6 +534,19 @@ s_hostile (void)
     s_result (m && strstr (m->text, "=?utf-7?Q?+AOQ-?= stays"),
               "UTF-7 words are respelled in header fields only (%s)", m ? m->text : "rejected");
     s_case_done (&m, &t);
+    /* Header fields cost GMime an object each: 36 MiB of "X-A: b" lines
+       spread over parts under the byte limits parsed for 19 s. */
+    s_adds (&t, s_head);
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=b\n\n");
+    for (int part = 0; part < 3; part++) {
+        s_adds (&t, "--b\n");
+        for (int i = 0; i < 17000; i++)
+            s_adds (&t, "X-A: b\n");
+        s_adds (&t, "Content-Type: text/plain\n\npart\n");
+    }
+    s_adds (&t, "--b--\n");
+    s_case_free ("51,000 header fields in three parts", &t, S_REJECT, "more than 50000 header fields");
+
     s_adds (&t, "From: a@b.example\nSubject: =?utf-7?B?");
     for (int i = 0; i < 500; i++)
         s_adds (&t, "K0lnRUFBUWFRQ0FBRUFBQUFBQUFCQUFFQUFRZVFCZ0FJQUFBQUFHYWFhYWFhYWFhYWFhYWFh");
@@ -1229,6 +1242,34 @@ s_smime (void)
     m = s_parse_with (t.data, &lim, reason, sizeof reason);
     s_result (!m && strcmp (reason, "more than 3 MIME parts") == 0,
               "S/MIME opaque-signed: the signed entity's parts count (%s)",
+              m ? "accepted" : reason);
+    s_case_done (&m, &t);
+
+    /* header fields count in every part and attached message */
+    s_adds (&t, s_head);    /* 5 fields */
+    s_adds (&t, "Content-Type: multipart/mixed; boundary=H\n\n--H\n");
+    for (int i = 0; i < 40; i++)
+        s_addf (&t, "X-P%d: v\n", i);
+    s_adds (&t, "\npart\n--H\nContent-Type: application/octet-stream; name=\"fw.eml\"\n"
+                "Content-Transfer-Encoding: base64\n\n"
+                "RnJvbTogYkBjLmV4YW1wbGUKU3ViamVjdDogaW5uZXIKWC1JMDogdgpYLUkxOiB2ClgtSTI6IHYK\n"
+                "WC1JMzogdgpYLUk0OiB2ClgtSTU6IHYKWC1JNjogdgpYLUk3OiB2ClgtSTg6IHYKWC1JOTogdgpY\n"
+                "LUkxMDogdgpYLUkxMTogdgpYLUkxMjogdgpYLUkxMzogdgpYLUkxNDogdgpYLUkxNTogdgpYLUkx\n"
+                "NjogdgpYLUkxNzogdgpYLUkxODogdgpYLUkxOTogdgpYLUkyMDogdgpYLUkyMTogdgpYLUkyMjog\n"
+                "dgpYLUkyMzogdgpYLUkyNDogdgpYLUkyNTogdgpYLUkyNjogdgpYLUkyNzogdgpYLUkyODogdgpY\n"
+                "LUkyOTogdgpYLUkzMDogdgpYLUkzMTogdgpYLUkzMjogdgpYLUkzMzogdgpYLUkzNDogdgpYLUkz\n"
+                "NTogdgpYLUkzNjogdgpYLUkzNzogdgpYLUkzODogdgpYLUkzOTogdgoKaW5uZXIgYm9keQo=\n"
+                "--H--\n");
+    cm_limits_default (&lim);
+    lim.max_header_fields = 90;
+    m = s_parse_with (t.data, &lim, reason, sizeof reason);
+    s_result (m && m->nnested == 1, "48 header fields and an attached message's 42 within 90 (%s)",
+              m ? "accepted" : reason);
+    cm_message_destroy (&m);
+    lim.max_header_fields = 89;
+    m = s_parse_with (t.data, &lim, reason, sizeof reason);
+    s_result (!m && strcmp (reason, "more than 89 header fields") == 0,
+              "an attached message's header fields count with the rest (%s)",
               m ? "accepted" : reason);
     s_case_done (&m, &t);
 
