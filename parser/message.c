@@ -4,12 +4,11 @@
     parser will (boundary stack, message/rfc822 nesting, multipart/digest
     defaults) and rejects too deep nesting, too many parts, oversized
     header sections and too many header fields, so GMime never builds a
-    giant tree; it also respells
-    UTF-7 encoded words in header fields, which GMime would decode in
-    quadratic time (s_respell_utf7). The walk over
-    GMime's tree checks the same limits again (and GMime's own nesting
-    overflow warning), so a mismatch between the two only costs a bounded
-    parse, never a crash.
+    giant tree; it also respells UTF-7 encoded words in header fields,
+    which GMime would decode in quadratic time (s_respell_utf7). The walk
+    over GMime's tree checks depth, parts and header bytes again (and
+    GMime's own nesting overflow warning), so a mismatch between the two
+    only costs a bounded parse, never a crash.
     The record and everything in it is owned by the caller
     (cm_message_destroy). Errors: NULL plus a reason; out of memory is
     reported as a reason too. Nothing here logs or touches global state
