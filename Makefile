@@ -62,7 +62,8 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev libxml2-dev libidn2-dev \
             postgresql dovecot-imapd dovecot-lmtpd postfix swaks \
             libnet-ssleay-perl openssl curl iproute2 procps valgrind python3 python3-yaml \
-            docker-compose cyrus-common sasl2-bin tnef pgbouncer
+            docker-compose cyrus-common sasl2-bin tnef pgbouncer \
+            courier-authlib libcourier-unicode4 libgamin0 libidn12 libgdbm6
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \
@@ -73,6 +74,7 @@ deps:
 	        --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
 	@$(MAKE) -s cyrus-imapd
+	@$(MAKE) -s courier-imap
 
 # Cyrus IMAP's imapd and idled for tests/stack/cyrus.sh (the second IMAP
 # server the tests run): Debian's cyrus-imapd conflicts with dovecot-imapd,
@@ -90,6 +92,30 @@ cyrus-imapd:
 	echo "$$v" > cyrus-imapd.version && \
 	echo "unpacked cyrus-imapd $$v into var/deb/cyrus-imapd" || \
 	{ echo "make deps: cannot fetch cyrus-imapd $$v from the Debian archive" >&2; exit 1; }
+
+# Courier-IMAP's imapd (courier-imap) and couriertls (courier-base) for
+# tests/stack/courier.sh, the third IMAP server the tests run. courier-imap
+# conflicts with dovecot-imapd and courier-base would pull in Courier's
+# authentication daemon and MTA, so both packages, of their candidate
+# versions, are unpacked into var/deb instead; their libraries, and the
+# courier user (made by courier-authlib), come from DEB_PKGS. Unpacked again
+# when the candidate changes (courier-imap.version holds both versions).
+courier-imap:
+	@vi=$$(apt-cache policy courier-imap | sed -n 's/^ *Candidate: //p'); \
+	vb=$$(apt-cache policy courier-base | sed -n 's/^ *Candidate: //p'); \
+	case "$$vi/$$vb" in /*|*/|*"(none)"*) \
+	    echo "make deps: no candidate for courier-imap or courier-base (apt-get update?)" >&2; exit 1;; esac; \
+	[ -x var/deb/courier-imap/usr/bin/imapd ] && [ -x var/deb/courier-base/usr/bin/couriertls ] \
+	    && [ "$$(cat var/deb/courier-imap.version 2>/dev/null)" = "$$vi $$vb" ] && exit 0; \
+	mkdir -p var/deb && cd var/deb && \
+	rm -rf courier-imap courier-base courier-imap.version courier-imap_*.deb courier-base_*.deb && \
+	{ apt-get download "courier-imap=$$vi" "courier-base=$$vb" >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get download "courier-imap=$$vi" "courier-base=$$vb" >/dev/null 2>&1; }; } && \
+	dpkg-deb -x courier-imap_*.deb courier-imap && dpkg-deb -x courier-base_*.deb courier-base && \
+	rm -f courier-imap_*.deb courier-base_*.deb && \
+	echo "$$vi $$vb" > courier-imap.version && \
+	echo "unpacked courier-imap $$vi and courier-base $$vb into var/deb" || \
+	{ echo "make deps: cannot fetch courier-imap $$vi / courier-base $$vb from the Debian archive" >&2; exit 1; }
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build, in its own folders.
 asan:
@@ -128,5 +154,5 @@ fuzz: deps bin/fuzz-message
 clean:
 	rm -rf obj obj-asan bin bin-asan
 
-.PHONY: all deps cyrus-imapd asan test demo bench chaos fuzz clean
+.PHONY: all deps cyrus-imapd courier-imap asan test demo bench chaos fuzz clean
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
