@@ -15,7 +15,8 @@ would change it, for tests against any IMAP server (Python's imaplib).
   imapctl.py [conn] recreate FOLDER  DELETE and CREATE: a new UIDVALIDITY;
                                      prints the old and the new one
   conn: --host H (localhost) --port N [--tls] [--ca FILE] --user U
-        --password-env VAR
+        --password-env VAR (neither needed by a server that greets PREAUTH:
+        no login then)
 """
 import argparse
 import hashlib
@@ -32,6 +33,10 @@ def connect(a):
         m = imaplib.IMAP4_SSL(a.host, a.port, ssl_context=ctx, timeout=30)
     else:
         m = imaplib.IMAP4(a.host, a.port, timeout=30)
+    if m.state == "AUTH":       # greeted PREAUTH: already logged in
+        return m
+    if not a.user or not a.password_env:
+        sys.exit("imapctl: the server wants a login: --user and --password-env")
     m.login(a.user, os.environ[a.password_env])
     return m
 
@@ -53,8 +58,8 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--ca")
-    p.add_argument("--user", required=True)
-    p.add_argument("--password-env", required=True)
+    p.add_argument("--user")
+    p.add_argument("--password-env")
     p.add_argument("command", choices=("append", "flags", "count", "sha", "expunge", "recreate"))
     p.add_argument("folder")
     p.add_argument("files", nargs="*")
