@@ -71,6 +71,7 @@ struct _cm_imap_t {
     bool cap_move;
     bool cap_uidplus;
     bool cap_namespace;
+    bool preauth;               /* greeted PREAUTH: no credentials sent */
     char personal [256];        /* the personal namespace's prefix when
                                    every one has one ("INBOX."), else "" */
     uint64_t uidvalidity;       /* from SELECT */
@@ -1430,6 +1431,7 @@ cm_imap_open (const cm_mailserver_t *srv, const char *folder, char *err,
         snprintf (err, errlen, "libcurl did not hand over the connection");
         goto fail;
     }
+    self->preauth = self->ctl_ctx.preauth;
     if (s_command (self, "CAPABILITY", LINE_CAP, NULL, NULL, err, errlen))
         goto fail;
     if (s_check_and_select (self, quoted, err, errlen))
@@ -1442,10 +1444,11 @@ cm_imap_open (const cm_mailserver_t *srv, const char *folder, char *err,
                       (long) (s_cmd_timeout (self) / 1000));
     cm_trace (self->verbose, self->route, "IMAP %s://%s:%d folder %s: "
               "UIDVALIDITY %" PRIu64 " UIDNEXT %" PRIu64 " EXISTS %" PRIu64
-              "%s%s%s", self->protocol, self->host, self->port, self->folder,
+              "%s%s%s%s", self->protocol, self->host, self->port, self->folder,
               self->uidvalidity, self->uidnext, self->exists,
               self->cap_idle ? " IDLE" : "", self->cap_move ? " MOVE" : "",
-              self->cap_uidplus ? " UIDPLUS" : "");
+              self->cap_uidplus ? " UIDPLUS" : "",
+              self->preauth ? " (PREAUTH: no credentials sent)" : "");
     return self;
 fail:
     cm_imap_destroy (&self);
@@ -1459,9 +1462,11 @@ cm_imap_test_route (const cm_mailserver_t *srv, const char *folder, const char *
     cm_imap_t *self = cm_imap_open (srv, folder, err, errlen);
     if (!self)
         return -1;
-    snprintf (summary, sumlen, "%s://%s:%d, folder %s (%" PRIu64 " message%s)",
+    snprintf (summary, sumlen, "%s://%s:%d, folder %s (%" PRIu64 " message%s)%s",
               self->protocol, self->host, self->port, self->folder,
-              self->exists, self->exists == 1 ? "" : "s");
+              self->exists, self->exists == 1 ? "" : "s",
+              self->preauth ? "; the server greeted PREAUTH: the session was logged in"
+                              " before any command, no username or password sent" : "");
     int rc = 0;
     if (processed && *processed) {
         /* the first move tries to make a missing one (TRYCREATE): the
@@ -1516,6 +1521,12 @@ uint64_t
 cm_imap_uidnext (cm_imap_t *self)
 {
     return self ? self->uidnext : 0;
+}
+
+bool
+cm_imap_preauth (cm_imap_t *self)
+{
+    return self->preauth;
 }
 
 uint64_t

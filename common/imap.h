@@ -57,6 +57,9 @@ uint64_t cm_imap_uidnext (cm_imap_t *self);
    FETCH *), -1 connection broken (reason in err). */
 int cm_imap_top_uid (cm_imap_t *self, uint64_t *top, char *err, size_t errlen);
 uint64_t cm_imap_exists (cm_imap_t *self);
+/* The server greeted PREAUTH (RFC 9051 7.1.4): the session was logged in
+   before any command, as over a tunnel; no username or password was sent. */
+bool cm_imap_preauth (cm_imap_t *self);
 
 /* UID SEARCH UNDELETED for UIDs >= from_uid, and <= to_uid unless that
    is 0 (and SINCE when since is "YYYY-MM-DD"). Fills *uids with a malloc'd ascending array (NULL when

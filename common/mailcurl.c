@@ -94,6 +94,8 @@ static void
 s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
 {
     if (type == CURLINFO_TEXT) {
+        if (strncmp (line, "Connected to ", 13) == 0)
+            ctx->greeted = false;   /* a new connection: its greeting next */
         if (strncmp (line, "reached ", 8) == 0)
             return;             /* libcurl's internal progress notes */
         cm_trace (ctx->verbose, ctx->route, "* %s", line);
@@ -143,6 +145,14 @@ s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
               strlen (line) > 400 ? "..." : "");
     if (strstr (line, "LOGINDISABLED"))
         ctx->login_disabled = true;
+    if (!ctx->greeted) {
+        /* RFC 9051 7.1.4: a server that knows the client (a tunnel,
+           a pre-authenticated connection) greets PREAUTH; libcurl then
+           sends no LOGIN, and can no longer start TLS */
+        ctx->greeted = true;
+        ctx->preauth = strncasecmp (line, "* PREAUTH", 9) == 0
+                       && (line [9] == ' ' || line [9] == 0);
+    }
     bool smtp_line = isdigit ((unsigned char) line [0])
                   && isdigit ((unsigned char) line [1])
                   && isdigit ((unsigned char) line [2])
@@ -318,8 +328,15 @@ cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
             snprintf (err, errlen, "certificate not trusted: %s", detail);
             break;
         case CURLE_USE_SSL_FAILED:
-            snprintf (err, errlen, "STARTTLS not offered by %s:%d", host,
-                      srv->port);
+            if (ctx && ctx->preauth)
+                /* libcurl will not STARTTLS after PREAUTH: the session is
+                   logged in, and RFC 9051 allows STARTTLS only before */
+                snprintf (err, errlen, "%s:%d greeted PREAUTH (logged in before TLS could"
+                          " start), so STARTTLS cannot protect the session: use imaps,"
+                          " or a server that asks for a login", host, srv->port);
+            else
+                snprintf (err, errlen, "STARTTLS not offered by %s:%d", host,
+                          srv->port);
             break;
         case CURLE_LOGIN_DENIED:
             if (ctx && !ctx->auth_sent && ctx->login_disabled)

@@ -20,6 +20,10 @@ typedef struct {
     bool auth_ok;                   /* SMTP 235 seen */
     bool auth_offered;              /* SMTP EHLO listed AUTH */
     bool login_disabled;            /* IMAP LOGINDISABLED seen */
+    bool greeted;                   /* a first server line was seen */
+    bool preauth;                   /* IMAP greeting was PREAUTH: the
+                                       session was logged in before any
+                                       command, no credentials sent */
     char reply [1024];              /* last complete server reply (SMTP) */
     char fail [1024];               /* last SMTP reply with a 4xx/5xx code */
     char partial [1024];            /* multi-line SMTP reply in progress */

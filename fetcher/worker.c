@@ -512,8 +512,9 @@ s_run (void *arg)
                 goto done;
             continue;
         }
-        cm_info (self->name, "logged in to %s://%s:%d, folder %s", srv.protocol, srv.host,
-                 srv.port, cm_route_str (config, "folder"));
+        cm_info (self->name, "logged in to %s://%s:%d, folder %s%s", srv.protocol, srv.host,
+                 srv.port, cm_route_str (config, "folder"), cm_imap_preauth (imap)
+                 ? " (the server greeted PREAUTH: no username or password sent)" : "");
         /* RUNNING once the session is up (worker_session_up): a batch
            acknowledged, or the whole folder gone through */
         worker_session_begin (self);

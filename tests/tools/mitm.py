@@ -55,6 +55,11 @@ In the IMAP modes a literal's bytes are passed through as they are
               message bigger than the socket buffers cannot be sent; after
               MITM_BODY_HOLD seconds (30) it drops that connection, the
               server never having had the end of the data
+  preauth     IMAP in clear, the server's "* OK" greeting made "* PREAUTH"
+              (its CAPABILITY code, STARTTLS included, kept), as a server
+              that knows its client before a word is said; the client's
+              first command goes on to the server, which answers it as one
+              that wants a login
   end-idle    IMAP in clear, every IDLE ended by the server MITM_IDLE_END
               seconds (2) after it began (the proxy sends the server DONE itself, so the
               client gets the tagged answer without asking), as servers
@@ -207,7 +212,7 @@ async def handle(client_reader, client_writer, args):
                                                                # (IDLE, the end of data)
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
-    imap = args.mode in ("no-uidnext", "chatty", "rev2", "bad-esearch", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
+    imap = args.mode in ("preauth", "no-uidnext", "chatty", "rev2", "bad-esearch", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
     # (latin1-smtp, slow-dot, defer-rcpt and stall-smtp are SMTP: no literals)
     try:
         while True:
@@ -217,6 +222,9 @@ async def handle(client_reader, client_writer, args):
             change = False     # the literal this line announces is a body to change
             if args.mode == "strip-imap":
                 line = strip_imap(line)
+            elif args.mode == "preauth" and not state.get("greeted"):
+                state["greeted"] = True
+                line = re.sub(rb"^\* OK\b", b"* PREAUTH", line, flags=re.I)
             elif args.mode in ("rev2", "bad-esearch"):
                 line = re.sub(rb"\bIMAP4rev1\b", b"IMAP4rev2", line)
                 if re.match(rb"^\* \d+ RECENT\r?\n$", line, re.I):
@@ -307,7 +315,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "bad-esearch", "chatty", "no-uidnext", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "bad-esearch", "chatty", "no-uidnext", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp", "preauth"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()
