@@ -1294,10 +1294,17 @@ s_check_and_select (cm_imap_t *self, const char *quoted, char *err,
         snprintf (err, errlen, "folder %s is a subfolder", name);
         goto done;
     }
-    r = s_list_one (self, wire, quoted, err, errlen);
-    if (r < 0)
+    r = s_list_state (self, wire, quoted, err, errlen);
+    if (r == LIST_BROKEN)
         goto done;
-    if (r == 0) {
+    if (r == LIST_NOSELECT) {
+        /* a parent that only holds folders (Maildir++ makes one for
+           INBOX.a.b): it is there, but no message can be */
+        snprintf (err, errlen, "folder %s exists but cannot hold messages (\\Noselect)",
+                  name);
+        goto done;
+    }
+    if (r != LIST_SELECTABLE) {
         char hint [300];
         s_outside_hint (self, name, wire, hint, sizeof hint);
         snprintf (err, errlen, "folder %s does not exist%s", name, hint);

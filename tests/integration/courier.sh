@@ -82,6 +82,14 @@ mitm_stop
 co_test imaps "$CPS" --after-fetch move --processed-folder Done
 check_eq "a processed folder Done fails the test" 1 "$RC"
 check_contains "... offering INBOX.Done" "INBOX.Done" "$OUT"
+# Maildir++ holds INBOX.Parent.Child in .Parent.Child: INBOX.Parent is
+# listed, \Noselect, as the folder that holds it
+mkbulk 1 nested
+courier "$CO" deliver INBOX.Parent.Child "$src"/nested/*
+co_test imaps "$CPS" --folder INBOX.Parent
+check_eq "a route folder INBOX.Parent that only holds a folder fails the test" 1 "$RC"
+check_contains "... saying it cannot hold messages (not that it does not exist)" \
+    "folder INBOX.Parent exists but cannot hold messages (\Noselect)" "$OUT"
 
 # ------------------------------------------- default options: INBOX
 mkbulk 12 inbox
