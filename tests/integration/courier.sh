@@ -8,13 +8,20 @@
 # (files in Maildir new/, LF line ends) and by IMAP APPEND.
 # Checked: route test-inbound over implicit TLS (it says the server
 # greeted PREAUTH and no credentials were sent), and over imap+starttls,
-# which PREAUTH makes impossible (it fails, nothing read); a processed
-# folder Done offered as INBOX.Done; a route with default options takes
-# every message once, the bytes stored equal to what Courier sends; new
-# mail while it runs (IDLE); `seen` (the flags Courier then shows) and
-# `move` to INBOX.Done without MOVE (COPY, \Deleted, UID EXPUNGE); a route
-# restart takes only what came meanwhile; the INBOX's courierimapuiddb
-# removed (a new UIDVALIDITY): nothing stored twice, the new mail in.
+# which PREAUTH makes impossible (it fails, nothing sent; also with
+# STARTTLS offered, by a man in the middle before the stack's Dovecot); a
+# processed folder Done offered as INBOX.Done; INBOX.Parent, which only
+# holds INBOX.Parent.Child, refused as \Noselect; folder names beyond
+# ASCII; a route with default options takes every message once, the bytes
+# stored equal to what Courier sends, and sends no LOGIN; new mail while it
+# runs (IDLE); a route restart takes only what came meanwhile; the INBOX's
+# courierimapuiddb removed (a new UIDVALIDITY), route stopped and running:
+# nothing stored twice, the new mail in; `seen` (the flags Courier then
+# shows) with Courier's IDLE as Debian ships it (it tells no new mail for
+# 60 s: the route's poll interval finds it); `keep`; `--since` on a server
+# that gives no UIDNEXT (internal dates are the files' times); and `move`
+# to INBOX.Done without MOVE (COPY, \Deleted, UID EXPUNGE).
+# About 30 s.
 . "$(dirname "$0")/../lib.sh"
 cm_start || exit 1
 
@@ -90,6 +97,14 @@ co_test imaps "$CPS" --folder INBOX.Parent
 check_eq "a route folder INBOX.Parent that only holds a folder fails the test" 1 "$RC"
 check_contains "... saying it cannot hold messages (not that it does not exist)" \
     "folder INBOX.Parent exists but cannot hold messages (\Noselect)" "$OUT"
+
+# folder names beyond ASCII: Courier keeps them in UTF-8 on disk and
+# lists them in modified UTF-7 ("INBOX.&ANw-n&AO8-code &ANg-rdner")
+mkbulk 2 utf
+courier "$CO" deliver "INBOX.Ünïcode Ørdner" "$src"/utf/*
+co_test imaps "$CPS" --folder "INBOX.Ünïcode Ørdner" --after-fetch move --processed-folder "INBOX.Fertig ✓"
+check_eq "a route folder and a processed folder beyond ASCII pass the test" 0 "$RC"
+check_contains "... the folder found with its 2 messages" "folder INBOX.Ünïcode Ørdner (2 messages)" "$OUT"
 
 # ------------------------------------------- default options: INBOX
 mkbulk 12 inbox
@@ -195,6 +210,27 @@ check_eq "--after-fetch keep: none \\Seen, all 3 in INBOX" "0 3" \
 check_eq "... and in the Maildir no file has S in its info" 0 \
     "$(find "$CO-keep/Maildir/cur" "$CO-keep/Maildir/new" -type f -name '*:2,*S*' | wc -l)"
 route_stop cok
+
+# ------------------------------------------- --since, a server without UIDNEXT
+# Courier's SELECT gives no UIDNEXT, and a message's internal date is its
+# file's time: 2 files of 2020 and 3 of today in INBOX.Since
+mkbulk 2 old
+mkbulk 3 recent
+courier "$CO-keep" deliver INBOX.Since "$src"/old/*
+touch -d 2020-03-15T10:00:00Z "$CO-keep"/Maildir/.Since/new/*
+courier "$CO-keep" deliver INBOX.Since "$src"/recent/*
+co_route cov "$CPS4" INBOX.Since --since 2024-01-01 --after-fetch move --processed-folder INBOX.Done >/dev/null
+"$CM" route start cov >/dev/null
+wait_until 40 eval '[ "$(settled cov)" -ge 3 ] && [ "$(imapctl "$CPS4" count INBOX.Done)" = 3 ]'
+sleep 1     # an old message taken late would show by now
+check_eq "--since: the 3 of today in and moved, the 2 of 2020 left" "3 3 2" \
+    "$(settled cov) $(imapctl "$CPS4" count INBOX.Done) $(imapctl "$CPS4" count INBOX.Since)"
+mkbulk 1 recent2
+courier "$CO-keep" deliver INBOX.Since "$src"/recent2/*
+wait_until 30 eval '[ "$(imapctl "$CPS4" count INBOX.Done)" = 4 ]'
+check_eq "one more while it runs: in and moved, the 2 of 2020 still left, RUNNING" "4 4 2 RUNNING" \
+    "$(settled cov) $(imapctl "$CPS4" count INBOX.Done) $(imapctl "$CPS4" count INBOX.Since) $(route_status cov)"
+route_stop cov
 
 # ------------------------------------------- --after-fetch move, no MOVE
 mkbulk 5 move
