@@ -159,8 +159,8 @@ else not_ok "after a new UIDVALIDITY the 2 new messages come in" "settled $(sett
 sleep 2
 check_eq "nothing stored twice: 19 messages, 19 Message-IDs, 19 contents" "19 19 19" "$(once coa)"
 uv_new=$(sql "SELECT c.uidvalidity FROM route_cursors c JOIN routes r ON r.id = c.route_id WHERE r.name = 'coa'")
-[ -n "$uv_new" ] && [ "$uv_new" != "$uv_old" ] && ok "the route's cursor has the new UIDVALIDITY ($uv_old, then $uv_new)" \
-    || not_ok "the route's cursor has the new UIDVALIDITY" "$uv_old then $uv_new"
+if [ -n "$uv_new" ] && [ "$uv_new" != "$uv_old" ]; then ok "the route's cursor has the new UIDVALIDITY ($uv_old, then $uv_new)"
+else not_ok "the route's cursor has the new UIDVALIDITY" "$uv_old then $uv_new"; fi
 check_contains "the fetcher logged the change" "UIDVALIDITY of INBOX changed" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
 check_eq "RUNNING" RUNNING "$(route_status coa)"
 # and again under the running route, its session open in IDLE
