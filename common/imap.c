@@ -1533,7 +1533,7 @@ cm_imap_uidnext (cm_imap_t *self)
 bool
 cm_imap_preauth (cm_imap_t *self)
 {
-    return self->preauth;
+    return self && self->preauth;
 }
 
 uint64_t
@@ -2971,6 +2971,28 @@ cm_imap_selftest (bool verbose)
     cm_mailcurl_trace_line (&ctx, CURLINFO_HEADER_IN, "235 2.7.0 Authentication "
                   "successful");
     CHECK (ctx.auth_ok && !ctx.in_auth);
+
+    /* a PREAUTH greeting: only a connection's first line counts */
+    memset (&ctx, 0, sizeof ctx);
+    cm_mailcurl_trace_line (&ctx, CURLINFO_TEXT, "Connected to mail.example.test "
+                            "(192.0.2.1) port 143 (#0)");
+    cm_mailcurl_trace_line (&ctx, CURLINFO_HEADER_IN, "* PREAUTH Ready.");
+    CHECK (ctx.preauth);
+    srv.host = "mail.example.test";
+    cm_mailcurl_reason (CURLE_USE_SSL_FAILED, &ctx, &srv, out, sizeof out);
+    CHECK (strncmp (out, "mail.example.test:993 greeted PREAUTH", 37) == 0);
+    cm_mailcurl_trace_line (&ctx, CURLINFO_HEADER_IN, "* OK still");
+    CHECK (ctx.preauth);
+    cm_mailcurl_trace_line (&ctx, CURLINFO_TEXT, "Connected to mail.example.test "
+                            "(192.0.2.1) port 143 (#1)");
+    cm_mailcurl_trace_line (&ctx, CURLINFO_HEADER_IN, "* OK [CAPABILITY IMAP4rev1] Ready");
+    cm_mailcurl_trace_line (&ctx, CURLINFO_HEADER_IN, "* PREAUTH late");
+    CHECK (!ctx.preauth);
+    memset (&ctx, 0, sizeof ctx);
+    cm_mailcurl_trace_line (&ctx, CURLINFO_HEADER_IN, "* PREAUTHX");
+    CHECK (!ctx.preauth);
+    cm_mailcurl_reason (CURLE_USE_SSL_FAILED, &ctx, &srv, out, sizeof out);
+    CHECK (strcmp (out, "STARTTLS not offered by mail.example.test:993") == 0);
     rc = 0;
 done:
     free (uids);
