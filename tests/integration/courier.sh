@@ -86,6 +86,9 @@ check_eq "a server that greets PREAUTH and offers STARTTLS: imap+starttls fails"
 check_contains "... saying PREAUTH is why, not that STARTTLS was not offered" "greeted PREAUTH" "$OUT"
 check_lacks "... the password never sent" "unused-Secret1" "$(cat "$CM_WORK/courier-mitm.log")"
 mitm_stop
+co_test imaps "$CPS" --folder Reports
+check_eq "a route folder Reports fails the test" 1 "$RC"
+check_contains "... offering INBOX.Reports" 'folder Reports does not exist (the server'"'"'s own folders are under "INBOX.": INBOX.Reports?)' "$OUT"
 co_test imaps "$CPS" --after-fetch move --processed-folder Done
 check_eq "a processed folder Done fails the test" 1 "$RC"
 check_contains "... offering INBOX.Done" "INBOX.Done" "$OUT"
