@@ -63,7 +63,8 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             postgresql dovecot-imapd dovecot-lmtpd postfix swaks \
             libnet-ssleay-perl openssl curl iproute2 procps valgrind python3 python3-yaml \
             docker-compose cyrus-common sasl2-bin tnef pgbouncer \
-            courier-authlib libcourier-unicode4 libgamin0 libidn12 libgdbm6
+            courier-authlib courier-authdaemon courier-authlib-userdb \
+            libcourier-unicode4 libgamin0 libidn12 libgdbm6
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \
@@ -97,8 +98,9 @@ cyrus-imapd:
 # tests/stack/courier.sh, the third IMAP server the tests run. courier-imap
 # conflicts with dovecot-imapd and courier-base would pull in Courier's
 # authentication daemon and MTA, so both packages, of their candidate
-# versions, are unpacked into var/deb instead; their libraries, and the
-# courier user (made by courier-authlib), come from DEB_PKGS. Unpacked again
+# versions, are unpacked into var/deb instead; their libraries, the
+# courier user (made by courier-authlib) and, for logins, authdaemond and
+# its userdb tools come from DEB_PKGS (their daemon is not started). Unpacked again
 # when the candidate changes (courier-imap.version holds both versions).
 courier-imap:
 	@vi=$$(apt-cache policy courier-imap | sed -n 's/^ *Candidate: //p'); \

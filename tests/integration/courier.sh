@@ -6,6 +6,9 @@
 # as here, greets `* PREAUTH`: the session is logged in before a word is
 # said (IMAP over a tunnel). Mail is put in as a delivery agent does
 # (files in Maildir new/, LF line ends) and by IMAP APPEND.
+# And a fifth Courier as a mail host runs it, with logins (couriertcpd,
+# imaplogin, authdaemond): test-inbound over STARTTLS with the right and a
+# wrong password, and a route that logs in by SASL PLAIN and takes its mail.
 # Checked: route test-inbound over implicit TLS (it says the server
 # greeted PREAUTH and no credentials were sent), and over imap+starttls,
 # which PREAUTH makes impossible (it fails, nothing sent; also with
@@ -25,19 +28,21 @@
 . "$(dirname "$0")/../lib.sh"
 cm_start || exit 1
 
-# four Maildirs, each served by its own Courier (a route's account is its
+# five Maildirs, each served by its own Courier (a route's account is its
 # own): the INBOX tests, `seen` (with IDLE as Debian ships it: it tells
-# no new mail until it ends or 60 s pass), `move`, `keep`
+# no new mail until it ends or 60 s pass), `move`, `keep` and `--since`,
+# and one with logins
 CO=$CM_WORK/$CM_TEST.courier     # its own per run (make test runs every test twice)
-rm -rf "$CO" "$CO-seen" "$CO-move" "$CO-keep"
-read -r CP CPS CP2 CPS2 CP3 CPS3 CP4 CPS4 < <(python3 -c 'import socket
-ss = [socket.socket() for _ in range(8)]
+rm -rf "$CO" "$CO-seen" "$CO-move" "$CO-keep" "$CO-login"
+read -r CP CPS CP2 CPS2 CP3 CPS3 CP4 CPS4 CPL < <(python3 -c 'import socket
+ss = [socket.socket() for _ in range(9)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 courier() { "$CM_TOP/tests/stack/courier.sh" "$@"; }
 tls_files=("$CM_STACK_DIR/tls/server.crt" "$CM_STACK_DIR/tls/server.key")
 trap 'courier "$CO" stop >/dev/null 2>&1; courier "$CO-seen" stop >/dev/null 2>&1;
-      courier "$CO-move" stop >/dev/null 2>&1; courier "$CO-keep" stop >/dev/null 2>&1; cm_stop' EXIT
+      courier "$CO-move" stop >/dev/null 2>&1; courier "$CO-keep" stop >/dev/null 2>&1;
+      courier "$CO-login" stop >/dev/null 2>&1; cm_stop' EXIT
 if out=$(courier "$CO" start "$CP" "$CPS" "${tls_files[@]}" 2>&1 \
          && CM_COURIER_ENHANCEDIDLE=0 courier "$CO-seen" start "$CP2" "$CPS2" "${tls_files[@]}" 2>&1 \
          && courier "$CO-move" start "$CP3" "$CPS3" "${tls_files[@]}" 2>&1 \
@@ -108,6 +113,44 @@ courier "$CO" deliver "INBOX.Ünïcode Ørdner" "$src"/utf/*
 co_test imaps "$CPS" --folder "INBOX.Ünïcode Ørdner" --after-fetch move --processed-folder "INBOX.Fertig ✓"
 check_eq "a route folder and a processed folder beyond ASCII pass the test" 0 "$RC"
 check_contains "... the folder found with its 2 messages" "folder INBOX.Ünïcode Ørdner (2 messages)" "$OUT"
+
+# ------------------------------------------- Courier with logins
+# couriertcpd, imaplogin and authdaemond with a user "dana": STARTTLS
+# offered, AUTH=PLAIN after it. Courier answers a wrong password after
+# 5 s: "NO Login failed."
+CL_PW='dana-co "Secret 1"'
+if out=$(courier "$CO-login" login "$CPL" "${tls_files[@]}" dana "$CL_PW" 2>&1); then
+    ok "Courier-IMAP with logins starts on loopback ($out)"
+else not_ok "Courier-IMAP with logins starts on loopback" "$out"; fi
+cl_test() {     # cl_test PASSWORD: route test-inbound over imap+starttls
+    PW=$1 run_cm route test-inbound --email dana@courier.test --username dana \
+        --password-env PW --inbound-host localhost --inbound-protocol imap+starttls \
+        --inbound-port "$CPL" --ca-file "$CM_CA_FILE"
+}
+cl_test "$CL_PW"
+check_eq "route test-inbound logs in to Courier over STARTTLS" 0 "$RC"
+check_lacks "... no PREAUTH said of it" "PREAUTH" "$OUT"
+cl_test "dana-co wrong"
+check_eq "a wrong password fails the test" 1 "$RC"
+check_contains "... as a failed login" "authentication failed for dana" "$OUT"
+mkbulk 3 login
+courier "$CO-login" deliver INBOX "$src"/login/*
+CM_PW=$CL_PW "$CM" route add col --kind ingest --email dana@courier.test --username dana \
+    --password-env CM_PW --inbound-host localhost --inbound-protocol imap+starttls \
+    --inbound-port "$CPL" --outbound-host localhost --outbound-protocol smtp+starttls \
+    --outbound-port "$CM_SUBMISSION_PORT" --ca-file "$CM_CA_FILE" --log-level verbose >/dev/null
+"$CM" route start col >/dev/null
+wait_until 40 eval '[ "$(settled col)" -ge 3 ]'
+check_eq "a route that logs in takes its 3, each once" "3 3 3" "$(once col)"
+# the flags as dana's own client sees them (plain IMAP, LOGIN)
+cl_seen() { PW=$CL_PW python3 "$CM_TOP/tests/tools/imapctl.py" --port "$CPL" --user dana \
+                --password-env PW flags INBOX | grep -c '\\Seen'; }
+wait_until 20 eval '[ "$(cl_seen)" = 3 ]'
+check_eq "... and Courier shows them \\Seen" 3 "$(cl_seen)"
+check_contains "it logged in by SASL PLAIN after STARTTLS" "AUTHENTICATE PLAIN" \
+    "$(grep -h " col trace: C: " "$CASEMAIL_HOME"/log/fetcher-*.log)"
+check_eq "RUNNING" RUNNING "$(route_status col)"
+route_stop col
 
 # ------------------------------------------- default options: INBOX
 mkbulk 12 inbox
