@@ -103,8 +103,10 @@ cyrus-imapd:
 # its userdb tools come from DEB_PKGS (their daemon is not started). Unpacked again
 # when the candidate changes (courier-imap.version holds both versions).
 courier-imap:
-	@vi=$$(apt-cache policy courier-imap | sed -n 's/^ *Candidate: //p'); \
-	vb=$$(apt-cache policy courier-base | sed -n 's/^ *Candidate: //p'); \
+	@cand () { apt-cache policy "$$1" 2>/dev/null | sed -n 's/^ *Candidate: //p'; }; \
+	vi=$$(cand courier-imap); vb=$$(cand courier-base); \
+	case "$$vi/$$vb" in /*|*/|*"(none)"*) apt-get update -qq >/dev/null 2>&1; \
+	    vi=$$(cand courier-imap); vb=$$(cand courier-base);; esac; \
 	case "$$vi/$$vb" in /*|*/|*"(none)"*) \
 	    echo "make deps: no candidate for courier-imap or courier-base (apt-get update?)" >&2; exit 1;; esac; \
 	[ -x var/deb/courier-imap/usr/bin/imapd ] && [ -x var/deb/courier-base/usr/bin/couriertls ] \
