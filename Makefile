@@ -62,7 +62,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libpq-dev libssl-dev libmicrohttpd-dev libjansson-dev libxml2-dev libidn2-dev \
             postgresql dovecot-imapd dovecot-lmtpd postfix swaks \
             libnet-ssleay-perl openssl curl iproute2 procps valgrind python3 python3-yaml \
-            docker-compose cyrus-common sasl2-bin tnef pgbouncer \
+            python3-psycopg2 docker-compose cyrus-common sasl2-bin tnef pgbouncer \
             courier-authlib courier-authdaemon courier-authlib-userdb \
             libcourier-unicode4 libgamin0 libidn12 libgdbm6
 deps:

@@ -16,7 +16,11 @@
 #      listing every message and incident; each stage's after (a)+(b) (the
 #      stages of (a)'s last run, over TLS unless BENCH_IMAP=plain), and a
 #      fresh set of stages' after one message with a 20 MB attachment.
-# BENCH_PARTS=a runs only (a). CM_PG_STATEMENTS=1 adds the database time by
+#  (r) reference: the issue's yardstick, the straightforward Python
+#      pipeline (tests/bench/reference.py: imaplib, the email package,
+#      psycopg2) over TLS on a mailbox filled as for (a): its rate, and
+#      (a)'s rates as multiples of it.
+# BENCH_PARTS=a runs only (a) (default abcr). CM_PG_STATEMENTS=1 adds the database time by
 # statement to (a). BENCH_ROUTE_OPTS adds route options to (a)'s route
 # (e.g. "--log-level verbose" to trace its IMAP sessions). BENCH_PERF=FILE
 # records a perf profile of the whole machine over each run of (a) into
@@ -201,7 +205,41 @@ case ${BENCH_IMAP:-both} in both|tls)
 esac
 echo "throughput, first fetch -> last commit: ${summary[*]}"
 
-case ${BENCH_PARTS:-abc} in *b*|*c*) ;; *) exit 0 ;; esac
+# ------------------------------------------------------------ (r) reference
+# The issue's yardstick, on the same machine minutes later: the
+# straightforward Python pipeline (imaplib, the email package, psycopg2)
+# over TLS on a mailbox filled as for (a), into its own database, once
+# with each of the email package's APIs (the issue does not say which).
+# The machine's speed drifts by up to 40% between runs: the reference
+# shows where it stood. The issue's targets are 2,500 against about 300
+# messages/s, 8.3 times.
+case ${BENCH_PARTS:-abcr} in *r*)
+    echo "== (r) reference: the Python pipeline (imaplib, email, psycopg2), $N messages over TLS"
+    # (a)'s stages stay up, idle, for (b) and (c)
+    "${MK[@]}" bulk "$N" "$work/bulk" --corpus "$CORPUS" --prefix "bench-ref" >/dev/null
+    "$top/tests/stack/fill.sh" "$CM_STACK_DIR" u11 INBOX -d "$work/bulk" >/dev/null
+    rm -rf "$work/bulk"
+    imap u11 "EXAMINE INBOX"
+    imap u11 "FETCH 1:* (FLAGS RFC822.SIZE)"
+    # Debian's python3, where python3-psycopg2 is (make deps). The email
+    # package's two APIs: their speeds differ by a factor of about 6.
+    for api in compat32 default; do
+        psql -X -q "$CM_DB" -c "DROP DATABASE IF EXISTS bench_ref" -c "CREATE DATABASE bench_ref" >/dev/null
+        ref=$(/usr/bin/python3 "$top/tests/bench/reference.py" localhost "$CM_IMAPS_PORT" \
+              "u11@$CM_MAIL_DOMAIN" "u11-pw-Secret1" "$CM_CA_FILE" \
+              "host=$CM_PG_HOST port=$CM_PG_PORT dbname=bench_ref user=casemail" "$api") || exit 1
+        echo "reference ($api): $ref"
+        refrate=$(sed -n 's/.* = \([0-9]*\) messages\/s.*/\1/p' <<<"$ref")
+        for s in "${summary[@]}"; do
+            awk -v s="$s" -v r="$refrate" -v api="$api" 'BEGIN { split(s, f, ": "); split(f[2], g, " ");
+                printf "  %s: %.1f times the reference (%s); the targets, 2,500 against about 300, are 8.3 times\n",
+                       f[1], (r > 0 ? g[1] / r : 0), api }'
+        done
+    done
+    psql -X -q "$CM_DB" -c "DROP DATABASE IF EXISTS bench_ref" >/dev/null ;;
+esac
+
+case ${BENCH_PARTS:-abcr} in *b*|*c*) ;; *) exit 0 ;; esac
 
 # ------------------------------------------------------------ (b) latency
 echo "== (b) latency: $RATE messages/s for $SECS s through Postfix"
