@@ -952,6 +952,23 @@ s_word_bytes (const s_word_t *w, cm_buf_t *out)
     return rc;
 }
 
+/* The bytes of the run of encoded words from p to end (read before,
+   white space between them), each decoded on its own, into *out. */
+static int
+s_run_bytes (const char *p, const char *end, cm_buf_t *out)
+{
+    s_word_t w;
+    int rc = 0;
+    cm_buf_reset (out);
+    for (const char *r = p; rc == 0 && r < end; r = w.end) {
+        r += strspn (r, " \t\r\n");
+        if (!s_word_at (r, &w))
+            break;          /* cannot happen: the run was read before */
+        rc = s_word_bytes (&w, out);
+    }
+    return rc;
+}
+
 /* Appends bytes as one Q-encoded word: no padding that GMime could join
    to a neighbour, and nothing a quoted string or a phrase would mind. */
 static int
@@ -1010,13 +1027,7 @@ s_fix_words (const char *value)
             p = end;
             continue;
         }
-        cm_buf_reset (&bytes);
-        for (const char *r = p; rc == 0 && r < end; r = next.end) {
-            r += strspn (r, " \t\r\n");
-            if (!s_word_at (r, &next))
-                break;      /* cannot happen: the run was read above */
-            rc = s_word_bytes (&next, &bytes);
-        }
+        rc = s_run_bytes (p, end, &bytes);
         const char *data = bytes.data ? bytes.data : "";
         size_t n = 0;
         char *utf8 = super && rc == 0 ? s_iconv_utf8 (super, data, bytes.len, &n) : NULL;
@@ -1091,13 +1102,7 @@ s_respell_utf7 (const char *line, size_t ll, cm_buf_t *out, bool *hit)
                 break;
             end = next.end;
         }
-        cm_buf_reset (&bytes);
-        for (const char *r = p; rc == 0 && r < end; r = next.end) {
-            r += strspn (r, " \t\r\n");
-            if (!s_word_at (r, &next))
-                break;      /* cannot happen: the run was read above */
-            rc = s_word_bytes (&next, &bytes);
-        }
+        rc = s_run_bytes (p, end, &bytes);
         size_t n = 0;
         char *utf8 = rc == 0 ? s_iconv_lossy ("UTF-7", bytes.data ? bytes.data : "", bytes.len, &n)
                              : NULL;
