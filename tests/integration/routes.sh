@@ -206,6 +206,10 @@ invalid "oauth2 without client secret" "oauth_client_secret" "${BASE[@]}" --exch
 invalid "oauth2 without tenant id" "oauth_tenant_id" "${BASE[@]}" --exchange \
     --exchange-host ews.example.test --auth oauth2 --oauth-client-id c1 --oauth-client-secret-env OAUTH_SECRET
 invalid "CR/LF in the folder" "folder" "${BASE[@]}" --folder $'IN\r\nBOX'
+invalid "moves into its own folder" "is the route's folder" "${BASE[@]}" --after-fetch move \
+    --processed-folder Inbox
+invalid "moves into its own folder, named" "processed_folder 'Reports' is the route's folder" \
+    "${BASE[@]}" --folder Reports --after-fetch move --processed-folder Reports
 without --username; invalid "LF in the username" "username" "${ARGS[@]}" --username $'dan@example.test\nX'
 without --inbound-host; invalid "CR in the inbound host" "inbound_host" "${ARGS[@]}" --inbound-host $'localhost\r'
 without --email; invalid "malformed email (no @)" "email" "${ARGS[@]}" --email "dan.example.test"
