@@ -212,7 +212,7 @@ s_conn_notify (void *cls, struct MHD_Connection *conn, void **socket_context,
         for (int i = 0; info && i < ROUTER_API_CONNS; i++)
             if (!self->conns [i].used) {
                 self->conns [i] = (api_conn_t) {
-                    true, info->connect_fd, s_now () + self->request_seconds
+                    true, info->connect_fd, s_now () + self->request_seconds, false
                 };
                 *socket_context = &self->conns [i];
                 break;
@@ -241,6 +241,22 @@ s_conn_deadline (router_t *self, struct MHD_Connection *conn, bool next)
     pthread_mutex_unlock (&self->conns_lock);
 }
 
+/* Whether the connection's deadline passed. A client that keeps
+   sending is not stopped by the shutdown alone (the kernel still takes
+   its bytes, and the thread reads them): the next piece of its body
+   closes the connection from its own thread. */
+static bool
+s_conn_expired (router_t *self, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info (conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    pthread_mutex_lock (&self->conns_lock);
+    bool expired = info && info->socket_context
+                   && ((api_conn_t *) info->socket_context)->expired;
+    pthread_mutex_unlock (&self->conns_lock);
+    return expired;
+}
+
 void
 router_api_tick (router_t *self)
 {
@@ -253,6 +269,7 @@ router_api_tick (router_t *self)
             /* its thread reads the end of the stream and closes it */
             shutdown (c->fd, SHUT_RDWR);
             c->deadline = 0;
+            c->expired = true;
             closed++;
         }
     }
@@ -499,6 +516,8 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url,
         return MHD_YES;
     }
     if (*upload_size) {
+        if (s_conn_expired (self, conn))
+            return MHD_NO;          /* its deadline passed: closed, no answer */
         /* A chunked body has no length to refuse it by before it comes,
            and libmicrohttpd 0.9.75 (Debian 12) queues no answer while a
            body comes in: the 413 waits for the body's end. Past the cap

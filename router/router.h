@@ -26,6 +26,7 @@ typedef struct {
     bool used;
     int fd;                        /* its socket */
     time_t deadline;               /* whole request by then; 0: none (ours to answer) */
+    bool expired;                  /* the deadline passed: its socket was shut down */
 } api_conn_t;
 
 typedef struct {

@@ -399,8 +399,15 @@ ROUTER_LOG=$CASEMAIL_HOME/log/router.log
 DEADLINES=$(grep -c "that sent no whole request" "$ROUTER_LOG")
 FOREVER=$(chunked "$TOKEN" /v1/routes 0 "${BIG_ROUTE/chunked-big/chunked-forever}" \
           "$(cat "$CASEMAIL_HOME/run/router.pid")")
-check_contains "a chunked body that never ends: closed at the deadline, read past the cap" \
-    "closed while sending, past 160 MiB" "$FOREVER"
+# read past the cap (64 MiB), then closed: 160 MiB within the deadline
+# unless the router is the (slower) sanitizer build
+READ=$(printf '%s' "$FOREVER" | sed -n 's/^closed after \([0-9]*\) MiB, before 160 MiB$/\1/p')
+case $FOREVER in "closed while sending, past 160 MiB"*) READ=160 ;; esac
+if [ -n "$READ" ] && [ "$READ" -gt 64 ]; then
+    ok "a chunked body that never ends: closed at the deadline, read past the cap ($READ MiB or more)"
+else
+    not_ok "a chunked body that never ends: closed at the deadline, read past the cap" "$FOREVER"
+fi
 deadline_logged() { [ "$(grep -c "that sent no whole request" "$ROUTER_LOG")" -gt "$DEADLINES" ]; }
 if wait_until 10 deadline_logged; then ok "... by the deadline (the router says so)"
 else not_ok "... by the deadline (the router says so)" "$(tail -3 "$ROUTER_LOG")"; fi
