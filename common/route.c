@@ -401,18 +401,29 @@ cm_route_apply (json_t *config, json_t *changes, bool creating,
     if (strcmp (cm_route_str (config, "after_fetch"), "move") == 0
         && !s_present (config, "processed_folder"))
         FAIL ("processed_folder", "processed_folder is required when after_fetch is move");
+    if (cm_route_move_loops (config, err, errlen)) {
+        s_set_field (field, "processed_folder");
+        return -1;
+    }
+    return 0;
+}
+
+bool
+cm_route_move_loops (const json_t *config, char *why, size_t whylen)
+{
     const char *folder = cm_route_str (config, "folder");
     const char *processed = cm_route_processed_folder (config);
     /* INBOX is any case in IMAP (RFC 9051 5.1), and every name is in
        Exchange; a moved message would come back as new mail, over and
        over (a duplicate each time, never stored, never done) */
-    if (folder && processed
-        && (strcmp (folder, processed) == 0
-            || (strcasecmp (folder, processed) == 0
-                && (cm_route_bool (config, "exchange") || strcasecmp (folder, "INBOX") == 0))))
-        FAIL ("processed_folder", "processed_folder '%s' is the route's folder: mail moved"
+    if (!folder || !processed
+        || !(strcmp (folder, processed) == 0
+             || (strcasecmp (folder, processed) == 0
+                 && (cm_route_bool (config, "exchange") || strcasecmp (folder, "INBOX") == 0))))
+        return false;
+    snprintf (why, whylen, "processed_folder '%s' is the route's folder: mail moved"
               " there would be fetched again as new mail; name another folder", processed);
-    return 0;
+    return true;
 }
 
 int

@@ -39,6 +39,11 @@ const char *cm_route_str (const json_t *config, const char *key);
 /* The folder mail is moved to after its commit; NULL unless after_fetch
    is move. */
 const char *cm_route_processed_folder (const json_t *config);
+/* True, with why filled, when after_fetch move would put mail back into
+   the route's own folder (fetched again as new mail, for ever): route add
+   and set refuse it, and a fetcher will not run a route saved so before
+   the refusal existed. */
+bool cm_route_move_loops (const json_t *config, char *why, size_t whylen);
 long long cm_route_int (const json_t *config, const char *key);
 bool cm_route_bool (const json_t *config, const char *key);
 /* True when an email address is syntactically acceptable (addr-spec,

@@ -493,6 +493,16 @@ s_run (void *arg)
     if (!config)
         goto done;
     cm_info (self->name, "took the lease of route %s", self->name);
+    if (cm_route_move_loops (config, err, sizeof err)) {
+        /* saved before route add and set refused it: FAILED until the
+           route is changed (which restarts this worker) or stopped */
+        cm_warn (self->name, "not started: %s", err);
+        if (store_status (db, self->route_id, "FAILED", err))
+            goto done;
+        while (!s_stopping (self))
+            worker_nap (self, 1000);
+        goto done;
+    }
     if (cm_route_bool (config, "exchange")) {
         ews_run (self, db, config);    /* fetcher/ews.c */
         goto done;

@@ -152,6 +152,29 @@ check_eq "after-fetch move: Processed holds the $M messages" "$M" "$(messages u0
 check_eq "after-fetch move: all $M stored once" "$M $M" \
     "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = 'mv')")"
 
+# A route saved, before route add and set refused it, to move its mail
+# into its own folder: a moved message would come back as new mail for
+# ever. The fetcher does not run it: FAILED with the reason, nothing
+# fetched, nothing moved, until route set names another folder. (Route mv
+# again: a mailbox account belongs to one route.)
+"$CM" route stop mv >/dev/null
+mkdir -p "$T/loop"
+cp "$T"/bulk/0000[5-6]?.eml "$T/loop/"
+"${FILL[@]}" u07 INBOX -d "$T/loop" >/dev/null
+sql "UPDATE routes SET config = jsonb_set(config, '{processed_folder}', '\"inbox\"') WHERE name = 'mv'" >/dev/null
+"$CM" route start mv >/dev/null
+wait_until 30 status_is mv FAILED
+check_eq "a saved route that moves into its own folder is FAILED at its start" FAILED "$(route_status mv)"
+check_contains "... the reason names the processed folder" "processed_folder 'inbox' is the route's folder" \
+    "$("$CM" route show mv)"
+check_eq "... nothing more was fetched" "$M" "$(stored mv)"
+check_eq "... nothing was moved: INBOX still holds the 20" 20 "$(messages u07 INBOX)"
+"$CM" route set mv --processed-folder Done >/dev/null
+wait_until 60 eval '[ "$(messages u07 Done)" = 20 ] && [ "$(stored mv)" = $((M + 20)) ]'
+check_eq "once route set names another folder, the route is RUNNING" RUNNING "$(route_status mv)"
+check_eq "... and the 20 messages are stored and moved" "$((M + 20)) 20 0" \
+    "$(stored mv) $(messages u07 Done) $(messages u07 INBOX)"
+
 # A message committed late with a lower id than the parsers' last claims
 # (concurrent fetch transactions commit out of id order), while the
 # parsers are busy: claims start after a parser's last claim, yet it must
