@@ -142,6 +142,8 @@ cm_limits_default (cm_limits_t *l)
     l->max_nested_messages = 50;
 }
 
+#define S_DECLARED_MAX 4          /* charsets a message declares, kept */
+
 /* State of one cm_message_parse() call, shared by all nested levels. */
 typedef struct {
     cm_limits_t lim;
@@ -156,7 +158,69 @@ typedef struct {
     bool failed;          /* a limit tripped: the whole message is rejected */
     char reason [256];    /* why, when failed */
     GMimeParserOptions *options;
+    /* charsets the message's parts declare (as their supersets), for 8-bit
+       header text and unlabelled text (s_note_charset) */
+    char declared [S_DECLARED_MAX][48];
+    int ndeclared;
+    int fallback_set;     /* ndeclared when the fallback list was last set */
+    GMimeParserOptions *only [S_DECLARED_MAX + 1]; /* s_options_for, made once */
 } s_ctx_t;
+
+/* Raw 8-bit text in a header (a Subject, a name, a file name, sent
+   without RFC 2047 as some mail clients do) carries no charset. GMime
+   tries its fallback charsets in order and takes the first that fits
+   every byte: UTF-8, then the charsets the message's own parts declare
+   (a client writes its headers in the charset of its text: GBK, Shift_JIS,
+   windows-1251...), then windows-1252, which fits almost any bytes. Only
+   charsets that keep ASCII as ASCII are taken: UTF-16 or UTF-7 would fit
+   bytes they do not describe. */
+static const char *s_charset_superset (const char *label);
+
+static void
+s_note_charset (s_ctx_t *ctx, const char *label)
+{
+    if (!label || !*label || strlen (label) > 40 || ctx->ndeclared >= S_DECLARED_MAX)
+        return;
+    for (const char *c = label; *c; c++)
+        if (!isalnum ((unsigned char) *c) && !strchr ("-_.:", *c))
+            return;
+    const char *super = s_charset_superset (label);
+    const char *name = super ? super : label;
+    const char *canon = g_mime_charset_canon_name (name);
+    static const char *const skip [] = { "utf-8", "utf8", "cp1252", "windows-1252", NULL };
+    static const char *const wide [] = { "utf-16", "utf-32", "ucs", "utf-7", "unicode",
+                                         "utf16", "utf32", "utf7", NULL };
+    for (int i = 0; skip [i]; i++)
+        if (!g_ascii_strcasecmp (name, skip [i]) || (canon && !g_ascii_strcasecmp (canon, skip [i])))
+            return;
+    for (int i = 0; wide [i]; i++)
+        if (!g_ascii_strncasecmp (name, wide [i], strlen (wide [i]))
+            || (canon && !g_ascii_strncasecmp (canon, wide [i], strlen (wide [i]))))
+            return;
+    for (int i = 0; i < ctx->ndeclared; i++)
+        if (!g_ascii_strcasecmp (ctx->declared [i], name))
+            return;
+    snprintf (ctx->declared [ctx->ndeclared++], sizeof ctx->declared [0], "%s", name);
+}
+
+/* The fallback list with the charsets declared so far (s_note_charset). */
+static void
+s_set_fallback (s_ctx_t *ctx)
+{
+    if (ctx->fallback_set == ctx->ndeclared)
+        return;
+    const char *list [S_DECLARED_MAX + 3];
+    int n = 0;
+    list [n++] = "UTF-8";
+    for (int i = 0; i < ctx->ndeclared; i++) {
+        s_pin_charset (ctx->declared [i]);
+        list [n++] = ctx->declared [i];
+    }
+    list [n++] = "windows-1252";
+    list [n] = NULL;
+    g_mime_parser_options_set_fallback_charsets (ctx->options, list);
+    ctx->fallback_set = ctx->ndeclared;
+}
 
 static void
 s_fail (s_ctx_t *ctx, const char *fmt, ...)
@@ -431,6 +495,7 @@ s_scan_block_end (s_scan_t *s)
     if (s->have_ct && s->ct.data) {
         GMimeContentType *ct = g_mime_content_type_parse (ctx->options, s->ct.data);
         if (ct) {
+            s_note_charset (ctx, g_mime_content_type_get_parameter (ct, "charset"));
             const char *type = g_mime_content_type_get_media_type (ct);
             const char *sub = g_mime_content_type_get_media_subtype (ct);
             if (type && sub && !g_ascii_strcasecmp (type, "multipart")) {
@@ -1353,15 +1418,58 @@ s_last_raw (GMimeObject *object, const char *name)
     return raw;
 }
 
+/* The options to decode one raw header value with. GMime tries its
+   fallback charsets word by word, and a Latin-1 word can fit GBK or
+   Shift_JIS ("f\xFCr" is a GBK character after the f): so a value with
+   8-bit bytes that are not UTF-8 is read in one charset, the first the
+   message declares that fits the whole value, else windows-1252. */
+static GMimeParserOptions *
+s_options_for (s_ctx_t *ctx, const char *raw)
+{
+    if (!raw || ctx->ndeclared == 0)
+        return ctx->options;
+    size_t len = strlen (raw);
+    bool eight = false;
+    for (size_t i = 0; i < len && !eight; i++)
+        eight = (unsigned char) raw [i] >= 0x80;
+    if (!eight || s_valid_utf8 (raw, len))
+        return ctx->options;
+    int pick = ctx->ndeclared;          /* windows-1252 */
+    for (int i = 0; i < ctx->ndeclared && pick == ctx->ndeclared; i++) {
+        size_t n;
+        char *converted = s_iconv_utf8 (ctx->declared [i], raw, len, &n);
+        if (converted)
+            pick = i;
+        free (converted);
+    }
+    if (pick == 0)
+        return ctx->options;            /* the first it tries after UTF-8 */
+    if (!ctx->only [pick]) {
+        GMimeParserOptions *o = g_mime_parser_options_clone (ctx->options);
+        const char *list [] = { "UTF-8", pick < ctx->ndeclared ? ctx->declared [pick]
+                                                               : "windows-1252", NULL };
+        if (!o)
+            return ctx->options;
+        g_mime_parser_options_set_fallback_charsets (o, list);
+        ctx->only [pick] = o;
+    }
+    return ctx->only [pick];
+}
+
 /* Clean decoded subject: GMime's, unless s_fix_words respells an encoded
    word of the (last) Subject field. NULL out of memory. */
 static char *
 s_subject (s_ctx_t *ctx, GMimeMessage *gm)
 {
     const char *subject = g_mime_message_get_subject (gm);
-    char *fixed = s_fix_words (s_last_raw ((GMimeObject *) gm, "Subject"));
-    char *unfolded = fixed ? g_mime_utils_header_unfold (fixed) : NULL;
-    char *decoded = unfolded ? g_mime_utils_header_decode_text (ctx->options, unfolded) : NULL;
+    const char *raw = s_last_raw ((GMimeObject *) gm, "Subject");
+    char *fixed = s_fix_words (raw);
+    /* GMime's reading, unless a word needs respelling or 8-bit text one
+       charset (s_options_for) */
+    GMimeParserOptions *options = s_options_for (ctx, fixed ? fixed : raw);
+    const char *source = fixed ? fixed : options != ctx->options ? raw : NULL;
+    char *unfolded = source ? g_mime_utils_header_unfold (source) : NULL;
+    char *decoded = unfolded ? g_mime_utils_header_decode_text (options, unfolded) : NULL;
     char *clean = s_clean_trim (decoded ? decoded : subject ? subject : "");
     g_free (decoded);
     g_free (unfolded);
@@ -1872,8 +1980,9 @@ s_filename_raw (s_ctx_t *ctx, GMimeObject *object, bool supersets, bool *fixed)
         }
     }
     GMimeContentDisposition *disp = raw [0]
-        ? g_mime_content_disposition_parse (ctx->options, raw [0]) : NULL;
-    GMimeContentType *type = raw [1] ? g_mime_content_type_parse (ctx->options, raw [1]) : NULL;
+        ? g_mime_content_disposition_parse (s_options_for (ctx, raw [0]), raw [0]) : NULL;
+    GMimeContentType *type = raw [1]
+        ? g_mime_content_type_parse (s_options_for (ctx, raw [1]), raw [1]) : NULL;
     const char *name = disp ? g_mime_content_disposition_get_parameter (disp, "filename")
                      : g_mime_object_get_content_disposition_parameter (object, "filename");
     if (!name)
@@ -2418,6 +2527,7 @@ s_walk_signed_data (s_ctx_t *ctx, cm_message_t *m, s_walk_t *w,
     size_t respelled_len = 0;
     if (s_prescan (ctx, (const char *) bytes, len, depth, &respelled, &respelled_len))
         goto done;
+    s_set_fallback (ctx);
     if (respelled) {
         free (fixed);
         fixed = respelled;
@@ -3411,7 +3521,8 @@ s_address_list (s_ctx_t *ctx, GMimeMessage *gm, const char *name,
         if (!raw)
             continue;
         char *fixed = s_fix_words (raw);
-        InternetAddressList *one = internet_address_list_parse (ctx->options, fixed ? fixed : raw);
+        InternetAddressList *one = internet_address_list_parse (
+            s_options_for (ctx, fixed ? fixed : raw), fixed ? fixed : raw);
         if (one) {
             internet_address_list_append (list, one);
             g_object_unref (one);
@@ -3710,6 +3821,7 @@ s_parse_raw (s_ctx_t *ctx, const char *raw, size_t len, int base,
     size_t respelled_len = 0;
     if (s_prescan (ctx, raw, len, base, &respelled, &respelled_len))
         goto done;
+    s_set_fallback (ctx);
     if (respelled) {
         free (fixed);
         raw = fixed = respelled;
@@ -3794,6 +3906,9 @@ done:
                   ctx && ctx->failed ? ctx->reason : *soft ? soft : "message could not be parsed");
     if (ctx && ctx->options)
         g_mime_parser_options_free (ctx->options);
+    for (int i = 0; ctx && i <= S_DECLARED_MAX; i++)
+        if (ctx->only [i])
+            g_mime_parser_options_free (ctx->only [i]);
     free (ctx);
     return m;
 }

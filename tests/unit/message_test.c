@@ -1205,6 +1205,76 @@ s_attachment (const cm_message_t *m, const char *name)
 /* S/MIME opaque-signed mail: the signed content inside the CMS structure
    is the message's text and attachments; the .p7m stays as the
    signature. Limits count what is inside. */
+/* Raw 8-bit header text (no RFC 2047) is read in the charsets the
+   message's parts declare before windows-1252, one charset for a whole
+   value: GBK, Shift_JIS and windows-1251 mail as Chinese, Japanese and
+   Russian clients send it, and the guards that keep other text as it was. */
+static void
+s_declared_charsets (void)
+{
+    s_text_t t = { 0 };
+    cm_message_t *m;
+    /* GBK: "关于安全事件的报告" from "张三", a file "报告.docx" */
+    s_adds (&t, "From: \xD5\xC5\xC8\xFD <zs@example.cn>\nTo: soc@example.org\n"
+                "Subject: \xB9\xD8\xD3\xDA\xB0\xB2\xC8\xAB\xCA\xC2\xBC\xFE\xB5\xC4\xB1\xA8\xB8\xE6\n"
+                "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=XX\n\n"
+                "--XX\nContent-Type: text/plain; charset=gbk\nContent-Transfer-Encoding: 8bit\n\n"
+                "\xD5\xFD\xCE\xC4\n--XX\nContent-Type: application/octet-stream;"
+                " name=\"\xB1\xA8\xB8\xE6.docx\"\nContent-Disposition: attachment;"
+                " filename=\"\xB1\xA8\xB8\xE6.docx\"\n\ndata\n--XX--\n");
+    m = s_case ("raw GBK header text, the body declaring gbk", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "\xE5\x85\xB3\xE4\xBA\x8E\xE5\xAE\x89\xE5\x85\xA8"
+                           "\xE4\xBA\x8B\xE4\xBB\xB6\xE7\x9A\x84\xE6\x8A\xA5\xE5\x91\x8A") == 0,
+              "... the Subject is read as GBK (%s)", m ? m->subject : "rejected");
+    s_result (m && strcmp (m->from_name, "\xE5\xBC\xA0\xE4\xB8\x89") == 0,
+              "... the sender's name too (%s)", m ? m->from_name : "rejected");
+    s_result (m && m->nattachments == 1
+              && strcmp (m->attachments [0].filename, "\xE6\x8A\xA5\xE5\x91\x8A.docx") == 0,
+              "... and the file name (%s)", m && m->nattachments ? m->attachments [0].filename : "none");
+    s_case_done (&m, &t);
+
+    /* Shift_JIS "会議の件", the part's charset quoted and in capitals */
+    s_adds (&t, "From: a@example.jp\nSubject: \x89\xEF\x8B\x63\x82\xCC\x8C\x8F\n"
+                "MIME-Version: 1.0\nContent-Type: text/plain; charset=\"SHIFT_JIS\"\n\n\x96\x7B\x95\xB6\n");
+    m = s_case ("raw Shift_JIS Subject", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "\xE4\xBC\x9A\xE8\xAD\xB0\xE3\x81\xAE\xE4\xBB\xB6") == 0,
+              "... read as Shift_JIS (%s)", m ? m->subject : "rejected");
+    s_case_done (&m, &t);
+
+    /* windows-1251 "Фишинг" declared by the second part only */
+    s_adds (&t, "From: a@example.ru\nSubject: \xD4\xE8\xF8\xE8\xED\xE3\n"
+                "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=Z\n\n"
+                "--Z\nContent-Type: text/plain\n\nplain\n--Z\n"
+                "Content-Type: text/html; charset=windows-1251\n\n<p>\xD2\xE5\xEA\xF1\xF2</p>\n--Z--\n");
+    m = s_case ("raw windows-1251 Subject", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "\xD0\xA4\xD0\xB8\xD1\x88\xD0\xB8\xD0\xBD\xD0\xB3") == 0,
+              "... read as windows-1251 (%s)", m ? m->subject : "rejected");
+    s_case_done (&m, &t);
+
+    /* Latin-1 in a message that declares gbk: "f\xFCr" fits GBK as a
+       word, not the whole value; read as windows-1252, word for word */
+    s_adds (&t, "From: a@example.de\nSubject: R\xE9sum\xE9 f\xFCr Caf\xE9\n"
+                "MIME-Version: 1.0\nContent-Type: text/plain; charset=gbk\n\nx\n");
+    m = s_case ("raw Latin-1 Subject, the body declaring gbk", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "R\xC3\xA9sum\xC3\xA9 f\xC3\xBCr Caf\xC3\xA9") == 0,
+              "... read as windows-1252 as a whole (%s)", m ? m->subject : "rejected");
+    s_case_done (&m, &t);
+
+    /* UTF-8 first; a charset that does not keep ASCII as ASCII is never tried */
+    s_adds (&t, "From: a@example.org\nSubject: R\xC3\xA9sum\xC3\xA9 \xE6\x8A\xA5\xE5\x91\x8A\n"
+                "MIME-Version: 1.0\nContent-Type: text/plain; charset=gbk\n\nx\n");
+    m = s_case ("raw UTF-8 Subject, the body declaring gbk", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "R\xC3\xA9sum\xC3\xA9 \xE6\x8A\xA5\xE5\x91\x8A") == 0,
+              "... read as UTF-8 (%s)", m ? m->subject : "rejected");
+    s_case_done (&m, &t);
+    s_adds (&t, "From: a@example.org\nSubject: Caf\xE9 cr\xE8me\n"
+                "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-16\n\nx\n");
+    m = s_case ("raw Latin-1 Subject, the body declaring utf-16", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "Caf\xC3\xA9 cr\xC3\xA8me") == 0,
+              "... read as windows-1252, not UTF-16 (%s)", m ? m->subject : "rejected");
+    s_case_done (&m, &t);
+}
+
 static void
 s_smime (void)
 {
@@ -2076,6 +2146,7 @@ main (int argc, char **argv)
     }
     s_result (cm_message_selftest (s_verbose) == 0, "cm_message_selftest");
     s_hostile ();
+    s_declared_charsets ();
     s_smime ();
     s_tnef (s_fixture_dir (argv [0], "tnef"));
     s_uu_files (s_fixture_dir (argv [0], "uu"));
