@@ -1233,46 +1233,42 @@ s_declared_charsets (void)
               "... and the file name (%s)", m && m->nattachments ? m->attachments [0].filename : "none");
     s_case_done (&m, &t);
 
-    /* Shift_JIS "会議の件", the part's charset quoted and in capitals */
-    s_adds (&t, "From: a@example.jp\nSubject: \x89\xEF\x8B\x63\x82\xCC\x8C\x8F\n"
-                "MIME-Version: 1.0\nContent-Type: text/plain; charset=\"SHIFT_JIS\"\n\n\x96\x7B\x95\xB6\n");
-    m = s_case ("raw Shift_JIS Subject", t.data, t.len, S_RECORD, NULL);
-    s_result (m && strcmp (m->subject, "\xE4\xBC\x9A\xE8\xAD\xB0\xE3\x81\xAE\xE4\xBB\xB6") == 0,
-              "... read as Shift_JIS (%s)", m ? m->subject : "rejected");
-    s_case_done (&m, &t);
-
-    /* windows-1251 "Фишинг" declared by the second part only */
-    s_adds (&t, "From: a@example.ru\nSubject: \xD4\xE8\xF8\xE8\xED\xE3\n"
-                "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=Z\n\n"
-                "--Z\nContent-Type: text/plain\n\nplain\n--Z\n"
-                "Content-Type: text/html; charset=windows-1251\n\n<p>\xD2\xE5\xEA\xF1\xF2</p>\n--Z--\n");
-    m = s_case ("raw windows-1251 Subject", t.data, t.len, S_RECORD, NULL);
-    s_result (m && strcmp (m->subject, "\xD0\xA4\xD0\xB8\xD1\x88\xD0\xB8\xD0\xBD\xD0\xB3") == 0,
-              "... read as windows-1251 (%s)", m ? m->subject : "rejected");
-    s_case_done (&m, &t);
-
-    /* Latin-1 in a message that declares gbk: "f\xFCr" fits GBK as a
-       word, not the whole value; read as windows-1252, word for word */
-    s_adds (&t, "From: a@example.de\nSubject: R\xE9sum\xE9 f\xFCr Caf\xE9\n"
-                "MIME-Version: 1.0\nContent-Type: text/plain; charset=gbk\n\nx\n");
-    m = s_case ("raw Latin-1 Subject, the body declaring gbk", t.data, t.len, S_RECORD, NULL);
-    s_result (m && strcmp (m->subject, "R\xC3\xA9sum\xC3\xA9 f\xC3\xBCr Caf\xC3\xA9") == 0,
-              "... read as windows-1252 as a whole (%s)", m ? m->subject : "rejected");
-    s_case_done (&m, &t);
-
-    /* UTF-8 first; a charset that does not keep ASCII as ASCII is never tried */
-    s_adds (&t, "From: a@example.org\nSubject: R\xC3\xA9sum\xC3\xA9 \xE6\x8A\xA5\xE5\x91\x8A\n"
-                "MIME-Version: 1.0\nContent-Type: text/plain; charset=gbk\n\nx\n");
-    m = s_case ("raw UTF-8 Subject, the body declaring gbk", t.data, t.len, S_RECORD, NULL);
-    s_result (m && strcmp (m->subject, "R\xC3\xA9sum\xC3\xA9 \xE6\x8A\xA5\xE5\x91\x8A") == 0,
-              "... read as UTF-8 (%s)", m ? m->subject : "rejected");
-    s_case_done (&m, &t);
-    s_adds (&t, "From: a@example.org\nSubject: Caf\xE9 cr\xE8me\n"
-                "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-16\n\nx\n");
-    m = s_case ("raw Latin-1 Subject, the body declaring utf-16", t.data, t.len, S_RECORD, NULL);
-    s_result (m && strcmp (m->subject, "Caf\xC3\xA9 cr\xC3\xA8me") == 0,
-              "... read as windows-1252, not UTF-16 (%s)", m ? m->subject : "rejected");
-    s_case_done (&m, &t);
+    /* Subjects alone: the message, the Subject it must give, and how */
+    static const struct { const char *name, *raw, *subject, *how; } subjects [] = {
+        /* Shift_JIS "会議の件", the part's charset quoted and in capitals */
+        { "raw Shift_JIS Subject", "From: a@example.jp\nSubject: \x89\xEF\x8B\x63\x82\xCC\x8C\x8F\n"
+          "MIME-Version: 1.0\nContent-Type: text/plain; charset=\"SHIFT_JIS\"\n\n\x96\x7B\x95\xB6\n",
+          "\xE4\xBC\x9A\xE8\xAD\xB0\xE3\x81\xAE\xE4\xBB\xB6", "read as Shift_JIS" },
+        /* windows-1251 "Фишинг" declared by the second part only */
+        { "raw windows-1251 Subject", "From: a@example.ru\nSubject: \xD4\xE8\xF8\xE8\xED\xE3\n"
+          "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=Z\n\n"
+          "--Z\nContent-Type: text/plain\n\nplain\n--Z\n"
+          "Content-Type: text/html; charset=windows-1251\n\n<p>\xD2\xE5\xEA\xF1\xF2</p>\n--Z--\n",
+          "\xD0\xA4\xD0\xB8\xD1\x88\xD0\xB8\xD0\xBD\xD0\xB3", "read as windows-1251" },
+        /* Latin-1 in a message that declares gbk: "f\xFCr" fits GBK as a
+           word, not the whole value */
+        { "raw Latin-1 Subject, the body declaring gbk",
+          "From: a@example.de\nSubject: R\xE9sum\xE9 f\xFCr Caf\xE9\n"
+          "MIME-Version: 1.0\nContent-Type: text/plain; charset=gbk\n\nx\n",
+          "R\xC3\xA9sum\xC3\xA9 f\xC3\xBCr Caf\xC3\xA9", "read as windows-1252 as a whole" },
+        /* UTF-8 first */
+        { "raw UTF-8 Subject, the body declaring gbk",
+          "From: a@example.org\nSubject: R\xC3\xA9sum\xC3\xA9 \xE6\x8A\xA5\xE5\x91\x8A\n"
+          "MIME-Version: 1.0\nContent-Type: text/plain; charset=gbk\n\nx\n",
+          "R\xC3\xA9sum\xC3\xA9 \xE6\x8A\xA5\xE5\x91\x8A", "read as UTF-8" },
+        /* a charset that does not keep ASCII as ASCII is never tried */
+        { "raw Latin-1 Subject, the body declaring utf-16",
+          "From: a@example.org\nSubject: Caf\xE9 cr\xE8me\n"
+          "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-16\n\nx\n",
+          "Caf\xC3\xA9 cr\xC3\xA8me", "read as windows-1252, not UTF-16" },
+    };
+    for (size_t i = 0; i < sizeof subjects / sizeof subjects [0]; i++) {
+        s_adds (&t, subjects [i].raw);
+        m = s_case (subjects [i].name, t.data, t.len, S_RECORD, NULL);
+        s_result (m && strcmp (m->subject, subjects [i].subject) == 0, "... %s (%s)",
+                  subjects [i].how, m ? m->subject : "rejected");
+        s_case_done (&m, &t);
+    }
 }
 
 static void
