@@ -1234,6 +1234,46 @@ s_meta_charset (const unsigned char *data, size_t size, char *label, size_t labe
     return false;
 }
 
+/* Text labelled UTF-8 that is not valid UTF-8 throughout: each valid
+   sequence is kept, and each byte that is not part of one is read as
+   windows-1252 (U+FFFD where that has no character). A disclaimer a
+   gateway appends in Latin-1 to UTF-8 mail ("Avis l\xE9gal") then spoils
+   one word, not the whole text, as reading all of it as windows-1252
+   did. malloc'd, *outlen bytes plus a NUL; NULL out of memory. */
+static char *
+s_utf8_repair (const unsigned char *data, size_t size, size_t *outlen)
+{
+    static const unsigned short cp1252 [32] = {
+        0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+        0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0xFFFD, 0x017D, 0xFFFD,
+        0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+        0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178 };
+    char *out = size < (SIZE_MAX - 1) / 3 ? malloc (size * 3 + 1) : NULL;
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < size;) {
+        if (data [i] < 0x80) {
+            out [n++] = (char) data [i++];
+            continue;
+        }
+        gunichar c = g_utf8_get_char_validated ((const char *) data + i, (gssize) (size - i));
+        if (c != (gunichar) -1 && c != (gunichar) -2) {
+            size_t len = (size_t) g_utf8_skip [data [i]];
+            memcpy (out + n, data + i, len);
+            n += len;
+            i += len;
+            continue;
+        }
+        c = data [i] < 0xA0 ? cp1252 [data [i] - 0x80] : data [i];
+        n += (size_t) g_unichar_to_utf8 (c, out + n);
+        i++;
+    }
+    out [n] = 0;
+    *outlen = n;
+    return out;
+}
+
 /* Text of a text part's decoded bytes in UTF-8, by its charset (or the
    superset senders mean by it). HTML without a charset parameter that
    is not UTF-8 is read in the charset its <meta> names. */
@@ -1252,8 +1292,14 @@ s_text_utf8 (s_ctx_t *ctx, GMimeObject *part, const unsigned char *data, size_t 
                 || !g_ascii_strcasecmp (canon, "ascii");
     if (is_utf8 && s_valid_utf8 ((const char *) data, size))
         return s_clean ((const char *) data, size, false);
-    const char *super = is_utf8 ? NULL : s_charset_superset (charset);
     size_t n = 0;
+    if (canon && !g_ascii_strcasecmp (canon, "utf-8")) {
+        char *repaired = s_utf8_repair (data, size, &n);
+        char *text = repaired ? s_clean (repaired, n, false) : NULL;
+        free (repaired);
+        return text;
+    }
+    const char *super = is_utf8 ? NULL : s_charset_superset (charset);
     char *converted = super ? s_iconv_utf8 (super, (const char *) data, size, &n) : NULL;
     if (converted) {
         char *text = s_clean (converted, n, false);

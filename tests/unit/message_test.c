@@ -1271,6 +1271,41 @@ s_declared_charsets (void)
     }
 }
 
+/* Text labelled UTF-8 with bytes that are not UTF-8: the valid sequences
+   kept, each stray byte read as windows-1252 (reading the whole text as
+   windows-1252 had turned every other non-ASCII character into two). */
+static void
+s_utf8_strays (void)
+{
+    static const struct { const char *name, *body, *want, *how; } cases [] = {
+        { "UTF-8 text with a Latin-1 footer",
+          "Gr\xC3\xBC\xC3\x9F" "e aus K\xC3\xB6ln, \xE2\x82\xAC 5\n--\nAvis l\xE9gal: confidentiel.\n",
+          "Gr\xC3\xBC\xC3\x9F" "e aus K\xC3\xB6ln, \xE2\x82\xAC 5\n--\nAvis l\xC3\xA9gal: confidentiel.",
+          "the UTF-8 kept, the footer's byte as windows-1252" },
+        { "UTF-8 CJK text with a stray byte",
+          "\xE6\x8A\xA5\xE5\x91\x8A \x93ok\x94 \x81 end\n",
+          "\xE6\x8A\xA5\xE5\x91\x8A \xE2\x80\x9Cok\xE2\x80\x9D \xEF\xBF\xBD end",
+          "CJK kept, 0x93 0x94 as quotes, 0x81 (no character) as U+FFFD" },
+        { "Latin-1 text labelled UTF-8",
+          "Caf\xE9 cr\xE8me br\xFBl\xE9" "e\n", "Caf\xC3\xA9 cr\xC3\xA8me br\xC3\xBBl\xC3\xA9" "e",
+          "every byte as windows-1252, as before" },
+        { "a UTF-8 sequence cut short at the end",
+          "fin \xE2\x82", "fin \xC3\xA2\xE2\x80\x9A", "its bytes as windows-1252" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        s_text_t t = { 0 };
+        s_adds (&t, "From: a@example.org\nSubject: strays\nMIME-Version: 1.0\n"
+                    "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n");
+        s_adds (&t, cases [i].body);
+        cm_message_t *m = s_case (cases [i].name, t.data, t.len, S_RECORD, NULL);
+        bool ok = m && strstr (m->text, cases [i].want);
+        s_result (ok, "... %s", cases [i].how);
+        if (!ok)
+            printf ("# text: [%s]\n", m ? m->text : "rejected");
+        s_case_done (&m, &t);
+    }
+}
+
 static void
 s_smime (void)
 {
@@ -2143,6 +2178,7 @@ main (int argc, char **argv)
     s_result (cm_message_selftest (s_verbose) == 0, "cm_message_selftest");
     s_hostile ();
     s_declared_charsets ();
+    s_utf8_strays ();
     s_smime ();
     s_tnef (s_fixture_dir (argv [0], "tnef"));
     s_uu_files (s_fixture_dir (argv [0], "uu"));
