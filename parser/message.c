@@ -1480,8 +1480,9 @@ s_options_for (s_ctx_t *ctx, const char *raw)
         eight = (unsigned char) raw [i] >= 0x80;
     if (!eight || s_valid_utf8 (raw, len))
         return ctx->options;
-    int pick = ctx->ndeclared;          /* windows-1252 */
-    for (int i = 0; i < ctx->ndeclared && pick == ctx->ndeclared; i++) {
+    int pick = S_DECLARED_MAX;          /* windows-1252 (a fixed place: the
+                                           declared list may still grow) */
+    for (int i = 0; i < ctx->ndeclared && pick == S_DECLARED_MAX; i++) {
         size_t n;
         char *converted = s_iconv_utf8 (ctx->declared [i], raw, len, &n);
         if (converted)
@@ -1492,7 +1493,7 @@ s_options_for (s_ctx_t *ctx, const char *raw)
         return ctx->options;            /* the first it tries after UTF-8 */
     if (!ctx->only [pick]) {
         GMimeParserOptions *o = g_mime_parser_options_clone (ctx->options);
-        const char *list [] = { "UTF-8", pick < ctx->ndeclared ? ctx->declared [pick]
+        const char *list [] = { "UTF-8", pick < S_DECLARED_MAX ? ctx->declared [pick]
                                                                : "windows-1252", NULL };
         if (!o)
             return ctx->options;

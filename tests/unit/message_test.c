@@ -1233,6 +1233,27 @@ s_declared_charsets (void)
               "... and the file name (%s)", m && m->nattachments ? m->attachments [0].filename : "none");
     s_case_done (&m, &t);
 
+    /* A charset declared only inside an attached .eml (base64, so read
+       after the outer Subject): the outer Latin-1 Subject took
+       windows-1252, and the attached KOI8-R one must still get KOI8-R */
+    s_adds (&t, "From: a@example.de\nSubject: f\xFCr Caf\xE9\nMIME-Version: 1.0\n"
+                "Content-Type: multipart/mixed; boundary=XX\n\n--XX\n"
+                "Content-Type: text/plain; charset=gbk\n\nx\n--XX\n"
+                "Content-Type: application/octet-stream; name=fwd.eml\n"
+                "Content-Disposition: attachment; filename=fwd.eml\n"
+                "Content-Transfer-Encoding: base64\n\n");
+    /* From: b@example.ru, Subject: "Привет мир" in KOI8-R, text/plain; charset=koi8-r */
+    s_adds (&t, "RnJvbTogYkBleGFtcGxlLnJ1ClN1YmplY3Q6IPDSydfF1CDNydIKTUlNRS1WZXJzaW9uOiAx\n"
+                "LjAKQ29udGVudC1UeXBlOiB0ZXh0L3BsYWluOyBjaGFyc2V0PWtvaTgtcgoK9MXL09QK\n--XX--\n");
+    m = s_case ("raw 8-bit Subjects outside and inside an attached .eml", t.data, t.len,
+                S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "f\xC3\xBCr Caf\xC3\xA9") == 0 && m->nnested == 1
+              && strcmp (m->nested [0]->subject, "\xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2"
+                         "\xD0\xB5\xD1\x82 \xD0\xBC\xD0\xB8\xD1\x80") == 0,
+              "... windows-1252 outside, KOI8-R inside (%s | %s)", m ? m->subject : "rejected",
+              m && m->nnested ? m->nested [0]->subject : "none");
+    s_case_done (&m, &t);
+
     /* Subjects alone: the message, the Subject it must give, and how */
     static const struct { const char *name, *raw, *subject, *how; } subjects [] = {
         /* Shift_JIS "会議の件", the part's charset quoted and in capitals */
