@@ -1243,11 +1243,6 @@ s_meta_charset (const unsigned char *data, size_t size, char *label, size_t labe
 static char *
 s_utf8_repair (const unsigned char *data, size_t size, size_t *outlen)
 {
-    static const unsigned short cp1252 [32] = {
-        0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
-        0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0xFFFD, 0x017D, 0xFFFD,
-        0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-        0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178 };
     char *out = size < (SIZE_MAX - 1) / 3 ? malloc (size * 3 + 1) : NULL;
     if (!out)
         return NULL;
@@ -1265,8 +1260,8 @@ s_utf8_repair (const unsigned char *data, size_t size, size_t *outlen)
             i += len;
             continue;
         }
-        c = data [i] < 0xA0 ? cp1252 [data [i] - 0x80] : data [i];
-        n += (size_t) g_unichar_to_utf8 (c, out + n);
+        c = cm_cp1252_char (data [i]);
+        n += (size_t) g_unichar_to_utf8 (c ? c : 0xFFFD, out + n);
         i++;
     }
     out [n] = 0;

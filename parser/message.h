@@ -115,6 +115,9 @@ int cm_quote_split (const char *text, char **new_text, char **quoted_text);
    entities decoded, block elements as line breaks, script/style/head
    skipped. Returns malloc'd text, or NULL out of memory. */
 char *cm_html_to_text (const char *html, size_t len);
+/* The character of a Windows-1252 byte: 0 for the five bytes it leaves
+   out (0x81, 0x8D, 0x8F, 0x90, 0x9D). */
+unsigned int cm_cp1252_char (unsigned char byte);
 
 /* Offline unit tests; returns 0 when all pass. */
 int cm_message_selftest (bool verbose);

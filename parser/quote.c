@@ -402,6 +402,17 @@ s_entity_find (const char *s, size_t n)
                     sizeof s_entities [0], s_entity_cmp);
 }
 
+unsigned int
+cm_cp1252_char (unsigned char byte)
+{
+    static const uint16_t c1 [32] = {
+        0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+        0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0,
+        0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+        0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178 };
+    return byte >= 0x80 && byte <= 0x9F ? c1 [byte - 0x80] : byte;
+}
+
 /* Writes the character of a reference. Soft hyphens, zero-width joiners
    and direction marks only hide or reorder text: dropped. Numeric
    references to 0x80-0x9F mean Windows-1252, as in HTML5 ("&#146;" is a
@@ -409,13 +420,8 @@ s_entity_find (const char *s, size_t n)
 static void
 s_put_ref (s_render_t *r, uint32_t cp)
 {
-    static const uint16_t cp1252 [32] = {
-        0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
-        0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0,
-        0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-        0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178 };
     if (cp >= 0x80 && cp <= 0x9F)
-        cp = cp1252 [cp - 0x80];    /* 0: a byte Windows-1252 leaves out */
+        cp = cm_cp1252_char ((unsigned char) cp);  /* 0: a byte it leaves out */
     if (cp == 0 || cp == 0xAD || (cp >= 0x200B && cp <= 0x200F))
         return;
     s_put_cp (r, cp);
