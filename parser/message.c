@@ -200,6 +200,15 @@ s_note_charset (s_ctx_t *ctx, const char *label)
     for (int i = 0; i < ctx->ndeclared; i++)
         if (!g_ascii_strcasecmp (ctx->declared [i], name))
             return;
+    /* only a charset iconv knows takes one of the few places (a label is
+       input: made-up names must not crowd out the real one), and only it
+       is kept loaded */
+    const char *iname = g_mime_charset_iconv_name (name);
+    iconv_t cd = iname ? iconv_open ("UTF-8", iname) : (iconv_t) -1;
+    if (cd == (iconv_t) -1)
+        return;
+    iconv_close (cd);
+    s_pin_charset (name);
     snprintf (ctx->declared [ctx->ndeclared++], sizeof ctx->declared [0], "%s", name);
 }
 
@@ -212,10 +221,8 @@ s_set_fallback (s_ctx_t *ctx)
     const char *list [S_DECLARED_MAX + 3];
     int n = 0;
     list [n++] = "UTF-8";
-    for (int i = 0; i < ctx->ndeclared; i++) {
-        s_pin_charset (ctx->declared [i]);
+    for (int i = 0; i < ctx->ndeclared; i++)
         list [n++] = ctx->declared [i];
-    }
     list [n++] = "windows-1252";
     list [n] = NULL;
     g_mime_parser_options_set_fallback_charsets (ctx->options, list);

@@ -1254,6 +1254,20 @@ s_declared_charsets (void)
               m && m->nnested ? m->nested [0]->subject : "none");
     s_case_done (&m, &t);
 
+    /* Made-up charset names first take no place of the few kept */
+    s_adds (&t, "From: a@example.cn\nSubject: \xB1\xA8\xB8\xE6\nMIME-Version: 1.0\n"
+                "Content-Type: multipart/mixed; boundary=XX\n\n");
+    for (int i = 0; i < 6; i++) {
+        char part [128];
+        snprintf (part, sizeof part, "--XX\nContent-Type: text/plain; charset=x-made-up-%d\n\nx\n", i);
+        s_adds (&t, part);
+    }
+    s_adds (&t, "--XX\nContent-Type: text/plain; charset=gbk\n\nx\n--XX--\n");
+    m = s_case ("six made-up charsets before gbk", t.data, t.len, S_RECORD, NULL);
+    s_result (m && strcmp (m->subject, "\xE6\x8A\xA5\xE5\x91\x8A") == 0,
+              "... the raw Subject is still read as GBK (%s)", m ? m->subject : "rejected");
+    s_case_done (&m, &t);
+
     /* Subjects alone: the message, the Subject it must give, and how */
     static const struct { const char *name, *raw, *subject, *how; } subjects [] = {
         /* Shift_JIS "会議の件", the part's charset quoted and in capitals */
