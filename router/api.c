@@ -227,17 +227,24 @@ s_conn_notify (void *cls, struct MHD_Connection *conn, void **socket_context,
     pthread_mutex_unlock (&self->conns_lock);
 }
 
+/* conn's slot (s_conn_notify), or NULL; read it under conns_lock. */
+static api_conn_t *
+s_conn_slot (struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info (conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? (api_conn_t *) info->socket_context : NULL;
+}
+
 /* Sets the deadline of conn's slot: 0 while a request is ours to
    answer, seconds from now for the next one. */
 static void
 s_conn_deadline (router_t *self, struct MHD_Connection *conn, bool next)
 {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info (conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    api_conn_t *slot = s_conn_slot (conn);
     pthread_mutex_lock (&self->conns_lock);
-    if (info && info->socket_context)
-        ((api_conn_t *) info->socket_context)->deadline
-            = next ? s_now () + self->request_seconds : 0;
+    if (slot)
+        slot->deadline = next ? s_now () + self->request_seconds : 0;
     pthread_mutex_unlock (&self->conns_lock);
 }
 
@@ -248,11 +255,9 @@ s_conn_deadline (router_t *self, struct MHD_Connection *conn, bool next)
 static bool
 s_conn_expired (router_t *self, struct MHD_Connection *conn)
 {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info (conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    api_conn_t *slot = s_conn_slot (conn);
     pthread_mutex_lock (&self->conns_lock);
-    bool expired = info && info->socket_context
-                   && ((api_conn_t *) info->socket_context)->expired;
+    bool expired = slot && slot->expired;
     pthread_mutex_unlock (&self->conns_lock);
     return expired;
 }
