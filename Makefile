@@ -3,6 +3,9 @@
 # dependencies are generated (-MMD).
 
 PKGS     := libczmq libzmq gmime-3.0 libcurl libpq libmicrohttpd jansson openssl libxml-2.0 libidn2
+# The flags below are read when make starts, so a target that installs
+# packages first (test, demo, bench, chaos, fuzz) builds in a second make
+# after `deps`; a build without them stops at `pkgs` and names them.
 CC       ?= cc
 OPTFLAGS ?= -O2 -g
 SANFLAGS ?=
@@ -31,7 +34,7 @@ PROGRAMS := $(BIN)/casemail $(BIN)/casemail-router $(BIN)/casemail-fetcher \
 
 all: $(PROGRAMS)
 
-$(OBJ)/%.o: %.c
+$(OBJ)/%.o: %.c | pkgs
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -54,6 +57,10 @@ $(PROGRAMS):
 	@mkdir -p $(BIN)
 	@echo "  LINK    $@"
 	@$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+pkgs:
+	@pkg-config --exists $(PKGS) || { pkg-config --print-errors --exists $(PKGS) 2>&1 | sed 's/^/make: /' >&2; \
+	    echo "make: development packages are missing: run 'make deps' (or 'make test', which does)" >&2; exit 1; }
 
 # Debian packages the project and its tests need; apt runs only when one
 # is missing.
@@ -127,19 +134,23 @@ asan:
 	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined"
 
-test: deps all bin/fuzz-message asan
+test: deps
+	@$(MAKE) --no-print-directory all bin/fuzz-message asan
 	tests/run.sh
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	tests/demo.sh
 
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	tests/bench/run.sh
 
 # The chaos test alone, bigger than in make test: N messages, M emails.
 CHAOS_N ?= 10000
 CHAOS_M ?= 1000
-chaos: deps all
+chaos: deps
+	@$(MAKE) --no-print-directory all
 	CHAOS_N=$(CHAOS_N) CHAOS_M=$(CHAOS_M) CM_FUZZ_SECONDS=0 CM_SANITIZE=0 tests/run.sh chaos
 
 # libFuzzer on the raw-message-to-record path (clang). FUZZ_SECONDS bounds
@@ -148,15 +159,16 @@ chaos: deps all
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
               -Icommon $(shell pkg-config --cflags gmime-3.0 openssl 2>/dev/null)
-bin/fuzz-message: tests/fuzz/fuzz_message.c $(PARSERLIB_SRC) common/buf.c
+bin/fuzz-message: tests/fuzz/fuzz_message.c $(PARSERLIB_SRC) common/buf.c | pkgs
 	@mkdir -p bin
 	@echo "  FUZZ    $@"
 	@clang $(FUZZ_FLAGS) -o $@ $^ $(shell pkg-config --libs gmime-3.0 openssl) -lpthread
-fuzz: deps bin/fuzz-message
+fuzz: deps
+	@$(MAKE) --no-print-directory bin/fuzz-message
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf obj obj-asan bin bin-asan
 
-.PHONY: all deps cyrus-imapd courier-imap asan test demo bench chaos fuzz clean
+.PHONY: all pkgs deps cyrus-imapd courier-imap asan test demo bench chaos fuzz clean
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
