@@ -26,6 +26,15 @@ say() { printf '\n== %s\n' "$*"; }
 # its secrets stay 0600 and its run/ and log/ folders 0700.
 mkdir -p "$CASEMAIL_HOME"
 chmod 711 "$CASEMAIL_HOME"
+# A state folder the servers' users can't enter all the same (a checkout
+# under /root, mode 0700) gets the stack in /var/lib/casemail, where the
+# embedded PostgreSQL goes then too, with $STACK a link to it.
+if [ "$(id -u)" = 0 ] && [ ! -e "$STACK" ] && ! runuser -u postgres -- test -x "$CASEMAIL_HOME"; then
+    shared=/var/lib/casemail/demo-stack-$(printf '%s' "$CASEMAIL_HOME" | cksum | cut -d' ' -f1)
+    mkdir -p /var/lib/casemail
+    chmod 755 /var/lib/casemail
+    ln -sfn "$shared" "$STACK"
+fi
 
 say "test mailbox (Dovecot + Postfix) in $STACK"
 "$top/tests/stack/start.sh" "$STACK" >"$CASEMAIL_HOME/demo-stack.log" 2>&1 ||

@@ -46,10 +46,19 @@ D=$1
 cmd=$2
 shift 2
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$top/tests/stack/lib.sh"
+RUNAS=courier
 DEB=${CM_COURIER_DEB:-$top/var/deb}
+# deb: the unpacked packages where RUNAS can run them (a copy in DIR when
+# the checkout is out of its reach)
+deb() {
+    DEB=$(cm_reachable "$RUNAS" "$DEB" "$D/deb")
+    IMAPD=$DEB/courier-imap/usr/bin/imapd
+    TLS=$DEB/courier-base/usr/bin/couriertls
+}
 IMAPD=$DEB/courier-imap/usr/bin/imapd
 TLS=$DEB/courier-base/usr/bin/couriertls
-RUNAS=courier
 die() { printf 'courier: %s\n' "$*" >&2; exit 1; }
 # alive PID NAME: PID runs NAME and is not a zombie
 alive() {
@@ -98,6 +107,7 @@ maildir() {
 case "$cmd" in
 login)
     [ $# -eq 5 ] || die "login needs IMAP_PORT CERT KEY NAME PASSWORD"
+    deb
     AUTHD=/usr/lib/courier/courier-authlib/authdaemond
     TCPD=$DEB/courier-base/usr/sbin/couriertcpd
     LOGIN=$DEB/courier-imap/usr/lib/courier/courier/imaplogin
@@ -144,6 +154,7 @@ login)
     ;;
 start)
     [ $# -eq 1 ] || [ $# -eq 4 ] || die "start needs IMAP_PORT [IMAPS_PORT CERT KEY]"
+    deb
     [ -x "$IMAPD" ] || die "no $IMAPD: unpack courier-imap (make deps)"
     getent passwd "$RUNAS" >/dev/null || die "no user $RUNAS: install courier-authlib (make deps)"
     ours "$D/run/imap.pid" && die "already running (pid $(cat "$D/run/imap.pid"))"

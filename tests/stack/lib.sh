@@ -49,9 +49,26 @@ cm_as_pg() {
     fi
 }
 
-# cm_setup_dir DIR: sets D and the path variables used everywhere.
+# cm_reachable USER SRC COPY: prints SRC (a folder of var/deb), or, when
+# root runs this and USER can't enter SRC (a checkout under /root, mode
+# 0700), COPY, a copy of SRC made once, for USER to run from.
+cm_reachable() {
+    if ! cm_is_root || runuser -u "$1" -- test -x "$2"; then
+        printf '%s\n' "$2"
+        return
+    fi
+    if [ ! -d "$3" ]; then
+        mkdir -p "$(dirname "$3")"
+        cp -a "$2" "$3.tmp.$$" && mv "$3.tmp.$$" "$3"
+    fi
+    printf '%s\n' "$3"
+}
+
+# cm_setup_dir DIR: sets D and the path variables used everywhere. A DIR
+# that is a symbolic link (make demo's, when its folder is out of the
+# servers' reach) stands for the folder it names.
 cm_setup_dir() {
-    D=$(cm_abs "$1")
+    D=$(realpath -m -- "$(cm_abs "$1")")
     D=${D%/}
     CM_PORTS_FILE=$D/ports
     PG_DATA=$D/pg/data
