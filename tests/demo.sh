@@ -27,14 +27,11 @@ say() { printf '\n== %s\n' "$*"; }
 mkdir -p "$CASEMAIL_HOME"
 chmod 711 "$CASEMAIL_HOME"
 # A state folder the servers' users can't enter all the same (a checkout
-# under /root, mode 0700) gets the stack in /var/lib/casemail, where the
-# embedded PostgreSQL goes then too, with $STACK a link to it.
-if [ "$(id -u)" = 0 ] && [ ! -e "$STACK" ] && ! runuser -u postgres -- test -x "$CASEMAIL_HOME"; then
-    shared=/var/lib/casemail/demo-stack-$(printf '%s' "$CASEMAIL_HOME" | cksum | cut -d' ' -f1)
-    mkdir -p /var/lib/casemail
-    chmod 755 /var/lib/casemail
-    ln -sfn "$shared" "$STACK"
-fi
+# under /root, mode 0700) gets the stack in /var/lib/casemail, with $STACK
+# a link to it.
+# shellcheck source=stack/lib.sh
+. "$top/tests/stack/lib.sh"
+cm_stack_link "$STACK"
 
 say "test mailbox (Dovecot + Postfix) in $STACK"
 "$top/tests/stack/start.sh" "$STACK" >"$CASEMAIL_HOME/demo-stack.log" 2>&1 ||

@@ -64,6 +64,22 @@ cm_reachable() {
     printf '%s\n' "$3"
 }
 
+# cm_stack_link DIR: as root, when the servers' users can't enter the
+# folder DIR is to be made in (a checkout under /root, mode 0700), makes
+# DIR a link to a folder of its own in /var/lib/casemail, where `casemail
+# up` keeps its PostgreSQL then too. start.sh DIR then makes the folder.
+cm_stack_link() {
+    local dir shared
+    dir=$(cm_abs "$1")
+    dir=${dir%/}
+    if cm_is_root && [ ! -e "$dir" ] && ! runuser -u postgres -- test -x "$(dirname "$dir")"; then
+        shared=/var/lib/casemail/$(basename "$dir")-$(printf '%s' "$dir" | cksum | cut -d' ' -f1)
+        mkdir -p /var/lib/casemail
+        chmod 755 /var/lib/casemail
+        ln -sfn "$shared" "$dir"
+    fi
+}
+
 # cm_setup_dir DIR: sets D and the path variables used everywhere. A DIR
 # that is a symbolic link (make demo's, when its folder is out of the
 # servers' reach) stands for the folder it names.
