@@ -45,7 +45,14 @@ say "casemail up"
 "$CM" up
 
 if "$CM" route show "$ROUTE" >/dev/null 2>&1; then
-    echo "route $ROUTE exists; left as it is"
+    # kept, but pointed at this test mailbox again (its ports) and its
+    # password sealed again with this state folder's key: a checkout cloned
+    # again at the same path finds the database of the one before it
+    # (docs/CLI.md, up), sealed with the key of the old state folder
+    CM_PW="$USER_NAME-pw-Secret1" "$CM" route set "$ROUTE" --password-env CM_PW \
+        --inbound-port "$CM_IMAPS_PORT" --outbound-port "$CM_SUBMISSION_PORT" \
+        --ca-file "$CM_CA_FILE" >/dev/null
+    echo "route $ROUTE exists; kept, with this mailbox's ports and its password sealed again"
 else
     CM_PW="$USER_NAME-pw-Secret1" "$CM" route add "$ROUTE" --kind two-way --email "$ADDR" \
         --username "$ADDR" --password-env CM_PW \
