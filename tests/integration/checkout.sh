@@ -32,6 +32,19 @@ else
     again=$(cm_reachable nobody "$closed/pkg" "$CM_WORK/checkout-open/pkg")
     check_eq "the copy is made once" "$got yes" \
         "$again $([ -e "$again/kept" ] && echo yes || echo no)"
+    # unpacked again (make deps after a new version): copied again
+    rm -rf "$closed/pkg"
+    mkdir -p "$closed/pkg/bin"
+    printf '#!/bin/sh\necho new as $(id -un)\n' > "$closed/pkg/bin/hello"
+    chmod 755 "$closed/pkg" "$closed/pkg/bin" "$closed/pkg/bin/hello"
+    again=$(cm_reachable nobody "$closed/pkg" "$CM_WORK/checkout-open/pkg")
+    check_eq "a folder unpacked again is copied again" "new as nobody no" \
+        "$(runuser -u nobody -- "$again/bin/hello" 2>&1) $([ -e "$again/kept" ] && echo yes || echo no)"
+    if cm_reachable nobody "$closed/missing" "$CM_WORK/checkout-open/missing" >/dev/null 2>&1; then
+        not_ok "a folder that can't be copied is an error" "cm_reachable succeeded"
+    else
+        ok "a folder that can't be copied is an error"
+    fi
     chmod 755 "$closed"
     check_eq "within the user's reach, the folder itself is used" "$closed/pkg" \
         "$(cm_reachable nobody "$closed/pkg" "$CM_WORK/checkout-open/pkg2")"
@@ -59,6 +72,12 @@ else
         rm -rf "$target"
     fi
     rm -f "$closed/demo-stack"
+    # the empty folder a start.sh of an earlier version left there
+    mkdir "$closed/demo-stack"
+    cm_stack_link "$closed/demo-stack"
+    check_eq "an empty stack folder left out of reach becomes the link" "yes" \
+        "$([ -L "$closed/demo-stack" ] && echo yes || echo no)"
+    rm -f "$closed/demo-stack"
     cm_stack_link "$CM_WORK/checkout-open/demo-stack"
     check_eq "a stack folder within reach stays where it is" "no" \
         "$([ -L "$CM_WORK/checkout-open/demo-stack" ] && echo yes || echo no)"
@@ -66,10 +85,10 @@ else
 fi
 
 # a build without the development packages names them
-out=$(make -s -C "$CM_TOP" --no-print-directory pkgs PKGS="libczmq cm-no-such-package" 2>&1)
+out=$(env -u MAKEFLAGS -u MAKELEVEL make -s -C "$CM_TOP" --no-print-directory pkgs PKGS="libczmq cm-no-such-package" 2>&1)
 rc=$?
 check_eq "make without a development package stops (exit 2)" "2" "$rc"
 check_contains "... naming the package" "cm-no-such-package" "$out"
 check_contains "... and what installs the packages" "run 'make deps'" "$out"
 check "make with the packages installed goes on" \
-    make -s -C "$CM_TOP" --no-print-directory pkgs
+    env -u MAKEFLAGS -u MAKELEVEL make -s -C "$CM_TOP" --no-print-directory pkgs

@@ -48,12 +48,13 @@ shift 2
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=lib.sh
 . "$top/tests/stack/lib.sh"
+D=$(cm_abs "$D")
 RUNAS=courier
 DEB=${CM_COURIER_DEB:-$top/var/deb}
 # deb: the unpacked packages where RUNAS can run them (a copy in DIR when
 # the checkout is out of its reach)
 deb() {
-    DEB=$(cm_reachable "$RUNAS" "$DEB" "$D/deb")
+    DEB=$(cm_reachable "$RUNAS" "$DEB" "$D/deb") || die "cannot copy $DEB where user $RUNAS runs it"
     IMAPD=$DEB/courier-imap/usr/bin/imapd
     TLS=$DEB/courier-base/usr/bin/couriertls
 }

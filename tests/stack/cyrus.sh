@@ -30,6 +30,7 @@ BIN=/usr/lib/cyrus/bin
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=lib.sh
 . "$top/tests/stack/lib.sh"
+D=$(cm_abs "$D")
 IMAPD_BIN=${CM_CYRUS_IMAPD_BIN:-$top/var/deb/cyrus-imapd/usr/lib/cyrus/bin}
 die() { printf 'cyrus: %s\n' "$*" >&2; exit 1; }
 pid_of() { cat "$D/run/master.pid" 2>/dev/null || true; }
@@ -48,7 +49,8 @@ start)
     [ -x "$IMAPD_BIN/imapd" ] || die "no $IMAPD_BIN/imapd: unpack cyrus-imapd (make deps)"
     ours "$(pid_of)" && die "already running (pid $(pid_of))"
     mkdir -p "$D"/{conf,spool,sieve,run/socket,run/proc,run/lock}
-    IMAPD_BIN=$(cm_reachable cyrus "$IMAPD_BIN" "$D/imapd-bin")
+    IMAPD_BIN=$(cm_reachable cyrus "$IMAPD_BIN" "$D/imapd-bin") || die "cannot copy imapd where user cyrus runs it"
+    [ -x "$IMAPD_BIN/imapd" ] || die "no $IMAPD_BIN/imapd"
     rm -rf "$D"/run/proc/* "$D"/run/lock/* "$D"/run/socket/*
     cp "$3" "$D/server.crt"; cp "$4" "$D/server.key"
     cat > "$D/imapd.conf" <<EOF

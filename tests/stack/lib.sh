@@ -51,15 +51,26 @@ cm_as_pg() {
 
 # cm_reachable USER SRC COPY: prints SRC (a folder of var/deb), or, when
 # root runs this and USER can't enter SRC (a checkout under /root, mode
-# 0700), COPY, a copy of SRC made once, for USER to run from.
+# 0700), COPY: a copy of SRC that USER can read, made again only when SRC
+# was unpacked again since. 1 (with a message) when it can't be made.
 cm_reachable() {
     if ! cm_is_root || runuser -u "$1" -- test -x "$2"; then
         printf '%s\n' "$2"
-        return
+        return 0
     fi
-    if [ ! -d "$3" ]; then
+    local stamp
+    # what SRC holds: each file's name, size, time and mode
+    stamp=$(cd "$2" && find . -printf '%P %s %T@ %m\n' | sort | cksum) \
+        || { cm_log "cannot read $2"; return 1; }
+    if [ ! -d "$3" ] || [ "$(cat "$3.stamp" 2>/dev/null)" != "$stamp" ]; then
         mkdir -p "$(dirname "$3")"
-        cp -a "$2" "$3.tmp.$$" && mv "$3.tmp.$$" "$3"
+        rm -rf "$3" "$3.tmp.$$"
+        if ! { cp -a "$2" "$3.tmp.$$" && chmod -R go+rX "$3.tmp.$$" && mv "$3.tmp.$$" "$3"; }; then
+            rm -rf "$3.tmp.$$"
+            cm_log "cannot copy $2 to $3"
+            return 1
+        fi
+        printf '%s\n' "$stamp" > "$3.stamp"
     fi
     printf '%s\n' "$3"
 }
@@ -72,7 +83,12 @@ cm_stack_link() {
     local dir shared
     dir=$(cm_abs "$1")
     dir=${dir%/}
-    if cm_is_root && [ ! -e "$dir" ] && ! runuser -u postgres -- test -x "$(dirname "$dir")"; then
+    cm_is_root && ! runuser -u postgres -- test -x "$(dirname "$dir")" || return 0
+    # the empty folder an earlier start.sh made before it found it out of reach
+    if [ -d "$dir" ] && [ ! -L "$dir" ] && [ ! -e "$dir/ports" ]; then
+        rmdir "$dir" 2>/dev/null || true
+    fi
+    if [ ! -e "$dir" ]; then
         shared=/var/lib/casemail/$(basename "$dir")-$(printf '%s' "$dir" | cksum | cut -d' ' -f1)
         mkdir -p /var/lib/casemail
         chmod 755 /var/lib/casemail
