@@ -61,25 +61,36 @@ static struct {
 } s_pinned [S_PINNED_MAX];
 static int s_npinned;
 
-static void
+/* Keeps charset's converter loaded; true when iconv knows the charset
+   (asked once per process for each name the table holds). */
+static bool
 s_pin_charset (const char *charset)
 {
     if (!charset || !*charset || strlen (charset) >= sizeof s_pinned [0].name)
-        return;
+        return false;
     const char *name = g_mime_charset_iconv_name (charset);
     if (!name || strlen (name) >= sizeof s_pinned [0].name)
-        return;
+        return false;
     pthread_mutex_lock (&s_pin_lock);
-    bool known = false;
-    for (int i = 0; i < s_npinned && !known; i++)
-        known = strcmp (s_pinned [i].name, name) == 0;
+    int at = 0;
+    while (at < s_npinned && strcmp (s_pinned [at].name, name))
+        at++;
     /* names iconv doesn't know are remembered too, so they are tried once */
-    if (!known && s_npinned < S_PINNED_MAX) {
-        s_pinned [s_npinned].cd = iconv_open ("UTF-8", name);
-        snprintf (s_pinned [s_npinned].name, sizeof s_pinned [0].name, "%s", name);
+    if (at == s_npinned && s_npinned < S_PINNED_MAX) {
+        s_pinned [at].cd = iconv_open ("UTF-8", name);
+        snprintf (s_pinned [at].name, sizeof s_pinned [0].name, "%s", name);
         s_npinned++;
     }
+    bool held = at < s_npinned;
+    bool known = held && s_pinned [at].cd != (iconv_t) -1;
     pthread_mutex_unlock (&s_pin_lock);
+    if (!held) {                        /* the table is full: ask iconv */
+        iconv_t cd = iconv_open ("UTF-8", name);
+        known = cd != (iconv_t) -1;
+        if (known)
+            iconv_close (cd);
+    }
+    return known;
 }
 
 /* The charsets of RFC 2047 encoded words ("=?name?") in the header of
@@ -201,14 +212,9 @@ s_note_charset (s_ctx_t *ctx, const char *label)
         if (!g_ascii_strcasecmp (ctx->declared [i], name))
             return;
     /* only a charset iconv knows takes one of the few places (a label is
-       input: made-up names must not crowd out the real one), and only it
-       is kept loaded */
-    const char *iname = g_mime_charset_iconv_name (name);
-    iconv_t cd = iname ? iconv_open ("UTF-8", iname) : (iconv_t) -1;
-    if (cd == (iconv_t) -1)
+       input: made-up names must not crowd out the real one) */
+    if (!s_pin_charset (name))
         return;
-    iconv_close (cd);
-    s_pin_charset (name);
     snprintf (ctx->declared [ctx->ndeclared++], sizeof ctx->declared [0], "%s", name);
 }
 
