@@ -7,8 +7,9 @@
 # "demo" on that mailbox, waits until the messages are incidents and shows
 # the EMAIL FEEDS list and the incidents.
 # Re-running it works: the stack is reused (or started again), the route is
-# kept (pointed at the stack's ports, its password sealed again), and a message already delivered (same Message-ID in the
-# route's inbox) is not sent again, so no incident is created twice.
+# kept (pointed at the stack's ports, its password sealed again), and a
+# message already delivered (same Message-ID in the route's inbox) is not
+# sent again, so no incident is created twice.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"

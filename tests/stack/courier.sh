@@ -58,8 +58,6 @@ deb() {
     IMAPD=$DEB/courier-imap/usr/bin/imapd
     TLS=$DEB/courier-base/usr/bin/couriertls
 }
-IMAPD=$DEB/courier-imap/usr/bin/imapd
-TLS=$DEB/courier-base/usr/bin/couriertls
 die() { printf 'courier: %s\n' "$*" >&2; exit 1; }
 # alive PID NAME: PID runs NAME and is not a zombie
 alive() {
