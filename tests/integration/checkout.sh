@@ -40,7 +40,8 @@ else
     again=$(cm_reachable nobody "$closed/pkg" "$CM_WORK/checkout-open/pkg")
     check_eq "a folder unpacked again is copied again" "new as nobody no" \
         "$(runuser -u nobody -- "$again/bin/hello" 2>&1) $([ -e "$again/kept" ] && echo yes || echo no)"
-    if cm_reachable nobody "$closed/missing" "$CM_WORK/checkout-open/missing" >/dev/null 2>&1; then
+    touch "$CM_WORK/checkout-file"            # no folder can be made in it
+    if cm_reachable nobody "$closed/pkg" "$CM_WORK/checkout-file/pkg" >/dev/null 2>&1; then
         not_ok "a folder that can't be copied is an error" "cm_reachable succeeded"
     else
         ok "a folder that can't be copied is an error"
@@ -81,7 +82,7 @@ else
     cm_stack_link "$CM_WORK/checkout-open/demo-stack"
     check_eq "a stack folder within reach stays where it is" "no" \
         "$([ -L "$CM_WORK/checkout-open/demo-stack" ] && echo yes || echo no)"
-    rm -rf "$closed" "$CM_WORK/checkout-open"
+    rm -rf "$closed" "$CM_WORK/checkout-open" "$CM_WORK/checkout-file"
 fi
 
 # a build without the development packages names them

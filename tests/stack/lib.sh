@@ -52,9 +52,10 @@ cm_as_pg() {
 # cm_reachable USER SRC COPY: prints SRC (a folder of var/deb), or, when
 # root runs this and USER can't enter SRC (a checkout under /root, mode
 # 0700), COPY: a copy of SRC that USER can read, made again only when SRC
-# was unpacked again since. 1 (with a message) when it can't be made.
+# was unpacked again since. 1 (with a message) when it can't be made. A
+# SRC that isn't there is printed as it is, for the caller to name.
 cm_reachable() {
-    if ! cm_is_root || runuser -u "$1" -- test -x "$2"; then
+    if [ ! -e "$2" ] || ! cm_is_root || runuser -u "$1" -- test -x "$2"; then
         printf '%s\n' "$2"
         return 0
     fi
@@ -63,9 +64,8 @@ cm_reachable() {
     stamp=$(cd "$2" && find . -printf '%P %s %T@ %m\n' | sort | cksum) \
         || { cm_log "cannot read $2"; return 1; }
     if [ ! -d "$3" ] || [ "$(cat "$3.stamp" 2>/dev/null)" != "$stamp" ]; then
-        mkdir -p "$(dirname "$3")"
         rm -rf "$3" "$3.tmp.$$"
-        if ! { cp -a "$2" "$3.tmp.$$" && chmod -R go+rX "$3.tmp.$$" && mv "$3.tmp.$$" "$3"; }; then
+        if ! { mkdir -p "$(dirname "$3")" && cp -a "$2" "$3.tmp.$$" && chmod -R go+rX "$3.tmp.$$" && mv "$3.tmp.$$" "$3"; }; then
             rm -rf "$3.tmp.$$"
             cm_log "cannot copy $2 to $3"
             return 1
