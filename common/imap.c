@@ -2068,6 +2068,12 @@ s_body_sync (cm_imap_t *self, char *err, size_t errlen)
     return s_body_examine (self, err, errlen);
 }
 
+int
+cm_imap_body_open (cm_imap_t *self, char *err, size_t errlen)
+{
+    return s_body_sync (self, err, errlen) ? -1 : 0;
+}
+
 /* Notes uid for cm_imap_restore_unseen() (once). -1 out of memory. */
 static int
 s_note_unseen (cm_imap_t *self, uint64_t uid)

@@ -95,13 +95,20 @@ int cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
    0 ok, -1 with reason. */
 int cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n,
                       char *err, size_t errlen);
+/* Logs the body connection in and opens the folder read-only now, rather
+   than at the first batch, so a server that allows no more sessions says
+   so at once. 0 ok, -1 with reason. */
+int cm_imap_body_open (cm_imap_t *self, char *err, size_t errlen);
 /* Marks a batch of UIDs (ascending) \Seen / moves them, in one command on
    the control connection. (cm_imap_prefetch() brings the body connection
    up to date once per batch, read-only so its BODY[] sets no \Seen, and
    drains the flag news these commands cause there, so libcurl never meets
    an unsolicited FETCH it can't parse: a NOOP after up to
-   CM_IMAP_NOOP_NEWS_MAX changes, an EXAMINE after more.) */
-#define CM_IMAP_NOOP_NEWS_MAX 64
+   CM_IMAP_NOOP_NEWS_MAX changes, an EXAMINE after more. Past some 160
+   to 190 news lines, libcurl 7.88 drops the connection on a NOOP's
+   answer (Dovecot 2.3, lines of \Seen alone); 128 covers two sessions'
+   batches of 64, as the fetcher's two lanes make them.) */
+#define CM_IMAP_NOOP_NEWS_MAX 128
 int cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n,
                            char *err, size_t errlen);
 int cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n,

@@ -192,9 +192,16 @@ s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
             ctx->in_auth = false;
         return;
     }
-    /* IMAP: a tagged answer ends a SASL exchange; "+" continues it. */
-    if (line [0] != '*' && line [0] != '+')
+    /* IMAP: a tagged answer ends a SASL exchange; "+" continues it. A
+       refusal of the login is kept with its response code (RFC 5530:
+       [LIMIT], [UNAVAILABLE], ... say why, other than the password). */
+    if (line [0] != '*' && line [0] != '+') {
+        const char *answer = strchr (line, ' ');
+        if (ctx->in_auth && answer && (strncasecmp (answer + 1, "NO ", 3) == 0
+                                       || strncasecmp (answer + 1, "BAD ", 4) == 0))
+            snprintf (ctx->fail, sizeof ctx->fail, "%s", answer + 1);
         ctx->in_auth = false;
+    }
 }
 
 void
@@ -351,6 +358,14 @@ cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
                    to the authentication service) */
                 snprintf (err, errlen, "temporary authentication failure at %s:%d: %s",
                           host, srv->port, ctx->fail);
+            else if (ctx && strncasecmp (ctx->fail, "NO [", 4) == 0
+                     && strncasecmp (ctx->fail + 4, "AUTHENTICATIONFAILED]", 21)
+                     && strncasecmp (ctx->fail + 4, "AUTHORIZATIONFAILED]", 20))
+                /* IMAP: refused for another reason than the credentials
+                   (a limit of connections, the server unavailable, ...):
+                   the server's words */
+                snprintf (err, errlen, "login refused by %s:%d: %s", host, srv->port,
+                          ctx->fail);
             else
                 snprintf (err, errlen, "authentication failed for %s", user);
             break;

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "db.h"
+#include "imap.h"
+#include "oauth.h"
 #include "server.h"
 
 #define LEASE_NAMESPACE 25453   /* advisory lock class of route leases ("cm") */
@@ -29,6 +31,12 @@ typedef struct {
                                    acknowledged a batch or went through
                                    the whole folder (the route is RUNNING) */
     long long session_start_ms; /* when it logged in (monotonic) */
+    cm_oauth_t *oauth;          /* auth oauth2: the route's token cache */
+    cm_db_t *lane_db;           /* the second fetch session's database
+                                   session (lanes.c), kept between passes */
+    bool lane_refused;          /* the second session could not log in:
+                                   one session until the next login */
+    char lane_db_err [600];     /* why lane_db failed a pass (-2) */
 } worker_t;
 
 /* Process-wide counters shown in heartbeats. */
@@ -58,6 +66,9 @@ void worker_nap (worker_t *self, long ms);
    worker must give the route up. */
 bool worker_login_failed (worker_t *self, cm_db_t *db, const char *err, long wait_ms,
                           long *backoff, long retry_max);
+/* Logs in to the route's mailbox (srv filled from config); NULL with err. */
+cm_imap_t *worker_open_mailbox (worker_t *self, const json_t *config,
+                                cm_mailserver_t *srv, char *err, size_t errlen);
 /* A mailbox session begins: logged in, not yet up. */
 void worker_session_begin (worker_t *self);
 /* The session has worked (a batch acknowledged, or the whole folder gone
@@ -89,14 +100,48 @@ void worker_session_lost (worker_t *self, cm_db_t *db, const char *what,
    fetchers every second while the route looks RUNNING. 0: none. */
 int worker_db_verdict (worker_t *self, cm_db_t *db, int rc, long *backoff, long retry_max);
 
+/* Batch steps shared by worker.c's pass and lanes.c's. */
+#define BATCH_MAX       64                /* messages per transaction */
+#define BATCH_BYTES     (32u << 20)       /* bytes per transaction */
+typedef struct fetched_s fetched_t;
+int worker_fetch_batch (worker_t *self, cm_db_t *db, cm_imap_t *imap, const uint64_t *uids,
+                        size_t count, size_t *i, size_t fetch_max, fetched_t *msgs,
+                        size_t *n, char *err, size_t errlen);
+/* A batch of n committed, added of them new, up to UID last: counted,
+   the parsers woken, traced. */
+void worker_batch_stored (worker_t *self, const json_t *config, int added, size_t n,
+                          uint64_t last);
+/* Acknowledges committed messages to the mailbox as the route says
+   (after_fetch seen or move), in one command. 0, or -1 with err. */
+int worker_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
+                        const fetched_t *msgs, size_t n, char *err, size_t errlen);
+
+/* lanes.c: a long pass over two mailbox sessions, each with its own
+   database session, batches dealt to them in turn. Used for a pass of
+   more than LANES_MIN_UIDS messages when lanes_wanted says so. */
+#define LANES_MIN_UIDS  (2 * BATCH_MAX)
+/* True unless CASEMAIL_FETCH_SESSIONS is 1 or the second session could
+   not log in since the route's last login. */
+bool lanes_wanted (worker_t *self);
+/* Ingests uids (ascending, all after *last_uid) over the worker's mailbox
+   session (imap) and a second one it logs in for the pass; *last_uid
+   becomes the cursor reached. 0 ok, -1 mailbox error (err), -2 database
+   error (err, or self->lane_db_err for the second database session), 1
+   when the second session can't be had (nothing fetched: use one). */
+int lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
+                uint64_t uidvalidity, const uint64_t *uids, size_t count,
+                uint64_t *last_uid, char *err, size_t errlen);
+/* Frees what lanes keep between passes (the worker is ending). */
+void lanes_close (worker_t *self);
+
 /* store.c */
-typedef struct {
+struct fetched_s {
     uint64_t uid;
     char *raw;                  /* NULL when over the fetch limit (or once sent) */
     size_t len;                 /* bytes, or the announced size */
     bool over_limit;            /* recorded rejected, left in the mailbox */
     char *reason;               /* raw NULL for another cause: why (malloc'd) */
-} fetched_t;
+};
 /* Reads the cursor of (route, folder): 0 with uidvalidity, last_uid and
    since_top (all 0 when the route has none yet), and whether a --since
    limit was recorded (since_top 0 then: nothing to limit), -1 on
@@ -110,7 +155,8 @@ int store_cursor (cm_db_t *db, long long route_id, const char *folder,
 int store_since_top (cm_db_t *db, long long route_id, const char *folder,
                      uint64_t uidvalidity, uint64_t since_top);
 /* Moves the cursor to uid, past UIDs that hold nothing to fetch (mail
-   --since leaves out), if it is of this UIDVALIDITY and below. 0 or -1. */
+   --since leaves out) or whose messages are all committed (a pass over
+   two lanes), if it is of this UIDVALIDITY and below. 0 or -1. */
 int store_cursor_skip (cm_db_t *db, long long route_id, const char *folder,
                        uint64_t uidvalidity, uint64_t uid);
 /* Commits a batch of fetched messages and moves the cursor to last_uid,

@@ -1,7 +1,9 @@
 /*  fetcher/store.c: the database side of the fetcher: the route's UID
     cursor, committing raw messages idempotently, and route status.
-    Invariant: the cursor moves only in the transaction that commits the
-    messages it covers, and the mailbox is acknowledged only after. */
+    Invariant: the cursor never passes a message that is not committed (it
+    moves in the transaction that commits the messages it covers, or, over
+    two lanes whose batches commit in any order, later: lanes.c), and the
+    mailbox is acknowledged only after the commit. */
 #include "fetcher.h"
 #include "buf.h"
 #include "digest.h"

@@ -23,14 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_MAX       64                /* messages per transaction */
 #define REACK_MAX       200               /* re-acknowledged after a login: the
                                              largest batch any version made */
-#define BATCH_BYTES     (32u << 20)       /* bytes per transaction */
+/* what two fetch sessions may leave committed and unacknowledged */
+_Static_assert (2 * BATCH_MAX <= REACK_MAX, "two lanes' batches must fit a re-acknowledgement");
 #define SEARCH_MAX      5000              /* UIDs per search (CASEMAIL_SEARCH_UIDS) */
 #define SEARCH_UIDS_MAX 100000            /* the most CASEMAIL_SEARCH_UIDS may ask */
 /* one acknowledgement stays within the body session's NOOP sync */
-_Static_assert (BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "a batch's news must fit one NOOP");
+_Static_assert (2 * BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "two lanes' acknowledgements must fit one NOOP");
 #define IDLE_MS         60000             /* re-check at least this often */
 
 fetch_counters_t fetch_counters;
@@ -115,16 +115,18 @@ worker_db_verdict (worker_t *self, cm_db_t *db, int rc, long *backoff, long retr
     }
     if (rc != -2)
         return 0;
-    char why [600];
-    snprintf (why, sizeof why, "the database refused a statement: %s", cm_db_error (db));
+    char why [700];
+    snprintf (why, sizeof why, "the database refused a statement: %s",
+              *self->lane_db_err ? self->lane_db_err : cm_db_error (db));
+    self->lane_db_err [0] = 0;
     worker_session_lost (self, db, "database work", why, 0, backoff, retry_max);
     return -1;
 }
 
 /* Acknowledges committed messages to the mailbox as the route says, in
    one command for the batch. */
-static int
-s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
+int
+worker_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
                const fetched_t *msgs, size_t n, char *err, size_t errlen)
 {
     const char *after = cm_route_str (config, "after_fetch");
@@ -147,12 +149,13 @@ s_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
 /* After each login: acknowledges the last committed batch again. A
    fetcher killed (or a connection lost) between a commit and the end of
    its acknowledgements leaves those messages unmarked or unmoved, and the
-   cursor is already past them, so s_sync would never see them again. Only
+   cursor may be past them, so s_sync would never see them again. Only
    the newest batch can be in that state: a batch is acknowledged before
-   the next one is committed. REACK_MAX covers a batch of any size an
+   the next one is committed (over two sessions, lanes.c: the newest
+   two). REACK_MAX covers a batch of any size an
    earlier version made. Marking seen and moving are harmless again (a
    UID that is gone is no error). Messages over the fetch limit (no raw
-   bytes) stay untouched, as in s_acknowledge. -1 mailbox error, -2
+   bytes) stay untouched, as in worker_acknowledge. -1 mailbox error, -2
    database error. */
 static int
 s_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
@@ -179,7 +182,60 @@ s_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *con
         n++;
     }
     PQclear (res);
-    return s_acknowledge (self, imap, config, batch, n, err, errlen);
+    return worker_acknowledge (self, imap, config, batch, n, err, errlen);
+}
+
+/* Fetches uids[*i] onwards (below count) into msgs, *n of them: up to
+   BATCH_MAX messages or BATCH_BYTES bytes, *i moved past every UID tried
+   (one expunged meanwhile is passed over; one over fetch_max is recorded
+   without bytes). Then takes back the \Seen that fetching may have set,
+   so the flag (or the move) comes only after the commit. 0 ok, -1 mailbox
+   error (err): the messages fetched before it are in msgs all the same. */
+int
+worker_fetch_batch (worker_t *self, cm_db_t *db, cm_imap_t *imap, const uint64_t *uids,
+                    size_t count, size_t *i, size_t fetch_max, fetched_t *msgs, size_t *n,
+                    char *err, size_t errlen)
+{
+    /* Fetching must not mark the message: \Seen (or the move) is the
+       acknowledgement and comes only after the commit (invariant 1). */
+    const bool peek = true;
+    size_t bytes = 0;
+    /* flags and sizes of the whole batch in one command */
+    size_t ahead = count - *i < BATCH_MAX ? count - *i : BATCH_MAX;
+    int rc = cm_imap_prefetch (imap, uids + *i, ahead, err, errlen) ? -1 : 0;
+    while (rc == 0 && *i < count && *n < BATCH_MAX && bytes < BATCH_BYTES) {
+        fetched_t *m = &msgs [*n];
+        memset (m, 0, sizeof *m);
+        m->uid = uids [*i];
+        bool too_big = false;
+        rc = cm_imap_fetch (imap, m->uid, fetch_max, peek, &m->raw, &m->len,
+                            &too_big, err, errlen);
+        cm_db_flush (db);       /* more of the batch before, if it goes */
+        (*i)++;
+        if (rc == 2) {
+            rc = 0;
+            continue;               /* expunged meanwhile */
+        }
+        if (rc < 0)
+            break;
+        if (too_big) {
+            m->raw = NULL;
+            m->over_limit = true;
+            atomic_fetch_add (&fetch_counters.too_big, 1);
+            cm_warn (self->name, "UID %llu is %zu bytes, over the fetch limit:"
+                     " recorded as rejected and left in the mailbox",
+                     (unsigned long long) m->uid, m->len);
+        }
+        bytes += m->raw ? m->len : 0;
+        (*n)++;
+        rc = 0;
+    }
+    /* fetching set \Seen: take it back before anything else */
+    char scratch [256];
+    if (cm_imap_restore_unseen (imap, rc < 0 ? scratch : err,
+                                rc < 0 ? sizeof scratch : errlen) && rc == 0)
+        rc = -1;
+    return rc;
 }
 
 /* A batch being fetched, or committing while the next one is fetched. */
@@ -199,6 +255,19 @@ s_batch_clear (batch_t *b)
     b->sent = false;
 }
 
+void
+worker_batch_stored (worker_t *self, const json_t *config, int added, size_t n,
+                     uint64_t last)
+{
+    atomic_fetch_add (&fetch_counters.fetched, (unsigned long long) added);
+    if (added)
+        cm_server_wake (self->srv, "parser");
+    cm_trace (cm_route_str (config, "log_level")
+              && strcmp (cm_route_str (config, "log_level"), "verbose") == 0,
+              self->name, "committed %d new of %zu messages up to UID %llu",
+              added, n, (unsigned long long) last);
+}
+
 /* Waits for the commit of b (when in flight), then acknowledges it to
    the mailbox. 0 ok, -1 mailbox error (err), -2 database error. */
 static int
@@ -211,14 +280,8 @@ s_batch_finish (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *conf
     int rc = added < 0 ? -2 : 0;
     if (added >= 0) {
         *last_uid = b->last;
-        atomic_fetch_add (&fetch_counters.fetched, (unsigned long long) added);
-        if (added)
-            cm_server_wake (self->srv, "parser");
-        cm_trace (cm_route_str (config, "log_level")
-                  && strcmp (cm_route_str (config, "log_level"), "verbose") == 0,
-                  self->name, "committed %d new of %zu messages up to UID %llu",
-                  added, b->n, (unsigned long long) b->last);
-        if (s_acknowledge (self, imap, config, b->msgs, b->n, err, errlen) < 0)
+        worker_batch_stored (self, config, added, b->n, b->last);
+        if (worker_acknowledge (self, imap, config, b->msgs, b->n, err, errlen) < 0)
             rc = -1;
         else if (worker_session_up (self, db))
             rc = -2;
@@ -242,9 +305,6 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     size_t search_max = (size_t) cm_config_env ("CASEMAIL_SEARCH_UIDS", SEARCH_MAX);
     if (search_max > SEARCH_UIDS_MAX)
         search_max = SEARCH_UIDS_MAX;   /* a search holds up to 65 times that */
-    /* Fetching must not mark the message: \Seen (or the move) is the
-       acknowledgement and comes only after the commit (invariant 1). */
-    const bool peek = true;
     uint64_t uv = cm_imap_uidvalidity (imap), cur_uv, last_uid, since_top;
     bool since_recorded;
     if (store_cursor (db, self->route_id, folder, &cur_uv, &last_uid, &since_top,
@@ -315,46 +375,21 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             }
             break;
         }
+        /* a long pass: over two mailbox sessions (lanes.c), when a second
+           one can log in (1: it could not, nothing was fetched) */
+        int lanes = count - first > LANES_MIN_UIDS && lanes_wanted (self)
+                  ? lanes_pass (self, db, imap, config, uv, uids + first, count - first,
+                                &last_uid, err, errlen) : 1;
+        if (lanes <= 0) {
+            result = lanes;
+            free (uids);
+            continue;
+        }
         int turn = 0;
         for (size_t i = first; i < count && !s_stopping (self) && result == 0; turn ^= 1) {
             batch_t *b = &pair [turn], *prev = &pair [turn ^ 1];
-            size_t bytes = 0;
-            /* flags and sizes of the whole batch in one command */
-            size_t ahead = count - i < BATCH_MAX ? count - i : BATCH_MAX;
-            int rc = cm_imap_prefetch (imap, uids + i, ahead, err, errlen) ? -1 : 0;
-            while (rc == 0 && i < count && b->n < BATCH_MAX && bytes < BATCH_BYTES) {
-                fetched_t *m = &b->msgs [b->n];
-                memset (m, 0, sizeof *m);
-                m->uid = uids [i];
-                bool too_big = false;
-                rc = cm_imap_fetch (imap, m->uid, fetch_max, peek, &m->raw, &m->len,
-                                    &too_big, err, errlen);
-                cm_db_flush (db);       /* more of the batch before, if it goes */
-                i++;
-                if (rc == 2) {
-                    rc = 0;
-                    continue;               /* expunged meanwhile */
-                }
-                if (rc < 0)
-                    break;
-                if (too_big) {
-                    m->raw = NULL;
-                    m->over_limit = true;
-                    atomic_fetch_add (&fetch_counters.too_big, 1);
-                    cm_warn (self->name, "UID %llu is %zu bytes, over the fetch limit:"
-                             " recorded as rejected and left in the mailbox",
-                             (unsigned long long) m->uid, m->len);
-                }
-                bytes += m->raw ? m->len : 0;
-                b->n++;
-                rc = 0;
-            }
-            /* fetching set \Seen: take it back before anything else, so
-               the flag (or the move) comes only after the commit */
-            char scratch [256];
-            if (cm_imap_restore_unseen (imap, rc < 0 ? scratch : err,
-                                        rc < 0 ? sizeof scratch : errlen) && rc == 0)
-                rc = -1;
+            int rc = worker_fetch_batch (self, db, imap, uids, count, &i, fetch_max,
+                                         b->msgs, &b->n, err, errlen);
             /* the batch before this one: committed and acknowledged first */
             char perr [512] = "";
             int prc = s_batch_finish (self, db, imap, config, prev, &last_uid,
@@ -473,6 +508,16 @@ s_open_oauth (const json_t *config, cm_mailserver_t *srv, cm_oauth_t **oauth,
     return imap;
 }
 
+cm_imap_t *
+worker_open_mailbox (worker_t *self, const json_t *config, cm_mailserver_t *srv,
+                     char *err, size_t errlen)
+{
+    cm_route_inbound (config, srv);
+    if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0)
+        return s_open_oauth (config, srv, &self->oauth, err, errlen);
+    return cm_imap_open (srv, cm_route_str (config, "folder"), err, errlen);
+}
+
 static void *
 s_run (void *arg)
 {
@@ -481,7 +526,6 @@ s_run (void *arg)
     const cm_config_t *cfg = cm_server_config (self->srv);
     cm_db_t *db = cm_db_connect (cfg->db, "casemail-fetcher-route", err, sizeof err);
     json_t *config = NULL;
-    cm_oauth_t *oauth = NULL;          /* auth oauth2: the route's token cache */
     if (!db) {
         cm_warn (self->name, "%s", err);
         goto done;
@@ -511,12 +555,7 @@ s_run (void *arg)
     long backoff = 1000;
     while (!s_stopping (self)) {
         cm_mailserver_t srv;
-        cm_route_inbound (config, &srv);
-        cm_imap_t *imap = NULL;
-        if (strcmp (cm_route_str (config, "auth"), "oauth2") == 0)
-            imap = s_open_oauth (config, &srv, &oauth, err, sizeof err);
-        else
-            imap = cm_imap_open (&srv, cm_route_str (config, "folder"), err, sizeof err);
+        cm_imap_t *imap = worker_open_mailbox (self, config, &srv, err, sizeof err);
         if (!imap) {
             if (!worker_login_failed (self, db, err, 0, &backoff, retry_max))
                 goto done;
@@ -528,6 +567,7 @@ s_run (void *arg)
         /* RUNNING once the session is up (worker_session_up): a batch
            acknowledged, or the whole folder gone through */
         worker_session_begin (self);
+        self->lane_refused = false;    /* a second session may be tried again */
         int rc = s_reacknowledge (self, db, imap, config, err, sizeof err);
         long poll_ms = cm_route_int (config, "poll_interval") * 1000;
         while (!rc && !s_stopping (self)) {
@@ -556,7 +596,8 @@ done:
     if (atomic_load (&self->leased))
         cm_info (self->name, "released the lease of route %s", self->name);
     json_decref (config);
-    cm_oauth_destroy (&oauth);
+    cm_oauth_destroy (&self->oauth);
+    lanes_close (self);
     cm_db_destroy (&db);           /* ends the session: frees the lease */
     atomic_store (&self->done, true);
     return NULL;

@@ -130,6 +130,14 @@ check_eq "each message points at the incident it opened" "$N" \
 check_eq "one timeline entry per message" "$N $N" \
     "$(sql "SELECT count(DISTINCT t.inbound_id) || ' ' || count(*) FROM timeline t JOIN incidents i ON i.id = t.incident_id WHERE i.$R")"
 check_eq "two parser stages alive at the end" 2 "$(stage_pids parser | wc -w)"
+# the first pass (and the one after the fetcher's restart) ran over two
+# mailbox sessions (fetcher/lanes.c), whose batches commit in any order:
+# the cursor still ends at the folder's last UID, past nothing uncommitted
+check_contains "the fetcher fetched over two mailbox sessions" \
+    "messages over 2 mailbox sessions" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+check_eq "the route's cursor is the last stored UID" \
+    "$(sql "SELECT max(uid) FROM messages WHERE $R")" \
+    "$(sql "SELECT last_uid FROM route_cursors WHERE $R")"
 check_eq "route eo is RUNNING" RUNNING "$(route_status eo)"
 
 # after-fetch seen (the default): no message left unseen in the mailbox

@@ -32,7 +32,8 @@ mkdir -p "$DA"
 chmod 755 "$DA"
 NASTY='pä ss"w\{3}rd'
 printf '%s\n' "carol $NASTY" "dave dave-Secret1" "erin erin-Secret1" \
-    "frank pässwort" "gina gina-Secret1" "hank2 hank2-Secret1" "ivan ivan-Secret1" >"$DA/users"
+    "frank pässwort" "gina gina-Secret1" "hank2 hank2-Secret1" "ivan ivan-Secret1" \
+    "judy judy-Secret1" >"$DA/users"
 P=$(free_port)
 alt() { "$CM_TOP/tests/stack/dovecot-alt.sh" "$DA" "$@"; }
 DB=$CM_WORK/$CM_TEST.dovecot2        # a second one, folders under "INBOX."
@@ -166,6 +167,24 @@ else not_ok "a server that answers every SEARCH by ESEARCH (IMAP4rev2 only): the
 check_eq "and are \\Seen on the server" 5 \
     "$(alt doveadm search -u carol mailbox INBOX SEEN | grep -c .)"
 comes_after rev2 carol INBOX 2 7 "and the 2 that come after (ESEARCH from the cursor on)"
+
+# ------------------------------------------- a limit of sessions per user
+# A pass of more than 128 messages runs over two mailbox sessions
+# (fetcher/lanes.c). A server that allows a user two connections at once
+# (the route's control and body connections) refuses the second
+# session's: the route says so, with the server's words, and fetches
+# over its one session, each message once.
+if via_mitm session-limit lim judy judy-Secret1 300 --after-fetch seen; then
+    ok "a server that allows 2 connections per user: the 300 come in over one session"
+else not_ok "a server that allows 2 connections per user: the 300 come in over one session" \
+    "settled $(settled lim), status $(route_status lim)" "$(fetcher_log lim)"; fi
+check_contains "the fetcher says the second session was refused, in the server's words" \
+    "a second mailbox session could not log in (" "$(grep -h " lim " "$CASEMAIL_HOME"/log/fetcher-*.log)"
+check_contains "... naming the limit" "Maximum number of connections" \
+    "$(grep -h " lim " "$CASEMAIL_HOME"/log/fetcher-*.log)"
+check_eq "each once, all \\Seen, the route RUNNING" "300 300 RUNNING" \
+    "$(stored lim) $(alt doveadm search -u judy mailbox INBOX SEEN | grep -c .) $(route_status lim)"
+route_stop lim
 
 # A damaged ESEARCH answer ("ALL 12,3:*": read up to the "*", UID 12
 # alone, the cursor went past 3 to 11) fails the search, naming it;

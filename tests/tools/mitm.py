@@ -86,6 +86,11 @@ In the IMAP modes a literal's bytes are passed through as they are
   refuse-list IMAP in clear, a LIST of a folder whose name starts with
               "Refused" answered NO by the proxy itself (the server never
               sees it), as a server that will not list a folder
+  session-limit  IMAP in clear, a server that allows MITM_SESSIONS (2)
+              connections at once per user: a LOGIN or AUTHENTICATE on a
+              connection while more are open is answered "NO [LIMIT]
+              Maximum number of connections from user+IP exceeded" by the
+              proxy itself (Dovecot's words for mail_max_userip_connections)
 Every byte the client sends is appended to the log file, so a test can
 prove that nothing (no LOGIN, no AUTH, no mail) went out in clear.
 Stops on SIGTERM. Writes its pid to --pid FILE when given.
@@ -106,6 +111,7 @@ def uid_set(uids):
     return b",".join(b"%d" % a if a == b else b"%d:%d" % (a, b) for a, b in out)
 
 CHATTY = [0]           # chatty: message bodies seen on all connections
+OPEN = [0]             # session-limit: client connections open
 DEFERRED = set()       # defer-rcpt: the addresses refused once already
 STALLS = {}            # stall-smtp: RCPT TO per address; DATA held per address
 
@@ -148,6 +154,12 @@ async def pipe_client(reader, writer, log, mode, server_writer, inject, creates,
         m = re.match(rb"^(\S+) UID SEARCH ", line, re.I)
         if mode in ("rev2", "bad-esearch") and m:
             idle["search"] = m.group(1)
+        m = re.match(rb"^(\S+) (LOGIN|AUTHENTICATE) ", line, re.I)
+        if mode == "session-limit" and m and OPEN[0] > int(os.environ.get("MITM_SESSIONS", "2")):
+            inject(m.group(1) + b" NO [LIMIT] Maximum number of connections from user+IP"
+                   b" exceeded (mail_max_userip_connections=%d)\r\n"
+                   % int(os.environ.get("MITM_SESSIONS", "2")))
+            continue
         m = re.match(rb"^(\S+) AUTHENTICATE ", line, re.I)
         if mode == "login-only" and m:
             inject(m.group(1) + b" NO [CANNOT] AUTHENTICATE not offered\r\n")
@@ -205,6 +217,7 @@ async def handle(client_reader, client_writer, args):
         return
     def inject(data):
         client_writer.write(data)
+    OPEN[0] += 1
     pending = []
     creates = set()        # tags of the client's CREATE commands
     bodies = 0             # BODY[] literals seen on this connection
@@ -212,7 +225,7 @@ async def handle(client_reader, client_writer, args):
                                                                # (IDLE, the end of data)
     task = asyncio.ensure_future(pipe_client(client_reader, client_writer, args.log, args.mode,
                                              server_writer, inject, creates, state))
-    imap = args.mode in ("preauth", "no-uidnext", "chatty", "rev2", "bad-esearch", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star")
+    imap = args.mode in ("preauth", "no-uidnext", "chatty", "rev2", "bad-esearch", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "session-limit")
     # (latin1-smtp, slow-dot, defer-rcpt and stall-smtp are SMTP: no literals)
     try:
         while True:
@@ -308,6 +321,7 @@ async def handle(client_reader, client_writer, args):
     except asyncio.CancelledError:
         pass                # stopped (SIGTERM) while a stallbody- hold sleeps
     finally:
+        OPEN[0] -= 1
         client_writer.close()
         task.cancel()
 
@@ -315,7 +329,7 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
-    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "bad-esearch", "chatty", "no-uidnext", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp", "preauth"], required=True)
+    p.add_argument("--mode", choices=["strip-imap", "strip-smtp", "plain", "rev2", "bad-esearch", "chatty", "no-uidnext", "login-only", "huge-uidnext", "bad-size", "changing", "create-race", "refuse-list", "odd-flags", "no-uid", "end-idle", "refuse-fetch-star", "latin1-smtp", "slow-dot", "defer-rcpt", "stall-smtp", "preauth", "session-limit"], required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--pid")
     a = p.parse_args()

@@ -503,6 +503,92 @@ s_batch_tests (void)
     s_side (&srv, "", cmd, NULL, NULL);
 }
 
+/* Fetches and checks uids [0 .. k) on imap as the fetcher does a batch.
+   0 or -1; *good counts the messages fetched intact. */
+static int
+s_fetch_batch (cm_imap_t *imap, const uint64_t *uids, size_t k, const char *msg,
+               size_t *good, char *err, size_t errlen)
+{
+    int r = cm_imap_prefetch (imap, uids, k, err, errlen);
+    for (size_t j = 0; r == 0 && j < k; j++) {
+        char *data = NULL;
+        size_t len = 0;
+        bool too_big = false;
+        r = cm_imap_fetch (imap, uids [j], 1 << 20, true, &data, &len, &too_big, err,
+                           errlen);
+        *good += r == 0 && len == strlen (msg) && memcmp (data, msg, len) == 0;
+        free (data);
+    }
+    return r ? r : cm_imap_restore_unseen (imap, err, errlen);
+}
+
+/* Two sessions in one folder, as the fetcher's two lanes run a long pass
+   (fetcher/lanes.c): batches dealt in turn, each acknowledged on its own
+   session's control connection once the other session has fetched its
+   batch too. So each body session hears, at its next batch, its own
+   acknowledgement and the other session's (which its control
+   connection never counted): 2 * 64 flag news lines, drained by a NOOP
+   without libcurl dropping the connection. CM_LANES_BATCH changes the
+   batch (to find where a NOOP stops working). */
+static void
+s_lanes_tests (void)
+{
+    int batch = atoi (s_env ("CM_LANES_BATCH", "64"));
+    size_t n = (size_t) batch * 8;
+    char err [512], folder [64], cmd [128];
+    cm_mailserver_t srv = s_srv ("imaps", "CM_IMAPS_PORT");
+    snprintf (folder, sizeof folder, "Lanes%d", (int) getpid ());
+    snprintf (cmd, sizeof cmd, "CREATE %s", folder);
+    s_side (&srv, "", cmd, NULL, NULL);
+    char msg [512];
+    snprintf (msg, sizeof msg, s_msg, (int) getpid ());
+    size_t appended = 0;
+    for (size_t i = 0; i < n; i++)
+        appended += s_side (&srv, folder, NULL, msg, NULL) == 0;
+    s_side (&srv, folder, "STORE 1:* -FLAGS.SILENT (\\Seen)", NULL, NULL);
+    cm_imap_t *lane [2] = { cm_imap_open (&srv, folder, err, sizeof err), NULL };
+    if (lane [0])
+        lane [1] = cm_imap_open (&srv, folder, err, sizeof err);
+    EXPECT (appended == n && lane [0] && lane [1], "lanes: %zu messages in %s, two"
+            " sessions open %s", appended, folder, lane [1] ? "" : err);
+    uint64_t *uids = NULL;
+    size_t count = 0, good = 0;
+    int r = lane [1] ? cm_imap_search (lane [0], 1, 0, NULL, 0, &uids, &count, err,
+                                       sizeof err) : -1;
+    for (size_t i = 0; r == 0 && i < count; i += 2 * (size_t) batch) {
+        size_t k [2];
+        for (int l = 0; l < 2; l++) {
+            size_t at = i + (size_t) l * batch;
+            k [l] = at >= count ? 0 : count - at < (size_t) batch ? count - at : (size_t) batch;
+            if (r == 0 && k [l])
+                r = s_fetch_batch (lane [l], uids + at, k [l], msg, &good, err,
+                                   sizeof err);
+        }
+        for (int l = 0; l < 2 && r == 0; l++)
+            if (k [l])
+                r = cm_imap_mark_seen_set (lane [l], uids + i + (size_t) l * batch, k [l],
+                                           err, sizeof err);
+    }
+    EXPECT (r == 0 && good == n, "lanes of %d: %zu of %zu messages fetched intact %s",
+            batch, good, n, r ? err : "");
+    for (int l = 0; l < 2 && lane [1]; l++) {
+        size_t logins = 0, examines = 0;
+        cm_imap_body_stats (lane [l], &logins, &examines);
+        EXPECT (logins == 1 && examines == 1, "lanes of %d: session %d's body connection"
+                " logged in and opened the folder once, then was brought up to date by"
+                " NOOP (%zu logins, %zu EXAMINEs)", batch, l + 1, logins, examines);
+    }
+    char flags [4096] = "";
+    s_side (&srv, folder, "SEARCH UNSEEN", NULL, flags);
+    EXPECT (strstr (flags, "* SEARCH\r\n") != NULL, "lanes: every message acknowledged"
+            " (%.60s)", flags);
+    free (uids);
+    cm_imap_destroy (&lane [0]);
+    cm_imap_destroy (&lane [1]);
+    snprintf (cmd, sizeof cmd, "DELETE %s", folder);
+    s_side (&srv, "", cmd, NULL, NULL);
+}
+
 static void
 s_smtp_tests (void)
 {
@@ -627,6 +713,7 @@ main (int argc, char **argv)
     EXPECT (cm_smtp_selftest (true) == 0, "smtp selftest");
     s_imap_tests ();
     s_batch_tests ();
+    s_lanes_tests ();
     s_smtp_tests ();
     printf ("%d passed, %d failed\n", s_passed, s_failed);
     return s_failed ? 1 : 0;
