@@ -114,6 +114,7 @@ s_debug_line (cm_mailcurl_ctx_t *ctx, curl_infotype type, const char *line)
             || strncasecmp (cmd, "LOGIN ", 6) == 0) {
             ctx->in_auth = true;
             ctx->auth_sent = true;
+            ctx->fail [0] = 0;      /* this login's refusal, not an earlier one's */
             /* keep the command and mechanism, drop the rest */
             const char *end = strchr (cmd, ' ');
             if (end && strncasecmp (cmd, "LOGIN ", 6) != 0) {
@@ -309,6 +310,23 @@ cm_mailcurl_setup (CURL *h, const cm_mailserver_t *srv, const char *url,
     return 0;
 }
 
+/* An IMAP login's NO whose response code (RFC 5530) says the server
+   refused it for another reason than the credentials: too many
+   connections (LIMIT, INUSE), the server unable to check them now
+   (UNAVAILABLE, SERVERBUG). Any other code (AUTHENTICATIONFAILED,
+   EXPIRED, ...), or none, is taken for the credentials'. */
+static bool
+s_refused_not_credentials (const char *fail)
+{
+    static const char *codes [] = { "LIMIT]", "INUSE]", "UNAVAILABLE]", "SERVERBUG]" };
+    if (strncasecmp (fail, "NO [", 4))
+        return false;
+    for (size_t i = 0; i < sizeof codes / sizeof codes [0]; i++)
+        if (strncasecmp (fail + 4, codes [i], strlen (codes [i])) == 0)
+            return true;
+    return false;
+}
+
 void
 cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
                     const cm_mailserver_t *srv, char *err, size_t errlen)
@@ -358,12 +376,10 @@ cm_mailcurl_reason (CURLcode rc, const cm_mailcurl_ctx_t *ctx,
                    to the authentication service) */
                 snprintf (err, errlen, "temporary authentication failure at %s:%d: %s",
                           host, srv->port, ctx->fail);
-            else if (ctx && strncasecmp (ctx->fail, "NO [", 4) == 0
-                     && strncasecmp (ctx->fail + 4, "AUTHENTICATIONFAILED]", 21)
-                     && strncasecmp (ctx->fail + 4, "AUTHORIZATIONFAILED]", 20))
+            else if (ctx && s_refused_not_credentials (ctx->fail))
                 /* IMAP: refused for another reason than the credentials
-                   (a limit of connections, the server unavailable, ...):
-                   the server's words */
+                   (a limit of connections, the server unavailable): the
+                   server's words */
                 snprintf (err, errlen, "login refused by %s:%d: %s", host, srv->port,
                           ctx->fail);
             else

@@ -32,11 +32,10 @@ typedef struct {
                                    the whole folder (the route is RUNNING) */
     long long session_start_ms; /* when it logged in (monotonic) */
     cm_oauth_t *oauth;          /* auth oauth2: the route's token cache */
-    cm_db_t *lane_db;           /* the second fetch session's database
-                                   session (lanes.c), kept between passes */
     bool lane_refused;          /* the second session could not log in:
                                    one session until the next login */
-    char lane_db_err [600];     /* why lane_db failed a pass (-2) */
+    char lane_db_err [600];     /* why the second lane's database
+                                   session failed a pass (-2) */
 } worker_t;
 
 /* Process-wide counters shown in heartbeats. */
@@ -126,13 +125,12 @@ bool lanes_wanted (worker_t *self);
 /* Ingests uids (ascending, all after *last_uid) over the worker's mailbox
    session (imap) and a second one it logs in for the pass; *last_uid
    becomes the cursor reached. 0 ok, -1 mailbox error (err), -2 database
-   error (err, or self->lane_db_err for the second database session), 1
+   error (err, and self->lane_db_err when the second lane's database
+   session failed and the worker's did not), 1
    when the second session can't be had (nothing fetched: use one). */
 int lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                 uint64_t uidvalidity, const uint64_t *uids, size_t count,
                 uint64_t *last_uid, char *err, size_t errlen);
-/* Frees what lanes keep between passes (the worker is ending). */
-void lanes_close (worker_t *self);
 
 /* store.c */
 struct fetched_s {

@@ -24,6 +24,13 @@
       in flight above a done prefix, so what a crash leaves committed and
       not acknowledged is among the newest 2 * BATCH_MAX stored UIDs, which
       the re-acknowledgement after a login covers (REACK_MAX).
+    The second lane's database session does not hold the route's lease:
+    should the worker's session die (and another fetcher take the route),
+    that lane stops after the batch it is on, whose messages the unique
+    key keeps from being stored twice.
+    Each body session hears the other lane's acknowledgements as well as
+    its own: up to two batches of news between its syncs, which a NOOP
+    drains (LANES_NEWS_MAX; see cm_imap_set_news_max).
     A lane that fails halts the other after its batch; the pass returns
     the failure as the one-session pass does. When the second session
     can't log in (a server that limits sessions per user), the route
@@ -38,6 +45,8 @@
 #include <time.h>
 
 #define LANES 2
+#define LANES_NEWS_MAX  (2 * BATCH_MAX)   /* news a body session may NOOP */
+_Static_assert (LANES_NEWS_MAX <= 128, "a NOOP of more news lines than measured");
 
 typedef struct {
     worker_t *self;
@@ -70,12 +79,6 @@ bool
 lanes_wanted (worker_t *self)
 {
     return !self->lane_refused && cm_config_env ("CASEMAIL_FETCH_SESSIONS", LANES) >= LANES;
-}
-
-void
-lanes_close (worker_t *self)
-{
-    cm_db_destroy (&self->lane_db);
 }
 
 static uint64_t
@@ -155,7 +158,7 @@ s_lane_run (void *arg)
         /* every chunk before k - 1 done first (see the top) */
         while (!p->halt && p->prefix + 1 < k && !worker_stopping (p->self)) {
             struct timespec until;
-            clock_gettime (CLOCK_REALTIME, &until);
+            clock_gettime (CLOCK_MONOTONIC, &until);
             until.tv_nsec += 100 * 1000000L;       /* to notice a stop */
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
@@ -190,20 +193,19 @@ s_lane_run (void *arg)
 }
 
 /* The second lane's sessions; 1 (with the reason logged) when either
-   can't be had. */
+   can't be had, -1 when the folder changed. */
 static int
-s_second (worker_t *self, const json_t *config, uint64_t uv, cm_imap_t **imap)
+s_second (worker_t *self, const json_t *config, uint64_t uv, cm_db_t **db,
+          cm_imap_t **imap)
 {
     char err [1024];
-    if (!self->lane_db) {
-        self->lane_db = cm_db_connect (cm_server_config (self->srv)->db,
-                                       "casemail-fetcher-lane", err, sizeof err);
-        if (!self->lane_db) {
-            cm_warn (self->name, "a second database session for fetching could not be"
-                     " opened (%s): fetching over one session until the next login", err);
-            self->lane_refused = true;
-            return 1;
-        }
+    *db = cm_db_connect (cm_server_config (self->srv)->db, "casemail-fetcher-lane",
+                         err, sizeof err);
+    if (!*db) {
+        cm_warn (self->name, "a second database session for fetching could not be"
+                 " opened (%s): fetching over one session until the next login", err);
+        self->lane_refused = true;
+        return 1;
     }
     cm_mailserver_t srv;
     *imap = worker_open_mailbox (self, config, &srv, err, sizeof err);
@@ -213,6 +215,7 @@ s_second (worker_t *self, const json_t *config, uint64_t uv, cm_imap_t **imap)
         cm_warn (self->name, "a second mailbox session could not log in (%s): fetching"
                  " over one session until the next login", err);
         self->lane_refused = true;
+        cm_db_destroy (db);
         return 1;
     }
     if (cm_imap_uidvalidity (*imap) != uv) {
@@ -220,6 +223,7 @@ s_second (worker_t *self, const json_t *config, uint64_t uv, cm_imap_t **imap)
                  " %llu): logging in again", cm_route_str (config, "folder"),
                  (unsigned long long) uv, (unsigned long long) cm_imap_uidvalidity (*imap));
         cm_imap_destroy (imap);
+        cm_db_destroy (db);
         return -1;
     }
     return 0;
@@ -230,8 +234,13 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             uint64_t uidvalidity, const uint64_t *uids, size_t count,
             uint64_t *last_uid, char *err, size_t errlen)
 {
+    /* the worker's own body connection first: a server that limits
+       connections per user refuses the second lane's, never this one */
+    if (cm_imap_body_open (imap, err, errlen))
+        return -1;
     cm_imap_t *imap2 = NULL;
-    int second = s_second (self, config, uidvalidity, &imap2);
+    cm_db_t *db2 = NULL;
+    int second = s_second (self, config, uidvalidity, &db2, &imap2);
     if (second) {
         if (second < 0)
             snprintf (err, errlen, "UIDVALIDITY changed between two logins");
@@ -250,17 +259,24 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
         free (lanes);
         free (p.done);
         cm_imap_destroy (&imap2);
+        cm_db_destroy (&db2);
         return 1;
     }
     pthread_mutex_init (&p.lock, NULL);
-    pthread_cond_init (&p.cond, NULL);
-    cm_db_t *dbs [LANES] = { db, self->lane_db };
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&p.cond, &attr);
+    pthread_condattr_destroy (&attr);
+    cm_db_t *dbs [LANES] = { db, db2 };
     cm_imap_t *imaps [LANES] = { imap, imap2 };
-    for (int l = 0; l < LANES; l++)
+    for (int l = 0; l < LANES; l++) {
         lanes [l] = (lane_t) { .pass = &p, .db = dbs [l], .imap = imaps [l], .first = l };
-    cm_info (self->name, "fetching %zu messages over %d mailbox sessions", count, LANES);
+        cm_imap_set_news_max (imaps [l], LANES_NEWS_MAX);
+    }
     int result = 1;
     if (pthread_create (&lanes [1].thread, NULL, s_lane_run, &lanes [1]) == 0) {
+        cm_info (self->name, "fetching %zu messages over %d mailbox sessions", count, LANES);
         s_lane_run (&lanes [0]);
         pthread_join (lanes [1].thread, NULL);
         result = 0;
@@ -271,12 +287,9 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                     result = pick;
                     snprintf (err, errlen, "%s", lanes [l].err);
                 }
-        if (lanes [1].result == -2) {
-            /* the second database session: the worker names it, and
-               opens a new one next time */
+        if (lanes [1].result == -2 && lanes [0].result != -2)
+            /* the second database session's: the worker names it */
             snprintf (self->lane_db_err, sizeof self->lane_db_err, "%s", lanes [1].err);
-            lanes_close (self);
-        }
         bool moved = p.cursor > *last_uid;
         *last_uid = p.cursor;
         if (moved && lanes [0].result != -2
@@ -289,6 +302,8 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     pthread_mutex_destroy (&p.lock);
     free (p.done);
     free (lanes);
+    cm_imap_set_news_max (imap, CM_IMAP_NOOP_NEWS_MAX);
     cm_imap_destroy (&imap2);
+    cm_db_destroy (&db2);
     return result;
 }

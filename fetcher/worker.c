@@ -30,7 +30,7 @@ _Static_assert (2 * BATCH_MAX <= REACK_MAX, "two lanes' batches must fit a re-ac
 #define SEARCH_MAX      5000              /* UIDs per search (CASEMAIL_SEARCH_UIDS) */
 #define SEARCH_UIDS_MAX 100000            /* the most CASEMAIL_SEARCH_UIDS may ask */
 /* one acknowledgement stays within the body session's NOOP sync */
-_Static_assert (2 * BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "two lanes' acknowledgements must fit one NOOP");
+_Static_assert (BATCH_MAX <= CM_IMAP_NOOP_NEWS_MAX, "a batch's news must fit one NOOP");
 #define IDLE_MS         60000             /* re-check at least this often */
 
 fetch_counters_t fetch_counters;
@@ -597,7 +597,6 @@ done:
         cm_info (self->name, "released the lease of route %s", self->name);
     json_decref (config);
     cm_oauth_destroy (&self->oauth);
-    lanes_close (self);
     cm_db_destroy (&db);           /* ends the session: frees the lease */
     atomic_store (&self->done, true);
     return NULL;
