@@ -119,6 +119,32 @@ else not_ok "... once the database takes it, the message becomes an incident"; f
 if wait_until 30 status_is hostile RUNNING; then ok "... and the route is RUNNING again"
 else not_ok "... and the route is RUNNING again" "$(route_status hostile)"; fi
 
+# The same over two lanes (fetcher/lanes.c), refused on the second lane's
+# own database session only: the route shows that session's words (not
+# the worker's empty ones), keeps its lease, and once the database takes
+# them, each of 300 messages comes in once.
+sql "CREATE FUNCTION cm_test_refuse_lane () RETURNS trigger LANGUAGE plpgsql AS \$\$
+     BEGIN IF current_setting('application_name') = 'casemail-fetcher-lane' THEN
+       RAISE EXCEPTION 'cm_test_refuse_lane: not on this session'; END IF; RETURN NEW; END \$\$;
+     CREATE TRIGGER cm_test_refuse_lane BEFORE INSERT ON messages FOR EACH ROW
+       EXECUTE FUNCTION cm_test_refuse_lane ()" >/dev/null
+python3 "$CM_TOP/tests/tools/mkmail.py" bulk 300 "$src-lanes" \
+    --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "lanes-$CM_TEST" >/dev/null
+"$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u23 INBOX -d "$src-lanes" >/dev/null
+lane_refusal() { sql "SELECT coalesce(last_error, '') FROM routes WHERE name = 'hostile'" | grep -q "cm_test_refuse_lane: not on this session"; }
+if wait_until 60 lane_refusal; then ok "a batch the second lane's database session refuses: the route shows its words"
+else not_ok "a batch the second lane's database session refuses: the route shows its words" \
+    "$(sql "SELECT status, last_error FROM routes WHERE name = 'hostile'")"; fi
+check_lacks "... and the fetcher kept the route's lease" "giving up the lease" \
+    "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+sql "DROP TRIGGER cm_test_refuse_lane ON messages; DROP FUNCTION cm_test_refuse_lane ()" >/dev/null
+lanes_in() { [ "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE message_id LIKE 'lanes-$CM_TEST.%'")" = "300 300" ]; }
+if wait_until 90 lanes_in; then ok "... once the database takes them, the 300 come in, each once"
+else not_ok "... once the database takes them, the 300 come in, each once" \
+    "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE message_id LIKE 'lanes-$CM_TEST.%'")"; fi
+if wait_until 30 status_is hostile RUNNING; then ok "... and the route is RUNNING"
+else not_ok "... and the route is RUNNING" "$(route_status hostile)"; fi
+
 # peak memory of each stage (VmHWM), bounded
 for pid in $after; do
     kind=$(ps -o args= -p "$pid" | awk '{print $1}' | xargs basename)
