@@ -103,6 +103,8 @@ int worker_db_verdict (worker_t *self, cm_db_t *db, int rc, long *backoff, long 
 #define BATCH_MAX       64                /* messages per transaction */
 #define BATCH_BYTES     (32u << 20)       /* bytes per transaction */
 typedef struct fetched_s fetched_t;
+/* Fetches the next batch of uids from *i on, \Seen taken back after
+   (see worker.c). 0, or -1 with err; what was fetched is in msgs. */
 int worker_fetch_batch (worker_t *self, cm_db_t *db, cm_imap_t *imap, const uint64_t *uids,
                         size_t count, size_t *i, size_t fetch_max, fetched_t *msgs,
                         size_t *n, char *err, size_t errlen);
@@ -130,7 +132,7 @@ bool lanes_wanted (worker_t *self);
    when the second session can't be had (nothing fetched: use one). */
 int lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
                 uint64_t uidvalidity, const uint64_t *uids, size_t count,
-                uint64_t *last_uid, char *err, size_t errlen);
+                size_t fetch_max, uint64_t *last_uid, char *err, size_t errlen);
 
 /* store.c */
 struct fetched_s {

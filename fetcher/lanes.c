@@ -231,7 +231,7 @@ s_second (worker_t *self, const json_t *config, uint64_t uv, cm_db_t **db,
 
 int
 lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
-            uint64_t uidvalidity, const uint64_t *uids, size_t count,
+            uint64_t uidvalidity, const uint64_t *uids, size_t count, size_t fetch_max,
             uint64_t *last_uid, char *err, size_t errlen)
 {
     /* the worker's own body connection first: a server that limits
@@ -249,7 +249,7 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     pass_t p = {
         .self = self, .config = config, .folder = cm_route_str (config, "folder"),
         .uv = uidvalidity,
-        .fetch_max = (size_t) cm_config_env ("CASEMAIL_FETCH_MAX_BYTES", 64L << 20),
+        .fetch_max = fetch_max,
         .uids = uids, .count = count, .nchunks = (count + BATCH_MAX - 1) / BATCH_MAX,
         .cursor = *last_uid
     };

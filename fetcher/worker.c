@@ -127,7 +127,7 @@ worker_db_verdict (worker_t *self, cm_db_t *db, int rc, long *backoff, long retr
    one command for the batch. */
 int
 worker_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
-               const fetched_t *msgs, size_t n, char *err, size_t errlen)
+                    const fetched_t *msgs, size_t n, char *err, size_t errlen)
 {
     const char *after = cm_route_str (config, "after_fetch");
     uint64_t uids [REACK_MAX];
@@ -379,7 +379,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
            one can log in (1: it could not, nothing was fetched) */
         int lanes = count - first > LANES_MIN_UIDS && lanes_wanted (self)
                   ? lanes_pass (self, db, imap, config, uv, uids + first, count - first,
-                                &last_uid, err, errlen) : 1;
+                                fetch_max, &last_uid, err, errlen) : 1;
         if (lanes <= 0) {
             result = lanes;
             free (uids);

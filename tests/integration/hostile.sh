@@ -100,11 +100,16 @@ if wait_until 30 normal; then ok "the next normal message became an incident"; e
 # the database's words instead of handing its lease round the fetchers
 # every second while it looks RUNNING, and takes the message once the
 # database does.
-sql "CREATE FUNCTION cm_test_refuse_raw () RETURNS trigger LANGUAGE plpgsql AS \$\$
-     BEGIN IF position('cm-refuse-raw' in encode(NEW.raw, 'escape')) > 0 THEN
-       RAISE EXCEPTION 'cm_test_refuse_raw: not now'; END IF; RETURN NEW; END \$\$;
-     CREATE TRIGGER cm_test_refuse_raw BEFORE INSERT ON messages FOR EACH ROW
-       EXECUTE FUNCTION cm_test_refuse_raw ()" >/dev/null
+# refuse NAME CONDITION WORDS: a trigger NAME makes the database refuse
+# each insert into messages for which CONDITION (SQL over NEW) holds,
+# with "NAME: WORDS"; unrefuse NAME takes it away.
+refuse() {
+    sql "CREATE FUNCTION $1 () RETURNS trigger LANGUAGE plpgsql AS \$\$
+         BEGIN IF $2 THEN RAISE EXCEPTION '$1: $3'; END IF; RETURN NEW; END \$\$;
+         CREATE TRIGGER $1 BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION $1 ()" >/dev/null
+}
+unrefuse() { sql "DROP TRIGGER $1 ON messages; DROP FUNCTION $1 ()" >/dev/null; }
+refuse cm_test_refuse_raw "position('cm-refuse-raw' in encode(NEW.raw, 'escape')) > 0" "not now"
 CM_FROM=normal@outside.test deliver u23@example.test "cm-refuse-raw"
 refusal_shown() { sql "SELECT status || ' ' || coalesce(last_error, '') FROM routes WHERE name = 'hostile'" | grep -q "^FAILED .*cm_test_refuse_raw: not now"; }
 if wait_until 60 refusal_shown; then ok "a batch the database refuses: the route is FAILED with the database's words"
@@ -112,7 +117,7 @@ else not_ok "a batch the database refuses: the route is FAILED with the database
     "$(sql "SELECT status, last_error FROM routes WHERE name = 'hostile'")"; fi
 check_lacks "... and the fetcher kept the route's lease (no session given up)" "giving up the lease" \
     "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
-sql "DROP TRIGGER cm_test_refuse_raw ON messages; DROP FUNCTION cm_test_refuse_raw ()" >/dev/null
+unrefuse cm_test_refuse_raw
 taken() { [ "$(sql "SELECT count(*) FROM messages WHERE subject = 'cm-refuse-raw' AND incident_id IS NOT NULL")" = 1 ]; }
 if wait_until 60 taken; then ok "... once the database takes it, the message becomes an incident"
 else not_ok "... once the database takes it, the message becomes an incident"; fi
@@ -123,11 +128,8 @@ else not_ok "... and the route is RUNNING again" "$(route_status hostile)"; fi
 # own database session only: the route shows that session's words (not
 # the worker's empty ones), keeps its lease, and once the database takes
 # them, each of 300 messages comes in once.
-sql "CREATE FUNCTION cm_test_refuse_lane () RETURNS trigger LANGUAGE plpgsql AS \$\$
-     BEGIN IF current_setting('application_name') = 'casemail-fetcher-lane' THEN
-       RAISE EXCEPTION 'cm_test_refuse_lane: not on this session'; END IF; RETURN NEW; END \$\$;
-     CREATE TRIGGER cm_test_refuse_lane BEFORE INSERT ON messages FOR EACH ROW
-       EXECUTE FUNCTION cm_test_refuse_lane ()" >/dev/null
+refuse cm_test_refuse_lane "current_setting('application_name') = 'casemail-fetcher-lane'" \
+    "not on this session"
 python3 "$CM_TOP/tests/tools/mkmail.py" bulk 300 "$src-lanes" \
     --corpus "$CM_TOP/../shared/corpus/hunnysoft" --prefix "lanes-$CM_TEST" >/dev/null
 "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u23 INBOX -d "$src-lanes" >/dev/null
@@ -137,11 +139,10 @@ else not_ok "a batch the second lane's database session refuses: the route shows
     "$(sql "SELECT status, last_error FROM routes WHERE name = 'hostile'")"; fi
 check_lacks "... and the fetcher kept the route's lease" "giving up the lease" \
     "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
-sql "DROP TRIGGER cm_test_refuse_lane ON messages; DROP FUNCTION cm_test_refuse_lane ()" >/dev/null
-lanes_in() { [ "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE message_id LIKE 'lanes-$CM_TEST.%'")" = "300 300" ]; }
-if wait_until 90 lanes_in; then ok "... once the database takes them, the 300 come in, each once"
-else not_ok "... once the database takes them, the 300 come in, each once" \
-    "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE message_id LIKE 'lanes-$CM_TEST.%'")"; fi
+unrefuse cm_test_refuse_lane
+lanes_stored() { sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE message_id LIKE 'lanes-$CM_TEST.%'"; }
+if wait_until 90 eval '[ "$(lanes_stored)" = "300 300" ]'; then ok "... once the database takes them, the 300 come in, each once"
+else not_ok "... once the database takes them, the 300 come in, each once" "$(lanes_stored)"; fi
 if wait_until 30 status_is hostile RUNNING; then ok "... and the route is RUNNING"
 else not_ok "... and the route is RUNNING" "$(route_status hostile)"; fi
 
