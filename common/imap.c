@@ -57,7 +57,6 @@ struct _cm_imap_t {
     bool size_unreliable;       /* the server's RFC822.SIZE is not its messages' */
     size_t body_news;           /* flag changes and moves made on the control
                                    session that the body session hasn't seen */
-    size_t news_max;            /* NOOP up to this many, then EXAMINE */
     size_t body_logins;         /* logins of the body session so far */
     size_t body_examines;       /* EXAMINEs on it so far */
     uint64_t *unsee;            /* fetched with peek, were unread: to restore */
@@ -1401,7 +1400,6 @@ cm_imap_open (const cm_mailserver_t *srv, const char *folder, char *err,
         goto fail;
 
     self->ctl = curl_easy_init ();
-    self->news_max = CM_IMAP_NOOP_NEWS_MAX;
     self->body = curl_easy_init ();
     if (!self->ctl || !self->body) {
         snprintf (err, errlen, "libcurl initialisation failed");
@@ -1907,7 +1905,8 @@ cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
        The two sessions are two server processes, so the waits overlap.
        Nothing on the control session changes a flag here: the news the
        body session drains are all in before it syncs (but for another
-       client's, such as the fetcher's other lane: cm_imap_set_news_max). */
+       client's, such as the fetcher's other lane, which changes no flag
+       during a pass: lanes.c). */
     char berr [512] = "";
     int brc = r == 0 ? s_body_sync (self, berr, sizeof berr) : 0;
     size_t news = self->body_news;     /* our own FETCH's answers are no news */
@@ -2063,18 +2062,12 @@ s_body_examine (cm_imap_t *self, char *err, size_t errlen)
 static int
 s_body_sync (cm_imap_t *self, char *err, size_t errlen)
 {
-    if (self->body_ro && self->body_news <= self->news_max
+    if (self->body_ro && self->body_news <= CM_IMAP_NOOP_NEWS_MAX
         && s_body_command (self, "NOOP", err, errlen) == 0 && self->body_ro) {
         self->body_news = 0;
         return 0;
     }
     return s_body_examine (self, err, errlen);
-}
-
-void
-cm_imap_set_news_max (cm_imap_t *self, size_t news_max)
-{
-    self->news_max = news_max;
 }
 
 int

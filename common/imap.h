@@ -95,14 +95,6 @@ int cm_imap_fetch (cm_imap_t *self, uint64_t uid, size_t max_bytes, bool peek,
    0 ok, -1 with reason. */
 int cm_imap_prefetch (cm_imap_t *self, const uint64_t *uids, size_t n,
                       char *err, size_t errlen);
-/* How many changes since the last batch the body session may be brought
-   up to date by NOOP (CM_IMAP_NOOP_NEWS_MAX until set). Two sessions
-   acknowledging in turn in one folder (the fetcher's lanes) each drain
-   the other's news too, which no control session counted in full. Past
-   some 160 to 190 news lines, libcurl 7.88 drops the connection on a
-   NOOP's answer (measured with Dovecot 2.3, lines of \Seen alone; a
-   failed NOOP is followed by an EXAMINE on a new connection). */
-void cm_imap_set_news_max (cm_imap_t *self, size_t news_max);
 /* Logs the body connection in and opens the folder read-only now, rather
    than at the first batch, so a server that allows no more sessions says
    so at once. 0 ok, -1 with reason. */
@@ -112,7 +104,9 @@ int cm_imap_body_open (cm_imap_t *self, char *err, size_t errlen);
    up to date once per batch, read-only so its BODY[] sets no \Seen, and
    drains the flag news these commands cause there, so libcurl never meets
    an unsolicited FETCH it can't parse: a NOOP after up to
-   CM_IMAP_NOOP_NEWS_MAX changes, an EXAMINE after more.) */
+   CM_IMAP_NOOP_NEWS_MAX changes, an EXAMINE after more. Past some 160
+   to 190 news lines, libcurl 7.88 drops the connection on a NOOP's
+   answer: measured with Dovecot 2.3, lines of \Seen alone.) */
 #define CM_IMAP_NOOP_NEWS_MAX 64
 int cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n,
                            char *err, size_t errlen);

@@ -211,7 +211,12 @@ const char *const cm_schema_migrations [] = {
 "ALTER TABLE outbox ADD COLUMN refusals text;",
 /* 8: a claim the database refused keeps its words, so that a message
    refused at every try is rejected with them. */
-"ALTER TABLE parse_claims ADD COLUMN error text;"
+"ALTER TABLE parse_claims ADD COLUMN error text;",
+/* 9: a long pass (fetcher/lanes.c) acknowledges its messages to the
+   mailbox once, at its end: committed messages of the folder above
+   ack_from may not be acknowledged yet, and the next login acknowledges
+   them. NULL: only the newest batch may not be. */
+"ALTER TABLE route_cursors ADD COLUMN ack_from bigint;"
 };
 
 const int cm_schema_count = sizeof cm_schema_migrations / sizeof cm_schema_migrations [0];

@@ -116,6 +116,12 @@ void worker_batch_stored (worker_t *self, const json_t *config, int added, size_
    (after_fetch seen or move), in one command. 0, or -1 with err. */
 int worker_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
                         const fetched_t *msgs, size_t n, char *err, size_t errlen);
+/* Acknowledges what may be committed and not acknowledged (after a login,
+   or at a long pass's end: then all that the pass deferred, and the
+   deferral ends). login: say so in the log. 0, -1 mailbox error, -2
+   database error (err). */
+int worker_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap,
+                          const json_t *config, bool login, char *err, size_t errlen);
 
 /* lanes.c: a long pass over two mailbox sessions, each with its own
    database session, batches dealt to them in turn. Used for a pass of
@@ -159,6 +165,23 @@ int store_since_top (cm_db_t *db, long long route_id, const char *folder,
    two lanes), if it is of this UIDVALIDITY and below. 0 or -1. */
 int store_cursor_skip (cm_db_t *db, long long route_id, const char *folder,
                        uint64_t uidvalidity, uint64_t uid);
+/* Records that committed messages above from (of this folder) may not be
+   acknowledged to the mailbox until store_ack_done: a long pass
+   acknowledges its messages once, at its end (the lower from if one is
+   recorded already; the cursor's row made if there is none). 0 or -1. */
+int store_ack_defer (cm_db_t *db, long long route_id, const char *folder,
+                     uint64_t uidvalidity, uint64_t from);
+/* The UIDs (ascending, malloc'd) of committed messages of this folder and
+   UIDVALIDITY that may not be acknowledged: all those above the deferral
+   when one is recorded (*deferred, *ack_from), else the newest. Messages
+   over the fetch limit are never acknowledged, so never listed. 0 or -1. */
+int store_unacknowledged (cm_db_t *db, long long route_id, const char *folder,
+                          uint64_t uidvalidity, int newest, uint64_t **uids, size_t *n,
+                          bool *deferred, uint64_t *ack_from);
+/* Ends the deferral from *ack_from (all of it is acknowledged), or any
+   deferral (ack_from NULL: the route acknowledges nothing). 0 or -1. */
+int store_ack_done (cm_db_t *db, long long route_id, const char *folder,
+                    const uint64_t *ack_from);
 /* Commits a batch of fetched messages and moves the cursor to last_uid,
    in one statement (one transaction), sent without waiting so the next
    batch can be fetched meanwhile: store_commit_receive collects it (and

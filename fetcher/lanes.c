@@ -3,13 +3,22 @@
     One session fetches one message at a time (one UID per transfer), a
     chain of round trips through the server that keeps at most one core
     busy; the steps between two batches (the next batch's flags and sizes,
-    the commit, the acknowledgement) stop it altogether. A pass of more
-    than LANES_MIN_UIDS messages therefore runs two lanes, each a mailbox
-    session with its own database session: the worker's own, and a second
-    pair logged in for the pass. The pass's UIDs are cut into chunks of
-    BATCH_MAX, dealt in turn (chunk k to lane k % 2); a lane fetches a
-    chunk, commits it, acknowledges it, and goes on to its next one while
-    the other lane does the same a step apart.
+    the commit) stop it altogether. A pass of more than LANES_MIN_UIDS
+    messages therefore runs two lanes, each a mailbox session with its own
+    database session: the worker's own, and a second pair logged in for
+    the pass. The pass's UIDs are cut into chunks of BATCH_MAX; each lane
+    takes the next chunk no lane has, fetches and commits it, and goes on,
+    while the other does the same.
+
+    The pass acknowledges its messages to the mailbox (\Seen, or the
+    move) once, at its end, in a few commands on the worker's session. An
+    acknowledgement per batch made each server session take in the other's
+    flag changes before its next fetch (on a Dovecot maildir, a rename of
+    the message's file for each \Seen): two sessions then fetched little
+    faster than one. The deferral is recorded before the pass
+    (route_cursors.ack_from, store_ack_defer), so a fetcher that dies
+    before the end leaves what it committed to the acknowledgement after
+    the next login (worker_reacknowledge), however much that is.
 
     Exactly once, with commits in any order:
     - The cursor never passes a message that is not committed. A lane
@@ -19,18 +28,13 @@
       goes to the end of that prefix. A chunk committed above a chunk that
       failed is fetched again at the next pass and recognised by its UID
       (UNIQUE (route, folder, UIDVALIDITY, UID)): nothing is stored twice.
-    - A lane starts chunk k only once every chunk before k - 1 is done
-      (committed and acknowledged): at most two chunks, one per lane, are
-      in flight above a done prefix, so what a crash leaves committed and
-      not acknowledged is among the newest 2 * BATCH_MAX stored UIDs, which
-      the re-acknowledgement after a login covers (REACK_MAX).
+    - A lane takes chunk k only while k is less than LANES_AHEAD chunks
+      above the done prefix: what a failure leaves to fetch again is
+      bounded.
     The second lane's database session does not hold the route's lease:
     should the worker's session die (and another fetcher take the route),
     that lane stops after the batch it is on, whose messages the unique
     key keeps from being stored twice.
-    Each body session hears the other lane's acknowledgements as well as
-    its own: up to two batches of news between its syncs, which a NOOP
-    drains (LANES_NEWS_MAX; see cm_imap_set_news_max).
     A lane that fails halts the other after its batch; the pass returns
     the failure as the one-session pass does. When the second session
     can't log in (a server that limits sessions per user), the route
@@ -45,8 +49,7 @@
 #include <time.h>
 
 #define LANES 2
-#define LANES_NEWS_MAX  (2 * BATCH_MAX)   /* news a body session may NOOP */
-_Static_assert (LANES_NEWS_MAX <= 128, "a NOOP of more news lines than measured");
+#define LANES_AHEAD 8                   /* chunks a lane may be above the prefix */
 
 typedef struct {
     worker_t *self;
@@ -58,7 +61,8 @@ typedef struct {
     size_t count, nchunks;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool *done;                 /* chunk k committed and acknowledged */
+    size_t next;                /* the next chunk no lane has taken */
+    bool *done;                 /* chunk k committed */
     size_t prefix;              /* chunks 0 .. prefix - 1 are all done */
     uint64_t cursor;            /* every UID up to it is committed */
     bool halt;                  /* a lane failed: the other stops */
@@ -68,7 +72,6 @@ typedef struct {
     pass_t *pass;
     cm_db_t *db;
     cm_imap_t *imap;
-    size_t first;               /* its chunks: first, first + LANES, ... */
     fetched_t msgs [BATCH_MAX];
     int result;                 /* 0, -1 mailbox, -2 database */
     char err [512];
@@ -88,8 +91,8 @@ s_chunk_last (const pass_t *p, size_t k)
     return p->uids [(end < p->count ? end : p->count) - 1];
 }
 
-/* Fetches, commits and acknowledges one batch of chunk k, from *i up to
-   end. 0, -1 mailbox error, -2 database error (lane->err). */
+/* Fetches and commits one batch of chunk k, from *i up to end. 0, -1
+   mailbox error, -2 database error (lane->err). */
 static int
 s_lane_batch (lane_t *lane, size_t k, size_t *i, size_t end)
 {
@@ -108,8 +111,7 @@ s_lane_batch (lane_t *lane, size_t k, size_t *i, size_t end)
         int added = -1;
         if (store_commit_send (lane->db, self->route_id, p->folder, p->uv, lane->msgs, n,
                                cursor, p->fetch_max) == 0) {
-            /* the bytes are in libpq's buffer: only the UIDs are needed
-               from here on (to acknowledge them) */
+            /* the bytes are in libpq's buffer */
             for (size_t m = 0; m < n; m++) {
                 free (lane->msgs [m].raw);
                 lane->msgs [m].raw = NULL;
@@ -126,13 +128,7 @@ s_lane_batch (lane_t *lane, size_t k, size_t *i, size_t end)
                 p->cursor = last;
             pthread_mutex_unlock (&p->lock);
             worker_batch_stored (self, p->config, added, n, last);
-            char scratch [256];
-            bool failed = result < 0;
-            if (worker_acknowledge (self, lane->imap, p->config, lane->msgs, n,
-                                    failed ? scratch : lane->err,
-                                    failed ? sizeof scratch : sizeof lane->err) < 0)
-                result = -1;
-            else if (!failed) {
+            if (result == 0) {
                 pthread_mutex_lock (&p->lock);   /* self->up is the worker's */
                 int up = worker_session_up (self, lane->db);
                 pthread_mutex_unlock (&p->lock);
@@ -153,10 +149,10 @@ s_lane_run (void *arg)
 {
     lane_t *lane = arg;
     pass_t *p = lane->pass;
-    for (size_t k = lane->first; k < p->nchunks; k += LANES) {
+    for (;;) {
         pthread_mutex_lock (&p->lock);
-        /* every chunk before k - 1 done first (see the top) */
-        while (!p->halt && p->prefix + 1 < k && !worker_stopping (p->self)) {
+        while (!p->halt && p->next < p->nchunks && p->next >= p->prefix + LANES_AHEAD
+               && !worker_stopping (p->self)) {
             struct timespec until;
             clock_gettime (CLOCK_MONOTONIC, &until);
             until.tv_nsec += 100 * 1000000L;       /* to notice a stop */
@@ -166,7 +162,8 @@ s_lane_run (void *arg)
             }
             pthread_cond_timedwait (&p->cond, &p->lock, &until);
         }
-        bool go = !p->halt && !worker_stopping (p->self);
+        bool go = !p->halt && p->next < p->nchunks && !worker_stopping (p->self);
+        size_t k = go ? p->next++ : 0;
         pthread_mutex_unlock (&p->lock);
         if (!go)
             break;
@@ -270,12 +267,24 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     pthread_condattr_destroy (&attr);
     cm_db_t *dbs [LANES] = { db, db2 };
     cm_imap_t *imaps [LANES] = { imap, imap2 };
-    for (int l = 0; l < LANES; l++) {
-        lanes [l] = (lane_t) { .pass = &p, .db = dbs [l], .imap = imaps [l], .first = l };
-        cm_imap_set_news_max (imaps [l], LANES_NEWS_MAX);
-    }
+    for (int l = 0; l < LANES; l++)
+        lanes [l] = (lane_t) { .pass = &p, .db = dbs [l], .imap = imaps [l] };
+    /* from here on, the pass's acknowledgements wait for its end */
+    bool defer = strcmp (cm_route_str (config, "after_fetch"), "keep") != 0;
+    uint64_t from = *last_uid;
     int result = 1;
-    if (pthread_create (&lanes [1].thread, NULL, s_lane_run, &lanes [1]) == 0) {
+    if (defer && store_ack_defer (db, self->route_id, p.folder, uidvalidity, from)) {
+        snprintf (err, errlen, "%s", cm_db_error (db));
+        result = -2;
+    }
+    else if (pthread_create (&lanes [1].thread, NULL, s_lane_run, &lanes [1])) {
+        /* nothing fetched: one session does the pass */
+        if (defer && store_ack_done (db, self->route_id, p.folder, &from)) {
+            snprintf (err, errlen, "%s", cm_db_error (db));
+            result = -2;
+        }
+    }
+    else {
         cm_info (self->name, "fetching %zu messages over %d mailbox sessions", count, LANES);
         s_lane_run (&lanes [0]);
         pthread_join (lanes [1].thread, NULL);
@@ -297,12 +306,20 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             snprintf (err, errlen, "%s", cm_db_error (db));
             result = -2;
         }
+        /* the pass's acknowledgements, on the worker's session when it
+           is whole (else the next login's do) */
+        char aerr [512];
+        int ack = lanes [0].result == 0 && result != -2
+                ? worker_reacknowledge (self, db, imap, config, false, aerr, sizeof aerr) : 0;
+        if (ack && (result == 0 || ack == -2)) {
+            snprintf (err, errlen, "%s", aerr);
+            result = ack;
+        }
     }
     pthread_cond_destroy (&p.cond);
     pthread_mutex_destroy (&p.lock);
     free (p.done);
     free (lanes);
-    cm_imap_set_news_max (imap, CM_IMAP_NOOP_NEWS_MAX);
     cm_imap_destroy (&imap2);
     cm_db_destroy (&db2);
     return result;

@@ -78,6 +78,88 @@ store_cursor_skip (cm_db_t *db, long long route_id, const char *folder,
         route_id, folder, uidvalidity, uid, "moving the cursor");
 }
 
+int
+store_ack_defer (cm_db_t *db, long long route_id, const char *folder,
+                 uint64_t uidvalidity, uint64_t from)
+{
+    /* the row as the first commit would make it, when there is none yet */
+    return s_cursor_write (db,
+        "INSERT INTO route_cursors (route_id, folder, uidvalidity, last_uid, ack_from)"
+        " VALUES ($1, $2, $3, 0, $4) ON CONFLICT (route_id, folder) DO UPDATE"
+        " SET ack_from = least(route_cursors.ack_from, $4), updated_at = now()",
+        route_id, folder, uidvalidity, from, "deferring acknowledgements");
+}
+
+int
+store_unacknowledged (cm_db_t *db, long long route_id, const char *folder,
+                      uint64_t uidvalidity, int newest, uint64_t **uids, size_t *n,
+                      bool *deferred, uint64_t *ack_from)
+{
+    char id [32], uv [32], limit [16], from [24];
+    snprintf (id, sizeof id, "%lld", route_id);
+    snprintf (uv, sizeof uv, "%llu", (unsigned long long) uidvalidity);
+    snprintf (limit, sizeof limit, "%d", newest);
+    *uids = NULL;
+    *n = 0;
+    *deferred = false;
+    *ack_from = 0;
+    const char *p [] = { id, folder, uv, limit };
+    PGresult *res = cm_db_query (db, "SELECT ack_from FROM route_cursors"
+                                 " WHERE route_id = $1 AND folder = $2"
+                                 " AND ack_from IS NOT NULL", 2, p);
+    bool read = res != NULL;
+    if (read && PQntuples (res) == 1) {
+        *deferred = true;
+        *ack_from = (uint64_t) cm_db_get_ll (res, 0, 0);
+    }
+    PQclear (res);
+    snprintf (from, sizeof from, "%llu", (unsigned long long) *ack_from);
+    const char *pd [] = { id, folder, uv, from };
+    /* above ack_from, all of them; else the newest. Over the fetch limit
+       (no raw bytes): never acknowledged. */
+    res = !read ? NULL : *deferred
+        ? cm_db_query (db, "SELECT uid FROM messages WHERE route_id = $1 AND folder = $2"
+                       " AND uidvalidity = $3 AND raw IS NOT NULL AND uid > $4"
+                       " ORDER BY uid", 4, pd)
+        : cm_db_query (db, "SELECT uid FROM (SELECT uid FROM messages WHERE route_id = $1"
+                       " AND folder = $2 AND uidvalidity = $3 AND raw IS NOT NULL"
+                       " ORDER BY uid DESC LIMIT $4::int) n ORDER BY uid", 4, p);
+    if (!res) {
+        cm_error (NULL, "database: reading what %s may not have acknowledged: %s", folder,
+                  cm_db_error (db));
+        return -1;
+    }
+    size_t rows = (size_t) PQntuples (res);
+    *uids = malloc ((rows ? rows : 1) * sizeof **uids);
+    if (!*uids) {
+        PQclear (res);
+        cm_error (NULL, "reading %zu unacknowledged UIDs: out of memory", rows);
+        return -1;
+    }
+    for (size_t i = 0; i < rows; i++)         /* ascending */
+        (*uids) [i] = (uint64_t) cm_db_get_ll (res, (int) i, 0);
+    *n = rows;
+    PQclear (res);
+    return 0;
+}
+
+int
+store_ack_done (cm_db_t *db, long long route_id, const char *folder,
+                const uint64_t *ack_from)
+{
+    char id [32], from [24];
+    snprintf (id, sizeof id, "%lld", route_id);
+    snprintf (from, sizeof from, "%llu", ack_from ? (unsigned long long) *ack_from : 0ULL);
+    const char *p [] = { id, folder, ack_from ? from : NULL };
+    if (cm_db_exec (db, "UPDATE route_cursors SET ack_from = NULL, updated_at = now()"
+                    " WHERE route_id = $1 AND folder = $2 AND ack_from IS NOT NULL"
+                    " AND ack_from = coalesce($3::bigint, ack_from)", 3, p)) {
+        cm_error (NULL, "database: recording %s acknowledged: %s", folder, cm_db_error (db));
+        return -1;
+    }
+    return 0;
+}
+
 /* The Message-ID header value of a raw message (first occurrence in the
    header section), without <>, scrubbed to UTF-8 text; "" when absent.
    Bounded scan. */

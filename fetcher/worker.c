@@ -25,8 +25,10 @@
 
 #define REACK_MAX       200               /* re-acknowledged after a login: the
                                              largest batch any version made */
-/* what two fetch sessions may leave committed and unacknowledged */
-_Static_assert (2 * BATCH_MAX <= REACK_MAX, "two lanes' batches must fit a re-acknowledgement");
+_Static_assert (BATCH_MAX <= REACK_MAX, "a batch must fit a re-acknowledgement");
+#define ACK_SET_MAX     500               /* UIDs per acknowledging command: a
+                                             line of at most 5.5 KB, where
+                                             servers take 8,000 (RFC 2683) */
 #define SEARCH_MAX      5000              /* UIDs per search (CASEMAIL_SEARCH_UIDS) */
 #define SEARCH_UIDS_MAX 100000            /* the most CASEMAIL_SEARCH_UIDS may ask */
 /* one acknowledgement stays within the body session's NOOP sync */
@@ -123,66 +125,79 @@ worker_db_verdict (worker_t *self, cm_db_t *db, int rc, long *backoff, long retr
     return -1;
 }
 
-/* Acknowledges committed messages to the mailbox as the route says, in
-   one command for the batch. */
+/* Acknowledges the committed messages uids (ascending) to the mailbox as
+   the route says, ACK_SET_MAX to a command. */
+static int
+s_acknowledge_uids (worker_t *self, cm_imap_t *imap, const json_t *config,
+                    const uint64_t *uids, size_t n, char *err, size_t errlen)
+{
+    const char *after = cm_route_str (config, "after_fetch");
+    bool seen = strcmp (after, "seen") == 0, move = strcmp (after, "move") == 0;
+    int rc = 0;
+    for (size_t at = 0; at < n && rc == 0 && (seen || move); at += ACK_SET_MAX) {
+        size_t k = n - at < ACK_SET_MAX ? n - at : ACK_SET_MAX;
+        rc = seen ? cm_imap_mark_seen_set (imap, uids + at, k, err, errlen)
+                  : cm_imap_move_set (imap, uids + at, k,
+                                      cm_route_str (config, "processed_folder"), err, errlen);
+        if (rc)
+            cm_warn (self->name, "acknowledging %zu message(s): %s", k, err);
+    }
+    return rc;
+}
+
 int
 worker_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
                     const fetched_t *msgs, size_t n, char *err, size_t errlen)
 {
-    const char *after = cm_route_str (config, "after_fetch");
-    uint64_t uids [REACK_MAX];
+    uint64_t uids [BATCH_MAX];
     size_t k = 0;
-    for (size_t i = 0; i < n && k < REACK_MAX; i++)
+    for (size_t i = 0; i < n && k < BATCH_MAX; i++)
         if (!msgs [i].over_limit)     /* too big: left untouched */
             uids [k++] = msgs [i].uid;
-    int rc = 0;
-    if (strcmp (after, "seen") == 0)
-        rc = cm_imap_mark_seen_set (imap, uids, k, err, errlen);
-    else if (strcmp (after, "move") == 0)
-        rc = cm_imap_move_set (imap, uids, k, cm_route_str (config, "processed_folder"),
-                               err, errlen);
-    if (rc)
-        cm_warn (self->name, "acknowledging %zu message(s): %s", k, err);
-    return rc;
+    return s_acknowledge_uids (self, imap, config, uids, k, err, errlen);
 }
 
-/* After each login: acknowledges the last committed batch again. A
-   fetcher killed (or a connection lost) between a commit and the end of
+/* A fetcher killed (or a connection lost) between a commit and the end of
    its acknowledgements leaves those messages unmarked or unmoved, and the
-   cursor may be past them, so s_sync would never see them again. Only
-   the newest batch can be in that state: a batch is acknowledged before
-   the next one is committed (over two sessions, lanes.c: the newest
-   two). REACK_MAX covers a batch of any size an
-   earlier version made. Marking seen and moving are harmless again (a
-   UID that is gone is no error). Messages over the fetch limit (no raw
-   bytes) stay untouched, as in worker_acknowledge. -1 mailbox error, -2
-   database error. */
-static int
-s_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
-                 char *err, size_t errlen)
+   cursor may be past them, so s_sync would never see them again. Which
+   ones may be in that state: those above a long pass's deferral
+   (lanes.c, store_ack_defer), or else the newest batch (a batch is
+   acknowledged before the next one is committed; REACK_MAX covers a
+   batch of any size an earlier version made). Marking seen and moving
+   are harmless again (a UID that is gone is no error). */
+int
+worker_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
+                      bool login, char *err, size_t errlen)
 {
     const char *after = cm_route_str (config, "after_fetch");
-    if (strcmp (after, "seen") && strcmp (after, "move"))
+    const char *folder = cm_route_str (config, "folder");
+    if (strcmp (after, "seen") && strcmp (after, "move")) {
+        /* nothing to do, nor to do later were the route set back */
+        if (store_ack_done (db, self->route_id, folder, NULL)) {
+            snprintf (err, errlen, "%s", cm_db_error (db));
+            return -2;
+        }
         return 0;
-    char id [32], uv [32], limit [16];
-    snprintf (id, sizeof id, "%lld", self->route_id);
-    snprintf (uv, sizeof uv, "%llu", (unsigned long long) cm_imap_uidvalidity (imap));
-    snprintf (limit, sizeof limit, "%d", REACK_MAX);
-    const char *p [] = { id, cm_route_str (config, "folder"), uv, limit };
-    PGresult *res = cm_db_query (db, "SELECT uid FROM messages WHERE route_id = $1"
-                                 " AND folder = $2 AND uidvalidity = $3 AND raw IS NOT NULL"
-                                 " ORDER BY uid DESC LIMIT $4::int", 4, p);
-    if (!res)
-        return -2;
-    fetched_t batch [REACK_MAX];
-    size_t n = 0;
-    for (int i = PQntuples (res); i-- > 0 && n < REACK_MAX;) {
-        memset (&batch [n], 0, sizeof batch [n]);
-        batch [n].uid = (uint64_t) cm_db_get_ll (res, i, 0);
-        n++;
     }
-    PQclear (res);
-    return worker_acknowledge (self, imap, config, batch, n, err, errlen);
+    uint64_t *uids, ack_from;
+    size_t n;
+    bool deferred;
+    if (store_unacknowledged (db, self->route_id, folder, cm_imap_uidvalidity (imap),
+                              REACK_MAX, &uids, &n, &deferred, &ack_from)) {
+        snprintf (err, errlen, "%s", cm_db_error (db));
+        return -2;
+    }
+    if (login && deferred && n)
+        cm_info (self->name, "acknowledging %zu messages a pass committed and left"
+                 " unacknowledged (UIDs above %llu)", n, (unsigned long long) ack_from);
+    int rc = s_acknowledge_uids (self, imap, config, uids, n, err, errlen) ? -1 : 0;
+    free (uids);
+    if (rc == 0 && deferred
+        && store_ack_done (db, self->route_id, folder, &ack_from)) {
+        snprintf (err, errlen, "%s", cm_db_error (db));
+        rc = -2;
+    }
+    return rc;
 }
 
 /* Fetches uids[*i] onwards (below count) into msgs, *n of them: up to
@@ -295,7 +310,7 @@ s_batch_finish (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *conf
    Batches overlap: while one batch's commit runs on the database, the
    next is fetched; the first is acknowledged once its commit is back,
    and only then is the next one sent. So at most one batch is ever
-   committed but not yet acknowledged, the newest (s_reacknowledge). */
+   committed but not yet acknowledged, the newest (worker_reacknowledge). */
 static int
 s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
         char *err, size_t errlen)
@@ -568,7 +583,7 @@ s_run (void *arg)
            acknowledged, or the whole folder gone through */
         worker_session_begin (self);
         self->lane_refused = false;    /* a second session may be tried again */
-        int rc = s_reacknowledge (self, db, imap, config, err, sizeof err);
+        int rc = worker_reacknowledge (self, db, imap, config, true, err, sizeof err);
         long poll_ms = cm_route_int (config, "poll_interval") * 1000;
         while (!rc && !s_stopping (self)) {
             rc = s_sync (self, db, imap, config, err, sizeof err);

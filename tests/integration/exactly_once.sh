@@ -74,6 +74,18 @@ if [ "$at" -lt "$N" ]; then ok "fetcher (pid $old) killed with SIGKILL mid-inges
 else not_ok "fetcher killed mid-ingest" "all $N were stored before the kill"; fi
 if wait_until 30 restarted fetcher "$old" 1; then ok "the router restarts the fetcher"
 else not_ok "the router restarts the fetcher" "fetchers: $(stage_pids fetcher)"; fi
+# The pass over two lanes acknowledges at its end, so the killed fetcher
+# left all it had committed unacknowledged; the new one acknowledges
+# every one of them after its login (route_cursors.ack_from), not just
+# the newest batch. (That all end \Seen is checked below.)
+reack() {
+    grep -ho "acknowledging [0-9]* messages a pass committed and left unacknowledged" \
+        "$CASEMAIL_HOME"/log/fetcher-*.log | head -1 | cut -d' ' -f2
+}
+wait_until 30 eval '[ -n "$(reack)" ]'
+if [ "$(reack)" -ge "$at" ] 2>/dev/null; then
+    ok "after its login the new fetcher acknowledges the $(reack) messages the killed pass committed (at least $at)"
+else not_ok "the new fetcher acknowledges what the killed pass committed" "log: '$(reack)', $at were stored"; fi
 
 # 2. one parser, in the middle of the parsing: all N stored, the other
 # parser still held, the victim runs in slices of 10 ms (stopped between
