@@ -157,10 +157,11 @@ wait_until 30 eval '[ "$(unseen u06)" = 0 ]'
 check_eq "after-fetch seen: SEARCH UNSEEN finds none of the $N" 0 "$(unseen u06)"
 check_eq "after-fetch seen: the messages stay in INBOX" "$N" "$(messages u06 INBOX)"
 
-# after-fetch move: INBOX emptied into Processed
-M=50
+# after-fetch move: INBOX emptied into Processed. 600 messages: a pass
+# over two lanes, moved at its end in two commands (500 UIDs, then 100)
+M=600
 mkdir -p "$T/move"
-cp "$T"/bulk/0000[0-4]?.eml "$T/move/"
+cp "$T"/bulk/001[0-5]??.eml "$T/move/"
 "${FILL[@]}" u07 INBOX -d "$T/move" >/dev/null
 check_eq "move: INBOX holds $M before the start" "$M" "$(messages u07 INBOX)"
 route_add mv u07 --kind ingest --after-fetch move --processed-folder Processed >/dev/null
@@ -171,6 +172,11 @@ check_eq "after-fetch move: INBOX is empty" 0 "$(messages u07 INBOX)"
 check_eq "after-fetch move: Processed holds the $M messages" "$M" "$(messages u07 Processed)"
 check_eq "after-fetch move: all $M stored once" "$M $M" \
     "$(sql "SELECT count(DISTINCT message_id) || ' ' || count(*) FROM messages WHERE route_id = (SELECT id FROM routes WHERE name = 'mv')")"
+check_contains "after-fetch move: the $M came in one pass over two lanes" \
+    " mv info: fetching $M messages over 2 mailbox sessions" "$(cat "$CASEMAIL_HOME"/log/fetcher-*.log)"
+ack_from() { sql "SELECT ack_from FROM route_cursors WHERE route_id = (SELECT id FROM routes WHERE name = '$1')"; }
+wait_until 10 eval '[ -z "$(ack_from mv)" ]'
+check_eq "after-fetch move: once moved, nothing is recorded as unacknowledged" "" "$(ack_from mv)"
 
 # A route saved, before route add and set refused it, to move its mail
 # into its own folder: a moved message would come back as new mail for
