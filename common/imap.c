@@ -33,6 +33,7 @@
 #define IDLE_MIN_MS     1000                /* an IDLE the server ends sooner: poll */
 #define NS_MAX          8                   /* prefixes kept per namespace */
 #define NAME_MAX_LEN    1024                /* folder name on the wire */
+#define CMD_MAX         4080                /* one command line, without its tag */
 #define DEFAULT_TIMEOUT 15000
 
 struct _cm_imap_t {
@@ -919,7 +920,7 @@ s_broken (cm_imap_t *self, char *err, size_t errlen)
 static int
 s_send_line (cm_imap_t *self, const char *line)
 {
-    char buf [4200];
+    char buf [CMD_MAX + 32];
     int n = snprintf (buf, sizeof buf, "%s\r\n", line);
     if (n < 0 || (size_t) n >= sizeof buf)
         return -1;
@@ -1076,7 +1077,7 @@ static int
 s_command_send (cm_imap_t *self, const char *cmd, char tag [16], char *err,
                 size_t errlen)
 {
-    char line [4100];
+    char line [CMD_MAX + 16];
     if (self->broken) {
         s_broken (self, err, errlen);
         return -1;
@@ -1837,11 +1838,13 @@ s_retryable (CURLcode rc)
 static int s_body_command (cm_imap_t *self, const char *cmd, char *err, size_t errlen);
 static int s_body_sync (cm_imap_t *self, char *err, size_t errlen);
 
-/* Writes uids (ascending) as a compact IMAP sequence set "1:5,7,9:12". */
-static int
-s_uid_set (const uint64_t *uids, size_t n, char *out, size_t outlen)
+/* Writes the longest leading part of uids (ascending) that fits in
+   outlen as a compact IMAP sequence set "1:5,7,9:12"; returns how many
+   UIDs it covers (0: not one fits). */
+static size_t
+s_uid_set_part (const uint64_t *uids, size_t n, char *out, size_t outlen)
 {
-    size_t used = 0;
+    size_t used = 0, done = 0;
     out [0] = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i;
@@ -1851,12 +1854,22 @@ s_uid_set (const uint64_t *uids, size_t n, char *out, size_t outlen)
             ? snprintf (out + used, outlen - used, "%s%" PRIu64 ":%" PRIu64,
                         used ? "," : "", uids [i], uids [j])
             : snprintf (out + used, outlen - used, "%s%" PRIu64, used ? "," : "", uids [i]);
-        if (w < 0 || (size_t) w >= outlen - used)
-            return -1;
+        if (w < 0 || (size_t) w >= outlen - used) {
+            out [used] = 0;
+            break;
+        }
         used += (size_t) w;
+        done = j + 1;
         i = j + 1;
     }
-    return n ? 0 : -1;
+    return done;
+}
+
+/* All of uids as one set: 0, or -1 when it does not fit (or n is 0). */
+static int
+s_uid_set (const uint64_t *uids, size_t n, char *out, size_t outlen)
+{
+    return n && s_uid_set_part (uids, n, out, outlen) == n ? 0 : -1;
 }
 
 typedef struct {
@@ -2272,25 +2285,24 @@ int
 cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n, char *err,
                        size_t errlen)
 {
-    if (n == 0)
-        return 0;
-    size_t setlen = n * 24 + 1;
-    char *set = malloc (setlen), *cmd = malloc (setlen + 64);
-    int r = -1;
-    if (set && cmd && s_uid_set (uids, n, set, setlen) == 0) {
-        snprintf (cmd, setlen + 64, "UID STORE %s +FLAGS.SILENT (\\Seen)", set);
+    /* as many commands as the set needs to stay within a command line */
+    char set [CMD_MAX - 64], cmd [CMD_MAX];
+    int r = 0;
+    for (size_t at = 0, k; at < n && r == 0; at += k) {
+        k = s_uid_set_part (uids + at, n - at, set, sizeof set);
+        if (k == 0) {
+            snprintf (err, errlen, "UID %" PRIu64 " does not fit a command", uids [at]);
+            return -1;
+        }
+        snprintf (cmd, sizeof cmd, "UID STORE %s +FLAGS.SILENT (\\Seen)", set);
         r = s_ctl (self, cmd, err, errlen);
-        self->body_news += n;
+        self->body_news += k;
         if (r > 0) {
             char why [300];
             snprintf (why, sizeof why, "%s", err);
             snprintf (err, errlen, "could not mark %zu message(s) seen: %s", n, why);
         }
     }
-    else
-        snprintf (err, errlen, "out of memory");
-    free (set);
-    free (cmd);
     return r ? -1 : 0;
 }
 
@@ -2352,25 +2364,15 @@ s_create_folder (cm_imap_t *self, const char *folder, const char *quoted,
     return 0;
 }
 
-int
-cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *folder,
-                  char *err, size_t errlen)
+/* Moves the UIDs of set (n of them) to folder (wire, quoted): see
+   cm_imap_move_set. */
+static int
+s_move_part (cm_imap_t *self, const char *set, size_t n, const char *folder,
+             const char *wire, const char *quoted, char *err, size_t errlen)
 {
-    char wire [NAME_MAX_LEN], quoted [NAME_MAX_LEN * 2 + 4], why [300];
-    if (n == 0)
-        return 0;
-    if (s_folder_arg (folder, wire, sizeof wire, quoted, sizeof quoted,
-                      err, errlen))
-        return -1;
-    size_t setlen = n * 24 + 1, cmdlen = setlen + sizeof quoted + 64;
-    char *set = malloc (setlen), *cmd = malloc (cmdlen);
-    int r = -1;
-    if (!set || !cmd || s_uid_set (uids, n, set, setlen)) {
-        snprintf (err, errlen, "out of memory");
-        goto done;
-    }
-    snprintf (cmd, cmdlen, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
-    r = s_ctl (self, cmd, err, errlen);
+    char cmd [CMD_MAX], why [300];
+    snprintf (cmd, sizeof cmd, "UID %s %s %s", self->cap_move ? "MOVE" : "COPY", set, quoted);
+    int r = s_ctl (self, cmd, err, errlen);
     if (r > 0 && strcasestr (err, "[TRYCREATE")) {
         int c = s_create_folder (self, folder, quoted, why, sizeof why);
         if (c > 0)
@@ -2379,7 +2381,7 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
         else if (c < 0)
             snprintf (err, errlen, "%s", why);
         if (c)
-            goto done;          /* r is not 0: the move failed */
+            return -1;          /* the move failed */
         r = s_ctl (self, cmd, err, errlen);
     }
     if (r > 0) {
@@ -2390,13 +2392,13 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
                   why, hint);
     }
     if (r || self->cap_move)
-        goto done;
-    snprintf (cmd, cmdlen, "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
+        return r ? -1 : 0;
+    snprintf (cmd, sizeof cmd, "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
     r = s_ctl (self, cmd, err, errlen);
     self->body_news += n;           /* silent here, news there; the
                                        EXPUNGE answers count themselves */
     if (r == 0 && self->cap_uidplus) {
-        snprintf (cmd, cmdlen, "UID EXPUNGE %s", set);
+        snprintf (cmd, sizeof cmd, "UID EXPUNGE %s", set);
         r = s_ctl (self, cmd, err, errlen);
     }
     else if (r == 0)
@@ -2406,10 +2408,32 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
         snprintf (why, sizeof why, "%s", err);
         snprintf (err, errlen, "moving %zu message(s) to %s failed: %s", n, folder, why);
     }
-done:
-    free (set);
-    free (cmd);
     return r ? -1 : 0;
+}
+
+int
+cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *folder,
+                  char *err, size_t errlen)
+{
+    char wire [NAME_MAX_LEN], quoted [NAME_MAX_LEN * 2 + 4];
+    if (n == 0)
+        return 0;
+    if (s_folder_arg (folder, wire, sizeof wire, quoted, sizeof quoted,
+                      err, errlen))
+        return -1;
+    /* as many commands as the set needs to stay within a command line */
+    char set [CMD_MAX];
+    size_t room = CMD_MAX - strlen (quoted) - 32;
+    int r = 0;
+    for (size_t at = 0, k; at < n && r == 0; at += k) {
+        k = s_uid_set_part (uids + at, n - at, set, room);
+        if (k == 0) {
+            snprintf (err, errlen, "UID %" PRIu64 " does not fit a command", uids [at]);
+            return -1;
+        }
+        r = s_move_part (self, set, k, folder, wire, quoted, err, errlen);
+    }
+    return r;
 }
 
 int
@@ -2674,6 +2698,27 @@ cm_imap_selftest (bool verbose)
     cm_buf_init (&in, 0);
     cm_buf_init (&line, 0);
     uint64_t *uids = NULL;
+
+    /* UID sets cut to fit a command line: 500 sparse 10-digit UIDs take
+       more than one (each part a valid set, together all of them), runs
+       stay ranges */
+    {
+        static uint64_t sparse [500];
+        static char set [CMD_MAX - 64];
+        for (size_t i = 0; i < 500; i++)
+            sparse [i] = 4000000000ULL + 2 * i;
+        size_t parts = 0, covered = 0;
+        for (size_t at = 0, k = 1; at < 500 && k; at += k, parts++) {
+            k = s_uid_set_part (sparse + at, 500 - at, set, sizeof set);
+            CHECK (k > 0 && strlen (set) < sizeof set && set [strlen (set) - 1] != ',');
+            covered += k;
+        }
+        CHECK (covered == 500 && parts == 2);
+        uint64_t run [5] = { 1, 2, 3, 7, 9 };
+        CHECK (s_uid_set_part (run, 5, set, sizeof set) == 5 && strcmp (set, "1:3,7,9") == 0);
+        CHECK (s_uid_set_part (run, 5, set, 5) == 3 && strcmp (set, "1:3") == 0);
+        CHECK (s_uid_set (run, 5, set, 6) == -1 && s_uid_set (run, 0, set, 6) == -1);
+    }
 
     /* modified UTF-7 (RFC 3501 examples and edge cases) */
     CHECK (s_mutf7_encode ("INBOX", out, sizeof out) == 0

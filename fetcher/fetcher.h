@@ -116,6 +116,10 @@ void worker_batch_stored (worker_t *self, const json_t *config, int added, size_
    (after_fetch seen or move), in one command. 0, or -1 with err. */
 int worker_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
                         const fetched_t *msgs, size_t n, char *err, size_t errlen);
+/* Acknowledges the committed messages uids (ascending) as the route
+   says, in as many commands as a command line needs. 0, or -1 with err. */
+int worker_acknowledge_uids (worker_t *self, cm_imap_t *imap, const json_t *config,
+                             const uint64_t *uids, size_t n, char *err, size_t errlen);
 /* Acknowledges what may be committed and not acknowledged (after a login,
    or at a long pass's end: then all that the pass deferred, and the
    deferral ends). login: say so in the log. 0, -1 mailbox error, -2
@@ -124,7 +128,7 @@ int worker_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap,
                           const json_t *config, bool login, char *err, size_t errlen);
 
 /* lanes.c: a long pass over two mailbox sessions, each with its own
-   database session, batches dealt to them in turn. Used for a pass of
+   database session, each taking the next batch no lane has. Used for a pass of
    more than LANES_MIN_UIDS messages when lanes_wanted says so. */
 #define LANES_MIN_UIDS  (2 * BATCH_MAX)
 /* True unless CASEMAIL_FETCH_SESSIONS is 1 or the second session could
@@ -174,7 +178,8 @@ int store_ack_defer (cm_db_t *db, long long route_id, const char *folder,
 /* The UIDs (ascending, malloc'd) of committed messages of this folder and
    UIDVALIDITY that may not be acknowledged: all those above the deferral
    when one is recorded (*deferred, *ack_from), else the newest. Messages
-   over the fetch limit are never acknowledged, so never listed. 0 or -1. */
+   over the fetch limit are never acknowledged, so never listed. 0, -1
+   database error, -2 out of memory. */
 int store_unacknowledged (cm_db_t *db, long long route_id, const char *folder,
                           uint64_t uidvalidity, int newest, uint64_t **uids, size_t *n,
                           bool *deferred, uint64_t *ack_from);
@@ -188,10 +193,12 @@ int store_ack_done (cm_db_t *db, long long route_id, const char *folder,
    must come before anything else on the session). Messages already
    stored (same UID, or same Message-ID and SHA-256 after a UIDVALIDITY
    change), or twice in the batch, are skipped and counted as duplicates.
+   ack_from: the long pass's deferral (store_ack_defer), recorded again
+   with the batch in case another session ended it meanwhile; NULL none.
    Send: 0 or -1. Receive: how many were new, or -1 (nothing committed). */
 int store_commit_send (cm_db_t *db, long long route_id, const char *folder,
                        uint64_t uidvalidity, const fetched_t *msgs, size_t n,
-                       uint64_t last_uid, size_t fetch_max);
+                       uint64_t last_uid, const uint64_t *ack_from, size_t fetch_max);
 int store_commit_receive (cm_db_t *db, size_t n);
 /* Writes the route's status unless it is no longer desired running.
    error NULL clears nothing; FAILED counts failures in a row. */

@@ -134,7 +134,7 @@ store_unacknowledged (cm_db_t *db, long long route_id, const char *folder,
     if (!*uids) {
         PQclear (res);
         cm_error (NULL, "reading %zu unacknowledged UIDs: out of memory", rows);
-        return -1;
+        return -2;
     }
     for (size_t i = 0; i < rows; i++)         /* ascending */
         (*uids) [i] = (uint64_t) cm_db_get_ll (res, (int) i, 0);
@@ -311,28 +311,31 @@ s_rows_build (rows_t *r, const fetched_t *msgs, char *const *item_ids, size_t n,
 int
 store_commit_send (cm_db_t *db, long long route_id, const char *folder,
                    uint64_t uidvalidity, const fetched_t *msgs, size_t n,
-                   uint64_t last_uid, size_t fetch_max)
+                   uint64_t last_uid, const uint64_t *ack_from, size_t fetch_max)
 {
-    char id [32], uv [32], last [32];
+    char id [32], uv [32], last [32], from [32];
     snprintf (id, sizeof id, "%lld", route_id);
     snprintf (uv, sizeof uv, "%llu", (unsigned long long) uidvalidity);
     snprintf (last, sizeof last, "%llu", (unsigned long long) last_uid);
-    const char *values [3 + COLUMNS + 1] = { id, folder, uv };
-    int lengths [3 + COLUMNS + 1] = { 0 }, formats [3 + COLUMNS + 1] = { 0 };
+    snprintf (from, sizeof from, "%llu", ack_from ? (unsigned long long) *ack_from : 0ULL);
+    const char *values [3 + COLUMNS + 2] = { id, folder, uv };
+    int lengths [3 + COLUMNS + 2] = { 0 }, formats [3 + COLUMNS + 2] = { 0 };
     rows_t r;
     if (s_rows_build (&r, msgs, NULL, n, fetch_max, values, lengths, formats))
         return -1;
     values [3 + COLUMNS] = last;
+    values [3 + COLUMNS + 1] = ack_from ? from : NULL;
     /* One statement is one transaction: the rows and the cursor commit
        together or not at all. */
     int rc = cm_db_send_binary (db,
         "WITH ins AS (" INSERT_ROWS "),"
-        " cur AS (INSERT INTO route_cursors (route_id, folder, uidvalidity, last_uid)"
-        "  VALUES ($1, $2, $3, $12) ON CONFLICT (route_id, folder) DO UPDATE"
+        " cur AS (INSERT INTO route_cursors (route_id, folder, uidvalidity, last_uid, ack_from)"
+        "  VALUES ($1, $2, $3, $12, $13::bigint) ON CONFLICT (route_id, folder) DO UPDATE"
         "  SET uidvalidity = $3, last_uid = greatest(CASE WHEN route_cursors.uidvalidity = $3"
         "  THEN route_cursors.last_uid ELSE 0 END, $12), since_top = CASE WHEN"
-        "  route_cursors.uidvalidity = $3 THEN route_cursors.since_top END, updated_at = now())"
-        " SELECT count(*) FROM ins", 3 + COLUMNS + 1, values, lengths, formats, 0);
+        "  route_cursors.uidvalidity = $3 THEN route_cursors.since_top END,"
+        "  ack_from = least(route_cursors.ack_from, $13::bigint), updated_at = now())"
+        " SELECT count(*) FROM ins", 3 + COLUMNS + 2, values, lengths, formats, 0);
     s_rows_free (&r);
     if (rc)
         cm_error (NULL, "database: sending a batch of %zu messages (UIDs %llu to %llu): %s",

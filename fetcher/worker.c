@@ -26,9 +26,6 @@
 #define REACK_MAX       200               /* re-acknowledged after a login: the
                                              largest batch any version made */
 _Static_assert (BATCH_MAX <= REACK_MAX, "a batch must fit a re-acknowledgement");
-#define ACK_SET_MAX     500               /* UIDs per acknowledging command: a
-                                             line of at most 5.5 KB, where
-                                             servers take 8,000 (RFC 2683) */
 #define SEARCH_MAX      5000              /* UIDs per search (CASEMAIL_SEARCH_UIDS) */
 #define SEARCH_UIDS_MAX 100000            /* the most CASEMAIL_SEARCH_UIDS may ask */
 /* one acknowledgement stays within the body session's NOOP sync */
@@ -125,23 +122,19 @@ worker_db_verdict (worker_t *self, cm_db_t *db, int rc, long *backoff, long retr
     return -1;
 }
 
-/* Acknowledges the committed messages uids (ascending) to the mailbox as
-   the route says, ACK_SET_MAX to a command. */
-static int
-s_acknowledge_uids (worker_t *self, cm_imap_t *imap, const json_t *config,
-                    const uint64_t *uids, size_t n, char *err, size_t errlen)
+int
+worker_acknowledge_uids (worker_t *self, cm_imap_t *imap, const json_t *config,
+                         const uint64_t *uids, size_t n, char *err, size_t errlen)
 {
     const char *after = cm_route_str (config, "after_fetch");
-    bool seen = strcmp (after, "seen") == 0, move = strcmp (after, "move") == 0;
     int rc = 0;
-    for (size_t at = 0; at < n && rc == 0 && (seen || move); at += ACK_SET_MAX) {
-        size_t k = n - at < ACK_SET_MAX ? n - at : ACK_SET_MAX;
-        rc = seen ? cm_imap_mark_seen_set (imap, uids + at, k, err, errlen)
-                  : cm_imap_move_set (imap, uids + at, k,
-                                      cm_route_str (config, "processed_folder"), err, errlen);
-        if (rc)
-            cm_warn (self->name, "acknowledging %zu message(s): %s", k, err);
-    }
+    if (strcmp (after, "seen") == 0)
+        rc = cm_imap_mark_seen_set (imap, uids, n, err, errlen);
+    else if (strcmp (after, "move") == 0)
+        rc = cm_imap_move_set (imap, uids, n, cm_route_str (config, "processed_folder"),
+                               err, errlen);
+    if (rc)
+        cm_warn (self->name, "acknowledging %zu message(s): %s", n, err);
     return rc;
 }
 
@@ -154,7 +147,7 @@ worker_acknowledge (worker_t *self, cm_imap_t *imap, const json_t *config,
     for (size_t i = 0; i < n && k < BATCH_MAX; i++)
         if (!msgs [i].over_limit)     /* too big: left untouched */
             uids [k++] = msgs [i].uid;
-    return s_acknowledge_uids (self, imap, config, uids, k, err, errlen);
+    return worker_acknowledge_uids (self, imap, config, uids, k, err, errlen);
 }
 
 /* A fetcher killed (or a connection lost) between a commit and the end of
@@ -182,15 +175,16 @@ worker_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t
     uint64_t *uids, ack_from;
     size_t n;
     bool deferred;
-    if (store_unacknowledged (db, self->route_id, folder, cm_imap_uidvalidity (imap),
-                              REACK_MAX, &uids, &n, &deferred, &ack_from)) {
-        snprintf (err, errlen, "%s", cm_db_error (db));
-        return -2;
+    int got = store_unacknowledged (db, self->route_id, folder, cm_imap_uidvalidity (imap),
+                                    REACK_MAX, &uids, &n, &deferred, &ack_from);
+    if (got) {
+        snprintf (err, errlen, "%s", got == -1 ? cm_db_error (db) : "out of memory");
+        return got == -1 ? -2 : -1;
     }
     if (login && deferred && n)
         cm_info (self->name, "acknowledging %zu messages a pass committed and left"
                  " unacknowledged (UIDs above %llu)", n, (unsigned long long) ack_from);
-    int rc = s_acknowledge_uids (self, imap, config, uids, n, err, errlen) ? -1 : 0;
+    int rc = worker_acknowledge_uids (self, imap, config, uids, n, err, errlen) ? -1 : 0;
     free (uids);
     if (rc == 0 && deferred
         && store_ack_done (db, self->route_id, folder, &ack_from)) {
@@ -421,7 +415,7 @@ s_sync (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             b->last = b->n ? b->msgs [b->n - 1].uid : last_uid;
             if (b->n) {
                 if (store_commit_send (db, self->route_id, folder, uv, b->msgs, b->n,
-                                       b->last, fetch_max)) {
+                                       b->last, NULL, fetch_max)) {
                     s_batch_clear (b);
                     result = -2;
                     break;

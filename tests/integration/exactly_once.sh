@@ -158,7 +158,7 @@ check_eq "after-fetch seen: SEARCH UNSEEN finds none of the $N" 0 "$(unseen u06)
 check_eq "after-fetch seen: the messages stay in INBOX" "$N" "$(messages u06 INBOX)"
 
 # after-fetch move: INBOX emptied into Processed. 600 messages: a pass
-# over two lanes, moved at its end in two commands (500 UIDs, then 100)
+# over two lanes, all moved at its end
 M=600
 mkdir -p "$T/move"
 cp "$T"/bulk/001[0-5]??.eml "$T/move/"
@@ -177,6 +177,17 @@ check_contains "after-fetch move: the $M came in one pass over two lanes" \
 ack_from() { sql "SELECT ack_from FROM route_cursors WHERE route_id = (SELECT id FROM routes WHERE name = '$1')"; }
 wait_until 10 eval '[ -z "$(ack_from mv)" ]'
 check_eq "after-fetch move: once moved, nothing is recorded as unacknowledged" "" "$(ack_from mv)"
+# The same messages put back into INBOX (copied from Processed): each is
+# the copy of a message stored before (same Message-ID and bytes), so no
+# row is added, and the pass over two lanes moves every one of them all
+# the same: its end acknowledges what it committed, not only new rows.
+imap u07 "UID COPY 1:* INBOX" Processed >/dev/null
+wait_until 60 eval '[ "$(messages u07 INBOX)" = 0 ] && [ "$(messages u07 Processed)" = $((2 * M)) ]'
+check_eq "copies put back: INBOX empty again, Processed holds both sets" "0 $((2 * M))" \
+    "$(messages u07 INBOX) $(messages u07 Processed)"
+check_eq "copies put back: nothing stored twice" "$M" "$(stored mv)"
+check_eq "copies put back: they came in a pass over two lanes too" 2 \
+    "$(grep -c " mv info: fetching $M messages over 2 mailbox sessions" "$CASEMAIL_HOME"/log/fetcher-*.log | awk -F: '{s += $NF} END {print s}')"
 
 # A route saved, before route add and set refused it, to move its mail
 # into its own folder: a moved message would come back as new mail for

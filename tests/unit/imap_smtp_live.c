@@ -537,8 +537,8 @@ s_fetch_batch (cm_imap_t *imap, const uint64_t *uids, size_t k, const char *msg,
 
 /* Two sessions in one folder, as the fetcher's two lanes run a long pass
    (fetcher/lanes.c): batches fetched in turn with nothing acknowledged,
-   then all of them acknowledged at once on the first session, in the
-   worker's commands of up to 500 UIDs. Each body session logs in and
+   then all of them acknowledged at once on the first session. Each body
+   session logs in and
    opens the folder once for the pass (no news comes while nobody
    changes a flag); the first one's next fetch, after news of all the
    messages, opens the folder again rather than sending a NOOP that
@@ -576,9 +576,8 @@ s_lanes_tests (void)
                 " logged in and opened the folder once for the pass (%zu logins, %zu"
                 " EXAMINEs)", batch, l + 1, logins, examines);
     }
-    for (size_t at = 0; r == 0 && at < count; at += 500)
-        r = cm_imap_mark_seen_set (lane [0], uids + at, count - at < 500 ? count - at : 500,
-                                   err, sizeof err);
+    if (r == 0)
+        r = cm_imap_mark_seen_set (lane [0], uids, count, err, sizeof err);
     char flags [4096] = "";
     s_side (&srv, folder, "SEARCH UNSEEN", NULL, flags);
     EXPECT (r == 0 && strstr (flags, "* SEARCH\r\n") != NULL, "lanes: every message"
