@@ -2300,7 +2300,7 @@ cm_imap_mark_seen_set (cm_imap_t *self, const uint64_t *uids, size_t n, char *er
         if (r > 0) {
             char why [300];
             snprintf (why, sizeof why, "%s", err);
-            snprintf (err, errlen, "could not mark %zu message(s) seen: %s", n, why);
+            snprintf (err, errlen, "could not mark %zu message(s) seen: %s", k, why);
         }
     }
     return r ? -1 : 0;
@@ -2423,7 +2423,9 @@ cm_imap_move_set (cm_imap_t *self, const uint64_t *uids, size_t n, const char *f
         return -1;
     /* as many commands as the set needs to stay within a command line */
     char set [CMD_MAX];
-    size_t room = CMD_MAX - strlen (quoted) - 32;
+    /* the longest command: "UID STORE <set> +FLAGS.SILENT (\Deleted)", or
+       "UID MOVE <set> <quoted>" */
+    size_t room = CMD_MAX - strlen (quoted) - 48;
     int r = 0;
     for (size_t at = 0, k; at < n && r == 0; at += k) {
         k = s_uid_set_part (uids + at, n - at, set, room);

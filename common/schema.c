@@ -215,8 +215,11 @@ const char *const cm_schema_migrations [] = {
 /* 9: a long pass (fetcher/lanes.c) acknowledges its messages to the
    mailbox once, at its end: committed messages of the folder above
    ack_from may not be acknowledged yet, and the next login acknowledges
-   them. NULL: only the newest batch may not be. */
+   them. NULL: only the newest batch may not be. ack_gen counts the
+   commits made under a deferral, so one that lands while a login
+   acknowledges keeps the deferral from being ended. */
 "ALTER TABLE route_cursors ADD COLUMN ack_from bigint;"
+"ALTER TABLE route_cursors ADD COLUMN ack_gen bigint NOT NULL DEFAULT 0;"
 };
 
 const int cm_schema_count = sizeof cm_schema_migrations / sizeof cm_schema_migrations [0];

@@ -177,16 +177,18 @@ int store_ack_defer (cm_db_t *db, long long route_id, const char *folder,
                      uint64_t uidvalidity, uint64_t from);
 /* The UIDs (ascending, malloc'd) of committed messages of this folder and
    UIDVALIDITY that may not be acknowledged: all those above the deferral
-   when one is recorded (*deferred, *ack_from), else the newest. Messages
+   when one is recorded (*deferred, *ack_from, and *ack_gen the count of
+   commits under it), else the newest. Messages
    over the fetch limit are never acknowledged, so never listed. 0, -1
    database error, -2 out of memory. */
 int store_unacknowledged (cm_db_t *db, long long route_id, const char *folder,
                           uint64_t uidvalidity, int newest, uint64_t **uids, size_t *n,
-                          bool *deferred, uint64_t *ack_from);
-/* Ends the deferral from *ack_from (all of it is acknowledged), or any
-   deferral (ack_from NULL: the route acknowledges nothing). 0 or -1. */
+                          bool *deferred, uint64_t *ack_from, uint64_t *ack_gen);
+/* Ends the deferral from *ack_from (all of it is acknowledged), unless a
+   commit under it came after *ack_gen was read; or any deferral (both
+   NULL: the route acknowledges nothing). 0 or -1. */
 int store_ack_done (cm_db_t *db, long long route_id, const char *folder,
-                    const uint64_t *ack_from);
+                    const uint64_t *ack_from, const uint64_t *ack_gen);
 /* Commits a batch of fetched messages and moves the cursor to last_uid,
    in one statement (one transaction), sent without waiting so the next
    batch can be fetched meanwhile: store_commit_receive collects it (and

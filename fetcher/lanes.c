@@ -18,15 +18,15 @@
     faster than one. The deferral is recorded before the pass
     (route_cursors.ack_from, store_ack_defer), so a fetcher that dies
     before the end leaves what it committed to the acknowledgement after
-    the next login (worker_reacknowledge), however much that is. The end
-    of the pass acknowledges every UID of the chunks committed, so a copy
-    of a message stored before (no row of its own) is acknowledged too;
-    the login's acknowledgement knows only the rows.
-    Each lane's commit records the deferral again, in its transaction: if
-    the worker's database session dies and another fetcher takes the
-    route and ends the deferral after its login while the second lane
-    still commits a batch, that batch's messages are acknowledged at the
-    route's next login.
+    the next login (worker_reacknowledge), however much that is. That
+    acknowledgement knows only the rows stored; a copy of a message
+    stored before adds none, so a batch with copies is acknowledged at
+    once by its lane, as a one-session batch is.
+    Each lane's commit records the deferral again, in its transaction,
+    and counts itself (ack_gen): should the worker's database session die
+    and another fetcher take the route while the second lane still
+    commits, that fetcher's login does not end a deferral a commit came
+    under after it read what to acknowledge.
 
     Exactly once, with commits in any order:
     - The cursor never passes a message that is not committed. A lane
@@ -71,8 +71,6 @@ typedef struct {
     pthread_cond_t cond;
     size_t next;                /* the next chunk no lane has taken */
     bool *done;                 /* chunk k committed */
-    bool *over;                 /* uids [i] is over the fetch limit: it
-                                   stays unacknowledged */
     const uint64_t *defer_from; /* the deferral, NULL when none (keep) */
     size_t prefix;              /* chunks 0 .. prefix - 1 are all done */
     uint64_t cursor;            /* every UID up to it is committed */
@@ -93,13 +91,6 @@ bool
 lanes_wanted (worker_t *self)
 {
     return !self->lane_refused && cm_config_env ("CASEMAIL_FETCH_SESSIONS", LANES) >= LANES;
-}
-
-static int
-s_cmp_uid (const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-    return x < y ? -1 : x > y;
 }
 
 static uint64_t
@@ -146,13 +137,18 @@ s_lane_batch (lane_t *lane, size_t k, size_t *i, size_t end)
                 p->cursor = last;
             pthread_mutex_unlock (&p->lock);
             worker_batch_stored (self, p->config, added, n, last);
-            for (size_t m = 0; m < n; m++)      /* rare: one index each */
-                if (lane->msgs [m].over_limit) {
-                    const uint64_t *at = bsearch (&lane->msgs [m].uid, p->uids, p->count,
-                                                  sizeof *p->uids, s_cmp_uid);
-                    if (at)
-                        p->over [at - p->uids] = true;
-                }
+            /* Copies of messages stored before add no row, and the
+               acknowledgement after a login knows only rows: a batch
+               with copies is acknowledged at once, on this lane, as a
+               one-session batch is. (Rare, but a whole folder after a
+               UIDVALIDITY change.) */
+            char scratch [256];
+            bool failed = result < 0;
+            if ((size_t) added < n
+                && worker_acknowledge (self, lane->imap, p->config, lane->msgs, n,
+                                       failed ? scratch : lane->err,
+                                       failed ? sizeof scratch : sizeof lane->err) < 0)
+                result = -1;
             if (result == 0) {
                 pthread_mutex_lock (&p->lock);   /* self->up is the worker's */
                 int up = worker_session_up (self, lane->db);
@@ -277,13 +273,9 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     };
     lane_t *lanes = calloc (LANES, sizeof *lanes);
     p.done = calloc (p.nchunks, sizeof *p.done);
-    p.over = calloc (count, sizeof *p.over);
-    uint64_t *acks = malloc (count * sizeof *acks);
-    if (!lanes || !p.done || !p.over || !acks) {
+    if (!lanes || !p.done) {
         free (lanes);
         free (p.done);
-        free (p.over);
-        free (acks);
         cm_imap_destroy (&imap2);
         cm_db_destroy (&db2);
         return 1;
@@ -309,7 +301,7 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
     }
     else if (pthread_create (&lanes [1].thread, NULL, s_lane_run, &lanes [1])) {
         /* nothing fetched: one session does the pass */
-        if (defer && store_ack_done (db, self->route_id, p.folder, &from)) {
+        if (defer && store_ack_done (db, self->route_id, p.folder, &from, NULL)) {
             snprintf (err, errlen, "%s", cm_db_error (db));
             result = -2;
         }
@@ -336,35 +328,19 @@ lanes_pass (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t *config,
             snprintf (err, errlen, "%s", cm_db_error (db));
             result = -2;
         }
-        /* The pass's acknowledgements, on the worker's session when it is
-           whole: every message of the chunks committed (those not stored
-           as the copy of one stored before too), over-limit ones left
-           alone. The deferral ends only when no lane failed: a chunk a
-           lane left half done is acknowledged after the next login. */
-        if (lanes [0].result == 0 && result != -2) {
-            size_t n = 0;
-            for (size_t i = 0; i < count; i++)
-                if (p.done [i / BATCH_MAX] && !p.over [i])
-                    acks [n++] = uids [i];
-            char aerr [512];
-            int ack = worker_acknowledge_uids (self, imap, config, acks, n, aerr,
-                                               sizeof aerr) ? -1 : 0;
-            if (ack == 0 && result == 0 && defer
-                && store_ack_done (db, self->route_id, p.folder, &from)) {
-                snprintf (aerr, sizeof aerr, "%s", cm_db_error (db));
-                ack = -2;
-            }
-            if (ack && (result == 0 || ack == -2)) {
-                snprintf (err, errlen, "%s", aerr);
-                result = ack;
-            }
+        /* the pass's acknowledgements, on the worker's session when it
+           is whole (else the next login's do) */
+        char aerr [512];
+        int ack = lanes [0].result == 0 && result != -2
+                ? worker_reacknowledge (self, db, imap, config, false, aerr, sizeof aerr) : 0;
+        if (ack && (result == 0 || ack == -2)) {
+            snprintf (err, errlen, "%s", aerr);
+            result = ack;
         }
     }
     pthread_cond_destroy (&p.cond);
     pthread_mutex_destroy (&p.lock);
     free (p.done);
-    free (p.over);
-    free (acks);
     free (lanes);
     cm_imap_destroy (&imap2);
     cm_db_destroy (&db2);

@@ -93,7 +93,7 @@ store_ack_defer (cm_db_t *db, long long route_id, const char *folder,
 int
 store_unacknowledged (cm_db_t *db, long long route_id, const char *folder,
                       uint64_t uidvalidity, int newest, uint64_t **uids, size_t *n,
-                      bool *deferred, uint64_t *ack_from)
+                      bool *deferred, uint64_t *ack_from, uint64_t *ack_gen)
 {
     char id [32], uv [32], limit [16], from [24];
     snprintf (id, sizeof id, "%lld", route_id);
@@ -102,15 +102,16 @@ store_unacknowledged (cm_db_t *db, long long route_id, const char *folder,
     *uids = NULL;
     *n = 0;
     *deferred = false;
-    *ack_from = 0;
+    *ack_from = *ack_gen = 0;
     const char *p [] = { id, folder, uv, limit };
-    PGresult *res = cm_db_query (db, "SELECT ack_from FROM route_cursors"
+    PGresult *res = cm_db_query (db, "SELECT ack_from, ack_gen FROM route_cursors"
                                  " WHERE route_id = $1 AND folder = $2"
                                  " AND ack_from IS NOT NULL", 2, p);
     bool read = res != NULL;
     if (read && PQntuples (res) == 1) {
         *deferred = true;
         *ack_from = (uint64_t) cm_db_get_ll (res, 0, 0);
+        *ack_gen = (uint64_t) cm_db_get_ll (res, 0, 1);
     }
     PQclear (res);
     snprintf (from, sizeof from, "%llu", (unsigned long long) *ack_from);
@@ -145,15 +146,17 @@ store_unacknowledged (cm_db_t *db, long long route_id, const char *folder,
 
 int
 store_ack_done (cm_db_t *db, long long route_id, const char *folder,
-                const uint64_t *ack_from)
+                const uint64_t *ack_from, const uint64_t *ack_gen)
 {
-    char id [32], from [24];
+    char id [32], from [24], gen [24];
     snprintf (id, sizeof id, "%lld", route_id);
     snprintf (from, sizeof from, "%llu", ack_from ? (unsigned long long) *ack_from : 0ULL);
-    const char *p [] = { id, folder, ack_from ? from : NULL };
+    snprintf (gen, sizeof gen, "%llu", ack_gen ? (unsigned long long) *ack_gen : 0ULL);
+    const char *p [] = { id, folder, ack_from ? from : NULL, ack_gen ? gen : NULL };
     if (cm_db_exec (db, "UPDATE route_cursors SET ack_from = NULL, updated_at = now()"
                     " WHERE route_id = $1 AND folder = $2 AND ack_from IS NOT NULL"
-                    " AND ack_from = coalesce($3::bigint, ack_from)", 3, p)) {
+                    " AND ack_from = coalesce($3::bigint, ack_from)"
+                    " AND ack_gen = coalesce($4::bigint, ack_gen)", 4, p)) {
         cm_error (NULL, "database: recording %s acknowledged: %s", folder, cm_db_error (db));
         return -1;
     }
@@ -334,7 +337,9 @@ store_commit_send (cm_db_t *db, long long route_id, const char *folder,
         "  SET uidvalidity = $3, last_uid = greatest(CASE WHEN route_cursors.uidvalidity = $3"
         "  THEN route_cursors.last_uid ELSE 0 END, $12), since_top = CASE WHEN"
         "  route_cursors.uidvalidity = $3 THEN route_cursors.since_top END,"
-        "  ack_from = least(route_cursors.ack_from, $13::bigint), updated_at = now())"
+        "  ack_from = least(route_cursors.ack_from, $13::bigint),"
+        "  ack_gen = route_cursors.ack_gen + CASE WHEN $13::bigint IS NULL THEN 0 ELSE 1 END,"
+        "  updated_at = now())"
         " SELECT count(*) FROM ins", 3 + COLUMNS + 2, values, lengths, formats, 0);
     s_rows_free (&r);
     if (rc)

@@ -166,17 +166,17 @@ worker_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t
     const char *folder = cm_route_str (config, "folder");
     if (strcmp (after, "seen") && strcmp (after, "move")) {
         /* nothing to do, nor to do later were the route set back */
-        if (store_ack_done (db, self->route_id, folder, NULL)) {
+        if (store_ack_done (db, self->route_id, folder, NULL, NULL)) {
             snprintf (err, errlen, "%s", cm_db_error (db));
             return -2;
         }
         return 0;
     }
-    uint64_t *uids, ack_from;
+    uint64_t *uids, ack_from, ack_gen;
     size_t n;
     bool deferred;
     int got = store_unacknowledged (db, self->route_id, folder, cm_imap_uidvalidity (imap),
-                                    REACK_MAX, &uids, &n, &deferred, &ack_from);
+                                    REACK_MAX, &uids, &n, &deferred, &ack_from, &ack_gen);
     if (got) {
         snprintf (err, errlen, "%s", got == -1 ? cm_db_error (db) : "out of memory");
         return got == -1 ? -2 : -1;
@@ -187,7 +187,7 @@ worker_reacknowledge (worker_t *self, cm_db_t *db, cm_imap_t *imap, const json_t
     int rc = worker_acknowledge_uids (self, imap, config, uids, n, err, errlen) ? -1 : 0;
     free (uids);
     if (rc == 0 && deferred
-        && store_ack_done (db, self->route_id, folder, &ack_from)) {
+        && store_ack_done (db, self->route_id, folder, &ack_from, &ack_gen)) {
         snprintf (err, errlen, "%s", cm_db_error (db));
         rc = -2;
     }

@@ -179,8 +179,8 @@ wait_until 10 eval '[ -z "$(ack_from mv)" ]'
 check_eq "after-fetch move: once moved, nothing is recorded as unacknowledged" "" "$(ack_from mv)"
 # The same messages put back into INBOX (copied from Processed): each is
 # the copy of a message stored before (same Message-ID and bytes), so no
-# row is added, and the pass over two lanes moves every one of them all
-# the same: its end acknowledges what it committed, not only new rows.
+# row is added, which the acknowledgement after a login would not know
+# of; in the pass over two lanes each batch of copies is moved at once.
 imap u07 "UID COPY 1:* INBOX" Processed >/dev/null
 wait_until 60 eval '[ "$(messages u07 INBOX)" = 0 ] && [ "$(messages u07 Processed)" = $((2 * M)) ]'
 check_eq "copies put back: INBOX empty again, Processed holds both sets" "0 $((2 * M))" \

@@ -81,7 +81,7 @@ else not_ok "an idle parser deletes a claim whose messages are all settled" "$(s
 sql "DROP TABLE parse_claims;
      CREATE TABLE parse_attempts (message_id bigint PRIMARY KEY REFERENCES messages ON DELETE CASCADE,
                                   attempts integer NOT NULL DEFAULT 0);
-     ALTER TABLE route_cursors DROP COLUMN since_top, DROP COLUMN ack_from;
+     ALTER TABLE route_cursors DROP COLUMN since_top, DROP COLUMN ack_from, DROP COLUMN ack_gen;
      ALTER TABLE outbox DROP COLUMN delivered, DROP COLUMN refused, DROP COLUMN refusals;
      DELETE FROM schema_version WHERE version >= 5" >/dev/null
 carried() {   # carried UID SUBJECT ATTEMPTS: a committed, unparsed message of route poison
