@@ -218,8 +218,8 @@ const char *const cm_schema_migrations [] = {
    them. NULL: only the newest batch may not be. ack_gen counts the
    commits made under a deferral, so one that lands while a login
    acknowledges keeps the deferral from being ended. */
-"ALTER TABLE route_cursors ADD COLUMN ack_from bigint;"
-"ALTER TABLE route_cursors ADD COLUMN ack_gen bigint NOT NULL DEFAULT 0;"
+("ALTER TABLE route_cursors ADD COLUMN ack_from bigint,"
+ " ADD COLUMN ack_gen bigint NOT NULL DEFAULT 0;")
 };
 
 const int cm_schema_count = sizeof cm_schema_migrations / sizeof cm_schema_migrations [0];
