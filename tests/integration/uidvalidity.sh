@@ -31,6 +31,10 @@ box="$CM_STACK_DIR/mail/example.test/u16/Maildir/INBOX"
 rm -f "$box"/dovecot-uidlist "$box"/dovecot.index* "$box"/dovecot-uidvalidity*
 sleep 1.1      # UIDVALIDITY is a time in seconds: make sure it differs
 "$CM_TOP/tests/stack/fill.sh" "$CM_STACK_DIR" u16 INBOX -d "$src/b" >/dev/null
+# a deferral a long pass left behind (route_cursors.ack_from), as if the
+# route had been `seen` then: a `keep` route drops it at its login and
+# marks nothing (else a route set back to `seen` would mark these)
+sql "UPDATE route_cursors SET ack_from = 0" >/dev/null
 "$CM" route start uv >/dev/null
 wait_until 30 sql_at_least 7 "SELECT count(*) FROM messages WHERE state <> 'fetched'"
 sleep 2        # anything duplicated would show up now
@@ -41,6 +45,10 @@ check_eq "each Message-ID once" "7" "$(sql "SELECT count(DISTINCT message_id) FR
 check_eq "7 incidents, none duplicated" "7" "$(sql "SELECT count(*) FROM incidents")"
 grep -q "UIDVALIDITY of INBOX changed" "$CASEMAIL_HOME"/log/fetcher-*.log && ok "the fetcher logged the UIDVALIDITY change" || not_ok "the fetcher logged the UIDVALIDITY change"
 check_contains "the fetcher counted the recognised duplicates" "duplicates=5" "$("$CM" stage list)"
+check_eq "keep: the deferral left behind is dropped" "" "$(sql "SELECT ack_from FROM route_cursors")"
+check_eq "keep: none of the 7 messages marked seen" 7 \
+    "$(curl -s --max-time 20 --cacert "$CM_CA_FILE" -u "u16@$CM_MAIL_DOMAIN:u16-pw-Secret1" \
+        "imaps://localhost:$CM_IMAPS_PORT/INBOX" -X "SEARCH UNSEEN" | tr -d '\r' | sed -n 's/^\* SEARCH//p' | wc -w)"
 
 # ---------------------------------------------------------------- windows
 # 60 messages, UIDs 8 to 50 expunged, 3 more: 20 left with a gap of 43
